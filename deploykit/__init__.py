@@ -1,0 +1,3 @@
+"""deploykit: export, quantize and measure vision models on real inference runtimes."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Measurement core shared by every target: timer, stop rule, statistics, runner, fingerprint, fidelity."""

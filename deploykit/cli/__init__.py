@@ -1,0 +1,76 @@
+"""Command-line interface. The only package that imports click; commands parse, call the library, render.
+
+Error boundary: a DeployKitError (user error) prints one line ``error: ...`` and exits with its code;
+click usage errors print one line and exit 2; Ctrl-C exits 130; anything else is a bug and gets a traceback
+with exit code 1. ``--debug`` (or DEPLOYKIT_DEBUG=1) shows tracebacks for user errors too.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from deploykit import __version__
+from deploykit.core.errors import EXIT_INTERRUPTED, EXIT_USAGE, DeployKitError
+
+
+def _err(msg: str) -> None:
+    click.echo(f"error: {msg}", err=True)
+
+
+class DeployKitGroup(click.Group):
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        debug = bool(os.environ.get("DEPLOYKIT_DEBUG")) or "--debug" in (sys.argv[1:] if args is None else args)
+        try:
+            rv = super().main(args=args, prog_name=prog_name or "deploykit", complete_var=complete_var,
+                              standalone_mode=False, **extra)
+        except DeployKitError as exc:
+            if debug:
+                import traceback
+
+                traceback.print_exc()
+            _err(exc.one_line())
+            sys.exit(exc.exit_code)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            click.echo(exc.ctx.get_help() if exc.ctx else str(exc), err=True)
+            sys.exit(EXIT_USAGE)
+        except click.ClickException as exc:
+            cmd = exc.ctx.command_path if getattr(exc, "ctx", None) else "deploykit"
+            hint = f" (see '{cmd} --help')" if isinstance(exc, click.UsageError) else ""
+            _err(" ".join(exc.format_message().split()) + hint)
+            sys.exit(exc.exit_code)
+        except (KeyboardInterrupt, click.exceptions.Abort):
+            _err("interrupted; nothing half-written was left behind")
+            sys.exit(EXIT_INTERRUPTED)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+@click.group(cls=DeployKitGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="deploykit")
+@click.option("--debug", is_flag=True, help="Show tracebacks for user errors too.")
+def cli(debug: bool) -> None:
+    """Export CNN, ViT and ParC vision models to ONNX, quantize them, and measure them honestly on
+    ONNX Runtime, OpenVINO and TensorRT.
+
+    \b
+    deploykit models                      what can be built
+    deploykit export resnet50             PyTorch -> ONNX, verified against PyTorch
+    deploykit bench resnet50 deit_small   latency / throughput / fidelity -> reports/
+    deploykit targets                     which runtimes work here, and why not
+    """
+
+
+def _register() -> None:
+    from deploykit.cli import bench_cmd, export_cmd, models_cmd, targets_cmd
+
+    for mod in (models_cmd, export_cmd, bench_cmd, targets_cmd):
+        cli.add_command(mod.command)
+
+
+_register()
+
+
+def main() -> None:
+    cli.main()

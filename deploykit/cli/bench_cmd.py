@@ -1,0 +1,142 @@
+"""deploykit bench: latency / throughput / fidelity of models on targets, written as reports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from deploykit.cli.common import (POSITIVE, model_options, models_dir_option, print_json, reports_dir_option,
+                                  resolve_models_dir, resolve_reports_dir, stderr_console, stdout_console)
+
+
+@click.command("bench")
+@click.argument("models", nargs=-1, required=True)
+@click.option("-t", "--target", "targets", multiple=True, default=("ort",), show_default=True,
+              help="Target(s) to run on; repeat or comma-separate ('deploykit targets' lists them).")
+@click.option("--batch", type=POSITIVE, default=1, show_default=True)
+@click.option("--resolution", type=POSITIVE, default=None, help="Input height = width [default: the model's / the file's].")
+@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True, help="Warm-up iterations.")
+@click.option("--min-iters", type=POSITIVE, default=50, show_default=True, help="Stop rule: at least this many iterations ...")
+@click.option("--min-time", type=click.FloatRange(min=0), default=5.0, show_default=True, help="... and at least this many seconds ...")
+@click.option("--max-time", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True, help="... but never more seconds than this.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the input tensor (the same for every target).")
+@click.option("--threads", type=POSITIVE, default=None, help="Intra-op threads [default: all usable cores].")
+@click.option("--graph-opt", type=click.Choice(["disable", "basic", "extended", "all"]), default="all", show_default=True,
+              help="ONNX Runtime graph optimisation level.")
+@click.option("--weights", type=click.Path(path_type=Path), default=None, help="Checkpoint for a registry model.")
+@click.option("--model-opt", "model_opts", multiple=True, metavar="KEY=VALUE", help="Model option (see 'deploykit models').")
+@click.option("--opset", type=int, default=18, show_default=True, help="Opset when a registry model is exported.")
+@models_dir_option
+@reports_dir_option
+@click.option("--format", "formats", default="json,md,csv", show_default=True, help="Report files to write.")
+@click.option("--no-save", is_flag=True, help="Write no report files.")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON report(s) to stdout.")
+def command(models, targets, batch, resolution, warmup, min_iters, min_time, max_time, seed, threads, graph_opt,
+            weights, model_opts, opset, models_dir, report_dir, formats, no_save, as_json):
+    """Measure MODELS (registry names or .onnx files) on each target.
+
+    Every target gets the same input tensor (from --seed) and the same measurement: session load and the
+    first inference are timed apart, then --warmup iterations, then iterations until both --min-iters
+    and --min-time are reached (at most --max-time). Reports: p50/p90/p95/p99, mean, stdev, CV, min/max,
+    a bootstrap 95% CI of the median, throughput, outputs compared with the PyTorch fp32 reference, and
+    the machine's fingerprint, written to <report-dir>/<stamp>-<model>-<target>.{json,md,csv}.
+    """
+    from deploykit.core.config import BenchConfig, ExportConfig, RuntimeOptions
+    from deploykit.core.errors import UsageError
+    from deploykit.export.source import looks_like_file
+    from deploykit.models.registry import MODELS, get_cfg
+    from deploykit.report.render import FORMATS
+    from deploykit.runtimes.base import get_runtime
+
+    target_list = [t.strip() for spec in targets for t in spec.split(",") if t.strip()]
+    fmt_list = [f.strip() for f in formats.split(",") if f.strip()]
+    bad = [f for f in fmt_list if f not in FORMATS]
+    if bad:
+        raise UsageError(f"unknown report format {bad[0]!r} (choose from {', '.join(FORMATS)})")
+    cfg = BenchConfig(batch=batch, resolution=resolution, warmup=warmup, min_iters=min_iters, min_time=min_time,
+                      max_time=max_time, seed=seed)
+    opts = RuntimeOptions(threads=threads, graph_opt=graph_opt)
+    # check everything we can before spending minutes on the first model
+    for t in target_list:
+        get_runtime(t).ensure_available()
+    for m in models:
+        if not (looks_like_file(m) and m not in MODELS):
+            get_cfg(m)
+        elif not Path(m).exists():
+            from deploykit.core.errors import InputError
+
+            raise InputError(f"ONNX file not found: {m}")
+    reports_dir = resolve_reports_dir(report_dir)
+    if not no_save:
+        from deploykit.core.atomic import ensure_dir
+
+        ensure_dir(reports_dir)
+
+    from deploykit.bench.pipeline import run_benchmark
+    from deploykit.report.render import write_report_files
+    from deploykit.report.schema import build_report
+
+    err = stderr_console()
+    reports = []
+    for m in models:
+        for t in target_list:
+            export = ExportConfig(model=m, batch=batch, resolution=resolution, opset=opset,
+                                  weights=str(weights) if weights else None, options=model_options(model_opts),
+                                  models_dir=resolve_models_dir(models_dir)) if not looks_like_file(m) or m in MODELS else None
+            result = _run_one(err, run_benchmark, m, t, cfg, opts, export)
+            report = build_report(result)
+            reports.append(report)
+            if not no_save:
+                paths = write_report_files(report, reports_dir, fmt_list)
+                err.print(f"[dim]report: {', '.join(str(p) for p in paths)}[/]")
+            for w in report["warnings"]:
+                err.print(f"[yellow]warning:[/] {m} on {t}: {w}")
+    if as_json:
+        print_json(reports[0] if len(reports) == 1 else reports)
+    else:
+        print_table(reports)
+
+
+def _run_one(err, run_benchmark, model, target, cfg, opts, export):
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    if not err.is_terminal:
+        return run_benchmark(model, target, cfg, opts, export=export, say=lambda s: err.print(f"[dim]{s}[/]"))
+    # refreshed by hand from the measuring thread between iterations (auto_refresh would start a render
+    # thread that competes with the runtime's threads for the cores being measured)
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
+                        TimeElapsedColumn(), console=err, auto_refresh=False, transient=True)
+    task = progress.add_task(f"{model} on {target}", total=cfg.min_time or 1.0, info="")
+
+    def say(msg):
+        progress.update(task, info=msg)
+        progress.refresh()
+
+    def on_progress(phase, iters, elapsed):
+        if phase == "measure":
+            progress.update(task, completed=min(elapsed, cfg.min_time or 1.0),
+                            info=f"{iters} iterations")
+        elif phase == "warmup":
+            progress.update(task, info=f"warm-up done ({iters})")
+        progress.refresh()
+
+    with progress:
+        return run_benchmark(model, target, cfg, opts, export=export, say=say, progress=on_progress)
+
+
+def print_table(reports: list[dict]) -> None:
+    from rich.table import Table
+
+    from deploykit.report.render import SUMMARY_COLUMNS, fmt, summary_row
+
+    shown = ["model", "target", "precision", "input", "p50_ms", "ci95_ms", "p90_ms", "p99_ms", "cv", "items_per_s",
+             "first_ms", "iterations", "top1", "cosine", "fidelity"]
+    heads = dict(SUMMARY_COLUMNS)
+    table = Table(title="deploykit bench (latency in ms, batch latency; CI = bootstrap 95% CI of the median)")
+    for k in shown:
+        table.add_column(heads[k], justify="left" if k in ("model", "target", "precision", "input", "fidelity") else "right")
+    for r in reports:
+        row = summary_row(r)
+        table.add_row(*[fmt(k, row[k]) for k in shown])
+    stdout_console().print(table)

@@ -1,0 +1,60 @@
+"""deploykit export: PyTorch -> ONNX, verified against PyTorch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from deploykit.cli.common import POSITIVE, model_options, models_dir_option, print_json, resolve_models_dir, stderr_console
+
+
+@click.command("export")
+@click.argument("model")
+@click.option("--opset", type=int, default=18, show_default=True,
+              help="ONNX opset (>= 18 uses torch's dynamo exporter; lower uses the TorchScript exporter).")
+@click.option("--batch", type=POSITIVE, default=1, show_default=True)
+@click.option("--resolution", type=POSITIVE, default=None, help="Input height = width [default: the model's].")
+@click.option("--dynamic-batch", is_flag=True, help="Make the batch axis dynamic (verified at two batch sizes).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random weights and the verification input.")
+@click.option("--weights", type=click.Path(path_type=Path), default=None,
+              help="A state_dict checkpoint to load (torch.load(weights_only=True)).")
+@click.option("--model-opt", "model_opts", multiple=True, metavar="KEY=VALUE", help="Model option (see 'deploykit models').")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="Write here instead of <models-dir>/<model>/<variant>.onnx.")
+@models_dir_option
+@click.option("--force", is_flag=True, help="Rebuild even if an artifact with the same settings exists.")
+@click.option("--no-verify", is_flag=True, help="Skip the ONNX Runtime vs PyTorch check (not recommended).")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
+def command(model, opset, batch, resolution, dynamic_batch, seed, weights, model_opts, output, models_dir, force,
+            no_verify, as_json):
+    """Export MODEL (a name from 'deploykit models') to ONNX, check it, and verify it in ONNX Runtime
+    against PyTorch on the same input (max-abs error, cosine similarity, top-1 agreement).
+
+    The same settings twice reuse the artifact (content-addressed); --force rebuilds.
+    """
+    from deploykit.core.config import ExportConfig
+    from deploykit.export.exporter import export_model
+
+    cfg = ExportConfig(model=model, batch=batch, resolution=resolution, opset=opset, dynamic_batch=dynamic_batch,
+                       seed=seed, weights=str(weights) if weights else None, options=model_options(model_opts),
+                       output=str(output) if output else None, models_dir=resolve_models_dir(models_dir),
+                       force=force, verify=not no_verify)
+    err = stderr_console()
+    with err.status(f"exporting {model}") as status:
+        result = export_model(cfg, progress=lambda msg: status.update(msg))
+    if as_json:
+        print_json({"path": str(result.path), "reused": result.reused, "manifest": result.manifest})
+        return
+    m = result.manifest
+    verb = "reused" if result.reused else f"exported in {result.seconds:.1f} s"
+    err.print(f"[bold]{result.path}[/] ({verb}; opset {m['onnx']['opset']}, {m['onnx']['nodes']} nodes, "
+              f"{m['bytes'] / 1e6:.1f} MB)")
+    v = m["verification"]
+    if v.get("skipped"):
+        err.print("[yellow]verification skipped (--no-verify)[/]")
+    else:
+        for run in v["runs"]:
+            err.print(f"verified vs PyTorch at batch {run['batch']}: max-abs {run['max_abs']:.2e} "
+                      f"(rel {run['rel_err']:.1e}), cosine {run['cosine']:.6f}, top-1 agreement {run['top1']}")
+    click.echo(str(result.path))

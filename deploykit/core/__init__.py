@@ -1,0 +1,1 @@
+"""Lowest layer: errors, lazy imports of optional dependencies, atomic file writes, registries."""

@@ -1,0 +1,1 @@
+"""PyTorch -> ONNX export, checking, verification against PyTorch, and the artifact store."""

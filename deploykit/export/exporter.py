@@ -1,0 +1,264 @@
+"""PyTorch -> ONNX: export, check, shape inference, verification against PyTorch, atomic write + manifest."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from deploykit import __version__
+from deploykit.core.atomic import atomic_path, ensure_dir, write_json
+from deploykit.core.config import ExportConfig
+from deploykit.core.errors import DeployKitError, InputError
+from deploykit.core.lazy import version_of
+from deploykit.export import artifacts
+from deploykit.export.onnx_io import check_model, input_specs, opset_of
+from deploykit.export.reference import make_input, save_reference, torch_reference
+from deploykit.export.verify import Tolerance, check_reference, compare, passes
+from deploykit.models.registry import check_resolution, create_model, file_sha256, get_cfg, resolve_options
+
+INPUT_NAME = "input"
+OUTPUT_NAME = "logits"
+DYNAMO_MIN_OPSET = 18
+
+
+class ExportError(DeployKitError):
+    """The exporter could not convert this model/option combination."""
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    manifest: dict
+    reused: bool
+    seconds: float
+
+    @property
+    def verification(self) -> dict:
+        return self.manifest.get("verification", {})
+
+
+def export_settings(cfg: ExportConfig) -> tuple[dict, str]:
+    """The settings that define an artifact (its cache key) and its variant name."""
+    mcfg = get_cfg(cfg.model)
+    res = check_resolution(mcfg, cfg.resolution)
+    opts = resolve_options(mcfg, dict(cfg.options))
+    weights_sha = None
+    if cfg.weights is not None:
+        wp = Path(cfg.weights)
+        if not wp.is_file():
+            raise InputError(f"weights file not found: {wp}")
+        weights_sha = file_sha256(wp)
+    settings = {
+        "model": cfg.model,
+        "precision": "fp32",
+        "batch": cfg.batch,
+        "resolution": res,
+        "opset": cfg.opset,
+        "dynamic_batch": cfg.dynamic_batch,
+        "seed": cfg.seed,
+        "weights_sha256": weights_sha,
+        "options": opts,
+        "exporter": exporter_name(cfg.opset),
+        "versions": {k: version_of(k) for k in ("torch", "torchvision", "timm", "onnxscript")},
+    }
+    variant = artifacts.variant_name("fp32", cfg.batch, res, cfg.opset, dynamic_batch=cfg.dynamic_batch,
+                                     seed=cfg.seed, weights_sha=weights_sha, options=opts)
+    return settings, variant
+
+
+def exporter_name(opset: int) -> str:
+    return "torch.onnx.export(dynamo=True)" if opset >= DYNAMO_MIN_OPSET else "torch.onnx.export(dynamo=False)"
+
+
+def export_model(cfg: ExportConfig, progress=None) -> ExportResult:
+    """Export ``cfg.model`` to ONNX (or reuse a valid artifact with the same settings)."""
+    say = progress or (lambda msg: None)
+    t0 = time.perf_counter()
+    settings, variant = export_settings(cfg)
+    dest = Path(cfg.output) if cfg.output else artifacts.artifact_path(cfg.models_dir, cfg.model, variant)
+    if dest.suffix != ".onnx":
+        raise InputError(f"--output must end in .onnx, got {dest}")
+    ensure_dir(dest.parent)
+    if not cfg.force:
+        manifest = artifacts.reusable(dest, settings)
+        if manifest is not None:
+            return ExportResult(dest, manifest, True, time.perf_counter() - t0)
+
+    mcfg = get_cfg(cfg.model)
+    res = settings["resolution"]
+    say(f"building {cfg.model} ({mcfg.source} {mcfg.arch or cfg.model}, seed {cfg.seed})")
+    model = create_model(cfg.model, resolution=res, seed=cfg.seed, weights=cfg.weights, options=settings["options"])
+    x = make_input(mcfg.input_shape(cfg.batch, res), cfg.seed)
+    ref = torch_reference(model, x)
+    check_reference(ref, cfg.model)
+
+    say(f"exporting to ONNX opset {cfg.opset} with {settings['exporter']}")
+    t_exp = time.perf_counter()
+    proto = _torch_export(model, x, cfg)
+    export_s = time.perf_counter() - t_exp
+    got = opset_of(proto)
+    if got != cfg.opset:
+        raise ExportError(f"the exporter produced opset {got}, not the requested {cfg.opset}; "
+                          f"use --opset {got} or a version the exporter can convert to")
+    proto = _infer_shapes(proto)
+    check_model(proto, f"exported {cfg.model}")
+    data = proto.SerializeToString()
+
+    verification = {"skipped": True, "passed": True}
+    if cfg.verify:
+        say("verifying in ONNX Runtime against PyTorch")
+        verification = verify_onnx_bytes(data, model, x, ref, Tolerance(rtol=cfg.rtol, min_cosine=cfg.min_cosine),
+                                         dynamic_batch=cfg.dynamic_batch, what=cfg.model)
+        if not verification["passed"]:
+            raise ExportError(f"{cfg.model}: ONNX output does not match PyTorch: {verification['reason']} "
+                              "(nothing was written; --no-verify keeps the file anyway)")
+
+    manifest = {
+        "schema": artifacts.MANIFEST_SCHEMA,
+        "schema_version": artifacts.MANIFEST_VERSION,
+        "created": artifacts.now_iso(),
+        "artifact": dest.name,
+        "sha256": None,
+        "bytes": len(data),
+        "settings": settings,
+        "source": {"model": cfg.model, "family": mcfg.family, "arch": mcfg.arch, "from": mcfg.source,
+                   "weights": str(cfg.weights) if cfg.weights else "random (seeded)",
+                   "mean": list(mcfg.mean), "std": list(mcfg.std), "num_classes": mcfg.num_classes},
+        "onnx": graph_summary(proto),
+        "export": {"exporter": settings["exporter"], "seconds": round(export_s, 3)},
+        "verification": verification,
+        "versions": {"deploykit": __version__, **settings["versions"], "onnx": version_of("onnx"),
+                     "onnxruntime": version_of("onnxruntime")},
+    }
+    import hashlib
+
+    manifest["sha256"] = hashlib.sha256(data).hexdigest()
+    # write order: model, reference, manifest (the manifest marks a complete artifact)
+    with atomic_path(dest) as tmp:
+        tmp.write_bytes(data)
+    save_reference(artifacts.reference_path(dest, cfg.seed, cfg.batch), x, ref)
+    write_json(artifacts.manifest_path(dest), manifest)
+    return ExportResult(dest, manifest, False, time.perf_counter() - t0)
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    """The exporter prints progress and logs tracebacks for recoverable fallbacks; keep them off the terminal
+    (set DEPLOYKIT_DEBUG=1 to see them)."""
+    if os.environ.get("DEPLOYKIT_DEBUG"):
+        yield None
+        return
+    sink = io.StringIO()
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "onnxscript", "torch._export", "torch.export")]
+    old = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
+    import warnings
+
+    try:
+        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield sink
+    finally:
+        for lg, lvl in zip(loggers, old):
+            lg.setLevel(lvl)
+
+
+def _torch_export(model, x: np.ndarray, cfg: ExportConfig):
+    import onnx
+    import torch
+
+    xt = torch.from_numpy(x)
+    try:
+        with _quiet_exporter(), torch.inference_mode(False), torch.no_grad():
+            if cfg.opset >= DYNAMO_MIN_OPSET:
+                dyn = ({0: torch.export.Dim("batch", min=1, max=4096)},) if cfg.dynamic_batch else None
+                program = torch.onnx.export(model, (xt,), None, dynamo=True, opset_version=cfg.opset,
+                                            input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                                            dynamic_shapes=dyn, optimize=True, verify=False)
+                return program.model_proto
+            buf = io.BytesIO()
+            axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if cfg.dynamic_batch else None
+            torch.onnx.export(model, (xt,), buf, dynamo=False, opset_version=cfg.opset,
+                              input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamic_axes=axes)
+            return onnx.load_from_string(buf.getvalue())
+    except DeployKitError:
+        raise
+    except Exception as exc:
+        msg = " ".join(str(exc).split())[:400] or type(exc).__name__
+        raise ExportError(f"exporting {cfg.model} to ONNX opset {cfg.opset} failed: {type(exc).__name__}: {msg}") from exc
+
+
+def _infer_shapes(proto):
+    import onnx
+
+    try:
+        return onnx.shape_inference.infer_shapes(proto, check_type=True, data_prop=True)
+    except Exception as exc:
+        raise ExportError(f"ONNX shape inference failed on the exported graph: {exc}") from exc
+
+
+def graph_summary(proto) -> dict:
+    hist = Counter(n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}" for n in proto.graph.node)
+
+    def io_list(values):
+        out = []
+        for vi in values:
+            tt = vi.type.tensor_type
+            out.append({"name": vi.name, "shape": [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
+                                                   for d in tt.shape.dim]})
+        return out
+
+    return {
+        "opset": opset_of(proto),
+        "ir_version": int(proto.ir_version),
+        "producer": f"{proto.producer_name} {proto.producer_version}".strip(),
+        "inputs": io_list([vi for vi in proto.graph.input if vi.name in {s.name for s in input_specs(proto)}]),
+        "outputs": io_list(proto.graph.output),
+        "nodes": len(proto.graph.node),
+        "op_histogram": dict(sorted(hist.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "initializers": len(proto.graph.initializer),
+    }
+
+
+def verify_onnx_bytes(data: bytes, model, x: np.ndarray, ref: np.ndarray, tol: Tolerance, *, dynamic_batch: bool, what: str) -> dict:
+    """Run the ONNX model in ONNX Runtime (CPU, default optimisations) on ``x`` and compare with PyTorch."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    try:
+        sess = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise ExportError(f"ONNX Runtime cannot load the exported {what}: {' '.join(str(exc).split())[:300]}") from exc
+    name = sess.get_inputs()[0].name
+    cases = [(x, ref)]
+    if dynamic_batch:  # prove the batch axis really is dynamic
+        x2 = make_input((x.shape[0] + 1, *x.shape[1:]), seed=1)
+        cases.append((x2, torch_reference(model, x2)))
+    runs = []
+    ok, reason = True, "ok"
+    for xi, ri in cases:
+        out = sess.run(None, {name: xi})[0]
+        metrics = compare(ri, out)
+        good, why = passes(metrics, tol)
+        runs.append({"batch": int(xi.shape[0]), **metrics})
+        if not good and ok:
+            ok, reason = False, why
+    return {
+        "runtime": f"onnxruntime {ort.__version__} CPUExecutionProvider",
+        "reference": "pytorch fp32 (cpu)",
+        "input": {"distribution": "standard normal (numpy PCG64)", "seed_note": "batch-1 extra case uses seed 1"},
+        "tolerance": {"rtol": tol.rtol, "min_cosine": tol.min_cosine},
+        "runs": runs,
+        "passed": ok,
+        "reason": reason,
+    }

@@ -1,0 +1,146 @@
+"""Reading and checking ONNX files with clean errors; the input spec of an image model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from deploykit.core.errors import InputError, UsageError
+
+# ONNX TensorProto element types deploykit can feed
+_NP_DTYPES = {1: "float32", 10: "float16", 11: "float64", 16: "bfloat16"}
+
+
+def load_onnx(path: str | Path, load_external_data: bool = True):
+    """Load and structurally check an ONNX file; a missing, truncated or corrupt file is an InputError."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"ONNX file not found: {p}")
+    if not p.is_file():
+        raise InputError(f"not a file: {p}")
+    if p.stat().st_size == 0:
+        raise InputError(f"ONNX file is empty: {p}")
+    try:
+        model = onnx.load(str(p), load_external_data=load_external_data)
+    except DecodeError:
+        raise InputError(f"{p} is not a valid ONNX file (corrupt or truncated protobuf)") from None
+    except FileNotFoundError as exc:
+        raise InputError(f"{p}: external data file missing ({Path(exc.filename).name if exc.filename else exc})") from None
+    except Exception as exc:  # onnx raises a variety of errors on garbage input
+        raise InputError(f"{p} is not a valid ONNX file ({_first_line(exc)})") from None
+    if not model.graph.node and not model.graph.output:
+        raise InputError(f"{p} is not a valid ONNX file (empty graph)")
+    check_model(model, p)
+    return model
+
+
+def check_model(model, where: str | Path = "model") -> None:
+    import onnx
+
+    try:
+        if model.ByteSize() < 2_000_000_000:
+            onnx.checker.check_model(model)
+        else:
+            onnx.checker.check_model(str(where))
+    except Exception as exc:
+        raise InputError(f"{where} fails the ONNX checker: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("Traceback"):
+            return line[:300]
+    return type(exc).__name__
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    dims: tuple  # ints for static dims, strings (or None) for symbolic ones
+    dtype: str
+
+
+def input_specs(model) -> list[InputSpec]:
+    init_names = {i.name for i in model.graph.initializer}
+    out = []
+    for vi in model.graph.input:
+        if vi.name in init_names:
+            continue
+        tt = vi.type.tensor_type
+        dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tt.shape.dim)
+        out.append(InputSpec(vi.name, dims, _NP_DTYPES.get(tt.elem_type, f"onnx-type-{tt.elem_type}")))
+    return out
+
+
+def output_names(model) -> list[str]:
+    return [o.name for o in model.graph.output]
+
+
+def image_input_shape(model, batch: int | None, resolution: int | None, where: str = "model") -> tuple[str, tuple[int, ...], str]:
+    """The single NCHW image input of ``model``, with symbolic dims filled from batch/resolution.
+
+    Raises a clean error for non-image inputs and for batch/resolution that contradict static dims.
+    """
+    specs = input_specs(model)
+    if len(specs) != 1:
+        names = ", ".join(s.name for s in specs) or "none"
+        raise InputError(f"{where} has {len(specs)} inputs ({names}); deploykit measures single-input image models")
+    spec = specs[0]
+    if spec.dtype not in ("float32", "float16"):
+        raise InputError(f"{where}: input {spec.name!r} is {spec.dtype}; deploykit feeds float image tensors")
+    if len(spec.dims) != 4:
+        raise InputError(
+            f"{where}: input {spec.name!r} has shape {_fmt(spec.dims)}; deploykit measures image models "
+            "with one N x C x H x W input"
+        )
+    n, c, h, w = spec.dims
+    if not isinstance(c, int) or c not in (1, 3, 4):
+        raise InputError(f"{where}: input {spec.name!r} has shape {_fmt(spec.dims)}; expected 1, 3 or 4 channels in dim 1 (NCHW)")
+    shape = [n, c, h, w]
+    if isinstance(n, int) and n > 0:
+        if batch is not None and batch != n:
+            raise UsageError(f"{where} has a fixed batch of {n}; --batch {batch} does not fit (export with --dynamic-batch or --batch {batch})")
+    else:
+        shape[0] = batch or 1
+    for i, name in ((2, "height"), (3, "width")):
+        d = shape[i]
+        if isinstance(d, int) and d > 0:
+            if resolution is not None and resolution != d:
+                raise UsageError(f"{where} has a fixed {name} of {d}; --resolution {resolution} does not fit (export at --resolution {resolution})")
+        else:
+            if resolution is None:
+                raise UsageError(f"{where} has a dynamic {name}; give --resolution")
+            shape[i] = resolution
+    return spec.name, tuple(int(s) for s in shape), spec.dtype
+
+
+def _fmt(dims) -> str:
+    return "[" + ", ".join(str(d) if d is not None else "?" for d in dims) + "]"
+
+
+def opset_of(model) -> int:
+    for imp in model.opset_import:
+        if imp.domain in ("", "ai.onnx"):
+            return int(imp.version)
+    raise InputError("ONNX model has no default-domain opset")
+
+
+_QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "MatMulInteger", "ConvInteger",
+              "DynamicQuantizeLinear", "QLinearSoftmax"}
+
+
+def graph_precision(model) -> str:
+    """The arithmetic precision a graph asks for: int8 when it carries quantisation ops, else the float type
+    of most of its weights (fp32 / fp16 / bf16)."""
+    if any(n.op_type in _QUANT_OPS for n in model.graph.node):
+        return "int8"
+    counts: dict[int, int] = {}
+    for init in model.graph.initializer:
+        counts[init.data_type] = counts.get(init.data_type, 0) + 1
+    dominant = max((t for t in counts if t in (1, 10, 16)), key=lambda t: counts[t], default=1)
+    return {1: "fp32", 10: "fp16", 16: "bf16"}[dominant]

@@ -1,0 +1,86 @@
+"""Resolve what the user named: a registry model (exported on demand, cached) or their own ONNX file."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from deploykit.core.config import ExportConfig
+from deploykit.core.errors import InputError
+from deploykit.export import artifacts
+from deploykit.export.onnx_io import graph_precision, image_input_shape, load_onnx
+from deploykit.models.registry import MODELS, file_sha256, get_cfg
+
+
+@dataclass
+class ResolvedModel:
+    label: str  # registry name, or the file's stem
+    kind: str  # "registry" | "onnx-file"
+    path: Path
+    sha256: str
+    input_name: str
+    input_shape: tuple[int, ...]
+    input_dtype: str
+    precision: str  # fp32 | fp16 | int8 (from the graph)
+    manifest: dict | None = None
+    family: str | None = None
+    export_seconds: float | None = None
+    reused: bool | None = None
+
+    def describe(self) -> dict:
+        d = {
+            "label": self.label,
+            "kind": self.kind,
+            "path": str(self.path),
+            "sha256": self.sha256,
+            "family": self.family,
+            "precision": self.precision,
+            "input": {"name": self.input_name, "shape": list(self.input_shape), "dtype": self.input_dtype},
+        }
+        if self.manifest:
+            src = self.manifest.get("source", {})
+            d["source"] = {k: src.get(k) for k in ("model", "arch", "from", "weights")}
+            d["export_settings"] = {k: v for k, v in self.manifest.get("settings", {}).items() if k != "versions"}
+            d["verification_passed"] = self.manifest.get("verification", {}).get("passed")
+        return d
+
+
+def looks_like_file(ref: str) -> bool:
+    return ref.endswith((".onnx", ".xml")) or os.sep in ref or (os.altsep or "\0") in ref or Path(ref).is_file()
+
+
+def resolve_model(ref: str, *, batch: int, resolution: int | None, export: ExportConfig | None = None,
+                  progress=None) -> ResolvedModel:
+    """A ready-to-run ONNX file for ``ref`` with its single image input's concrete shape."""
+    if looks_like_file(ref) and ref not in MODELS:
+        return _resolve_file(Path(ref), batch, resolution)
+    get_cfg(ref)  # unknown name -> InputError with suggestions
+    from dataclasses import replace
+
+    from deploykit.export.exporter import export_model
+
+    ecfg = replace(export or ExportConfig(model=ref), model=ref, batch=batch, resolution=resolution)
+    res = export_model(ecfg, progress=progress)
+    proto = load_onnx(res.path, load_external_data=False)
+    name, shape, dtype = image_input_shape(proto, batch, resolution or res.manifest["settings"]["resolution"],
+                                           where=ref)
+    return ResolvedModel(label=ref, kind="registry", path=res.path, sha256=res.manifest["sha256"],
+                         input_name=name, input_shape=shape, input_dtype=dtype, precision=graph_precision(proto),
+                         manifest=res.manifest, family=get_cfg(ref).family,
+                         export_seconds=None if res.reused else res.seconds, reused=res.reused)
+
+
+def _resolve_file(path: Path, batch: int, resolution: int | None) -> ResolvedModel:
+    if path.suffix == ".xml":
+        raise InputError(f"{path}: OpenVINO IR files are read by the openvino target only")
+    proto = load_onnx(path)
+    name, shape, dtype = image_input_shape(proto, batch, resolution, where=str(path))
+    sha = file_sha256(path)
+    manifest = artifacts.read_manifest(path)
+    if manifest is not None and manifest.get("sha256") != sha:
+        manifest = None  # a manifest that does not describe this file's content is ignored
+    family = manifest.get("source", {}).get("family") if manifest else None
+    label = manifest["settings"]["model"] if manifest else path.stem
+    return ResolvedModel(label=label, kind="onnx-file", path=path, sha256=sha, input_name=name, input_shape=shape,
+                         input_dtype=dtype, precision=graph_precision(proto), manifest=manifest, family=family)

@@ -1,0 +1,143 @@
+"""Human renderings of reports: summary rows, Markdown, CSV (rich tables live in the CLI)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+from deploykit.core.atomic import ensure_dir, write_json, write_text
+from deploykit.report.schema import report_stem
+
+SUMMARY_COLUMNS = [
+    ("model", "model"), ("family", "family"), ("target", "target"), ("precision", "precision"),
+    ("batch", "batch"), ("input", "input"), ("p50_ms", "p50 ms"), ("ci95_ms", "p50 95% CI"),
+    ("p90_ms", "p90 ms"), ("p99_ms", "p99 ms"), ("mean_ms", "mean ms"), ("cv", "CV"),
+    ("items_per_s", "items/s"), ("load_ms", "load ms"), ("first_ms", "1st inf ms"), ("iterations", "iters"),
+    ("top1", "top-1 agree"), ("cosine", "cosine"), ("max_abs", "max abs err"), ("fidelity", "fidelity"),
+]
+
+
+def summary_row(r: dict) -> dict:
+    s, t, f = r["stats"], r["timing"], r["fidelity"]
+    lo, hi = s["median_ci95"]
+    return {
+        "model": r["model"]["label"],
+        "family": r["model"].get("family") or "",
+        "target": r["target"]["name"],
+        "precision": r["target"]["precision"],
+        "batch": r["throughput"]["batch"],
+        "input": "x".join(str(d) for d in r["model"]["input"]["shape"]),
+        "p50_ms": s["p50"],
+        "ci95_ms": f"{lo:.3f}-{hi:.3f}",
+        "p90_ms": s["p90"],
+        "p99_ms": s["p99"],
+        "mean_ms": s["mean"],
+        "cv": s["cv"],
+        "items_per_s": r["throughput"]["items_per_s"],
+        "load_ms": t["load_ms"],
+        "first_ms": t["first_inference_ms"],
+        "iterations": t["iterations"],
+        "top1": f["top1"],
+        "cosine": f["cosine"],
+        "max_abs": f["max_abs"],
+        "fidelity": {True: "pass", False: "FAIL", None: "n/a"}[f["passed"]],
+    }
+
+
+def fmt(key: str, value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    if key == "cv":
+        return f"{value:.1%}"
+    if key in ("cosine",):
+        return f"{value:.6f}"
+    if key == "max_abs":
+        return f"{value:.2e}"
+    if key == "top1":
+        return f"{value:.2f}"
+    if key.endswith("_ms") or key == "items_per_s":
+        return f"{value:.3f}" if value < 100 else f"{value:.1f}"
+    return str(value)
+
+
+def to_csv(reports: list[dict]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=[k for k, _ in SUMMARY_COLUMNS], lineterminator="\n")
+    w.writeheader()
+    for r in reports:
+        w.writerow(summary_row(r))
+    return buf.getvalue()
+
+
+def markdown_table(reports: list[dict]) -> str:
+    rows = [summary_row(r) for r in reports]
+    head = "| " + " | ".join(h for _, h in SUMMARY_COLUMNS) + " |"
+    sep = "|" + "|".join("---" for _ in SUMMARY_COLUMNS) + "|"
+    body = ["| " + " | ".join(fmt(k, row[k]) for k, _ in SUMMARY_COLUMNS) + " |" for row in rows]
+    return "\n".join([head, sep, *body])
+
+
+def to_markdown(reports: list[dict]) -> str:
+    out = ["# deploykit benchmark", "", markdown_table(reports), ""]
+    for r in reports:
+        env, s, t = r["environment"], r["stats"], r["timing"]
+        cpu = env["cpu"]
+        out += [
+            f"## {r['model']['label']} on {r['target']['name']} ({r['target']['precision']})",
+            "",
+            f"- artifact: `{r['model']['path']}` (sha256 {r['model']['sha256'][:12]})",
+            f"- target: {r['target']['description']}; " + ", ".join(f"{k}={v}" for k, v in r["target"]["info"].items()),
+            f"- latency ms: p50 {s['p50']:.3f} (95% CI {s['median_ci95'][0]:.3f}-{s['median_ci95'][1]:.3f}), "
+            f"p90 {s['p90']:.3f}, p95 {s['p95']:.3f}, p99 {s['p99']:.3f}, mean {s['mean']:.3f}, "
+            f"stdev {s['stdev']:.3f}, CV {s['cv']:.1%}, min {s['min']:.3f}, max {s['max']:.3f}",
+            f"- run: load {t['load_ms']:.1f} ms, first inference {t['first_inference_ms']:.2f} ms, "
+            f"{len(t['warmup_ms'])} warm-up + {t['iterations']} measured iterations in {t['measured_wall_s']:.2f} s "
+            f"({t['stop_reason']}); throughput {r['throughput']['items_per_s']:.2f} items/s",
+            f"- fidelity vs {r['fidelity']['reference']}: " + _fidelity_text(r["fidelity"]),
+            f"- percentiles: {s['percentile_method']}",
+            f"- machine: {cpu['model']} ({cpu.get('usable_cores')} usable cores, ISA {' '.join(cpu.get('isa') or [])}), "
+            f"threads {env.get('threads')}, {env['os']['platform']}, Python {env['python']}",
+            "- packages: " + ", ".join(f"{k} {v}" for k, v in env["packages"].items() if v),
+            f"- deploykit {env['deploykit']['version']} (git {str(env['deploykit'].get('sha'))[:10]}"
+            f"{', dirty' if env['deploykit'].get('dirty') else ''})",
+        ]
+        out += [f"- **warning:** {w}" for w in r["warnings"]]
+        out.append("")
+    return "\n".join(out)
+
+
+def _fidelity_text(f: dict) -> str:
+    parts = [f"max-abs {fmt('max_abs', f['max_abs'])}", f"cosine {fmt('cosine', f['cosine'])}"]
+    if f.get("top1") is not None:
+        parts.append(f"top-1 agreement {f['top1']:.2f}")
+    if f.get("sqnr_db") is not None:
+        parts.append(f"SQNR {f['sqnr_db']:.1f} dB")
+    verdict = {True: "pass", False: "FAIL", None: "no verdict"}[f["passed"]]
+    return ", ".join(parts) + f" -> {verdict}" + (f" ({f['reason']})" if f["passed"] is False else "")
+
+
+FORMATS = ("json", "md", "csv")
+
+
+def write_report_files(report: dict, out_dir: Path, formats=FORMATS) -> list[Path]:
+    """Write ``<stamp>-<model>-<target>.{json,md,csv}`` atomically; returns the paths written."""
+    out_dir = ensure_dir(Path(out_dir))
+    stem = report_stem(report)
+    n = 1
+    while any((out_dir / f"{stem}.{ext}").exists() for ext in formats):
+        n += 1
+        stem = f"{report_stem(report)}-{n}"
+    written = []
+    for ext in formats:
+        path = out_dir / f"{stem}.{ext}"
+        if ext == "json":
+            write_json(path, report)
+        elif ext == "md":
+            write_text(path, to_markdown([report]))
+        elif ext == "csv":
+            write_text(path, to_csv([report]))
+        written.append(path)
+    return written

@@ -1,0 +1,107 @@
+"""The versioned JSON report: build it from a BenchResult, validate it, load it back with clean errors."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from functools import lru_cache
+from pathlib import Path
+
+from deploykit.core.errors import InputError
+
+SCHEMA = "deploykit.report"
+SCHEMA_VERSION = 1
+_SCHEMA_FILE = Path(__file__).with_name("report.schema.json")
+
+
+@lru_cache(maxsize=1)
+def json_schema() -> dict:
+    return json.loads(_SCHEMA_FILE.read_text())
+
+
+def build_report(result) -> dict:
+    """The JSON document for one ``bench.pipeline.BenchResult``."""
+    m = result.measurement
+    samples_ms = [round(s / 1e6, 6) for s in m.samples_ns]
+    report = {
+        "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "model": result.model.describe(),
+        "target": {
+            "name": result.target,
+            "description": result.target_description,
+            "precision": result.precision,
+            "info": result.runtime_info,
+        },
+        "settings": result.settings(),
+        "timing": {
+            "unit": "ms",
+            "load_ms": m.load_ns / 1e6,
+            "first_inference_ms": m.first_ns / 1e6,
+            "warmup_ms": [round(s / 1e6, 6) for s in m.warmup_ns],
+            "samples_ms": samples_ms,
+            "measured_wall_s": m.wall_ns / 1e9,
+            "iterations": m.iterations,
+            "stop_reason": m.stop_reason,
+        },
+        "stats": result.stats_ms,
+        "throughput": {
+            "items_per_s": m.items_per_s,
+            "batch": m.batch,
+            "basis": "batch x iterations / wall time of the measured loop",
+        },
+        "fidelity": result.fidelity,
+        "warnings": result.warnings,
+        "environment": result.environment,
+    }
+    validate(report)
+    return json.loads(json.dumps(report, default=_default))  # plain JSON types only
+
+
+def _default(obj):
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    return str(obj)
+
+
+def validate(report: dict, where: str = "report") -> None:
+    """Raise InputError naming the first schema violation."""
+    import jsonschema
+
+    if not isinstance(report, dict):
+        raise InputError(f"{where} is not a deploykit report (not a JSON object)")
+    if report.get("schema") != SCHEMA:
+        raise InputError(f"{where} is not a deploykit report (schema is {report.get('schema')!r})")
+    if report.get("schema_version") != SCHEMA_VERSION:
+        raise InputError(f"{where} has report schema version {report.get('schema_version')!r}; this deploykit "
+                         f"reads version {SCHEMA_VERSION}")
+    try:
+        jsonschema.validate(report, json_schema())
+    except jsonschema.ValidationError as exc:
+        path = "/".join(str(p) for p in exc.absolute_path) or "(top level)"
+        raise InputError(f"{where} does not match the report schema at {path}: {exc.message[:200]}") from None
+
+
+def load_report(path: str | Path) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"report not found: {p}")
+    try:
+        data = json.loads(p.read_text())
+    except UnicodeDecodeError:
+        raise InputError(f"{p} is not a JSON report (not text)") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{p} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    validate(data, str(p))
+    return data
+
+
+def report_stem(report: dict) -> str:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    label = re.sub(r"[^A-Za-z0-9_.-]+", "_", report["model"]["label"])
+    parts = [stamp, label, report["target"]["name"]]
+    if report["target"]["precision"] not in ("fp32",):
+        parts.append(report["target"]["precision"])
+    return "-".join(parts)

@@ -1,0 +1,88 @@
+"""Target ``ort``: ONNX Runtime with the CPU execution provider."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from deploykit.core.errors import InputError
+from deploykit.runtimes.base import Availability, ModelInput, Runtime, register_runtime
+
+GRAPH_OPT_LEVELS = {
+    "disable": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
+
+
+def session_options(ort, threads: int, graph_opt: str, optimized_model_path: str | None = None):
+    """SessionOptions deploykit uses for ONNX Runtime on the CPU: ``threads`` intra-op threads, one inter-op
+    thread, sequential execution (one inference at a time, as in a latency measurement)."""
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_OPT_LEVELS[graph_opt])
+    so.log_severity_level = 3
+    if optimized_model_path:
+        so.optimized_model_filepath = optimized_model_path
+    return so
+
+
+def load_session(ort, source, so, providers, what: str):
+    try:
+        return ort.InferenceSession(source, so, providers=providers)
+    except Exception as exc:  # ORT raises its own exception types for unreadable/invalid models
+        msg = " ".join(str(exc).split())
+        raise InputError(f"ONNX Runtime cannot load {what}: {msg[:300]}") from None
+
+
+@register_runtime("ort")
+class OrtCpuRuntime(Runtime):
+    description = "ONNX Runtime, CPU execution provider"
+    device_kind = "cpu"
+    requires = ("onnxruntime",)
+    precisions = ("fp32", "int8")  # int8 = a QDQ-quantized ONNX file, run as given
+
+    @classmethod
+    def availability(cls) -> Availability:
+        av = super().availability()
+        if not av.available:
+            return av
+        from deploykit.core.lazy import version_of
+
+        return Availability(True, detail=f"onnxruntime {version_of('onnxruntime')}")
+
+    def load(self, model: ModelInput) -> None:
+        import onnxruntime as ort
+
+        self._ort = ort
+        self._threads = self.options.resolved_threads()
+        so = session_options(ort, self._threads, self.options.graph_opt)
+        self._sess = load_session(ort, str(model.path), so, ["CPUExecutionProvider"], str(model.path))
+        self._input = model.input_name
+        self._out_names = [o.name for o in self._sess.get_outputs()]
+        self._feed: dict[str, np.ndarray] = {}
+
+    def set_input(self, x: np.ndarray) -> None:
+        self._feed = {self._input: np.ascontiguousarray(x)}
+
+    def infer(self) -> None:
+        self._sess.run(self._out_names, self._feed)
+
+    def outputs(self) -> list[np.ndarray]:
+        return self._sess.run(self._out_names, self._feed)
+
+    def info(self) -> dict:
+        return {
+            "runtime": "onnxruntime",
+            "version": self._ort.__version__,
+            "providers": self._sess.get_providers(),
+            "device": "CPU",
+            "threads": self._threads,
+            "inter_op_threads": 1,
+            "graph_optimization": self.options.graph_opt,
+        }
+
+    def close(self) -> None:
+        self._sess = None
