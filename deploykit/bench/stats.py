@@ -90,4 +90,4 @@ def tail_supported(n: int, q: float, beyond: int = 10) -> bool:
     """Whether ``n`` samples put at least ``beyond`` samples above percentile ``q``, the rule deploykit uses
     before it trusts a tail percentile (p90 needs 100 samples, p95 200, p99 1000). Tail percentiles from
     fewer samples are still reported, flagged as resting on too few samples."""
-    return n * (1 - q / 100) >= beyond
+    return n * (100 - q) >= beyond * 100  # integer-exact: n (1 - q/100) >= beyond

@@ -1,0 +1,83 @@
+"""Shared fixtures. Real components only: real torch models, real ONNX exports, real ONNX Runtime sessions.
+
+Small models at small resolutions keep the suite fast on 2 CPU cores; the exported artifacts are built once
+per session and shared (read-only) by the tests that need them.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_dirs(tmp_path, monkeypatch):
+    """Every test writes artifacts and reports into its own temporary folders, never into the repo."""
+    monkeypatch.setenv("DEPLOYKIT_MODELS", str(tmp_path / "models"))
+    monkeypatch.setenv("DEPLOYKIT_REPORTS", str(tmp_path / "reports"))
+    monkeypatch.delenv("DEPLOYKIT_DEBUG", raising=False)
+
+
+@pytest.fixture(scope="session")
+def store(tmp_path_factory) -> Path:
+    """A session-wide artifact store holding the small exported models below."""
+    return tmp_path_factory.mktemp("store")
+
+
+@pytest.fixture(scope="session")
+def resnet18_64(store):
+    from deploykit.core.config import ExportConfig
+    from deploykit.export.exporter import export_model
+
+    return export_model(ExportConfig(model="resnet18", resolution=64, models_dir=store))
+
+
+@pytest.fixture(scope="session")
+def deit_tiny_64(store):
+    from deploykit.core.config import ExportConfig
+    from deploykit.export.exporter import export_model
+
+    return export_model(ExportConfig(model="deit_tiny", resolution=64, models_dir=store))
+
+
+@pytest.fixture
+def cli_runner():
+    from click.testing import CliRunner
+
+    return CliRunner()
+
+
+def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None, timeout: float = 600):
+    """Run ``python -m deploykit ARGS`` as a real subprocess."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "deploykit", *args], capture_output=True, text=True,
+                          env=full_env, cwd=cwd, timeout=timeout)
+
+
+def assert_clean_error(proc_or_result, code: int, *needles: str, alone: bool = True):
+    """The expected exit code, no traceback, and one line 'error: ...' as the last line of stderr (the only
+    line when ``alone``; progress lines may precede it when work had started)."""
+    if hasattr(proc_or_result, "returncode"):
+        rc, err = proc_or_result.returncode, proc_or_result.stderr
+    else:
+        rc, err = proc_or_result.exit_code, proc_or_result.stderr
+    assert rc == code, f"exit {rc}, stderr: {err}"
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert "Traceback" not in err, err
+    assert lines and lines[-1].startswith("error: "), err
+    assert sum(ln.startswith("error:") for ln in lines) == 1, err
+    if alone:
+        assert len(lines) == 1, err
+    for n in needles:
+        assert n.lower() in lines[-1].lower(), f"{n!r} not in {lines[-1]!r}"
+    return lines[-1]
+
+
+def files_under(path: Path) -> list[Path]:
+    return sorted(p for p in Path(path).rglob("*") if p.is_file()) if Path(path).exists() else []

@@ -1,0 +1,95 @@
+"""Model registry: names, families, seeded init, non-degenerate outputs, user checkpoints."""
+
+import pytest
+import torch
+
+from deploykit.core.errors import InputError, UsageError
+from deploykit.models import create_model, get_cfg, list_models, model_stats
+
+REQUIRED = {
+    "cnn": {"resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_large", "convnext_tiny", "efficientnet_b0"},
+    "vit": {"vit_b_16", "deit_tiny", "deit_small", "swin_tiny", "mobilevit_s"},
+}
+
+
+def test_required_models_are_registered_with_their_family():
+    for family, names in REQUIRED.items():
+        listed = {c.name for c in list_models(family)}
+        assert names <= listed, names - listed
+    for c in list_models():
+        assert c.family in ("cnn", "vit", "parc")
+        assert len(c.mean) == 3 and len(c.std) == 3 and c.resolution > 0
+
+
+def test_unknown_model_suggests_close_names():
+    with pytest.raises(InputError) as e:
+        get_cfg("resnet5")
+    assert "did you mean" in str(e.value) and "resnet50" in str(e.value)
+    with pytest.raises(InputError) as e:
+        get_cfg("zzzz")
+    assert "did you mean" not in str(e.value)
+
+
+def test_seeded_init_is_deterministic_and_seed_dependent():
+    a = create_model("resnet18", seed=3).state_dict()
+    b = create_model("resnet18", seed=3).state_dict()
+    c = create_model("resnet18", seed=4).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["conv1.weight"], c["conv1.weight"])
+
+
+def test_global_rng_is_left_alone():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    create_model("resnet18", seed=9)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_vit_b_16_head_is_not_zero_so_outputs_are_not_degenerate():
+    m = create_model("vit_b_16", resolution=32)
+    assert torch.any(m.heads.head.weight != 0)
+    with torch.no_grad():
+        y = m(torch.randn(2, 3, 32, 32))
+    assert float(y.std()) > 1e-3
+    assert not torch.equal(y[0], y[1])
+
+
+def test_resolution_rules_are_usage_errors():
+    with pytest.raises(UsageError, match="multiple of 16"):
+        create_model("deit_tiny", resolution=100)
+    with pytest.raises(UsageError, match="at least"):
+        create_model("resnet18", resolution=8)
+
+
+def test_user_weights_load_with_weights_only(tmp_path):
+    src = create_model("resnet18", seed=11)
+    ckpt = tmp_path / "r18.pt"
+    torch.save({"state_dict": src.state_dict()}, ckpt)
+    m = create_model("resnet18", seed=0, weights=ckpt)
+    assert torch.equal(m.conv1.weight, src.conv1.weight)
+
+
+def test_bad_weights_are_clean_errors(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        create_model("resnet18", weights=tmp_path / "nope.pt")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"this is not a checkpoint")
+    with pytest.raises(InputError, match="cannot read weights"):
+        create_model("resnet18", weights=junk)
+    other = tmp_path / "mnv2.pt"
+    torch.save(create_model("mobilenet_v2").state_dict(), other)
+    with pytest.raises(InputError, match="do not fit"):
+        create_model("resnet18", weights=other)
+
+
+def test_meta_device_stats_match_the_real_model(tmp_path):
+    stats = model_stats("resnet18", 224, cache_dir=tmp_path)
+    real = sum(p.numel() for p in create_model("resnet18").parameters())
+    assert stats["params"] == real
+    # ResNet-18 at 224: 1.81 GMACs (conv + fc), the figure torchvision documents
+    assert stats["macs"] / 1e9 == pytest.approx(1.81, rel=0.01)
+    # MACs scale with the number of pixels for a fully convolutional trunk
+    half = model_stats("resnet18", 112, cache_dir=tmp_path)
+    assert half["macs"] == pytest.approx(stats["macs"] / 4, rel=0.1)  # odd sizes round up
+    assert (tmp_path / ".cache" / "model-stats.json").is_file()
