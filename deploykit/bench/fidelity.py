@@ -39,6 +39,7 @@ def reference_outputs(model: ResolvedModel, seed: int) -> tuple[np.ndarray, np.n
 
     Registry artifacts (or files with a matching manifest): PyTorch fp32 outputs, cached beside the artifact.
     Other ONNX files: ONNX Runtime CPU with graph optimisations disabled (the most literal execution).
+    OpenVINO IR files: OpenVINO CPU with f32 inference precision (labelled as such).
     """
     x = make_input(model.input_shape, seed, model.input_dtype)
     m = model.manifest
@@ -58,6 +59,10 @@ def reference_outputs(model: ResolvedModel, seed: int) -> tuple[np.ndarray, np.n
         except InputError:
             pass  # read-only artifact folder: the reference is just not cached
         return x, y, "pytorch fp32 (cpu)"
+    if model.kind == "native-file" and model.path.suffix == ".xml":
+        from deploykit.runtimes.openvino_rt import reference_f32  # only OpenVINO reads IR
+
+        return x, reference_f32(model.path, x), "openvino cpu f32 (an IR file: no PyTorch or ONNX reference)"
     return x, _ort_unoptimized(model, x), "onnxruntime cpu, graph optimisations disabled"
 
 
