@@ -174,3 +174,8 @@ def test_plain_onnx_copy_uses_ort_reference(resnet18_64, tmp_path):
     shutil.copy(resnet18_64.path, own)
     rep = build_report(run_benchmark(str(own), "openvino", FAST, RuntimeOptions(precision="fp32")))
     assert rep["fidelity"]["reference"].startswith("onnxruntime") and rep["fidelity"]["passed"]
+
+
+def test_ort_refuses_a_gpu_device(resnet18_64):
+    with pytest.raises(UsageError, match="CPU only"):
+        run_benchmark(str(resnet18_64.path), "ort", FAST, RuntimeOptions(device="GPU"))

@@ -96,8 +96,6 @@ class TensorrtRuntime(Runtime):
     def preflight(self) -> None:
         from deploykit.runtimes.cuda_probe import require_gpu
 
-        if self.options.mode != "latency":
-            raise UnavailableError("target trt measures latency mode only (raise --batch for throughput)")
         self._gpu = require_gpu(self.name, self.options.device)
 
     def uses_gpu(self) -> int | None:
