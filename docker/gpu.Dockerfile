@@ -11,7 +11,8 @@ FROM nvcr.io/nvidia/tensorrt:${TRT_TAG}-py3
 
 ARG TORCH_VERSION=2.14.1
 ARG TORCHVISION_VERSION=0.29.1
-# a CUDA build of torch (it bundles its own CUDA runtime; the driver must support it)
+# a CUDA build of torch (it bundles its own CUDA runtime, so it need not match the base image's CUDA, but the
+# host driver must support it: cu130 wheels need a CUDA 13 driver (>= 580); on older drivers pass a cu12x index)
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cu130
 # onnxruntime-gpu built for the CUDA major version of the base image
 ARG ORT_GPU=onnxruntime-gpu
