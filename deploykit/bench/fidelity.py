@@ -18,6 +18,7 @@ from deploykit.models.registry import MODELS, create_model
 # what "matches the reference" means per precision that ran; None = reported, no verdict
 TOLERANCES: dict[str, Tolerance | None] = {
     "fp32": Tolerance(rtol=1e-3, min_cosine=0.9999),
+    "tf32": Tolerance(rtol=1e-2, min_cosine=0.9999),  # TF32 rounds matmul/conv inputs to a 10-bit mantissa
     "fp16": Tolerance(rtol=2e-2, min_cosine=0.999),
     "bf16": Tolerance(rtol=1e-1, min_cosine=0.99),
     "int8": None,  # the quantisation issue sets int8 floors
@@ -39,6 +40,7 @@ def reference_outputs(model: ResolvedModel, seed: int) -> tuple[np.ndarray, np.n
 
     Registry artifacts (or files with a matching manifest): PyTorch fp32 outputs, cached beside the artifact.
     Other ONNX files: ONNX Runtime CPU with graph optimisations disabled (the most literal execution).
+    OpenVINO IR files: OpenVINO CPU with f32 inference precision (labelled as such).
     """
     x = make_input(model.input_shape, seed, model.input_dtype)
     m = model.manifest
@@ -58,6 +60,10 @@ def reference_outputs(model: ResolvedModel, seed: int) -> tuple[np.ndarray, np.n
         except InputError:
             pass  # read-only artifact folder: the reference is just not cached
         return x, y, "pytorch fp32 (cpu)"
+    if model.kind == "native-file" and model.path.suffix == ".xml":
+        from deploykit.runtimes.openvino_rt import reference_f32  # only OpenVINO reads IR
+
+        return x, reference_f32(model.path, x), "openvino cpu f32 (an IR file: no PyTorch or ONNX reference)"
     return x, _ort_unoptimized(model, x), "onnxruntime cpu, graph optimisations disabled"
 
 

@@ -65,6 +65,40 @@ def cpu_info() -> dict:
     }
 
 
+CPUFREQ = Path("/sys/devices/system/cpu")
+
+
+def cpu_frequency(root: Path = CPUFREQ, cpuinfo: str | None = None) -> dict:
+    """Governor and current frequency of every usable CPU, read now (not cached: telemetry reads it at the
+    start and the end of a run). Without a cpufreq driver (usual in VMs) says so and falls back to the
+    "cpu MHz" lines of /proc/cpuinfo, which a hypervisor may report as a fixed nominal value."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except AttributeError:
+        cpus = list(range(os.cpu_count() or 1))
+    governors, freqs = set(), []
+    for c in cpus:
+        base = Path(root) / f"cpu{c}" / "cpufreq"
+        gov = _read(str(base / "scaling_governor"))
+        if gov:
+            governors.add(gov)
+        f = _int_or_none(_read(str(base / "scaling_cur_freq")), 1000)
+        if f is not None:
+            freqs.append(f)
+    out: dict = {"governors": sorted(governors), "cur_freq_mhz": freqs, "readable": bool(freqs or governors)}
+    if freqs:
+        out.update(min_mhz=min(freqs), max_mhz=max(freqs))
+        out["max_freq_mhz"] = _int_or_none(_read(str(Path(root) / f"cpu{cpus[0]}" / "cpufreq" / "cpuinfo_max_freq")), 1000)
+    else:
+        out["reason"] = f"{Path(root)}/cpu*/cpufreq is not readable (no cpufreq driver; usual in VMs and containers)"
+        text = cpuinfo if cpuinfo is not None else (_read("/proc/cpuinfo") or "")
+        mhz = [float(v) for k, _, v in (ln.partition(":") for ln in text.splitlines()) if k.strip() == "cpu MHz"]
+        if mhz:
+            out["cpuinfo_mhz"] = [round(m) for m in mhz]
+            out["cpuinfo_note"] = "/proc/cpuinfo 'cpu MHz' (may be a fixed nominal value under a hypervisor)"
+    return out
+
+
 def _int_or_none(text: str | None, div: int = 1):
     try:
         return int(text) // div if text is not None else None

@@ -5,15 +5,18 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
+from deploykit.bench import energy as energy_mod
+from deploykit.bench import telemetry
 from deploykit.bench.fidelity import fidelity, reference_outputs
 from deploykit.bench.fingerprint import fingerprint
-from deploykit.bench.runner import STOP_MAX_TIME, Measurement, measure
+from deploykit.bench.runner import STOP_MAX_TIME, Measurement, measure, measure_throughput
 from deploykit.bench.stats import PERCENTILE_METHOD, summarize, tail_supported
 from deploykit.bench.timer import Timer, now_ns
 from deploykit.core.config import BenchConfig, ExportConfig, RuntimeOptions
+from deploykit.core.errors import UnavailableError
 from deploykit.export.reference import make_input  # noqa: F401  (re-exported for API users)
 from deploykit.export.source import ResolvedModel, resolve_model
-from deploykit.runtimes.base import ModelInput, get_runtime
+from deploykit.runtimes.base import ModelInput, Runtime, get_runtime
 
 Say = Callable[[str], None]
 
@@ -32,10 +35,30 @@ class BenchResult:
     fidelity: dict
     environment: dict
     warnings: list[str] = field(default_factory=list)
+    energy: dict | None = None  # bench/energy.py result: measured, estimated, unavailable (with reasons) or off
+    telemetry: dict | None = None  # {"start": snapshot, "end": snapshot}
+    device_timing: dict | None = None  # CUDA-event timings per kind: {"compute": {"samples_ms", "stats"}, ...}
 
     def settings(self) -> dict:
         return {**asdict(self.config), **{k: v for k, v in asdict(self.options).items() if k != "extra"},
                 "extra": dict(self.options.extra)}
+
+
+def check_graph_ops(runtime_cls: type[Runtime], model: ResolvedModel) -> None:
+    """Refuse, before loading, a graph with ops the target declares it cannot run (exit 3, with the reason)."""
+    if model.path.suffix != ".onnx":
+        return
+    if not runtime_cls.unsupported_ops and runtime_cls.graph_unsupported is Runtime.graph_unsupported:
+        return
+    import onnx
+
+    from deploykit.export.onnx_io import op_types
+
+    ops = op_types(onnx.load(str(model.path), load_external_data=False))
+    bad = runtime_cls.graph_unsupported(ops)
+    if bad:
+        why = "; ".join(f"{op}: {reason}" for op, reason in sorted(bad.items()))
+        raise UnavailableError(f"target {runtime_cls.name} cannot run {model.label}: {why}")
 
 
 def run_benchmark(model_ref: str, target: str, cfg: BenchConfig, options: RuntimeOptions, *,
@@ -45,14 +68,20 @@ def run_benchmark(model_ref: str, target: str, cfg: BenchConfig, options: Runtim
     runtime_cls = get_runtime(target)  # unknown target -> did-you-mean
     runtime_cls.ensure_available()  # missing extra / hardware -> exit 3, before any export work
     runtime = runtime_cls(options)  # validates mode/precision for this target
+    runtime.preflight()  # e.g. the --device exists here
 
-    model = resolve_model(model_ref, batch=cfg.batch, resolution=cfg.resolution, export=export, progress=say)
+    readers = {s: runtime_cls.inspect_file for s in runtime_cls.file_formats if s != ".onnx"}
+    model = resolve_model(model_ref, batch=cfg.batch, resolution=cfg.resolution, export=export, progress=say,
+                          readers=readers)
+    check_graph_ops(runtime_cls, model)
     x, ref, ref_label = reference_outputs(model, cfg.seed)
 
     say(f"loading {model.path.name} on {target}")
     t0 = now_ns()
-    runtime.load(ModelInput(model.path, model.input_name, model.input_shape, model.input_dtype))
+    runtime.load(ModelInput(model.path, model.input_name, model.input_shape, model.input_dtype,
+                            manifest=model.manifest, precision=model.precision))
     load_ns = now_ns() - t0
+    meter = None
     try:
         runtime.set_input(x)
         timer = Timer(runtime.sync)
@@ -61,10 +90,37 @@ def run_benchmark(model_ref: str, target: str, cfg: BenchConfig, options: Runtim
         info = runtime.info()
         precision = info.get("precision") or model.precision
         fid = fidelity(ref, outs[0], ref_label, precision)
-        say(f"measuring {model.label} on {target} (warm-up {cfg.warmup}, then >= {cfg.min_iters} iterations "
-            f"and >= {cfg.min_time:g} s, at most {cfg.max_time:g} s)")
-        meas = measure(runtime.infer, cfg, batch=model.input_shape[0], timer=timer, progress=progress)
+        gpu = runtime.uses_gpu()
+        if cfg.energy != "off":
+            meter = energy_mod.open_session(gpu, estimate_watts=cfg.energy_estimate_watts)
+            if meter.meters and cfg.idle_time > 0:
+                say(f"measuring idle power for {cfg.idle_time:g} s")
+                meter.measure_idle(cfg.idle_time)
+        on_start, on_stop = (meter.start, meter.stop) if meter is not None else (None, None)
+        tele_start = telemetry.snapshot(gpu)
+        batch = model.input_shape[0]
+        if options.mode == "throughput":
+            n = runtime.parallel_requests()
+            say(f"measuring {model.label} on {target}, throughput mode with {n} requests in flight (warm-up "
+                f"{max(cfg.warmup, n) if cfg.warmup else 0}, then >= {cfg.min_iters} requests and >= {cfg.min_time:g} s, "
+                f"at most {cfg.max_time:g} s)")
+            try:
+                meas = measure_throughput(runtime.submit, n, cfg, batch=batch, progress=progress,
+                                          on_start=on_start, on_stop=on_stop)
+            finally:
+                runtime.wait_all()
+        else:
+            say(f"measuring {model.label} on {target} (warm-up {cfg.warmup}, then >= {cfg.min_iters} iterations "
+                f"and >= {cfg.min_time:g} s, at most {cfg.max_time:g} s)")
+            has_device_clock = type(runtime).device_times is not Runtime.device_times
+            meas = measure(runtime.infer, cfg, batch=batch, timer=timer, progress=progress,
+                           device_timer=runtime.device_times if has_device_clock else None,
+                           on_start=on_start, on_stop=on_stop)
+        tele_end = telemetry.snapshot(gpu)
+        info = runtime.info()  # again: some runtimes only know some facts after running (e.g. cache hits)
     finally:
+        if meter is not None:
+            meter.close()
         runtime.close()
     meas.load_ns, meas.first_ns = load_ns, first_ns
 
@@ -72,11 +128,32 @@ def run_benchmark(model_ref: str, target: str, cfg: BenchConfig, options: Runtim
     stats = summarize(samples_ms, n_boot=cfg.bootstrap, seed=cfg.seed)
     stats["percentile_method"] = PERCENTILE_METHOD
     stats["tails_supported"] = {f"p{q}": tail_supported(stats["n"], q) for q in (90, 95, 99)}
+    device_timing = None
+    if meas.device_ns:
+        device_timing = {}
+        for kind, ns in meas.device_ns.items():
+            ms = [v / 1e6 for v in ns]
+            st = summarize(ms, n_boot=cfg.bootstrap, seed=cfg.seed)
+            st["percentile_method"] = PERCENTILE_METHOD
+            device_timing[kind] = {"samples_ms": [round(v, 6) for v in ms], "stats": st}
+    energy = energy_mod.disabled_result() if cfg.energy == "off" else \
+        meter.result(inferences=meas.batch * meas.iterations)
+    tele = {"start": tele_start, "end": tele_end}
     warnings = _warnings(cfg, meas, stats, fid)
-    env = fingerprint(threads=info.get("threads"))
+    if options.precision and precision != options.precision:
+        warnings.append(info.get("precision_note") or f"--precision {options.precision} was requested but {precision} ran")
+    warnings += [f"energy: {w}" for w in energy.get("warnings", [])]
+    warnings += telemetry.telemetry_warnings(tele_start, tele_end)
+    extra = {}
+    if gpu is not None:
+        g = tele_start.get("gpu") or {}
+        extra["gpu"] = {"index": gpu, "name": g.get("name") or info.get("gpu"), "driver": g.get("driver"),
+                        "compute_capability": info.get("compute_capability")}
+    env = fingerprint(threads=info.get("threads"), extra=extra or None)
     return BenchResult(model=model, target=target, target_description=runtime_cls.description, config=cfg,
                        options=options, runtime_info=info, precision=precision, measurement=meas,
-                       stats_ms=stats, fidelity=fid, environment=env, warnings=warnings)
+                       stats_ms=stats, fidelity=fid, environment=env, warnings=warnings, energy=energy,
+                       telemetry=tele, device_timing=device_timing)
 
 
 def _warnings(cfg: BenchConfig, meas: Measurement, stats: dict, fid: dict) -> list[str]:

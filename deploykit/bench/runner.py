@@ -1,13 +1,22 @@
-"""The measurement loop every target is timed with.
+"""The measurement loops every target is timed with.
 
-Sequence: session load (timed) -> first inference (timed, reported apart) -> ``warmup`` untimed-for-stats
+Latency mode (``measure``): session load (timed) -> first inference (timed, reported apart) -> ``warmup``
 iterations -> the measured loop, which stops once it has at least ``min_iters`` iterations AND ``min_time``
-seconds, or at ``max_time`` seconds whichever comes first. Each iteration is one synchronous inference on
-the same prepared input; the per-iteration samples are kept raw.
+seconds, or at ``max_time`` seconds whichever comes first. Each iteration is one synchronous inference on the
+same prepared input; the per-iteration samples are kept raw.
+
+Throughput mode (``measure_throughput``): the runtime keeps N requests in flight (``submit``); every
+completion is timestamped here (``now_ns`` in bench's own callback), its request is resubmitted at once, and
+the same stop rule decides when to stop resubmitting; the requests still in flight are drained and counted.
+Samples are per-request latencies (submit -> completion); throughput = batch x completed requests / wall time.
+
+``on_start`` / ``on_stop`` are called right before the measured loop's first clock read and right after its
+last one (energy meters read there, so energy covers exactly the measured window).
 """
 
 from __future__ import annotations
 
+import queue
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -16,6 +25,7 @@ from deploykit.core.config import BenchConfig
 
 # progress callback: (phase, iterations done, elapsed seconds in the phase)
 Progress = Callable[[str, int, float], None]
+Hook = Callable[[], None] | None
 
 STOP_MIN_BOTH = "min-iters and min-time reached"
 STOP_MAX_TIME = "max-time reached"
@@ -30,6 +40,9 @@ class Measurement:
     warmup_ns: list[int] = field(default_factory=list)
     load_ns: int | None = None
     first_ns: int | None = None
+    mode: str = "latency"
+    requests: int = 1  # requests in flight (throughput mode)
+    device_ns: dict[str, list[int]] = field(default_factory=dict)  # device-clock samples (CUDA events) per kind
 
     @property
     def iterations(self) -> int:
@@ -41,9 +54,14 @@ class Measurement:
 
 
 def measure(infer: Callable[[], object], cfg: BenchConfig, *, batch: int, timer: Timer | None = None,
-            progress: Progress | None = None, progress_every_s: float = 0.25) -> Measurement:
+            progress: Progress | None = None, progress_every_s: float = 0.25,
+            device_timer: Callable[[], dict[str, int] | None] | None = None,
+            on_start: Hook = None, on_stop: Hook = None) -> Measurement:
     """Warm up, then time ``infer`` until the stop rule is met. The first inference should already have
-    been timed separately by the caller (it includes lazy initialisation on most runtimes)."""
+    been timed separately by the caller (it includes lazy initialisation on most runtimes).
+
+    ``device_timer`` (GPU targets): called after each measured iteration (outside its timed interval) and
+    returns device-clock durations of that iteration, collected into ``Measurement.device_ns``."""
     timer = timer or Timer()
     tick = int(progress_every_s * 1e9)
 
@@ -58,12 +76,18 @@ def measure(infer: Callable[[], object], cfg: BenchConfig, *, batch: int, timer:
     max_ns = int(cfg.max_time * 1e9)
     min_iters = cfg.min_iters
     samples: list[int] = []
+    device: dict[str, list[int]] = {}
     append = samples.append
     time_ns = timer.time_ns
+    if on_start:
+        on_start()
     start = now_ns()
     next_tick = start + tick
     while True:
         append(time_ns(infer))
+        if device_timer is not None:
+            for kind, ns in (device_timer() or {}).items():
+                device.setdefault(kind, []).append(ns)
         t = now_ns()
         elapsed = t - start
         if elapsed >= min_ns and len(samples) >= min_iters:
@@ -76,6 +100,102 @@ def measure(infer: Callable[[], object], cfg: BenchConfig, *, batch: int, timer:
             progress("measure", len(samples), elapsed / 1e9)
             next_tick = t + tick
     wall = now_ns() - start
+    if on_stop:
+        on_stop()
     if progress:
         progress("done", len(samples), wall / 1e9)
-    return Measurement(batch=batch, samples_ns=samples, wall_ns=wall, stop_reason=reason, warmup_ns=warm)
+    return Measurement(batch=batch, samples_ns=samples, wall_ns=wall, stop_reason=reason, warmup_ns=warm,
+                       device_ns=device)
+
+
+class RequestTimeout(RuntimeError):
+    """A submitted request never reported completion (a runtime bug or a hung device)."""
+
+
+def measure_throughput(submit: Callable[[int, Callable[[int], None]], None], requests: int, cfg: BenchConfig, *,
+                       batch: int, progress: Progress | None = None, progress_every_s: float = 0.25,
+                       on_start: Hook = None, on_stop: Hook = None, timeout_s: float | None = None) -> Measurement:
+    """Keep ``requests`` asynchronous requests in flight until the stop rule is met (see module docstring).
+
+    ``submit(slot, done)`` starts request ``slot`` and must call ``done(slot)`` once it has finished; ``done``
+    timestamps the completion with the one clock (``now_ns``). Warm-up: ``max(warmup, requests)`` completed
+    requests (every request runs at least once), unless ``warmup`` is 0."""
+    if requests < 1:
+        raise ValueError("requests must be >= 1")
+    completions: queue.SimpleQueue = queue.SimpleQueue()
+    put = completions.put
+    timeout = timeout_s if timeout_s is not None else max(60.0, 2 * cfg.max_time)
+
+    def done(slot: int) -> None:  # runs on the runtime's completion thread
+        put((slot, now_ns()))
+
+    def next_done() -> tuple[int, int]:
+        try:
+            return completions.get(timeout=timeout)
+        except queue.Empty:
+            raise RequestTimeout(f"an inference request did not complete within {timeout:g} s") from None
+
+    t_sub = [0] * requests
+
+    def start_all() -> None:
+        for s in range(requests):
+            t_sub[s] = now_ns()
+            submit(s, done)
+
+    # warm-up
+    warm: list[int] = []
+    n_warm = max(cfg.warmup, requests) if cfg.warmup else 0
+    if n_warm:
+        t0 = now_ns()
+        start_all()
+        inflight, submitted = requests, requests
+        while inflight:
+            slot, t = next_done()
+            inflight -= 1
+            warm.append(t - t_sub[slot])
+            if submitted < n_warm:
+                t_sub[slot] = now_ns()
+                submit(slot, done)
+                inflight += 1
+                submitted += 1
+        if progress:
+            progress("warmup", len(warm), (now_ns() - t0) / 1e9)
+
+    # measured window
+    min_ns = int(cfg.min_time * 1e9)
+    max_ns = int(cfg.max_time * 1e9)
+    tick = int(progress_every_s * 1e9)
+    samples: list[int] = []
+    reason = STOP_MAX_TIME
+    if on_start:
+        on_start()
+    start = now_ns()
+    next_tick = start + tick
+    start_all()
+    inflight = requests
+    stopping = False
+    while inflight:
+        slot, t = next_done()
+        inflight -= 1
+        samples.append(t - t_sub[slot])
+        if stopping:
+            continue
+        elapsed = t - start
+        if elapsed >= min_ns and len(samples) >= cfg.min_iters:
+            stopping, reason = True, STOP_MIN_BOTH
+        elif elapsed >= max_ns:
+            stopping, reason = True, STOP_MAX_TIME
+        else:
+            t_sub[slot] = now_ns()
+            submit(slot, done)
+            inflight += 1
+            if progress is not None and t >= next_tick:
+                progress("measure", len(samples), elapsed / 1e9)
+                next_tick = t + tick
+    wall = now_ns() - start
+    if on_stop:
+        on_stop()
+    if progress:
+        progress("done", len(samples), wall / 1e9)
+    return Measurement(batch=batch, samples_ns=samples, wall_ns=wall, stop_reason=reason, warmup_ns=warm,
+                       mode="throughput", requests=requests)

@@ -10,6 +10,33 @@ from deploykit.cli.common import (POSITIVE, model_options, models_dir_option, pr
                                   resolve_models_dir, resolve_reports_dir, stderr_console, stdout_console)
 
 
+def hardware_options(f):
+    """Options of the hardware targets (devices, precision, throughput mode, GPU timing, energy)."""
+    opts = [
+        click.option("--device", default=None, help="Device: openvino CPU|GPU|NPU|AUTO...; torch cpu|cuda[:N]; "
+                     "GPU targets cuda[:N] [default: CPU / cuda:0]."),
+        click.option("--precision", type=click.Choice(["fp32", "tf32", "fp16", "bf16", "int8"]), default=None,
+                     help="Precision to ask the target for; the report records what really ran."),
+        click.option("--mode", type=click.Choice(["latency", "throughput"]), default="latency", show_default=True,
+                     help="throughput: keep several async requests in flight (openvino)."),
+        click.option("--requests", type=POSITIVE, default=None, help="Throughput mode: requests in flight [default: the device's optimum]."),
+        click.option("--streams", type=POSITIVE, default=None, help="Throughput mode: execution streams [default: the device's choice]."),
+        click.option("--compile", "compile_", is_flag=True, help="torch target: torch.compile the module."),
+        click.option("--cuda-graphs", is_flag=True, help="trt / torch on cuda: replay the inference as a CUDA graph."),
+        click.option("--no-transfers", is_flag=True, help="GPU targets: keep input and output on the device (time compute only)."),
+        click.option("--no-cache", is_flag=True, help="Do not reuse compiled blobs / engines (OpenVINO cache, TensorRT engines)."),
+        click.option("--energy", type=click.Choice(["auto", "off"]), default="auto", show_default=True,
+                     help="Measure energy with every meter readable here (NVML, RAPL) or not at all."),
+        click.option("--idle-time", type=click.FloatRange(min=0), default=2.0, show_default=True,
+                     help="Seconds of idle power measured before warm-up (when a meter is readable)."),
+        click.option("--energy-estimate-watts", type=click.FloatRange(min=0, min_open=True), default=None,
+                     help="Add an energy ESTIMATE from this constant power (labelled estimated; never used silently)."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
 @click.command("bench")
 @click.argument("models", nargs=-1, required=True)
 @click.option("-t", "--target", "targets", multiple=True, default=("ort",), show_default=True,
@@ -32,8 +59,9 @@ from deploykit.cli.common import (POSITIVE, model_options, models_dir_option, pr
 @click.option("--format", "formats", default="json,md,csv", show_default=True, help="Report files to write.")
 @click.option("--no-save", is_flag=True, help="Write no report files.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON report(s) to stdout.")
+@hardware_options
 def command(models, targets, batch, resolution, warmup, min_iters, min_time, max_time, seed, threads, graph_opt,
-            weights, model_opts, opset, models_dir, report_dir, formats, no_save, as_json):
+            weights, model_opts, opset, models_dir, report_dir, formats, no_save, as_json, **hw):
     """Measure MODELS (registry names or .onnx files) on each target.
 
     Every target gets the same input tensor (from --seed) and the same measurement: session load and the
@@ -55,11 +83,17 @@ def command(models, targets, batch, resolution, warmup, min_iters, min_time, max
     if bad:
         raise UsageError(f"unknown report format {bad[0]!r} (choose from {', '.join(FORMATS)})")
     cfg = BenchConfig(batch=batch, resolution=resolution, warmup=warmup, min_iters=min_iters, min_time=min_time,
-                      max_time=max_time, seed=seed)
-    opts = RuntimeOptions(threads=threads, graph_opt=graph_opt)
+                      max_time=max_time, seed=seed, energy=hw["energy"], idle_time=hw["idle_time"],
+                      energy_estimate_watts=hw["energy_estimate_watts"])
+    opts = RuntimeOptions(threads=threads, graph_opt=graph_opt, device=hw["device"], precision=hw["precision"],
+                          mode=hw["mode"], requests=hw["requests"], streams=hw["streams"], compile=hw["compile_"],
+                          cuda_graphs=hw["cuda_graphs"], transfers=not hw["no_transfers"], cache=not hw["no_cache"],
+                          cache_dir=str(resolve_models_dir(models_dir) / ".cache"))
     # check everything we can before spending minutes on the first model
     for t in target_list:
-        get_runtime(t).ensure_available()
+        cls = get_runtime(t)
+        cls.ensure_available()
+        cls(opts).preflight()  # mode / precision / device fit this target and this machine
     for m in models:
         if not (looks_like_file(m) and m not in MODELS):
             get_cfg(m)
@@ -92,6 +126,11 @@ def command(models, targets, batch, resolution, warmup, min_iters, min_time, max
                 err.print(f"[dim]report: {', '.join(str(p) for p in paths)}[/]")
             for w in report["warnings"]:
                 err.print(f"[yellow]warning:[/] {m} on {t}: {w}")
+            energy = report.get("energy") or {}
+            if energy.get("status") == "unavailable":
+                from rich.markup import escape
+
+                err.print(f"[dim]energy: unavailable ({escape('; '.join(energy['reasons']))})[/]")
     if as_json:
         print_json(reports[0] if len(reports) == 1 else reports)
     else:
@@ -132,6 +171,10 @@ def print_table(reports: list[dict]) -> None:
 
     shown = ["model", "target", "precision", "input", "p50_ms", "ci95_ms", "p90_ms", "p99_ms", "cv", "items_per_s",
              "first_ms", "iterations", "top1", "cosine", "fidelity"]
+    if any(r["throughput"].get("mode") == "throughput" for r in reports):
+        shown.insert(shown.index("items_per_s") + 1, "mode")
+    if any((r.get("energy") or {}).get("status") in ("measured", "estimated") for r in reports):
+        shown.insert(shown.index("items_per_s") + 1, "j_per_inf")
     heads = dict(SUMMARY_COLUMNS)
     table = Table(title="deploykit bench (latency in ms, batch latency; CI = bootstrap 95% CI of the median)")
     for k in shown:

@@ -19,12 +19,14 @@ def command(as_json):
     if as_json:
         print_json(rows)
         return
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="deploykit targets")
-    for col in ("target", "status", "device", "description", "precisions", "detail / reason"):
+    for col in ("target", "status", "device", "description", "precisions", "modes", "detail / reason"):
         table.add_column(col)
     for r in rows:
         status = "[green]available[/]" if r["available"] else "[red]unavailable[/]"
-        table.add_row(r["target"], status, r["device"], r["description"], ",".join(r["precisions"]), r["detail"])
+        table.add_row(r["target"], status, r["device"], escape(r["description"]), ",".join(r["precisions"]),
+                      ",".join(r["modes"]), escape(r["detail"]))  # escape: "deploykit[trt]" is not markup
     stdout_console().print(table)

@@ -60,11 +60,30 @@ class RuntimeOptions:
     precision: str | None = None
     mode: str = "latency"  # latency | throughput
     extra: tuple[tuple[str, str], ...] = ()
+    # hardware targets (issue 3)
+    requests: int | None = None  # throughput mode: requests in flight (None = the runtime's optimal number)
+    streams: int | None = None  # throughput mode: execution streams (None = the runtime's choice)
+    compile: bool = False  # torch target: torch.compile the module
+    cuda_graphs: bool = False  # trt / torch targets: replay the inference as a CUDA graph
+    transfers: bool = True  # GPU targets: time host->device input and device->host output copies too
+    cache: bool = True  # reuse compiled blobs / engines (OpenVINO CACHE_DIR, TensorRT engine cache)
+    cache_dir: str | None = None  # where compiled blobs / engines live (None = <models dir>/.cache)
 
     def __post_init__(self):
         _positive("--threads", self.threads)
+        _positive("--requests", self.requests)
+        _positive("--streams", self.streams)
         if self.graph_opt not in ("disable", "basic", "extended", "all"):
             raise UsageError(f"--graph-opt must be disable, basic, extended or all, got {self.graph_opt!r}")
+        if self.mode not in ("latency", "throughput"):
+            raise UsageError(f"--mode must be latency or throughput, got {self.mode!r}")
+        if self.mode == "latency" and (self.requests or self.streams):
+            raise UsageError("--requests/--streams apply to --mode throughput only")
+
+    def resolved_cache_dir(self, what: str) -> Path:
+        """The compiled-artifact cache folder of one runtime (``what``: openvino, tensorrt, ...)."""
+        base = Path(self.cache_dir) if self.cache_dir else default_models_dir() / ".cache"
+        return base / what
 
     def resolved_threads(self) -> int:
         return self.threads or available_cores()
@@ -91,9 +110,17 @@ class BenchConfig:
     seed: int = 0
     cv_warn: float = 0.05
     bootstrap: int = 2000
+    # energy (issue 3): measured in the same window as the latency samples, or reported unavailable
+    energy: str = "auto"  # auto = every meter readable here | off
+    idle_time: float = 2.0  # seconds of idle power measured just before warm-up (0 = skip)
+    energy_estimate_watts: float | None = None  # only on explicit request: an estimate labelled as such
 
     def __post_init__(self):
         _positive("--batch", self.batch)
+        _positive("--idle-time", self.idle_time, allow_zero=True)
+        _positive("--energy-estimate-watts", self.energy_estimate_watts)
+        if self.energy not in ("auto", "off"):
+            raise UsageError(f"--energy must be auto or off, got {self.energy!r}")
         _positive("--resolution", self.resolution)
         _positive("--warmup", self.warmup, allow_zero=True)
         _positive("--min-iters", self.min_iters)

@@ -86,7 +86,12 @@ def image_input_shape(model, batch: int | None, resolution: int | None, where: s
 
     Raises a clean error for non-image inputs and for batch/resolution that contradict static dims.
     """
-    specs = input_specs(model)
+    return image_input_from_specs(input_specs(model), batch, resolution, where)
+
+
+def image_input_from_specs(specs: list[InputSpec], batch: int | None, resolution: int | None,
+                           where: str = "model") -> tuple[str, tuple[int, ...], str]:
+    """``image_input_shape`` for inputs already read (from ONNX, or from a runtime-native file such as IR)."""
     if len(specs) != 1:
         names = ", ".join(s.name for s in specs) or "none"
         raise InputError(f"{where} has {len(specs)} inputs ({names}); deploykit measures single-input image models")
@@ -144,3 +149,23 @@ def graph_precision(model) -> str:
         counts[init.data_type] = counts.get(init.data_type, 0) + 1
     dominant = max((t for t in counts if t in (1, 10, 16)), key=lambda t: counts[t], default=1)
     return {1: "fp32", 10: "fp16", 16: "bf16"}[dominant]
+
+
+def op_types(model) -> set[str]:
+    """Every op type in ``model``: main graph, subgraphs (If/Loop/Scan bodies) and local functions. Ops outside
+    the default domain are named ``domain.Op``."""
+    found: set[str] = set()
+
+    def walk(nodes):
+        for n in nodes:
+            found.add(n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}")
+            for a in n.attribute:
+                if a.g is not None and a.g.node:
+                    walk(a.g.node)
+                for g in a.graphs:
+                    walk(g.node)
+
+    walk(model.graph.node)
+    for f in model.functions:
+        walk(f.node)
+    return found

@@ -5,18 +5,19 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from deploykit.core.config import ExportConfig
 from deploykit.core.errors import InputError
 from deploykit.export import artifacts
-from deploykit.export.onnx_io import graph_precision, image_input_shape, load_onnx
+from deploykit.export.onnx_io import graph_precision, image_input_from_specs, image_input_shape, load_onnx
 from deploykit.models.registry import MODELS, file_sha256, get_cfg
 
 
 @dataclass
 class ResolvedModel:
     label: str  # registry name, or the file's stem
-    kind: str  # "registry" | "onnx-file"
+    kind: str  # "registry" | "onnx-file" | "native-file" (a runtime's own format, e.g. OpenVINO IR)
     path: Path
     sha256: str
     input_name: str
@@ -50,11 +51,21 @@ def looks_like_file(ref: str) -> bool:
     return ref.endswith((".onnx", ".xml")) or os.sep in ref or (os.altsep or "\0") in ref or Path(ref).is_file()
 
 
+# a reader for a runtime-native model file: path -> (list of onnx_io.InputSpec, graph precision)
+NativeReader = Callable[[Path], tuple[list, str]]
+
+
 def resolve_model(ref: str, *, batch: int, resolution: int | None, export: ExportConfig | None = None,
-                  progress=None) -> ResolvedModel:
-    """A ready-to-run ONNX file for ``ref`` with its single image input's concrete shape."""
+                  progress=None, readers: dict[str, NativeReader] | None = None) -> ResolvedModel:
+    """A ready-to-run model file for ``ref`` with its single image input's concrete shape.
+
+    ONNX files and registry models work everywhere; other formats (``.xml`` OpenVINO IR) only when the target
+    passes a reader for that suffix in ``readers``."""
     if looks_like_file(ref) and ref not in MODELS:
-        return _resolve_file(Path(ref), batch, resolution)
+        path = Path(ref)
+        if path.suffix != ".onnx" and path.suffix in (readers or {}):
+            return _resolve_native(path, batch, resolution, readers[path.suffix])
+        return _resolve_file(path, batch, resolution)
     get_cfg(ref)  # unknown name -> InputError with suggestions
     from dataclasses import replace
 
@@ -71,9 +82,24 @@ def resolve_model(ref: str, *, batch: int, resolution: int | None, export: Expor
                          export_seconds=None if res.reused else res.seconds, reused=res.reused)
 
 
+def _resolve_native(path: Path, batch: int, resolution: int | None, reader: NativeReader) -> ResolvedModel:
+    import hashlib
+
+    specs, precision = reader(path)
+    name, shape, dtype = image_input_from_specs(specs, batch, resolution, where=str(path))
+    h = hashlib.sha256()
+    for part in (path, path.with_suffix(".bin")):  # IR: the graph and its weights
+        if part.is_file():
+            with open(part, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+    return ResolvedModel(label=path.stem, kind="native-file", path=path, sha256=h.hexdigest(), input_name=name,
+                         input_shape=shape, input_dtype=dtype, precision=precision)
+
+
 def _resolve_file(path: Path, batch: int, resolution: int | None) -> ResolvedModel:
     if path.suffix == ".xml":
-        raise InputError(f"{path}: OpenVINO IR files are read by the openvino target only")
+        raise InputError(f"{path}: OpenVINO IR files are read by the openvino target only (--target openvino)")
     proto = load_onnx(path)
     name, shape, dtype = image_input_shape(proto, batch, resolution, where=str(path))
     sha = file_sha256(path)

@@ -15,6 +15,7 @@ SUMMARY_COLUMNS = [
     ("p90_ms", "p90 ms"), ("p99_ms", "p99 ms"), ("mean_ms", "mean ms"), ("cv", "CV"),
     ("items_per_s", "items/s"), ("load_ms", "load ms"), ("first_ms", "1st inf ms"), ("iterations", "iters"),
     ("top1", "top-1 agree"), ("cosine", "cosine"), ("max_abs", "max abs err"), ("fidelity", "fidelity"),
+    ("mode", "mode"), ("j_per_inf", "J/inference"), ("energy", "energy"),
 ]
 
 
@@ -42,7 +43,38 @@ def summary_row(r: dict) -> dict:
         "cosine": f["cosine"],
         "max_abs": f["max_abs"],
         "fidelity": {True: "pass", False: "FAIL", None: "n/a"}[f["passed"]],
+        "mode": _mode_text(r["throughput"]),
+        "j_per_inf": _headline_energy(r.get("energy")),
+        "energy": _energy_status(r.get("energy")),
     }
+
+
+def _mode_text(tp: dict) -> str:
+    mode = tp.get("mode", "latency")
+    return f"throughput x{tp.get('requests_in_flight', 1)}" if mode == "throughput" else mode
+
+
+def _headline_domain(e: dict | None) -> dict | None:
+    """The energy domain shown in tables: the first measured one, else an explicit estimate."""
+    if not e:
+        return None
+    doms = [d for d in e.get("domains", []) if d.get("joules")]
+    return next((d for d in doms if not d.get("estimated")), None) or next(iter(doms), None)
+
+
+def _headline_energy(e: dict | None):
+    d = _headline_domain(e)
+    return d["j_per_inference"] if d else None
+
+
+def _energy_status(e: dict | None) -> str:
+    if not e:
+        return "-"
+    d = _headline_domain(e)
+    if d is None:
+        return e.get("status", "-")
+    label = "estimated" if d.get("estimated") else ("sampled" if d.get("sampled") else "measured")
+    return f"{label}: {d['scope']}"
 
 
 def fmt(key: str, value) -> str:
@@ -58,6 +90,8 @@ def fmt(key: str, value) -> str:
         return f"{value:.2e}"
     if key == "top1":
         return f"{value:.2f}"
+    if key == "j_per_inf":
+        return f"{value:.4g}"
     if key.endswith("_ms") or key == "items_per_s":
         return f"{value:.3f}" if value < 100 else f"{value:.1f}"
     return str(value)
@@ -104,9 +138,53 @@ def to_markdown(reports: list[dict]) -> str:
             f"- deploykit {env['deploykit']['version']} (git {str(env['deploykit'].get('sha'))[:10]}"
             f"{', dirty' if env['deploykit'].get('dirty') else ''})",
         ]
+        out += _hardware_lines(r)
         out += [f"- **warning:** {w}" for w in r["warnings"]]
         out.append("")
     return "\n".join(out)
+
+
+def _hardware_lines(r: dict) -> list[str]:
+    """Markdown lines for throughput mode, device timings, energy and telemetry (when the report has them)."""
+    lines = []
+    tp = r["throughput"]
+    if tp.get("mode") == "throughput":
+        lines.append(f"- throughput mode: {tp.get('requests_in_flight')} requests in flight; {tp['basis']}")
+    for kind, dt in (r.get("device_timing") or {}).items():
+        st = dt["stats"]
+        lines.append(f"- device time ({kind}, CUDA events) ms: p50 {st['p50']:.3f}, p99 {st['p99']:.3f}, "
+                     f"mean {st['mean']:.3f} over {st['n']} iterations")
+    e = r.get("energy")
+    if e:
+        if e["status"] in ("unavailable", "off"):
+            lines.append(f"- energy: {e['status']} ({'; '.join(e['reasons'])})")
+        for d in e.get("domains", []):
+            if d.get("joules"):
+                idle = f", idle {d['idle_power_w']:.1f} W" if d.get("idle_power_w") is not None else ""
+                lines.append(f"- energy{' (ESTIMATED)' if d.get('estimated') else ''} {d['name']} [{d['scope']}]: "
+                             f"{d['j_per_inference']:.4g} J/inference, {d['inferences_per_j']:.4g} inferences/J, "
+                             f"{d['avg_power_w']:.1f} W average{idle} over {d['window_s']:.2f} s ({d['method']})")
+            else:
+                lines.append(f"- energy {d['name']} [{d['scope']}]: no reading ({d.get('reason')})")
+    t = r.get("telemetry")
+    if t:
+        for when in ("start", "end"):
+            snap = t[when]
+            cpu = snap["cpu"]
+            freq = (f"{min(cpu['cur_freq_mhz'])}-{max(cpu['cur_freq_mhz'])} MHz, governor "
+                    f"{','.join(cpu['governors']) or '?'}" if cpu.get("readable") else cpu.get("reason", "not readable"))
+            text = f"- telemetry at {when}: CPU {freq}"
+            g = snap.get("gpu")
+            if g:
+                if g.get("available"):
+                    clk = g.get("clocks_mhz") or {}
+                    text += (f"; GPU {g['name']} (driver {g.get('driver')}): SM {clk.get('sm')} MHz, mem {clk.get('mem')} MHz, "
+                             f"{g.get('temperature_c')} C, {g.get('power_w')} W, throttle "
+                             f"{','.join(g.get('throttle_reasons') or []) or 'none'}")
+                else:
+                    text += f"; GPU telemetry unavailable ({g.get('reason')})"
+            lines.append(text)
+    return lines
 
 
 def _fidelity_text(f: dict) -> str:

@@ -50,12 +50,20 @@ def build_report(result) -> dict:
         "throughput": {
             "items_per_s": m.items_per_s,
             "batch": m.batch,
-            "basis": "batch x iterations / wall time of the measured loop",
+            "basis": "batch x iterations / wall time of the measured loop" if m.mode == "latency" else
+                     f"batch x completed requests / wall time of the measured loop ({m.requests} requests in flight; "
+                     "latencies are per request, submit to completion)",
+            "mode": m.mode,
+            "requests_in_flight": m.requests,
         },
         "fidelity": result.fidelity,
         "warnings": result.warnings,
         "environment": result.environment,
     }
+    for key in ("energy", "telemetry", "device_timing"):  # hardware-target additions (optional in the schema)
+        value = getattr(result, key, None)
+        if value is not None:
+            report[key] = value
     validate(report)
     return json.loads(json.dumps(report, default=_default))  # plain JSON types only
 

@@ -10,6 +10,16 @@ Life cycle used by bench (one timer, one statistics module for all targets):
     rt.outputs()                                  -> outputs for the fidelity check (untimed)
     rt.infer() ...                                -> warm-up and the measured loop (rt.sync before each stop)
     rt.info()                                     -> what actually ran (precision, providers, threads)
+
+Throughput mode (``modes`` includes "throughput"): after ``load`` the runtime holds ``parallel_requests()``
+requests; bench calls ``submit(slot, done)`` to start request ``slot`` asynchronously and the runtime calls
+``done(slot)`` (from any thread) when it has finished. The clock reads stay in bench/ (``done`` is bench's).
+
+GPU targets may expose ``device_times()``: CUDA-event durations of the last inference (read after ``sync``),
+e.g. {"compute": ns, "e2e": ns}; bench collects them next to the host-clock samples.
+
+A target that cannot run some ONNX op declares it in ``unsupported_ops`` (op type -> reason); bench checks
+the graph before loading so the user gets a clear error instead of a silent fallback or a late failure.
 """
 
 from __future__ import annotations
@@ -17,7 +27,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Callable, ClassVar
 
 import numpy as np
 
@@ -40,6 +50,8 @@ class ModelInput:
     input_name: str
     shape: tuple[int, ...]
     dtype: str = "float32"
+    manifest: dict | None = None  # deploykit's artifact manifest when there is one (the torch target needs it)
+    precision: str | None = None  # arithmetic precision the graph asks for (fp32 / fp16 / int8)
 
 
 class Runtime(ABC):
@@ -49,6 +61,8 @@ class Runtime(ABC):
     requires: ClassVar[tuple[str, ...]] = ()  # python modules the target imports
     precisions: ClassVar[tuple[str, ...]] = ("fp32",)
     modes: ClassVar[tuple[str, ...]] = ("latency",)
+    file_formats: ClassVar[tuple[str, ...]] = (".onnx",)  # model files the target reads
+    unsupported_ops: ClassVar[dict[str, str]] = {}  # ONNX op type -> why this target cannot run it
 
     def __init__(self, options: RuntimeOptions):
         self.options = options
@@ -76,6 +90,21 @@ class Runtime(ABC):
         if not av.available:
             raise UnavailableError(f"target {cls.name} is unavailable here: {av.reason}")
 
+    @classmethod
+    def graph_unsupported(cls, op_types: set[str]) -> dict[str, str]:
+        """The ops of a graph (its set of op types) this target cannot run, with the reason for each."""
+        return {op: why for op, why in cls.unsupported_ops.items() if op in op_types}
+
+    @classmethod
+    def inspect_file(cls, path: Path) -> tuple[list, str]:
+        """For a model file in one of ``file_formats`` other than .onnx: its inputs (a list of
+        ``export.onnx_io.InputSpec``) and the precision the graph asks for."""
+        raise NotImplementedError(f"target {cls.name} reads no {Path(path).suffix} files")
+
+    def preflight(self) -> None:  # noqa: B027 - optional hook
+        """Cheap checks of the options against this machine (e.g. the --device exists), run before any export
+        or load so a wrong option fails in a second. Raise UsageError / UnavailableError."""
+
     @abstractmethod
     def load(self, model: ModelInput) -> None:
         """Create the session/engine for the ONNX (or runtime-native) file."""
@@ -94,6 +123,28 @@ class Runtime(ABC):
 
     def sync(self) -> None:  # noqa: B027 - optional hook
         """Wait for outstanding device work (GPU targets); CPU targets are synchronous."""
+
+    def uses_gpu(self) -> int | None:
+        """Index of the NVIDIA GPU this run uses (for energy and telemetry), or None for a CPU-only run."""
+        return None
+
+    def device_times(self) -> dict[str, int] | None:
+        """Device-side durations of the last inference in ns (CUDA events), read after ``sync``; None if the
+        target has no device clock."""
+        return None
+
+    # throughput mode primitives (targets whose ``modes`` include "throughput")
+    def parallel_requests(self) -> int:
+        """Requests this runtime keeps in flight in throughput mode (known after ``load``)."""
+        return 1
+
+    def submit(self, slot: int, done: Callable[[int], None]) -> None:
+        """Start inference request ``slot`` (0 .. parallel_requests()-1) on the bound input without waiting;
+        call ``done(slot)`` as soon as it has finished (from whatever thread the runtime completes on)."""
+        raise NotImplementedError(f"target {self.name} has no asynchronous submit")
+
+    def wait_all(self) -> None:  # noqa: B027 - optional hook
+        """Block until every submitted request has finished (throughput mode clean-up)."""
 
     def info(self) -> dict:
         """What actually ran: precision, devices/providers, threads, runtime version, applied options."""

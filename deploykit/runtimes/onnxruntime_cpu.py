@@ -53,6 +53,13 @@ class OrtCpuRuntime(Runtime):
 
         return Availability(True, detail=f"onnxruntime {version_of('onnxruntime')}")
 
+    def preflight(self) -> None:
+        if self.options.device and self.options.device.strip().lower() != "cpu":
+            from deploykit.core.errors import UsageError
+
+            raise UsageError(f"target ort runs on the CPU only (--device {self.options.device}); the GPU baselines are "
+                             "ort-cuda and ort-trt")
+
     def load(self, model: ModelInput) -> None:
         import onnxruntime as ort
 

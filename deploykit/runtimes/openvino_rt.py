@@ -1,0 +1,273 @@
+"""Target ``openvino``: OpenVINO Runtime on CPU (default), GPU, NPU or AUTO/HETERO/MULTI when present.
+
+Latency mode: one infer request, ``PERFORMANCE_HINT=LATENCY``, synchronous ``infer()`` on a bound input
+tensor. Throughput mode: ``PERFORMANCE_HINT=THROUGHPUT`` and the device's optimal number of requests (or
+``--requests`` / ``--streams``), driven asynchronously by bench through ``submit``.
+
+Precision honesty: ``--precision fp32|bf16|fp16`` sets ``INFERENCE_PRECISION_HINT`` (f32|bf16|f16); whatever is
+asked, the report records the hint *read back from the compiled model*, the precision each executed node ran in
+(``runtimePrecision`` of the runtime model) and the execution devices. OpenVINO defaults to bf16 on CPUs with
+bf16 units (AVX512-BF16 / AMX) and silently falls back to f32 where a requested precision is unsupported, so
+only the read-back value is trusted.
+
+Reads ONNX and OpenVINO IR (.xml + .bin) directly; compiled blobs are cached in ``<models dir>/.cache/openvino``
+(OpenVINO's CACHE_DIR, keyed by OpenVINO on the model content and the compile settings).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from deploykit.core.errors import InputError, UnavailableError, UsageError
+from deploykit.core.lazy import require
+from deploykit.runtimes.base import Availability, ModelInput, Runtime, register_runtime
+
+OV_PRECISION = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
+_FROM_OV = {"f32": "fp32", "bf16": "bf16", "f16": "fp16", "i8": "int8", "u8": "int8", "f64": "fp64"}
+_OV_NP_DTYPES = {"f32": "float32", "f16": "float16", "bf16": "bfloat16", "f64": "float64"}
+# device names OpenVINO knows (a name outside this list is a typo, not missing hardware)
+KNOWN_DEVICES = ("CPU", "GPU", "NPU", "AUTO", "HETERO", "MULTI", "BATCH")
+META_DEVICES = ("AUTO", "HETERO", "MULTI", "BATCH")
+
+_CORE = None
+
+
+def core():
+    """One ov.Core per process (creating one enumerates plugins)."""
+    global _CORE
+    if _CORE is None:
+        ov = require("openvino", "the openvino target")
+        _CORE = ov.Core()
+    return _CORE
+
+
+def check_device(device: str, available: list[str]) -> None:
+    """Raise a clean error unless ``device`` (CPU, GPU.1, AUTO:GPU,CPU, ...) can run on ``available``."""
+    here = ", ".join(available) or "none"
+    dev = device.strip().upper()
+    base, _, rest = dev.partition(":")
+    if base in META_DEVICES:
+        parts = [p.split("(")[0].strip() for p in rest.split(",") if p.strip()] if rest else []
+        for p in parts:
+            check_device(p, available)
+        return
+    if base.split(".")[0] not in KNOWN_DEVICES:
+        raise UsageError(f"unknown OpenVINO device {device!r} (devices here: {here}; OpenVINO knows "
+                         f"{', '.join(KNOWN_DEVICES)})")
+    family = base.split(".")[0]
+    ok = base in available or (base == family and any(a.split(".")[0] == family for a in available))
+    if not ok:
+        raise UnavailableError(f"OpenVINO device {device} is not available here (devices here: {here})")
+
+
+def type_name(t) -> str:
+    return t.get_type_name() if hasattr(t, "get_type_name") else str(t)
+
+
+@register_runtime("openvino")
+class OpenVinoRuntime(Runtime):
+    description = "OpenVINO Runtime (CPU by default; GPU/NPU/AUTO when present)"
+    device_kind = "cpu"
+    requires = ("openvino",)
+    precisions = ("fp32", "bf16", "fp16", "int8")  # int8 = a quantized (QDQ / FakeQuantize) file, run as given
+    modes = ("latency", "throughput")
+    file_formats = (".onnx", ".xml")
+
+    @classmethod
+    def availability(cls) -> Availability:
+        av = super().availability()
+        if not av.available:
+            return av
+        try:
+            c = core()
+            devs = [f"{d} ({c.get_property(d, 'FULL_DEVICE_NAME')})" for d in c.available_devices]
+        except Exception as exc:  # a broken install
+            return Availability(False, f"openvino does not initialise: {' '.join(str(exc).split())[:200]}")
+        from deploykit.core.lazy import version_of
+
+        return Availability(True, detail=f"openvino {version_of('openvino')}; devices: {', '.join(devs) or 'none'}")
+
+    @property
+    def device(self) -> str:
+        return (self.options.device or "CPU").strip().upper()
+
+    def preflight(self) -> None:
+        if self.options.precision == "int8":
+            raise UsageError("--precision int8 is not a setting on openvino: give a quantized model file "
+                             "(it runs in int8 as given)")
+        check_device(self.device, list(core().available_devices))
+
+    def _config(self) -> dict:
+        o = self.options
+        cfg = {"PERFORMANCE_HINT": "THROUGHPUT" if o.mode == "throughput" else "LATENCY"}
+        if o.precision:
+            cfg["INFERENCE_PRECISION_HINT"] = OV_PRECISION[o.precision]
+        if o.threads and self.device.startswith("CPU"):
+            cfg["INFERENCE_NUM_THREADS"] = o.threads
+        if o.streams:
+            cfg["NUM_STREAMS"] = o.streams
+        if o.requests:
+            cfg["PERFORMANCE_HINT_NUM_REQUESTS"] = o.requests
+        if o.cache:
+            from deploykit.core.atomic import ensure_dir
+
+            cfg["CACHE_DIR"] = str(ensure_dir(o.resolved_cache_dir("openvino")))
+        return cfg
+
+    def load(self, model: ModelInput) -> None:
+        ov = require("openvino", "the openvino target")
+        self._ov = ov
+        c = core()
+        self.preflight()
+        self._config_used = self._config()
+        path = str(model.path)
+        try:
+            cm = c.compile_model(path, self.device, self._config_used)
+            if _shape_of(cm.input(0)) != tuple(model.shape):  # dynamic or other dims: fix them, compile again
+                m = c.read_model(path)
+                m.reshape({m.input(0).get_any_name(): list(model.shape)})
+                cm = c.compile_model(m, self.device, self._config_used)
+        except (UsageError, UnavailableError):
+            raise
+        except Exception as exc:
+            msg = " ".join(str(exc).split())
+            raise InputError(f"OpenVINO cannot compile {model.path.name} for {self.device}: {msg[:300]}") from None
+        self._cm = cm
+        n = 1
+        if self.options.mode == "throughput":
+            n = self.options.requests or int(cm.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        self._reqs = [cm.create_infer_request() for _ in range(n)]
+        self._req = self._reqs[0]
+        self._n_out = len(cm.outputs)
+        self._done = None
+        self._tensor = None
+
+    def set_input(self, x: np.ndarray) -> None:
+        self._x = np.ascontiguousarray(x)  # the tensor shares this memory: keep it alive
+        self._tensor = self._ov.Tensor(self._x, shared_memory=True)
+        for r in self._reqs:
+            r.set_input_tensor(self._tensor)
+
+    def infer(self) -> None:
+        self._req.infer()
+
+    def outputs(self) -> list[np.ndarray]:
+        self._req.infer()
+        return [np.array(self._req.get_output_tensor(i).data, copy=True) for i in range(self._n_out)]
+
+    # throughput mode
+    def parallel_requests(self) -> int:
+        return len(self._reqs)
+
+    def _on_done(self, slot: int) -> None:
+        self._done(slot)
+
+    def submit(self, slot: int, done) -> None:
+        if done is not self._done:
+            self._done = done
+            for i, r in enumerate(self._reqs):
+                r.set_callback(self._on_done, i)
+        self._reqs[slot].start_async()
+
+    def wait_all(self) -> None:
+        for r in self._reqs:
+            r.wait()
+
+    def info(self) -> dict:
+        cm = self._cm
+
+        def prop(name):
+            try:
+                v = cm.get_property(name)
+            except Exception:
+                return None
+            return type_name(v) if hasattr(v, "get_type_name") else v
+
+        hint = prop("INFERENCE_PRECISION_HINT")
+        runtime_prec = _runtime_precisions(cm)
+        quantized = any(p in ("i8", "u8", "i4", "u4") for p in runtime_prec)
+        precision = "int8" if quantized else _FROM_OV.get(hint or "", hint or "fp32")
+        info = {
+            "runtime": "openvino",
+            "version": self._ov.get_version(),
+            "device": self.device,
+            "execution_devices": prop("EXECUTION_DEVICES"),
+            "precision": precision,
+            "inference_precision_hint": hint,
+            "precision_requested": self.options.precision,
+            "runtime_precisions": runtime_prec,
+            "performance_hint": prop("PERFORMANCE_HINT"),
+            "mode": self.options.mode,
+            "requests": len(self._reqs),
+            "optimal_requests": prop("OPTIMAL_NUMBER_OF_INFER_REQUESTS"),
+            "streams": prop("NUM_STREAMS"),
+            "threads": prop("INFERENCE_NUM_THREADS"),
+            "cache_dir": self._config_used.get("CACHE_DIR"),
+            "loaded_from_cache": prop("LOADED_FROM_CACHE"),
+        }
+        if self.options.precision and precision != self.options.precision and not quantized:
+            info["precision_note"] = (f"--precision {self.options.precision} was requested but the compiled model "
+                                      f"reports {hint}: {self.device} does not support it here and OpenVINO fell back")
+        return info
+
+    def close(self) -> None:
+        self._reqs = []
+        self._req = None
+        self._cm = None
+
+    @classmethod
+    def inspect_file(cls, path: Path):
+        """Inputs and precision of an OpenVINO IR file (.xml with its .bin)."""
+        from deploykit.export.onnx_io import InputSpec
+
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"model file not found: {path}")
+        if not path.with_suffix(".bin").is_file():
+            raise InputError(f"{path}: its weights file {path.with_suffix('.bin').name} is missing")
+        try:
+            m = core().read_model(str(path))
+        except Exception as exc:
+            raise InputError(f"{path} is not a readable OpenVINO IR file ({' '.join(str(exc).split())[:200]})") from None
+        specs = []
+        for p in m.inputs:
+            dims = tuple(d.get_length() if d.is_static else None for d in p.get_partial_shape())
+            et = type_name(p.get_element_type())
+            specs.append(InputSpec(p.get_any_name(), dims, _OV_NP_DTYPES.get(et, f"openvino-type-{et}")))
+        ops = Counter(op.get_type_name() for op in m.get_ops())
+        precision = "int8" if ops.get("FakeQuantize") or ops.get("FakeConvert") else \
+            _FROM_OV.get(type_name(m.inputs[0].get_element_type()), "fp32")
+        return specs, precision
+
+
+def _shape_of(port) -> tuple | None:
+    ps = port.get_partial_shape()
+    return tuple(d.get_length() for d in ps) if ps.is_static else None
+
+
+def _runtime_precisions(cm) -> dict[str, int]:
+    """How many executed nodes ran in each precision (the runtime model's ``runtimePrecision``)."""
+    counts: Counter = Counter()
+    try:
+        for op in cm.get_runtime_model().get_ops():
+            if op.get_type_name() in ("Parameter", "Result", "Constant"):
+                continue
+            rt = op.get_rt_info()
+            if "runtimePrecision" in rt:
+                counts[str(rt["runtimePrecision"].astype(str))] += 1
+    except Exception:
+        return {}
+    return dict(counts)
+
+
+def reference_f32(path: Path, x: np.ndarray) -> np.ndarray:
+    """Reference outputs for a file only OpenVINO reads (IR): OpenVINO CPU with f32 inference precision."""
+    c = core()
+    m = c.read_model(str(path))
+    if not m.input(0).get_partial_shape().is_static or _shape_of(m.input(0)) != x.shape:
+        m.reshape({m.input(0).get_any_name(): list(x.shape)})
+    cm = c.compile_model(m, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    return np.array(cm(x)[cm.output(0)], copy=True)

@@ -1,0 +1,353 @@
+"""Target ``trt``: TensorRT 10 / 11 through its Python API, CUDA memory and streams through cuda-python.
+
+Build: ``Builder`` -> network (explicit batch is implicit in 10+; strongly typed in 11) -> ``OnnxParser`` ->
+``IBuilderConfig`` (flags from ``trt_plan.build_plan``; workspace limit; an optimisation profile when the
+input has dynamic dims; detailed profiling verbosity for the engine inspector; a timing cache) ->
+``build_serialized_network``. Engines and timing caches live in ``<models dir>/.cache/tensorrt``; an engine
+is reused only when its sidecar shows the same ONNX content, build plan, TensorRT version and GPU
+(``trt_plan.cache_decision``), otherwise it is rebuilt.
+
+Run: ``IRuntime.deserialize_cuda_engine`` -> execution context (``set_input_shape``, ``set_tensor_address``)
+-> ``execute_async_v3`` on a CUDA stream. One inference = host->device copy of the input (pinned memory),
+the engine, device->host copy of the output, with CUDA events between them: ``device_times`` reports
+``compute`` (engine only, trtexec's "GPU Compute Time") and ``e2e`` (with the copies, trtexec's
+"Latency"); the host clock (bench's timer, after ``cudaStreamSynchronize``) gives the third view.
+``--no-transfers`` leaves the copies out; ``--cuda-graphs`` replays the engine as a captured CUDA graph.
+
+CUDA library: cuda-python (``cuda.bindings.runtime``, or the older ``cuda.cudart``) from ``deploykit[trt]``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+from pathlib import Path
+
+import numpy as np
+
+from deploykit.core.errors import InputError, UnavailableError
+from deploykit.core.lazy import install_hint, is_installed
+from deploykit.runtimes import trt_plan
+from deploykit.runtimes.base import Availability, ModelInput, Runtime, register_runtime
+
+_DFT = ("TensorRT's ONNX parser has no DFT before TensorRT 11.2 (ParC's fft implementation): export the model "
+        "with another ParC implementation")
+
+
+def cudart():
+    try:
+        from cuda.bindings import runtime as rt  # cuda-python >= 12.6
+    except ImportError:
+        try:
+            from cuda import cudart as rt  # older cuda-python
+        except ImportError:
+            raise UnavailableError(f"cuda-python is not installed (needed by the trt target): {install_hint('cuda')}") from None
+    return rt
+
+
+def ck(result):
+    """Unpack a cuda-python call's (error, *values) tuple, raising on a CUDA error."""
+    rt = cudart()
+    err, rest = result[0], result[1:]
+    if err != rt.cudaError_t.cudaSuccess:
+        name = rt.cudaGetErrorName(err)[1]
+        raise RuntimeError(f"CUDA error {name.decode() if isinstance(name, bytes) else name}")
+    if not rest:
+        return None
+    return rest[0] if len(rest) == 1 else rest
+
+
+@register_runtime("trt")
+class TensorrtRuntime(Runtime):
+    description = "TensorRT 10/11 engine built from ONNX (fp32 / tf32 / fp16 / int8 from Q/DQ), CUDA events timing"
+    device_kind = "gpu"
+    requires = ("tensorrt", "cuda")
+    precisions = ("fp32", "tf32", "fp16", "int8")
+    unsupported_ops = {"DFT": _DFT}
+
+    @classmethod
+    def graph_unsupported(cls, op_types: set[str]) -> dict[str, str]:
+        from deploykit.core.lazy import version_of
+
+        bad = super().graph_unsupported(op_types)
+        ver = version_of("tensorrt")
+        if "DFT" in bad and ver and trt_plan.parse_version(ver) >= (11, 2, 0):
+            bad.pop("DFT")
+        return bad
+
+    @classmethod
+    def availability(cls) -> Availability:
+        from deploykit.core.lazy import version_of
+        from deploykit.runtimes.cuda_probe import cuda_status
+
+        missing = []
+        if not is_installed("tensorrt"):
+            missing.append(f"tensorrt not installed ({install_hint('tensorrt')})")
+        if not is_installed("cuda"):
+            missing.append(f"cuda-python not installed ({install_hint('cuda')})")
+        st = cuda_status()
+        if not st.available:
+            missing.append(st.reason)
+        if missing:
+            return Availability(False, "; ".join(missing))
+        gpus = ", ".join(f"cuda:{d.index} {d.name} (sm {d.compute_capability})" for d in st.devices)
+        return Availability(True, detail=f"tensorrt {version_of('tensorrt')}; {gpus}")
+
+    def preflight(self) -> None:
+        from deploykit.runtimes.cuda_probe import require_gpu
+
+        self._gpu = require_gpu(self.name, self.options.device)
+
+    def uses_gpu(self) -> int | None:
+        from deploykit.runtimes.cuda_probe import parse_cuda_device
+
+        return parse_cuda_device(self.options.device)
+
+    # -- build / cache -------------------------------------------------------------------------------------
+    def _plan(self, model: ModelInput, trt_version: str) -> tuple[trt_plan.BuildPlan, str]:
+        import onnx
+
+        from deploykit.export.onnx_io import input_specs
+        from deploykit.models.registry import file_sha256
+
+        proto = onnx.load(str(model.path), load_external_data=False)
+        spec = next(s for s in input_specs(proto) if s.name == model.input_name)
+        profile = trt_plan.profile_shapes(spec.dims, tuple(model.shape))
+        plan = trt_plan.build_plan(requested=self.options.precision, graph_precision=model.precision or "fp32",
+                                   trt_version=trt_version, qdq=trt_plan.qdq_report(proto), profile=profile)
+        return plan, file_sha256(model.path)
+
+    def _build(self, trt, model: ModelInput, plan: trt_plan.BuildPlan, timing_path: Path) -> bytes:
+        from deploykit.core.atomic import write_bytes
+
+        logger = self._logger
+        builder = trt.Builder(logger)
+        network = builder.create_network(0)  # explicit batch is the only mode in 10+; strongly typed by default in 11
+        parser = trt.OnnxParser(network, logger)
+        if not parser.parse_from_file(str(model.path)):
+            errs = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+            raise InputError(f"TensorRT's ONNX parser rejected {model.path.name}: {' | '.join(errs)[:400]}")
+        config = builder.create_builder_config()
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, plan.workspace_bytes)
+        for f in plan.set_flags:
+            config.set_flag(getattr(trt.BuilderFlag, f))
+        for f in plan.clear_flags:
+            if hasattr(trt.BuilderFlag, f):
+                config.clear_flag(getattr(trt.BuilderFlag, f))
+        config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
+        if plan.profile is not None:
+            prof = builder.create_optimization_profile()
+            prof.set_shape(model.input_name, *plan.profile)
+            config.add_optimization_profile(prof)
+        blob = timing_path.read_bytes() if timing_path.is_file() else b""
+        cache = config.create_timing_cache(blob)
+        config.set_timing_cache(cache, ignore_mismatch=False)
+        serialized = builder.build_serialized_network(network, config)
+        if serialized is None:
+            raise InputError(f"TensorRT could not build an engine for {model.path.name} (precision {plan.precision}; "
+                             "see TensorRT's messages above)")
+        if self.options.cache:
+            write_bytes(timing_path, bytes(memoryview(config.get_timing_cache().serialize())))
+        return bytes(memoryview(serialized))
+
+    def load(self, model: ModelInput) -> None:
+        from deploykit.runtimes.cuda_probe import require_gpu
+
+        trt = __import__("tensorrt")
+        rt = cudart()
+        self._trt, self._rt = trt, rt
+        self._gpu = require_gpu(self.name, self.options.device)
+        ck(rt.cudaSetDevice(self._gpu.index))
+        self._logger = trt.Logger(trt.Logger.WARNING)
+        plan, onnx_sha = self._plan(model, trt.__version__)
+        self._plan_used = plan
+        ident = trt_plan.engine_identity(onnx_sha256=onnx_sha, plan=plan, trt_version=trt.__version__,
+                                         gpu_name=self._gpu.name, compute_capability=self._gpu.compute_capability)
+        cache_dir = self.options.resolved_cache_dir("tensorrt")
+        engine_path, sidecar_path = trt_plan.engine_paths(cache_dir, ident)
+        timing_path = trt_plan.timing_cache_path(cache_dir, trt.__version__, self._gpu.name, self._gpu.compute_capability)
+        data, self._cache_note = None, "engine cache off (--no-cache)"
+        if self.options.cache:
+            data, self._cache_note = self._cached(engine_path, sidecar_path, ident)
+        runtime = trt.Runtime(self._logger)
+        engine = runtime.deserialize_cuda_engine(data) if data is not None else None
+        if data is not None and engine is None:
+            self._cache_note = "cached engine did not deserialize: rebuilt"
+        self._built = engine is None
+        if engine is None:
+            if self.options.cache:
+                from deploykit.core.atomic import ensure_dir
+
+                ensure_dir(cache_dir)
+            data = self._build(trt, model, plan, timing_path)
+            engine = runtime.deserialize_cuda_engine(data)
+            if engine is None:
+                raise InputError(f"TensorRT built an engine for {model.path.name} but cannot deserialize it")
+            if self.options.cache:
+                self._store(engine_path, sidecar_path, ident, data)
+        self._runtime, self._engine = runtime, engine
+        self._engine_path = str(engine_path) if self.options.cache else None
+        self._setup(model)
+
+    @staticmethod
+    def _cached(engine_path: Path, sidecar_path: Path, ident: dict) -> tuple[bytes | None, str]:
+        import hashlib
+
+        try:
+            sidecar = json.loads(sidecar_path.read_text()) if sidecar_path.is_file() else None
+        except (OSError, ValueError):
+            sidecar = None
+        data = engine_path.read_bytes() if engine_path.is_file() else None
+        sha = hashlib.sha256(data).hexdigest() if data is not None else None
+        ok, why = trt_plan.cache_decision(sidecar, ident, sha)
+        return (data if ok else None), why
+
+    @staticmethod
+    def _store(engine_path: Path, sidecar_path: Path, ident: dict, data: bytes) -> None:
+        import hashlib
+
+        from deploykit.core.atomic import write_bytes, write_json
+
+        write_bytes(engine_path, data)  # engine first, sidecar last: a sidecar always describes a whole engine
+        write_json(sidecar_path, {"identity": ident, "engine_sha256": hashlib.sha256(data).hexdigest(),
+                                  "bytes": len(data)})
+
+    # -- buffers and execution -----------------------------------------------------------------------------
+    def _setup(self, model: ModelInput) -> None:
+        trt, rt, eng = self._trt, self._rt, self._engine
+        ctx = eng.create_execution_context()
+        self._ctx = ctx
+        self._stream = ck(rt.cudaStreamCreate())
+        self._h = int(self._stream)
+        self._events = [ck(rt.cudaEventCreate()) for _ in range(4)]
+        self._bufs = []  # (name, is_input, nbytes, device ptr, host ptr, numpy view)
+        names = [eng.get_tensor_name(i) for i in range(eng.num_io_tensors)]
+        for name in names:
+            if eng.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
+                ctx.set_input_shape(name, tuple(model.shape))
+        for name in names:
+            is_in = eng.get_tensor_mode(name) == trt.TensorIOMode.INPUT
+            shape = tuple(ctx.get_tensor_shape(name))
+            dtype = np.dtype(trt.nptype(eng.get_tensor_dtype(name)))
+            nbytes = int(np.prod(shape)) * dtype.itemsize
+            dptr = ck(rt.cudaMalloc(max(nbytes, 1)))
+            hptr = ck(rt.cudaMallocHost(max(nbytes, 1)))
+            view = np.ctypeslib.as_array((ctypes.c_byte * max(nbytes, 1)).from_address(int(hptr)))[:nbytes]
+            view = view.view(dtype).reshape(shape)
+            ctx.set_tensor_address(name, int(dptr))
+            self._bufs.append((name, is_in, nbytes, int(dptr), int(hptr), view))
+        self._graph_exec = None
+
+    def set_input(self, x: np.ndarray) -> None:
+        rt = self._rt
+        for name, is_in, nbytes, dptr, hptr, view in self._bufs:
+            if is_in:
+                view[...] = x.astype(view.dtype, copy=False)
+                ck(rt.cudaMemcpy(dptr, hptr, nbytes, rt.cudaMemcpyKind.cudaMemcpyHostToDevice))
+        if self.options.cuda_graphs:
+            self._capture()
+
+    def _capture(self) -> None:
+        rt = self._rt
+        self._ctx.execute_async_v3(self._h)  # once before capture (TensorRT finishes lazy set-up here)
+        ck(rt.cudaStreamSynchronize(self._stream))
+        ck(rt.cudaStreamBeginCapture(self._stream, rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal))
+        self._ctx.execute_async_v3(self._h)
+        graph = ck(rt.cudaStreamEndCapture(self._stream))
+        self._graph = graph
+        self._graph_exec = ck(rt.cudaGraphInstantiate(graph, 0))
+
+    def infer(self) -> None:
+        rt, s, ev = self._rt, self._stream, self._events
+        transfers = self.options.transfers
+        rt.cudaEventRecord(ev[0], s)
+        if transfers:
+            for _, is_in, nbytes, dptr, hptr, _ in self._bufs:
+                if is_in:
+                    rt.cudaMemcpyAsync(dptr, hptr, nbytes, rt.cudaMemcpyKind.cudaMemcpyHostToDevice, s)
+        rt.cudaEventRecord(ev[1], s)
+        if self._graph_exec is not None:
+            rt.cudaGraphLaunch(self._graph_exec, s)
+        else:
+            self._ctx.execute_async_v3(self._h)
+        rt.cudaEventRecord(ev[2], s)
+        if transfers:
+            for _, is_in, nbytes, dptr, hptr, _ in self._bufs:
+                if not is_in:
+                    rt.cudaMemcpyAsync(hptr, dptr, nbytes, rt.cudaMemcpyKind.cudaMemcpyDeviceToHost, s)
+        rt.cudaEventRecord(ev[3], s)
+
+    def sync(self) -> None:
+        ck(self._rt.cudaStreamSynchronize(self._stream))
+
+    def device_times(self) -> dict[str, int]:
+        rt, ev = self._rt, self._events
+        out = {"compute": int(ck(rt.cudaEventElapsedTime(ev[1], ev[2])) * 1e6)}
+        if self.options.transfers:
+            out["e2e"] = int(ck(rt.cudaEventElapsedTime(ev[0], ev[3])) * 1e6)
+        return out
+
+    def outputs(self) -> list[np.ndarray]:
+        rt = self._rt
+        self.infer()
+        self.sync()
+        outs = []
+        for _, is_in, nbytes, dptr, hptr, view in self._bufs:
+            if not is_in:
+                if not self.options.transfers:
+                    ck(rt.cudaMemcpy(hptr, dptr, nbytes, rt.cudaMemcpyKind.cudaMemcpyDeviceToHost))
+                outs.append(np.array(view, dtype=np.float32, copy=True))
+        return outs
+
+    def info(self) -> dict:
+        trt, plan = self._trt, self._plan_used
+        layers = {"available": False, "reason": "engine inspector unavailable"}
+        try:
+            insp = self._engine.create_engine_inspector()
+            insp.execution_context = self._ctx
+            layers = trt_plan.layer_summary(insp.get_engine_information(trt.LayerInformationFormat.JSON))
+        except Exception as exc:
+            layers = {"available": False, "reason": f"engine inspector failed: {exc}"}
+        return {
+            "runtime": "tensorrt",
+            "version": trt.__version__,
+            "device": f"cuda:{self._gpu.index}",
+            "gpu": self._gpu.name,
+            "compute_capability": self._gpu.compute_capability,
+            "precision": plan.precision,
+            "strongly_typed": plan.strongly_typed,
+            "builder_flags_set": list(plan.set_flags),
+            "builder_flags_cleared": list(plan.clear_flags),
+            "profile": [list(s) for s in plan.profile] if plan.profile else None,
+            "workspace_bytes": plan.workspace_bytes,
+            "engine": self._engine_path,
+            "engine_built_now": self._built,
+            "engine_cache": self._cache_note,
+            "cuda_graphs": bool(self.options.cuda_graphs),
+            "transfers": "host<->device copies timed (pinned host memory)" if self.options.transfers
+                         else "device-resident I/O",
+            "timing_views": "host clock after stream sync (samples_ms); CUDA events: compute = engine only, "
+                            "e2e = with copies (device_timing)",
+            "notes": list(plan.notes),
+            "layers": layers,
+        }
+
+    def close(self) -> None:
+        rt = getattr(self, "_rt", None)
+        if rt is None:
+            return
+        for _, _, _, dptr, hptr, _ in getattr(self, "_bufs", []):
+            rt.cudaFree(dptr)
+            rt.cudaFreeHost(hptr)
+        self._bufs = []
+        if getattr(self, "_graph_exec", None) is not None:
+            rt.cudaGraphExecDestroy(self._graph_exec)
+            rt.cudaGraphDestroy(self._graph)
+            self._graph_exec = None
+        for e in getattr(self, "_events", []):
+            rt.cudaEventDestroy(e)
+        self._events = []
+        if getattr(self, "_stream", None) is not None:
+            rt.cudaStreamDestroy(self._stream)
+            self._stream = None
+        self._ctx = self._engine = self._runtime = None
