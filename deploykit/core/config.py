@@ -42,6 +42,8 @@ class ExportConfig:
     verify: bool = True
     rtol: float = 1e-3  # max-abs error relative to the reference's largest magnitude
     min_cosine: float = 0.9999
+    fuse: bool = True  # run the graph passes (identity removal, BN folding) on the exported graph
+    fold_bn: bool = True  # False: keep BatchNormalization (TorchScript exporter, training=PRESERVE), no folding
 
     def __post_init__(self):
         _positive("--batch", self.batch)
