@@ -40,13 +40,20 @@ class BenchResult:
 
 def run_benchmark(model_ref: str, target: str, cfg: BenchConfig, options: RuntimeOptions, *,
                   export: ExportConfig | None = None, say: Say | None = None,
-                  progress: Callable[[str, int, float], None] | None = None) -> BenchResult:
+                  progress: Callable[[str, int, float], None] | None = None, int8=None) -> BenchResult:
+    """``int8``: a ``QuantizeConfig`` -> benchmark the int8 variant of ``model_ref`` (built on demand, cached)."""
     say = say or (lambda msg: None)
     runtime_cls = get_runtime(target)  # unknown target -> did-you-mean
     runtime_cls.ensure_available()  # missing extra / hardware -> exit 3, before any export work
     runtime = runtime_cls(options)  # validates mode/precision for this target
 
-    model = resolve_model(model_ref, batch=cfg.batch, resolution=cfg.resolution, export=export, progress=say)
+    builder = None
+    if int8 is not None:
+        from deploykit.quantize.pipeline import int8_builder
+
+        builder = int8_builder(int8)
+    model = resolve_model(model_ref, batch=cfg.batch, resolution=cfg.resolution, export=export, progress=say,
+                          quantize=builder)
     x, ref, ref_label = reference_outputs(model, cfg.seed)
 
     say(f"loading {model.path.name} on {target}")
