@@ -80,6 +80,8 @@ def run_benchmark(model_ref: str, target: str, cfg: BenchConfig, options: Runtim
     stats["percentile_method"] = PERCENTILE_METHOD
     stats["tails_supported"] = {f"p{q}": tail_supported(stats["n"], q) for q in (90, 95, 99)}
     warnings = _warnings(cfg, meas, stats, fid)
+    if model.manifest and model.manifest.get("settings", {}).get("precision") == "int8":  # e.g. synthetic calibration
+        warnings += [w for w in model.manifest.get("quantization", {}).get("warnings", []) if w not in warnings]
     env = fingerprint(threads=info.get("threads"))
     return BenchResult(model=model, target=target, target_description=runtime_cls.description, config=cfg,
                        options=options, runtime_info=info, precision=precision, measurement=meas,
