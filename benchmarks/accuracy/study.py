@@ -1,6 +1,6 @@
 """Accuracy study: fp32 vs int8 top-1 of small models trained here on a generated dataset (no downloads).
 
-    python -m benchmarks.accuracy.study --out runs/accuracy                  # full study (~10 min on 2 cores)
+    python -m benchmarks.accuracy.study --out runs/accuracy                  # full study (~15-20 min on 2 quiet cores)
     python -m benchmarks.accuracy.study --out /tmp/acc --train 1000 --epochs 1 --test 200   # smoke run
 
 Steps: generate "shapes10" (benchmarks/accuracy/data.py: 10 classes of shapes at 64x64, deterministic from
@@ -164,11 +164,11 @@ def main(argv=None) -> dict:
     ap.add_argument("--out", type=Path, default=Path("runs/accuracy"))
     ap.add_argument("--models", default="cnn,vit", help="comma-separated: " + ", ".join(STUDY_MODELS))
     ap.add_argument("--registry-model", action="append", default=[], help="also a deploykit registry model")
-    ap.add_argument("--train", type=int, default=6000)
+    ap.add_argument("--train", type=int, default=3000)
     ap.add_argument("--calib", type=int, default=300)
-    ap.add_argument("--test", type=int, default=2000)
+    ap.add_argument("--test", type=int, default=1000)
     ap.add_argument("--calib-size", type=int, default=128)
-    ap.add_argument("--epochs", type=int, default=None, help="[default: cnn 8, vit 20]")
+    ap.add_argument("--epochs", type=int, default=None, help="[default: cnn 6, vit 10]")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None)
     a = ap.parse_args(argv)
@@ -185,7 +185,7 @@ def main(argv=None) -> dict:
     builders = {m: STUDY_MODELS[m] for m in a.models.split(",") if m}
     for name in a.registry_model:
         builders[name] = _registry_builder(name)
-    default_epochs = {"cnn": 8, "vit": 20}
+    default_epochs = {"cnn": 6, "vit": 10}
     results = []
     for name, (build, family) in builders.items():
         torch.manual_seed(a.seed)
