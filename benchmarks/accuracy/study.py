@@ -65,7 +65,7 @@ def to_tensor(u8: np.ndarray):
     return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
 
 
-def train(model, xs: np.ndarray, ys: np.ndarray, *, epochs: int, seed: int, batch: int = 64, lr: float = 2e-3,
+def train(model, xs: np.ndarray, ys: np.ndarray, *, epochs: int, seed: int, batch: int = 32, lr: float = 3e-3,
           log=print) -> dict:
     import torch
     from torch import nn
@@ -144,7 +144,8 @@ def quantize_and_evaluate(onnx_path: Path, data_root: Path, softmax: str | None,
     from deploykit.quantize.pipeline import quantize_model
 
     q = QuantizeConfig(calib_data=str(data_root / "calib"), calib_size=calib_size, eval_data=str(data_root / "test"),
-                       softmax=softmax, crop_pct=1.0, fidelity_samples=64, seed=seed, check_openvino=True)
+                       softmax=softmax, crop_pct=1.0, fidelity_samples=64, seed=seed, check_openvino=True,
+                       verify=False)  # the study records the numbers whatever they are
     r = quantize_model(str(onnx_path), q, models_dir=out_dir / "int8")
     acc, fid, ov = r.report["accuracy"], r.report["fidelity"], r.report.get("openvino") or {}
     rt = r.report["runtime"]["onnxruntime"]
@@ -153,7 +154,8 @@ def quantize_and_evaluate(onnx_path: Path, data_root: Path, softmax: str | None,
         "fp32_top1": acc["fp32"]["top1"], "int8_top1": acc["int8"]["top1"],
         "fp32_top5": acc["fp32"]["top5"], "int8_top5": acc["int8"]["top5"],
         "top1_drop_points": acc["top1_drop_points"], "prediction_agreement": acc["prediction_agreement"],
-        "test_images": acc["images"], "cosine_min": fid["cosine"], "cosine_mean": fid["cosine_mean"],
+        "test_images": acc["images"], "fidelity_passed": fid["passed"], "rel_max_abs": fid["rel_err"],
+        "cosine_min": fid["cosine"], "cosine_mean": fid["cosine_mean"],
         "sqnr_db": fid["sqnr_db"], "openvino_cosine_min": ov.get("cosine"),
         "softmax_kernels": rt["softmax"], "int8_kernels": rt["int8_kernels"],
     }
