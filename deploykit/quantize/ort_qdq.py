@@ -7,8 +7,9 @@ Op types are chosen deliberately (``OP_TYPES``):
 * CNNs: Conv/ConvTranspose/Gemm/MatMul are the int8 compute; Relu and Clip are listed so that, with asymmetric
   activations, ORT drops them and the convolution's quantized output range (zero point at 0) does the clamping
   (the activation "disappears into the quantized range"); Add is listed so the residual additions run as
-  QLinearAdd between int8 tensors instead of dequantize -> float add -> quantize round trips (measured here on
-  ResNet-50: a few percent faster with Add than without); pooling and data-movement ops pass int8 through.
+  QLinearAdd between int8 tensors instead of dequantize -> float add -> quantize round trips (RESEARCH.md found
+  Add+Mul together slower on ResNet-50; Add alone is NOT yet re-measured on ResNet-50 at 224 -- compare with
+  ``--exclude Add`` in benchmarks/int8_latency.py on a quiet machine); pooling and data-movement ops pass int8 through.
   Mul (squeeze-excitation, hard-swish) stays float: quantizing elementwise Mul adds Q/DQ round trips.
 * ViTs: Conv (patch embedding), Gemm/MatMul (every linear layer and both attention MatMuls) and the
   data-movement ops around attention; LayerNorm, GELU (Erf) and the residual Adds stay float. Softmax follows
@@ -19,8 +20,8 @@ ORT's CPU kernels; ORT and OpenVINO run it, TensorRT rejects uint8 / non-zero ze
 symmetric activations and weights with zero points of 0 (TensorRT's explicit quantization; OpenVINO and ORT
 run it too, but ORT's CPU has few signed-activation kernels, so it is slow there and keeps ReLUs).
 ``reduce_range`` (7-bit weights) defaults to on for x86 CPUs without VNNI, as ORT's documentation advises:
-their u8 x s8 kernels use VPMADDUBSW, whose int16 pair sums saturate with full 8-bit weights (measured here:
-DeiT-S logits cosine 0.93 without, 0.99 with).
+their u8 x s8 kernels use VPMADDUBSW, whose int16 pair sums saturate with full 8-bit weights (measured here on
+DeiT-Tiny at 64, synthetic calibration: min cosine 0.986 / SQNR 16.3 dB without, 0.997 / 24.6 dB with).
 
 Softmax: ``int8`` puts Softmax in the quantized op types: its input gets a calibrated Q/DQ and its output a
 FIXED scale (the probabilities lie in [0, 1]; no calibration): 1/255 with uint8 zero point 0 (cpu profile) or
