@@ -64,6 +64,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--calib-images", type=int, default=64)
     ap.add_argument("--no-nncf", action="store_true")
+    ap.add_argument("--exclude", action="append", default=[], help="op types / node names kept float (ORT QDQ)")
+    ap.add_argument("--reduce-range", choices=["auto", "on", "off"], default="auto", help="7-bit weights (ORT QDQ)")
     ap.add_argument("--no-openvino", action="store_true")
     ap.add_argument("--out", type=Path, default=Path("runs/int8"))
     a = ap.parse_args(argv)
@@ -94,7 +96,9 @@ def main(argv=None) -> dict:
         variants = [("fp32", fp32, None)]
         sms = ["int8", "float"] if family == "vit" else [None]
         for sm in sms:
-            q = QuantizeConfig(calib_data=str(calib), calib_size=a.calib_images, softmax=sm, fidelity_samples=8)
+            q = QuantizeConfig(calib_data=str(calib), calib_size=a.calib_images, softmax=sm, fidelity_samples=8,
+                               exclude=tuple(a.exclude),
+                               reduce_range={"auto": None, "on": True, "off": False}[a.reduce_range])
             r = quantize_model(name, q, export=ExportConfig(model=name, resolution=a.resolution, models_dir=models_dir),
                                resolution=a.resolution, models_dir=models_dir)
             variants.append(("int8 ort-qdq" + (f" softmax {sm}" if sm else ""), r.path, r.report))
