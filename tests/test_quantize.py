@@ -369,3 +369,19 @@ def test_fake_quantize_and_bench_int8_floor():
     assert q[0] == 0 and q[1] == 0 and q[2] == pytest.approx(1 / 255) and q[-1] == pytest.approx(1.0)
     assert np.max(np.abs(q - p)) <= 0.5 / 255 + 1e-7
     assert TOLERANCES["int8"] is not None and TOLERANCES["int8"].min_cosine == FLOOR_COSINE
+
+
+def test_trt_profile_is_symmetric_int8_and_runs_in_ort_and_openvino(resnet18_64, shapes_dir, tmp_path):
+    """--profile trt: signed int8, zero points 0 (TensorRT explicit quantization); ORT and OpenVINO run it too."""
+    from deploykit.core.config import QuantizeConfig
+    from deploykit.quantize.pipeline import quantize_model
+
+    q = QuantizeConfig(calib_data=str(shapes_dir / "calib"), calib_size=8, profile="trt", fidelity_samples=4)
+    r = quantize_model(str(resnet18_64.path), q, models_dir=tmp_path)
+    s = r.report["qdq"]
+    assert s["tensorrt_compatible"] and s["nonzero_zero_points"] == 0 and "uint8" not in s["types"]
+    assert r.manifest["settings"]["reduce_range"] is False  # TensorRT uses the full int8 range
+    x = _images(shapes_dir, n=4)
+    ref = _ort(resnet18_64.path, x)
+    for out in (_ort(r.path, x), _openvino(r.path, x)):
+        assert _min_cosine(ref, out) >= FLOOR_COSINE
