@@ -14,6 +14,7 @@ from deploykit.export.reference import load_reference, make_input, save_referenc
 from deploykit.export.source import ResolvedModel
 from deploykit.export.verify import Tolerance, compare, passes
 from deploykit.models.registry import MODELS, create_model
+from deploykit.quantize.floors import INT8_FLOOR
 
 # what "matches the reference" means per precision that ran; None = reported, no verdict
 TOLERANCES: dict[str, Tolerance | None] = {
@@ -21,7 +22,7 @@ TOLERANCES: dict[str, Tolerance | None] = {
     "tf32": Tolerance(rtol=1e-2, min_cosine=0.9999),  # TF32 rounds matmul/conv inputs to a 10-bit mantissa
     "fp16": Tolerance(rtol=2e-2, min_cosine=0.999),
     "bf16": Tolerance(rtol=1e-1, min_cosine=0.99),
-    "int8": None,  # the quantisation issue sets int8 floors
+    "int8": INT8_FLOOR,  # cosine >= 0.98, max-abs <= 0.25 of the output range: see quantize/floors.py
 }
 
 
@@ -44,8 +45,10 @@ def reference_outputs(model: ResolvedModel, seed: int) -> tuple[np.ndarray, np.n
     """
     x = make_input(model.input_shape, seed, model.input_dtype)
     m = model.manifest
-    if m is not None and m.get("settings", {}).get("model") in MODELS and m["settings"].get("precision") == "fp32":
-        st = m["settings"]
+    st = (m or {}).get("settings", {})
+    if st.get("precision") == "int8":  # an int8 artifact: the reference is its fp32 source model
+        st = st.get("source_settings") or {}
+    if m is not None and st.get("model") in MODELS and st.get("precision") == "fp32":
         cache = artifacts.reference_path(model.path, seed, model.input_shape[0])
         cached = load_reference(cache)
         if cached is not None and cached[0].shape == x.shape and np.array_equal(cached[0], x):
@@ -64,14 +67,33 @@ def reference_outputs(model: ResolvedModel, seed: int) -> tuple[np.ndarray, np.n
         from deploykit.runtimes.openvino_rt import reference_f32  # only OpenVINO reads IR
 
         return x, reference_f32(model.path, x), "openvino cpu f32 (an IR file: no PyTorch or ONNX reference)"
+    fp32_source = _int8_source_file(m)
+    if fp32_source is not None:
+        return x, _ort_unoptimized(model, x, fp32_source), "fp32 source ONNX, onnxruntime cpu, graph optimisations disabled"
     return x, _ort_unoptimized(model, x), "onnxruntime cpu, graph optimisations disabled"
 
 
-def _ort_unoptimized(model: ResolvedModel, x: np.ndarray) -> np.ndarray:
+def _int8_source_file(manifest: dict | None):
+    """The fp32 file an int8 artifact was quantized from, when it is still there unchanged."""
+    from pathlib import Path
+
+    from deploykit.models.registry import file_sha256
+
+    if not manifest or manifest.get("settings", {}).get("precision") != "int8":
+        return None
+    src = manifest.get("source", {})
+    path = src.get("fp32_artifact")
+    if path and Path(path).is_file() and file_sha256(path) == src.get("fp32_sha256"):
+        return Path(path)
+    return None
+
+
+def _ort_unoptimized(model: ResolvedModel, x: np.ndarray, path=None) -> np.ndarray:
     import onnxruntime as ort
 
     from deploykit.runtimes.onnxruntime_cpu import load_session, session_options  # bench may import runtimes
 
+    path = str(path or model.path)
     so = session_options(ort, threads=0, graph_opt="disable")
-    sess = load_session(ort, str(model.path), so, ["CPUExecutionProvider"], str(model.path))
+    sess = load_session(ort, path, so, ["CPUExecutionProvider"], path)
     return sess.run(None, {model.input_name: x})[0]

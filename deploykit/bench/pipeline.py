@@ -63,7 +63,8 @@ def check_graph_ops(runtime_cls: type[Runtime], model: ResolvedModel) -> None:
 
 def run_benchmark(model_ref: str, target: str, cfg: BenchConfig, options: RuntimeOptions, *,
                   export: ExportConfig | None = None, say: Say | None = None,
-                  progress: Callable[[str, int, float], None] | None = None) -> BenchResult:
+                  progress: Callable[[str, int, float], None] | None = None, int8=None) -> BenchResult:
+    """``int8``: a ``QuantizeConfig`` -> benchmark the int8 variant of ``model_ref`` (built on demand, cached)."""
     say = say or (lambda msg: None)
     runtime_cls = get_runtime(target)  # unknown target -> did-you-mean
     runtime_cls.ensure_available()  # missing extra / hardware -> exit 3, before any export work
@@ -71,8 +72,13 @@ def run_benchmark(model_ref: str, target: str, cfg: BenchConfig, options: Runtim
     runtime.preflight()  # e.g. the --device exists here
 
     readers = {s: runtime_cls.inspect_file for s in runtime_cls.file_formats if s != ".onnx"}
+    builder = None
+    if int8 is not None:
+        from deploykit.quantize.pipeline import int8_builder
+
+        builder = int8_builder(int8)
     model = resolve_model(model_ref, batch=cfg.batch, resolution=cfg.resolution, export=export, progress=say,
-                          readers=readers)
+                          readers=readers, quantize=builder)
     check_graph_ops(runtime_cls, model)
     x, ref, ref_label = reference_outputs(model, cfg.seed)
 
@@ -149,6 +155,8 @@ def run_benchmark(model_ref: str, target: str, cfg: BenchConfig, options: Runtim
         g = tele_start.get("gpu") or {}
         extra["gpu"] = {"index": gpu, "name": g.get("name") or info.get("gpu"), "driver": g.get("driver"),
                         "compute_capability": info.get("compute_capability")}
+    if model.manifest and model.manifest.get("settings", {}).get("precision") == "int8":  # e.g. synthetic calibration
+        warnings += [w for w in model.manifest.get("quantization", {}).get("warnings", []) if w not in warnings]
     env = fingerprint(threads=info.get("threads"), extra=extra or None)
     return BenchResult(model=model, target=target, target_description=runtime_cls.description, config=cfg,
                        options=options, runtime_info=info, precision=precision, measurement=meas,

@@ -63,9 +63,9 @@ def cli(debug: bool) -> None:
 
 
 def _register() -> None:
-    from deploykit.cli import bench_cmd, export_cmd, models_cmd, targets_cmd
+    from deploykit.cli import bench_cmd, export_cmd, fuse_cmd, inspect_cmd, models_cmd, quantize_cmd, targets_cmd
 
-    for mod in (models_cmd, export_cmd, bench_cmd, targets_cmd):
+    for mod in (models_cmd, export_cmd, fuse_cmd, inspect_cmd, quantize_cmd, bench_cmd, targets_cmd):
         cli.add_command(mod.command)
 
 

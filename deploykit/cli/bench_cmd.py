@@ -6,8 +6,9 @@ from pathlib import Path
 
 import click
 
-from deploykit.cli.common import (POSITIVE, model_options, models_dir_option, print_json, reports_dir_option,
-                                  resolve_models_dir, resolve_reports_dir, stderr_console, stdout_console)
+from deploykit.cli.common import (CALIB_KEYS, POSITIVE, calibration_options, model_options, models_dir_option, print_json, reports_dir_option,
+                                  quantize_config, resolve_models_dir, resolve_reports_dir, stderr_console,
+                                  stdout_console)
 
 
 def hardware_options(f):
@@ -60,8 +61,13 @@ def hardware_options(f):
 @click.option("--no-save", is_flag=True, help="Write no report files.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON report(s) to stdout.")
 @hardware_options
+@click.option("--int8", is_flag=True,
+              help="Benchmark the int8 (QDQ) variant: quantized on demand with the calibration options below and "
+                   "cached like any artifact (see 'deploykit quantize').")
+@calibration_options
 def command(models, targets, batch, resolution, warmup, min_iters, min_time, max_time, seed, threads, graph_opt,
-            weights, model_opts, opset, models_dir, report_dir, formats, no_save, as_json, **hw):
+            weights, model_opts, opset, models_dir, report_dir, formats, no_save, as_json, int8, **hw):
+    calib = {k: hw.pop(k) for k in CALIB_KEYS}
     """Measure MODELS (registry names or .onnx files) on each target.
 
     Every target gets the same input tensor (from --seed) and the same measurement: session load and the
@@ -89,6 +95,10 @@ def command(models, targets, batch, resolution, warmup, min_iters, min_time, max
                           mode=hw["mode"], requests=hw["requests"], streams=hw["streams"], compile=hw["compile_"],
                           cuda_graphs=hw["cuda_graphs"], transfers=not hw["no_transfers"], cache=not hw["no_cache"],
                           cache_dir=str(resolve_models_dir(models_dir) / ".cache"))
+    qcfg = quantize_config(**calib) if int8 else None  # validated before any work
+    if qcfg is not None and not qcfg.calib_data:
+        raise UsageError("--int8 needs --calib-data DIR (images preprocessed like the model's inputs) or "
+                         "'--calib-data synthetic' for a smoke test")
     # check everything we can before spending minutes on the first model
     for t in target_list:
         cls = get_runtime(t)
@@ -118,7 +128,7 @@ def command(models, targets, batch, resolution, warmup, min_iters, min_time, max
             export = ExportConfig(model=m, batch=batch, resolution=resolution, opset=opset,
                                   weights=str(weights) if weights else None, options=model_options(model_opts),
                                   models_dir=resolve_models_dir(models_dir)) if not looks_like_file(m) or m in MODELS else None
-            result = _run_one(err, run_benchmark, m, t, cfg, opts, export)
+            result = _run_one(err, run_benchmark, m, t, cfg, opts, export, qcfg)
             report = build_report(result)
             reports.append(report)
             if not no_save:
@@ -137,11 +147,12 @@ def command(models, targets, batch, resolution, warmup, min_iters, min_time, max
         print_table(reports)
 
 
-def _run_one(err, run_benchmark, model, target, cfg, opts, export):
+def _run_one(err, run_benchmark, model, target, cfg, opts, export, qcfg=None):
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     if not err.is_terminal:
-        return run_benchmark(model, target, cfg, opts, export=export, say=lambda s: err.print(f"[dim]{s}[/]"))
+        return run_benchmark(model, target, cfg, opts, export=export, say=lambda s: err.print(f"[dim]{s}[/]"),
+                             int8=qcfg)
     # refreshed by hand from the measuring thread between iterations (auto_refresh would start a render
     # thread that competes with the runtime's threads for the cores being measured)
     progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
@@ -161,7 +172,7 @@ def _run_one(err, run_benchmark, model, target, cfg, opts, export):
         progress.refresh()
 
     with progress:
-        return run_benchmark(model, target, cfg, opts, export=export, say=say, progress=on_progress)
+        return run_benchmark(model, target, cfg, opts, export=export, say=say, progress=on_progress, int8=qcfg)
 
 
 def print_table(reports: list[dict]) -> None:

@@ -62,3 +62,43 @@ def stdout_console():
 
 def print_json(obj) -> None:
     sys.stdout.write(json.dumps(obj, indent=2) + "\n")
+
+
+def _split_csv(values) -> tuple[str, ...]:
+    return tuple(v.strip() for spec in values for v in spec.split(",") if v.strip())
+
+
+def calibration_options(f):
+    """Options shared by ``quantize`` and ``bench --int8``: calibration data and the int8 recipe."""
+    opts = [
+        click.option("--calib-data", default=None, metavar="DIR|synthetic",
+                     help="Calibration images (folder, searched recursively; preprocessed with the model's "
+                          "resize/crop/mean/std), or 'synthetic' for a smoke test on noise."),
+        click.option("--calib-size", type=POSITIVE, default=128, show_default=True,
+                     help="Calibration images used (a seeded sample when the folder has more)."),
+        click.option("--calib-method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
+                     show_default=True, help="How activation ranges are chosen from the calibration data."),
+        click.option("--softmax", type=click.Choice(["float", "int8"]), default=None,
+                     help="Attention softmax path [default: int8 for ViTs (fixed [0,1] output scale), float for "
+                          "--quantizer nncf]."),
+        click.option("--profile", "qdq_profile", type=click.Choice(["cpu", "trt"]), default="cpu", show_default=True,
+                     help="cpu: uint8 activations (ONNX Runtime/OpenVINO CPU); trt: symmetric int8, zero points 0 "
+                          "(TensorRT explicit quantization)."),
+        click.option("--exclude", multiple=True, metavar="OP|NODE",
+                     help="Op types or node names (globs) to keep in float; repeat or comma-separate."),
+        click.option("--reduce-range/--no-reduce-range", default=None,
+                     help="7-bit weights [default: on for x86 CPUs without VNNI, as ONNX Runtime advises]."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+CALIB_KEYS = ("calib_data", "calib_size", "calib_method", "softmax", "qdq_profile", "exclude", "reduce_range")
+
+
+def quantize_config(*, calib_data, calib_size, calib_method, softmax, qdq_profile, exclude, reduce_range, **extra):
+    from deploykit.core.config import QuantizeConfig
+
+    return QuantizeConfig(calib_data=calib_data, calib_size=calib_size, calib_method=calib_method, softmax=softmax,
+                          profile=qdq_profile, exclude=_split_csv(exclude), reduce_range=reduce_range, **extra)

@@ -25,9 +25,15 @@ from deploykit.cli.common import POSITIVE, model_options, models_dir_option, pri
 @models_dir_option
 @click.option("--force", is_flag=True, help="Rebuild even if an artifact with the same settings exists.")
 @click.option("--no-verify", is_flag=True, help="Skip the ONNX Runtime vs PyTorch check (not recommended).")
+@click.option("--fuse/--no-fuse", default=True, show_default=True,
+              help="Run deploykit's graph passes (Identity removal, BatchNormalization folding), verified against "
+                   "the unfused graph.")
+@click.option("--no-fold", is_flag=True,
+              help="Keep BatchNormalization nodes: legacy TorchScript exporter with training=PRESERVE and no "
+                   "constant folding (with --no-fuse the file keeps them; for testing 'deploykit fuse').")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 def command(model, opset, batch, resolution, dynamic_batch, seed, weights, model_opts, output, models_dir, force,
-            no_verify, as_json):
+            no_verify, fuse, no_fold, as_json):
     """Export MODEL (a name from 'deploykit models') to ONNX, check it, and verify it in ONNX Runtime
     against PyTorch on the same input (max-abs error, cosine similarity, top-1 agreement).
 
@@ -39,7 +45,7 @@ def command(model, opset, batch, resolution, dynamic_batch, seed, weights, model
     cfg = ExportConfig(model=model, batch=batch, resolution=resolution, opset=opset, dynamic_batch=dynamic_batch,
                        seed=seed, weights=str(weights) if weights else None, options=model_options(model_opts),
                        output=str(output) if output else None, models_dir=resolve_models_dir(models_dir),
-                       force=force, verify=not no_verify)
+                       force=force, verify=not no_verify, fuse=fuse, fold_bn=not no_fold)
     err = stderr_console()
     with err.status(f"exporting {model}") as status:
         result = export_model(cfg, progress=lambda msg: status.update(msg))
@@ -50,6 +56,13 @@ def command(model, opset, batch, resolution, dynamic_batch, seed, weights, model
     verb = "reused" if result.reused else f"exported in {result.seconds:.1f} s"
     err.print(f"[bold]{result.path}[/] ({verb}; opset {m['onnx']['opset']}, {m['onnx']['nodes']} nodes, "
               f"{m['bytes'] / 1e6:.1f} MB)")
+    fu = m.get("fusion") or {}
+    if fu.get("note"):
+        err.print(f"BatchNorm: {fu['note']}")
+    if fu.get("passes"):
+        pr = fu["passes"]
+        err.print(f"graph passes: BatchNormalization {pr.get('batchnorm_before')} -> {pr.get('batchnorm_after')}, "
+                  f"nodes {pr.get('nodes_before')} -> {pr.get('nodes_after')}")
     v = m["verification"]
     if v.get("skipped"):
         err.print("[yellow]verification skipped (--no-verify)[/]")

@@ -42,6 +42,8 @@ class ExportConfig:
     verify: bool = True
     rtol: float = 1e-3  # max-abs error relative to the reference's largest magnitude
     min_cosine: float = 0.9999
+    fuse: bool = True  # run the graph passes (identity removal, BN folding) on the exported graph
+    fold_bn: bool = True  # False: keep BatchNormalization (TorchScript exporter, training=PRESERVE), no folding
 
     def __post_init__(self):
         _positive("--batch", self.batch)
@@ -128,3 +130,61 @@ class BenchConfig:
         _positive("--max-time", self.max_time)
         if self.max_time < self.min_time:
             raise UsageError(f"--max-time ({self.max_time}s) must not be below --min-time ({self.min_time}s)")
+
+
+QUANTIZERS = ("ort", "nncf")
+CALIB_METHODS = ("minmax", "entropy", "percentile")
+SOFTMAX_MODES = ("float", "int8")
+QDQ_PROFILES = ("cpu", "trt")
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    """How to build an int8 artifact (``deploykit quantize``, ``bench --int8``).
+
+    calib_data: a folder of images (searched recursively), or "synthetic" for a smoke test (seeded noise).
+    softmax: float | int8; None = int8 for ViTs with the ORT quantizer, float otherwise (NNCF keeps it float).
+    profile: cpu = uint8 asymmetric activations, int8 per-channel weights (ONNX Runtime / OpenVINO CPU);
+             trt = int8 symmetric activations and weights, zero points 0 (what TensorRT accepts; OpenVINO and
+             ONNX Runtime run it too, slower on ORT's CPU kernels).
+    reduce_range: 7-bit weights; None = auto (on x86 CPUs without VNNI, as ONNX Runtime recommends).
+    """
+
+    calib_data: str | None = None
+    calib_size: int = 128
+    calib_method: str = "minmax"
+    quantizer: str = "ort"
+    softmax: str | None = None
+    profile: str = "cpu"
+    reduce_range: bool | None = None
+    per_channel: bool = True
+    exclude: tuple[str, ...] = ()
+    sensitivity: bool = False
+    eval_data: str | None = None
+    eval_size: int | None = None
+    fidelity_samples: int = 16
+    crop_pct: float | None = None  # resize shorter side to resolution / crop_pct, then center-crop
+    check_openvino: bool = False  # also run the int8 file in OpenVINO and check its fidelity
+    seed: int = 0
+    output: str | None = None
+    force: bool = False
+    verify: bool = True
+
+    def __post_init__(self):
+        _positive("--calib-size", self.calib_size)
+        _positive("--eval-size", self.eval_size)
+        _positive("--fidelity-samples", self.fidelity_samples)
+        for name, value, allowed in (("--calib-method", self.calib_method, CALIB_METHODS),
+                                     ("--quantizer", self.quantizer, QUANTIZERS),
+                                     ("--profile", self.profile, QDQ_PROFILES)):
+            if value not in allowed:
+                raise UsageError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+        if self.softmax is not None and self.softmax not in SOFTMAX_MODES:
+            raise UsageError(f"--softmax must be float or int8, got {self.softmax!r}")
+        if self.crop_pct is not None and not 0 < self.crop_pct <= 1:
+            raise UsageError(f"--crop-pct must be in (0, 1], got {self.crop_pct}")
+        if self.quantizer == "nncf" and self.calib_method == "entropy":
+            raise UsageError("--calib-method entropy is an ONNX Runtime calibrator; with --quantizer nncf use "
+                             "minmax or percentile")
+        if self.quantizer == "nncf" and self.profile != "cpu":
+            raise UsageError("--profile applies to the ONNX Runtime QDQ quantizer (--quantizer ort)")

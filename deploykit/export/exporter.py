@@ -7,7 +7,6 @@ import io
 import logging
 import os
 import time
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,11 +17,20 @@ from deploykit.core.atomic import atomic_path, ensure_dir, write_json
 from deploykit.core.config import ExportConfig
 from deploykit.core.errors import DeployKitError, InputError
 from deploykit.core.lazy import version_of
+from deploykit.core.registry import Registry
 from deploykit.export import artifacts
-from deploykit.export.onnx_io import check_model, input_specs, opset_of
+from deploykit.export.onnx_io import check_model, input_specs, op_histogram, opset_of
 from deploykit.export.reference import make_input, save_reference, torch_reference
 from deploykit.export.verify import Tolerance, check_reference, compare, passes
 from deploykit.models.registry import check_resolution, create_model, file_sha256, get_cfg, resolve_options
+
+def _load_graph_transforms() -> None:
+    # plug-in point, like the target registry: the passes package registers "fuse" when imported
+    import deploykit.passes.fuse  # noqa: F401
+
+
+# post-export graph transforms: name -> fn(proto, batch=, resolution=, seed=) -> (proto, report dict)
+GRAPH_TRANSFORMS: Registry = Registry("graph transform", loader=_load_graph_transforms)
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -66,15 +74,20 @@ def export_settings(cfg: ExportConfig) -> tuple[dict, str]:
         "seed": cfg.seed,
         "weights_sha256": weights_sha,
         "options": opts,
-        "exporter": exporter_name(cfg.opset),
+        "exporter": exporter_name(cfg.opset, fold_bn=cfg.fold_bn),
+        "fold_bn": cfg.fold_bn,
+        "fuse": cfg.fuse,
         "versions": {k: version_of(k) for k in ("torch", "torchvision", "timm", "onnxscript")},
     }
+    tag = "_".join(t for t, on in (("nofold", not cfg.fold_bn), ("nofuse", not cfg.fuse)) if on)
     variant = artifacts.variant_name("fp32", cfg.batch, res, cfg.opset, dynamic_batch=cfg.dynamic_batch,
-                                     seed=cfg.seed, weights_sha=weights_sha, options=opts)
+                                     seed=cfg.seed, weights_sha=weights_sha, options=opts, tag=tag)
     return settings, variant
 
 
-def exporter_name(opset: int) -> str:
+def exporter_name(opset: int, fold_bn: bool = True) -> str:
+    if not fold_bn:  # the only exporter setting that keeps BatchNormalization nodes in eval mode
+        return "torch.onnx.export(dynamo=False, training=PRESERVE, do_constant_folding=False)"
     return "torch.onnx.export(dynamo=True)" if opset >= DYNAMO_MIN_OPSET else "torch.onnx.export(dynamo=False)"
 
 
@@ -110,6 +123,12 @@ def export_model(cfg: ExportConfig, progress=None) -> ExportResult:
                           f"use --opset {got} or a version the exporter can convert to")
     proto = _infer_shapes(proto)
     check_model(proto, f"exported {cfg.model}")
+    fusion = fusion_status(model, proto)
+    if cfg.fuse:
+        say("fusing: identity removal, BatchNormalization folding (verified against the unfused graph)")
+        proto, passes_report = GRAPH_TRANSFORMS.get("fuse")(proto, batch=cfg.batch, resolution=res, seed=cfg.seed)
+        fusion["passes"] = passes_report
+        fusion["batchnorm_in_graph_after_passes"] = passes_report["batchnorm_after"]
     data = proto.SerializeToString()
 
     verification = {"skipped": True, "passed": True}
@@ -134,6 +153,7 @@ def export_model(cfg: ExportConfig, progress=None) -> ExportResult:
                    "mean": list(mcfg.mean), "std": list(mcfg.std), "num_classes": mcfg.num_classes},
         "onnx": graph_summary(proto),
         "export": {"exporter": settings["exporter"], "seconds": round(export_s, 3)},
+        "fusion": fusion,
         "verification": verification,
         "versions": {"deploykit": __version__, **settings["versions"], "onnx": version_of("onnx"),
                      "onnxruntime": version_of("onnxruntime")},
@@ -179,7 +199,7 @@ def _torch_export(model, x: np.ndarray, cfg: ExportConfig):
     xt = torch.from_numpy(x)
     try:
         with _quiet_exporter(), torch.inference_mode(False), torch.no_grad():
-            if cfg.opset >= DYNAMO_MIN_OPSET:
+            if cfg.opset >= DYNAMO_MIN_OPSET and cfg.fold_bn:
                 dyn = ({0: torch.export.Dim("batch", min=1, max=4096)},) if cfg.dynamic_batch else None
                 program = torch.onnx.export(model, (xt,), None, dynamo=True, opset_version=cfg.opset,
                                             input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
@@ -187,8 +207,9 @@ def _torch_export(model, x: np.ndarray, cfg: ExportConfig):
                 return program.model_proto
             buf = io.BytesIO()
             axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if cfg.dynamic_batch else None
+            keep_bn = {} if cfg.fold_bn else {"training": torch.onnx.TrainingMode.PRESERVE, "do_constant_folding": False}
             torch.onnx.export(model, (xt,), buf, dynamo=False, opset_version=cfg.opset,
-                              input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamic_axes=axes)
+                              input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamic_axes=axes, **keep_bn)
             return onnx.load_from_string(buf.getvalue())
     except DeployKitError:
         raise
@@ -206,9 +227,27 @@ def _infer_shapes(proto):
         raise ExportError(f"ONNX shape inference failed on the exported graph: {exc}") from exc
 
 
-def graph_summary(proto) -> dict:
-    hist = Counter(n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}" for n in proto.graph.node)
+_ACTIVATIONS = ("Relu", "Clip", "LeakyRelu", "HardSwish", "HardSigmoid", "Sigmoid", "Gelu")
 
+
+def fusion_status(model, proto) -> dict:
+    """BatchNormalization layers in the PyTorch model vs nodes in the exported graph (before deploykit's passes),
+    and the activations left as separate nodes (runtimes fuse them at load; ``deploykit inspect --runtime``)."""
+    from torch import nn
+
+    bn_modules = sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    hist = op_histogram(proto)
+    bn_nodes = hist.get("BatchNormalization", 0)
+    note = None
+    if bn_modules and not bn_nodes:
+        note = f"the exporter folded all {bn_modules} BatchNorm layers into the preceding convolutions (eval mode)"
+    elif bn_nodes:
+        note = f"{bn_nodes} BatchNormalization nodes left by the exporter"
+    return {"batchnorm_in_pytorch": bn_modules, "batchnorm_in_exported_graph": bn_nodes, "note": note,
+            "activations": {op: hist[op] for op in _ACTIVATIONS if op in hist}}
+
+
+def graph_summary(proto) -> dict:
     def io_list(values):
         out = []
         for vi in values:
@@ -224,7 +263,7 @@ def graph_summary(proto) -> dict:
         "inputs": io_list([vi for vi in proto.graph.input if vi.name in {s.name for s in input_specs(proto)}]),
         "outputs": io_list(proto.graph.output),
         "nodes": len(proto.graph.node),
-        "op_histogram": dict(sorted(hist.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "op_histogram": op_histogram(proto),
         "initializers": len(proto.graph.initializer),
     }
 

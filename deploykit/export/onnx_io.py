@@ -135,6 +135,21 @@ def opset_of(model) -> int:
     raise InputError("ONNX model has no default-domain opset")
 
 
+def op_label(node) -> str:
+    """How deploykit names an op: the op type, prefixed with its domain outside the default domain
+    (``com.microsoft.QLinearSoftmax``, ``com.microsoft.nchwc.Conv``)."""
+    return node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
+
+
+def op_histogram(model_or_graph) -> dict[str, int]:
+    """Node count per op (see ``op_label``), most frequent first (ties by name)."""
+    from collections import Counter
+
+    graph = getattr(model_or_graph, "graph", model_or_graph)
+    hist = Counter(op_label(n) for n in graph.node)
+    return dict(sorted(hist.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
 _QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "MatMulInteger", "ConvInteger",
               "DynamicQuantizeLinear", "QLinearSoftmax"}
 

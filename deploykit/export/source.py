@@ -44,6 +44,10 @@ class ResolvedModel:
             d["source"] = {k: src.get(k) for k in ("model", "arch", "from", "weights")}
             d["export_settings"] = {k: v for k, v in self.manifest.get("settings", {}).items() if k != "versions"}
             d["verification_passed"] = self.manifest.get("verification", {}).get("passed")
+            if self.manifest.get("settings", {}).get("precision") == "int8":
+                d["export_settings"] = {k: v for k, v in (self.manifest["settings"].get("source_settings") or {}).items()}
+                d["quantize_settings"] = {k: v for k, v in self.manifest["settings"].items()
+                                          if k not in ("versions", "source_settings")}
         return d
 
 
@@ -56,11 +60,21 @@ NativeReader = Callable[[Path], tuple[list, str]]
 
 
 def resolve_model(ref: str, *, batch: int, resolution: int | None, export: ExportConfig | None = None,
-                  progress=None, readers: dict[str, NativeReader] | None = None) -> ResolvedModel:
+                  progress=None, readers: dict[str, NativeReader] | None = None, quantize=None) -> ResolvedModel:
     """A ready-to-run model file for ``ref`` with its single image input's concrete shape.
 
     ONNX files and registry models work everywhere; other formats (``.xml`` OpenVINO IR) only when the target
-    passes a reader for that suffix in ``readers``."""
+    passes a reader for that suffix in ``readers``.
+
+    ``quantize``: a callable ``(ref, batch, resolution, export, progress) -> path`` that builds (or reuses) the
+    int8 variant of ``ref`` (``bench --int8``; the quantize layer passes ``deploykit.quantize``'s builder); the
+    int8 file is then resolved like any artifact file, its manifest pointing back to the fp32 source."""
+    if quantize is not None:
+        path = quantize(ref, batch, resolution, export, progress)
+        resolved = _resolve_file(Path(path), batch, None)
+        if resolved.manifest is not None and resolved.manifest["settings"].get("model") in MODELS:
+            resolved.kind, resolved.family = "registry", get_cfg(resolved.manifest["settings"]["model"]).family
+        return resolved
     if looks_like_file(ref) and ref not in MODELS:
         path = Path(ref)
         if path.suffix != ".onnx" and path.suffix in (readers or {}):
@@ -107,6 +121,8 @@ def _resolve_file(path: Path, batch: int, resolution: int | None) -> ResolvedMod
     if manifest is not None and manifest.get("sha256") != sha:
         manifest = None  # a manifest that does not describe this file's content is ignored
     family = manifest.get("source", {}).get("family") if manifest else None
+    if family is None and manifest is not None and manifest.get("settings", {}).get("model") in MODELS:
+        family = get_cfg(manifest["settings"]["model"]).family
     label = manifest["settings"]["model"] if manifest else path.stem
     return ResolvedModel(label=label, kind="onnx-file", path=path, sha256=sha, input_name=name, input_shape=shape,
                          input_dtype=dtype, precision=graph_precision(proto), manifest=manifest, family=family)

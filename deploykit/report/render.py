@@ -123,7 +123,8 @@ def to_markdown(reports: list[dict]) -> str:
             f"## {r['model']['label']} on {r['target']['name']} ({r['target']['precision']})",
             "",
             f"- artifact: `{r['model']['path']}` (sha256 {r['model']['sha256'][:12]})",
-            f"- target: {r['target']['description']}; " + ", ".join(f"{k}={v}" for k, v in r["target"]["info"].items()),
+            f"- target: {r['target']['description']}; " + ", ".join(f"{k}={v}" for k, v in r["target"]["info"].items()
+                                                                   if k != "fusion"),
             f"- latency ms: p50 {s['p50']:.3f} (95% CI {s['median_ci95'][0]:.3f}-{s['median_ci95'][1]:.3f}), "
             f"p90 {s['p90']:.3f}, p95 {s['p95']:.3f}, p99 {s['p99']:.3f}, mean {s['mean']:.3f}, "
             f"stdev {s['stdev']:.3f}, CV {s['cv']:.1%}, min {s['min']:.3f}, max {s['max']:.3f}",
@@ -139,6 +140,7 @@ def to_markdown(reports: list[dict]) -> str:
             f"{', dirty' if env['deploykit'].get('dirty') else ''})",
         ]
         out += _hardware_lines(r)
+        out += _fusion_lines(r)
         out += [f"- **warning:** {w}" for w in r["warnings"]]
         out.append("")
     return "\n".join(out)
@@ -184,6 +186,41 @@ def _hardware_lines(r: dict) -> list[str]:
                 else:
                     text += f"; GPU telemetry unavailable ({g.get('reason')})"
             lines.append(text)
+    return lines
+
+
+def _fusion_lines(r: dict) -> list[str]:
+    """What the runtime fused / ran in int8 (target info "fusion") and, for int8 artifacts, how they were made."""
+    lines = []
+    fu = r["target"]["info"].get("fusion")
+    if isinstance(fu, dict) and "error" not in fu:
+        parts = []
+        if fu.get("convs_with_fused_activation") is not None:
+            parts.append(f"{fu['convs_with_fused_activation']} convolutions with a fused activation")
+        if fu.get("standalone_activations"):
+            parts.append("activations left: " + ", ".join(f"{k} {v}" for k, v in fu["standalone_activations"].items()))
+        if fu.get("int8_kernels"):
+            parts.append("int8 kernels: " + ", ".join(f"{k} {v}" for k, v in fu["int8_kernels"].items()))
+        sm = fu.get("softmax") or {}
+        if sm.get("int8") or sm.get("float"):
+            parts.append(f"softmax ran as int8 in {sm.get('int8', 0)} of {sm.get('int8', 0) + sm.get('float', 0)}")
+        if parts:
+            lines.append("- what ran (read back from the runtime): " + "; ".join(parts))
+    q = r.get("quantization")
+    if q:
+        c = q.get("calibration") or {}
+        bf = q.get("build_fidelity") or {}
+        text = (f"- int8: {q.get('quantizer')}" + (f" ({q['profile']} profile)" if q.get("profile") else "") +
+                f", softmax {q.get('softmax')}, calibration {c.get('size')} {c.get('data')} inputs ({c.get('method')})"
+                f", 7-bit weights {'on' if q.get('reduce_range') else 'off'}")
+        if bf.get("cosine") is not None:
+            text += (f"; vs fp32 on {bf.get('samples')} inputs: cosine min {bf['cosine']:.4f}, top-1 agreement "
+                     f"{bf.get('top1')}, SQNR {bf.get('sqnr_db') or 0:.1f} dB")
+        acc = q.get("accuracy")
+        if acc:
+            text += (f"; top-1 fp32 {acc['fp32']['top1']:.4f} vs int8 {acc['int8']['top1']:.4f} on {acc['images']} "
+                     "labelled images")
+        lines.append(text)
     return lines
 
 

@@ -64,8 +64,40 @@ def build_report(result) -> dict:
         value = getattr(result, key, None)
         if value is not None:
             report[key] = value
+    quant = quantization_section(result)
+    if quant is not None:
+        report["quantization"] = quant
     validate(report)
     return json.loads(json.dumps(report, default=_default))  # plain JSON types only
+
+
+def quantization_section(result) -> dict | None:
+    """For an int8 artifact: how it was quantized (from its manifest), its fidelity/accuracy against fp32 at
+    build time, and what the target actually ran in int8 (read back by the target, e.g. ORT's QLinearSoftmax)."""
+    m = result.model.manifest
+    if not m or m.get("settings", {}).get("precision") != "int8":
+        return None
+    st, q = m["settings"], m.get("quantization", {})
+    fid = q.get("fidelity", {})
+    fusion = result.runtime_info.get("fusion") if isinstance(result.runtime_info.get("fusion"), dict) else {}
+    section = {
+        "quantizer": st.get("quantizer"),
+        "profile": st.get("profile"),
+        "softmax": st.get("softmax"),
+        "calibration": st.get("calibration"),
+        "reduce_range": st.get("reduce_range"),
+        "per_channel": st.get("per_channel"),
+        "exclude": st.get("exclude"),
+        "source": {k: m.get("source", {}).get(k) for k in ("fp32_artifact", "fp32_sha256")},
+        "build_fidelity": {k: fid.get(k) for k in ("reference", "runtime", "samples", "top1", "top5_agreement",
+                                                    "cosine", "cosine_mean", "max_abs", "rel_err", "sqnr_db",
+                                                    "passed")},
+        "accuracy": q.get("accuracy"),
+        "attention_blocks": len(q.get("softmax", {}).get("blocks", []) or []),
+        "int8_kernels_ran": fusion.get("int8_kernels"),
+        "softmax_kernels_ran": fusion.get("softmax"),
+    }
+    return section
 
 
 def _default(obj):

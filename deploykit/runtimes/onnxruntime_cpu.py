@@ -68,6 +68,8 @@ class OrtCpuRuntime(Runtime):
         so = session_options(ort, self._threads, self.options.graph_opt)
         self._sess = load_session(ort, str(model.path), so, ["CPUExecutionProvider"], str(model.path))
         self._input = model.input_name
+        self._path = model.path
+        self._fusion = None
         self._out_names = [o.name for o in self._sess.get_outputs()]
         self._feed: dict[str, np.ndarray] = {}
 
@@ -89,7 +91,20 @@ class OrtCpuRuntime(Runtime):
             "threads": self._threads,
             "inter_op_threads": 1,
             "graph_optimization": self.options.graph_opt,
+            "fusion": self.fusion(),
         }
+
+    def fusion(self) -> dict:
+        """What ONNX Runtime actually runs: its optimized graph (same options, one extra untimed session) read
+        back -- fused conv+activation, int8 kernels (QLinearConv, QLinearMatMul, QLinearSoftmax, ...)."""
+        if self._fusion is None:
+            from deploykit.passes.runtime_fusion import ort_runtime_graph
+
+            try:
+                self._fusion = ort_runtime_graph(self._path, graph_opt=self.options.graph_opt, threads=1)
+            except Exception as exc:  # the analysis must never break a measurement
+                self._fusion = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+        return self._fusion
 
     def close(self) -> None:
         self._sess = None

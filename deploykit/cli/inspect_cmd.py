@@ -1,0 +1,87 @@
+"""deploykit inspect: what an ONNX graph holds and costs, and (with --runtime) what a runtime fused when it loaded it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from deploykit.cli.common import POSITIVE, print_json, stdout_console
+
+
+@click.command("inspect")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--batch", type=POSITIVE, default=None, help="Batch for a dynamic batch axis (for MACs).")
+@click.option("--resolution", type=POSITIVE, default=None, help="Size of dynamic spatial dims (for MACs).")
+@click.option("--runtime", "runtimes", type=click.Choice(["ort", "openvino"]), multiple=True,
+              help="Also load the file in this runtime and read back what it actually fused / ran in int8.")
+@click.option("--json", "as_json", is_flag=True, help="Print everything as JSON.")
+def command(file, batch, resolution, runtimes, as_json):
+    """Op histogram, parameters, MACs/FLOPs, input/output shapes, precision, Q/DQ count, BatchNormalization
+    and activation fusion status, and the attention blocks' softmax path of FILE (an ONNX file)."""
+    from deploykit.export.onnx_io import load_onnx
+    from deploykit.passes.inspect import inspect_model
+
+    proto = load_onnx(file)
+    info = inspect_model(proto, batch=batch, resolution=resolution)
+    if runtimes:
+        from deploykit.passes.runtime_fusion import openvino_runtime_graph, ort_runtime_graph
+
+        info["runtime"] = {}
+        for rt in runtimes:
+            info["runtime"][rt] = ort_runtime_graph(file) if rt == "ort" else openvino_runtime_graph(file)
+    if as_json:
+        print_json({"file": str(file), **info})
+        return
+    _print(file, info)
+
+
+def _print(file, info: dict) -> None:
+    from rich.table import Table
+
+    out = stdout_console()
+    ins = ", ".join(f"{i['name']} {i['shape']} {i['dtype']}" for i in info["inputs"])
+    outs = ", ".join(f"{o['name']} {o['shape']}" for o in info["outputs"])
+    p = info["params"]
+    out.print(f"[bold]{file}[/]: opset {info['opset']}, {info['nodes']} nodes, precision {info['precision']}")
+    out.print(f"inputs: {ins}\noutputs: {outs}")
+    out.print("params: " + ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in p.items()))
+    if info["macs"] is not None:
+        out.print(f"MACs: {info['macs'] / 1e9:.3f} G (FLOPs {info['flops'] / 1e9:.3f} G)"
+                  + (f"; {info['macs_note']}" if info.get("macs_note") else ""))
+    elif info.get("macs_note"):
+        out.print(f"MACs: unknown; {info['macs_note']}")
+    f = info["fusion"]
+    acts = ", ".join(f"{k} {v}" for k, v in f["activations"].items()) or "none"
+    out.print(f"BatchNormalization: {f['batchnorm']} ({f['batchnorm_foldable']} foldable by 'deploykit fuse'); "
+              f"activations: {acts} ({f['activations_after_compute']} right after a Conv/Gemm/MatMul/Add)")
+    q = info["quantization"]
+    if q["dequantize_linear"]:
+        out.print(f"Q/DQ: {q['quantize_linear']} QuantizeLinear, {q['dequantize_linear']} DequantizeLinear "
+                  f"({q['quantized_activation_tensors']} activations, {q['quantized_weight_tensors']} weights, "
+                  f"{q['per_channel_weights']} per-channel); types {q['types']}; "
+                  f"ReLU absorbed into {f['quantized_convs_with_zero_floor']} conv output ranges; {q['tensorrt_note']}")
+    else:
+        out.print("Q/DQ: none")
+    a = info["attention"]
+    if a["blocks"]:
+        out.print(f"attention: {a['blocks']} blocks; softmax output int8 in {a['softmax_int8_output']}, "
+                  f"QLinearSoftmax pattern in {a['qlinear_softmax_pattern']}, TensorRT MHA Q/DQ placement in "
+                  f"{a['tensorrt_mha_pattern']}")
+    t = Table(title="op histogram")
+    t.add_column("op")
+    t.add_column("count", justify="right")
+    for op, n in sorted(info["op_histogram"].items(), key=lambda kv: (-kv[1], kv[0])):
+        t.add_row(op, str(n))
+    out.print(t)
+    for rt, r in (info.get("runtime") or {}).items():
+        if rt == "ort":
+            out.print(f"ONNX Runtime ran: {r['nodes']} nodes; {r['convs_with_fused_activation']} of "
+                      f"{r['float_convs']} float convolutions with a fused activation "
+                      f"({r['fused_activations'] or 'none'}); activations left {r['standalone_activations'] or 'none'}; "
+                      f"int8 kernels {r['int8_kernels'] or 'none'}; softmax int8 {r['softmax']['int8']}, float "
+                      f"{r['softmax']['float']}")
+        else:
+            out.print(f"OpenVINO ran: layers {r['layers']}; int8 layers {r['int8_layers'] or 'none'}; "
+                      f"{r['layers_with_fused_activation']} layers with a fused activation; softmax int8 "
+                      f"{r['softmax']['int8']}, float {r['softmax']['float']}")

@@ -1,0 +1,155 @@
+"""deploykit quantize: int8 post-training quantization with fidelity, softmax path and sensitivity reports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from deploykit.cli.common import (POSITIVE, calibration_options, model_options, models_dir_option, print_json,
+                                  quantize_config, resolve_models_dir, stderr_console)
+
+
+@click.command("quantize")
+@click.argument("model")
+@calibration_options
+@click.option("--quantizer", type=click.Choice(["ort", "nncf"]), default="ort", show_default=True,
+              help="ort: ONNX Runtime static QDQ (an ONNX file for ORT, OpenVINO and TensorRT); nncf: NNCF for "
+                   "OpenVINO (IR .xml/.bin).")
+@click.option("--per-tensor", is_flag=True, help="Per-tensor weight scales instead of per-channel.")
+@click.option("--eval-data", type=click.Path(path_type=Path), default=None,
+              help="Labelled images, one sub-folder per class (sorted names = class indices): real top-1/top-5 "
+                   "of fp32 and int8 side by side.")
+@click.option("--eval-size", type=POSITIVE, default=None, help="Evaluate on this many images (seeded sample).")
+@click.option("--sensitivity", is_flag=True, help="Per-tensor SQNR against fp32, worst first (what to --exclude).")
+@click.option("--top", type=POSITIVE, default=10, show_default=True, help="Rows of the sensitivity table shown.")
+@click.option("--check-openvino", is_flag=True, help="Also run the QDQ file in OpenVINO and check its fidelity.")
+@click.option("--crop-pct", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="Resize the shorter side to resolution / crop-pct, then center-crop [default: 0.875].")
+@click.option("--fidelity-samples", type=POSITIVE, default=16, show_default=True,
+              help="Held-out inputs the int8 model is compared with fp32 on.")
+@click.option("--batch", type=POSITIVE, default=1, show_default=True)
+@click.option("--resolution", type=POSITIVE, default=None, help="Input height = width [default: the model's].")
+@click.option("--opset", type=int, default=18, show_default=True, help="Opset when a registry model is exported.")
+@click.option("--weights", type=click.Path(path_type=Path), default=None, help="Checkpoint for a registry model.")
+@click.option("--model-opt", "model_opts", multiple=True, metavar="KEY=VALUE", help="Model option.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the weights and of the data sampling.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="Write here instead of <models-dir>/<model>/int8_....onnx (.xml for nncf).")
+@models_dir_option
+@click.option("--force", is_flag=True, help="Rebuild even if an int8 artifact with the same settings exists.")
+@click.option("--no-verify", is_flag=True, help="Keep the file even when it is below the fidelity floor.")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest and this run's report as JSON.")
+def command(model, calib_data, calib_size, calib_method, softmax, qdq_profile, exclude, reduce_range, quantizer,
+            per_tensor, eval_data, eval_size, sensitivity, top, check_openvino, crop_pct, fidelity_samples, batch,
+            resolution, opset, weights, model_opts, seed, output, models_dir, force, no_verify, as_json):
+    """Quantize MODEL (a registry name or an fp32 .onnx file) to int8.
+
+    Calibrates on --calib-data images preprocessed like the model's inputs, writes a QDQ ONNX file (or OpenVINO
+    IR with --quantizer nncf) into the artifact store with a manifest, and checks it against the fp32 model
+    on held-out inputs (top-1 agreement, cosine, max-abs error, SQNR). The same settings and calibration
+    data twice reuse the artifact; --force rebuilds.
+    """
+    from deploykit.core.config import ExportConfig
+    from deploykit.export.source import looks_like_file
+    from deploykit.models.registry import MODELS
+    from deploykit.quantize.pipeline import QuantizeVerificationError, quantize_model
+
+    qcfg = quantize_config(calib_data=calib_data, calib_size=calib_size, calib_method=calib_method, softmax=softmax,
+                           qdq_profile=qdq_profile, exclude=exclude, reduce_range=reduce_range, quantizer=quantizer,
+                           per_channel=not per_tensor, eval_data=str(eval_data) if eval_data else None,
+                           eval_size=eval_size, sensitivity=sensitivity, check_openvino=check_openvino,
+                           crop_pct=crop_pct, fidelity_samples=fidelity_samples, seed=seed,
+                           output=str(output) if output else None, force=force, verify=not no_verify)
+    mdir = resolve_models_dir(models_dir)
+    export = None
+    if not looks_like_file(model) or model in MODELS:
+        export = ExportConfig(model=model, batch=batch, resolution=resolution, opset=opset, seed=seed,
+                              weights=str(weights) if weights else None, options=model_options(model_opts),
+                              models_dir=mdir)
+    err = stderr_console()
+    try:
+        with err.status(f"quantizing {model}") as status:
+            result = quantize_model(model, qcfg, export=export, batch=batch, resolution=resolution, models_dir=mdir,
+                                    progress=lambda msg: status.update(msg))
+    except QuantizeVerificationError as exc:
+        _print_report(err, exc.report, top)
+        raise
+    for w in result.warnings:
+        err.print(f"[yellow]warning:[/] {w}")
+    if as_json:
+        print_json({"path": str(result.path), "reused": result.reused, "manifest": result.manifest,
+                    "report": result.report})
+        return
+    verb = "reused" if result.reused else f"quantized in {result.seconds:.1f} s"
+    err.print(f"[bold]{result.path}[/] ({verb}; {result.manifest['bytes'] / 1e6:.1f} MB)")
+    _print_report(err, result.report, top)
+    click.echo(str(result.path))
+
+
+def _fmt(v, spec=".4f"):
+    return "-" if v is None else format(v, spec)
+
+
+def _print_report(err, rep: dict, top: int) -> None:
+    from rich.table import Table
+
+    f = rep.get("fidelity")
+    if f:
+        verdict = {True: "[green]pass[/]", False: "[red]FAIL[/]", None: "n/a"}[f.get("passed")]
+        err.print(f"fidelity vs fp32 on {f['samples']} inputs ({f.get('runtime')}): top-1 agreement {_fmt(f['top1'], '.3f')}, "
+                  f"top-5 {_fmt(f.get('top5_agreement'), '.3f')}, cosine min {_fmt(f['cosine'])} / mean "
+                  f"{_fmt(f.get('cosine_mean'))}, max-abs {_fmt(f['max_abs'], '.3g')} (rel {_fmt(f['rel_err'], '.3f')}), "
+                  f"SQNR {_fmt(f['sqnr_db'], '.1f')} dB -> {verdict}")
+    ov = rep.get("openvino")
+    if ov:
+        err.print(f"OpenVINO runs the same file: cosine min {_fmt(ov['cosine'])}, top-1 agreement {_fmt(ov['top1'], '.3f')}, "
+                  f"rel max-abs {_fmt(ov['rel_err'], '.3f')} -> {'pass' if ov.get('passed') else 'FAIL'}")
+    rt = (rep.get("runtime") or {})
+    if "onnxruntime" in rt:
+        r = rt["onnxruntime"]
+        k = ", ".join(f"{n} {c}" for n, c in r.get("int8_kernels", {}).items()) or "none"
+        err.print(f"ONNX Runtime runs in int8: {k}; softmax int8 {r['softmax']['int8']}, float {r['softmax']['float']}")
+    if "openvino" in rt:
+        r = rt["openvino"]
+        k = ", ".join(f"{n} {c}" for n, c in r.get("int8_layers", {}).items()) or "none"
+        err.print(f"OpenVINO runs in int8: {k}; softmax int8 {r['softmax']['int8']}, float {r['softmax']['float']}")
+    ab = rep.get("activations_absorbed")
+    if ab:
+        err.print("activations folded into the quantized range: " + ", ".join(
+            f"{op} {v['absorbed_into_quantized_range']} of {v['float_graph']}" for op, v in ab.items()))
+    sm = rep.get("softmax")
+    if sm and sm.get("blocks"):
+        err.print(f"softmax {sm['mode']}: {sm['qlinear_softmax_pattern']} of {len(sm['blocks'])} attention blocks "
+                  f"run as QLinearSoftmax; TensorRT MHA Q/DQ placement in {sm['tensorrt_mha_pattern']}")
+        rows = [b for b in sm["blocks"] if b.get("error")]
+        if rows:
+            t = Table(title="error the int8 softmax adds, per attention block")
+            for col in ("block", "scale", "probs max-abs", "probs SQNR dB", "zeroed", "attn-out SQNR dB"):
+                t.add_column(col, justify="right")
+            for b in rows:
+                e = b["error"]
+                t.add_row(str(b["index"]), f"1/{1 / e['scale']:.0f}", _fmt(e["probs_max_abs"], ".4f"),
+                          _fmt(e["probs_sqnr_db"], ".1f"), f"{e['zeroed_fraction']:.2%}", _fmt(e["attn_sqnr_db"], ".1f"))
+            err.print(t)
+    elif sm and sm.get("note"):
+        err.print(f"softmax {sm['mode']}: {sm['note']}")
+    acc = rep.get("accuracy")
+    if acc:
+        t = Table(title=f"accuracy on {acc['images']} labelled images ({acc['classes']} classes)")
+        for col in ("", "top-1", "top-5"):
+            t.add_column(col, justify="right")
+        for k in ("fp32", "int8"):
+            t.add_row(k, _fmt(acc[k]["top1"]), _fmt(acc[k]["top5"]))
+        err.print(t)
+        err.print(f"top-1 drop {acc['top1_drop_points']:.2f} points; predictions agree on "
+                  f"{acc['prediction_agreement']:.2%}")
+    sens = rep.get("sensitivity")
+    if sens:
+        t = Table(title=f"sensitivity: the {min(top, len(sens))} quantized tensors with the lowest SQNR (of {len(sens)})")
+        for col in ("kind", "tensor", "SQNR dB", "local dB", "read by (--exclude these)"):
+            t.add_column(col)
+        for r in sens[:top]:
+            t.add_row(r["kind"], r["tensor"], _fmt(r["sqnr_db"], ".1f"), _fmt(r.get("local_sqnr_db"), ".1f"),
+                      ", ".join(r["consumers"][:3]) + (" ..." if len(r["consumers"]) > 3 else ""))
+        err.print(t)

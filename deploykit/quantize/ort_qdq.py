@@ -1,0 +1,241 @@
+"""ONNX Runtime static quantization to a QDQ ONNX file (QuantizeLinear/DequantizeLinear pairs around float ops).
+
+Steps: ``quant_pre_process`` (ONNX shape inference, ORT basic optimisations, symbolic shape inference for
+dynamic dims) -> calibration on preprocessed images -> ``quantize_static(QuantFormat.QDQ, per_channel=True)``.
+
+Op types are chosen deliberately (``OP_TYPES``):
+* CNNs: Conv/ConvTranspose/Gemm/MatMul are the int8 compute; Relu and Clip are listed so that, with asymmetric
+  activations, ORT drops them and the convolution's quantized output range (zero point at 0) does the clamping
+  (the activation "disappears into the quantized range"); Add is listed so the residual additions run as
+  QLinearAdd between int8 tensors instead of dequantize -> float add -> quantize round trips (RESEARCH.md found
+  Add+Mul together slower on ResNet-50; Add alone is NOT yet re-measured on ResNet-50 at 224 -- compare with
+  ``--exclude Add`` in benchmarks/int8_latency.py on a quiet machine); pooling and data-movement ops pass int8 through.
+  Mul (squeeze-excitation, hard-swish) stays float: quantizing elementwise Mul adds Q/DQ round trips.
+* ViTs: Conv (patch embedding), Gemm/MatMul (every linear layer and both attention MatMuls) and the
+  data-movement ops around attention; LayerNorm, GELU (Erf) and the residual Adds stay float. Softmax follows
+  ``--softmax`` (below).
+
+Profiles: ``cpu`` = uint8 asymmetric activations + int8 symmetric per-channel weights (the fast x86 path of
+ORT's CPU kernels; ORT and OpenVINO run it, TensorRT rejects uint8 / non-zero zero points); ``trt`` = int8
+symmetric activations and weights with zero points of 0 (TensorRT's explicit quantization; OpenVINO and ORT
+run it too, but ORT's CPU has few signed-activation kernels, so it is slow there and keeps ReLUs).
+``reduce_range`` (7-bit weights) defaults to on for x86 CPUs without VNNI, as ORT's documentation advises:
+their u8 x s8 kernels use VPMADDUBSW, whose int16 pair sums saturate with full 8-bit weights (measured here on
+DeiT-Tiny at 64, synthetic calibration: min cosine 0.986 / SQNR 16.3 dB without, 0.997 / 24.6 dB with).
+
+Softmax: ``int8`` puts Softmax in the quantized op types: its input gets a calibrated Q/DQ and its output a
+FIXED scale (the probabilities lie in [0, 1]; no calibration): 1/255 with uint8 zero point 0 (cpu profile) or
+1/127 with int8 zero point 0 (trt profile). With both attention MatMuls quantized, Q/DQ then sit before Q and K,
+after the Softmax, on V and after the second MatMul -- the placement TensorRT needs to fuse int8 MHA -- and
+ONNX Runtime runs DequantizeLinear -> Softmax -> QuantizeLinear as com.microsoft.QLinearSoftmax.
+``float`` keeps the Softmax and the probabilities x V MatMul in float (what NNCF's transformer mode does):
+the attention probabilities never see 8 bits.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from deploykit.core.errors import InputError, UsageError
+from deploykit.core.lazy import require
+from deploykit.passes.attention import find_attention
+
+_MOVE = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Slice", "Split", "Gather", "Concat")
+OP_TYPES: dict[str, tuple[str, ...]] = {
+    "cnn": ("Conv", "ConvTranspose", "Gemm", "MatMul", "Relu", "Clip", "Add", "MaxPool", "AveragePool",
+            "GlobalAveragePool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Concat"),
+    "vit": ("Conv", "Gemm", "MatMul") + _MOVE,
+}
+OP_TYPES["parc"] = OP_TYPES["cnn"]
+FIXED_SOFTMAX = {"cpu": (1.0 / 255.0, 0, "uint8"), "trt": (1.0 / 127.0, 0, "int8")}
+_METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
+
+
+def cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        key, _, val = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return set(val.split())
+    return set()
+
+
+def resolve_reduce_range(setting: bool | None) -> tuple[bool, str]:
+    """(reduce_range, why): an explicit setting wins; auto = on for x86 without VNNI."""
+    if setting is not None:
+        return setting, "set explicitly"
+    import platform
+
+    if platform.machine().lower() not in ("x86_64", "amd64", "i686", "x86"):
+        return False, f"auto: {platform.machine()} (ORT's u8s8 saturation issue is x86-specific)"
+    flags = cpu_flags()
+    vnni = sorted(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
+    if vnni:
+        return False, f"auto: this CPU has {', '.join(vnni)}"
+    return True, ("auto: this x86 CPU has no VNNI, so ORT's u8 x s8 kernels (VPMADDUBSW) would saturate "
+                  "int16 sums with full 8-bit weights")
+
+
+@dataclass
+class QdqPlan:
+    family: str
+    profile: str
+    softmax: str  # float | int8 | none (no attention in the graph)
+    method: str
+    per_channel: bool
+    reduce_range: bool
+    reduce_range_reason: str
+    op_types: list[str]
+    nodes_to_exclude: list[str] = field(default_factory=list)
+    excluded_by_user: dict = field(default_factory=dict)
+    softmax_overrides: dict = field(default_factory=dict)
+
+    def describe(self) -> dict:
+        d = asdict(self)
+        d.pop("softmax_overrides")
+        scale, zp, qtype = FIXED_SOFTMAX[self.profile]
+        d["activation_type"] = "uint8 asymmetric" if self.profile == "cpu" else "int8 symmetric (zero point 0)"
+        d["weight_type"] = "int8 symmetric" + (" per-channel" if self.per_channel else "") + \
+            (" (7-bit range)" if self.reduce_range else "")
+        if self.softmax == "int8":
+            d["softmax_output"] = {"scale": scale, "zero_point": zp, "type": qtype, "range": [0.0, 1.0],
+                                   "calibrated": False}
+        return d
+
+
+def pre_process(src, dest: Path) -> None:
+    """ORT's quantization pre-processing (shape inference + basic optimisations) from ``src`` (path) to ``dest``."""
+    import onnx
+
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    model = onnx.load(str(src), load_external_data=False)
+    dynamic = any(not d.HasField("dim_value") for vi in model.graph.input for d in vi.type.tensor_type.shape.dim)
+    try:
+        quant_pre_process(str(src), str(dest), skip_symbolic_shape=not dynamic)
+    except Exception:  # symbolic shape inference fails on some graphs; ONNX shape inference is enough then
+        quant_pre_process(str(src), str(dest), skip_symbolic_shape=True)
+
+
+def make_plan(pre_model, family: str, qcfg) -> QdqPlan:
+    """Which op types and nodes to quantize for ``pre_model`` (the pre-processed graph)."""
+    family = family if family in OP_TYPES else "cnn"
+    op_types = list(OP_TYPES[family])
+    sites = [s for s in find_attention(pre_model) if s.pv_matmul]
+    softmax = qcfg.softmax or ("int8" if sites else "float")
+    if not sites:
+        softmax = "none"
+    rr, why = resolve_reduce_range(qcfg.reduce_range)
+    if qcfg.profile == "trt":
+        rr, why = (False, "trt profile: TensorRT uses the full int8 range") if qcfg.reduce_range is None else (rr, why)
+    plan = QdqPlan(family=family, profile=qcfg.profile, softmax=softmax, method=qcfg.calib_method,
+                   per_channel=qcfg.per_channel, reduce_range=rr, reduce_range_reason=why, op_types=op_types)
+    if sites and not any(s in op_types for s in ("MatMul",)):
+        plan.op_types.append("MatMul")
+    if softmax == "int8":
+        plan.op_types.append("Softmax")
+        scale, zp, qtype = FIXED_SOFTMAX[qcfg.profile]
+        zp_val = np.array(zp, dtype=np.uint8 if qtype == "uint8" else np.int8)
+        plan.softmax_overrides = {s.softmax_output: [{"scale": np.array(scale, dtype=np.float32), "zero_point": zp_val}]
+                                  for s in sites}
+    elif softmax == "float":
+        plan.nodes_to_exclude += [s.softmax for s in sites] + [s.pv_matmul for s in sites]
+    _apply_excludes(pre_model, plan, qcfg.exclude)
+    return plan
+
+
+def _apply_excludes(model, plan: QdqPlan, excludes) -> None:
+    names = [n.name for n in model.graph.node if n.name]
+    types = {n.op_type for n in model.graph.node}
+    by_type, by_name = [], []
+    for pattern in excludes:
+        if pattern in types:
+            by_type.append(pattern)
+            if pattern in plan.op_types:
+                plan.op_types.remove(pattern)
+            plan.nodes_to_exclude += [n.name for n in model.graph.node if n.op_type == pattern and n.name]
+            continue
+        hits = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
+        if not hits:
+            import difflib
+
+            close = difflib.get_close_matches(pattern, names + sorted(types), n=3, cutoff=0.6)
+            hint = f"; did you mean {', '.join(close)}?" if close else " ('deploykit quantize --sensitivity' lists the nodes)"
+            raise UsageError(f"--exclude {pattern!r} matches no op type or node name in the graph{hint}")
+        by_name += hits
+        plan.nodes_to_exclude += hits
+        if plan.softmax == "int8" and any(n for n in hits if _op_of(model, n) == "Softmax"):
+            pass  # an excluded Softmax keeps float there (reported per attention block)
+    plan.nodes_to_exclude = sorted(set(plan.nodes_to_exclude))
+    plan.excluded_by_user = {"op_types": by_type, "nodes": sorted(set(by_name))}
+
+
+def _op_of(model, name: str) -> str | None:
+    for n in model.graph.node:
+        if n.name == name:
+            return n.op_type
+    return None
+
+
+class _Reader:
+    """ORT CalibrationDataReader over an N x C x H x W array, in batches the model accepts."""
+
+    def __init__(self, input_name: str, x: np.ndarray, batch: int):
+        self.input_name = input_name
+        n = (len(x) // batch) * batch
+        self.batches = [x[i:i + batch] for i in range(0, n, batch)] or [x[:batch]]
+        self.i = 0
+
+    def get_next(self):
+        if self.i >= len(self.batches):
+            return None
+        self.i += 1
+        return {self.input_name: self.batches[self.i - 1]}
+
+    def rewind(self):
+        self.i = 0
+
+    def __len__(self):
+        return len(self.batches)
+
+
+def quantize_qdq(pre_path: Path, out_path: Path, plan: QdqPlan, calib_x: np.ndarray, input_name: str,
+                 batch: int) -> None:
+    """Run ``quantize_static`` on the pre-processed model; writes ``out_path`` (a temporary file)."""
+    q = require("onnxruntime.quantization", "int8 quantization")
+    extra = {
+        "ActivationSymmetric": plan.profile == "trt",
+        "WeightSymmetric": True,
+    }
+    if plan.softmax_overrides:
+        extra["TensorQuantOverrides"] = plan.softmax_overrides
+    if plan.method == "percentile":
+        extra["CalibPercentile"] = 99.999
+    act = q.QuantType.QUInt8 if plan.profile == "cpu" else q.QuantType.QInt8
+    with tempfile.TemporaryDirectory(prefix="dk-calib-") as tmp:
+        cwd = os.getcwd()
+        try:
+            os.chdir(tmp)  # entropy/percentile calibrators write augmented models to the working directory
+            q.quantize_static(str(pre_path), str(out_path), _Reader(input_name, calib_x, batch),
+                              quant_format=q.QuantFormat.QDQ, op_types_to_quantize=plan.op_types,
+                              per_channel=plan.per_channel, reduce_range=plan.reduce_range,
+                              activation_type=act, weight_type=q.QuantType.QInt8,
+                              nodes_to_exclude=plan.nodes_to_exclude,
+                              calibrate_method=getattr(q.CalibrationMethod, _METHODS[plan.method]),
+                              extra_options=extra)
+        except (InputError, UsageError):
+            raise
+        except Exception as exc:
+            msg = " ".join(str(exc).split())[:300] or type(exc).__name__
+            raise InputError(f"ONNX Runtime quantization failed: {type(exc).__name__}: {msg}") from exc
+        finally:
+            os.chdir(cwd)

@@ -1,0 +1,470 @@
+"""``deploykit quantize``: an fp32 model (registry name, exported on demand, or an ONNX file) -> an int8 artifact,
+cached like any artifact (``<models>/<model>/int8_..._<quantizer>..._c<calibration hash>.onnx`` + manifest).
+
+Every int8 artifact carries in its manifest: the recipe (quantizer, profile, op types, excluded nodes, 7-bit
+weights or not and why), the calibration set (folder, count, SHA-256 of the preprocessed tensor, method), the
+fidelity against the fp32 model on held-out inputs (top-1 agreement, cosine, max-abs, SQNR; judged by
+``floors.INT8_FLOOR``), what ONNX Runtime (or OpenVINO for NNCF) actually runs in int8, and for ViTs the
+softmax path per attention block (Q/DQ placement and the error the int8 softmax adds). ``--eval-data`` adds
+real top-1/top-5 of fp32 and int8 side by side; ``--sensitivity`` the per-tensor SQNR table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from deploykit import __version__
+from deploykit.core.atomic import atomic_path, ensure_dir, write_json
+from deploykit.core.config import ExportConfig, QuantizeConfig, default_models_dir
+from deploykit.core.errors import InputError, UsageError, VerificationError
+from deploykit.core.lazy import version_of
+from deploykit.export import artifacts
+from deploykit.export.onnx_io import check_model, graph_precision, image_input_shape, load_onnx, opset_of
+from deploykit.export.source import looks_like_file
+from deploykit.models.registry import IMAGENET_MEAN, IMAGENET_STD, MODELS, file_sha256, get_cfg
+from deploykit.quantize import calib as calib_mod
+from deploykit.quantize.floors import INT8_FLOOR
+
+RECIPE_VERSION = 1  # bump when the op-type choices or Q/DQ placement change: old int8 artifacts are rebuilt
+SENSITIVITY_SAMPLES = 4
+SOFTMAX_SAMPLES = 4
+
+
+class QuantizeVerificationError(VerificationError):
+    """The int8 model is below the fidelity floors; carries the report (with sensitivity when asked)."""
+
+    def __init__(self, message: str, report: dict):
+        super().__init__(message)
+        self.report = report
+
+
+@dataclass
+class Source:
+    label: str
+    path: Path
+    sha256: str
+    manifest: dict | None
+    family: str
+    input_name: str
+    input_shape: tuple[int, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    crop_pct: float | None
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class QuantizeResult:
+    path: Path
+    manifest: dict
+    reused: bool
+    seconds: float
+    report: dict
+    warnings: list[str] = field(default_factory=list)
+
+
+def quantize_model(ref: str, qcfg: QuantizeConfig, *, export: ExportConfig | None = None, batch: int = 1,
+                   resolution: int | None = None, models_dir: Path | None = None, progress=None) -> QuantizeResult:
+    say = progress or (lambda msg: None)
+    t0 = time.perf_counter()
+    models_dir = Path(models_dir or (export.models_dir if export else default_models_dir()))
+    src = _resolve_source(ref, batch=batch, resolution=resolution, export=export, models_dir=models_dir, say=say)
+    warnings = list(src.warnings)
+    n, c, h, w = src.input_shape
+    if h != w:
+        raise UsageError(f"{src.label}: input is {h}x{w}; deploykit calibrates square inputs only")
+    pp = calib_mod.Preprocess(resolution=h, channels=c, mean=src.mean, std=src.std,
+                              crop_pct=qcfg.crop_pct or src.crop_pct or calib_mod.DEFAULT_CROP_PCT)
+
+    # data first: the calibration tensor's hash is part of the artifact's identity
+    say("reading calibration data")
+    calib, held_out, fid_note = _calibration_data(qcfg, pp, (c, h, w))
+    if calib.folder == calib_mod.SYNTHETIC:
+        warnings.append(calib_mod.SYNTHETIC_WARNING)
+    eval_set = None
+    if qcfg.eval_data:
+        eval_set = calib_mod.load_labelled(qcfg.eval_data, pp, qcfg.eval_size, seed=qcfg.seed)
+
+    import onnx
+
+    fp32_proto = onnx.load(str(src.path), load_external_data=False)
+    from deploykit.passes.attention import find_attention
+
+    has_attention = any(s.pv_matmul for s in find_attention(fp32_proto))
+    softmax = (qcfg.softmax or ("int8" if qcfg.quantizer == "ort" else "float")) if has_attention else "none"
+    if qcfg.quantizer == "nncf" and softmax == "int8":
+        raise UsageError("--softmax int8 needs the QDQ path (--quantizer ort): NNCF's transformer mode keeps the "
+                         "softmax output float (OpenVINO reads the QDQ file too)")
+    from deploykit.quantize.ort_qdq import resolve_reduce_range
+
+    reduce_range, rr_reason = resolve_reduce_range(qcfg.reduce_range)
+    if qcfg.quantizer == "ort" and qcfg.profile == "trt" and qcfg.reduce_range is None:
+        reduce_range, rr_reason = False, "trt profile: TensorRT uses the full int8 range"
+    settings = _settings(src, qcfg, calib, pp, softmax, reduce_range, opset_of(fp32_proto))
+    variant = _variant(src, settings, qcfg, softmax, reduce_range, calib.sha256)
+    suffix = ".xml" if qcfg.quantizer == "nncf" else ".onnx"
+    dest = Path(qcfg.output) if qcfg.output else models_dir / _safe(src.label) / f"{variant}{suffix}"
+    if dest.suffix != suffix:
+        raise UsageError(f"--output must end in {suffix} for --quantizer {qcfg.quantizer}, got {dest}")
+    ensure_dir(dest.parent)
+
+    if not qcfg.force:
+        manifest = _reusable(dest, settings)
+        if manifest is not None:
+            report = dict(manifest.get("quantization", {}))
+            if eval_set is not None or qcfg.sensitivity:
+                report.update(_evaluate_again(src, dest, qcfg, eval_set, held_out, manifest))
+            return QuantizeResult(dest, manifest, True, time.perf_counter() - t0, report,
+                                  warnings + manifest.get("quantization", {}).get("warnings", []))
+
+    with tempfile.TemporaryDirectory(prefix="dk-quant-") as tmpdir:
+        tmp = Path(tmpdir)
+        if qcfg.quantizer == "ort":
+            report, qpath, qproto = _build_ort(src, qcfg, calib, held_out, tmp, say)
+        else:
+            report, qpath, qproto = _build_nncf(src, qcfg, calib, held_out, tmp, say, reduce_range)
+        report["reduce_range"] = {"enabled": reduce_range, "reason": rr_reason}
+        report["calibration"] = {**calib.describe(), "method": qcfg.calib_method, "preprocess": pp.describe(),
+                                 "fidelity_inputs": fid_note}
+        report["warnings"] = warnings
+        report.pop("_outputs")
+        fid = report["fidelity"]
+        if eval_set is not None:
+            say(f"evaluating fp32 and int8 on {len(eval_set.x)} labelled images")
+            report["accuracy"] = _accuracy(src.path, qpath, qcfg.quantizer, eval_set)
+        if qcfg.sensitivity:
+            if qproto is None:
+                raise UsageError("--sensitivity reads the Q/DQ graph: use --quantizer ort")
+            say("per-layer sensitivity (SQNR of every quantized tensor)")
+            from deploykit.quantize.sensitivity import sensitivity
+
+            pre = onnx.load(str(tmp / "pre.onnx"))
+            report["sensitivity"] = sensitivity(pre, qproto, held_out[:SENSITIVITY_SAMPLES])
+        if qcfg.verify and not fid["passed"]:
+            raise QuantizeVerificationError(
+                f"{src.label}: the int8 model is below the fidelity floor: {fid['reason']} on {fid['samples']} "
+                "inputs (nothing was written; --sensitivity shows which layers to --exclude, --no-verify keeps "
+                "the file anyway)", report)
+        manifest = _manifest(src, dest, settings, report, qpath)
+        _write(dest, qpath, manifest)
+    return QuantizeResult(dest, manifest, False, time.perf_counter() - t0, report, warnings)
+
+
+# ---- source ----------------------------------------------------------------------------------------------
+
+def _resolve_source(ref: str, *, batch: int, resolution: int | None, export: ExportConfig | None,
+                    models_dir: Path, say) -> Source:
+    if looks_like_file(ref) and ref not in MODELS:
+        path = Path(ref)
+        proto = load_onnx(path, load_external_data=False)
+        if graph_precision(proto) == "int8":
+            raise InputError(f"{path} is already quantized (it carries quantization ops); quantize its fp32 source")
+        name, shape, _ = image_input_shape(proto, batch, resolution, where=str(path))
+        sha = file_sha256(path)
+        manifest = artifacts.read_manifest(path)
+        if manifest is not None and manifest.get("sha256") != sha:
+            manifest = None
+        warnings = []
+        if manifest:
+            s = manifest.get("source", {})
+            mean, std = tuple(s.get("mean") or IMAGENET_MEAN), tuple(s.get("std") or IMAGENET_STD)
+            family = s.get("family") or "cnn"
+            label = manifest["settings"]["model"]
+            crop = s.get("crop_pct")
+        else:
+            from deploykit.passes.attention import find_attention
+
+            mean, std, crop = IMAGENET_MEAN, IMAGENET_STD, None
+            family = "vit" if any(s.pv_matmul for s in find_attention(proto)) else "cnn"
+            label = path.stem
+            warnings.append(f"{path.name} has no deploykit manifest: images are normalised with the ImageNet "
+                            f"mean/std and the model is treated as a {family} (attention blocks "
+                            f"{'found' if family == 'vit' else 'not found'})")
+        return Source(label, path, sha, manifest, family, name, shape, mean, std, crop, warnings)
+    cfg = get_cfg(ref)
+    from deploykit.export.exporter import export_model
+
+    ecfg = replace(export or ExportConfig(model=ref, models_dir=models_dir), model=ref, batch=batch,
+                   resolution=resolution)
+    res = export_model(ecfg, progress=say)
+    proto = load_onnx(res.path, load_external_data=False)
+    name, shape, _ = image_input_shape(proto, batch, res.manifest["settings"]["resolution"], where=ref)
+    return Source(ref, res.path, res.manifest["sha256"], res.manifest, cfg.family, name, shape, cfg.mean, cfg.std,
+                  res.manifest.get("source", {}).get("crop_pct"))
+
+
+def _safe(label: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", label)
+
+
+def _calibration_data(qcfg: QuantizeConfig, pp, chw) -> tuple:
+    """(calibration set, held-out fidelity inputs, note on where the fidelity inputs come from)."""
+    if not qcfg.calib_data:
+        raise UsageError("--calib-data DIR is required: a folder of images, preprocessed like the model's inputs "
+                         "(or '--calib-data synthetic' for a smoke test on noise)")
+    if qcfg.calib_data == calib_mod.SYNTHETIC:
+        calib = calib_mod.synthetic(chw, qcfg.calib_size, qcfg.seed)
+        held = calib_mod.synthetic(chw, qcfg.fidelity_samples, qcfg.seed + 1)
+        return calib, held.x, "synthetic noise (another seed)"
+    calib = calib_mod.load_images(qcfg.calib_data, pp, qcfg.calib_size, seed=qcfg.seed)
+    if qcfg.eval_data:
+        ev = calib_mod.load_images(qcfg.eval_data, pp, qcfg.fidelity_samples, seed=qcfg.seed + 1, what="--eval-data")
+        return calib, ev.x, f"{len(ev.files)} images from --eval-data"
+    if calib.found > len(calib.files):
+        held = calib_mod.load_images(qcfg.calib_data, pp, qcfg.fidelity_samples, seed=qcfg.seed + 1,
+                                     exclude=set(calib.files))
+        return calib, held.x, f"{len(held.files)} held-out images from --calib-data (not used for calibration)"
+    return calib, calib.x[:qcfg.fidelity_samples], (
+        "the calibration images themselves (the folder has no others; give --eval-data for held-out inputs)")
+
+
+def _settings(src: Source, qcfg: QuantizeConfig, calib, pp, softmax: str, reduce_range: bool, opset: int) -> dict:
+    src_settings = None
+    if src.manifest:
+        src_settings = {k: v for k, v in src.manifest.get("settings", {}).items() if k != "versions"}
+    versions = {"onnxruntime": version_of("onnxruntime"), "onnx": version_of("onnx")}
+    if qcfg.quantizer == "nncf":
+        versions.update(openvino=version_of("openvino"), nncf=version_of("nncf"))
+    return {
+        "model": src.label,
+        "precision": "int8",
+        "batch": src.input_shape[0],
+        "resolution": src.input_shape[-1],
+        "opset": opset,
+        "source_sha256": src.sha256,
+        "source_settings": src_settings,
+        "quantizer": qcfg.quantizer,
+        "profile": qcfg.profile if qcfg.quantizer == "ort" else None,
+        "softmax": softmax,
+        "calibration": {"data": "synthetic" if calib.folder == calib_mod.SYNTHETIC else "folder",
+                        "sha256": calib.sha256, "size": len(calib.files), "method": qcfg.calib_method},
+        "reduce_range": reduce_range,
+        "per_channel": qcfg.per_channel,
+        "exclude": sorted(qcfg.exclude),
+        "preprocess": pp.describe(),
+        "recipe": RECIPE_VERSION,
+        "versions": versions,
+    }
+
+
+def _variant(src: Source, settings: dict, qcfg: QuantizeConfig, softmax: str, reduce_range: bool, calib_sha: str) -> str:
+    ss = settings["source_settings"] or {}
+    tag = [qcfg.quantizer + (f"-{qcfg.profile}" if qcfg.quantizer == "ort" else "")]
+    if softmax != "none":
+        tag.append(f"sm{softmax}")
+    if qcfg.calib_method != "minmax":
+        tag.append(qcfg.calib_method)
+    if reduce_range:
+        tag.append("w7")
+    if not qcfg.per_channel:
+        tag.append("pt")
+    tag.append(f"c{calib_sha[:8]}")
+    if qcfg.exclude:
+        tag.append("x" + hashlib.sha256(json.dumps(sorted(qcfg.exclude)).encode()).hexdigest()[:6])
+    return artifacts.variant_name("int8", settings["batch"], settings["resolution"], settings["opset"],
+                                  dynamic_batch=bool(ss.get("dynamic_batch")), seed=ss.get("seed", 0) or 0,
+                                  weights_sha=ss.get("weights_sha256"), options=ss.get("options"), tag="_".join(tag))
+
+
+def _reusable(dest: Path, settings: dict) -> dict | None:
+    manifest = artifacts.reusable(dest, settings)
+    if manifest is None:
+        return None
+    if dest.suffix == ".xml":
+        bin_path = dest.with_suffix(".bin")
+        if not bin_path.is_file() or file_sha256(bin_path) != manifest.get("bin_sha256"):
+            return None
+    return manifest
+
+
+# ---- building -------------------------------------------------------------------------------------------
+
+def _build_ort(src: Source, qcfg: QuantizeConfig, calib, held_out: np.ndarray, tmp: Path, say):
+    import onnx
+
+    from deploykit.passes.attention import find_attention, qdq_placement
+    from deploykit.passes.runtime_fusion import ort_runtime_graph
+    from deploykit.quantize.evaluate import OpenVinoModel, OrtModel, fidelity_metrics
+    from deploykit.quantize.ort_qdq import make_plan, pre_process, quantize_qdq
+    from deploykit.quantize.softmax import softmax_errors
+
+    say("pre-processing (shape inference, basic optimisations)")
+    pre_process(src.path, tmp / "pre.onnx")
+    pre = onnx.load(str(tmp / "pre.onnx"))
+    plan = make_plan(pre, src.family, qcfg)
+    say(f"calibrating on {len(calib.x)} inputs ({qcfg.calib_method}) and quantizing (QDQ, {qcfg.profile} profile)")
+    qpath = tmp / "int8.onnx"
+    quantize_qdq(tmp / "pre.onnx", qpath, plan, calib.x, src.input_name, src.input_shape[0])
+    qproto = onnx.load(str(qpath))
+    check_model(qproto, "the quantized graph")
+
+    say(f"checking fidelity against fp32 on {len(held_out)} inputs")
+    ref = OrtModel(src.path)(held_out)
+    out = OrtModel(qpath)(held_out)
+    report = {"quantizer": "onnxruntime quantize_static (QDQ)", "plan": plan.describe(),
+              "fidelity": {"reference": "the fp32 ONNX model in onnxruntime (CPU)", "runtime": "onnxruntime (CPU)",
+                           **fidelity_metrics(ref, out, INT8_FLOOR)},
+              "_outputs": (ref, out)}
+    if qcfg.check_openvino:
+        say("running the int8 file in OpenVINO")
+        ov_out = OpenVinoModel(qpath)(held_out)
+        report["openvino"] = {"runtime": "openvino (CPU, INFERENCE_PRECISION_HINT=f32)",
+                              **fidelity_metrics(ref, ov_out, INT8_FLOOR)}
+    report["activations_absorbed"] = _absorbed(pre, qproto)
+    sites = find_attention(pre)
+    if sites:
+        placement = qdq_placement(qproto)
+        errors = {}
+        if plan.softmax == "int8":
+            say("measuring the error of the int8 softmax per attention block")
+            errors = {r["softmax"]: r for r in softmax_errors(pre, sites, placement, held_out[:SOFTMAX_SAMPLES])}
+        report["softmax"] = {
+            "mode": plan.softmax,
+            "blocks": [{**p, "error": errors.get(p["softmax"])} for p in placement],
+            "qlinear_softmax_pattern": sum(p["qlinear_softmax_pattern"] for p in placement),
+            "tensorrt_mha_pattern": sum(p["tensorrt_mha_pattern"] for p in placement),
+        }
+    rt = ort_runtime_graph(qpath)
+    rt.pop("op_histogram", None)
+    report["runtime"] = {"onnxruntime": rt}
+    from deploykit.passes.inspect import quantization_summary
+
+    report["qdq"] = quantization_summary(qproto)
+    return report, qpath, qproto
+
+
+def _absorbed(pre, qproto) -> dict:
+    from deploykit.export.onnx_io import op_histogram
+
+    before, after = op_histogram(pre), op_histogram(qproto)
+    out = {}
+    for op in ("Relu", "Clip"):
+        if before.get(op):
+            out[op] = {"float_graph": before[op], "int8_graph": after.get(op, 0),
+                       "absorbed_into_quantized_range": before[op] - after.get(op, 0)}
+    return out
+
+
+def _build_nncf(src: Source, qcfg: QuantizeConfig, calib, held_out: np.ndarray, tmp: Path, say, reduce_range: bool):
+    from deploykit.passes.runtime_fusion import openvino_runtime_graph
+    from deploykit.quantize.evaluate import OpenVinoModel, OrtModel, fidelity_metrics
+    from deploykit.quantize.nncf_ov import quantize_nncf
+
+    say(f"calibrating on {len(calib.x)} inputs and quantizing with NNCF for OpenVINO")
+    qpath = tmp / "int8.xml"
+    info = quantize_nncf(src.path, qpath, calib.x, family=src.family, method=qcfg.calib_method,
+                         reduce_range=reduce_range, exclude=qcfg.exclude, batch=src.input_shape[0])
+    say(f"checking fidelity against fp32 on {len(held_out)} inputs")
+    ref = OrtModel(src.path)(held_out)
+    out = OpenVinoModel(qpath)(held_out)
+    report = {"quantizer": "nncf.quantize (OpenVINO IR)", "nncf": info,
+              "fidelity": {"reference": "the fp32 ONNX model in onnxruntime (CPU)",
+                           "runtime": "openvino (CPU, INFERENCE_PRECISION_HINT=f32)",
+                           **fidelity_metrics(ref, out, INT8_FLOOR)},
+              "_outputs": (ref, out)}
+    if src.family == "vit":
+        report["softmax"] = {"mode": "float", "note": info["softmax_note"]}
+    rt = openvino_runtime_graph(qpath)
+    rt.pop("runtime_precisions", None)
+    report["runtime"] = {"openvino": rt}
+    return report, qpath, None
+
+
+def _accuracy(fp32_path: Path, qpath: Path, quantizer: str, eval_set) -> dict:
+    from deploykit.quantize.evaluate import OpenVinoModel, OrtModel, accuracy
+
+    ref = OrtModel(fp32_path)(eval_set.x)
+    out = (OrtModel(qpath) if quantizer == "ort" else OpenVinoModel(qpath))(eval_set.x)
+    a32, a8 = accuracy(ref, eval_set.labels), accuracy(out, eval_set.labels)
+    return {"eval_data": eval_set.folder, "images": len(eval_set.files), "classes": len(eval_set.classes),
+            "class_order": "sub-folder names sorted -> output indices 0..K-1",
+            "fp32": a32, "int8": a8,
+            "top1_drop_points": round(100 * (a32["top1"] - a8["top1"]), 3),
+            "prediction_agreement": float(np.mean(np.argmax(ref, 1) == np.argmax(out, 1)))}
+
+
+def _evaluate_again(src: Source, dest: Path, qcfg: QuantizeConfig, eval_set, held_out, manifest) -> dict:
+    """Accuracy / sensitivity for a reused artifact (not cached: they depend on the data given this time)."""
+    extra = {}
+    if eval_set is not None:
+        extra["accuracy"] = _accuracy(src.path, dest, qcfg.quantizer, eval_set)
+    if qcfg.sensitivity:
+        if qcfg.quantizer != "ort":
+            raise UsageError("--sensitivity reads the Q/DQ graph: use --quantizer ort")
+        import onnx
+
+        from deploykit.quantize.ort_qdq import pre_process
+        from deploykit.quantize.sensitivity import sensitivity
+
+        with tempfile.TemporaryDirectory(prefix="dk-quant-") as tmp:
+            pre_process(src.path, Path(tmp) / "pre.onnx")
+            pre = onnx.load(str(Path(tmp) / "pre.onnx"))
+        extra["sensitivity"] = sensitivity(pre, onnx.load(str(dest)), held_out[:SENSITIVITY_SAMPLES])
+    return extra
+
+
+# ---- writing --------------------------------------------------------------------------------------------
+
+def _manifest(src: Source, dest: Path, settings: dict, report: dict, qpath: Path) -> dict:
+    source = dict(src.manifest.get("source", {})) if src.manifest else {
+        "model": src.label, "family": src.family, "weights": None, "mean": list(src.mean), "std": list(src.std)}
+    source.update(fp32_artifact=str(src.path), fp32_sha256=src.sha256)
+    stored = dict(report)
+    if "sensitivity" in stored:
+        stored["sensitivity"] = stored["sensitivity"][:200]
+    m = {
+        "schema": artifacts.MANIFEST_SCHEMA,
+        "schema_version": artifacts.MANIFEST_VERSION,
+        "created": artifacts.now_iso(),
+        "artifact": dest.name,
+        "sha256": file_sha256(qpath),
+        "bytes": qpath.stat().st_size,
+        "settings": settings,
+        "source": source,
+        "quantization": stored,
+        "verification": {"reference": report["fidelity"]["reference"], "passed": report["fidelity"]["passed"],
+                         "reason": report["fidelity"]["reason"], "tolerance": report["fidelity"].get("tolerance")},
+        "versions": {"deploykit": __version__, **settings["versions"]},
+    }
+    if qpath.suffix == ".onnx":
+        import onnx
+
+        from deploykit.export.exporter import graph_summary
+
+        m["onnx"] = graph_summary(onnx.load(str(qpath), load_external_data=False))
+    else:
+        m["bin_sha256"] = file_sha256(qpath.with_suffix(".bin"))
+    return m
+
+
+def _write(dest: Path, qpath: Path, manifest: dict) -> None:
+    """Model (and .bin), then the manifest last: an interrupted write never leaves a reusable artifact."""
+    if qpath.suffix == ".xml":
+        with atomic_path(dest.with_suffix(".bin")) as tmp:
+            shutil.copyfile(qpath.with_suffix(".bin"), tmp)
+        # the IR's .xml names its .bin by the xml's own name; OpenVINO finds <stem>.bin beside it
+    with atomic_path(dest) as tmp:
+        shutil.copyfile(qpath, tmp)
+    write_json(artifacts.manifest_path(dest), manifest)
+
+
+def int8_builder(qcfg: QuantizeConfig):
+    """The ``quantize`` callable ``export.source.resolve_model`` takes (``bench --int8``): builds or reuses the int8
+    variant of a model reference and returns its path."""
+
+    def build(ref: str, batch: int, resolution: int | None, export: ExportConfig | None, progress) -> Path:
+        models_dir = export.models_dir if export else default_models_dir()
+        return quantize_model(ref, qcfg, export=export, batch=batch, resolution=resolution, models_dir=models_dir,
+                              progress=progress).path
+
+    return build
