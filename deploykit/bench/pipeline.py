@@ -32,6 +32,7 @@ class BenchResult:
     fidelity: dict
     environment: dict
     warnings: list[str] = field(default_factory=list)
+    reference_workload: dict | None = None  # bench/reference_workload.py, when cfg.reference_workload
 
     def settings(self) -> dict:
         return {**asdict(self.config), **{k: v for k, v in asdict(self.options).items() if k != "extra"},
@@ -64,6 +65,8 @@ def run_benchmark(model_ref: str, target: str, cfg: BenchConfig, options: Runtim
         say(f"measuring {model.label} on {target} (warm-up {cfg.warmup}, then >= {cfg.min_iters} iterations "
             f"and >= {cfg.min_time:g} s, at most {cfg.max_time:g} s)")
         meas = measure(runtime.infer, cfg, batch=model.input_shape[0], timer=timer, progress=progress)
+        ref_wl = _reference_step(runtime_cls, options, runtime, timer, model, cfg, export, say) \
+            if cfg.reference_workload else None
     finally:
         runtime.close()
     meas.load_ns, meas.first_ns = load_ns, first_ns
@@ -76,7 +79,19 @@ def run_benchmark(model_ref: str, target: str, cfg: BenchConfig, options: Runtim
     env = fingerprint(threads=info.get("threads"))
     return BenchResult(model=model, target=target, target_description=runtime_cls.description, config=cfg,
                        options=options, runtime_info=info, precision=precision, measurement=meas,
-                       stats_ms=stats, fidelity=fid, environment=env, warnings=warnings)
+                       stats_ms=stats, fidelity=fid, environment=env, warnings=warnings, reference_workload=ref_wl)
+
+
+def _reference_step(runtime_cls, options, runtime, timer, model, cfg, export, say) -> dict:
+    """The fixed reference workload, interleaved with the loaded model on the same target and options."""
+    from deploykit.bench.interleave import Side
+    from deploykit.bench.reference_workload import NAME, reference_step
+    from deploykit.core.config import default_models_dir
+
+    say(f"measuring the reference workload {NAME} interleaved with {model.label} ({cfg.reference_blocks} ABBA blocks)")
+    side = Side(model.label, runtime.infer, model.input_shape[0], timer)
+    return reference_step(runtime_cls, options, side, cfg, models_dir=export.models_dir if export else default_models_dir(),
+                          seed=cfg.seed)
 
 
 def _warnings(cfg: BenchConfig, meas: Measurement, stats: dict, fid: dict) -> list[str]:

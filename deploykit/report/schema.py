@@ -56,6 +56,8 @@ def build_report(result) -> dict:
         "warnings": result.warnings,
         "environment": result.environment,
     }
+    if getattr(result, "reference_workload", None):
+        report["reference_workload"] = result.reference_workload
     validate(report)
     return json.loads(json.dumps(report, default=_default))  # plain JSON types only
 

@@ -1,0 +1,260 @@
+"""The latency gate's decision: pure functions from per-block log-ratios to PASS / REGRESSION / INCONCLUSIVE.
+
+Input of one check (``Evidence``):
+  * ``--against`` mode: for each ABBA round, d_i = log(cost of candidate block / cost of baseline block), where
+    the two blocks ran back to back (bench/interleave.py). Rounds are exchangeable units: whatever the
+    machine did during a round hits both of its blocks.
+  * ``--baseline`` mode: c_i = log(candidate / reference workload) per round measured now, and b_j the same
+    log-ratio per round stored in the baseline report. The effect is mean(c) - mean(b): the change of the
+    model's latency *relative to the fixed reference workload*, which cancels machine speed.
+
+Estimate: the mean log-ratio (the log of the geometric-mean ratio). Uncertainty: the percentile bootstrap over
+rounds (bench/stats.bootstrap_distribution; in baseline mode the two sides are resampled independently and
+the replicates subtracted). Effects are shown as fractions: exp(x) - 1, so +0.10 = 10% slower.
+
+Outcomes, for tolerance t (a fraction; compared as log(1 + t)) and the interval [lo, hi] at the check's level:
+  REGRESSION    lo > 0 and estimate > t    (slower, surely, and by more than the tolerance)
+  IMPROVEMENT   hi < 0 and estimate < -t   (faster, surely, by more than the tolerance: it passes)
+  PASS          hi < t and MDE <= t        (a slowdown as large as the tolerance is ruled out, and the run
+                                            could have seen one)
+  INCONCLUSIVE  anything else: the interval straddles the tolerance, or the run is too noisy -- its minimum
+                detectable effect (MDE) exceeds the tolerance -- so "no regression seen" would not mean much.
+MDE = (z(1 - a/2) + z(power)) x SE, with SE the standard deviation of the bootstrap replicates, a = 1 - level
+and power 0.8: the smallest true slowdown this run would flag with 80% probability.
+
+Multiple checks (``decide_all``), family-wise error rate ``alpha`` over m checks:
+  bonferroni (default)  every interval at level 1 - alpha/m: simultaneous intervals, so both the REGRESSION and
+                        the PASS claims of all checks hold together with probability >= 1 - alpha.
+  holm                  Holm's step-down on the "slower at all" tests: checks sorted by their bootstrap p-value
+                        p = 2 x share of replicates <= 0; the k-th (0-based) is tested at level 1 - alpha/(m - k)
+                        while every earlier one was significantly slower; from the first that is not, all
+                        remaining checks keep that level and may not be declared REGRESSION. Controls the
+                        family-wise rate of false REGRESSION claims like Bonferroni, with more power; PASS
+                        claims of later checks are made at the (wider-alpha) Holm levels.
+  none                  every interval at 1 - alpha.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from statistics import NormalDist
+from typing import Sequence
+
+import numpy as np
+
+from deploykit.bench.stats import bootstrap_distribution, percentile_interval
+from deploykit.core.config import GATE_CORRECTIONS
+from deploykit.core.errors import EXIT_INCONCLUSIVE, EXIT_OK, EXIT_REGRESSION, UsageError
+
+PASS = "PASS"
+REGRESSION = "REGRESSION"
+INCONCLUSIVE = "INCONCLUSIVE"
+IMPROVEMENT = "IMPROVEMENT"
+OUTCOMES = (PASS, IMPROVEMENT, INCONCLUSIVE, REGRESSION)
+
+CORRECTIONS = GATE_CORRECTIONS
+DEFAULT_TOLERANCES = {"p50": 0.05, "p90": 0.10, "throughput": 0.05}
+MIN_ROUNDS = 4  # fewer rounds than this give no usable bootstrap interval
+POWER = 0.8
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """The numbers one check is decided on (log-ratios, natural log; > 0 = candidate slower)."""
+
+    log_ratios: tuple[float, ...]
+    tolerance: float
+    baseline_log_ratios: tuple[float, ...] | None = None  # baseline mode: the stored report's rounds
+
+    def __post_init__(self):
+        object.__setattr__(self, "log_ratios", tuple(float(x) for x in self.log_ratios))
+        if self.baseline_log_ratios is not None:
+            object.__setattr__(self, "baseline_log_ratios", tuple(float(x) for x in self.baseline_log_ratios))
+        if not self.tolerance > 0:
+            raise UsageError(f"tolerance must be positive, got {self.tolerance}")
+        bad = [x for x in self.log_ratios + (self.baseline_log_ratios or ()) if not math.isfinite(x)]
+        if bad:
+            raise ValueError(f"non-finite log-ratio {bad[0]}")
+
+    @property
+    def n(self) -> int:
+        return len(self.log_ratios)
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: str
+    estimate: float  # fractional change of the candidate: +0.10 = 10% slower
+    ci: tuple[float, float]  # fractional change at ``level``
+    level: float
+    mde: float  # fractional minimum detectable slowdown at ``level`` and 80% power
+    tolerance: float
+    n: int
+    n_baseline: int | None
+    p_slower: float  # bootstrap p-value of "not slower" (2 x share of replicates <= 0, capped at 1)
+    reason: str
+    correction: str = "none"
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def too_noisy(self) -> bool:
+        return self.mde > self.tolerance
+
+    def fails(self, strict: bool = False) -> bool:
+        return self.outcome == REGRESSION or (strict and self.outcome == INCONCLUSIVE)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["ci"] = list(self.ci)
+        d["notes"] = list(self.notes)
+        d["too_noisy"] = self.too_noisy
+        return d
+
+
+def effect_replicates(ev: Evidence, *, n_boot: int = 2000, seed: int = 0) -> tuple[float, np.ndarray]:
+    """(estimate, bootstrap replicates) of the effect in log space."""
+    c = np.asarray(ev.log_ratios, dtype=np.float64)
+    if c.size == 0:
+        raise ValueError("no rounds")
+    est = float(c.mean())
+    reps = bootstrap_distribution(c, "mean", n_boot=n_boot, seed=seed)
+    if ev.baseline_log_ratios is not None:
+        b = np.asarray(ev.baseline_log_ratios, dtype=np.float64)
+        if b.size == 0:
+            raise ValueError("no baseline rounds")
+        est -= float(b.mean())
+        reps = reps - bootstrap_distribution(b, "mean", n_boot=n_boot, seed=seed + 1)
+    return est, reps
+
+
+def p_slower(reps: np.ndarray) -> float:
+    """Two-sided-style bootstrap p-value of H0 "not slower": 2 x share of replicates <= 0, capped at 1."""
+    return float(min(1.0, 2.0 * np.mean(np.asarray(reps) <= 0.0)))
+
+
+def _frac(x: float) -> float:
+    return math.expm1(x)
+
+
+def decide_one(est: float, reps: np.ndarray, ev: Evidence, level: float, *, correction: str = "none",
+               may_regress: bool = True, power: float = POWER) -> Decision:
+    """The outcome of one check from its estimate and bootstrap replicates at confidence ``level``."""
+    tol = math.log1p(ev.tolerance)
+    lo, hi = percentile_interval(reps, level)
+    se = float(np.std(reps, ddof=1)) if len(reps) > 1 else 0.0
+    z = NormalDist().inv_cdf(1 - (1 - level) / 2) + NormalDist().inv_cdf(power)
+    mde = z * se
+    n_b = len(ev.baseline_log_ratios) if ev.baseline_log_ratios is not None else None
+    notes = []
+    t = f"{ev.tolerance:.1%}"
+    if ev.n < MIN_ROUNDS or (n_b is not None and n_b < MIN_ROUNDS):
+        outcome = INCONCLUSIVE
+        reason = f"too few blocks for an interval (need at least {MIN_ROUNDS} on each side)"
+    elif lo > 0 and est > tol and may_regress:
+        outcome = REGRESSION
+        reason = f"slower by {_frac(est):+.1%} (interval {_frac(lo):+.1%} to {_frac(hi):+.1%}), above the tolerance {t}"
+    elif hi < 0 and est < -tol:
+        outcome = IMPROVEMENT
+        reason = f"faster by {-_frac(est):.1%} (interval {_frac(lo):+.1%} to {_frac(hi):+.1%})"
+    elif hi < tol and mde <= tol:
+        outcome = PASS
+        reason = f"a slowdown of {t} or more is ruled out (upper bound {_frac(hi):+.1%})"
+        if lo > 0:
+            notes.append(f"slower by {_frac(est):+.1%}, significant but within the tolerance {t}")
+    else:
+        outcome = INCONCLUSIVE
+        if mde > tol:
+            reason = (f"too noisy to detect a {t} change: the minimum detectable effect of this run is "
+                      f"{_frac(mde):.1%} (interval {_frac(lo):+.1%} to {_frac(hi):+.1%}); add blocks or quiet the machine")
+        elif lo > 0 and est > tol and not may_regress:
+            reason = (f"slower by {_frac(est):+.1%} (interval {_frac(lo):+.1%} to {_frac(hi):+.1%}) but not "
+                      "significant after the Holm step-down")
+        else:
+            reason = (f"the interval {_frac(lo):+.1%} to {_frac(hi):+.1%} straddles the tolerance {t} "
+                      f"(estimate {_frac(est):+.1%})")
+    return Decision(outcome=outcome, estimate=_frac(est), ci=(_frac(lo), _frac(hi)), level=level, mde=_frac(mde),
+                    tolerance=ev.tolerance, n=ev.n, n_baseline=n_b, p_slower=p_slower(reps), reason=reason,
+                    correction=correction, notes=tuple(notes))
+
+
+def decide(ev: Evidence, *, level: float = 0.95, n_boot: int = 2000, seed: int = 0) -> Decision:
+    """One check on its own, at confidence ``level``."""
+    est, reps = effect_replicates(ev, n_boot=n_boot, seed=seed)
+    return decide_one(est, reps, ev, level)
+
+
+def check_alpha(alpha: float) -> None:
+    if not 0 < alpha < 0.5:
+        raise UsageError(f"--alpha must be between 0 and 0.5, got {alpha}")
+
+
+def adaptive_level(alpha: float, m: int, correction: str) -> float:
+    """The level a check is tested at while its blocks are still being added: the strictest level the final
+    correction can give it (Bonferroni's 1 - alpha/m for both bonferroni and holm)."""
+    check_alpha(alpha)
+    if correction not in CORRECTIONS:
+        raise UsageError(f"unknown correction {correction!r} (choose from {', '.join(CORRECTIONS)})")
+    return 1 - alpha / max(1, m) if correction != "none" else 1 - alpha
+
+
+def decide_all(evidence: Sequence[Evidence], *, alpha: float = 0.05, correction: str = "bonferroni",
+               n_boot: int = 2000, seed: int = 0) -> list[Decision]:
+    """Decisions for several checks with the family-wise error rate ``alpha`` kept by ``correction``."""
+    check_alpha(alpha)
+    if correction not in CORRECTIONS:
+        raise UsageError(f"unknown correction {correction!r} (choose from {', '.join(CORRECTIONS)})")
+    m = len(evidence)
+    if m == 0:
+        return []
+    boots = [effect_replicates(ev, n_boot=n_boot, seed=seed) for ev in evidence]
+    if correction == "none" or m == 1:
+        return [decide_one(est, reps, ev, 1 - alpha, correction=correction) for (est, reps), ev in zip(boots, evidence)]
+    if correction == "bonferroni":
+        return [decide_one(est, reps, ev, 1 - alpha / m, correction=correction)
+                for (est, reps), ev in zip(boots, evidence)]
+    # Holm step-down on the "slower at all" hypotheses, in the interval form described in the module doc
+    order = sorted(range(m), key=lambda i: (p_slower(boots[i][1]), -boots[i][0]))
+    out: list[Decision | None] = [None] * m
+    stopped_at = None
+    for k, i in enumerate(order):
+        est, reps = boots[i]
+        a_k = alpha / (m - k) if stopped_at is None else alpha / (m - stopped_at)
+        level = 1 - a_k
+        if stopped_at is None:
+            lo, _ = percentile_interval(reps, level)
+            if not lo > 0:
+                stopped_at = k
+        out[i] = decide_one(est, reps, evidence[i], level, correction=correction,
+                            may_regress=stopped_at is None)
+    return out  # type: ignore[return-value]
+
+
+def exit_code(decisions: Sequence[Decision], strict: bool = False) -> int:
+    """0 pass, 4 any regression, 5 any inconclusive with ``strict`` (a regression wins)."""
+    if any(d.outcome == REGRESSION for d in decisions):
+        return EXIT_REGRESSION
+    if strict and any(d.outcome == INCONCLUSIVE for d in decisions):
+        return EXIT_INCONCLUSIVE
+    return EXIT_OK
+
+
+def parse_tolerance(value, where: str = "tolerance") -> float:
+    """A tolerance as a fraction: 0.05, "5%", or "0.05". Must be in (0, 1]."""
+    from deploykit.core.errors import InputError
+
+    if isinstance(value, bool):
+        raise InputError(f"{where}: expected a number or a percentage like '5%', got {value!r}")
+    if isinstance(value, (int, float)):
+        v = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            v = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+        except ValueError:
+            raise InputError(f"{where}: expected a number or a percentage like '5%', got {value!r}") from None
+    else:
+        raise InputError(f"{where}: expected a number or a percentage like '5%', got {value!r}")
+    if not (0 < v <= 1) or not math.isfinite(v):
+        raise InputError(f"{where}: must be above 0% and at most 100%, got {value!r}")
+    return v
