@@ -119,7 +119,8 @@ def make_slow(src: Path, dst: Path, *, width: int | None = None, fraction: float
 
 
 def measured_slowdown(base: Path, cand: Path, threads: int, rounds: int) -> tuple[float, float, float]:
-    """Geometric-mean p50 ratio cand/base over ``rounds`` interleaved ABBA blocks, with its 95% bootstrap CI."""
+    """p50 ratio cand/base over ``rounds`` interleaved ABBA blocks -- exp of the median per-round log-ratio, the gate's
+    own estimator -- with its 95% bootstrap CI."""
     sys.path.insert(0, str(REPO))
     from deploykit.bench.interleave import block_config, load_side, run_interleaved
     from deploykit.bench.stats import bootstrap_ci
@@ -137,8 +138,8 @@ def measured_slowdown(base: Path, cand: Path, threads: int, rounds: int) -> tupl
         a.close()
         b.close()
     lr = run.log_ratios("p50")
-    lo, hi = bootstrap_ci(lr, "mean")
-    return math.expm1(float(np.mean(lr))), math.expm1(lo), math.expm1(hi)
+    lo, hi = bootstrap_ci(lr, "median")
+    return math.expm1(float(np.median(lr))), math.expm1(lo), math.expm1(hi)
 
 
 def calibrate(base: Path, dst: Path, target: float, threads: int, rounds: int, log) -> dict:

@@ -163,11 +163,11 @@ def reference_step(runtime_cls, options, model_side, cfg, *, models_dir: Path, s
 
 def reference_section(ref_model, run, info: dict) -> dict:
     from deploykit.bench.interleave import summarize_side
+    from deploykit.bench.stats import percentile
 
     rel = {}
     for metric in ("p50", "p90", "throughput"):
-        lr = run.log_ratios(metric)
-        rel[metric] = math.exp(sum(lr) / len(lr))
+        rel[metric] = math.exp(float(percentile(run.log_ratios(metric), 50)))
     return {
         **describe(ref_model),
         "method": "interleaved ABBA blocks on the same target and options: a = the reference workload, b = the model",
@@ -178,6 +178,6 @@ def reference_section(ref_model, run, info: dict) -> dict:
         "wall_s": run.wall_s,
         "stats": summarize_side(run.rounds, "a"),
         "model_stats": summarize_side(run.rounds, "b"),
-        "relative": rel,  # geometric mean over blocks of model cost / reference cost, per metric
+        "relative": rel,  # exp of the median over blocks of log(model cost / reference cost), per metric
         "blocks": [r.to_json() for r in run.rounds],
     }

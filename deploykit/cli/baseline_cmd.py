@@ -32,7 +32,7 @@ def command() -> None:
 @click.option("--resolution", type=POSITIVE, default=None, help="Input height = width [default: the model's].")
 @click.option("--threads", type=POSITIVE, default=None, help="Intra-op threads [default: all usable cores].")
 @click.option("--graph-opt", type=click.Choice(["disable", "basic", "extended", "all"]), default="all", show_default=True)
-@click.option("--blocks", type=click.IntRange(min=4), default=20, show_default=True,
+@click.option("--blocks", type=click.IntRange(min=6), default=20, show_default=True,
               help="ABBA blocks per side of the model vs the reference workload.")
 @click.option("--block-time", type=click.FloatRange(min=0, min_open=True), default=0.25, show_default=True,
               help="Seconds per block (use the same as the gate's blocks).")

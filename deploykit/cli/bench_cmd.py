@@ -32,8 +32,14 @@ from deploykit.cli.common import (POSITIVE, model_options, models_dir_option, pr
 @click.option("--format", "formats", default="json,md,csv", show_default=True, help="Report files to write.")
 @click.option("--no-save", is_flag=True, help="Write no report files.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON report(s) to stdout.")
+@click.option("--reference-workload", is_flag=True,
+              help="Also measure the fixed reference workload (refnet-v1) interleaved with the model, for comparisons "
+                   "across machines ('deploykit gate --baseline').")
+@click.option("--reference-blocks", type=click.IntRange(min=2), default=12, show_default=True,
+              help="ABBA blocks per side of the reference-workload step.")
 def command(models, targets, batch, resolution, warmup, min_iters, min_time, max_time, seed, threads, graph_opt,
-            weights, model_opts, opset, models_dir, report_dir, formats, no_save, as_json):
+            weights, model_opts, opset, models_dir, report_dir, formats, no_save, as_json, reference_workload,
+            reference_blocks):
     """Measure MODELS (registry names or .onnx files) on each target.
 
     Every target gets the same input tensor (from --seed) and the same measurement: session load and the
@@ -55,7 +61,8 @@ def command(models, targets, batch, resolution, warmup, min_iters, min_time, max
     if bad:
         raise UsageError(f"unknown report format {bad[0]!r} (choose from {', '.join(FORMATS)})")
     cfg = BenchConfig(batch=batch, resolution=resolution, warmup=warmup, min_iters=min_iters, min_time=min_time,
-                      max_time=max_time, seed=seed)
+                      max_time=max_time, seed=seed, reference_workload=reference_workload,
+                      reference_blocks=reference_blocks)
     opts = RuntimeOptions(threads=threads, graph_opt=graph_opt)
     # check everything we can before spending minutes on the first model
     for t in target_list:

@@ -50,9 +50,9 @@ def gate_options(f):
         click.option("--correction", type=click.Choice(["bonferroni", "holm", "none"]), default=None,
                      help="Multiple-comparison correction across checks [default: bonferroni]."),
         click.option("--strict/--no-strict", default=None, help="INCONCLUSIVE fails the gate (exit 5) [default: no]."),
-        click.option("--min-blocks", type=click.IntRange(min=4), default=None,
+        click.option("--min-blocks", type=click.IntRange(min=6), default=None,
                      help="Blocks per side before the first decision [default: 10]."),
-        click.option("--max-blocks", type=click.IntRange(min=4), default=None,
+        click.option("--max-blocks", type=click.IntRange(min=6), default=None,
                      help="Cap on blocks per side while the decision is inconclusive [default: 60]."),
         click.option("--block-time", type=click.FloatRange(min=0), default=None,
                      help="Seconds per block (and at least --block-iters iterations) [default: 0.25]."),
@@ -231,7 +231,8 @@ def finish(result, *, err, reports_dir, junit, github, as_json) -> None:
             err.print(f"[yellow]warning:[/] {c.check.name}: {w}")
     errors = [c for c in result.checks if c.error]
     colour = {"PASS": "green", "REGRESSION": "red", "INCONCLUSIVE": "yellow"}.get(verdict(result), "red")
-    err.print(f"[bold {colour}]gate: {verdict(result)}[/] (exit {result.exit_code}) in {result.wall_s:.1f} s")
+    lenient = " -- not failing; --strict would" if verdict(result) == "INCONCLUSIVE" and result.exit_code == 0 else ""
+    err.print(f"[bold {colour}]gate: {verdict(result)}[/] (exit {result.exit_code}{lenient}) in {result.wall_s:.1f} s")
     if errors:
         click.echo(f"error: check {errors[0].check.name!r}: {errors[0].error}", err=True)
 

@@ -184,15 +184,15 @@ class GateConfig:
     block_warmup: int = 2
     time_budget: float | None = None
     seed: int = 0
-    n_boot: int = 2000
+    n_boot: int = 10_000
 
     def __post_init__(self):
         if not 0 < self.alpha < 0.5:
             raise UsageError(f"--alpha must be between 0 and 0.5, got {self.alpha}")
         if self.correction not in GATE_CORRECTIONS:
             raise UsageError(f"--correction must be one of {', '.join(GATE_CORRECTIONS)}, got {self.correction!r}")
-        if self.min_blocks < 4:
-            raise UsageError(f"--min-blocks must be at least 4, got {self.min_blocks}")
+        if self.min_blocks < 6:
+            raise UsageError(f"--min-blocks must be at least 6, got {self.min_blocks}")
         if self.max_blocks < self.min_blocks:
             raise UsageError(f"--max-blocks ({self.max_blocks}) must not be below --min-blocks ({self.min_blocks})")
         _positive("--block-time", self.block_time, allow_zero=True)

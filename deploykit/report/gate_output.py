@@ -33,7 +33,11 @@ def _counts(result) -> dict:
 
 
 def verdict(result) -> str:
+    """The gate's one-word result: REGRESSION (exit 4), INCONCLUSIVE (exit 5 with --strict, and also exit 0
+    without it -- a gate that could not decide is not called a pass), PASS, or ERROR."""
     code = result.exit_code
+    if code == 0 and any(d.outcome == INCONCLUSIVE for c in result.checks for d in c.decisions):
+        return "INCONCLUSIVE"
     return {0: "PASS", 4: "REGRESSION", 5: "INCONCLUSIVE"}.get(code, "ERROR")
 
 
@@ -157,6 +161,10 @@ def junit_xml(result) -> str:
 _ICON = {PASS: "✅ PASS", IMPROVEMENT: "🚀 IMPROVEMENT", INCONCLUSIVE: "⚠️ INCONCLUSIVE", REGRESSION: "❌ REGRESSION"}
 
 
+def _cell(s) -> str:
+    return str(s).replace("|", "\\|").replace("\n", " ")
+
+
 def markdown_summary(result) -> str:
     v = verdict(result)
     out = [f"## deploykit latency gate: {v}", ""]
@@ -164,11 +172,11 @@ def markdown_summary(result) -> str:
             "|---|---|---|---:|---|---:|---:|---:|"]
     for c in result.checks:
         if c.error:
-            out.append(f"| {c.check.name} | {', '.join(m.metric for m in c.check.metrics)} | 💥 ERROR | | "
-                       f"{c.error} | | | |")
+            out.append(f"| {_cell(c.check.name)} | {', '.join(m.metric for m in c.check.metrics)} | 💥 ERROR | | "
+                       f"{_cell(c.error)} | | | |")
             continue
         for m, d in zip(c.check.metrics, c.decisions):
-            out.append(f"| {c.check.name} | {m.metric} | {_ICON[d.outcome]} | {_pct(d.estimate)} | "
+            out.append(f"| {_cell(c.check.name)} | {m.metric} | {_ICON[d.outcome]} | {_pct(d.estimate)} | "
                        f"{_pct(d.ci[0])} to {_pct(d.ci[1])} ({d.level:.1%}) | {d.tolerance:.1%} | {d.mde:.1%} | {d.n} |")
     out.append("")
     notes = []

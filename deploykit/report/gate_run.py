@@ -25,8 +25,8 @@ from deploykit.bench.interleave import (Interleaved, Round, block_config, block_
                                         log_ratios, run_interleaved, summarize_side)
 from deploykit.core.config import ExportConfig, GateCheck, GateConfig, RuntimeOptions, default_models_dir
 from deploykit.core.errors import DeployKitError, InputError, UsageError
-from deploykit.report.gate import (INCONCLUSIVE, Decision, Evidence, adaptive_level, decide_all, decide_one,
-                                   effect_replicates, exit_code)
+from deploykit.report.gate import (INCONCLUSIVE, MIN_ROUNDS, Decision, Evidence, adaptive_level, decide_all,
+                                   decide_one, effect_replicates, exit_code)
 
 Say = Callable[[str], None]
 
@@ -149,8 +149,8 @@ def load_baseline(path: str | Path) -> dict:
         block_config_from(rw["block_settings"])
     except (KeyError, TypeError, ValueError, DeployKitError) as exc:
         raise InputError(f"baseline {p}: reference workload blocks are malformed ({exc})") from None
-    if len(rounds) < 4:
-        raise InputError(f"baseline {p} has only {len(rounds)} reference-workload blocks (need at least 4)")
+    if len(rounds) < MIN_ROUNDS:
+        raise InputError(f"baseline {p} has only {len(rounds)} reference-workload blocks (need at least {MIN_ROUNDS})")
     return rep
 
 
@@ -353,8 +353,7 @@ def run_check(p: Prepared, cfg: GateConfig, level: float, budget: float | None, 
             def enough(rounds) -> bool:
                 decs = []
                 for ev in evidence(rounds):
-                    est, reps = effect_replicates(ev, n_boot=cfg.n_boot, seed=cfg.seed)
-                    decs.append(decide_one(est, reps, ev, level))
+                    decs.append(decide_one(effect_replicates(ev, n_boot=cfg.n_boot, seed=cfg.seed), ev, level))
                 say(f"{c.name}: {len(rounds)} blocks: " + "; ".join(
                     f"{m.metric} {d.estimate:+.1%} [{d.ci[0]:+.1%}, {d.ci[1]:+.1%}] MDE {d.mde:.1%} -> {d.outcome}"
                     for m, d in zip(c.metrics, decs)))

@@ -222,6 +222,9 @@ def parse_checks(data: dict, *, where: str, base: Path | None, export: ExportCon
         precision = _str(entry["precision"], "precision", cw) if entry.get("precision") is not None else None
         graph_opt = _str(entry["graph_opt"], "graph_opt", cw) if entry.get("graph_opt") is not None else None
         combos = list(itertools.product(axes["target"], axes["batch"], axes["resolution"]))
+        if mode == "baseline" and len(combos) > 1:
+            raise InputError(f"{cw}: a check with a baseline cannot use lists for target/batch/resolution (one "
+                             "baseline file holds one measurement); write one check per baseline")
         for target, batch, res in combos:
             name = raw.get("name")
             if name is not None:

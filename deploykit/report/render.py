@@ -104,6 +104,10 @@ def to_markdown(reports: list[dict]) -> str:
             f"- deploykit {env['deploykit']['version']} (git {str(env['deploykit'].get('sha'))[:10]}"
             f"{', dirty' if env['deploykit'].get('dirty') else ''})",
         ]
+        if r.get("reference_workload"):  # issue 6: the fixed reference workload measured beside the model
+            rw = r["reference_workload"]
+            out.append(f"- reference workload {rw['name']} (sha256 {rw['sha256'][:12]}): p50 {rw['stats']['p50']:.3f} ms; "
+                       f"model / reference p50 {rw['relative']['p50']:.4f} over {len(rw['blocks'])} interleaved blocks")
         out += [f"- **warning:** {w}" for w in r["warnings"]]
         out.append("")
     return "\n".join(out)
