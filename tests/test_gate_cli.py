@@ -300,6 +300,7 @@ GOOD_CHECK = '[[check]]\nmodel = "resnet18"\nagainst = "resnet18"\n'
     ("g.toml", "version = 1\n" + GOOD_CHECK + "target = []\n", ["target is an empty list"]),
     ("g.toml", "version = 1\n[settings]\nalpha = 2\n" + GOOD_CHECK, ["[settings]", "--alpha"]),
     ("g.toml", "version = 1\n[settings]\nstrict = 'yes'\n" + GOOD_CHECK, ["strict must be true or false"]),
+    ("g.toml", "version = 1\n[settings]\nbaseline_drift = '-3%'\n" + GOOD_CHECK, ["baseline_drift"]),
     ("g.toml", "version = 1\n[settings]\nmin_block = 3\n" + GOOD_CHECK, ["unknown key 'min_block'", "'min_blocks'"]),
     ("g.toml", "version = 1\n" + GOOD_CHECK + GOOD_CHECK, ["two checks are named"]),
     ("g.toml", "version = 1\n" + GOOD_CHECK + 'target = "openvinoo"\n', ["unknown target 'openvinoo'"]),
@@ -397,6 +398,8 @@ def test_unavailable_target_is_exit_3(cli_runner, tmp_path, unavailable_target):
     (["resnet18", "--against", "resnet18", "-t", "nosuchtarget"], ["unknown target"]),
     (["resnet18", "--against", "resnet18", "--precision", "fp8"], ["precision fp8"]),
     (["-c", "g.toml", "--target", "ort"], ["--target cannot be combined with --config"]),
+    (["resnet18", "--against", "resnet18", "--baseline-drift", "lots"], ["--baseline-drift"]),
+    (["resnet18", "--against", "resnet18", "--baseline-drift", "100%"], ["--baseline-drift", "below 100%"]),
 ])
 def test_bad_options_are_clean_exit_2(cli_runner, tmp_path, monkeypatch, args, needles):
     monkeypatch.chdir(tmp_path)

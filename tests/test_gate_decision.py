@@ -264,3 +264,38 @@ def test_rounds_hit_by_other_jobs_do_not_decide(seed):
     assert same_sign.outcome != REGRESSION, same_sign
     ab = decide(Evidence(tuple(np.concatenate([calm + math.log(1.10), bursts])), 0.05))
     assert ab.outcome == REGRESSION and ab.estimate == pytest.approx(0.10, abs=0.025), ab
+
+
+def test_baseline_drift_allowance():
+    """A stored baseline: the relative cost can move between sessions by more than the rounds of either show. The
+    allowance widens the interval: a small apparent shift is no longer a regression, a large real one still is,
+    and identical sides cannot PASS a tolerance tighter than the allowance -- they are INCONCLUSIVE, saying why."""
+    stored = blocks(1.3, 0.01, 20, 0)
+    drifted = blocks(1.3 * 1.08, 0.01, 20, 1)  # same model, the machine's mix moved the relative cost by 8%
+    assert decide(Evidence(drifted, 0.05, baseline_log_ratios=stored)).outcome == REGRESSION  # without allowance
+    d = decide(Evidence(drifted, 0.05, baseline_log_ratios=stored, drift=0.10))
+    assert d.outcome == INCONCLUSIVE and d.ci[0] < 0 and d.drift == 0.10
+    slow = decide(Evidence(blocks(1.3 * 1.5, 0.01, 20, 2), 0.05, baseline_log_ratios=stored, drift=0.10))
+    assert slow.outcome == REGRESSION and slow.estimate == pytest.approx(0.5, abs=0.03)
+    same = blocks(1.3, 0.01, 20, 3)
+    held = decide(Evidence(same, 0.05, baseline_log_ratios=stored, drift=0.10))
+    assert held.outcome == INCONCLUSIVE and held.drift_bound and "baseline-drift allowance" in held.reason
+    assert held.mde > 0.10 and not held.fails() and held.fails(strict=True)
+    assert decide(Evidence(same, 0.15, baseline_log_ratios=stored, drift=0.10)).outcome == PASS
+    assert decide(Evidence(same, 0.05, baseline_log_ratios=stored, drift=0.02)).outcome == PASS
+    # the allowance also holds under Holm: the stop rule uses the widened lower bound
+    holm = decide_all([Evidence(drifted, 0.05, baseline_log_ratios=stored, drift=0.10),
+                       Evidence(blocks(1.0, 0.01, 20, 4), 0.05)], correction="holm")
+    assert holm[0].outcome != REGRESSION
+    with pytest.raises(UsageError):
+        Evidence(same, 0.05, baseline_log_ratios=stored, drift=1.0)
+
+
+@pytest.mark.parametrize("value,expected", [(0, 0.0), ("0%", 0.0), ("10%", 0.10), (0.03, 0.03)])
+def test_parse_drift(value, expected):
+    from deploykit.report.gate import parse_drift
+
+    assert parse_drift(value) == pytest.approx(expected)
+    for bad in ("-1%", "100%", "x", True):
+        with pytest.raises(InputError):
+            parse_drift(bad)

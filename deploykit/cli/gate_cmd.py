@@ -61,6 +61,9 @@ def gate_options(f):
                      help="Untimed iterations at the start of each block [default: 2]."),
         click.option("--time-budget", type=click.FloatRange(min=0, min_open=True), default=None,
                      help="Seconds of measuring for the whole gate; checks stop adding blocks when it is spent."),
+        click.option("--baseline-drift", metavar="PCT", default=None,
+                     help="--baseline checks: allowed drift of the model's cost relative to the reference workload "
+                          "between the baseline's session and this one; widens the interval [default: 10%]."),
     ]
     for o in reversed(opts):
         f = o(f)
@@ -108,7 +111,7 @@ def gate_config(settings: dict, **cli):
 @click.option("--json", "as_json", is_flag=True, help="Print the gate report JSON to stdout.")
 def command(candidate, against, against_rev, baseline, gate_file, target, precision, batch, resolution, threads,
             graph_opt, metrics, tolerances, alpha, correction, strict, min_blocks, max_blocks, block_time, block_iters,
-            block_warmup, time_budget, seed, junit, github, opset, model_opts, models_dir, report_dir, no_save, as_json):
+            block_warmup, time_budget, baseline_drift, seed, junit, github, opset, model_opts, models_dir, report_dir, no_save, as_json):
     """Fail CI when CANDIDATE got slower than a baseline -- and only then.
 
     \b
@@ -129,6 +132,7 @@ def command(candidate, against, against_rev, baseline, gate_file, target, precis
     from deploykit.cli.common import resolve_models_dir, resolve_reports_dir, stderr_console
     from deploykit.core.config import ExportConfig, GateCheck, GateMetric
     from deploykit.core.errors import UsageError
+    from deploykit.report.gate import parse_drift
 
     modes = {"--against": against, "--against-rev": against_rev, "--baseline": baseline, "--config": gate_file}
     given = [k for k, v in modes.items() if v is not None]
@@ -170,7 +174,8 @@ def command(candidate, against, against_rev, baseline, gate_file, target, precis
         source = "command line"
     cfg = gate_config(settings, alpha=alpha, correction=correction, strict=strict, min_blocks=min_blocks,
                       max_blocks=max_blocks, block_time=block_time, block_iters=block_iters, block_warmup=block_warmup,
-                      time_budget=time_budget, seed=seed)
+                      time_budget=time_budget, seed=seed,
+                      baseline_drift=None if baseline_drift is None else parse_drift(baseline_drift))
     reports_dir = None if no_save else resolve_reports_dir(report_dir)
     if reports_dir is not None:
         from deploykit.core.atomic import ensure_dir

@@ -185,8 +185,11 @@ class GateConfig:
     time_budget: float | None = None
     seed: int = 0
     n_boot: int = 10_000
+    baseline_drift: float = 0.10  # --baseline checks: allowed drift of the relative cost between sessions
 
     def __post_init__(self):
+        if not 0 <= self.baseline_drift < 1:
+            raise UsageError(f"--baseline-drift must be at least 0% and below 100%, got {self.baseline_drift}")
         if not 0 < self.alpha < 0.5:
             raise UsageError(f"--alpha must be between 0 and 0.5, got {self.alpha}")
         if self.correction not in GATE_CORRECTIONS:

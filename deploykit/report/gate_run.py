@@ -348,16 +348,20 @@ def run_check(p: Prepared, cfg: GateConfig, level: float, budget: float | None, 
 
             def evidence(rounds) -> list[Evidence]:
                 return [Evidence(tuple(log_ratios(rounds, m.metric)), m.tolerance,
-                                 tuple(base_lr[m.metric]) if base_lr else None) for m in c.metrics]
+                                 tuple(base_lr[m.metric]) if base_lr else None,
+                                 drift=cfg.baseline_drift if base_lr else 0.0) for m in c.metrics]
 
             def enough(rounds) -> bool:
-                decs = []
-                for ev in evidence(rounds):
+                decs, evs = [], evidence(rounds)
+                for ev in evs:
                     decs.append(decide_one(effect_replicates(ev, n_boot=cfg.n_boot, seed=cfg.seed), ev, level))
                 say(f"{c.name}: {len(rounds)} blocks: " + "; ".join(
                     f"{m.metric} {d.estimate:+.1%} [{d.ci[0]:+.1%}, {d.ci[1]:+.1%}] MDE {d.mde:.1%} -> {d.outcome}"
                     for m, d in zip(c.metrics, decs)))
-                return all(d.outcome != INCONCLUSIVE for d in decs)
+                # settled: decided, or held INCONCLUSIVE by a drift allowance that no number of blocks can get
+                # under the tolerance (PASS is out of reach)
+                return all(d.outcome != INCONCLUSIVE or (d.drift_bound and ev.drift >= ev.tolerance)
+                           for d, ev in zip(decs, evs))
 
             res.run = run_interleaved(a.side, b.side, block, min_rounds=cfg.min_blocks, max_rounds=cfg.max_blocks,
                                       time_budget_s=budget, enough=enough)
@@ -366,7 +370,8 @@ def run_check(p: Prepared, cfg: GateConfig, level: float, budget: float | None, 
     finally:
         a.close()
     res.evidence = [Evidence(tuple(log_ratios(res.run.rounds, m.metric)), m.tolerance,
-                             tuple(log_ratios(res.baseline_rounds, m.metric)) if res.baseline_rounds else None)
+                             tuple(log_ratios(res.baseline_rounds, m.metric)) if res.baseline_rounds else None,
+                             drift=cfg.baseline_drift if res.baseline_rounds else 0.0)
                     for m in c.metrics]
     res.options = {"threads": res.target_info.get("threads", p.options.threads), "graph_opt": p.options.graph_opt,
                    "precision": p.options.precision, "batch": batch, **block_settings(block)}

@@ -9,6 +9,7 @@
     max_blocks = 60                      # cap on blocks per side
     block_time = 0.25                    # seconds per block (and at least block_iters iterations)
     time_budget = 300                    # seconds of measuring for the whole gate
+    baseline_drift = "10%"               # baseline checks: allowed drift of the relative cost between sessions
     strict = false                       # INCONCLUSIVE fails (exit 5)
 
     [defaults]                           # optional: any check key, used where a check does not set it
@@ -42,12 +43,12 @@ from pathlib import Path
 
 from deploykit.core.config import GATE_METRICS, ExportConfig, GateCheck, GateConfig, GateMetric
 from deploykit.core.errors import DeployKitError, InputError
-from deploykit.report.gate import DEFAULT_TOLERANCES, parse_tolerance
+from deploykit.report.gate import DEFAULT_TOLERANCES, parse_drift, parse_tolerance
 
 GATE_FILE_VERSION = 1
 CHECK_KEYS = ("name", "model", "against", "against_rev", "baseline", "target", "precision", "batch", "resolution",
               "metric", "metrics", "tolerance", "threads", "graph_opt")
-SETTINGS_KEYS = ("alpha", "correction", "strict", "min_blocks", "max_blocks", "block_time", "block_iters",
+SETTINGS_KEYS = ("alpha", "correction", "strict", "min_blocks", "max_blocks", "block_time", "block_iters", "baseline_drift",
                  "block_warmup", "time_budget", "seed")
 TOP_KEYS = ("version", "settings", "defaults", "check")
 MATRIX_KEYS = ("target", "batch", "resolution")
@@ -127,6 +128,8 @@ def parse_settings(raw: dict | None, where: str) -> dict:
                 raise InputError(f"{where} [settings]: strict must be true or false, got {v!r}")
         elif k == "correction":
             v = _str(v, k, f"{where} [settings]")
+        elif k == "baseline_drift":
+            v = parse_drift(v, f"{where} [settings]: baseline_drift")
         elif isinstance(v, bool) or not isinstance(v, (int, float)):
             raise InputError(f"{where} [settings]: {k} must be a number, got {v!r}")
         out[k] = v
