@@ -483,3 +483,16 @@ def test_gate_help_does_not_import_heavy_modules():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "--against-rev" in proc.stdout and "--blocks" in proc.stdout
+
+
+def test_committed_baselines_are_valid():
+    """Every baseline committed under reports/baselines/ loads as a gate baseline (schema, reference workload,
+    enough blocks, known model)."""
+    from deploykit.report.gate_run import baseline_candidate, load_baseline
+
+    files = sorted((REPO / "reports" / "baselines").glob("*.json"))
+    assert files, "no example baseline committed"
+    for f in files:
+        rep = load_baseline(f)
+        assert rep["reference_workload"]["name"] == "refnet-v1"
+        assert baseline_candidate(rep, str(f))
