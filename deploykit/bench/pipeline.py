@@ -38,6 +38,7 @@ class BenchResult:
     energy: dict | None = None  # bench/energy.py result: measured, estimated, unavailable (with reasons) or off
     telemetry: dict | None = None  # {"start": snapshot, "end": snapshot}
     device_timing: dict | None = None  # CUDA-event timings per kind: {"compute": {"samples_ms", "stats"}, ...}
+    reference_workload: dict | None = None  # bench/reference_workload.py, when cfg.reference_workload
 
     def settings(self) -> dict:
         return {**asdict(self.config), **{k: v for k, v in asdict(self.options).items() if k != "extra"},
@@ -122,6 +123,8 @@ def run_benchmark(model_ref: str, target: str, cfg: BenchConfig, options: Runtim
             meas = measure(runtime.infer, cfg, batch=batch, timer=timer, progress=progress,
                            device_timer=runtime.device_times if has_device_clock else None,
                            on_start=on_start, on_stop=on_stop)
+        ref_wl = _reference_step(runtime_cls, options, runtime, timer, model, cfg, export, say) \
+            if cfg.reference_workload else None
         tele_end = telemetry.snapshot(gpu)
         info = runtime.info()  # again: some runtimes only know some facts after running (e.g. cache hits)
     finally:
@@ -161,7 +164,20 @@ def run_benchmark(model_ref: str, target: str, cfg: BenchConfig, options: Runtim
     return BenchResult(model=model, target=target, target_description=runtime_cls.description, config=cfg,
                        options=options, runtime_info=info, precision=precision, measurement=meas,
                        stats_ms=stats, fidelity=fid, environment=env, warnings=warnings, energy=energy,
-                       telemetry=tele, device_timing=device_timing)
+                       telemetry=tele, device_timing=device_timing,
+                        reference_workload=ref_wl)
+
+
+def _reference_step(runtime_cls, options, runtime, timer, model, cfg, export, say) -> dict:
+    """The fixed reference workload, interleaved with the loaded model on the same target and options."""
+    from deploykit.bench.interleave import Side
+    from deploykit.bench.reference_workload import NAME, reference_step
+    from deploykit.core.config import default_models_dir
+
+    say(f"measuring the reference workload {NAME} interleaved with {model.label} ({cfg.reference_blocks} ABBA blocks)")
+    side = Side(model.label, runtime.infer, model.input_shape[0], timer)
+    return reference_step(runtime_cls, options, side, cfg, models_dir=export.models_dir if export else default_models_dir(),
+                          seed=cfg.seed)
 
 
 def _warnings(cfg: BenchConfig, meas: Measurement, stats: dict, fid: dict) -> list[str]:

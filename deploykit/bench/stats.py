@@ -27,22 +27,22 @@ def percentile(samples: Sequence[float] | np.ndarray, q: float | Sequence[float]
     return np.percentile(a, q, method="linear")
 
 
-def bootstrap_ci(
+def bootstrap_distribution(
     samples: Sequence[float] | np.ndarray,
     stat: Callable[[np.ndarray], np.ndarray] | str = "median",
     *,
-    level: float = 0.95,
     n_boot: int = 2000,
     seed: int = 0,
-) -> tuple[float, float]:
-    """Percentile-bootstrap confidence interval of ``stat`` (``"median"``, ``"mean"`` or a function that
-    reduces axis 1 of a 2-D array of resamples)."""
+) -> np.ndarray:
+    """``n_boot`` bootstrap replicates of ``stat`` (``"median"``, ``"mean"`` or a function that reduces axis 1
+    of a 2-D array of resamples): resample ``samples`` with replacement, seeded. The one bootstrap deploykit
+    has; ``bootstrap_ci`` and the latency gate (report/gate.py) both draw from it."""
     a = np.asarray(samples, dtype=np.float64)
     n = a.size
     if n == 0:
         raise ValueError("no samples")
     if n == 1:
-        return float(a[0]), float(a[0])
+        return np.full(n_boot, a[0])
     if isinstance(stat, str):
         fn = {"median": lambda m: np.median(m, axis=1), "mean": lambda m: np.mean(m, axis=1)}[stat]
     else:
@@ -56,10 +56,35 @@ def bootstrap_ci(
         idx = rng.integers(0, n, size=(k, n))
         stats.append(fn(a[idx]))
         done += k
-    s = np.concatenate(stats)
+    return np.concatenate(stats)
+
+
+def percentile_interval(replicates: Sequence[float] | np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Two-sided percentile interval of bootstrap ``replicates`` at confidence ``level``."""
+    if not 0 < level < 1:
+        raise ValueError(f"confidence level must be in (0, 1), got {level}")
     alpha = (1 - level) / 2
-    lo, hi = np.percentile(s, [100 * alpha, 100 * (1 - alpha)], method="linear")
+    lo, hi = np.percentile(np.asarray(replicates, dtype=np.float64), [100 * alpha, 100 * (1 - alpha)],
+                           method="linear")
     return float(lo), float(hi)
+
+
+def bootstrap_ci(
+    samples: Sequence[float] | np.ndarray,
+    stat: Callable[[np.ndarray], np.ndarray] | str = "median",
+    *,
+    level: float = 0.95,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile-bootstrap confidence interval of ``stat`` (``"median"``, ``"mean"`` or a function that
+    reduces axis 1 of a 2-D array of resamples)."""
+    a = np.asarray(samples, dtype=np.float64)
+    if a.size == 0:
+        raise ValueError("no samples")
+    if a.size == 1:
+        return float(a[0]), float(a[0])
+    return percentile_interval(bootstrap_distribution(a, stat, n_boot=n_boot, seed=seed), level)
 
 
 def summarize(samples: Sequence[float] | np.ndarray, *, n_boot: int = 2000, seed: int = 0) -> dict:

@@ -59,6 +59,7 @@ def cli(debug: bool) -> None:
     deploykit export resnet50             PyTorch -> ONNX, verified against PyTorch
     deploykit bench resnet50 deit_small   latency / throughput / fidelity -> reports/
     deploykit targets                     which runtimes work here, and why not
+    deploykit gate CAND --against BASE    CI latency regression gate (exit 4 on a regression)
     """
 
 
@@ -66,6 +67,10 @@ def _register() -> None:
     from deploykit.cli import bench_cmd, export_cmd, fuse_cmd, inspect_cmd, models_cmd, quantize_cmd, targets_cmd
 
     for mod in (models_cmd, export_cmd, fuse_cmd, inspect_cmd, quantize_cmd, bench_cmd, targets_cmd):
+        cli.add_command(mod.command)
+    from deploykit.cli import baseline_cmd, gate_cmd  # issue 6: latency gates
+
+    for mod in (gate_cmd, baseline_cmd):
         cli.add_command(mod.command)
 
 

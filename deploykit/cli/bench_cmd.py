@@ -60,13 +60,19 @@ def hardware_options(f):
 @click.option("--format", "formats", default="json,md,csv", show_default=True, help="Report files to write.")
 @click.option("--no-save", is_flag=True, help="Write no report files.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON report(s) to stdout.")
+@click.option("--reference-workload", is_flag=True,
+              help="Also measure the fixed reference workload (refnet-v1) interleaved with the model, for comparisons "
+                   "across machines ('deploykit gate --baseline').")
+@click.option("--reference-blocks", type=click.IntRange(min=2), default=12, show_default=True,
+              help="ABBA blocks per side of the reference-workload step.")
 @hardware_options
 @click.option("--int8", is_flag=True,
               help="Benchmark the int8 (QDQ) variant: quantized on demand with the calibration options below and "
                    "cached like any artifact (see 'deploykit quantize').")
 @calibration_options
 def command(models, targets, batch, resolution, warmup, min_iters, min_time, max_time, seed, threads, graph_opt,
-            weights, model_opts, opset, models_dir, report_dir, formats, no_save, as_json, int8, **hw):
+            weights, model_opts, opset, models_dir, report_dir, formats, no_save, as_json, reference_workload,
+            reference_blocks, int8, **hw):
     calib = {k: hw.pop(k) for k in CALIB_KEYS}
     """Measure MODELS (registry names or .onnx files) on each target.
 
@@ -90,7 +96,8 @@ def command(models, targets, batch, resolution, warmup, min_iters, min_time, max
         raise UsageError(f"unknown report format {bad[0]!r} (choose from {', '.join(FORMATS)})")
     cfg = BenchConfig(batch=batch, resolution=resolution, warmup=warmup, min_iters=min_iters, min_time=min_time,
                       max_time=max_time, seed=seed, energy=hw["energy"], idle_time=hw["idle_time"],
-                      energy_estimate_watts=hw["energy_estimate_watts"])
+                      energy_estimate_watts=hw["energy_estimate_watts"],
+                      reference_workload=reference_workload, reference_blocks=reference_blocks)
     opts = RuntimeOptions(threads=threads, graph_opt=graph_opt, device=hw["device"], precision=hw["precision"],
                           mode=hw["mode"], requests=hw["requests"], streams=hw["streams"], compile=hw["compile_"],
                           cuda_graphs=hw["cuda_graphs"], transfers=not hw["no_transfers"], cache=not hw["no_cache"],

@@ -67,6 +67,8 @@ def build_report(result) -> dict:
     quant = quantization_section(result)
     if quant is not None:
         report["quantization"] = quant
+    if getattr(result, "reference_workload", None):
+        report["reference_workload"] = result.reference_workload
     validate(report)
     return json.loads(json.dumps(report, default=_default))  # plain JSON types only
 

@@ -1,0 +1,117 @@
+"""deploykit baseline: stored latency baselines (reports with the reference workload) for `deploykit gate --baseline`."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import click
+
+from deploykit.cli.common import POSITIVE, model_options, models_dir_option
+
+
+@click.group("baseline")
+def command() -> None:
+    """Stored baselines for 'deploykit gate --baseline FILE' (commit them under reports/baselines/).
+
+    A baseline is a deploykit report that also carries the fixed reference workload (refnet-v1) measured
+    interleaved with the model on the same target and threads, so that a later gate on another machine
+    compares the model's latency relative to it.
+    """
+
+
+@command.command("update")
+@click.argument("model", required=False)
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="Baseline file to (re)write [default: reports/baselines/<model>-<target>.json].")
+@click.option("-c", "--config", "gate_file", type=click.Path(path_type=Path), default=None, metavar="GATEFILE",
+              help="Rewrite every baseline the gate file's checks name (with each check's settings).")
+@click.option("-t", "--target", default="ort", show_default=True)
+@click.option("--precision", default=None, help="Precision the target runs.")
+@click.option("--batch", type=POSITIVE, default=1, show_default=True)
+@click.option("--resolution", type=POSITIVE, default=None, help="Input height = width [default: the model's].")
+@click.option("--threads", type=POSITIVE, default=None, help="Intra-op threads [default: all usable cores].")
+@click.option("--graph-opt", type=click.Choice(["disable", "basic", "extended", "all"]), default="all", show_default=True)
+@click.option("--blocks", type=click.IntRange(min=6), default=20, show_default=True,
+              help="ABBA blocks per side of the model vs the reference workload.")
+@click.option("--block-time", type=click.FloatRange(min=0, min_open=True), default=0.25, show_default=True,
+              help="Seconds per block (use the same as the gate's blocks).")
+@click.option("--min-time", type=click.FloatRange(min=0), default=3.0, show_default=True,
+              help="Seconds of the model's own (non-interleaved) measurement in the report.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--opset", type=int, default=18, show_default=True)
+@click.option("--model-opt", "model_opts", multiple=True, metavar="KEY=VALUE")
+@models_dir_option
+def update(model, output, gate_file, target, precision, batch, resolution, threads, graph_opt, blocks, block_time,
+           min_time, seed, opset, model_opts, models_dir):
+    """Measure MODEL (or every baseline check of a gate file) and rewrite its baseline file."""
+    from deploykit.cli.common import resolve_models_dir, stderr_console
+    from deploykit.core.config import ExportConfig
+    from deploykit.core.errors import UsageError
+    from deploykit.runtimes.base import get_runtime
+
+    mdir = resolve_models_dir(models_dir)
+    export = ExportConfig(model=model or "-", opset=opset, options=model_options(model_opts), models_dir=mdir)
+    jobs = []  # (model, target, precision, batch, resolution, threads, graph_opt, output)
+    if gate_file is not None:
+        if model is not None or output is not None:
+            raise UsageError("give MODEL (with -o) or --config, not both")
+        from deploykit.report.gatefile import load_gate_file
+
+        checks, _ = load_gate_file(gate_file, export=export)
+        for c in checks:
+            if c.mode == "baseline":
+                jobs.append((c.candidate, c.target, c.precision, c.batch or 1, c.resolution, c.threads,
+                             c.graph_opt or "all", Path(c.reference)))
+        if not jobs:
+            raise UsageError(f"gate file {gate_file} has no check with a baseline")
+        outs = [j[-1] for j in jobs]
+        dup = {str(o) for o in outs if outs.count(o) > 1}
+        if dup:
+            raise UsageError(f"gate file {gate_file}: several checks write the baseline {sorted(dup)[0]}")
+    else:
+        if model is None:
+            raise UsageError("missing MODEL (a model name or an ONNX file), or give --config GATEFILE")
+        if output is None:
+            label = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(model).stem if model.endswith(".onnx") else model)
+            output = Path("reports") / "baselines" / f"{label}-{target}.json"
+        jobs.append((model, target, precision, batch, resolution, threads, graph_opt, output))
+    for job in jobs:  # check before spending minutes on the first
+        get_runtime(job[1]).ensure_available()
+        _check_model(job[0])
+
+    from dataclasses import replace
+
+    from deploykit.bench.pipeline import run_benchmark
+    from deploykit.core.atomic import write_json
+    from deploykit.core.config import BenchConfig, RuntimeOptions
+    from deploykit.export.source import looks_like_file
+    from deploykit.models.registry import MODELS
+    from deploykit.report.schema import build_report
+
+    err = stderr_console()
+    for m, tgt, prec, b, res, th, go, out in jobs:
+        cfg = BenchConfig(batch=b, resolution=res, min_time=min_time, max_time=max(60.0, min_time), seed=seed,
+                          reference_workload=True, reference_blocks=blocks, reference_block_time=block_time)
+        opts = RuntimeOptions(threads=th, graph_opt=go, precision=prec)
+        ex = replace(export, model=m) if (m in MODELS or not looks_like_file(m)) else None
+        result = run_benchmark(m, tgt, cfg, opts, export=ex, say=lambda s: err.print(f"[dim]{s}[/]"))
+        report = build_report(result)
+        write_json(out, report)
+        rw = report["reference_workload"]
+        err.print(f"baseline {out}: {report['model']['label']} on {tgt} p50 {report['stats']['p50']:.3f} ms; "
+                  f"{rw['rounds']} blocks vs {rw['name']}: relative p50 {rw['relative']['p50']:.4f}")
+        for w in report["warnings"]:
+            err.print(f"[yellow]warning:[/] {w}")
+        click.echo(str(out))
+
+
+def _check_model(ref: str) -> None:
+    from deploykit.core.errors import InputError
+    from deploykit.export.source import looks_like_file
+    from deploykit.models.registry import MODELS, get_cfg
+
+    if ref in MODELS or not looks_like_file(ref):
+        get_cfg(ref)
+    elif not Path(ref).is_file():
+        raise InputError(f"ONNX file not found: {ref}")

@@ -1,0 +1,265 @@
+"""deploykit gate: a CI latency regression gate that holds on noisy machines."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from deploykit.cli.common import POSITIVE, model_options, models_dir_option, print_json, reports_dir_option
+
+METRIC_CHOICES = ("p50", "p90", "throughput")
+
+
+def parse_metrics(values: tuple[str, ...]) -> list[str]:
+    from deploykit.core.errors import UsageError
+
+    names = [v.strip() for spec in values for v in spec.split(",") if v.strip()]
+    for n in names:
+        if n not in METRIC_CHOICES:
+            raise UsageError(f"unknown metric {n!r} for --metric (choose from {', '.join(METRIC_CHOICES)})")
+    if len(set(names)) != len(names):
+        raise UsageError(f"--metric lists a metric twice: {', '.join(names)}")
+    return names or ["p50"]
+
+
+def parse_tolerances(values: tuple[str, ...], metrics: list[str]) -> dict[str, float]:
+    """``--tolerance 5%`` (every metric) or ``--tolerance p90=10%`` (one metric); the rest keep their defaults."""
+    from deploykit.core.errors import UsageError
+    from deploykit.report.gate import DEFAULT_TOLERANCES, parse_tolerance
+
+    out = {m: DEFAULT_TOLERANCES[m] for m in metrics}
+    for v in values:
+        key, sep, val = v.partition("=")
+        if sep:
+            key = key.strip()
+            if key not in metrics:
+                raise UsageError(f"--tolerance {v}: {key!r} is not one of the metrics checked ({', '.join(metrics)})")
+            out[key] = parse_tolerance(val, f"--tolerance {v}")
+        else:
+            t = parse_tolerance(v, f"--tolerance {v}")
+            out = {m: t for m in metrics}
+    return out
+
+
+def gate_options(f):
+    """Options shared by the measuring commands of the gate (settings of GateConfig)."""
+    opts = [
+        click.option("--alpha", type=float, default=None, help="Family-wise error rate over all checks [default: 0.05]."),
+        click.option("--correction", type=click.Choice(["bonferroni", "holm", "none"]), default=None,
+                     help="Multiple-comparison correction across checks [default: bonferroni]."),
+        click.option("--strict/--no-strict", default=None, help="INCONCLUSIVE fails the gate (exit 5) [default: no]."),
+        click.option("--min-blocks", type=click.IntRange(min=6), default=None,
+                     help="Blocks per side before the first decision [default: 10]."),
+        click.option("--max-blocks", type=click.IntRange(min=6), default=None,
+                     help="Cap on blocks per side while the decision is inconclusive [default: 60]."),
+        click.option("--block-time", type=click.FloatRange(min=0), default=None,
+                     help="Seconds per block (and at least --block-iters iterations) [default: 0.25]."),
+        click.option("--block-iters", type=POSITIVE, default=None, help="Minimum iterations per block [default: 5]."),
+        click.option("--block-warmup", type=click.IntRange(min=0), default=None,
+                     help="Untimed iterations at the start of each block [default: 2]."),
+        click.option("--time-budget", type=click.FloatRange(min=0, min_open=True), default=None,
+                     help="Seconds of measuring for the whole gate; checks stop adding blocks when it is spent."),
+        click.option("--baseline-drift", metavar="PCT", default=None,
+                     help="--baseline checks: allowed drift of the model's cost relative to the reference workload "
+                          "between the baseline's session and this one; widens the interval [default: 10%]."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def gate_config(settings: dict, **cli):
+    from deploykit.core.config import GateConfig
+
+    merged = {**settings, **{k: v for k, v in cli.items() if v is not None}}
+    return GateConfig(**merged)
+
+
+@click.command("gate")
+@click.argument("candidate", required=False)
+@click.option("--against", "against", metavar="REF", default=None,
+              help="Baseline artifact (an ONNX file or a model name), measured interleaved with CANDIDATE.")
+@click.option("--against-rev", metavar="REV", default=None,
+              help="Baseline = CANDIDATE at git revision REV (a committed ONNX file, or a model as deploykit's code "
+                   "at REV exports it).")
+@click.option("--baseline", "baseline", type=click.Path(path_type=Path), default=None, metavar="FILE",
+              help="Stored baseline report (see 'deploykit baseline update'); CANDIDATE defaults to its model.")
+@click.option("-c", "--config", "gate_file", type=click.Path(path_type=Path), default=None, metavar="GATEFILE",
+              help="Gate file (TOML, or YAML with PyYAML) listing the checks.")
+@click.option("-t", "--target", default=None, help="Target to measure on [default: ort].")
+@click.option("--precision", default=None, help="Precision the target runs (checked against the graph).")
+@click.option("--batch", type=POSITIVE, default=None, help="Batch size [default: the baseline's, else 1].")
+@click.option("--resolution", type=POSITIVE, default=None, help="Input height = width [default: the baseline's / the model's].")
+@click.option("--threads", type=POSITIVE, default=None, help="Intra-op threads [default: the baseline's, else all cores].")
+@click.option("--graph-opt", type=click.Choice(["disable", "basic", "extended", "all"]), default=None,
+              help="ONNX Runtime graph optimisation level [default: all].")
+@click.option("-m", "--metric", "metrics", multiple=True, help="p50 (default), p90, throughput; repeat or comma-separate.")
+@click.option("--tolerance", "tolerances", multiple=True, metavar="[METRIC=]PCT",
+              help="Allowed slowdown, e.g. 5% or p90=10% [defaults: p50 5%, p90 10%, throughput 5%].")
+@gate_options
+@click.option("--seed", type=int, default=None, help="Seed of the input tensor and of the bootstrap [default: 0].")
+@click.option("--junit", type=click.Path(path_type=Path), default=None, help="Write JUnit XML here (one test case per check).")
+@click.option("--github/--no-github", default=None,
+              help="Emit ::error/::warning annotations and append to $GITHUB_STEP_SUMMARY [default: when GITHUB_ACTIONS=true].")
+@click.option("--opset", type=int, default=18, show_default=True, help="Opset when a registry model is exported.")
+@click.option("--model-opt", "model_opts", multiple=True, metavar="KEY=VALUE", help="Model option for registry models.")
+@models_dir_option
+@reports_dir_option
+@click.option("--no-save", is_flag=True, help="Write no gate report JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the gate report JSON to stdout.")
+def command(candidate, against, against_rev, baseline, gate_file, target, precision, batch, resolution, threads,
+            graph_opt, metrics, tolerances, alpha, correction, strict, min_blocks, max_blocks, block_time, block_iters,
+            block_warmup, time_budget, baseline_drift, seed, junit, github, opset, model_opts, models_dir, report_dir, no_save, as_json):
+    """Fail CI when CANDIDATE got slower than a baseline -- and only then.
+
+    \b
+    deploykit gate CANDIDATE --against BASELINE [-t ort]   interleaved A/B in one job
+    deploykit gate CANDIDATE --against-rev origin/main     CANDIDATE as it was at a git revision
+    deploykit gate [CANDIDATE] --baseline FILE             a stored report, relative to a reference workload
+    deploykit gate -c gate.toml                            many checks from a gate file
+
+    Both sides run in the same process, alternating in short blocks (A B, B A, A B, ... after warm-up);
+    the decision uses the per-block log-ratios with a bootstrap confidence interval over blocks:
+    PASS (upper bound below the tolerance, and the run sensitive enough to see it), REGRESSION (lower
+    bound above zero and the estimate above the tolerance), INCONCLUSIVE (blocks are added up to
+    --max-blocks, then it is reported), IMPROVEMENT (faster beyond the tolerance; passes).
+
+    Exit codes: 0 pass, 4 regression, 5 inconclusive with --strict, 2 bad gate file/baseline/options,
+    3 target unavailable.
+    """
+    from deploykit.cli.common import resolve_models_dir, resolve_reports_dir, stderr_console
+    from deploykit.core.config import ExportConfig, GateCheck, GateMetric
+    from deploykit.core.errors import UsageError
+    from deploykit.report.gate import parse_drift
+
+    modes = {"--against": against, "--against-rev": against_rev, "--baseline": baseline, "--config": gate_file}
+    given = [k for k, v in modes.items() if v is not None]
+    if len(given) != 1:
+        raise UsageError("give exactly one of --against, --against-rev, --baseline, --config"
+                         + (f" (got {', '.join(given)})" if given else ""))
+    mdir = resolve_models_dir(models_dir)
+    export = ExportConfig(model=candidate or "-", opset=opset, options=model_options(model_opts), models_dir=mdir)
+    settings: dict = {}
+    if gate_file is not None:
+        per_check = {"CANDIDATE": candidate, "--target": target, "--precision": precision, "--batch": batch,
+                     "--resolution": resolution, "--threads": threads, "--graph-opt": graph_opt,
+                     "--metric": metrics or None, "--tolerance": tolerances or None}
+        clash = [k for k, v in per_check.items() if v is not None]
+        if clash:
+            raise UsageError(f"{', '.join(clash)} cannot be combined with --config: set them in the gate file")
+        from deploykit.report.gatefile import load_gate_file
+
+        checks, settings = load_gate_file(gate_file, export=export)
+        source = str(gate_file)
+    else:
+        from deploykit.report.gatefile import default_name
+
+        mode, ref = {"--against": ("against", against), "--against-rev": ("against_rev", against_rev),
+                     "--baseline": ("baseline", str(baseline) if baseline else None)}[given[0]]
+        if candidate is None:
+            if mode != "baseline":
+                raise UsageError(f"missing CANDIDATE (the model name or ONNX file to check {given[0]} {ref})")
+            from deploykit.report.gate_run import baseline_candidate, load_baseline
+
+            candidate = baseline_candidate(load_baseline(ref), ref)
+        names = parse_metrics(metrics)
+        tols = parse_tolerances(tolerances, names)
+        tgt = target or "ort"
+        checks = [GateCheck(name=default_name(candidate, mode, ref, tgt, batch, resolution), candidate=candidate,
+                            mode=mode, reference=ref, target=tgt,
+                            metrics=tuple(GateMetric(m, tols[m]) for m in names), precision=precision, batch=batch,
+                            resolution=resolution, threads=threads, graph_opt=graph_opt, export=export)]
+        source = "command line"
+    cfg = gate_config(settings, alpha=alpha, correction=correction, strict=strict, min_blocks=min_blocks,
+                      max_blocks=max_blocks, block_time=block_time, block_iters=block_iters, block_warmup=block_warmup,
+                      time_budget=time_budget, seed=seed,
+                      baseline_drift=None if baseline_drift is None else parse_drift(baseline_drift))
+    reports_dir = None if no_save else resolve_reports_dir(report_dir)
+    if reports_dir is not None:
+        from deploykit.core.atomic import ensure_dir
+
+        ensure_dir(reports_dir)
+    if junit is not None:
+        from deploykit.core.atomic import ensure_dir
+
+        ensure_dir(Path(junit).parent if str(Path(junit).parent) else Path("."))
+
+    from deploykit.report.gate_run import run_gate
+
+    err = stderr_console()
+    result = run_gate(checks, cfg, say=lambda s: err.print(f"[dim]{s}[/]"), source=source)
+    finish(result, err=err, reports_dir=reports_dir, junit=junit, github=github, as_json=as_json)
+    return result.exit_code
+
+
+def finish(result, *, err, reports_dir, junit, github, as_json) -> None:
+    """Write the gate's outputs and print its verdict."""
+    import time
+
+    from deploykit.core.atomic import write_json, write_text
+    from deploykit.report.gate_output import annotations, gate_document, junit_xml, markdown_summary, verdict
+
+    doc = gate_document(result)
+    if reports_dir is not None:
+        path = Path(reports_dir) / f"{time.strftime('%Y%m%d-%H%M%S')}-gate.json"
+        n = 1
+        while path.exists():
+            n += 1
+            path = Path(reports_dir) / f"{time.strftime('%Y%m%d-%H%M%S')}-gate-{n}.json"
+        write_json(path, doc)
+        err.print(f"[dim]gate report: {path}[/]")
+    if junit is not None:
+        write_text(junit, junit_xml(result))
+        err.print(f"[dim]JUnit XML: {junit}[/]")
+    if github is None:
+        github = os.environ.get("GITHUB_ACTIONS") == "true"
+    if github:
+        summary = os.environ.get("GITHUB_STEP_SUMMARY")
+        if summary:
+            try:
+                with open(summary, "a", encoding="utf-8") as fh:
+                    fh.write(markdown_summary(result))
+            except OSError as exc:
+                err.print(f"[yellow]warning:[/] cannot append to $GITHUB_STEP_SUMMARY ({summary}): {exc}")
+        for line in annotations(result):
+            click.echo(line)
+    if as_json:
+        print_json(doc)
+    else:
+        print_table(result)
+    for c in result.checks:
+        for m in c.fingerprint_mismatches:
+            err.print(f"[bold yellow]FINGERPRINT MISMATCH[/] {c.check.name}: baseline vs here: {m}")
+        for w in c.warnings:
+            err.print(f"[yellow]warning:[/] {c.check.name}: {w}")
+    errors = [c for c in result.checks if c.error]
+    colour = {"PASS": "green", "REGRESSION": "red", "INCONCLUSIVE": "yellow"}.get(verdict(result), "red")
+    lenient = " -- not failing; --strict would" if verdict(result) == "INCONCLUSIVE" and result.exit_code == 0 else ""
+    err.print(f"[bold {colour}]gate: {verdict(result)}[/] (exit {result.exit_code}{lenient}) in {result.wall_s:.1f} s")
+    if errors:
+        click.echo(f"error: check {errors[0].check.name!r}: {errors[0].error}", err=True)
+
+
+def print_table(result) -> None:
+    from rich.table import Table
+
+    from deploykit.cli.common import stdout_console
+    from deploykit.report.gate import IMPROVEMENT, INCONCLUSIVE, PASS, REGRESSION
+
+    style = {PASS: "green", IMPROVEMENT: "cyan", INCONCLUSIVE: "yellow", REGRESSION: "bold red"}
+    table = Table(title="deploykit gate (change = candidate vs baseline; interval at the corrected level; "
+                        "MDE = smallest slowdown this run detects with 80% power)")
+    for col in ("check", "metric", "outcome", "change", "interval", "level", "tolerance", "MDE", "blocks", "why"):
+        table.add_column(col, justify="right" if col in ("change", "level", "tolerance", "MDE", "blocks") else "left")
+    for c in result.checks:
+        if c.error:
+            table.add_row(c.check.name, ",".join(m.metric for m in c.check.metrics), "[red]ERROR[/]", "", "", "", "",
+                          "", "", c.error)
+            continue
+        for m, d in zip(c.check.metrics, c.decisions):
+            table.add_row(c.check.name, m.metric, f"[{style[d.outcome]}]{d.outcome}[/]", f"{d.estimate:+.1%}",
+                          f"{d.ci[0]:+.1%} .. {d.ci[1]:+.1%}", f"{d.level:.1%}", f"{d.tolerance:.1%}", f"{d.mde:.1%}",
+                          str(d.n), d.reason + "".join(f"; {n}" for n in d.notes))
+    stdout_console().print(table)

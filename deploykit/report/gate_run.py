@@ -1,0 +1,425 @@
+"""Running a latency gate: resolve and check everything first, then measure each check interleaved, then decide.
+
+Order of work:
+  1. ``prepare``: every target known and available (exit 2 / 3), every model known or file present, every
+     baseline readable, of the right schema and carrying the reference workload, every git revision
+     resolvable -- all before the first measurement, so a typo fails in a second, not after minutes.
+  2. per check: both sides loaded on the target (``--against``: the reference artifact and the candidate;
+     ``--baseline``: the reference workload refnet-v1 and the candidate), then ABBA rounds
+     (bench/interleave.py) until every metric of the check is decided at the strictest level the final
+     correction can give it, or ``max_blocks`` / the time budget is reached.
+  3. ``report.gate.decide_all`` over all (check, metric) pairs with the multiple-comparison correction.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+from deploykit.bench.interleave import (Interleaved, Round, block_config, block_config_from, block_settings, load_side,
+                                        log_ratios, run_interleaved, summarize_side)
+from deploykit.core.config import ExportConfig, GateCheck, GateConfig, RuntimeOptions, default_models_dir
+from deploykit.core.errors import DeployKitError, InputError, UsageError
+from deploykit.report.gate import (INCONCLUSIVE, MIN_ROUNDS, Decision, Evidence, adaptive_level, decide_all,
+                                   decide_one, effect_replicates, exit_code)
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class Prepared:
+    """A check with everything resolved that can be resolved without measuring."""
+
+    check: GateCheck
+    baseline: dict | None = None  # the loaded baseline report (baseline mode)
+    rev_file: Path | None = None  # against_rev: the reference artifact materialised from git
+    batch: int | None = None
+    resolution: int | None = None
+    options: RuntimeOptions = field(default_factory=RuntimeOptions)
+
+
+@dataclass
+class CheckResult:
+    check: GateCheck
+    candidate: dict | None = None
+    reference: dict | None = None
+    target_info: dict = field(default_factory=dict)
+    options: dict = field(default_factory=dict)
+    run: Interleaved | None = None
+    baseline_rounds: list[Round] | None = None
+    fingerprint_mismatches: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    evidence: list[Evidence] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
+    error: str | None = None
+    error_code: int | None = None
+    wall_s: float = 0.0
+    load: dict = field(default_factory=dict)
+
+
+@dataclass
+class GateResult:
+    config: GateConfig
+    checks: list[CheckResult]
+    environment: dict
+    wall_s: float
+    source: str | None = None
+
+    @property
+    def decisions(self) -> list[Decision]:
+        return [d for c in self.checks for d in c.decisions]
+
+    @property
+    def exit_code(self) -> int:
+        errors = [c.error_code for c in self.checks if c.error_code]
+        if errors:
+            return errors[0]
+        return exit_code(self.decisions, self.config.strict)
+
+
+# ---------------------------------------------------------------------------------------------------- prepare
+
+def _deploykit_repo() -> Path | None:
+    root = Path(__file__).resolve().parents[2]
+    return root if (root / ".git").exists() else None
+
+
+def _git(args: list[str], cwd: Path, *, binary: bool = False) -> subprocess.CompletedProcess:
+    if shutil.which("git") is None:
+        raise UsageError("--against-rev needs git, which is not installed here")
+    try:
+        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=not binary, timeout=120)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise InputError(f"git {' '.join(args[:2])} failed: {exc}") from None
+
+
+def _rev_commit(rev: str, cwd: Path) -> str:
+    p = _git(["rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], cwd)
+    if p.returncode != 0:
+        raise InputError(f"git revision {rev!r} not found in the repository at {cwd} (fetch it first, e.g. "
+                         "actions/checkout with fetch-depth: 0)")
+    return p.stdout.strip()
+
+
+def _is_registry(ref: str) -> bool:
+    from deploykit.export.source import looks_like_file
+    from deploykit.models.registry import MODELS
+
+    return ref in MODELS or not looks_like_file(ref)
+
+
+def _check_model_ref(ref: str, what: str) -> None:
+    from deploykit.models.registry import get_cfg
+
+    if _is_registry(ref):
+        try:
+            get_cfg(ref)
+        except InputError as exc:
+            raise InputError(f"{what}: {exc.one_line()}") from None
+    elif not Path(ref).is_file():
+        raise InputError(f"{what}: ONNX file not found: {ref}")
+
+
+def load_baseline(path: str | Path) -> dict:
+    """A baseline report: a deploykit report (schema v1) with the reference workload measured in blocks."""
+    from deploykit.report.schema import load_report
+
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"baseline not found: {p} (create it with 'deploykit baseline update')")
+    try:
+        rep = load_report(p)
+    except InputError as exc:
+        raise InputError(f"bad baseline: {exc.one_line()}") from None
+    rw = rep.get("reference_workload")
+    if not rw:
+        raise InputError(f"baseline {p} has no reference workload, so it cannot be compared across machines; "
+                         "rewrite it with 'deploykit baseline update'")
+    try:
+        rounds = [Round.from_json(b) for b in rw["blocks"]]
+        for r in rounds:
+            for blk in (r.a, r.b):
+                if not blk.samples_ns or min(blk.samples_ns) <= 0 or blk.wall_ns <= 0:
+                    raise ValueError("empty or non-positive block")
+        block_config_from(rw["block_settings"])
+    except (KeyError, TypeError, ValueError, DeployKitError) as exc:
+        raise InputError(f"baseline {p}: reference workload blocks are malformed ({exc})") from None
+    if len(rounds) < MIN_ROUNDS:
+        raise InputError(f"baseline {p} has only {len(rounds)} reference-workload blocks (need at least {MIN_ROUNDS})")
+    return rep
+
+
+def baseline_candidate(rep: dict, path: str | Path) -> str:
+    """The model a baseline measured, as something that can be measured again: its registry name, or its file."""
+    from deploykit.models.registry import MODELS
+
+    label, kind, mpath = rep["model"]["label"], rep["model"]["kind"], rep["model"]["path"]
+    if kind == "registry" and label in MODELS:
+        return label
+    if kind == "onnx-file" and Path(mpath).is_file():
+        return mpath
+    if kind == "registry":
+        raise InputError(f"baseline {path} measured model {label!r}, which this deploykit does not know "
+                         "('deploykit models' lists them); name the candidate explicitly")
+    raise InputError(f"baseline {path} measured the file {mpath}, which is not here; name the candidate explicitly")
+
+
+def prepare(checks: list[GateCheck], *, tmp: Path) -> list[Prepared]:
+    from deploykit.runtimes.base import get_runtime
+
+    if not checks:
+        raise UsageError("the gate has no checks")
+    for c in checks:  # targets first: unknown -> 2, unavailable -> 3
+        get_runtime(c.target).ensure_available()
+    out = []
+    for c in checks:
+        where = f"check {c.name!r}"
+        _check_model_ref(c.candidate, f"{where}: candidate")
+        p = Prepared(check=c, batch=c.batch, resolution=c.resolution)
+        if c.mode == "against":
+            _check_model_ref(c.reference, f"{where}: --against")
+        elif c.mode == "against_rev":
+            p.rev_file = _materialise_rev(c, tmp)
+        else:
+            rep = load_baseline(c.reference)
+            p.baseline = rep
+            bt = rep["target"]["name"]
+            if bt != c.target:
+                raise InputError(f"{where}: baseline {c.reference} was measured on target {bt!r}, not {c.target!r}")
+            shape = rep["model"]["input"]["shape"]
+            for key, mine, theirs in (("batch", c.batch, shape[0]), ("resolution", c.resolution, shape[-1])):
+                if mine is not None and mine != theirs:
+                    raise InputError(f"{where}: {key} {mine} differs from the baseline's {theirs} "
+                                     f"({c.reference}); rewrite the baseline with 'deploykit baseline update'")
+            p.batch, p.resolution = shape[0], shape[-1]
+        if c.mode == "baseline":
+            s, info = p.baseline["settings"], p.baseline["target"]["info"]
+            threads = c.threads or info.get("threads") or s.get("threads")
+            graph_opt = c.graph_opt or s.get("graph_opt") or "all"
+        else:
+            threads, graph_opt = c.threads, c.graph_opt or "all"
+        try:
+            p.options = RuntimeOptions(threads=threads, graph_opt=graph_opt, precision=c.precision)
+            get_runtime(c.target)(p.options)  # the target validates precision/mode now, not after minutes
+        except DeployKitError as exc:
+            raise type(exc)(f"{where}: {exc.one_line()}") from None
+        out.append(p)
+    return out
+
+
+def _materialise_rev(c: GateCheck, tmp: Path) -> Path:
+    """The reference artifact of an ``against_rev`` check, as a file in ``tmp``.
+
+    A candidate ONNX file tracked in git: the file's content at the revision (``git show REV:./path``).
+    A registry model: deploykit's own source at the revision (``git archive``), whose ``deploykit export`` then
+    builds the model with the same settings -- "the model as exported at another revision" of deploykit."""
+    rev = c.reference
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in rev)[:40]
+    if not _is_registry(c.candidate):
+        f = Path(c.candidate).resolve()
+        _rev_commit(rev, f.parent)
+        p = _git(["show", f"{rev}:./{f.name}"], f.parent, binary=True)
+        if p.returncode != 0:
+            msg = " ".join(p.stderr.decode(errors="replace").split())[:200]
+            raise InputError(f"check {c.name!r}: {f.name} is not in git revision {rev!r} ({msg})")
+        if p.stdout.startswith(b"version https://git-lfs"):
+            raise InputError(f"check {c.name!r}: {f.name} at {rev!r} is a Git LFS pointer; fetch the LFS object "
+                             "and pass it with --against")
+        out = tmp / f"{f.stem}@{safe}.onnx"
+        out.write_bytes(p.stdout)
+        return out
+    root = _deploykit_repo()
+    if root is None:
+        raise UsageError(f"check {c.name!r}: --against-rev with a model name builds the model with deploykit's code "
+                         "at that revision, which needs deploykit run from its git checkout; otherwise export the "
+                         "baseline yourself and pass it with --against FILE")
+    _rev_commit(rev, root)
+    src = tmp / f"deploykit@{safe}"
+    src.mkdir(parents=True, exist_ok=True)
+    p = _git(["archive", "--format=tar", rev, "deploykit"], root, binary=True)
+    if p.returncode != 0:
+        raise InputError(f"check {c.name!r}: git revision {rev!r} has no deploykit package to export with")
+    import io
+    import tarfile
+
+    with tarfile.open(fileobj=io.BytesIO(p.stdout)) as tar:
+        tar.extractall(src, filter="data")
+    return src  # exported lazily in run_check (it needs the batch/resolution), see _export_at_rev
+
+
+def _export_at_rev(src: Path, c: GateCheck, batch: int, resolution: int | None, say: Say) -> Path:
+    import os
+
+    out = src / f"{c.candidate}-b{batch}-r{resolution or 'default'}.onnx"
+    if out.is_file():
+        return out
+    cmd = [sys.executable, "-m", "deploykit", "export", c.candidate, "--batch", str(batch), "-o", str(out),
+           "--models-dir", str(src / "models")]
+    if resolution:
+        cmd += ["--resolution", str(resolution)]
+    if c.export is not None:
+        cmd += ["--opset", str(c.export.opset), "--seed", str(c.export.seed)]
+        for k, v in c.export.options:
+            cmd += ["--model-opt", f"{k}={v}"]
+    say(f"exporting {c.candidate} with deploykit at {c.reference}")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+    p = subprocess.run(cmd, cwd=src, env=env, capture_output=True, text=True)
+    if p.returncode != 0 or not out.is_file():
+        last = (p.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise InputError(f"check {c.name!r}: exporting {c.candidate} at revision {c.reference!r} failed: {last}")
+    return out
+
+
+# -------------------------------------------------------------------------------------------------- measuring
+
+def _resolve(ref: str, p: Prepared, batch: int, resolution: int | None, say: Say):
+    from deploykit.export.source import resolve_model
+
+    export = p.check.export or ExportConfig(model=ref)
+    return resolve_model(ref, batch=batch, resolution=resolution,
+                         export=replace(export, model=ref) if _is_registry(ref) else None, progress=say)
+
+
+def _check_precision(model, c: GateCheck) -> None:
+    if c.precision == "int8" and model.precision != "int8":
+        raise InputError(f"check {c.name!r} asks for int8 but {model.label} is a {model.precision} graph; pass the "
+                         "quantized ONNX file")
+
+
+def run_check(p: Prepared, cfg: GateConfig, level: float, budget: float | None, say: Say) -> CheckResult:
+    """Measure one check (its rounds) and collect each metric's evidence; decisions come later."""
+    from deploykit.bench.fingerprint import fingerprint, mismatches
+    from deploykit.bench.reference_workload import NAME, refnet_model
+    from deploykit.bench.timer import now_ns
+    from deploykit.runtimes.base import get_runtime
+
+    c = p.check
+    res = CheckResult(check=c)
+    t0 = now_ns()
+    runtime_cls = get_runtime(c.target)
+    batch = p.batch or 1
+    cand = _resolve(c.candidate, p, batch, p.resolution, say)
+    _check_precision(cand, c)
+    res.candidate = cand.describe()
+    if c.mode == "baseline":
+        models_dir = (c.export.models_dir if c.export else None) or default_models_dir()
+        ref_model = refnet_model(models_dir)
+        rw = p.baseline["reference_workload"]
+        if rw["sha256"] != ref_model.sha256:
+            res.fingerprint_mismatches.append(f"reference workload: {rw['name']} sha256 {rw['sha256'][:12]} in the "
+                                              f"baseline vs {NAME} {ref_model.sha256[:12]} here")
+        block = block_config_from(rw["block_settings"])
+        res.baseline_rounds = [Round.from_json(b) for b in rw["blocks"]]
+        res.reference = {"kind": "baseline", "path": c.reference, "model": p.baseline["model"],
+                         "created": p.baseline.get("created"), "reference_workload": {
+                             k: rw.get(k) for k in ("name", "sha256", "rounds", "relative", "block_settings")}}
+        if p.baseline["model"]["sha256"] == cand.sha256:
+            res.warnings.append("the candidate artifact is byte-identical to the one the baseline measured")
+    else:
+        if c.mode == "against_rev":
+            path = p.rev_file if p.rev_file.suffix == ".onnx" else _export_at_rev(p.rev_file, c, batch, p.resolution, say)
+            ref_model = _resolve(str(path), p, batch, p.resolution, say)
+            ref_model.label = f"{cand.label}@{c.reference}"
+        else:
+            ref_model = _resolve(c.reference, p, batch, p.resolution, say)
+        _check_precision(ref_model, c)
+        if tuple(ref_model.input_shape) != tuple(cand.input_shape):
+            raise InputError(f"check {c.name!r}: the candidate's input {'x'.join(map(str, cand.input_shape))} differs "
+                             f"from the baseline artifact's {'x'.join(map(str, ref_model.input_shape))}")
+        block = block_config(block_time=cfg.block_time, block_iters=cfg.block_iters, block_warmup=cfg.block_warmup)
+        res.reference = {"kind": c.mode, **ref_model.describe()}
+        if c.mode == "against_rev":
+            res.reference["revision"] = c.reference
+    say(f"{c.name}: loading {ref_model.label} and {cand.label} on {c.target}")
+    a = load_side(ref_model.label, ref_model, runtime_cls, p.options, seed=cfg.seed)
+    try:
+        b = load_side(cand.label, cand, runtime_cls, p.options, seed=cfg.seed)
+        try:
+            res.load = {"a_load_ms": a.load_ms, "a_first_ms": a.first_ms, "b_load_ms": b.load_ms,
+                        "b_first_ms": b.first_ms}
+            res.target_info = b.info
+            base_lr = {m.metric: log_ratios(res.baseline_rounds, m.metric) for m in c.metrics} \
+                if res.baseline_rounds else {}
+
+            def evidence(rounds) -> list[Evidence]:
+                return [Evidence(tuple(log_ratios(rounds, m.metric)), m.tolerance,
+                                 tuple(base_lr[m.metric]) if base_lr else None,
+                                 drift=cfg.baseline_drift if base_lr else 0.0) for m in c.metrics]
+
+            def enough(rounds) -> bool:
+                decs, evs = [], evidence(rounds)
+                for ev in evs:
+                    decs.append(decide_one(effect_replicates(ev, n_boot=cfg.n_boot, seed=cfg.seed), ev, level))
+                say(f"{c.name}: {len(rounds)} blocks: " + "; ".join(
+                    f"{m.metric} {d.estimate:+.1%} [{d.ci[0]:+.1%}, {d.ci[1]:+.1%}] MDE {d.mde:.1%} -> {d.outcome}"
+                    for m, d in zip(c.metrics, decs)))
+                # settled: decided, or held INCONCLUSIVE by a drift allowance that no number of blocks can get
+                # under the tolerance (PASS is out of reach)
+                return all(d.outcome != INCONCLUSIVE or (d.drift_bound and ev.drift >= ev.tolerance)
+                           for d, ev in zip(decs, evs))
+
+            res.run = run_interleaved(a.side, b.side, block, min_rounds=cfg.min_blocks, max_rounds=cfg.max_blocks,
+                                      time_budget_s=budget, enough=enough)
+        finally:
+            b.close()
+    finally:
+        a.close()
+    res.evidence = [Evidence(tuple(log_ratios(res.run.rounds, m.metric)), m.tolerance,
+                             tuple(log_ratios(res.baseline_rounds, m.metric)) if res.baseline_rounds else None,
+                             drift=cfg.baseline_drift if res.baseline_rounds else 0.0)
+                    for m in c.metrics]
+    res.options = {"threads": res.target_info.get("threads", p.options.threads), "graph_opt": p.options.graph_opt,
+                   "precision": p.options.precision, "batch": batch, **block_settings(block)}
+    if c.mode == "baseline":
+        here = fingerprint(threads=res.target_info.get("threads"))
+        res.fingerprint_mismatches += mismatches(p.baseline["environment"], here)
+    res.wall_s = (now_ns() - t0) / 1e9
+    return res
+
+
+def run_gate(checks: list[GateCheck], cfg: GateConfig, *, say: Say | None = None, source: str | None = None) -> GateResult:
+    from deploykit.bench.fingerprint import fingerprint
+    from deploykit.bench.timer import now_ns
+
+    say = say or (lambda s: None)
+    t0 = now_ns()
+    tmp = Path(tempfile.mkdtemp(prefix="deploykit-gate-"))
+    try:
+        prepared = prepare(checks, tmp=tmp)
+        m = sum(len(p.check.metrics) for p in prepared)
+        level = adaptive_level(cfg.alpha, m, cfg.correction)
+        results: list[CheckResult] = []
+        for i, p in enumerate(prepared):
+            budget = None
+            if cfg.time_budget is not None:
+                spent = (now_ns() - t0) / 1e9
+                budget = max(0.0, cfg.time_budget - spent) / (len(prepared) - i)
+            try:
+                results.append(run_check(p, cfg, level, budget, say))
+            except DeployKitError as exc:  # recorded (JUnit <error>), the other checks still run
+                say(f"{p.check.name}: error: {exc.one_line()}")
+                results.append(CheckResult(check=p.check, error=exc.one_line(), error_code=exc.exit_code))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    ok = [r for r in results if r.error is None]
+    decisions = decide_all([ev for r in ok for ev in r.evidence], alpha=cfg.alpha, correction=cfg.correction,
+                           n_boot=cfg.n_boot, seed=cfg.seed)
+    k = 0
+    for r in ok:
+        r.decisions = decisions[k:k + len(r.evidence)]
+        k += len(r.evidence)
+    threads = next((r.target_info.get("threads") for r in ok if r.target_info), None)
+    return GateResult(config=cfg, checks=results, environment=fingerprint(threads=threads),
+                      wall_s=(now_ns() - t0) / 1e9, source=source)
+
+
+def side_stats(res: CheckResult) -> dict:
+    if res.run is None:
+        return {}
+    return {"a": summarize_side(res.run.rounds, "a"), "b": summarize_side(res.run.rounds, "b")}
+

@@ -1,0 +1,270 @@
+"""Gate files: the checks a CI latency gate runs, committed in the user's repository (TOML; YAML if PyYAML is there).
+
+    version = 1                          # gate file format version (required)
+
+    [settings]                           # optional, gate-wide; command-line options override them
+    alpha = 0.05                         # family-wise error rate over all checks
+    correction = "bonferroni"            # bonferroni | holm | none
+    min_blocks = 10                      # blocks per side before the first decision
+    max_blocks = 60                      # cap on blocks per side
+    block_time = 0.25                    # seconds per block (and at least block_iters iterations)
+    time_budget = 300                    # seconds of measuring for the whole gate
+    baseline_drift = "10%"               # baseline checks: allowed drift of the relative cost between sessions
+    strict = false                       # INCONCLUSIVE fails (exit 5)
+
+    [defaults]                           # optional: any check key, used where a check does not set it
+    target = "ort"
+    threads = 2
+
+    [[check]]
+    name = "resnet18"                    # optional (default: derived from the models and settings)
+    model = "resnet18"                   # the candidate: registry name or ONNX file
+    against = "base/resnet18.onnx"       # exactly one of: against (ONNX file or model name), against_rev
+                                         # (a git revision), baseline (a stored report, see deploykit baseline)
+    target = "ort"                       # a value or a list; lists of target/batch/resolution make a matrix
+    precision = "fp32"
+    batch = 1
+    resolution = 224
+    metrics = ["p50", "p90"]             # or metric = "p50"; p50 | p90 | throughput
+    tolerance = {p50 = "5%", p90 = "10%"}  # or one value for every metric; defaults p50 5%, p90 10%, throughput 5%
+    threads = 2
+    graph_opt = "all"
+
+Relative paths (models, against, baseline) are relative to the gate file's folder. Every problem -- missing
+file, malformed TOML/YAML, wrong version, unknown key (with a suggestion), unknown model, bad value -- is an
+InputError (exit 2) naming the file and the check, raised before anything is measured.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+from pathlib import Path
+
+from deploykit.core.config import GATE_METRICS, ExportConfig, GateCheck, GateConfig, GateMetric
+from deploykit.core.errors import DeployKitError, InputError
+from deploykit.report.gate import DEFAULT_TOLERANCES, parse_drift, parse_tolerance
+
+GATE_FILE_VERSION = 1
+CHECK_KEYS = ("name", "model", "against", "against_rev", "baseline", "target", "precision", "batch", "resolution",
+              "metric", "metrics", "tolerance", "threads", "graph_opt")
+SETTINGS_KEYS = ("alpha", "correction", "strict", "min_blocks", "max_blocks", "block_time", "block_iters", "baseline_drift",
+                 "block_warmup", "time_budget", "seed")
+TOP_KEYS = ("version", "settings", "defaults", "check")
+MATRIX_KEYS = ("target", "batch", "resolution")
+
+
+def read_gate_file(path: str | Path) -> dict:
+    """The raw mapping in a TOML or YAML gate file."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"gate file not found: {p}")
+    if not p.is_file():
+        raise InputError(f"gate file {p} is not a file")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"gate file {p} is not text (UTF-8)") from None
+    except OSError as exc:
+        raise InputError(f"cannot read gate file {p}: {exc.strerror or exc}") from None
+    suffix = p.suffix.lower()
+    if suffix in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError:
+            raise InputError(f"gate file {p} is YAML, which needs PyYAML (pip install pyyaml); "
+                             "or write the gate file in TOML (gate.toml)") from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" (line {mark.line + 1})" if mark is not None else ""
+            raise InputError(f"gate file {p} is not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
+    elif suffix == ".toml":
+        import tomllib
+
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise InputError(f"gate file {p} is not valid TOML: {exc}") from None
+    else:
+        raise InputError(f"gate file {p}: unknown format {suffix or '(no extension)'!r}; use .toml (or .yaml/.yml)")
+    if not isinstance(data, dict):
+        raise InputError(f"gate file {p} must hold a table/mapping at the top level")
+    return data
+
+
+def _unknown(keys, allowed, where: str) -> None:
+    for k in keys:
+        if k not in allowed:
+            close = difflib.get_close_matches(str(k), allowed, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else f" (known: {', '.join(allowed)})"
+            raise InputError(f"{where}: unknown key {k!r}{hint}")
+
+
+def _int(value, key: str, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InputError(f"{where}: {key} must be a positive integer, got {value!r}")
+    return value
+
+
+def _str(value, key: str, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InputError(f"{where}: {key} must be a non-empty string, got {value!r}")
+    return value.strip()
+
+
+def parse_settings(raw: dict | None, where: str) -> dict:
+    """Gate-wide settings as GateConfig keyword arguments (validated when the GateConfig is built)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise InputError(f"{where}: [settings] must be a table")
+    _unknown(raw, SETTINGS_KEYS, f"{where} [settings]")
+    out = {}
+    for k, v in raw.items():
+        if k == "strict":
+            if not isinstance(v, bool):
+                raise InputError(f"{where} [settings]: strict must be true or false, got {v!r}")
+        elif k == "correction":
+            v = _str(v, k, f"{where} [settings]")
+        elif k == "baseline_drift":
+            v = parse_drift(v, f"{where} [settings]: baseline_drift")
+        elif isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise InputError(f"{where} [settings]: {k} must be a number, got {v!r}")
+        out[k] = v
+    return out
+
+
+def _metrics(entry: dict, where: str) -> tuple[GateMetric, ...]:
+    if "metric" in entry and "metrics" in entry:
+        raise InputError(f"{where}: give metric or metrics, not both")
+    raw = entry.get("metrics", entry.get("metric", "p50"))
+    names = [raw] if isinstance(raw, str) else raw
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise InputError(f"{where}: metrics must be a metric name or a list of them ({', '.join(GATE_METRICS)})")
+    for n in names:
+        if n not in GATE_METRICS:
+            close = difflib.get_close_matches(n, GATE_METRICS, n=1, cutoff=0.5)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise InputError(f"{where}: unknown metric {n!r}{hint} (choose from {', '.join(GATE_METRICS)})")
+    if len(set(names)) != len(names):
+        raise InputError(f"{where}: a metric is listed twice ({', '.join(names)})")
+    tol = entry.get("tolerance")
+    out = []
+    for n in names:
+        if isinstance(tol, dict):
+            _unknown(tol, list(GATE_METRICS), f"{where} tolerance")
+            t = tol.get(n, DEFAULT_TOLERANCES[n])
+        else:
+            t = DEFAULT_TOLERANCES[n] if tol is None else tol
+        out.append(GateMetric(n, parse_tolerance(t, f"{where}: tolerance of {n}")))
+    return tuple(out)
+
+
+def resolve_path(value: str, base: Path | None) -> str:
+    """A path relative to the gate file's folder; model names are returned unchanged."""
+    from deploykit.export.source import looks_like_file
+    from deploykit.models.registry import MODELS
+
+    if base is None or value in MODELS or not looks_like_file(value):
+        return value
+    p = Path(value)
+    return str(p if p.is_absolute() else base / p)
+
+
+def parse_checks(data: dict, *, where: str, base: Path | None, export: ExportConfig | None = None) -> list[GateCheck]:
+    """The checks of a gate file mapping, the matrix keys (target, batch, resolution) expanded."""
+    _unknown(data, TOP_KEYS, where)
+    version = data.get("version")
+    if version is None:
+        raise InputError(f"{where}: missing 'version = {GATE_FILE_VERSION}' (the gate file format version)")
+    if version != GATE_FILE_VERSION or isinstance(version, bool):
+        raise InputError(f"{where}: gate file version {version!r} is not supported; this deploykit reads version "
+                         f"{GATE_FILE_VERSION}")
+    defaults = data.get("defaults") or {}
+    if not isinstance(defaults, dict):
+        raise InputError(f"{where}: [defaults] must be a table")
+    _unknown(defaults, [k for k in CHECK_KEYS if k != "name"], f"{where} [defaults]")
+    entries = data.get("check")
+    if not entries:
+        raise InputError(f"{where}: no checks (add one or more [[check]] tables)")
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise InputError(f"{where}: 'check' must be a list of tables ([[check]] in TOML)")
+    checks: list[GateCheck] = []
+    names: set[str] = set()
+    for i, raw in enumerate(entries, 1):
+        cw = f"{where} check {i}" + (f" ({raw['name']})" if isinstance(raw.get("name"), str) else "")
+        _unknown(raw, CHECK_KEYS, cw)
+        entry = {**defaults, **raw}
+        if "model" not in entry:
+            raise InputError(f"{cw}: missing 'model' (the candidate: a model name or an ONNX file)")
+        modes = [m for m in ("against", "against_rev", "baseline") if m in entry]
+        if len(modes) != 1:
+            raise InputError(f"{cw}: give exactly one of against, against_rev, baseline"
+                             + (f" (found {', '.join(modes)})" if modes else ""))
+        mode = modes[0]
+        candidate = resolve_path(_str(entry["model"], "model", cw), base)
+        reference = _str(entry[mode], mode, cw)
+        if mode != "against_rev":
+            reference = resolve_path(reference, base) if mode == "against" else \
+                str(Path(reference) if base is None or Path(reference).is_absolute() else base / reference)
+        metrics = _metrics(entry, cw)
+        axes = {}
+        for k in MATRIX_KEYS:
+            v = entry.get(k)
+            vals = v if isinstance(v, list) else [v]
+            if not vals:
+                raise InputError(f"{cw}: {k} is an empty list")
+            axes[k] = [None if x is None else (_str(x, k, cw) if k == "target" else _int(x, k, cw)) for x in vals]
+        if axes["target"] == [None]:
+            axes["target"] = ["ort"]
+        threads = entry.get("threads")
+        if threads is not None:
+            threads = _int(threads, "threads", cw)
+        precision = _str(entry["precision"], "precision", cw) if entry.get("precision") is not None else None
+        graph_opt = _str(entry["graph_opt"], "graph_opt", cw) if entry.get("graph_opt") is not None else None
+        combos = list(itertools.product(axes["target"], axes["batch"], axes["resolution"]))
+        if mode == "baseline" and len(combos) > 1:
+            raise InputError(f"{cw}: a check with a baseline cannot use lists for target/batch/resolution (one "
+                             "baseline file holds one measurement); write one check per baseline")
+        for target, batch, res in combos:
+            name = raw.get("name")
+            if name is not None:
+                name = _str(name, "name", cw)
+                if len(combos) > 1:
+                    name += f" [{target}" + (f" b{batch}" if batch else "") + (f" r{res}" if res else "") + "]"
+            else:
+                name = default_name(candidate, mode, reference, target, batch, res)
+            if name in names:
+                raise InputError(f"{cw}: two checks are named {name!r}; give each a distinct name")
+            names.add(name)
+            try:
+                checks.append(GateCheck(name=name, candidate=candidate, mode=mode, reference=reference, target=target,
+                                        metrics=metrics, precision=precision, batch=batch, resolution=res,
+                                        threads=threads, graph_opt=graph_opt, export=export))
+            except DeployKitError as exc:
+                raise InputError(f"{cw}: {exc.one_line()}") from None
+    return checks
+
+
+def default_name(candidate: str, mode: str, reference: str, target: str, batch, res) -> str:
+    def short(s: str) -> str:
+        return Path(s).name if ("/" in s or s.endswith(".onnx")) else s
+
+    ref = {"against": short(reference), "against_rev": f"{short(candidate)}@{reference}",
+           "baseline": f"baseline {short(reference)}"}[mode]
+    return f"{short(candidate)} vs {ref} on {target}" + (f" b{batch}" if batch else "") + (f" r{res}" if res else "")
+
+
+def load_gate_file(path: str | Path, *, export: ExportConfig | None = None) -> tuple[list[GateCheck], dict]:
+    """(checks, settings) of a gate file; settings are GateConfig keyword arguments."""
+    p = Path(path)
+    data = read_gate_file(p)
+    checks = parse_checks(data, where=f"gate file {p}", base=p.resolve().parent, export=export)
+    settings = parse_settings(data.get("settings"), f"gate file {p}")
+    try:
+        GateConfig(**settings)
+    except DeployKitError as exc:
+        raise InputError(f"gate file {p} [settings]: {exc.one_line()}") from None
+    return checks, settings
