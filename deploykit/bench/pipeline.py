@@ -47,6 +47,7 @@ def run_benchmark(model_ref: str, target: str, cfg: BenchConfig, options: Runtim
     runtime = runtime_cls(options)  # validates mode/precision for this target
 
     model = resolve_model(model_ref, batch=cfg.batch, resolution=cfg.resolution, export=export, progress=say)
+    runtime_cls.ensure_supports(model_op_types(model), model.label)  # before loading: exit 3 with the reason
     x, ref, ref_label = reference_outputs(model, cfg.seed)
 
     say(f"loading {model.path.name} on {target}")
@@ -77,6 +78,16 @@ def run_benchmark(model_ref: str, target: str, cfg: BenchConfig, options: Runtim
     return BenchResult(model=model, target=target, target_description=runtime_cls.description, config=cfg,
                        options=options, runtime_info=info, precision=precision, measurement=meas,
                        stats_ms=stats, fidelity=fid, environment=env, warnings=warnings)
+
+
+def model_op_types(model: ResolvedModel) -> set[str]:
+    """The op types of a resolved model's graph (from its manifest when it has one)."""
+    hist = (model.manifest or {}).get("onnx", {}).get("op_histogram")
+    if hist:
+        return set(hist)
+    from deploykit.export.onnx_io import graph_op_types, load_onnx
+
+    return graph_op_types(load_onnx(model.path, load_external_data=False))
 
 
 def _warnings(cfg: BenchConfig, meas: Measurement, stats: dict, fid: dict) -> list[str]:

@@ -144,3 +144,20 @@ def graph_precision(model) -> str:
         counts[init.data_type] = counts.get(init.data_type, 0) + 1
     dominant = max((t for t in counts if t in (1, 10, 16)), key=lambda t: counts[t], default=1)
     return {1: "fp32", 10: "fp16", 16: "bf16"}[dominant]
+
+
+def graph_op_types(model) -> set[str]:
+    """The op types a graph uses (main graph and subgraphs); ops outside the default domain as ``domain.Op``."""
+    out: set[str] = set()
+
+    def walk(graph):
+        for node in graph.node:
+            out.add(node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}")
+            for attr in node.attribute:
+                if attr.HasField("g"):
+                    walk(attr.g)
+                for g in attr.graphs:
+                    walk(g)
+
+    walk(model.graph)
+    return out

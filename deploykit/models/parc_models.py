@@ -80,6 +80,7 @@ def parc_resnet50(resolution, parc_impl="conv"):
     import torchvision
     from torch import nn
 
+    from deploykit.models.layers.norm import AffineBatchNorm2d
     from deploykit.models.layers.parc import ParCHW
 
     model = torchvision.models.resnet50(weights=None)
@@ -90,6 +91,7 @@ def parc_resnet50(resolution, parc_impl="conv"):
             for op in (parc.parc_h, parc.parc_w):  # torchvision's conv init
                 nn.init.kaiming_normal_(op.weight, mode="fan_out", nonlinearity="relu")
             block.conv2 = parc
+            block.bn2 = AffineBatchNorm2d(width)  # after ParC's Concat: Mul + Add in ONNX (see layers.norm)
     return model
 
 
@@ -100,6 +102,7 @@ def parc_mobilenet_v2(resolution, parc_impl="conv"):
     import torchvision
     from torch import nn
 
+    from deploykit.models.layers.norm import AffineBatchNorm2d
     from deploykit.models.layers.parc import ParCHW
 
     model = torchvision.models.mobilenet_v2(weights=None)
@@ -113,7 +116,7 @@ def parc_mobilenet_v2(resolution, parc_impl="conv"):
         for op in (parc.parc_h, parc.parc_w):
             nn.init.kaiming_normal_(op.weight, mode="fan_out")
             nn.init.zeros_(op.bias)
-        ir.conv[1] = nn.Sequential(parc, nn.BatchNorm2d(hidden), nn.ReLU6(inplace=True))
+        ir.conv[1] = nn.Sequential(parc, AffineBatchNorm2d(hidden), nn.ReLU6(inplace=True))  # see layers.norm
     return model
 
 
@@ -129,6 +132,7 @@ def _parcnet_classes():
     import torch
     from torch import nn
 
+    from deploykit.models.layers.norm import AffineBatchNorm2d
     from deploykit.models.layers.parc import ParC
 
     def conv_bn_act(cin, cout, k, groups=1, act=True):
@@ -159,11 +163,12 @@ def _parcnet_classes():
 
         def __init__(self, dim, ffn, size, impl, use_pe):
             super().__init__()
-            self.norm1, self.norm2 = nn.BatchNorm2d(dim), nn.BatchNorm2d(dim)
+            # the BNs no conv precedes export as Mul + Add (see layers.norm)
+            self.norm1, self.norm2 = AffineBatchNorm2d(dim), AffineBatchNorm2d(dim)
             kw = dict(use_pe=use_pe, bias=False)
             self.h1, self.w1 = ParC(dim, size, "H", impl, **kw), ParC(dim, size, "W", impl, **kw)
             self.w2, self.h2 = ParC(dim, size, "W", impl, **kw), ParC(dim, size, "H", impl, **kw)
-            self.ffn = nn.Sequential(nn.BatchNorm2d(2 * dim), nn.Conv2d(2 * dim, ffn, 1), nn.Hardswish(),
+            self.ffn = nn.Sequential(AffineBatchNorm2d(2 * dim), nn.Conv2d(2 * dim, ffn, 1), nn.Hardswish(),
                                      nn.Conv2d(ffn, 2 * dim, 1))
             self.ca = ChannelAttention(2 * dim)
 
@@ -184,7 +189,7 @@ def _parcnet_classes():
             self.local = nn.Sequential(conv_bn_act(channels, width, 3, groups=g),
                                        nn.Conv2d(width, width, 1, bias=False))
             self.blocks = nn.Sequential(*[ParCMetaFormerBlock(width // 2, ffn, size, impl, use_pe=i == 0)
-                                          for i in range(n_blocks)], nn.BatchNorm2d(width))
+                                          for i in range(n_blocks)], AffineBatchNorm2d(width))
             self.proj = conv_bn_act(width, channels, 1, groups=g)
             self.fusion = conv_bn_act(2 * channels, channels, 3)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Iterable
 
 import numpy as np
 
@@ -49,6 +49,10 @@ class Runtime(ABC):
     requires: ClassVar[tuple[str, ...]] = ()  # python modules the target imports
     precisions: ClassVar[tuple[str, ...]] = ("fp32",)
     modes: ClassVar[tuple[str, ...]] = ("latency",)
+    # ONNX op types this target cannot run, each with the reason, e.g. {"DFT": "TensorRT's ONNX parser has no
+    # DFT before 10.x"}. bench refuses such a graph before loading it (exit 3) and `deploykit targets` lists them;
+    # override ``unsupported`` when the answer depends on the installed version.
+    unsupported_ops: ClassVar[dict[str, str]] = {}
 
     def __init__(self, options: RuntimeOptions):
         self.options = options
@@ -75,6 +79,19 @@ class Runtime(ABC):
         av = cls.availability()
         if not av.available:
             raise UnavailableError(f"target {cls.name} is unavailable here: {av.reason}")
+
+    @classmethod
+    def unsupported(cls, op_types: Iterable[str]) -> dict[str, str]:
+        """The op types among ``op_types`` this target cannot run, mapped to the reason."""
+        return {op: cls.unsupported_ops[op] for op in sorted(set(op_types)) if op in cls.unsupported_ops}
+
+    @classmethod
+    def ensure_supports(cls, op_types: Iterable[str], what: str) -> None:
+        """Raise UnavailableError (exit 3) naming each op of ``what`` this target cannot run, and why."""
+        bad = cls.unsupported(op_types)
+        if bad:
+            reasons = "; ".join(f"{op}: {why}" for op, why in bad.items())
+            raise UnavailableError(f"target {cls.name} cannot run {what}: it has {', '.join(bad)} ops ({reasons})")
 
     @abstractmethod
     def load(self, model: ModelInput) -> None:
