@@ -92,7 +92,7 @@ def _classes():
             w1, b1 = fuse_bn(self.conv1[0].weight, self.conv1[0].bias, self.conv1[1])
             w2, b2 = fuse_bn(self.conv2[0].weight, self.conv2[0].bias, self.conv2[1])
             w, b = merge_1x1(w1, b1, w2, b2)
-            self.conv = nn.Conv2d(w.shape[1], w.shape[0], 1)
+            self.conv = nn.Conv2d(w.shape[1], w.shape[0], 1, device=w.device, dtype=w.dtype)
             self.conv.weight.copy_(w)
             self.conv.bias.copy_(b)
             del self.conv1, self.conv2
@@ -145,7 +145,7 @@ def _classes():
             w1, b1 = fuse_bn(self.stem1[0].weight, self.stem1[0].bias, self.stem1[1])
             w2, b2 = fuse_bn(self.stem2[0].weight, self.stem2[0].bias, self.stem2[1])
             w, b = merge_1x1(w1, b1, w2, b2)
-            self.stem = nn.Conv2d(3, w.shape[0], 4, stride=4)
+            self.stem = nn.Conv2d(3, w.shape[0], 4, stride=4, device=w.device, dtype=w.dtype)
             self.stem.weight.copy_(w)
             self.stem.bias.copy_(b)
             del self.stem1, self.stem2
@@ -154,7 +154,7 @@ def _classes():
                 stage.switch_to_deploy()
             w1, b1 = fuse_bn(self.cls1[0].weight, self.cls1[0].bias, self.cls1[1])
             w, b = merge_1x1(w1, b1, self.cls2.weight, self.cls2.bias)
-            self.cls = nn.Conv2d(w.shape[1], w.shape[0], 1)
+            self.cls = nn.Conv2d(w.shape[1], w.shape[0], 1, device=w.device, dtype=w.dtype)
             self.cls.weight.copy_(w)
             self.cls.bias.copy_(b)
             del self.cls1, self.cls2
