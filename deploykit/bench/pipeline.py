@@ -51,15 +51,7 @@ def check_graph_ops(runtime_cls: type[Runtime], model: ResolvedModel) -> None:
         return
     if not runtime_cls.unsupported_ops and runtime_cls.graph_unsupported is Runtime.graph_unsupported:
         return
-    import onnx
-
-    from deploykit.export.onnx_io import op_types
-
-    ops = op_types(onnx.load(str(model.path), load_external_data=False))
-    bad = runtime_cls.graph_unsupported(ops)
-    if bad:
-        why = "; ".join(f"{op}: {reason}" for op, reason in sorted(bad.items()))
-        raise UnavailableError(f"target {runtime_cls.name} cannot run {model.label}: {why}")
+    runtime_cls.ensure_supports(model_op_types(model), model.label)
 
 
 def run_benchmark(model_ref: str, target: str, cfg: BenchConfig, options: RuntimeOptions, *,
@@ -178,6 +170,16 @@ def _reference_step(runtime_cls, options, runtime, timer, model, cfg, export, sa
     side = Side(model.label, runtime.infer, model.input_shape[0], timer)
     return reference_step(runtime_cls, options, side, cfg, models_dir=export.models_dir if export else default_models_dir(),
                           seed=cfg.seed)
+
+
+def model_op_types(model: ResolvedModel) -> set[str]:
+    """The op types of a resolved model's graph (from its manifest when it has one)."""
+    hist = (model.manifest or {}).get("onnx", {}).get("op_histogram")
+    if hist:
+        return set(hist)
+    from deploykit.export.onnx_io import load_onnx, op_types
+
+    return op_types(load_onnx(model.path, load_external_data=False))
 
 
 def _warnings(cfg: BenchConfig, meas: Measurement, stats: dict, fid: dict) -> list[str]:

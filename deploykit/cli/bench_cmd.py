@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
-from deploykit.cli.common import (CALIB_KEYS, POSITIVE, calibration_options, model_options, models_dir_option, print_json, reports_dir_option,
-                                  quantize_config, resolve_models_dir, resolve_reports_dir, stderr_console,
-                                  stdout_console)
+from deploykit.cli.common import (CALIB_KEYS, POSITIVE, calibration_options, check_parc_impl, model_options,
+                                  models_dir_option, parc_impl_option, print_json, quantize_config, reports_dir_option,
+                                  resolve_models_dir, resolve_reports_dir, stderr_console, stdout_console)
 
 
 def hardware_options(f):
@@ -54,6 +54,7 @@ def hardware_options(f):
               help="ONNX Runtime graph optimisation level.")
 @click.option("--weights", type=click.Path(path_type=Path), default=None, help="Checkpoint for a registry model.")
 @click.option("--model-opt", "model_opts", multiple=True, metavar="KEY=VALUE", help="Model option (see 'deploykit models').")
+@parc_impl_option
 @click.option("--opset", type=int, default=18, show_default=True, help="Opset when a registry model is exported.")
 @models_dir_option
 @reports_dir_option
@@ -71,7 +72,7 @@ def hardware_options(f):
                    "cached like any artifact (see 'deploykit quantize').")
 @calibration_options
 def command(models, targets, batch, resolution, warmup, min_iters, min_time, max_time, seed, threads, graph_opt,
-            weights, model_opts, opset, models_dir, report_dir, formats, no_save, as_json, reference_workload,
+            weights, model_opts, parc_impl, opset, models_dir, report_dir, formats, no_save, as_json, reference_workload,
             reference_blocks, int8, **hw):
     calib = {k: hw.pop(k) for k in CALIB_KEYS}
     """Measure MODELS (registry names or .onnx files) on each target.
@@ -118,6 +119,7 @@ def command(models, targets, batch, resolution, warmup, min_iters, min_time, max
             from deploykit.core.errors import InputError
 
             raise InputError(f"ONNX file not found: {m}")
+    check_parc_impl(models, parc_impl)
     reports_dir = resolve_reports_dir(report_dir)
     if not no_save:
         from deploykit.core.atomic import ensure_dir
@@ -133,7 +135,8 @@ def command(models, targets, batch, resolution, warmup, min_iters, min_time, max
     for m in models:
         for t in target_list:
             export = ExportConfig(model=m, batch=batch, resolution=resolution, opset=opset,
-                                  weights=str(weights) if weights else None, options=model_options(model_opts),
+                                  weights=str(weights) if weights else None,
+                                  options=model_options(model_opts, parc_impl=parc_impl, model=m),
                                   models_dir=resolve_models_dir(models_dir)) if not looks_like_file(m) or m in MODELS else None
             result = _run_one(err, run_benchmark, m, t, cfg, opts, export, qcfg)
             report = build_report(result)

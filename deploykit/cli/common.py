@@ -31,15 +31,40 @@ def resolve_reports_dir(value: Path | None) -> Path:
     return value or default_reports_dir()
 
 
-def model_options(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
-    """``--model-opt key=value`` pairs."""
+def model_options(values: tuple[str, ...], *, parc_impl: str | None = None,
+                  model: str | None = None) -> tuple[tuple[str, str], ...]:
+    """``--model-opt key=value`` pairs, plus ``--parc-impl X`` as ``parc_impl=X``. With ``model`` (bench's
+    several models) ``--parc-impl`` goes only to models that have the option; without, always (export)."""
     out = []
     for v in values:
         key, sep, val = v.partition("=")
         if not sep or not key:
             raise click.BadParameter(f"expected key=value, got {v!r}", param_hint="--model-opt")
         out.append((key.strip().replace("-", "_"), val.strip()))
+    if parc_impl is not None and (model is None or _has_option(model, "parc_impl")):
+        out = [(k, v) for k, v in out if k != "parc_impl"] + [("parc_impl", parc_impl)]
     return tuple(out)
+
+
+PARC_IMPLS = ("conv", "fft", "matmul")
+
+
+def parc_impl_option(f):
+    return click.option("--parc-impl", type=click.Choice(PARC_IMPLS), default=None,
+                        help="ParC implementation for ParC models (the same as --model-opt parc_impl=...).")(f)
+
+
+def _has_option(model: str, option: str) -> bool:
+    from deploykit.models.registry import MODELS
+
+    return model in MODELS and option in dict(MODELS.get(model).options)
+
+
+def check_parc_impl(models, parc_impl: str | None) -> None:
+    """--parc-impl with no ParC model among ``models`` is a usage error (it would silently do nothing)."""
+    if parc_impl is not None and not any(_has_option(m, "parc_impl") for m in models):
+        raise click.BadParameter(f"none of {', '.join(models)} has a ParC implementation to choose "
+                                 "('deploykit models --family parc' lists the ParC models)", param_hint="--parc-impl")
 
 
 def stderr_console():

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from deploykit.cli.common import POSITIVE, model_options, models_dir_option, print_json, resolve_models_dir, stderr_console
+from deploykit.cli.common import (POSITIVE, model_options, models_dir_option, parc_impl_option, print_json,
+                                  resolve_models_dir, stderr_console)
 
 
 @click.command("export")
@@ -20,6 +21,7 @@ from deploykit.cli.common import POSITIVE, model_options, models_dir_option, pri
 @click.option("--weights", type=click.Path(path_type=Path), default=None,
               help="A state_dict checkpoint to load (torch.load(weights_only=True)).")
 @click.option("--model-opt", "model_opts", multiple=True, metavar="KEY=VALUE", help="Model option (see 'deploykit models').")
+@parc_impl_option
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="Write here instead of <models-dir>/<model>/<variant>.onnx.")
 @models_dir_option
@@ -32,8 +34,8 @@ from deploykit.cli.common import POSITIVE, model_options, models_dir_option, pri
               help="Keep BatchNormalization nodes: legacy TorchScript exporter with training=PRESERVE and no "
                    "constant folding (with --no-fuse the file keeps them; for testing 'deploykit fuse').")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
-def command(model, opset, batch, resolution, dynamic_batch, seed, weights, model_opts, output, models_dir, force,
-            no_verify, fuse, no_fold, as_json):
+def command(model, opset, batch, resolution, dynamic_batch, seed, weights, model_opts, parc_impl, output, models_dir,
+            force, no_verify, fuse, no_fold, as_json):
     """Export MODEL (a name from 'deploykit models') to ONNX, check it, and verify it in ONNX Runtime
     against PyTorch on the same input (max-abs error, cosine similarity, top-1 agreement).
 
@@ -43,7 +45,8 @@ def command(model, opset, batch, resolution, dynamic_batch, seed, weights, model
     from deploykit.export.exporter import export_model
 
     cfg = ExportConfig(model=model, batch=batch, resolution=resolution, opset=opset, dynamic_batch=dynamic_batch,
-                       seed=seed, weights=str(weights) if weights else None, options=model_options(model_opts),
+                       seed=seed, weights=str(weights) if weights else None,
+                       options=model_options(model_opts, parc_impl=parc_impl),
                        output=str(output) if output else None, models_dir=resolve_models_dir(models_dir),
                        force=force, verify=not no_verify, fuse=fuse, fold_bn=not no_fold)
     err = stderr_console()

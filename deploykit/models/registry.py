@@ -52,10 +52,8 @@ def _load_zoo() -> None:
     from deploykit.models import torchvision_models  # noqa: F401  (CNNs first in listings)
     from deploykit.models import timm_models  # noqa: F401
 
-    try:  # later families register here too; a missing module is not an error
-        from deploykit.models import zoo_extra  # noqa: F401
-    except ImportError:
-        pass
+    from deploykit.models import parc_models  # noqa: F401  (the ParC family beside its plain counterparts)
+    from deploykit.models import vanillanet  # noqa: F401
 
 
 MODELS: Registry[ModelCfg] = Registry("model", loader=_load_zoo)

@@ -27,7 +27,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, ClassVar
+from typing import Callable, ClassVar, Iterable
 
 import numpy as np
 
@@ -62,6 +62,9 @@ class Runtime(ABC):
     precisions: ClassVar[tuple[str, ...]] = ("fp32",)
     modes: ClassVar[tuple[str, ...]] = ("latency",)
     file_formats: ClassVar[tuple[str, ...]] = (".onnx",)  # model files the target reads
+    # ONNX op types this target cannot run, each with the reason, e.g. {"DFT": "TensorRT's ONNX parser has no
+    # DFT before 10.x"}. bench refuses such a graph before loading it (exit 3) and `deploykit targets` lists them;
+    # override ``graph_unsupported`` when the answer depends on the installed version.
     unsupported_ops: ClassVar[dict[str, str]] = {}  # ONNX op type -> why this target cannot run it
 
     def __init__(self, options: RuntimeOptions):
@@ -94,6 +97,14 @@ class Runtime(ABC):
     def graph_unsupported(cls, op_types: set[str]) -> dict[str, str]:
         """The ops of a graph (its set of op types) this target cannot run, with the reason for each."""
         return {op: why for op, why in cls.unsupported_ops.items() if op in op_types}
+
+    @classmethod
+    def ensure_supports(cls, op_types: Iterable[str], what: str) -> None:
+        """Raise UnavailableError (exit 3) naming each op of ``what`` this target cannot run, and why."""
+        bad = cls.graph_unsupported(set(op_types))
+        if bad:
+            reasons = "; ".join(f"{op}: {why}" for op, why in bad.items())
+            raise UnavailableError(f"target {cls.name} cannot run {what}: it has {', '.join(bad)} ops ({reasons})")
 
     @classmethod
     def inspect_file(cls, path: Path) -> tuple[list, str]:

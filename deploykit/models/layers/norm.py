@@ -1,0 +1,25 @@
+"""BatchNorm that exports, in eval mode, as an explicit Mul + Add instead of an ONNX BatchNormalization op.
+
+Use it for a BatchNorm that no convolution precedes (so the exporter cannot fold it away), e.g. after a ParC
+block that ends in a Concat. Reason: OpenVINO 2026.4's CPU plugin crashes (segmentation fault in
+compile_model) on an int8 QDQ graph (ONNX Runtime quantize_static) that holds a standalone
+BatchNormalization after a Concat; the same graph with Mul + Add compiles and runs. The function, the
+parameters and the state_dict keys are nn.BatchNorm2d's, so checkpoints load unchanged and training mode is
+plain batch norm.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class AffineBatchNorm2d(nn.BatchNorm2d):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training or not self.track_running_stats or self.running_var is None:
+            return super().forward(x)
+        scale = torch.rsqrt(self.running_var + self.eps)
+        shift = -self.running_mean * scale
+        if self.affine:
+            scale, shift = scale * self.weight, shift * self.weight + self.bias
+        return x * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1)
