@@ -176,6 +176,21 @@ def _load_targets() -> None:
                 raise
 
 
+
+class CudaRuntime(Runtime):
+    """A target on an NVIDIA GPU: ``--device cuda[:N]`` must exist here (checked in ``preflight``, exit 3)."""
+
+    def preflight(self) -> None:
+        from deploykit.runtimes.cuda_probe import require_gpu
+
+        self._gpu = require_gpu(self.name, self.options.device)
+
+    def uses_gpu(self) -> int | None:
+        from deploykit.runtimes.cuda_probe import parse_cuda_device
+
+        return parse_cuda_device(self.options.device)
+
+
 TARGETS: Registry[type[Runtime]] = Registry("target", loader=_load_targets)
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from deploykit.core.errors import UnavailableError, UsageError
-from deploykit.runtimes.base import Availability, ModelInput, Runtime, register_runtime
+from deploykit.runtimes.base import Availability, CudaRuntime, ModelInput, register_runtime
 
 _DFT = ("ONNX Runtime's CUDA execution provider has no DFT kernel (ParC's fft implementation); ONNX Runtime "
         "would silently run it on the CPU: export the model with another ParC implementation or use a CPU target")
@@ -36,7 +36,7 @@ def _gpu_dist() -> str | None:
     return None
 
 
-class _OrtGpuRuntime(Runtime):
+class _OrtGpuRuntime(CudaRuntime):
     provider = ""
     device_kind = "gpu"
     requires = ("onnxruntime",)
@@ -64,16 +64,6 @@ class _OrtGpuRuntime(Runtime):
             return Availability(False, "; ".join(missing))
         gpus = ", ".join(f"cuda:{d.index} {d.name}" for d in st.devices)
         return Availability(True, detail=f"onnxruntime-gpu {ver}; {gpus}")
-
-    def preflight(self) -> None:
-        from deploykit.runtimes.cuda_probe import require_gpu
-
-        self._gpu = require_gpu(self.name, self.options.device)
-
-    def uses_gpu(self) -> int | None:
-        from deploykit.runtimes.cuda_probe import parse_cuda_device
-
-        return parse_cuda_device(self.options.device)
 
     def _provider_options(self, model: ModelInput) -> list:
         raise NotImplementedError

@@ -28,7 +28,7 @@ import numpy as np
 from deploykit.core.errors import InputError, UnavailableError
 from deploykit.core.lazy import install_hint, is_installed
 from deploykit.runtimes import trt_plan
-from deploykit.runtimes.base import Availability, ModelInput, Runtime, register_runtime
+from deploykit.runtimes.base import Availability, CudaRuntime, ModelInput, register_runtime
 
 _DFT = ("TensorRT's ONNX parser has no DFT before TensorRT 11.2 (ParC's fft implementation): export the model "
         "with another ParC implementation")
@@ -58,7 +58,7 @@ def ck(result):
 
 
 @register_runtime("trt")
-class TensorrtRuntime(Runtime):
+class TensorrtRuntime(CudaRuntime):
     description = "TensorRT 10/11 engine built from ONNX (fp32 / tf32 / fp16 / int8 from Q/DQ), CUDA events timing"
     device_kind = "gpu"
     requires = ("tensorrt", "cuda")
@@ -92,16 +92,6 @@ class TensorrtRuntime(Runtime):
             return Availability(False, "; ".join(missing))
         gpus = ", ".join(f"cuda:{d.index} {d.name} (sm {d.compute_capability})" for d in st.devices)
         return Availability(True, detail=f"tensorrt {version_of('tensorrt')}; {gpus}")
-
-    def preflight(self) -> None:
-        from deploykit.runtimes.cuda_probe import require_gpu
-
-        self._gpu = require_gpu(self.name, self.options.device)
-
-    def uses_gpu(self) -> int | None:
-        from deploykit.runtimes.cuda_probe import parse_cuda_device
-
-        return parse_cuda_device(self.options.device)
 
     # -- build / cache -------------------------------------------------------------------------------------
     def _plan(self, model: ModelInput, trt_version: str) -> tuple[trt_plan.BuildPlan, str]:
