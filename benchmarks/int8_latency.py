@@ -67,6 +67,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--exclude", action="append", default=[], help="op types / node names kept float (ORT QDQ)")
     ap.add_argument("--reduce-range", choices=["auto", "on", "off"], default="auto", help="7-bit weights (ORT QDQ)")
     ap.add_argument("--no-openvino", action="store_true")
+    ap.add_argument("--no-verify", action="store_true",
+                    help="keep int8 files below the fidelity floor (their cosine is still reported)")
     ap.add_argument("--out", type=Path, default=Path("runs/int8"))
     a = ap.parse_args(argv)
 
@@ -97,13 +99,14 @@ def main(argv=None) -> dict:
         sms = ["int8", "float"] if family == "vit" else [None]
         for sm in sms:
             q = QuantizeConfig(calib_data=str(calib), calib_size=a.calib_images, softmax=sm, fidelity_samples=8,
-                               exclude=tuple(a.exclude),
+                               exclude=tuple(a.exclude), verify=not a.no_verify,
                                reduce_range={"auto": None, "on": True, "off": False}[a.reduce_range])
             r = quantize_model(name, q, export=ExportConfig(model=name, resolution=a.resolution, models_dir=models_dir),
                                resolution=a.resolution, models_dir=models_dir)
             variants.append(("int8 ort-qdq" + (f" softmax {sm}" if sm else ""), r.path, r.report))
         if not a.no_nncf and not a.no_openvino:
-            q = QuantizeConfig(calib_data=str(calib), calib_size=a.calib_images, quantizer="nncf", fidelity_samples=8)
+            q = QuantizeConfig(calib_data=str(calib), calib_size=a.calib_images, quantizer="nncf", fidelity_samples=8,
+                               verify=not a.no_verify)
             r = quantize_model(name, q, export=ExportConfig(model=name, resolution=a.resolution, models_dir=models_dir),
                                resolution=a.resolution, models_dir=models_dir)
             variants.append(("int8 nncf", r.path, r.report))
