@@ -117,12 +117,15 @@ class OpenVinoRunner:
         import openvino as ov
 
         core = ov.Core()
-        cfg = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads}
-        self.compiled = core.compile_model(core.read_model(str(path)), "CPU", cfg)
+        self.compiled = core.compile_model(core.read_model(str(path)), "CPU", self.config(threads))
         self.req = self.compiled.create_infer_request()
         self.req.set_input_tensor(ov.Tensor(np.ascontiguousarray(x)))
         self.version = ov.__version__.split("-")[0]
         self.threads = threads
+
+    @staticmethod
+    def config(threads) -> dict:
+        return {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads}
 
     def infer(self):
         self.req.infer()

@@ -6,10 +6,12 @@ fp32 and int8, at one resolution (224 by default): the closing table of issue 5.
     PYTHONPATH=. python benchmarks/parc_pairs.py --pairs parc_mobilenet_v2 --impls conv,fft,matmul --json out.json
 
 Models are exported by deploykit (``export_model``: dynamo exporter, opset 18, verified in ONNX Runtime against
-PyTorch) into --models-dir (reused across runs). int8 is ONNX Runtime's ``quantize_static`` in QDQ form (int8
-activations and per-channel int8 weights) calibrated on --calib seeded random inputs: a latency measurement,
-not an accuracy one (no pretrained weights or data set here). The int8 graph is the same file for both
-runtimes; OpenVINO runs its QDQ ops in int8 and the rest in f32 (INFERENCE_PRECISION_HINT=f32).
+PyTorch) into --models-dir (reused across runs). int8 is ``deploykit quantize`` (ONNX Runtime QDQ, cpu profile:
+uint8 activations, per-channel int8 weights, 7-bit on CPUs without VNNI) calibrated on --calib seeded synthetic
+inputs: a latency measurement, not an accuracy one (no pretrained weights or data set here). The int8 graph is
+the same file for both runtimes; OpenVINO runs its QDQ ops in int8 and the rest in f32
+(INFERENCE_PRECISION_HINT=f32), after a compile in a child process (``check_compiles``), so a crash inside
+OpenVINO becomes a "Not run" row instead of ending the script.
 
 Every number comes from deploykit's measurement core (``bench.runner.measure`` + ``bench.stats.summarize``),
 through the runners of benchmarks/parc_layer.py (ONNX Runtime = deploykit's ``ort`` target). Each output is
@@ -100,6 +102,10 @@ def run(args) -> dict:
                     row = {"pair": pair, "model": name, "impl": impl or "", "precision": prec, "target": target,
                            "resolution": args.resolution, "quantizer": quantizer.get((name, impl)) if prec == "int8" else None}
                     try:
+                        if target == "openvino" and prec == "int8":
+                            from deploykit.runtimes.openvino_rt import check_compiles
+
+                            check_compiles(paths[prec], "CPU", OpenVinoRunner.config(args.threads))
                         runner = (OrtRunner if target == "ort" else OpenVinoRunner)(paths[prec], x, args.threads)
                         infos[target] = runner.info().replace(", f32", "")
                         c = compare(ref, runner.output())
@@ -124,7 +130,7 @@ def markdown(result: dict) -> str:
     st = result["settings"]
     cols = [(p, t) for p in st["precisions"] for t in st["targets"]]
     lines = [f"Plain vs ParC at {st['resolution']} x {st['resolution']}, batch 1, {st['threads']} threads; median "
-             f"latency in ms (deploykit bench.runner / bench.stats); int8 = ORT quantize_static QDQ. "
+             f"latency in ms (deploykit bench.runner / bench.stats); int8 = deploykit quantize (ORT QDQ). "
              f"CPU: {result['machine']['cpu']}.",
              "Runtimes: " + "; ".join(f"{k}: {v}" for k, v in result["runtimes"].items()) + ".", "",
              "| pair | model | impl | " + " | ".join(f"{t} {p}" for p, t in cols) + " |",

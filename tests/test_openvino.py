@@ -179,3 +179,51 @@ def test_plain_onnx_copy_uses_ort_reference(resnet18_64, tmp_path):
 def test_ort_refuses_a_gpu_device(resnet18_64):
     with pytest.raises(UsageError, match="CPU only"):
         run_benchmark(str(resnet18_64.path), "ort", FAST, RuntimeOptions(device="GPU"))
+
+
+def _concat_mul_qdq_graph(path):
+    """A tiny int8 QDQ graph with the pattern that crashes OpenVINO 2026.4's CPU plugin in compile_model:
+    Concat -> Q/DQ (uint8, zero point 118) -> Mul by a float constant -> Q/DQ."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes, inits = [], []
+
+    def qdq(x, name, zp):
+        inits.extend([numpy_helper.from_array(np.array(0.05, np.float32), name + "_s"),
+                      numpy_helper.from_array(np.array(zp, np.uint8), name + "_z")])
+        nodes.extend([helper.make_node("QuantizeLinear", [x, name + "_s", name + "_z"], [name + "_q"]),
+                      helper.make_node("DequantizeLinear", [name + "_q", name + "_s", name + "_z"], [name + "_dq"])])
+        return name + "_dq"
+
+    a = qdq("input", "a", 128)
+    nodes.append(helper.make_node("Concat", [a, a], ["cat"], axis=1))
+    c = qdq("cat", "c", 118)
+    inits.append(numpy_helper.from_array(np.linspace(0.5, 1.5, 6, dtype=np.float32).reshape(1, 6, 1, 1), "k"))
+    nodes.append(helper.make_node("Mul", [c, "k"], ["m"]))
+    nodes.append(helper.make_node("Identity", [qdq("m", "d", 118)], ["output"]))
+    graph = helper.make_graph(nodes, "concat_mul_qdq", [helper.make_tensor_value_info("input", TensorProto.FLOAT,
+                                                                                      [1, 3, 16, 16])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 6, 16, 16])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    return path
+
+
+def test_a_crash_inside_openvino_is_one_clean_error(tmp_path):
+    """An int8 graph that makes OpenVINO's plugin die by a signal in compile_model ends `bench` with one line and
+    exit 3 (compiled first in a child process), never a segmentation fault; ONNX Runtime runs the same file.
+    On an OpenVINO without that bug the file simply runs."""
+    from deploykit.core.lazy import version_of
+    from tests.conftest import run_cli
+
+    onnx_path = _concat_mul_qdq_graph(tmp_path / "concat_mul_qdq.onnx")
+    args = ("bench", str(onnx_path), "--min-time", "0.1", "--min-iters", "5", "--report-dir", str(tmp_path / "r"))
+    ov = run_cli(*args, "-t", "openvino")
+    assert ov.returncode >= 0, f"deploykit itself died by signal {-ov.returncode}"
+    if version_of("openvino").startswith("2026.4"):  # the version the crash was found on
+        assert_clean_error(ov, 3, "crashed (SIGSEGV)", "concat_mul_qdq.onnx", "-t ort", alone=False)
+        assert not files_under(tmp_path / "r")
+    else:
+        assert ov.returncode in (0, 3), ov.stderr
+    assert run_cli(*args, "-t", "ort").returncode == 0

@@ -208,6 +208,27 @@ def test_int8_qdq_quantization_works_for_conv_and_matmul(parc_artifact, tmp_path
         assert c["cosine"] >= 0.99, c
 
 
+def test_deploykit_int8_parc_resnet50_runs_on_openvino(parc_artifact, store):
+    """`deploykit quantize` (cpu profile: uint8 activations) on ParC-ResNet50: the Concat that joins ParC-H and
+    ParC-W feeds the BatchNorm's float Mul, so it stays float -- with Q/DQ there OpenVINO 2026.4's CPU plugin
+    dies in compile_model -- and the int8 file runs in OpenVINO (compiled in a child process first) close to fp32."""
+    import onnx
+
+    from deploykit.core.config import QuantizeConfig
+    from deploykit.quantize.pipeline import quantize_model
+
+    res = parc_artifact("parc_resnet50", parc_impl="conv")
+    q = quantize_model(str(res.path), QuantizeConfig(calib_data="synthetic", calib_size=4, check_openvino=True,
+                                                     fidelity_samples=2), models_dir=store)
+    kept_float = q.report["plan"]["float_concats"]
+    assert len(kept_float) == 4  # one per ParC bottleneck (layer3 blocks 3-5, layer4 block 2)
+    proto = onnx.load(str(q.path))
+    concat_out = {n.output[0] for n in proto.graph.node if n.name in kept_float}
+    assert len(concat_out) == 4
+    assert not any(n.op_type == "QuantizeLinear" and n.input[0] in concat_out for n in proto.graph.node)
+    assert q.report["openvino"]["cosine"] >= 0.99, q.report["openvino"]
+
+
 # ------------------------------------------------------------------------------------------- VanillaNet
 def _randomize_bn(model, seed=0):
     g = torch.Generator().manual_seed(seed)

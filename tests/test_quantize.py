@@ -360,6 +360,39 @@ def test_reduce_range_auto_follows_the_cpu():
         assert auto is (not has_vnni) and "auto" in why
 
 
+def test_a_concat_only_float_ops_use_stays_float():
+    """float_concats: a Concat whose every consumer stays float (here a Mul, not a quantized op type) gets no
+    Q/DQ of its own, nor does a Concat feeding only such a Concat; one with a quantized consumer (Conv) and
+    the graph's output Concat keep the default."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from deploykit.quantize.ort_qdq import OP_TYPES, float_concats
+
+    w = numpy_helper.from_array(np.ones((4, 4, 1, 1), np.float32), "w")
+    k = numpy_helper.from_array(np.ones((1, 4, 1, 1), np.float32), "k")
+    nodes = [
+        helper.make_node("Concat", ["a", "b"], ["c1"], axis=1, name="to_conv"),
+        helper.make_node("Conv", ["c1", "w"], ["y1"], name="conv"),
+        helper.make_node("Concat", ["a", "b"], ["c2"], axis=1, name="to_mul"),
+        helper.make_node("Mul", ["c2", "k"], ["y2"], name="mul"),
+        helper.make_node("Concat", ["a", "b"], ["c3"], axis=1, name="inner"),
+        helper.make_node("Concat", ["c3"], ["c4"], axis=1, name="outer"),
+        helper.make_node("Mul", ["c4", "k"], ["y3"], name="mul2"),
+        helper.make_node("Concat", ["y1", "y2", "y3"], ["out"], axis=1, name="last"),
+    ]
+    vi = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 2, 4, 4]) for n in ("a", "b")]
+    graph = helper.make_graph(nodes, "g", vi, [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 12, 4, 4])],
+                              [w, k])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    onnx.checker.check_model(model)
+    assert float_concats(model, OP_TYPES["cnn"], []) == ["inner", "outer", "to_mul"]
+    # a user exclusion makes the consumer float too: the Concat feeding it follows
+    assert "to_conv" in float_concats(model, OP_TYPES["cnn"], ["conv"])
+    # where Mul is quantized, nothing changes
+    assert float_concats(model, OP_TYPES["cnn"] + ("Mul",), []) == []
+
+
 def test_fake_quantize_and_bench_int8_floor():
     from deploykit.bench.fidelity import TOLERANCES
     from deploykit.quantize.softmax import fake_quantize

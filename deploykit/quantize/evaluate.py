@@ -44,7 +44,8 @@ class OrtModel:
 
 class OpenVinoModel:
     """An ONNX or IR file compiled by OpenVINO on the CPU with INFERENCE_PRECISION_HINT=f32 (so an "fp32"
-    reference never silently runs bf16 on CPUs with bf16 units)."""
+    reference never silently runs bf16 on CPUs with bf16 units). Used for quantized files, so it first compiles
+    in a child process (``check_compiles``)."""
 
     def __init__(self, path, *, threads: int | None = None):
         ov = require("openvino", "running models in OpenVINO")
@@ -52,6 +53,9 @@ class OpenVinoModel:
         cfg = {"INFERENCE_PRECISION_HINT": "f32"}
         if threads:
             cfg["INFERENCE_NUM_THREADS"] = threads
+        from deploykit.runtimes.openvino_rt import check_compiles
+
+        check_compiles(Path(path), "CPU", cfg)  # the int8 files it runs can crash OpenVINO's plugin
         try:
             model = core.read_model(str(path))
             self.compiled = core.compile_model(model, "CPU", cfg)

@@ -97,6 +97,7 @@ class QdqPlan:
     op_types: list[str]
     nodes_to_exclude: list[str] = field(default_factory=list)
     excluded_by_user: dict = field(default_factory=dict)
+    float_concats: list[str] = field(default_factory=list)
     softmax_overrides: dict = field(default_factory=dict)
 
     def describe(self) -> dict:
@@ -150,7 +151,42 @@ def make_plan(pre_model, family: str, qcfg) -> QdqPlan:
     elif softmax == "float":
         plan.nodes_to_exclude += [s.softmax for s in sites] + [s.pv_matmul for s in sites]
     _apply_excludes(pre_model, plan, qcfg.exclude)
+    plan.float_concats = float_concats(pre_model, plan.op_types, plan.nodes_to_exclude)
+    plan.nodes_to_exclude = sorted(set(plan.nodes_to_exclude) | set(plan.float_concats))
     return plan
+
+
+def float_concats(model, op_types, excluded) -> list[str]:
+    """Names of the Concat nodes whose result only float ops use (no consumer is quantized).
+
+    Quantizing such a Concat buys nothing (its int8 output is dequantized at once) and costs a Q/DQ round
+    trip, and the pattern it leaves -- Concat -> Q/DQ with a non-zero zero point -> Mul or Add by a float
+    constant -> Q/DQ -- crashes OpenVINO 2026.4's CPU plugin (segmentation fault in compile_model; found on
+    ParC-ResNet50, whose BatchNorm after the ParC Concat exports as Mul + Add). So these Concats stay float;
+    their inputs keep the Q/DQ of the ops that produce them. Repeats until stable (a Concat that only feeds
+    a float Concat is float too)."""
+    quantized = set(op_types)
+    float_nodes = set(excluded)
+    consumers: dict[str, list] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    outputs = {o.name for o in model.graph.output}
+    found: list[str] = []
+    changed = True
+    while changed:
+        changed = False
+        for n in model.graph.node:
+            if n.op_type != "Concat" or not n.name or n.name in float_nodes:
+                continue
+            users = [c for o in n.output for c in consumers.get(o, [])]
+            if any(o in outputs for o in n.output) and not users:
+                continue  # a graph output: quantizing it changes what the model returns, leave the default
+            if all(c.op_type not in quantized or c.name in float_nodes for c in users):
+                float_nodes.add(n.name)
+                found.append(n.name)
+                changed = True
+    return sorted(found)
 
 
 def _apply_excludes(model, plan: QdqPlan, excludes) -> None:

@@ -63,6 +63,56 @@ def check_device(device: str, available: list[str]) -> None:
         raise UnavailableError(f"OpenVINO device {device} is not available here (devices here: {here})")
 
 
+def check_compiles(path: Path, device: str, config: dict, shape: tuple | None = None, timeout: float = 900) -> None:
+    """Compile ``path`` once in a child process first, so a crash inside OpenVINO cannot take deploykit down.
+
+    OpenVINO's low-precision transformations have crashed (segmentation fault in ``compile_model``, no Python
+    exception) on some int8 QDQ graphs -- e.g. OpenVINO 2026.4's CPU plugin on Concat -> Q/DQ with a non-zero
+    zero point -> Mul/Add by a float constant. A child that dies by a signal becomes one clean error (exit 3);
+    any ordinary failure is left to the compile in this process, which reports it. The child compiles with the
+    same settings, so with CACHE_DIR set the second compile loads its blob. Costs one compile; used for
+    quantized graphs only."""
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    code = "from deploykit.runtimes.openvino_rt import _compile_child; _compile_child()"
+    args = [sys.executable, "-c", code, str(path), device, json.dumps(config), json.dumps(list(shape or []))]
+    try:
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return  # slow, not crashed: the real compile decides
+    if proc.returncode >= 0:
+        return
+    from deploykit.core.lazy import version_of
+
+    try:
+        sig = signal.Signals(-proc.returncode).name
+    except ValueError:
+        sig = f"signal {-proc.returncode}"
+    raise UnavailableError(
+        f"OpenVINO {version_of('openvino')} crashed ({sig}) compiling {Path(path).name} for {device}: a fault "
+        "inside OpenVINO's plugin on this quantized graph, not a broken file; ONNX Runtime runs it (-t ort)")
+
+
+def _compile_child() -> None:
+    """Entry point of ``check_compiles``' child: argv = path, device, config JSON, input shape JSON."""
+    import json
+    import sys
+
+    path, device, config, shape = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4])
+    c = core()
+    try:
+        m = c.read_model(path)
+        if shape and (not m.input(0).get_partial_shape().is_static or _shape_of(m.input(0)) != tuple(shape)):
+            m.reshape({m.input(0).get_any_name(): shape})
+        c.compile_model(m, device, config)
+    except Exception as exc:  # an ordinary failure: the parent's own compile reports it
+        print(" ".join(str(exc).split())[:300], file=sys.stderr)
+        sys.exit(1)
+
+
 def type_name(t) -> str:
     return t.get_type_name() if hasattr(t, "get_type_name") else str(t)
 
@@ -124,6 +174,8 @@ class OpenVinoRuntime(Runtime):
         self.preflight()
         self._config_used = self._config()
         path = str(model.path)
+        if model.precision == "int8":
+            check_compiles(model.path, self.device, self._config_used, tuple(model.shape))
         try:
             cm = c.compile_model(path, self.device, self._config_used)
             if _shape_of(cm.input(0)) != tuple(model.shape):  # dynamic or other dims: fix them, compile again
