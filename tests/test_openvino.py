@@ -211,8 +211,9 @@ def _concat_mul_qdq_graph(path):
 
 
 def test_a_crash_inside_openvino_is_one_clean_error(tmp_path):
-    """An int8 graph that makes OpenVINO's plugin die by a signal in compile_model ends `bench` with one line and
-    exit 3 (compiled first in a child process), never a segmentation fault; ONNX Runtime runs the same file.
+    """An int8 graph that makes OpenVINO's plugin die by a signal in compile_model ends `bench` (and `inspect
+    --runtime openvino`) with one line and exit 3 (compiled first in a child process), never a segmentation
+    fault; ONNX Runtime runs the same file.
     On an OpenVINO without that bug the file simply runs."""
     from deploykit.core.lazy import version_of
     from tests.conftest import run_cli
@@ -222,8 +223,9 @@ def test_a_crash_inside_openvino_is_one_clean_error(tmp_path):
     ov = run_cli(*args, "-t", "openvino")
     assert ov.returncode >= 0, f"deploykit itself died by signal {-ov.returncode}"
     if version_of("openvino").startswith("2026.4"):  # the version the crash was found on
-        assert_clean_error(ov, 3, "crashed (SIGSEGV)", "concat_mul_qdq.onnx", "-t ort", alone=False)
+        assert_clean_error(ov, 3, "crashed (SIGSEGV)", "concat_mul_qdq.onnx", "target ort", alone=False)
         assert not files_under(tmp_path / "r")
+        assert_clean_error(run_cli("inspect", str(onnx_path), "--runtime", "openvino"), 3, "crashed (SIGSEGV)")
     else:
         assert ov.returncode in (0, 3), ov.stderr
     assert run_cli(*args, "-t", "ort").returncode == 0

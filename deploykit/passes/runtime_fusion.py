@@ -89,13 +89,26 @@ def openvino_runtime_graph(path, *, precision_hint: str = "f32", threads: int = 
     f32 keeps an "fp32" run from silently running bf16) and summarise the runtime graph it executes."""
     ov = require("openvino", "reading OpenVINO's runtime graph")
     core = ov.Core()
+    op_types = _onnx_op_types(path)
+    config = {"INFERENCE_PRECISION_HINT": precision_hint, "INFERENCE_NUM_THREADS": threads}
+    if _is_qdq(path):  # an int8 QDQ graph: compile in a child first (OpenVINO's plugin has crashed on some)
+        from deploykit.runtimes.openvino_rt import check_compiles
+
+        check_compiles(Path(path), device, config)
     try:
         model = core.read_model(str(path))
-        compiled = core.compile_model(model, device, {"INFERENCE_PRECISION_HINT": precision_hint,
-                                                      "INFERENCE_NUM_THREADS": threads})
+        compiled = core.compile_model(model, device, config)
     except Exception as exc:
         raise InputError(f"OpenVINO cannot compile {path}: {' '.join(str(exc).split())[:300]}") from None
-    return summarize_openvino_runtime(compiled.get_runtime_model(), _onnx_op_types(path), precision_hint)
+    return summarize_openvino_runtime(compiled.get_runtime_model(), op_types, precision_hint)
+
+
+def _is_qdq(path) -> bool:
+    if not str(path).endswith(".onnx"):
+        return False
+    from deploykit.export.onnx_io import load_onnx, op_types
+
+    return "QuantizeLinear" in op_types(load_onnx(Path(path), load_external_data=False))
 
 
 def _onnx_op_types(path) -> dict[str, str]:

@@ -93,7 +93,7 @@ def check_compiles(path: Path, device: str, config: dict, shape: tuple | None = 
         sig = f"signal {-proc.returncode}"
     raise UnavailableError(
         f"OpenVINO {version_of('openvino')} crashed ({sig}) compiling {Path(path).name} for {device}: a fault "
-        "inside OpenVINO's plugin on this quantized graph, not a broken file; ONNX Runtime runs it (-t ort)")
+        "inside OpenVINO's plugin on this quantized graph, not a broken file; ONNX Runtime can run it (target ort)")
 
 
 def _compile_child() -> None:
