@@ -208,24 +208,37 @@ def test_int8_qdq_quantization_works_for_conv_and_matmul(parc_artifact, tmp_path
         assert c["cosine"] >= 0.99, c
 
 
-def test_deploykit_int8_parc_resnet50_runs_on_openvino(parc_artifact, store):
-    """`deploykit quantize` (cpu profile: uint8 activations) on ParC-ResNet50: the Concat that joins ParC-H and
-    ParC-W feeds the BatchNorm's float Mul, so it stays float -- with Q/DQ there OpenVINO 2026.4's CPU plugin
-    dies in compile_model -- and the int8 file runs in OpenVINO (compiled in a child process first) close to fp32."""
+@pytest.mark.parametrize("impl", ["conv", "fft"])
+def test_deploykit_int8_parc_resnet50_runs_on_openvino(parc_artifact, store, impl):
+    """`deploykit quantize` (cpu profile: uint8 activations) on ParC-ResNet50 makes a file OpenVINO compiles
+    (in a child process first) and runs close to fp32. conv: the Concat that joins ParC-H and ParC-W feeds the
+    BatchNorm's float Mul, so it stays float (its Q/DQ made OpenVINO 2026.4's CPU plugin die in
+    compile_model). fft: the frequency domain (forward DFT ... inverse DFT) stays float (Q/DQ on the dense
+    spectral MatMuls made OpenVINO refuse the graph), and every Conv outside it is still int8."""
     import onnx
 
     from deploykit.core.config import QuantizeConfig
     from deploykit.quantize.pipeline import quantize_model
 
-    res = parc_artifact("parc_resnet50", parc_impl="conv")
+    res = parc_artifact("parc_resnet50", parc_impl=impl)
     q = quantize_model(str(res.path), QuantizeConfig(calib_data="synthetic", calib_size=4, check_openvino=True,
                                                      fidelity_samples=2), models_dir=store)
-    kept_float = q.report["plan"]["float_concats"]
-    assert len(kept_float) == 4  # one per ParC bottleneck (layer3 blocks 3-5, layer4 block 2)
+    plan = q.report["plan"]
     proto = onnx.load(str(q.path))
-    concat_out = {n.output[0] for n in proto.graph.node if n.name in kept_float}
-    assert len(concat_out) == 4
-    assert not any(n.op_type == "QuantizeLinear" and n.input[0] in concat_out for n in proto.graph.node)
+    producer = {o: n for n in proto.graph.node for o in n.output}
+    quantized_inputs = {n.input[0] for n in proto.graph.node if n.op_type == "QuantizeLinear"}
+    if impl == "conv":
+        assert len(plan["float_concats"]) == 4  # one per ParC bottleneck (layer3 blocks 3-5, layer4 block 2)
+        concat_out = {n.output[0] for n in proto.graph.node if n.name in plan["float_concats"]}
+        assert len(concat_out) == 4 and not concat_out & quantized_inputs
+    else:
+        spectral = set(plan["nodes_to_exclude"]) & {n.name for n in proto.graph.node}
+        assert plan["spectral"] > 0 and len(spectral) >= plan["spectral"] - 8  # ORT may rename a few
+        assert not any(producer[i].name in spectral for i in quantized_inputs if i in producer)
+        assert not [n.name for n in proto.graph.node if n.op_type == "DFT" and
+                    producer.get(n.input[0]) is not None and producer[n.input[0]].op_type == "DequantizeLinear"]
+    convs = [n for n in proto.graph.node if n.op_type == "Conv"]
+    assert convs and all(producer[n.input[0]].op_type == "DequantizeLinear" for n in convs)  # every Conv is int8
     assert q.report["openvino"]["cosine"] >= 0.99, q.report["openvino"]
 
 

@@ -98,11 +98,13 @@ class QdqPlan:
     nodes_to_exclude: list[str] = field(default_factory=list)
     excluded_by_user: dict = field(default_factory=dict)
     float_concats: list[str] = field(default_factory=list)
+    spectral: list[str] = field(default_factory=list)
     softmax_overrides: dict = field(default_factory=dict)
 
     def describe(self) -> dict:
         d = asdict(self)
         d.pop("softmax_overrides")
+        d["spectral"] = len(self.spectral)  # node names are in nodes_to_exclude
         scale, zp, qtype = FIXED_SOFTMAX[self.profile]
         d["activation_type"] = "uint8 asymmetric" if self.profile == "cpu" else "int8 symmetric (zero point 0)"
         d["weight_type"] = "int8 symmetric" + (" per-channel" if self.per_channel else "") + \
@@ -151,9 +153,47 @@ def make_plan(pre_model, family: str, qcfg) -> QdqPlan:
     elif softmax == "float":
         plan.nodes_to_exclude += [s.softmax for s in sites] + [s.pv_matmul for s in sites]
     _apply_excludes(pre_model, plan, qcfg.exclude)
+    plan.spectral = spectral_nodes(pre_model)
+    plan.nodes_to_exclude = sorted(set(plan.nodes_to_exclude) | set(plan.spectral))
     plan.float_concats = float_concats(pre_model, plan.op_types, plan.nodes_to_exclude)
     plan.nodes_to_exclude = sorted(set(plan.nodes_to_exclude) | set(plan.float_concats))
     return plan
+
+
+def spectral_nodes(model) -> list[str]:
+    """Names of the nodes on a path from a forward DFT to an inverse DFT: the frequency domain of an FFT
+    convolution such as Fast-ParC (spectral products, additions, matmuls and the data movement around them).
+    They stay float: there is no quantized DFT, one 8-bit scale serves a spectrum's per-frequency range badly,
+    and with Q/DQ on the dense form's spectral MatMuls OpenVINO 2026.4's CPU plugin refuses to compile
+    ParC-ResNet50 (``Check 'any_of(scale.size(), OC, 1U)' failed`` in its post-op composer)."""
+    from deploykit.passes.graph import attr
+
+    consumers: dict[str, list] = {}
+    producer = {}
+    for n in model.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+        for o in n.output:
+            producer[o] = n
+    dfts = [n for n in model.graph.node if n.op_type == "DFT"]
+    forward = [n for n in dfts if not int(attr(n, "inverse", 0) or 0)]
+    inverse = [n for n in dfts if int(attr(n, "inverse", 0) or 0)]
+    if not forward or not inverse:
+        return []
+
+    def reach(starts, step) -> dict:
+        """Nodes reachable from ``starts`` by ``step`` without passing through another DFT."""
+        seen, todo = {}, list(starts)
+        while todo:
+            for m in step(todo.pop()):
+                if id(m) not in seen and m.op_type != "DFT":
+                    seen[id(m)] = m
+                    todo.append(m)
+        return seen
+
+    after = reach(forward, lambda n: [c for o in n.output for c in consumers.get(o, [])])
+    before = reach(inverse, lambda n: [producer[i] for i in n.input if i in producer])
+    return sorted(n.name for k, n in after.items() if k in before and n.name)
 
 
 def float_concats(model, op_types, excluded) -> list[str]:

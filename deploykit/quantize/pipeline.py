@@ -33,7 +33,7 @@ from deploykit.models.registry import IMAGENET_MEAN, IMAGENET_STD, MODELS, file_
 from deploykit.quantize import calib as calib_mod
 from deploykit.quantize.floors import INT8_FLOOR
 
-RECIPE_VERSION = 2  # bump when the op-type choices or Q/DQ placement change: old int8 artifacts are rebuilt
+RECIPE_VERSION = 3  # bump when the op-type choices or Q/DQ placement change: old int8 artifacts are rebuilt
 SENSITIVITY_SAMPLES = 4
 SOFTMAX_SAMPLES = 4
 
