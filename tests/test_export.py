@@ -55,6 +55,26 @@ def test_tampered_artifact_is_rebuilt_not_reused(tmp_path):
     assert not forced.reused
 
 
+def test_an_artifact_from_other_model_code_is_rebuilt(tmp_path):
+    """The manifest records a hash of the code that built the model (builder module, registry, layers); an
+    artifact whose hash differs -- exported by another deploykit version or before a fix to the builder -- is
+    rebuilt, not reused."""
+    from deploykit.models.registry import get_cfg, source_sha256
+
+    cfg = ExportConfig(model="resnet18", resolution=32, models_dir=tmp_path)
+    first = export_model(cfg)
+    code = source_sha256(get_cfg("resnet18"))
+    assert code and first.manifest["settings"]["model_source_sha256"] == code
+    assert source_sha256(get_cfg("parc_resnet50")) not in (None, code)  # another builder module
+    mpath = artifacts.manifest_path(first.path)
+    old = json.loads(mpath.read_text())
+    old["settings"]["model_source_sha256"] = "0" * 64  # as if exported by other model code
+    mpath.write_text(json.dumps(old))
+    second = export_model(cfg)
+    assert not second.reused and second.manifest["settings"]["model_source_sha256"] == code
+    assert export_model(cfg).reused
+
+
 def test_dynamic_batch_runs_at_other_batch_sizes(tmp_path):
     res = export_model(ExportConfig(model="resnet18", resolution=32, dynamic_batch=True, models_dir=tmp_path))
     assert res.path.name.startswith("fp32_bdyn_")

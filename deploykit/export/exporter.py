@@ -22,7 +22,8 @@ from deploykit.export import artifacts
 from deploykit.export.onnx_io import check_model, input_specs, op_histogram, opset_of
 from deploykit.export.reference import make_input, save_reference, torch_reference
 from deploykit.export.verify import Tolerance, check_reference, compare, passes
-from deploykit.models.registry import check_resolution, create_model, file_sha256, get_cfg, resolve_options
+from deploykit.models.registry import (check_resolution, create_model, file_sha256, get_cfg, resolve_options,
+                                       source_sha256)
 
 def _load_graph_transforms() -> None:
     # plug-in point, like the target registry: the passes package registers "fuse" when imported
@@ -73,6 +74,7 @@ def export_settings(cfg: ExportConfig) -> tuple[dict, str]:
         "dynamic_batch": cfg.dynamic_batch,
         "seed": cfg.seed,
         "weights_sha256": weights_sha,
+        "model_source_sha256": source_sha256(mcfg),
         "options": opts,
         "exporter": exporter_name(cfg.opset, fold_bn=cfg.fold_bn),
         "fold_bn": cfg.fold_bn,

@@ -181,6 +181,26 @@ def load_weights(model, path: str | Path) -> None:
     model.load_state_dict(state, strict=True)
 
 
+def source_sha256(cfg: ModelCfg) -> str | None:
+    """SHA-256 of the code that builds ``cfg``'s model: its builder's module, this registry (seeded
+    initialisation) and ``models/layers``. Part of an export's identity, so an artifact exported by other model
+    code (an upgrade, a fix to a builder) is rebuilt instead of reused. None when the source cannot be read."""
+    import inspect
+
+    try:
+        builder_file = Path(inspect.getsourcefile(cfg.builder) or "")
+    except TypeError:
+        return None
+    here = Path(__file__).resolve()
+    files = {builder_file.resolve(), here, *(here.parent / "layers").glob("*.py")}
+    h = hashlib.sha256()
+    for f in sorted(files):
+        if not f.is_file():
+            return None
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()
+
+
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
