@@ -166,15 +166,9 @@ def spectral_nodes(model) -> list[str]:
     They stay float: there is no quantized DFT, one 8-bit scale serves a spectrum's per-frequency range badly,
     and with Q/DQ on the dense form's spectral MatMuls OpenVINO 2026.4's CPU plugin refuses to compile
     ParC-ResNet50 (``Check 'any_of(scale.size(), OC, 1U)' failed`` in its post-op composer)."""
-    from deploykit.passes.graph import attr
+    from deploykit.passes.graph import GraphView, attr
 
-    consumers: dict[str, list] = {}
-    producer = {}
-    for n in model.graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
-        for o in n.output:
-            producer[o] = n
+    view = GraphView(model)
     dfts = [n for n in model.graph.node if n.op_type == "DFT"]
     forward = [n for n in dfts if not int(attr(n, "inverse", 0) or 0)]
     inverse = [n for n in dfts if int(attr(n, "inverse", 0) or 0)]
@@ -191,8 +185,8 @@ def spectral_nodes(model) -> list[str]:
                     todo.append(m)
         return seen
 
-    after = reach(forward, lambda n: [c for o in n.output for c in consumers.get(o, [])])
-    before = reach(inverse, lambda n: [producer[i] for i in n.input if i in producer])
+    after = reach(forward, lambda n: [c for o in n.output for c in view.consumers.get(o, [])])
+    before = reach(inverse, lambda n: [view.producer[i] for i in n.input if i in view.producer])
     return sorted(n.name for k, n in after.items() if k in before and n.name)
 
 
@@ -205,13 +199,11 @@ def float_concats(model, op_types, excluded) -> list[str]:
     ParC-ResNet50, whose BatchNorm after the ParC Concat exports as Mul + Add). So these Concats stay float;
     their inputs keep the Q/DQ of the ops that produce them. Repeats until stable (a Concat that only feeds
     a float Concat is float too)."""
+    from deploykit.passes.graph import GraphView
+
+    view = GraphView(model)
     quantized = set(op_types)
     float_nodes = set(excluded)
-    consumers: dict[str, list] = {}
-    for n in model.graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
-    outputs = {o.name for o in model.graph.output}
     found: list[str] = []
     changed = True
     while changed:
@@ -219,8 +211,8 @@ def float_concats(model, op_types, excluded) -> list[str]:
         for n in model.graph.node:
             if n.op_type != "Concat" or not n.name or n.name in float_nodes:
                 continue
-            users = [c for o in n.output for c in consumers.get(o, [])]
-            if any(o in outputs for o in n.output) and not users:
+            users = [c for o in n.output for c in view.consumers.get(o, [])]
+            if any(o in view.graph_outputs for o in n.output) and not users:
                 continue  # a graph output: quantizing it changes what the model returns, leave the default
             if all(c.op_type not in quantized or c.name in float_nodes for c in users):
                 float_nodes.add(n.name)
