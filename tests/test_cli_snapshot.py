@@ -61,11 +61,12 @@ def describe(cmd: click.Command, ctx: click.Context) -> dict:
 def surface() -> dict:
     from deploykit.cli import cli
 
-    root = click.Context(cli, info_name="deploykit", terminal_width=100, max_content_width=100)
+    # contexts made as the CLI makes them (the group's context_settings: -h/--help), at a fixed width
+    root = cli.make_context("deploykit", [], resilient_parsing=True, terminal_width=100)
     out = {"deploykit": describe(cli, root)}
     for name in sorted(cli.commands):
         cmd = cli.commands[name]
-        ctx = click.Context(cmd, info_name=name, parent=root, terminal_width=100, max_content_width=100)
+        ctx = cmd.make_context(name, [], parent=root, resilient_parsing=True, terminal_width=100)
         out[name] = describe(cmd, ctx)
     return out
 
