@@ -68,7 +68,7 @@ def main() -> None:
         results["bare"].append(float(p50))
         return float(p50), int(n)
 
-    print(f"| round | order | deploykit p50 ms | bare p50 ms | ratio |\n|---|---|---|---|---|")
+    print("| round | order | deploykit p50 ms | bare p50 ms | ratio |\n|---|---|---|---|---|")
     ratios = []
     for i in range(args.rounds):
         order = (deploykit_side, bare_side) if i % 2 == 0 else (bare_side, deploykit_side)

@@ -76,8 +76,9 @@ def main(argv=None) -> dict:
     from deploykit.bench.pipeline import run_benchmark
     from deploykit.core.config import BenchConfig, ExportConfig, QuantizeConfig, RuntimeOptions
     from deploykit.export.exporter import export_model
-    from deploykit.export.reference import make_input
-    from deploykit.export.verify import compare
+    from deploykit.passes.fuse import export_transform
+    from deploykit.onnxio.reference import make_input
+    from deploykit.onnxio.verify import compare
     from deploykit.models.registry import get_cfg
     from deploykit.quantize.evaluate import OrtModel
     from deploykit.quantize.pipeline import quantize_model
@@ -94,7 +95,7 @@ def main(argv=None) -> dict:
     rows = []
     for name in [m for m in a.models.split(",") if m]:
         family = get_cfg(name).family
-        fp32 = export_model(ExportConfig(model=name, resolution=a.resolution, models_dir=models_dir)).path
+        fp32 = export_model(ExportConfig(model=name, resolution=a.resolution, models_dir=models_dir), fuse=export_transform).path
         variants = [("fp32", fp32, None)]
         sms = ["int8", "float"] if family == "vit" else [None]
         for sm in sms:

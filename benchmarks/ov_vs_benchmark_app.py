@@ -80,9 +80,10 @@ def main() -> None:
         model = Path(args.model)
     else:
         from deploykit.export.exporter import export_model
+        from deploykit.passes.fuse import export_transform
 
         model = export_model(ExportConfig(model=args.model, resolution=args.resolution,
-                                          models_dir=default_models_dir())).path
+                                          models_dir=default_models_dir()), fuse=export_transform).path
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     print(f"model {model} | device {args.device} | precision {args.precision} | {args.rounds} rounds x "
           f"{args.seconds:g} s per tool and mode | {os.cpu_count()} CPUs", flush=True)

@@ -18,7 +18,6 @@ latency hint. Models are exported with torch's dynamo exporter at opset 18, like
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import tempfile
@@ -34,8 +33,8 @@ if str(REPO) not in sys.path:
 from deploykit.bench.runner import measure  # noqa: E402
 from deploykit.bench.stats import summarize  # noqa: E402
 from deploykit.core.config import BenchConfig, ExportConfig, RuntimeOptions  # noqa: E402
-from deploykit.export.reference import make_input  # noqa: E402
-from deploykit.export.verify import compare  # noqa: E402
+from deploykit.onnxio.reference import make_input  # noqa: E402
+from deploykit.onnxio.verify import compare  # noqa: E402
 
 OPS = ("conv", "fft", "matmul", "dw3x3", "dw7x7")
 PARC_IMPLS = ("conv", "fft", "matmul")

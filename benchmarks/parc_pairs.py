@@ -38,8 +38,8 @@ from parc_layer import OpenVinoRunner, OrtRunner, _cpu_model  # noqa: E402
 from deploykit.bench.runner import measure  # noqa: E402
 from deploykit.bench.stats import summarize  # noqa: E402
 from deploykit.core.config import BenchConfig, ExportConfig  # noqa: E402
-from deploykit.export.reference import make_input  # noqa: E402
-from deploykit.export.verify import compare  # noqa: E402
+from deploykit.onnxio.reference import make_input  # noqa: E402
+from deploykit.onnxio.verify import compare  # noqa: E402
 
 PAIRS = {"parc_convnext_xt": "convnext_xt", "parc_resnet50": "resnet50", "parc_mobilenet_v2": "mobilenet_v2",
          "parc_net_s": "mobilevit_s"}
@@ -79,7 +79,8 @@ def int8_file(src: Path, tmp: Path, shape, args) -> tuple[Path, str]:
 def run(args) -> dict:
     from deploykit.export import artifacts
     from deploykit.export.exporter import export_model
-    from deploykit.export.reference import load_reference
+    from deploykit.passes.fuse import export_transform
+    from deploykit.onnxio.reference import load_reference
 
     cfg = BenchConfig(warmup=args.warmup, min_iters=args.min_iters, min_time=args.min_time, max_time=args.max_time,
                       seed=args.seed, bootstrap=1000)
@@ -92,7 +93,7 @@ def run(args) -> dict:
         for pair, name, impl in variants:
             opts = (("parc_impl", impl),) if impl else ()
             res = export_model(ExportConfig(model=name, resolution=args.resolution, options=opts, seed=args.seed,
-                                            models_dir=args.models_dir))
+                                            models_dir=args.models_dir), fuse=export_transform)
             x, ref = load_reference(artifacts.reference_path(res.path, args.seed, 1))
             paths = {"fp32": res.path}
             if "int8" in args.precisions:
@@ -103,7 +104,7 @@ def run(args) -> dict:
                            "resolution": args.resolution, "quantizer": quantizer.get((name, impl)) if prec == "int8" else None}
                     try:
                         if target == "openvino" and prec == "int8":
-                            from deploykit.runtimes.openvino_rt import check_compiles
+                            from deploykit.runtimes.openvino import check_compiles
 
                             check_compiles(paths[prec], "CPU", OpenVinoRunner.config(args.threads))
                         runner = (OrtRunner if target == "ort" else OpenVinoRunner)(paths[prec], x, args.threads)

@@ -34,16 +34,18 @@ def store(tmp_path_factory) -> Path:
 def resnet18_64(store):
     from deploykit.core.config import ExportConfig
     from deploykit.export.exporter import export_model
+    from deploykit.passes.fuse import export_transform
 
-    return export_model(ExportConfig(model="resnet18", resolution=64, models_dir=store))
+    return export_model(ExportConfig(model="resnet18", resolution=64, models_dir=store), fuse=export_transform)
 
 
 @pytest.fixture(scope="session")
 def deit_tiny_64(store):
     from deploykit.core.config import ExportConfig
     from deploykit.export.exporter import export_model
+    from deploykit.passes.fuse import export_transform
 
-    return export_model(ExportConfig(model="deit_tiny", resolution=64, models_dir=store))
+    return export_model(ExportConfig(model="deit_tiny", resolution=64, models_dir=store), fuse=export_transform)
 
 
 @pytest.fixture

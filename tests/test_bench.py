@@ -112,9 +112,9 @@ def test_bench_errors(resnet18_64, tmp_path):
 
 
 def test_unavailable_target_is_exit_3(monkeypatch):
-    from deploykit.runtimes import onnxruntime_cpu
+    from deploykit.runtimes import ort
 
-    monkeypatch.setattr(onnxruntime_cpu.OrtCpuRuntime, "requires", ("not_a_real_module_xyz",))
+    monkeypatch.setattr(ort.OrtCpuRuntime, "requires", ("not_a_real_module_xyz",))
     with pytest.raises(UnavailableError, match="not installed") as e:
         run_benchmark("resnet18", "ort", FAST, RuntimeOptions())
     assert e.value.exit_code == 3

@@ -12,8 +12,9 @@ from deploykit.core.errors import InputError, UsageError, VerificationError
 from deploykit.export import artifacts
 from deploykit.export import exporter as exporter_mod
 from deploykit.export.exporter import export_model
-from deploykit.export.verify import check_reference, compare
-from deploykit.models.registry import file_sha256
+from deploykit.passes.fuse import export_transform
+from deploykit.onnxio.verify import check_reference, compare
+from deploykit.core.hashing import file_sha256
 from tests.conftest import files_under
 
 
@@ -40,18 +41,18 @@ def test_export_writes_a_verified_artifact_and_manifest(fixture, request):
 
 def test_same_settings_reuse_and_force_rebuilds(resnet18_64, store):
     mtime = resnet18_64.path.stat().st_mtime_ns
-    again = export_model(ExportConfig(model="resnet18", resolution=64, models_dir=store))
+    again = export_model(ExportConfig(model="resnet18", resolution=64, models_dir=store), fuse=export_transform)
     assert again.reused and again.path == resnet18_64.path and again.path.stat().st_mtime_ns == mtime
 
 
 def test_tampered_artifact_is_rebuilt_not_reused(tmp_path):
     cfg = ExportConfig(model="resnet18", resolution=32, models_dir=tmp_path)
-    first = export_model(cfg)
+    first = export_model(cfg, fuse=export_transform)
     with open(first.path, "ab") as fh:
         fh.write(b"\0")
-    second = export_model(cfg)
+    second = export_model(cfg, fuse=export_transform)
     assert not second.reused and file_sha256(second.path) == second.manifest["sha256"]
-    forced = export_model(ExportConfig(model="resnet18", resolution=32, models_dir=tmp_path, force=True))
+    forced = export_model(ExportConfig(model="resnet18", resolution=32, models_dir=tmp_path, force=True), fuse=export_transform)
     assert not forced.reused
 
 
@@ -62,7 +63,7 @@ def test_an_artifact_from_other_model_code_is_rebuilt(tmp_path):
     from deploykit.models.registry import get_cfg, source_sha256
 
     cfg = ExportConfig(model="resnet18", resolution=32, models_dir=tmp_path)
-    first = export_model(cfg)
+    first = export_model(cfg, fuse=export_transform)
     code = source_sha256(get_cfg("resnet18"))
     assert code and first.manifest["settings"]["model_source_sha256"] == code
     assert source_sha256(get_cfg("parc_resnet50")) not in (None, code)  # another builder module
@@ -70,13 +71,13 @@ def test_an_artifact_from_other_model_code_is_rebuilt(tmp_path):
     old = json.loads(mpath.read_text())
     old["settings"]["model_source_sha256"] = "0" * 64  # as if exported by other model code
     mpath.write_text(json.dumps(old))
-    second = export_model(cfg)
+    second = export_model(cfg, fuse=export_transform)
     assert not second.reused and second.manifest["settings"]["model_source_sha256"] == code
-    assert export_model(cfg).reused
+    assert export_model(cfg, fuse=export_transform).reused
 
 
 def test_dynamic_batch_runs_at_other_batch_sizes(tmp_path):
-    res = export_model(ExportConfig(model="resnet18", resolution=32, dynamic_batch=True, models_dir=tmp_path))
+    res = export_model(ExportConfig(model="resnet18", resolution=32, dynamic_batch=True, models_dir=tmp_path), fuse=export_transform)
     assert res.path.name.startswith("fp32_bdyn_")
     assert [r["batch"] for r in res.manifest["verification"]["runs"]] == [1, 2]
     sess = ort.InferenceSession(str(res.path), providers=["CPUExecutionProvider"])
@@ -85,14 +86,14 @@ def test_dynamic_batch_runs_at_other_batch_sizes(tmp_path):
 
 def test_output_path_and_bad_output(tmp_path):
     out = tmp_path / "custom" / "r18.onnx"
-    res = export_model(ExportConfig(model="resnet18", resolution=32, output=str(out), models_dir=tmp_path / "m"))
+    res = export_model(ExportConfig(model="resnet18", resolution=32, output=str(out), models_dir=tmp_path / "m"), fuse=export_transform)
     assert res.path == out and out.is_file() and (tmp_path / "custom" / "r18.manifest.json").is_file()
     with pytest.raises(InputError, match=".onnx"):
-        export_model(ExportConfig(model="resnet18", resolution=32, output=str(tmp_path / "x.bin")))
+        export_model(ExportConfig(model="resnet18", resolution=32, output=str(tmp_path / "x.bin")), fuse=export_transform)
     blocker = tmp_path / "file"
     blocker.write_text("x")
     with pytest.raises(InputError, match="cannot create folder"):
-        export_model(ExportConfig(model="resnet18", resolution=32, output=str(blocker / "sub" / "m.onnx")))
+        export_model(ExportConfig(model="resnet18", resolution=32, output=str(blocker / "sub" / "m.onnx")), fuse=export_transform)
 
 
 def test_interrupted_export_leaves_nothing(tmp_path, monkeypatch):
@@ -101,7 +102,7 @@ def test_interrupted_export_leaves_nothing(tmp_path, monkeypatch):
 
     monkeypatch.setattr(exporter_mod, "save_reference", boom)  # after the model's atomic write
     with pytest.raises(KeyboardInterrupt):
-        export_model(ExportConfig(model="resnet18", resolution=32, models_dir=tmp_path))
+        export_model(ExportConfig(model="resnet18", resolution=32, models_dir=tmp_path), fuse=export_transform)
     # the .onnx landed atomically but without a manifest it is never reused
     left = files_under(tmp_path)
     assert all(".dk-tmp-" not in p.name for p in left)
@@ -109,13 +110,13 @@ def test_interrupted_export_leaves_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(exporter_mod, "verify_onnx_bytes", boom)
     target = tmp_path / "other"
     with pytest.raises(KeyboardInterrupt):
-        export_model(ExportConfig(model="resnet18", resolution=32, models_dir=target))
+        export_model(ExportConfig(model="resnet18", resolution=32, models_dir=target), fuse=export_transform)
     assert files_under(target) == []  # interrupted before the write: nothing at all
 
 
 def test_failed_verification_writes_nothing(tmp_path):
     with pytest.raises(exporter_mod.ExportError, match="does not match PyTorch"):
-        export_model(ExportConfig(model="resnet18", resolution=32, models_dir=tmp_path, rtol=0.0, min_cosine=1.1))
+        export_model(ExportConfig(model="resnet18", resolution=32, models_dir=tmp_path, rtol=0.0, min_cosine=1.1), fuse=export_transform)
     assert not any(p.suffix == ".onnx" for p in files_under(tmp_path))
 
 
@@ -132,12 +133,12 @@ def test_bad_export_settings():
     with pytest.raises(UsageError):
         ExportConfig(model="resnet18", opset=3)
     with pytest.raises(InputError, match="did you mean"):
-        export_model(ExportConfig(model="resnet_18"))
+        export_model(ExportConfig(model="resnet_18"), fuse=export_transform)
 
 
 @pytest.mark.skipif(os.environ.get("DEPLOYKIT_FAST") == "1", reason="DEPLOYKIT_FAST=1 skips the legacy exporter")
 def test_opset_below_18_uses_the_torchscript_exporter(tmp_path):
-    res = export_model(ExportConfig(model="resnet18", resolution=32, opset=17, models_dir=tmp_path))
+    res = export_model(ExportConfig(model="resnet18", resolution=32, opset=17, models_dir=tmp_path), fuse=export_transform)
     assert res.manifest["onnx"]["opset"] == 17
     assert "dynamo=False" in res.manifest["export"]["exporter"]
     assert res.manifest["verification"]["passed"]

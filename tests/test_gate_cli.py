@@ -331,7 +331,7 @@ def test_missing_gate_file_and_not_text(cli_runner, tmp_path):
 
 
 def test_yaml_gate_file_parses_and_without_pyyaml_says_use_toml(cli_runner, tmp_path, monkeypatch):
-    from deploykit.report.gatefile import load_gate_file
+    from deploykit.gate.gatefile import load_gate_file
 
     y = tmp_path / "gate.yml"
     y.write_text("version: 1\ndefaults:\n  threads: 1\ncheck:\n  - model: resnet18\n    against: resnet18\n"
@@ -346,7 +346,7 @@ def test_yaml_gate_file_parses_and_without_pyyaml_says_use_toml(cli_runner, tmp_
 
 
 def test_gate_file_paths_are_relative_to_the_file(tmp_path, resnet18_64):
-    from deploykit.report.gatefile import load_gate_file
+    from deploykit.gate.gatefile import load_gate_file
 
     sub = tmp_path / "ci"
     sub.mkdir()
@@ -494,7 +494,7 @@ def test_gate_help_does_not_import_heavy_modules():
 def test_committed_baselines_are_valid():
     """Every baseline committed under reports/baselines/ loads as a gate baseline (schema, reference workload,
     enough blocks, known model)."""
-    from deploykit.report.gate_run import baseline_candidate, load_baseline
+    from deploykit.gate.run import baseline_candidate, load_baseline
 
     files = sorted((REPO / "reports" / "baselines").glob("*.json"))
     assert files, "no example baseline committed"

@@ -7,7 +7,7 @@ import pytest
 
 from deploykit.bench.stats import bootstrap_ci, bootstrap_distribution, percentile_interval
 from deploykit.core.errors import EXIT_INCONCLUSIVE, EXIT_OK, EXIT_REGRESSION, InputError, UsageError
-from deploykit.report.gate import (IMPROVEMENT, INCONCLUSIVE, PASS, REGRESSION, Evidence, adaptive_level, decide,
+from deploykit.gate.decision import (IMPROVEMENT, INCONCLUSIVE, PASS, REGRESSION, Evidence, adaptive_level, decide,
                                    decide_all, exit_code, p_slower, parse_tolerance)
 
 
@@ -293,7 +293,7 @@ def test_baseline_drift_allowance():
 
 @pytest.mark.parametrize("value,expected", [(0, 0.0), ("0%", 0.0), ("10%", 0.10), (0.03, 0.03)])
 def test_parse_drift(value, expected):
-    from deploykit.report.gate import parse_drift
+    from deploykit.gate.decision import parse_drift
 
     assert parse_drift(value) == pytest.approx(expected)
     for bad in ("-1%", "100%", "x", True):

@@ -11,11 +11,11 @@ import pytest
 
 from deploykit.bench.fingerprint import fingerprint
 from deploykit.bench.interleave import Block, Interleaved, Round, block_config
-from deploykit.core.config import GateCheck, GateConfig, GateMetric
-from deploykit.report.gate import IMPROVEMENT, INCONCLUSIVE, PASS, REGRESSION, Evidence, decide_all
-from deploykit.report.gate_output import (annotations, gate_document, junit_xml, markdown_summary, verdict,
+from deploykit.gate.config import GateCheck, GateConfig, GateMetric
+from deploykit.gate.decision import IMPROVEMENT, INCONCLUSIVE, PASS, REGRESSION, Evidence, decide_all
+from deploykit.gate.output import (annotations, gate_document, junit_xml, markdown_summary, verdict,
                                           workflow_command)
-from deploykit.report.gate_run import CheckResult, GateResult
+from deploykit.gate.run import CheckResult, GateResult
 
 # --- the common JUnit XSD (Jenkins junit-10.xsd / Ant), as a structural check -------------------------------
 SUITES_ATTRS = {"name", "time", "tests", "failures", "errors", "skipped", "disabled"}

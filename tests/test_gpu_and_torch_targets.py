@@ -14,7 +14,7 @@ from deploykit.core.errors import UnavailableError, UsageError
 from deploykit.core.lazy import is_installed
 from deploykit.report.schema import build_report
 from deploykit.runtimes.base import get_runtime
-from deploykit.runtimes.cuda_probe import cuda_status
+from deploykit.runtimes.cuda import cuda_status
 from tests.conftest import assert_clean_error, files_under
 
 FAST = BenchConfig(resolution=64, warmup=2, min_iters=10, min_time=0.1, max_time=30, bootstrap=200)

@@ -6,7 +6,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from deploykit.core.errors import InputError, UsageError
-from deploykit.export.onnx_io import graph_precision, image_input_shape, load_onnx
+from deploykit.onnxio.files import graph_precision, image_input_shape, load_onnx
 
 
 def _identity_model(path, shape, n_inputs=1, elem=TensorProto.FLOAT):

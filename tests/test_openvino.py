@@ -18,7 +18,7 @@ FAST = BenchConfig(resolution=64, warmup=2, min_iters=15, min_time=0.2, max_time
 
 
 def cpu_has_bf16() -> bool:
-    from deploykit.runtimes.openvino_rt import core
+    from deploykit.runtimes.openvino import core
 
     return "BF16" in core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
@@ -127,7 +127,7 @@ def test_device_errors(resnet18_64):
 
 
 def test_device_check_logic():
-    from deploykit.runtimes.openvino_rt import check_device
+    from deploykit.runtimes.openvino import check_device
 
     here = ["CPU", "GPU.0", "GPU.1"]
     for ok in ("CPU", "cpu", "GPU", "GPU.1", "AUTO", "AUTO:GPU.1,CPU", "HETERO:GPU,CPU", "MULTI:GPU.0,CPU"):

@@ -61,7 +61,7 @@ def test_unsupported_ops_declaration():
 
 
 def test_op_types_names_other_domains(layer_files):
-    from deploykit.export.onnx_io import op_types, load_onnx
+    from deploykit.onnxio.files import op_types, load_onnx
 
     assert "DFT" in op_types(load_onnx(layer_files["fft"]))
     conv_ops = op_types(load_onnx(layer_files["conv"]))

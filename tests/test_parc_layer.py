@@ -154,8 +154,8 @@ def test_exports_and_runs_on_onnxruntime_and_openvino(tmp_path, impl, axis, dens
     import onnxruntime as ort
     import openvino as ov
 
-    from deploykit.export.onnx_io import op_types
-    from deploykit.export.verify import compare
+    from deploykit.onnxio.files import op_types
+    from deploykit.onnxio.verify import compare
 
     torch.manual_seed(2)
     m = ParC(channels, 14, axis, impl, groups=1 if dense else None).eval()

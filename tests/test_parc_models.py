@@ -88,6 +88,7 @@ def parc_artifact(store):
     """Export (once per session) a model at 64 x 64 with the given options into the shared store."""
     from deploykit.core.config import ExportConfig
     from deploykit.export.exporter import export_model
+    from deploykit.passes.fuse import export_transform
 
     cache = {}
 
@@ -95,7 +96,7 @@ def parc_artifact(store):
         key = (name, tuple(sorted(options.items())))
         if key not in cache:
             cache[key] = export_model(ExportConfig(model=name, resolution=RES, options=tuple(options.items()),
-                                                   models_dir=store))
+                                                   models_dir=store), fuse=export_transform)
         return cache[key]
 
     return get
@@ -122,8 +123,8 @@ def test_exports_and_runs_on_onnxruntime_and_openvino(parc_artifact, name, impl)
     """deploykit export verifies the graph in ONNX Runtime against PyTorch (or writes nothing); OpenVINO
     (fp32 forced) reads the same file and matches PyTorch too."""
     from deploykit.export import artifacts
-    from deploykit.export.reference import load_reference
-    from deploykit.export.verify import compare
+    from deploykit.onnxio.reference import load_reference
+    from deploykit.onnxio.verify import compare
 
     res = parc_artifact(name, parc_impl=impl)
     assert f"impl-{impl}" in res.path.name
@@ -141,8 +142,8 @@ def test_a_model_at_another_resolution_matches_across_impls_on_onnxruntime(parc_
     the three exported graphs give the same logits in ONNX Runtime."""
     import onnxruntime as ort
 
-    from deploykit.export.reference import make_input
-    from deploykit.export.verify import compare
+    from deploykit.onnxio.reference import make_input
+    from deploykit.onnxio.verify import compare
 
     x = make_input((1, 3, RES, RES), seed=5)
     outs = {}
@@ -181,8 +182,8 @@ def test_int8_qdq_quantization_works_for_conv_and_matmul(parc_artifact, tmp_path
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     from deploykit.export import artifacts
-    from deploykit.export.reference import load_reference, make_input
-    from deploykit.export.verify import compare
+    from deploykit.onnxio.reference import load_reference, make_input
+    from deploykit.onnxio.verify import compare
 
     res = parc_artifact("parc_mobilenet_v2", parc_impl=impl)
     x, ref = load_reference(artifacts.reference_path(res.path, 0, 1))
@@ -293,10 +294,11 @@ def test_vanillanet_exports_and_runs_on_openvino(store):
     from deploykit.core.config import ExportConfig
     from deploykit.export import artifacts
     from deploykit.export.exporter import export_model
-    from deploykit.export.reference import load_reference
-    from deploykit.export.verify import compare
+    from deploykit.passes.fuse import export_transform
+    from deploykit.onnxio.reference import load_reference
+    from deploykit.onnxio.verify import compare
 
-    res = export_model(ExportConfig(model="vanillanet_6", resolution=32, models_dir=store))
+    res = export_model(ExportConfig(model="vanillanet_6", resolution=32, models_dir=store), fuse=export_transform)
     assert res.manifest["verification"]["passed"]
     hist = res.manifest["onnx"]["op_histogram"]
     assert "BatchNormalization" not in hist and hist["Conv"] == 1 + 5 + 4 + 1  # stem, 5 activations, 4 layers, cls

@@ -85,7 +85,7 @@ def test_bn_that_cannot_fold_is_kept_with_a_reason():
 
 def test_export_no_fold_keeps_bn_and_the_pass_folds_it(resnet18_bn):
     """The must-show test: a graph that still has BN, node counts before/after, numerics vs the unfused graph."""
-    from deploykit.export.onnx_io import load_onnx, op_histogram
+    from deploykit.onnxio.files import load_onnx, op_histogram
     from deploykit.passes.fuse import fuse_model, run_reference, seeded_feeds
 
     m = resnet18_bn.manifest
@@ -114,8 +114,9 @@ def test_default_export_is_already_folded_by_torch(resnet18_64):
 def test_export_no_fold_with_fuse_folds_in_the_exporter(tmp_path):
     from deploykit.core.config import ExportConfig
     from deploykit.export.exporter import export_model
+    from deploykit.passes.fuse import export_transform
 
-    res = export_model(ExportConfig(model="resnet18", resolution=32, models_dir=tmp_path, fold_bn=False))
+    res = export_model(ExportConfig(model="resnet18", resolution=32, models_dir=tmp_path, fold_bn=False), fuse=export_transform)
     f = res.manifest["fusion"]
     assert f["batchnorm_in_exported_graph"] == 20 and f["batchnorm_in_graph_after_passes"] == 0
     assert res.manifest["onnx"]["op_histogram"].get("BatchNormalization", 0) == 0
@@ -124,7 +125,7 @@ def test_export_no_fold_with_fuse_folds_in_the_exporter(tmp_path):
 
 def test_fuse_cli_writes_the_fused_file_with_counts(resnet18_bn, tmp_path, cli_runner):
     from deploykit.cli import cli
-    from deploykit.export.onnx_io import load_onnx, op_histogram
+    from deploykit.onnxio.files import load_onnx, op_histogram
 
     out = tmp_path / "fused.onnx"
     r = cli_runner.invoke(cli, ["fuse", str(resnet18_bn.path), "-o", str(out), "--json"])

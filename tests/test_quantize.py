@@ -77,7 +77,7 @@ def _rel(a, b):
 
 def test_resnet18_qdq_artifact_and_manifest(resnet18_int8, resnet18_64):
     from deploykit.export.artifacts import read_manifest
-    from deploykit.export.onnx_io import load_onnx, op_histogram
+    from deploykit.onnxio.files import load_onnx, op_histogram
 
     r = resnet18_int8
     assert r.path.name.startswith("int8_b1_r64_op18_ort-cpu") and r.path.suffix == ".onnx"

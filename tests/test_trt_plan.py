@@ -10,8 +10,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from deploykit.core.errors import UsageError
-from deploykit.runtimes import trt_plan
-from deploykit.runtimes.trt_plan import (build_plan, cache_decision, engine_identity, engine_paths, layer_summary,
+from deploykit.runtimes import tensorrt_plan as trt_plan
+from deploykit.runtimes.tensorrt_plan import (build_plan, cache_decision, engine_identity, engine_paths, layer_summary,
                                          profile_shapes, qdq_report, timing_cache_path)
 
 
@@ -131,7 +131,7 @@ def test_engine_paths_are_stable_across_versions_so_stale_engines_are_replaced(t
 def test_engine_store_and_reload_through_the_runtime_helpers(tmp_path):
     """The trt target's own cache read/write (no TensorRT needed): stored engines load back only for the same
     TensorRT version and GPU; anything else is a rebuild."""
-    from deploykit.runtimes.tensorrt_rt import TensorrtRuntime
+    from deploykit.runtimes.tensorrt import TensorrtRuntime
 
     a = ident()
     eng, side = engine_paths(tmp_path, a)
@@ -173,7 +173,7 @@ def test_layer_summary_reads_tensorrt_10_and_11_inspector_json():
 
 def test_tensorrt_dft_support_depends_on_version(monkeypatch):
     from deploykit.core import lazy
-    from deploykit.runtimes.tensorrt_rt import TensorrtRuntime
+    from deploykit.runtimes.tensorrt import TensorrtRuntime
 
     monkeypatch.setattr(lazy, "version_of", lambda m: "10.8.0" if m == "tensorrt" else None)
     assert "DFT" in TensorrtRuntime.graph_unsupported({"Conv", "DFT"})

@@ -108,7 +108,7 @@ def export(model, path: Path, name: str, family: str, ckpt: Path) -> Path:
 
     from deploykit.core.atomic import write_json
     from deploykit.export import artifacts
-    from deploykit.models.registry import file_sha256
+    from deploykit.core.hashing import file_sha256
 
     x = torch.zeros(1, 3, RES, RES)
     with torch.no_grad():

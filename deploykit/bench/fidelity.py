@@ -10,9 +10,9 @@ import numpy as np
 
 from deploykit.core.errors import InputError
 from deploykit.export import artifacts
-from deploykit.export.reference import load_reference, make_input, save_reference, torch_reference
+from deploykit.onnxio.reference import load_reference, make_input, save_reference, torch_reference
 from deploykit.export.source import ResolvedModel
-from deploykit.export.verify import Tolerance, compare, passes
+from deploykit.onnxio.verify import Tolerance, compare, passes
 from deploykit.models.registry import MODELS, create_model
 from deploykit.quantize.floors import INT8_FLOOR
 
@@ -64,7 +64,7 @@ def reference_outputs(model: ResolvedModel, seed: int) -> tuple[np.ndarray, np.n
             pass  # read-only artifact folder: the reference is just not cached
         return x, y, "pytorch fp32 (cpu)"
     if model.kind == "native-file" and model.path.suffix == ".xml":
-        from deploykit.runtimes.openvino_rt import reference_f32  # only OpenVINO reads IR
+        from deploykit.runtimes.openvino import reference_f32  # only OpenVINO reads IR
 
         return x, reference_f32(model.path, x), "openvino cpu f32 (an IR file: no PyTorch or ONNX reference)"
     fp32_source = _int8_source_file(m)
@@ -77,7 +77,7 @@ def _int8_source_file(manifest: dict | None):
     """The fp32 file an int8 artifact was quantized from, when it is still there unchanged."""
     from pathlib import Path
 
-    from deploykit.models.registry import file_sha256
+    from deploykit.core.hashing import file_sha256
 
     if not manifest or manifest.get("settings", {}).get("precision") != "int8":
         return None
@@ -91,7 +91,7 @@ def _int8_source_file(manifest: dict | None):
 def _ort_unoptimized(model: ResolvedModel, x: np.ndarray, path=None) -> np.ndarray:
     import onnxruntime as ort
 
-    from deploykit.runtimes.onnxruntime_cpu import load_session, session_options  # bench may import runtimes
+    from deploykit.runtimes.ort import load_session, session_options  # bench may import runtimes
 
     path = str(path or model.path)
     so = session_options(ort, threads=0, graph_opt="disable")

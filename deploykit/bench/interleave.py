@@ -212,7 +212,7 @@ class LoadedSide:
 def load_side(label: str, model, runtime_cls, options, *, seed: int = 0) -> LoadedSide:
     """Load ``model`` (a ResolvedModel) with ``runtime_cls(options)``, bind the seeded input, time the first
     inference (reported apart, as in ``bench``)."""
-    from deploykit.export.reference import make_input
+    from deploykit.onnxio.reference import make_input
     from deploykit.runtimes.base import ModelInput
 
     rt = runtime_cls(options)

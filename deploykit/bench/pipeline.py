@@ -13,9 +13,9 @@ from deploykit.bench.runner import STOP_MAX_TIME, Measurement, measure, measure_
 from deploykit.bench.stats import PERCENTILE_METHOD, summarize, tail_supported
 from deploykit.bench.timer import Timer, now_ns
 from deploykit.core.config import BenchConfig, ExportConfig, RuntimeOptions
-from deploykit.core.errors import UnavailableError
-from deploykit.export.reference import make_input  # noqa: F401  (re-exported for API users)
+from deploykit.onnxio.reference import make_input  # noqa: F401  (re-exported for API users)
 from deploykit.export.source import ResolvedModel, resolve_model
+from deploykit.passes.fuse import export_transform
 from deploykit.runtimes.base import ModelInput, Runtime, get_runtime
 
 Say = Callable[[str], None]
@@ -71,7 +71,8 @@ def run_benchmark(model_ref: str, target: str, cfg: BenchConfig, options: Runtim
 
         builder = int8_builder(int8)
     model = resolve_model(model_ref, batch=cfg.batch, resolution=cfg.resolution, export=export, progress=say,
-                          readers=readers, quantize=builder)
+                          readers=readers, quantize=builder,
+                          fuse=export_transform)
     check_graph_ops(runtime_cls, model)
     x, ref, ref_label = reference_outputs(model, cfg.seed)
 
@@ -177,7 +178,7 @@ def model_op_types(model: ResolvedModel) -> set[str]:
     hist = (model.manifest or {}).get("onnx", {}).get("op_histogram")
     if hist:
         return set(hist)
-    from deploykit.export.onnx_io import load_onnx, op_types
+    from deploykit.onnxio.files import load_onnx, op_types
 
     return op_types(load_onnx(model.path, load_external_data=False))
 

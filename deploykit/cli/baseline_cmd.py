@@ -56,7 +56,7 @@ def update(model, output, gate_file, target, precision, batch, resolution, threa
     if gate_file is not None:
         if model is not None or output is not None:
             raise UsageError("give MODEL (with -o) or --config, not both")
-        from deploykit.report.gatefile import load_gate_file
+        from deploykit.gate.gatefile import load_gate_file
 
         checks, _ = load_gate_file(gate_file, export=export)
         for c in checks:

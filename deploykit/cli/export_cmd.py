@@ -43,6 +43,7 @@ def command(model, opset, batch, resolution, dynamic_batch, seed, weights, model
     """
     from deploykit.core.config import ExportConfig
     from deploykit.export.exporter import export_model
+    from deploykit.passes.fuse import export_transform
 
     cfg = ExportConfig(model=model, batch=batch, resolution=resolution, opset=opset, dynamic_batch=dynamic_batch,
                        seed=seed, weights=str(weights) if weights else None,
@@ -51,7 +52,7 @@ def command(model, opset, batch, resolution, dynamic_batch, seed, weights, model
                        force=force, verify=not no_verify, fuse=fuse, fold_bn=not no_fold)
     err = stderr_console()
     with err.status(f"exporting {model}") as status:
-        result = export_model(cfg, progress=lambda msg: status.update(msg))
+        result = export_model(cfg, progress=lambda msg: status.update(msg), fuse=export_transform)
     if as_json:
         print_json({"path": str(result.path), "reused": result.reused, "manifest": result.manifest})
         return

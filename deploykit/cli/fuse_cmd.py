@@ -29,7 +29,7 @@ def command(file, output, pass_names, batch, resolution, no_verify, as_json):
     """
     from deploykit.core.atomic import atomic_path
     from deploykit.core.errors import InputError
-    from deploykit.export.onnx_io import load_onnx
+    from deploykit.onnxio.files import load_onnx
     from deploykit.passes.fuse import DEFAULT_PASSES, fuse_model
 
     proto = load_onnx(file)

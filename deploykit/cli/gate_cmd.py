@@ -27,7 +27,7 @@ def parse_metrics(values: tuple[str, ...]) -> list[str]:
 def parse_tolerances(values: tuple[str, ...], metrics: list[str]) -> dict[str, float]:
     """``--tolerance 5%`` (every metric) or ``--tolerance p90=10%`` (one metric); the rest keep their defaults."""
     from deploykit.core.errors import UsageError
-    from deploykit.report.gate import DEFAULT_TOLERANCES, parse_tolerance
+    from deploykit.gate.decision import DEFAULT_TOLERANCES, parse_tolerance
 
     out = {m: DEFAULT_TOLERANCES[m] for m in metrics}
     for v in values:
@@ -71,7 +71,7 @@ def gate_options(f):
 
 
 def gate_config(settings: dict, **cli):
-    from deploykit.core.config import GateConfig
+    from deploykit.gate.config import GateConfig
 
     merged = {**settings, **{k: v for k, v in cli.items() if v is not None}}
     return GateConfig(**merged)
@@ -130,9 +130,10 @@ def command(candidate, against, against_rev, baseline, gate_file, target, precis
     3 target unavailable.
     """
     from deploykit.cli.common import resolve_models_dir, resolve_reports_dir, stderr_console
-    from deploykit.core.config import ExportConfig, GateCheck, GateMetric
+    from deploykit.core.config import ExportConfig
+    from deploykit.gate.config import GateCheck, GateMetric
     from deploykit.core.errors import UsageError
-    from deploykit.report.gate import parse_drift
+    from deploykit.gate.decision import parse_drift
 
     modes = {"--against": against, "--against-rev": against_rev, "--baseline": baseline, "--config": gate_file}
     given = [k for k, v in modes.items() if v is not None]
@@ -149,19 +150,19 @@ def command(candidate, against, against_rev, baseline, gate_file, target, precis
         clash = [k for k, v in per_check.items() if v is not None]
         if clash:
             raise UsageError(f"{', '.join(clash)} cannot be combined with --config: set them in the gate file")
-        from deploykit.report.gatefile import load_gate_file
+        from deploykit.gate.gatefile import load_gate_file
 
         checks, settings = load_gate_file(gate_file, export=export)
         source = str(gate_file)
     else:
-        from deploykit.report.gatefile import default_name
+        from deploykit.gate.gatefile import default_name
 
         mode, ref = {"--against": ("against", against), "--against-rev": ("against_rev", against_rev),
                      "--baseline": ("baseline", str(baseline) if baseline else None)}[given[0]]
         if candidate is None:
             if mode != "baseline":
                 raise UsageError(f"missing CANDIDATE (the model name or ONNX file to check {given[0]} {ref})")
-            from deploykit.report.gate_run import baseline_candidate, load_baseline
+            from deploykit.gate.run import baseline_candidate, load_baseline
 
             candidate = baseline_candidate(load_baseline(ref), ref)
         names = parse_metrics(metrics)
@@ -186,7 +187,7 @@ def command(candidate, against, against_rev, baseline, gate_file, target, precis
 
         ensure_dir(Path(junit).parent if str(Path(junit).parent) else Path("."))
 
-    from deploykit.report.gate_run import run_gate
+    from deploykit.gate.run import run_gate
 
     err = stderr_console()
     result = run_gate(checks, cfg, say=lambda s: err.print(f"[dim]{s}[/]"), source=source)
@@ -199,7 +200,7 @@ def finish(result, *, err, reports_dir, junit, github, as_json) -> None:
     import time
 
     from deploykit.core.atomic import write_json, write_text
-    from deploykit.report.gate_output import annotations, gate_document, junit_xml, markdown_summary, verdict
+    from deploykit.gate.output import annotations, gate_document, junit_xml, markdown_summary, verdict
 
     doc = gate_document(result)
     if reports_dir is not None:
@@ -246,7 +247,7 @@ def print_table(result) -> None:
     from rich.table import Table
 
     from deploykit.cli.common import stdout_console
-    from deploykit.report.gate import IMPROVEMENT, INCONCLUSIVE, PASS, REGRESSION
+    from deploykit.gate.decision import IMPROVEMENT, INCONCLUSIVE, PASS, REGRESSION
 
     style = {PASS: "green", IMPROVEMENT: "cyan", INCONCLUSIVE: "yellow", REGRESSION: "bold red"}
     table = Table(title="deploykit gate (change = candidate vs baseline; interval at the corrected level; "

@@ -19,7 +19,7 @@ from deploykit.cli.common import POSITIVE, print_json, stdout_console
 def command(file, batch, resolution, runtimes, as_json):
     """Op histogram, parameters, MACs/FLOPs, input/output shapes, precision, Q/DQ count, BatchNormalization
     and activation fusion status, and the attention blocks' softmax path of FILE (an ONNX file)."""
-    from deploykit.export.onnx_io import load_onnx
+    from deploykit.onnxio.files import load_onnx
     from deploykit.passes.inspect import inspect_model
 
     proto = load_onnx(file)

@@ -64,7 +64,7 @@ def _model_ops(ref, model_opts, parc_impl, resolution, models_dir) -> tuple[str,
     """(label, op types) of a registry model (exported, or reused from the artifact store) or an ONNX file."""
     from pathlib import Path
 
-    from deploykit.export.onnx_io import load_onnx, op_types
+    from deploykit.onnxio.files import load_onnx, op_types
     from deploykit.export.source import looks_like_file
     from deploykit.models.registry import MODELS
 
@@ -72,10 +72,11 @@ def _model_ops(ref, model_opts, parc_impl, resolution, models_dir) -> tuple[str,
         return Path(ref).name, op_types(load_onnx(ref, load_external_data=False))
     from deploykit.core.config import ExportConfig
     from deploykit.export.exporter import export_model
+    from deploykit.passes.fuse import export_transform
 
     cfg = ExportConfig(model=ref, resolution=resolution, options=model_options(model_opts, parc_impl=parc_impl),
                        models_dir=resolve_models_dir(models_dir))
-    result = export_model(cfg)
+    result = export_model(cfg, fuse=export_transform)
     opts = result.manifest["settings"]["options"]
     label = ref + "".join(f" {k}={v}" for k, v in sorted(opts.items()))
     return label, set(result.manifest["onnx"]["op_histogram"])

@@ -56,3 +56,8 @@ class UnavailableError(DeployKitError):
     """A target, device or optional dependency is not available on this machine."""
 
     exit_code = EXIT_UNAVAILABLE
+
+
+def squash(text, limit: int = 300) -> str:
+    """``text`` (an exception, a tool's stderr) as one line of at most ``limit`` characters, for one-line errors."""
+    return " ".join(str(text).split())[:limit]

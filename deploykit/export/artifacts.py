@@ -11,7 +11,7 @@ import json
 import time
 from pathlib import Path
 
-from deploykit.models.registry import file_sha256
+from deploykit.core.hashing import file_sha256
 
 MANIFEST_SCHEMA = "deploykit.manifest"
 MANIFEST_VERSION = 1

@@ -9,29 +9,27 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from deploykit import __version__
 from deploykit.core.atomic import atomic_path, ensure_dir, write_json
 from deploykit.core.config import ExportConfig
-from deploykit.core.errors import DeployKitError, InputError
+from deploykit.core.errors import DeployKitError, InputError, squash
 from deploykit.core.lazy import version_of
-from deploykit.core.registry import Registry
 from deploykit.export import artifacts
-from deploykit.export.onnx_io import check_model, input_specs, op_histogram, opset_of
-from deploykit.export.reference import make_input, save_reference, torch_reference
-from deploykit.export.verify import Tolerance, check_reference, compare, passes
-from deploykit.models.registry import (check_resolution, create_model, file_sha256, get_cfg, resolve_options,
-                                       source_sha256)
+from deploykit.onnxio.files import check_model, input_specs, op_histogram, opset_of
+from deploykit.onnxio.session import cpu_session
+from deploykit.onnxio.reference import make_input, save_reference, torch_reference
+from deploykit.onnxio.verify import Tolerance, check_reference, compare, passes
+from deploykit.models.registry import check_resolution, create_model, get_cfg, resolve_options, source_sha256
+from deploykit.core.hashing import file_sha256
 
-def _load_graph_transforms() -> None:
-    # plug-in point, like the target registry: the passes package registers "fuse" when imported
-    import deploykit.passes.fuse  # noqa: F401
-
-
-# post-export graph transforms: name -> fn(proto, batch=, resolution=, seed=) -> (proto, report dict)
-GRAPH_TRANSFORMS: Registry = Registry("graph transform", loader=_load_graph_transforms)
+# The graph passes run after export (``ExportConfig.fuse``) are passed in by the caller, from a layer above
+# export: ``fuse(proto, batch=, resolution=, seed=) -> (proto, report dict)``, i.e.
+# ``deploykit.passes.fuse.export_transform``.
+GraphTransform = Callable[..., tuple]
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -93,8 +91,12 @@ def exporter_name(opset: int, fold_bn: bool = True) -> str:
     return "torch.onnx.export(dynamo=True)" if opset >= DYNAMO_MIN_OPSET else "torch.onnx.export(dynamo=False)"
 
 
-def export_model(cfg: ExportConfig, progress=None) -> ExportResult:
-    """Export ``cfg.model`` to ONNX (or reuse a valid artifact with the same settings)."""
+def export_model(cfg: ExportConfig, progress=None, *, fuse: GraphTransform | None = None) -> ExportResult:
+    """Export ``cfg.model`` to ONNX (or reuse a valid artifact with the same settings). ``fuse``: the graph
+    passes run on the exported graph when ``cfg.fuse`` (``deploykit.passes.fuse.export_transform``)."""
+    if cfg.fuse and fuse is None:
+        raise TypeError("ExportConfig(fuse=True) needs the graph passes: export_model(cfg, fuse="
+                        "deploykit.passes.fuse.export_transform), or ExportConfig(fuse=False)")
     say = progress or (lambda msg: None)
     t0 = time.perf_counter()
     settings, variant = export_settings(cfg)
@@ -128,7 +130,7 @@ def export_model(cfg: ExportConfig, progress=None) -> ExportResult:
     fusion = fusion_status(model, proto)
     if cfg.fuse:
         say("fusing: identity removal, BatchNormalization folding (verified against the unfused graph)")
-        proto, passes_report = GRAPH_TRANSFORMS.get("fuse")(proto, batch=cfg.batch, resolution=res, seed=cfg.seed)
+        proto, passes_report = fuse(proto, batch=cfg.batch, resolution=res, seed=cfg.seed)
         fusion["passes"] = passes_report
         fusion["batchnorm_in_graph_after_passes"] = passes_report["batchnorm_after"]
     data = proto.SerializeToString()
@@ -216,7 +218,7 @@ def _torch_export(model, x: np.ndarray, cfg: ExportConfig):
     except DeployKitError:
         raise
     except Exception as exc:
-        msg = " ".join(str(exc).split())[:400] or type(exc).__name__
+        msg = squash(exc, 400) or type(exc).__name__
         raise ExportError(f"exporting {cfg.model} to ONNX opset {cfg.opset} failed: {type(exc).__name__}: {msg}") from exc
 
 
@@ -274,12 +276,7 @@ def verify_onnx_bytes(data: bytes, model, x: np.ndarray, ref: np.ndarray, tol: T
     """Run the ONNX model in ONNX Runtime (CPU, default optimisations) on ``x`` and compare with PyTorch."""
     import onnxruntime as ort
 
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    try:
-        sess = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise ExportError(f"ONNX Runtime cannot load the exported {what}: {' '.join(str(exc).split())[:300]}") from exc
+    sess = cpu_session(data, what=f"the exported {what}", error=ExportError)
     name = sess.get_inputs()[0].name
     cases = [(x, ref)]
     if dynamic_batch:  # prove the batch axis really is dynamic

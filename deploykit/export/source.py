@@ -10,8 +10,9 @@ from typing import Callable
 from deploykit.core.config import ExportConfig
 from deploykit.core.errors import InputError
 from deploykit.export import artifacts
-from deploykit.export.onnx_io import graph_precision, image_input_from_specs, image_input_shape, load_onnx
-from deploykit.models.registry import MODELS, file_sha256, get_cfg
+from deploykit.onnxio.files import graph_precision, image_input_from_specs, image_input_shape, load_onnx
+from deploykit.models.registry import MODELS, get_cfg
+from deploykit.core.hashing import file_sha256
 
 
 @dataclass
@@ -60,7 +61,8 @@ NativeReader = Callable[[Path], tuple[list, str]]
 
 
 def resolve_model(ref: str, *, batch: int, resolution: int | None, export: ExportConfig | None = None,
-                  progress=None, readers: dict[str, NativeReader] | None = None, quantize=None) -> ResolvedModel:
+                  progress=None, readers: dict[str, NativeReader] | None = None, quantize=None,
+                  fuse=None) -> ResolvedModel:
     """A ready-to-run model file for ``ref`` with its single image input's concrete shape.
 
     ONNX files and registry models work everywhere; other formats (``.xml`` OpenVINO IR) only when the target
@@ -68,7 +70,9 @@ def resolve_model(ref: str, *, batch: int, resolution: int | None, export: Expor
 
     ``quantize``: a callable ``(ref, batch, resolution, export, progress) -> path`` that builds (or reuses) the
     int8 variant of ``ref`` (``bench --int8``; the quantize layer passes ``deploykit.quantize``'s builder); the
-    int8 file is then resolved like any artifact file, its manifest pointing back to the fp32 source."""
+    int8 file is then resolved like any artifact file, its manifest pointing back to the fp32 source.
+
+    ``fuse``: the graph passes a registry model's export runs (``export.exporter.export_model``)."""
     if quantize is not None:
         path = quantize(ref, batch, resolution, export, progress)
         resolved = _resolve_file(Path(path), batch, None)
@@ -86,7 +90,7 @@ def resolve_model(ref: str, *, batch: int, resolution: int | None, export: Expor
     from deploykit.export.exporter import export_model
 
     ecfg = replace(export or ExportConfig(model=ref), model=ref, batch=batch, resolution=resolution)
-    res = export_model(ecfg, progress=progress)
+    res = export_model(ecfg, progress=progress, fuse=fuse)
     proto = load_onnx(res.path, load_external_data=False)
     name, shape, dtype = image_input_shape(proto, batch, resolution or res.manifest["settings"]["resolution"],
                                            where=ref)

@@ -201,14 +201,6 @@ def source_sha256(cfg: ModelCfg) -> str | None:
     return h.hexdigest()
 
 
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def model_stats(name: str, resolution: int | None = None, options: dict[str, Any] | None = None,
                 cache_dir: Path | None = None) -> dict[str, float]:
     """Parameter count and MACs (conv/linear/matmul/attention, as torch's FlopCounterMode counts them / 2)

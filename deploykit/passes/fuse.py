@@ -16,9 +16,9 @@ import numpy as np
 
 from deploykit.core.errors import InputError, UsageError, VerificationError
 from deploykit.core.registry import Registry
-from deploykit.export.onnx_io import op_histogram
-from deploykit.export.reference import make_input
-from deploykit.export.verify import Tolerance, compare, passes
+from deploykit.onnxio.files import op_histogram
+from deploykit.onnxio.reference import make_input
+from deploykit.onnxio.verify import Tolerance, compare, passes
 from deploykit.passes.bn_fold import count_batchnorm, fold_batchnorm
 from deploykit.passes.graph import GraphView, prune_unused_initializers, remove_nodes, rename_input
 
@@ -119,7 +119,7 @@ def fuse_model(model, pass_names=DEFAULT_PASSES, *, verify: bool = True, batch: 
 def seeded_feeds(model, *, batch: int | None = None, resolution: int | None = None, seed: int = 0) -> dict:
     """One seeded standard-normal tensor per float input; symbolic dims: dim 0 = ``batch`` (1), others =
     ``resolution`` (required)."""
-    from deploykit.export.onnx_io import input_specs
+    from deploykit.onnxio.files import input_specs
 
     feeds = {}
     for i, spec in enumerate(input_specs(model)):
@@ -141,16 +141,9 @@ def seeded_feeds(model, *, batch: int | None = None, resolution: int | None = No
 
 def run_reference(model, feeds: dict, extra_outputs: list[str] | None = None) -> list[np.ndarray]:
     """Run ``model`` in ONNX Runtime (CPU) with graph optimisations disabled; outputs in graph order."""
-    import onnxruntime as ort
+    from deploykit.onnxio.session import cpu_session
 
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    so.log_severity_level = 3
-    try:
-        sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise InputError(f"ONNX Runtime cannot load the graph: {' '.join(str(exc).split())[:300]}") from None
-    return sess.run(None, feeds)
+    return cpu_session(model.SerializeToString(), graph_opt="disable", what="the graph").run(None, feeds)
 
 
 def verify_equivalent(before, after, feeds: dict, tol: Tolerance = FUSE_TOLERANCE) -> dict:
@@ -168,7 +161,7 @@ def verify_equivalent(before, after, feeds: dict, tol: Tolerance = FUSE_TOLERANC
 
 
 __all__ = ["PASSES", "DEFAULT_PASSES", "FuseResult", "fuse_model", "seeded_feeds", "verify_equivalent",
-           "run_reference", "count_batchnorm"]
+           "run_reference", "count_batchnorm", "export_transform"]
 
 
 def export_transform(proto, *, batch: int | None = None, resolution: int | None = None, seed: int = 0):
@@ -179,13 +172,3 @@ def export_transform(proto, *, batch: int | None = None, resolution: int | None 
     for key in ("op_histogram_before", "op_histogram_after"):  # the manifest keeps the delta, not both histograms
         summary.pop(key)
     return (res.model if res.changed else proto), summary
-
-
-def _register() -> None:
-    from deploykit.export.exporter import GRAPH_TRANSFORMS
-
-    if "fuse" not in GRAPH_TRANSFORMS._items:
-        GRAPH_TRANSFORMS.add("fuse", export_transform)
-
-
-_register()

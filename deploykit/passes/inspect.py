@@ -13,7 +13,7 @@ import copy
 
 import numpy as np
 
-from deploykit.export.onnx_io import graph_precision, input_specs, op_histogram, opset_of
+from deploykit.onnxio.files import graph_precision, input_specs, op_histogram, opset_of
 from deploykit.passes.attention import find_attention, qdq_placement
 from deploykit.passes.graph import GraphView
 

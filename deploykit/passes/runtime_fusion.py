@@ -16,7 +16,7 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from deploykit.core.errors import InputError, UnavailableError
+from deploykit.core.errors import InputError, UnavailableError, squash
 from deploykit.core.lazy import require
 
 ORT_INT8_KERNELS = (
@@ -35,27 +35,17 @@ def ort_runtime_graph(source, *, graph_opt: str = "all", threads: int = 1) -> di
     the optimized graph it runs."""
     import onnx
 
-    ort = require("onnxruntime", "reading ONNX Runtime's optimized graph")
-    levels = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
-              "all": "ORT_ENABLE_ALL"}
+    from deploykit.onnxio.session import cpu_session
+
     with tempfile.TemporaryDirectory(prefix="dk-ortopt-") as tmp:
         out = Path(tmp) / "optimized.onnx"
-        so = ort.SessionOptions()
-        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, levels[graph_opt])
-        so.intra_op_num_threads = threads
-        so.log_severity_level = 3  # the NCHWc warning about hardware-specific files is expected
-        so.optimized_model_filepath = str(out)
-        src = str(source) if isinstance(source, (str, Path)) else source
-        try:
-            ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
-        except Exception as exc:
-            raise InputError(f"ONNX Runtime cannot load the graph: {' '.join(str(exc).split())[:300]}") from None
+        cpu_session(source, graph_opt=graph_opt, threads=threads, what="the graph", optimized_model_path=str(out))
         opt = onnx.load(str(out), load_external_data=False)
     return summarize_ort_graph(opt, graph_opt)
 
 
 def summarize_ort_graph(opt, graph_opt: str = "all") -> dict:
-    from deploykit.export.onnx_io import op_histogram
+    from deploykit.onnxio.files import op_histogram
     from deploykit.passes.graph import attr
 
     hist = op_histogram(opt)
@@ -92,21 +82,21 @@ def openvino_runtime_graph(path, *, precision_hint: str = "f32", threads: int = 
     op_types = _onnx_op_types(path)
     config = {"INFERENCE_PRECISION_HINT": precision_hint, "INFERENCE_NUM_THREADS": threads}
     if _is_qdq(path):  # an int8 QDQ graph: compile in a child first (OpenVINO's plugin has crashed on some)
-        from deploykit.runtimes.openvino_rt import check_compiles
+        from deploykit.runtimes.openvino import check_compiles
 
         check_compiles(Path(path), device, config)
     try:
         model = core.read_model(str(path))
         compiled = core.compile_model(model, device, config)
     except Exception as exc:
-        raise InputError(f"OpenVINO cannot compile {path}: {' '.join(str(exc).split())[:300]}") from None
+        raise InputError(f"OpenVINO cannot compile {path}: {squash(exc)}") from None
     return summarize_openvino_runtime(compiled.get_runtime_model(), op_types, precision_hint)
 
 
 def _is_qdq(path) -> bool:
     if not str(path).endswith(".onnx"):
         return False
-    from deploykit.export.onnx_io import load_onnx, op_types
+    from deploykit.onnxio.files import load_onnx, op_types
 
     return "QuantizeLinear" in op_types(load_onnx(Path(path), load_external_data=False))
 

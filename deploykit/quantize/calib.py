@@ -194,7 +194,7 @@ def load_labelled(folder: str | Path, pp: Preprocess, n: int | None = None, *, s
 
 def synthetic(shape: tuple[int, ...], n: int, seed: int = 0) -> ImageSet:
     """``n`` seeded standard-normal inputs of ``shape`` (C x H x W): a smoke test, not calibration data."""
-    from deploykit.export.reference import make_input
+    from deploykit.onnxio.reference import make_input
 
     x = make_input((n, *shape), seed=10_000 + seed)
     return ImageSet(x=x, files=[f"synthetic-{i}" for i in range(n)], folder=SYNTHETIC, found=n, skipped=0)

@@ -11,28 +11,18 @@ from pathlib import Path
 
 import numpy as np
 
-from deploykit.core.errors import InputError
+from deploykit.core.errors import InputError, squash
 from deploykit.core.lazy import require
-from deploykit.export.verify import Tolerance, compare, passes
+from deploykit.onnxio.verify import Tolerance, compare, passes
 
 
 class OrtModel:
     """An ONNX file (or serialized bytes) in ONNX Runtime's CPU provider, fed in the batch size it accepts."""
 
     def __init__(self, source, *, graph_opt: str = "all", threads: int | None = None):
-        ort = require("onnxruntime", "running ONNX models")
-        so = ort.SessionOptions()
-        so.log_severity_level = 3
-        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, {
-            "disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
-            "all": "ORT_ENABLE_ALL"}[graph_opt])
-        if threads:
-            so.intra_op_num_threads = threads
-        src = str(source) if isinstance(source, (str, Path)) else source
-        try:
-            self.sess = ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
-        except Exception as exc:
-            raise InputError(f"ONNX Runtime cannot load the model: {' '.join(str(exc).split())[:300]}") from None
+        from deploykit.onnxio.session import cpu_session
+
+        self.sess = cpu_session(source, graph_opt=graph_opt, threads=threads)
         inp = self.sess.get_inputs()[0]
         self.input_name = inp.name
         b = inp.shape[0]
@@ -53,14 +43,14 @@ class OpenVinoModel:
         cfg = {"INFERENCE_PRECISION_HINT": "f32"}
         if threads:
             cfg["INFERENCE_NUM_THREADS"] = threads
-        from deploykit.runtimes.openvino_rt import check_compiles
+        from deploykit.runtimes.openvino import check_compiles
 
         check_compiles(Path(path), "CPU", cfg)  # the int8 files it runs can crash OpenVINO's plugin
         try:
             model = core.read_model(str(path))
             self.compiled = core.compile_model(model, "CPU", cfg)
         except Exception as exc:
-            raise InputError(f"OpenVINO cannot compile {path}: {' '.join(str(exc).split())[:300]}") from None
+            raise InputError(f"OpenVINO cannot compile {path}: {squash(exc)}") from None
         self.request = self.compiled.create_infer_request()
         shape = self.compiled.input(0).get_partial_shape()
         self.batch = shape[0].get_length() if shape[0].is_static else None

@@ -29,6 +29,6 @@ The same floors judge ``bench`` reports of int8 artifacts (``bench.fidelity.TOLE
 input is one seeded standard-normal tensor rather than an image.
 """
 
-from deploykit.export.verify import Tolerance
+from deploykit.onnxio.verify import Tolerance
 
 INT8_FLOOR = Tolerance(rtol=0.25, min_cosine=0.98, min_top1=None)

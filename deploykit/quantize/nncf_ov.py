@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deploykit.core.errors import InputError, UsageError
+from deploykit.core.errors import InputError, UsageError, squash
 from deploykit.core.lazy import require
 
 
@@ -29,7 +29,7 @@ def quantize_nncf(src: Path, dest_xml: Path, calib_x: np.ndarray, *, family: str
     try:
         model = core.read_model(str(src))
     except Exception as exc:
-        raise InputError(f"OpenVINO cannot read {src}: {' '.join(str(exc).split())[:300]}") from None
+        raise InputError(f"OpenVINO cannot read {src}: {squash(exc)}") from None
     n = (len(calib_x) // batch) * batch or batch
     items = [calib_x[i:i + batch] for i in range(0, n, batch)]
     estimator = {"minmax": RangeEstimatorParametersSet.MINMAX,
@@ -50,9 +50,9 @@ def quantize_nncf(src: Path, dest_xml: Path, calib_x: np.ndarray, *, family: str
             model_type=nncf.ModelType.TRANSFORMER if vit else None,
             ignored_scope=ignored, advanced_parameters=advanced)
     except nncf.ValidationError as exc:
-        raise UsageError(f"--exclude: {' '.join(str(exc).split())[:300]} (OpenVINO op types or node names)") from None
+        raise UsageError(f"--exclude: {squash(exc)} (OpenVINO op types or node names)") from None
     except Exception as exc:
-        msg = " ".join(str(exc).split())[:300] or type(exc).__name__
+        msg = squash(exc) or type(exc).__name__
         raise InputError(f"NNCF quantization failed: {type(exc).__name__}: {msg}") from exc
     ov.save_model(qmodel, str(dest_xml), compress_to_fp16=False)
     ops = [op.get_type_name() for op in qmodel.get_ordered_ops()]

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deploykit.core.errors import InputError, UsageError
+from deploykit.core.errors import InputError, UsageError, squash
 from deploykit.core.lazy import require
 from deploykit.passes.attention import find_attention
 
@@ -303,7 +303,7 @@ def quantize_qdq(pre_path: Path, out_path: Path, plan: QdqPlan, calib_x: np.ndar
         except (InputError, UsageError):
             raise
         except Exception as exc:
-            msg = " ".join(str(exc).split())[:300] or type(exc).__name__
+            msg = squash(exc) or type(exc).__name__
             raise InputError(f"ONNX Runtime quantization failed: {type(exc).__name__}: {msg}") from exc
         finally:
             os.chdir(cwd)

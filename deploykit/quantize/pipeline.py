@@ -27,9 +27,10 @@ from deploykit.core.config import ExportConfig, QuantizeConfig, default_models_d
 from deploykit.core.errors import InputError, UsageError, VerificationError
 from deploykit.core.lazy import version_of
 from deploykit.export import artifacts
-from deploykit.export.onnx_io import check_model, graph_precision, image_input_shape, load_onnx, opset_of
+from deploykit.onnxio.files import check_model, graph_precision, image_input_shape, load_onnx, opset_of
 from deploykit.export.source import looks_like_file
-from deploykit.models.registry import IMAGENET_MEAN, IMAGENET_STD, MODELS, file_sha256, get_cfg
+from deploykit.models.registry import IMAGENET_MEAN, IMAGENET_STD, MODELS, get_cfg
+from deploykit.core.hashing import file_sha256
 from deploykit.quantize import calib as calib_mod
 from deploykit.quantize.floors import INT8_FLOOR
 
@@ -194,7 +195,9 @@ def _resolve_source(ref: str, *, batch: int, resolution: int | None, export: Exp
 
     ecfg = replace(export or ExportConfig(model=ref, models_dir=models_dir), model=ref, batch=batch,
                    resolution=resolution)
-    res = export_model(ecfg, progress=say)
+    from deploykit.passes.fuse import export_transform
+
+    res = export_model(ecfg, progress=say, fuse=export_transform)
     proto = load_onnx(res.path, load_external_data=False)
     name, shape, _ = image_input_shape(proto, batch, res.manifest["settings"]["resolution"], where=ref)
     return Source(ref, res.path, res.manifest["sha256"], res.manifest, cfg.family, name, shape, cfg.mean, cfg.std,
@@ -344,7 +347,7 @@ def _build_ort(src: Source, qcfg: QuantizeConfig, calib, held_out: np.ndarray, t
 
 
 def _absorbed(pre, qproto) -> dict:
-    from deploykit.export.onnx_io import op_histogram
+    from deploykit.onnxio.files import op_histogram
 
     before, after = op_histogram(pre), op_histogram(qproto)
     out = {}

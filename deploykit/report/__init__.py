@@ -1,1 +1,1 @@
-"""Reports: the versioned JSON schema, renderings (Markdown, CSV, tables), and later the gate."""
+"""Reports: the versioned JSON schema and its renderings (Markdown, CSV, tables)."""

@@ -166,9 +166,9 @@ class Runtime(ABC):
 
 
 def _load_targets() -> None:
-    from deploykit.runtimes import onnxruntime_cpu  # noqa: F401
+    from deploykit.runtimes import ort  # noqa: F401
 
-    for mod in ("openvino_rt", "tensorrt_rt", "onnxruntime_gpu", "torch_rt"):  # later targets, when present
+    for mod in ("openvino", "tensorrt", "ort_gpu", "torch"):  # later targets, when present
         try:
             __import__(f"deploykit.runtimes.{mod}")
         except ModuleNotFoundError as exc:
@@ -181,12 +181,12 @@ class CudaRuntime(Runtime):
     """A target on an NVIDIA GPU: ``--device cuda[:N]`` must exist here (checked in ``preflight``, exit 3)."""
 
     def preflight(self) -> None:
-        from deploykit.runtimes.cuda_probe import require_gpu
+        from deploykit.runtimes.cuda import require_gpu
 
         self._gpu = require_gpu(self.name, self.options.device)
 
     def uses_gpu(self) -> int | None:
-        from deploykit.runtimes.cuda_probe import parse_cuda_device
+        from deploykit.runtimes.cuda import parse_cuda_device
 
         return parse_cuda_device(self.options.device)
 

@@ -63,7 +63,7 @@ from typing import Sequence
 import numpy as np
 
 from deploykit.bench.stats import bootstrap_distribution, percentile_interval
-from deploykit.core.config import GATE_CORRECTIONS
+from deploykit.gate.config import GATE_CORRECTIONS
 from deploykit.core.errors import EXIT_INCONCLUSIVE, EXIT_OK, EXIT_REGRESSION, UsageError
 
 PASS = "PASS"

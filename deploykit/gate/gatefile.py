@@ -41,9 +41,10 @@ import difflib
 import itertools
 from pathlib import Path
 
-from deploykit.core.config import GATE_METRICS, ExportConfig, GateCheck, GateConfig, GateMetric
+from deploykit.core.config import ExportConfig
+from deploykit.gate.config import GATE_METRICS, GateCheck, GateConfig, GateMetric
 from deploykit.core.errors import DeployKitError, InputError
-from deploykit.report.gate import DEFAULT_TOLERANCES, parse_drift, parse_tolerance
+from deploykit.gate.decision import DEFAULT_TOLERANCES, parse_drift, parse_tolerance
 
 GATE_FILE_VERSION = 1
 CHECK_KEYS = ("name", "model", "against", "against_rev", "baseline", "target", "precision", "batch", "resolution",

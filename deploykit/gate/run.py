@@ -23,9 +23,10 @@ from typing import Callable
 
 from deploykit.bench.interleave import (Interleaved, Round, block_config, block_config_from, block_settings, load_side,
                                         log_ratios, run_interleaved, summarize_side)
-from deploykit.core.config import ExportConfig, GateCheck, GateConfig, RuntimeOptions, default_models_dir
-from deploykit.core.errors import DeployKitError, InputError, UsageError
-from deploykit.report.gate import (INCONCLUSIVE, MIN_ROUNDS, Decision, Evidence, adaptive_level, decide_all,
+from deploykit.core.config import ExportConfig, RuntimeOptions, default_models_dir
+from deploykit.gate.config import GateCheck, GateConfig
+from deploykit.core.errors import DeployKitError, InputError, UsageError, squash
+from deploykit.gate.decision import (INCONCLUSIVE, MIN_ROUNDS, Decision, Evidence, adaptive_level, decide_all,
                                    decide_one, effect_replicates, exit_code)
 
 Say = Callable[[str], None]
@@ -225,7 +226,7 @@ def _materialise_rev(c: GateCheck, tmp: Path) -> Path:
         _rev_commit(rev, f.parent)
         p = _git(["show", f"{rev}:./{f.name}"], f.parent, binary=True)
         if p.returncode != 0:
-            msg = " ".join(p.stderr.decode(errors="replace").split())[:200]
+            msg = squash(p.stderr.decode(errors="replace"), 200)
             raise InputError(f"check {c.name!r}: {f.name} is not in git revision {rev!r} ({msg})")
         if p.stdout.startswith(b"version https://git-lfs"):
             raise InputError(f"check {c.name!r}: {f.name} at {rev!r} is a Git LFS pointer; fetch the LFS object "
@@ -279,10 +280,12 @@ def _export_at_rev(src: Path, c: GateCheck, batch: int, resolution: int | None, 
 
 def _resolve(ref: str, p: Prepared, batch: int, resolution: int | None, say: Say):
     from deploykit.export.source import resolve_model
+    from deploykit.passes.fuse import export_transform
 
     export = p.check.export or ExportConfig(model=ref)
     return resolve_model(ref, batch=batch, resolution=resolution,
-                         export=replace(export, model=ref) if _is_registry(ref) else None, progress=say)
+                         export=replace(export, model=ref) if _is_registry(ref) else None, progress=say,
+                         fuse=export_transform)
 
 
 def _check_precision(model, c: GateCheck) -> None:

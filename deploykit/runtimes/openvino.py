@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deploykit.core.errors import InputError, UnavailableError, UsageError
+from deploykit.core.errors import InputError, UnavailableError, UsageError, squash
 from deploykit.core.lazy import require
 from deploykit.runtimes.base import Availability, ModelInput, Runtime, register_runtime
 
@@ -77,7 +77,7 @@ def check_compiles(path: Path, device: str, config: dict, shape: tuple | None = 
     import subprocess
     import sys
 
-    code = "from deploykit.runtimes.openvino_rt import _compile_child; _compile_child()"
+    code = "from deploykit.runtimes.openvino import _compile_child; _compile_child()"
     args = [sys.executable, "-c", code, str(path), device, json.dumps(config), json.dumps(list(shape or []))]
     try:
         proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
@@ -109,7 +109,7 @@ def _compile_child() -> None:
             m.reshape({m.input(0).get_any_name(): shape})
         c.compile_model(m, device, config)
     except Exception as exc:  # an ordinary failure: the parent's own compile reports it
-        print(" ".join(str(exc).split())[:300], file=sys.stderr)
+        print(squash(exc), file=sys.stderr)
         sys.exit(1)
 
 
@@ -135,7 +135,7 @@ class OpenVinoRuntime(Runtime):
             c = core()
             devs = [f"{d} ({c.get_property(d, 'FULL_DEVICE_NAME')})" for d in c.available_devices]
         except Exception as exc:  # a broken install
-            return Availability(False, f"openvino does not initialise: {' '.join(str(exc).split())[:200]}")
+            return Availability(False, f"openvino does not initialise: {squash(exc, 200)}")
         from deploykit.core.lazy import version_of
 
         return Availability(True, detail=f"openvino {version_of('openvino')}; devices: {', '.join(devs) or 'none'}")
@@ -273,7 +273,7 @@ class OpenVinoRuntime(Runtime):
     @classmethod
     def inspect_file(cls, path: Path):
         """Inputs and precision of an OpenVINO IR file (.xml with its .bin)."""
-        from deploykit.export.onnx_io import InputSpec
+        from deploykit.onnxio.files import InputSpec
 
         path = Path(path)
         if not path.is_file():
@@ -283,7 +283,7 @@ class OpenVinoRuntime(Runtime):
         try:
             m = core().read_model(str(path))
         except Exception as exc:
-            raise InputError(f"{path} is not a readable OpenVINO IR file ({' '.join(str(exc).split())[:200]})") from None
+            raise InputError(f"{path} is not a readable OpenVINO IR file ({squash(exc, 200)})") from None
         specs = []
         for p in m.inputs:
             dims = tuple(d.get_length() if d.is_static else None for d in p.get_partial_shape())

@@ -45,7 +45,7 @@ class _OrtGpuRuntime(CudaRuntime):
 
     @classmethod
     def availability(cls) -> Availability:
-        from deploykit.runtimes.cuda_probe import cuda_status
+        from deploykit.runtimes.cuda import cuda_status
 
         missing = []
         ver = _gpu_dist()
@@ -78,7 +78,7 @@ class _OrtGpuRuntime(CudaRuntime):
     def load(self, model: ModelInput) -> None:
         import onnxruntime as ort
 
-        from deploykit.runtimes.onnxruntime_cpu import load_session, session_options
+        from deploykit.onnxio.session import load_session, session_options
 
         self.preflight()
         self._ort = ort

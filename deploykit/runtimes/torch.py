@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from deploykit.core.errors import UnavailableError, UsageError
+from deploykit.core.errors import UnavailableError, UsageError, squash
 from deploykit.runtimes.base import Availability, ModelInput, Runtime, register_runtime
 
 _DTYPES = {"fp32": "float32", "tf32": "float32", "fp16": "float16", "bf16": "bfloat16"}
@@ -29,7 +29,7 @@ def parse_torch_device(device: str | None) -> tuple[str, int | None]:
     d = (device or "cpu").strip().lower()
     if d == "cpu":
         return "cpu", None
-    from deploykit.runtimes.cuda_probe import parse_cuda_device
+    from deploykit.runtimes.cuda import parse_cuda_device
 
     return "cuda", parse_cuda_device(d)
 
@@ -47,7 +47,7 @@ class TorchRuntime(Runtime):
         if not av.available:
             return av
         from deploykit.core.lazy import version_of
-        from deploykit.runtimes.cuda_probe import cuda_status
+        from deploykit.runtimes.cuda import cuda_status
 
         st = cuda_status()
         gpus = ", ".join(f"cuda:{d.index} {d.name}" for d in st.devices) if st.available else f"cpu only ({st.reason})"
@@ -56,7 +56,7 @@ class TorchRuntime(Runtime):
     def preflight(self) -> None:
         kind, index = parse_torch_device(self.options.device)
         if kind == "cuda":
-            from deploykit.runtimes.cuda_probe import require_gpu
+            from deploykit.runtimes.cuda import require_gpu
 
             require_gpu(self.name, f"cuda:{index}")
         elif self.options.cuda_graphs:
@@ -113,7 +113,7 @@ class TorchRuntime(Runtime):
             try:
                 self._fn = torch.compile(self._module, mode=self._compile_mode)
             except Exception as exc:
-                raise UnavailableError(f"torch.compile is not usable here: {' '.join(str(exc).split())[:200]}") from None
+                raise UnavailableError(f"torch.compile is not usable here: {squash(exc, 200)}") from None
         self._graph = None
         self._events = None
         self._shape = tuple(model.shape)

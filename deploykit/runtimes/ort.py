@@ -4,38 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from deploykit.core.errors import InputError
+from deploykit.onnxio.session import load_session, session_options
 from deploykit.runtimes.base import Availability, ModelInput, Runtime, register_runtime
-
-GRAPH_OPT_LEVELS = {
-    "disable": "ORT_DISABLE_ALL",
-    "basic": "ORT_ENABLE_BASIC",
-    "extended": "ORT_ENABLE_EXTENDED",
-    "all": "ORT_ENABLE_ALL",
-}
-
-
-def session_options(ort, threads: int, graph_opt: str, optimized_model_path: str | None = None):
-    """SessionOptions deploykit uses for ONNX Runtime on the CPU: ``threads`` intra-op threads, one inter-op
-    thread, sequential execution (one inference at a time, as in a latency measurement)."""
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_OPT_LEVELS[graph_opt])
-    so.log_severity_level = 3
-    if optimized_model_path:
-        so.optimized_model_filepath = optimized_model_path
-    return so
-
-
-def load_session(ort, source, so, providers, what: str):
-    try:
-        return ort.InferenceSession(source, so, providers=providers)
-    except Exception as exc:  # ORT raises its own exception types for unreadable/invalid models
-        msg = " ".join(str(exc).split())
-        raise InputError(f"ONNX Runtime cannot load {what}: {msg[:300]}") from None
-
 
 @register_runtime("ort")
 class OrtCpuRuntime(Runtime):

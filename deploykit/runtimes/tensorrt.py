@@ -27,7 +27,7 @@ import numpy as np
 
 from deploykit.core.errors import InputError, UnavailableError
 from deploykit.core.lazy import install_hint, is_installed
-from deploykit.runtimes import trt_plan
+from deploykit.runtimes import tensorrt_plan as trt_plan
 from deploykit.runtimes.base import Availability, CudaRuntime, ModelInput, register_runtime
 
 _DFT = ("TensorRT's ONNX parser has no DFT before TensorRT 11.2 (ParC's fft implementation): export the model "
@@ -78,7 +78,7 @@ class TensorrtRuntime(CudaRuntime):
     @classmethod
     def availability(cls) -> Availability:
         from deploykit.core.lazy import version_of
-        from deploykit.runtimes.cuda_probe import cuda_status
+        from deploykit.runtimes.cuda import cuda_status
 
         missing = []
         if not is_installed("tensorrt"):
@@ -97,8 +97,8 @@ class TensorrtRuntime(CudaRuntime):
     def _plan(self, model: ModelInput, trt_version: str) -> tuple[trt_plan.BuildPlan, str]:
         import onnx
 
-        from deploykit.export.onnx_io import input_specs
-        from deploykit.models.registry import file_sha256
+        from deploykit.onnxio.files import input_specs
+        from deploykit.core.hashing import file_sha256
 
         proto = onnx.load(str(model.path), load_external_data=False)
         spec = next(s for s in input_specs(proto) if s.name == model.input_name)
@@ -141,7 +141,7 @@ class TensorrtRuntime(CudaRuntime):
         return bytes(memoryview(serialized))
 
     def load(self, model: ModelInput) -> None:
-        from deploykit.runtimes.cuda_probe import require_gpu
+        from deploykit.runtimes.cuda import require_gpu
 
         trt = __import__("tensorrt")
         rt = cudart()

@@ -16,7 +16,7 @@ import time
 import xml.etree.ElementTree as ET
 from dataclasses import asdict
 
-from deploykit.report.gate import IMPROVEMENT, INCONCLUSIVE, OUTCOMES, PASS, REGRESSION
+from deploykit.gate.decision import IMPROVEMENT, INCONCLUSIVE, OUTCOMES, PASS, REGRESSION
 
 GATE_SCHEMA = "deploykit.gate"
 GATE_SCHEMA_VERSION = 1

@@ -1,0 +1,102 @@
+"""How a latency gate measures and decides: its checks, metrics and tolerances (plain frozen dataclasses)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from deploykit.core.config import GRAPH_OPTS, ExportConfig, require_positive
+from deploykit.core.errors import UsageError
+
+GATE_METRICS = ("p50", "p90", "throughput")
+GATE_MODES = ("against", "against_rev", "baseline")
+GATE_CORRECTIONS = ("bonferroni", "holm", "none")
+
+
+@dataclass(frozen=True)
+class GateMetric:
+    """One metric of a gate check and its tolerance (a fraction: 0.05 = 5% slower allowed)."""
+
+    metric: str
+    tolerance: float
+
+    def __post_init__(self):
+        if self.metric not in GATE_METRICS:
+            raise UsageError(f"unknown metric {self.metric!r} (choose from {', '.join(GATE_METRICS)})")
+        if not 0 < self.tolerance <= 1:
+            raise UsageError(f"tolerance of {self.metric} must be above 0 and at most 1 (100%), got {self.tolerance}")
+
+
+@dataclass(frozen=True)
+class GateCheck:
+    """One measurement of a latency gate: the candidate against a reference, evaluated on one or more metrics.
+
+    ``mode``: ``against`` (``reference`` is an ONNX file or a model name, measured interleaved with the candidate),
+    ``against_rev`` (``reference`` is a git revision: the candidate ONNX file as committed there, or a registry
+    model as deploykit's code at that revision exports it), or ``baseline`` (``reference`` is a stored report
+    with the reference workload). ``batch``/``resolution``/``threads`` None: the baseline's, else 1 / the
+    model's / all usable cores."""
+
+    name: str
+    candidate: str
+    mode: str
+    reference: str
+    target: str = "ort"
+    metrics: tuple[GateMetric, ...] = (GateMetric("p50", 0.05),)
+    precision: str | None = None
+    batch: int | None = None
+    resolution: int | None = None
+    threads: int | None = None
+    graph_opt: str | None = None
+    export: ExportConfig | None = None  # how a registry candidate/reference is exported (models_dir, opset ...)
+
+    def __post_init__(self):
+        if self.mode not in GATE_MODES:
+            raise UsageError(f"unknown gate mode {self.mode!r}")
+        if not self.metrics:
+            raise UsageError(f"check {self.name!r} has no metrics")
+        seen = [m.metric for m in self.metrics]
+        if len(set(seen)) != len(seen):
+            raise UsageError(f"check {self.name!r} lists a metric twice: {', '.join(seen)}")
+        require_positive("batch", self.batch)
+        require_positive("resolution", self.resolution)
+        require_positive("threads", self.threads)
+        if self.graph_opt is not None and self.graph_opt not in GRAPH_OPTS:
+            raise UsageError(f"graph_opt must be disable, basic, extended or all, got {self.graph_opt!r}")
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """How a gate measures and decides. A "block" is one short run of one side; each round runs one block of
+    each side, in ABBA order. Blocks are added (two rounds at a time) from ``min_blocks`` until every metric of
+    the check is decided, up to ``max_blocks`` or the ``time_budget`` (seconds of measuring for the whole gate)."""
+
+    alpha: float = 0.05  # family-wise error rate over all checks
+    correction: str = "bonferroni"  # bonferroni | holm | none
+    strict: bool = False  # INCONCLUSIVE fails (exit 5)
+    min_blocks: int = 10
+    max_blocks: int = 60
+    block_time: float = 0.25
+    block_iters: int = 5
+    block_warmup: int = 2
+    time_budget: float | None = None
+    seed: int = 0
+    n_boot: int = 10_000
+    baseline_drift: float = 0.10  # --baseline checks: allowed drift of the relative cost between sessions
+
+    def __post_init__(self):
+        if not 0 <= self.baseline_drift < 1:
+            raise UsageError(f"--baseline-drift must be at least 0% and below 100%, got {self.baseline_drift}")
+        if not 0 < self.alpha < 0.5:
+            raise UsageError(f"--alpha must be between 0 and 0.5, got {self.alpha}")
+        if self.correction not in GATE_CORRECTIONS:
+            raise UsageError(f"--correction must be one of {', '.join(GATE_CORRECTIONS)}, got {self.correction!r}")
+        if self.min_blocks < 6:
+            raise UsageError(f"--min-blocks must be at least 6, got {self.min_blocks}")
+        if self.max_blocks < self.min_blocks:
+            raise UsageError(f"--max-blocks ({self.max_blocks}) must not be below --min-blocks ({self.min_blocks})")
+        require_positive("--block-time", self.block_time, allow_zero=True)
+        require_positive("--block-iters", self.block_iters)
+        require_positive("--block-warmup", self.block_warmup, allow_zero=True)
+        require_positive("--time-budget", self.time_budget)
+        if self.n_boot < 200:
+            raise UsageError(f"bootstrap resamples must be at least 200, got {self.n_boot}")
