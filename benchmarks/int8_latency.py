@@ -1,5 +1,5 @@
-"""fp32 vs int8 latency and fidelity of ResNet-50 and DeiT-S at 224 on ONNX Runtime and OpenVINO (issue 4's
-"Must show" numbers). Run it on a quiet machine:
+"""fp32 vs int8 latency and fidelity of ResNet-50 and DeiT-S at 224 on ONNX Runtime and OpenVINO (the
+int8 study). Run it on a quiet machine:
 
     python -m benchmarks.int8_latency --out runs/int8 --threads 2 --min-time 20
     python -m benchmarks.int8_latency --models resnet18 --resolution 64 --min-time 1 --out /tmp/int8   # smoke
@@ -44,7 +44,7 @@ def _ov_direct(path: Path, x: np.ndarray, threads: int, cfg) -> dict:
 def _time_openvino(path: Path, x: np.ndarray, threads: int, cfg, opts) -> dict:
     from deploykit.runtimes.base import TARGETS
 
-    if "openvino" in TARGETS:  # the target issue 3 adds; until then a direct OpenVINO session
+    if "openvino" in TARGETS:  # deploykit's openvino target; otherwise a direct OpenVINO session
         from deploykit.bench.pipeline import run_benchmark
         from deploykit.report.schema import build_report
 

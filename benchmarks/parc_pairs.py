@@ -1,5 +1,5 @@
 """Each ParC model beside its plain counterpart (the pair differs only by ParC) on ONNX Runtime and OpenVINO,
-fp32 and int8, at one resolution (224 by default): the closing table of issue 5.
+fp32 and int8, at one resolution (224 by default): the CNN / ParC pairs table.
 
     PYTHONPATH=. python benchmarks/parc_pairs.py                                  # all pairs, 224, both runtimes
     PYTHONPATH=. python benchmarks/parc_pairs.py --quick                          # smoke test: 64 x 64, short runs

@@ -64,11 +64,19 @@ def surface() -> dict:
     # contexts made as the CLI makes them (the group's context_settings: -h/--help), at a fixed width
     root = cli.make_context("deploykit", [], resilient_parsing=True, terminal_width=100)
     out = {"deploykit": describe(cli, root)}
-    for name in sorted(cli.commands):
-        cmd = cli.commands[name]
-        ctx = cmd.make_context(name, [], parent=root, resilient_parsing=True, terminal_width=100)
+    for name, cmd, ctx in walk(cli, root):
         out[name] = describe(cmd, ctx)
     return out
+
+
+def walk(group: click.Group, parent: click.Context, prefix: str = ""):
+    """(name, command, context) of every command below ``group``, sub-commands of groups included."""
+    for name in sorted(group.commands):
+        cmd = group.commands[name]
+        ctx = cmd.make_context(name, [], parent=parent, resilient_parsing=True, terminal_width=100)
+        yield prefix + name, cmd, ctx
+        if isinstance(cmd, click.Group):
+            yield from walk(cmd, ctx, prefix + name + " ")
 
 
 def test_cli_surface_matches_the_snapshot():

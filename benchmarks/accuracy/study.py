@@ -11,8 +11,7 @@ models with attention (float: probabilities and probabilities x V stay float; in
 QLinearSoftmax) -> a table of fp32 vs int8 top-1/top-5, the drop in points and the fidelity numbers.
 
 Models: ``cnn`` (a stride-2 stem and 5 conv-BN-ReLU layers, ~0.3 M params) and ``vit`` (patch 8, dim 96, depth 4, 3 heads, ~0.3 M
-params), both defined here; ``--registry-model NAME`` adds any deploykit registry model (e.g. the ParC models of
-issue 5 once they are registered), trained at 64x64 with its own 1000-way head (labels 0..9).
+params), both defined here; ``--registry-model NAME`` adds any deploykit registry model (e.g. the ParC models), trained at 64x64 with its own 1000-way head (labels 0..9).
 """
 
 from __future__ import annotations

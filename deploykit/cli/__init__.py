@@ -68,7 +68,7 @@ def _register() -> None:
 
     for mod in (models_cmd, export_cmd, fuse_cmd, inspect_cmd, quantize_cmd, bench_cmd, targets_cmd):
         cli.add_command(mod.command)
-    from deploykit.cli import baseline_cmd, gate_cmd  # issue 6: latency gates
+    from deploykit.cli import baseline_cmd, gate_cmd  # latency gates
 
     for mod in (gate_cmd, baseline_cmd):
         cli.add_command(mod.command)

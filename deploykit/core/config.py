@@ -116,7 +116,7 @@ class BenchConfig:
     seed: int = 0
     cv_warn: float = 0.05
     bootstrap: int = 2000
-    # energy (issue 3): measured in the same window as the latency samples, or reported unavailable
+    # energy: measured in the same window as the latency samples, or reported unavailable
     energy: str = "auto"  # auto = every meter readable here | off
     idle_time: float = 2.0  # seconds of idle power measured just before warm-up (0 = skip)
     energy_estimate_watts: float | None = None  # only on explicit request: an estimate labelled as such

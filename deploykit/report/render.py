@@ -141,7 +141,7 @@ def to_markdown(reports: list[dict]) -> str:
         ]
         out += _hardware_lines(r)
         out += _fusion_lines(r)
-        if r.get("reference_workload"):  # issue 6: the fixed reference workload measured beside the model
+        if r.get("reference_workload"):  # the fixed reference workload measured beside the model
             rw = r["reference_workload"]
             out.append(f"- reference workload {rw['name']} (sha256 {rw['sha256'][:12]}): p50 {rw['stats']['p50']:.3f} ms; "
                        f"model / reference p50 {rw['relative']['p50']:.4f} over {len(rw['blocks'])} interleaved blocks")
