@@ -4,7 +4,7 @@ Runtime, OpenVINO), next to depthwise 3x3 and 7x7 convs of the same channels on 
 Every number comes from deploykit's measurement core: ``bench.runner.measure`` (warm-up, then iterations
 until --min-iters AND --min-time, at most --max-time; one synchronous inference per sample on one prepared
 input) and ``bench.stats.summarize`` (median with a bootstrap 95% CI). Each output is compared with the
-PyTorch ``conv`` output on the same input (``export.verify.compare``); a mismatch is flagged in the table.
+PyTorch ``conv`` output on the same input (``onnxio.verify.compare``); a mismatch is flagged in the table.
 
     PYTHONPATH=. python benchmarks/parc_layer.py                        # the full table (a few minutes)
     PYTHONPATH=. python benchmarks/parc_layer.py --quick                # smoke test: tiny sizes, short runs

@@ -15,7 +15,7 @@ OpenVINO becomes a "Not run" row instead of ending the script.
 
 Every number comes from deploykit's measurement core (``bench.runner.measure`` + ``bench.stats.summarize``),
 through the runners of benchmarks/parc_layer.py (ONNX Runtime = deploykit's ``ort`` target). Each output is
-compared with the fp32 PyTorch output (``export.verify.compare``): cosine and top-1 agreement are in the JSON.
+compared with the fp32 PyTorch output (``onnxio.verify.compare``): cosine and top-1 agreement are in the JSON.
 For the ``fft`` impl int8 means everything but the ParC layers: quantize_static has no quantized DFT and
 leaves the DFTs and the spectral arithmetic in fp32.
 """

@@ -1,6 +1,6 @@
 """Fidelity of a target's outputs: the reference every target is compared with, and the verdict.
 
-The comparison itself (max-abs, relative error, cosine, SQNR, top-1 agreement) is ``export.verify.compare``,
+The comparison itself (max-abs, relative error, cosine, SQNR, top-1 agreement) is ``onnxio.verify.compare``,
 the same function export verification uses.
 """
 

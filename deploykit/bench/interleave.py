@@ -7,7 +7,7 @@ first, so "being first after a switch" and any linear drift fall on both sides e
 call of ``bench.runner.measure`` -- the one timer and the one stop rule -- with a block-sized BenchConfig
 (a few warm-up iterations to refill caches after the switch, then at least ``min_iters`` iterations and
 ``min_time`` seconds). A round's two blocks are adjacent in time, so the ratio of their medians cancels
-whatever the machine was doing at that moment; report/gate.py turns the rounds' log-ratios into a decision.
+whatever the machine was doing at that moment; gate/decision.py turns the rounds' log-ratios into a decision.
 
 Rounds are added two at a time (one ABBA quartet) until ``enough(rounds)`` says so, ``max_rounds`` is reached,
 or the time budget would be exceeded by the next quartet.

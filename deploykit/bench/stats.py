@@ -36,7 +36,7 @@ def bootstrap_distribution(
 ) -> np.ndarray:
     """``n_boot`` bootstrap replicates of ``stat`` (``"median"``, ``"mean"`` or a function that reduces axis 1
     of a 2-D array of resamples): resample ``samples`` with replacement, seeded. The one bootstrap deploykit
-    has; ``bootstrap_ci`` and the latency gate (report/gate.py) both draw from it."""
+    has; ``bootstrap_ci`` and the latency gate (gate/decision.py) both draw from it."""
     a = np.asarray(samples, dtype=np.float64)
     n = a.size
     if n == 0:

@@ -8,7 +8,7 @@ Order of work:
      ``--baseline``: the reference workload refnet-v1 and the candidate), then ABBA rounds
      (bench/interleave.py) until every metric of the check is decided at the strictest level the final
      correction can give it, or ``max_blocks`` / the time budget is reached.
-  3. ``report.gate.decide_all`` over all (check, metric) pairs with the multiple-comparison correction.
+  3. ``gate.decision.decide_all`` over all (check, metric) pairs with the multiple-comparison correction.
 """
 
 from __future__ import annotations

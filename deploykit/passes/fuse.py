@@ -3,7 +3,7 @@
 ``fuse_model`` runs the passes in order (``identity`` then ``fold-bn`` by default), records the op histogram
 before and after and what each pass changed, then runs both graphs in ONNX Runtime with every graph
 optimisation disabled (the most literal execution) on the same seeded inputs: the outputs must agree within
-1e-4 of the output range (max-abs error / max |reference|), using ``export.verify.compare``.
+1e-4 of the output range (max-abs error / max |reference|), using ``onnxio.verify.compare``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Run float and int8 models over a batch of inputs (ONNX Runtime or OpenVINO) and compare them.
 
-Fidelity of an int8 model = ``export.verify.compare`` of its outputs against the fp32 model's on the same
+Fidelity of an int8 model = ``onnxio.verify.compare`` of its outputs against the fp32 model's on the same
 inputs (max-abs, relative error, min cosine over the samples, SQNR, top-1 agreement), plus the mean cosine and
 top-5 agreement. Accuracy = top-1 / top-5 against the labels of an evaluation folder.
 """
