@@ -15,6 +15,11 @@ Throughput mode (``modes`` includes "throughput"): after ``load`` the runtime ho
 requests; bench calls ``submit(slot, done)`` to start request ``slot`` asynchronously and the runtime calls
 ``done(slot)`` (from any thread) when it has finished. The clock reads stay in bench/ (``done`` is bench's).
 
+Read-back: ``runtime_graph(path)`` says what the runtime really runs for a model file -- the graph it executes
+after its own fusions and kernel choices (ONNX Runtime's optimized graph, OpenVINO's runtime model, TensorRT's
+engine layers), using the instance's own options. ``deploykit inspect --runtime NAME`` and the quantizer's report
+call it; a target that cannot read back keeps the base class's method, which raises a one-line UsageError.
+
 GPU targets may expose ``device_times()``: CUDA-event durations of the last inference (read after ``sync``),
 e.g. {"compute": ns, "e2e": ns}; bench collects them next to the host-clock samples.
 
@@ -32,9 +37,15 @@ from typing import Callable, ClassVar, Iterable
 import numpy as np
 
 from deploykit.core.config import RuntimeOptions
-from deploykit.core.errors import UnavailableError
+from deploykit.core.errors import UnavailableError, UsageError
 from deploykit.core.lazy import install_hint, is_installed
 from deploykit.core.registry import Registry
+
+
+# ONNX activation op types a runtime may fuse into the convolution / matmul before them (read-back summaries count
+# the fused ones and the ones left standing)
+ACTIVATIONS = ("Relu", "Clip", "LeakyRelu", "HardSigmoid", "HardSwish", "Sigmoid", "Tanh", "Gelu", "FastGelu",
+               "QuickGelu", "Elu", "Selu")
 
 
 @dataclass(frozen=True)
@@ -161,6 +172,17 @@ class Runtime(ABC):
         """What actually ran: precision, devices/providers, threads, runtime version, applied options."""
         return {}
 
+    def runtime_graph(self, path: Path) -> dict:
+        """What this runtime really runs for the model file ``path``, read back from the runtime itself (fused
+        layers, the precision each one runs in), with this instance's options. Raises UsageError on targets
+        that cannot read back their runtime graph (this base implementation)."""
+        raise _cannot_read_back(self.name)
+
+    @classmethod
+    def reads_back_graph(cls) -> bool:
+        """Whether this target implements ``runtime_graph``."""
+        return cls.runtime_graph is not Runtime.runtime_graph
+
     def close(self) -> None:  # noqa: B027 - optional hook
         pass
 
@@ -208,3 +230,28 @@ def get_runtime(name: str) -> type[Runtime]:
 
 def list_targets() -> list[tuple[str, type[Runtime], Availability]]:
     return [(n, cls, cls.availability()) for n, cls in TARGETS.items()]
+
+
+def _cannot_read_back(name: str) -> UsageError:
+    can = [n for n, cls in TARGETS.items() if cls.reads_back_graph()]
+    return UsageError(f"target {name} cannot read back its runtime graph (targets that can: {', '.join(can)})")
+
+
+def read_back_target(target: str) -> type[Runtime]:
+    """The class of target ``target`` if it can read back its runtime graph here: an unknown name is the
+    registry's did-you-mean error (exit 2), a target without read-back a UsageError (exit 2), an unavailable one
+    an UnavailableError naming what is missing (exit 3)."""
+    cls = get_runtime(target)
+    if not cls.reads_back_graph():
+        raise _cannot_read_back(target)
+    cls.ensure_available()
+    return cls
+
+
+def read_runtime_graph(target: str, path: Path, options: RuntimeOptions | None = None) -> dict:
+    """``runtime_graph`` of target ``target`` for the model file ``path`` (errors as ``read_back_target``).
+    Default options: one thread, no compiled-artifact cache."""
+    cls = read_back_target(target)
+    rt = cls(options or RuntimeOptions(threads=1, cache=False))
+    rt.preflight()
+    return rt.runtime_graph(Path(path))

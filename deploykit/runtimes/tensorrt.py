@@ -291,13 +291,7 @@ class TensorrtRuntime(CudaRuntime):
 
     def info(self) -> dict:
         trt, plan = self._trt, self._plan_used
-        layers = {"available": False, "reason": "engine inspector unavailable"}
-        try:
-            insp = self._engine.create_engine_inspector()
-            insp.execution_context = self._ctx
-            layers = trt_plan.layer_summary(insp.get_engine_information(trt.LayerInformationFormat.JSON))
-        except Exception as exc:
-            layers = {"available": False, "reason": f"engine inspector failed: {exc}"}
+        layers = self._layers()
         return {
             "runtime": "tensorrt",
             "version": trt.__version__,
@@ -321,6 +315,34 @@ class TensorrtRuntime(CudaRuntime):
             "notes": list(plan.notes),
             "layers": layers,
         }
+
+    def _layers(self) -> dict:
+        """The loaded engine's layers (``trt_plan.layer_summary`` of the engine inspector's JSON)."""
+        try:
+            insp = self._engine.create_engine_inspector()
+            insp.execution_context = self._ctx
+            return trt_plan.layer_summary(insp.get_engine_information(self._trt.LayerInformationFormat.JSON))
+        except Exception as exc:
+            return {"available": False, "reason": f"engine inspector failed: {exc}"}
+
+    def runtime_graph(self, path) -> dict:
+        """Build (or take from the engine cache) the engine for the ONNX file ``path`` as ``load`` does -- this
+        runtime's --precision and --device, a batch of 1 for a dynamic batch axis -- and list its layers with the
+        precision each one runs in (``trt_plan.layer_summary``)."""
+        import onnx
+
+        from deploykit.onnxio.files import graph_precision, image_input_shape
+
+        path = Path(path)
+        proto = onnx.load(str(path), load_external_data=False)
+        name, shape, dtype = image_input_shape(proto, None, None, where=path.name)
+        self.load(ModelInput(path, name, shape, dtype, precision=graph_precision(proto)))
+        try:
+            plan = self._plan_used
+            return {"runtime": "tensorrt", "version": self._trt.__version__, "precision": plan.precision,
+                    "builder_flags_set": list(plan.set_flags), "layers": self._layers()}
+        finally:
+            self.close()
 
     def close(self) -> None:
         rt = getattr(self, "_rt", None)
