@@ -9,12 +9,20 @@ import click
 from deploykit.cli.common import POSITIVE, print_json, stdout_console
 
 
+def _read_back_targets() -> str:
+    """The targets whose runtime graph can be read back (``Runtime.runtime_graph``), from the registry."""
+    from deploykit.runtimes.base import ordered_targets
+
+    return ", ".join(name for name, cls in ordered_targets() if cls.reads_back_graph())
+
+
 @click.command("inspect")
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--batch", type=POSITIVE, default=None, help="Batch for a dynamic batch axis (for MACs).")
 @click.option("--resolution", type=POSITIVE, default=None, help="Size of dynamic spatial dims (for MACs).")
 @click.option("--runtime", "runtimes", multiple=True, metavar="TARGET",
-              help="Also load the file in this target's runtime and read back what it actually fused / ran in int8.")
+              help=f"Also load the file in this target's runtime ({_read_back_targets()}) and read back what it "
+                   "actually fused / ran in int8; repeatable.")
 @click.option("--json", "as_json", is_flag=True, help="Print everything as JSON.")
 def command(file, batch, resolution, runtimes, as_json):
     """Op histogram, parameters, MACs/FLOPs, input/output shapes, precision, Q/DQ count, BatchNormalization

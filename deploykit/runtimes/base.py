@@ -1,8 +1,14 @@
 """The Runtime interface every target implements, and the target registry.
 
-A target is one file with one class decorated by ``@register_runtime("name")``. The class must not import
-its runtime at module level (``deploykit targets`` lists every target with only the base install); it
-imports lazily in ``load`` and reports what is missing from ``availability``.
+A target is one module in deploykit/runtimes/ with a class decorated by ``@register_runtime("name")`` (the
+registry imports every module of the package: no list to edit) and, when it needs one, a pip extra in
+pyproject.toml (``extra``). The module must not import its runtime -- nor numpy -- at module level
+(``deploykit --help`` builds the targets' command-line options and ``deploykit targets`` lists every target
+with only the base install); it imports lazily in ``load`` and reports what is missing from ``availability``.
+
+Options: the common ones (``options.RuntimeOptions``) and the option groups the target lists in
+``option_groups`` (frozen dataclasses declared next to it, e.g. ``ort.OrtOptions``); ``self.options.of(Group)``
+reads a group. deploykit.cli makes the command-line options from these declarations.
 
 Life cycle used by bench (one timer, one statistics module for all targets):
     rt = cls(options); rt.load(path, input_spec)  -> timed as session load
@@ -32,14 +38,17 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, ClassVar, Iterable
+from typing import TYPE_CHECKING, Callable, ClassVar, Iterable
 
-import numpy as np
-
-from deploykit.core.config import RuntimeOptions
 from deploykit.core.errors import UnavailableError, UsageError
 from deploykit.core.lazy import install_hint, is_installed
 from deploykit.core.registry import Registry
+from deploykit.runtimes.options import OptionSpec, RuntimeOptions, TargetOptions, specs_of
+
+if TYPE_CHECKING:
+    import numpy as np
+
+DEFAULT_TARGET = "ort"
 
 
 # ONNX activation op types a runtime may fuse into the convolution / matmul before them (read-back summaries count
@@ -70,6 +79,9 @@ class Runtime(ABC):
     description: ClassVar[str] = ""
     device_kind: ClassVar[str] = "cpu"  # cpu | gpu | accelerator
     requires: ClassVar[tuple[str, ...]] = ()  # python modules the target imports
+    extra: ClassVar[str | None] = None  # the pip extra that installs them: pip install 'deploykit[<extra>]'
+    rank: ClassVar[int] = 100  # where `deploykit targets` lists it (lower first)
+    option_groups: ClassVar[tuple[type[TargetOptions], ...]] = ()  # the option groups it reads, besides the common
     precisions: ClassVar[tuple[str, ...]] = ("fp32",)
     modes: ClassVar[tuple[str, ...]] = ("latency",)
     file_formats: ClassVar[tuple[str, ...]] = (".onnx",)  # model files the target reads
@@ -95,8 +107,14 @@ class Runtime(ABC):
         """Whether this target can run here, without importing heavy modules where avoidable."""
         missing = [m for m in cls.requires if not is_installed(m)]
         if missing:
-            return Availability(False, f"{missing[0]} not installed ({install_hint(missing[0])})")
+            hint = f"pip install 'deploykit[{cls.extra}]'" if cls.extra else install_hint(missing[0])
+            return Availability(False, f"{missing[0]} not installed ({hint})")
         return Availability(True)
+
+    @classmethod
+    def declared_options(cls) -> list[OptionSpec]:
+        """The options this target receives: the common ones and those of its ``option_groups``."""
+        return specs_of(RuntimeOptions) + [s for g in cls.option_groups for s in specs_of(g)]
 
     @classmethod
     def ensure_available(cls) -> None:
@@ -188,14 +206,15 @@ class Runtime(ABC):
 
 
 def _load_targets() -> None:
-    from deploykit.runtimes import ort  # noqa: F401
+    """Import every module of deploykit.runtimes: each target module registers its class when imported."""
+    import importlib
+    import pkgutil
 
-    for mod in ("openvino", "tensorrt", "ort_gpu", "torch"):  # later targets, when present
-        try:
-            __import__(f"deploykit.runtimes.{mod}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"deploykit.runtimes.{mod}":
-                raise
+    import deploykit.runtimes as package
+
+    for mod in pkgutil.iter_modules(package.__path__):
+        if not mod.name.startswith("_"):
+            importlib.import_module(f"{package.__name__}.{mod.name}")
 
 
 
@@ -228,12 +247,17 @@ def get_runtime(name: str) -> type[Runtime]:
     return TARGETS.get(name)
 
 
+def ordered_targets() -> list[tuple[str, type[Runtime]]]:
+    """The registered targets, in the order `deploykit targets` lists them (``rank``, then name)."""
+    return sorted(TARGETS.items(), key=lambda item: (item[1].rank, item[0]))
+
+
 def list_targets() -> list[tuple[str, type[Runtime], Availability]]:
-    return [(n, cls, cls.availability()) for n, cls in TARGETS.items()]
+    return [(n, cls, cls.availability()) for n, cls in ordered_targets()]
 
 
 def _cannot_read_back(name: str) -> UsageError:
-    can = [n for n, cls in TARGETS.items() if cls.reads_back_graph()]
+    can = [n for n, cls in ordered_targets() if cls.reads_back_graph()]
     return UsageError(f"target {name} cannot read back its runtime graph (targets that can: {', '.join(can)})")
 
 

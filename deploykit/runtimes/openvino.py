@@ -21,12 +21,15 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from deploykit.core.errors import InputError, UnavailableError, UsageError, squash
 from deploykit.core.lazy import require
 from deploykit.runtimes.base import ACTIVATIONS, Availability, ModelInput, Runtime, register_runtime
+from deploykit.runtimes.options import ThroughputOptions
+
+if TYPE_CHECKING:
+    import numpy as np
 
 OV_PRECISION = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
 _FROM_OV = {"f32": "fp32", "bf16": "bf16", "f16": "fp16", "i8": "int8", "u8": "int8", "f64": "fp64"}
@@ -125,9 +128,12 @@ class OpenVinoRuntime(Runtime):
     description = "OpenVINO Runtime (CPU by default; GPU/NPU/AUTO when present)"
     device_kind = "cpu"
     requires = ("openvino",)
+    extra = "openvino"
     precisions = ("fp32", "bf16", "fp16", "int8")  # int8 = a quantized (QDQ / FakeQuantize) file, run as given
     modes = ("latency", "throughput")
     file_formats = (".onnx", ".xml")
+    rank = 20
+    option_groups = (ThroughputOptions,)
 
     @classmethod
     def availability(cls) -> Availability:
@@ -154,16 +160,16 @@ class OpenVinoRuntime(Runtime):
         check_device(self.device, list(core().available_devices))
 
     def _config(self) -> dict:
-        o = self.options
+        o, tp = self.options, self.options.of(ThroughputOptions)
         cfg = {"PERFORMANCE_HINT": "THROUGHPUT" if o.mode == "throughput" else "LATENCY"}
         if o.precision:
             cfg["INFERENCE_PRECISION_HINT"] = OV_PRECISION[o.precision]
         if o.threads and self.device.startswith("CPU"):
             cfg["INFERENCE_NUM_THREADS"] = o.threads
-        if o.streams:
-            cfg["NUM_STREAMS"] = o.streams
-        if o.requests:
-            cfg["PERFORMANCE_HINT_NUM_REQUESTS"] = o.requests
+        if tp.streams:
+            cfg["NUM_STREAMS"] = tp.streams
+        if tp.requests:
+            cfg["PERFORMANCE_HINT_NUM_REQUESTS"] = tp.requests
         if o.cache:
             from deploykit.core.atomic import ensure_dir
 
@@ -193,7 +199,7 @@ class OpenVinoRuntime(Runtime):
         self._cm = cm
         n = 1
         if self.options.mode == "throughput":
-            n = self.options.requests or int(cm.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+            n = self.options.of(ThroughputOptions).requests or int(cm.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         self._reqs = [cm.create_infer_request() for _ in range(n)]
         self._req = self._reqs[0]
         self._n_out = len(cm.outputs)
@@ -201,6 +207,8 @@ class OpenVinoRuntime(Runtime):
         self._tensor = None
 
     def set_input(self, x: np.ndarray) -> None:
+        import numpy as np
+
         self._x = np.ascontiguousarray(x)  # the tensor shares this memory: keep it alive
         self._tensor = self._ov.Tensor(self._x, shared_memory=True)
         for r in self._reqs:
@@ -210,6 +218,8 @@ class OpenVinoRuntime(Runtime):
         self._req.infer()
 
     def outputs(self) -> list[np.ndarray]:
+        import numpy as np
+
         self._req.infer()
         return [np.array(self._req.get_output_tensor(i).data, copy=True) for i in range(self._n_out)]
 
@@ -330,6 +340,8 @@ def _runtime_precisions(cm) -> dict[str, int]:
 
 def reference_f32(path: Path, x: np.ndarray) -> np.ndarray:
     """Reference outputs for a file only OpenVINO reads (IR): OpenVINO CPU with f32 inference precision."""
+    import numpy as np
+
     c = core()
     m = c.read_model(str(path))
     if not m.input(0).get_partial_shape().is_static or _shape_of(m.input(0)) != x.shape:

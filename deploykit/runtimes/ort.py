@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import tempfile
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-
+from deploykit.core.config import GRAPH_OPTS
 from deploykit.onnxio.session import cpu_session, load_session, session_options
 from deploykit.runtimes.base import ACTIVATIONS, Availability, ModelInput, Runtime, register_runtime
+from deploykit.runtimes.options import TargetOptions, option
+
+if TYPE_CHECKING:
+    import numpy as np
 
 ORT_INT8_KERNELS = (
     "QLinearConv", "QLinearMatMul", "QGemm", "QLinearAdd", "QLinearMul", "QLinearSoftmax", "QLinearSigmoid",
@@ -25,6 +30,13 @@ ORT_INT8_KERNELS = (
 _ORT_CONVS = ("Conv", "FusedConv", "NhwcFusedConv")
 
 
+@dataclass(frozen=True)
+class OrtOptions(TargetOptions):
+    """Options of the ONNX Runtime targets (ort, ort-cuda, ort-trt)."""
+
+    graph_opt: str = option("all", flag="--graph-opt", choices=GRAPH_OPTS, show_default=True, rank=20,
+                            help="ONNX Runtime graph optimisation level.")
+
 
 @register_runtime("ort")
 class OrtCpuRuntime(Runtime):
@@ -32,6 +44,8 @@ class OrtCpuRuntime(Runtime):
     device_kind = "cpu"
     requires = ("onnxruntime",)
     precisions = ("fp32", "int8")  # int8 = a QDQ-quantized ONNX file, run as given
+    rank = 10
+    option_groups = (OrtOptions,)
 
     @classmethod
     def availability(cls) -> Availability:
@@ -54,15 +68,21 @@ class OrtCpuRuntime(Runtime):
 
         self._ort = ort
         self._threads = self.options.resolved_threads()
-        so = session_options(ort, self._threads, self.options.graph_opt)
+        so = session_options(ort, self._threads, self.graph_opt)
         self._sess = load_session(ort, str(model.path), so, ["CPUExecutionProvider"], str(model.path))
         self._input = model.input_name
         self._path = model.path
         self._fusion = None
         self._out_names = [o.name for o in self._sess.get_outputs()]
-        self._feed: dict[str, np.ndarray] = {}
+        self._feed: dict = {}
+
+    @property
+    def graph_opt(self) -> str:
+        return self.options.of(OrtOptions).graph_opt
 
     def set_input(self, x: np.ndarray) -> None:
+        import numpy as np
+
         self._feed = {self._input: np.ascontiguousarray(x)}
 
     def infer(self) -> None:
@@ -79,13 +99,13 @@ class OrtCpuRuntime(Runtime):
             "device": "CPU",
             "threads": self._threads,
             "inter_op_threads": 1,
-            "graph_optimization": self.options.graph_opt,
+            "graph_optimization": self.graph_opt,
             "fusion": self.fusion(),
         }
 
     def runtime_graph(self, path) -> dict:
         """The optimized graph ONNX Runtime runs for ``path`` at this runtime's --graph-opt and --threads."""
-        return ort_runtime_graph(path, graph_opt=self.options.graph_opt, threads=self.options.threads)
+        return ort_runtime_graph(path, graph_opt=self.graph_opt, threads=self.options.threads)
 
     def fusion(self) -> dict:
         """What ONNX Runtime actually runs for the loaded model: its optimized graph (same graph optimisation,
@@ -93,7 +113,7 @@ class OrtCpuRuntime(Runtime):
         (QLinearConv, QLinearMatMul, QLinearSoftmax, ...)."""
         if self._fusion is None:
             try:
-                self._fusion = ort_runtime_graph(self._path, graph_opt=self.options.graph_opt, threads=1)
+                self._fusion = ort_runtime_graph(self._path, graph_opt=self.graph_opt, threads=1)
             except Exception as exc:  # the analysis must never break a measurement
                 self._fusion = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
         return self._fusion
