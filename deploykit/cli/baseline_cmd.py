@@ -86,10 +86,10 @@ def update(model, output, gate_file, target, precision, batch, resolution, threa
     from deploykit.bench.pipeline import run_benchmark
     from deploykit.core.atomic import write_json
     from deploykit.core.config import BenchConfig
-    from deploykit.runtimes.options import RuntimeOptions
     from deploykit.export.source import looks_like_file
     from deploykit.models.registry import MODELS
     from deploykit.report.schema import build_report
+    from deploykit.runtimes.options import RuntimeOptions
 
     err = stderr_console()
     for m, tgt, prec, b, res, th, go, out in jobs:
