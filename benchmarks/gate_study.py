@@ -124,7 +124,7 @@ def measured_slowdown(base: Path, cand: Path, threads: int, rounds: int) -> tupl
     sys.path.insert(0, str(REPO))
     from deploykit.bench.interleave import block_config, load_side, run_interleaved
     from deploykit.bench.stats import bootstrap_ci
-    from deploykit.core.config import RuntimeOptions
+    from deploykit.runtimes.options import RuntimeOptions
     from deploykit.export.source import resolve_model
     from deploykit.runtimes.base import get_runtime
 

@@ -74,7 +74,8 @@ def main(argv=None) -> dict:
 
     from benchmarks.accuracy import data as shapes
     from deploykit.bench.pipeline import run_benchmark
-    from deploykit.core.config import BenchConfig, ExportConfig, QuantizeConfig, RuntimeOptions
+    from deploykit.core.config import BenchConfig, ExportConfig, QuantizeConfig
+    from deploykit.runtimes.options import RuntimeOptions
     from deploykit.export.exporter import export_model
     from deploykit.passes.fuse import export_transform
     from deploykit.onnxio.reference import make_input

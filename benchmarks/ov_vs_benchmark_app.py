@@ -28,7 +28,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from deploykit.bench.pipeline import run_benchmark  # noqa: E402
-from deploykit.core.config import BenchConfig, ExportConfig, RuntimeOptions, default_models_dir  # noqa: E402
+from deploykit.core.config import BenchConfig, ExportConfig, default_models_dir  # noqa: E402
+from deploykit.runtimes.options import RuntimeOptions  # noqa: E402
 
 OV_PRECISION = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
 

@@ -32,7 +32,8 @@ if str(REPO) not in sys.path:
 
 from deploykit.bench.runner import measure  # noqa: E402
 from deploykit.bench.stats import summarize  # noqa: E402
-from deploykit.core.config import BenchConfig, ExportConfig, RuntimeOptions  # noqa: E402
+from deploykit.core.config import BenchConfig, ExportConfig  # noqa: E402
+from deploykit.runtimes.options import RuntimeOptions  # noqa: E402
 from deploykit.onnxio.reference import make_input  # noqa: E402
 from deploykit.onnxio.verify import compare  # noqa: E402
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from deploykit.bench.pipeline import run_benchmark
-from deploykit.core.config import BenchConfig, ExportConfig, RuntimeOptions
+from deploykit.core.config import BenchConfig, ExportConfig
+from deploykit.runtimes.options import RuntimeOptions
 from deploykit.core.errors import InputError, UnavailableError, UsageError
 from deploykit.report.render import to_csv, to_markdown, write_report_files
 from deploykit.report.schema import build_report, load_report, validate
@@ -77,7 +78,7 @@ def test_renderings_cover_every_report(r18_report):
 def test_plain_onnx_file_is_benchmarked_against_ort_reference(resnet18_64, tmp_path):
     own = tmp_path / "mine.onnx"
     shutil.copy(resnet18_64.path, own)  # no manifest beside it: a user's own file
-    res = run_benchmark(str(own), "ort", FAST, RuntimeOptions(threads=1, graph_opt="basic"))
+    res = run_benchmark(str(own), "ort", FAST, RuntimeOptions.from_settings(threads=1, graph_opt="basic"))
     rep = build_report(res)
     assert rep["model"]["kind"] == "onnx-file" and rep["model"]["label"] == "mine"
     assert rep["fidelity"]["reference"].startswith("onnxruntime") and rep["fidelity"]["passed"]

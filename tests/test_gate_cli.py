@@ -509,7 +509,7 @@ def test_time_budget_stops_the_interleaved_rounds(resnet18_64):
     import time
 
     from deploykit.bench.interleave import STOP_BUDGET, block_config, load_side, run_interleaved
-    from deploykit.core.config import RuntimeOptions
+    from deploykit.runtimes.options import RuntimeOptions
     from deploykit.export.source import resolve_model
     from deploykit.runtimes.base import get_runtime
 

@@ -9,7 +9,8 @@ import pytest
 
 from deploykit.bench.pipeline import check_graph_ops, run_benchmark
 from deploykit.cli import cli
-from deploykit.core.config import BenchConfig, ExportConfig, RuntimeOptions
+from deploykit.core.config import BenchConfig, ExportConfig
+from deploykit.runtimes.options import RuntimeOptions
 from deploykit.core.errors import UnavailableError, UsageError
 from deploykit.core.lazy import is_installed
 from deploykit.report.schema import build_report
@@ -96,7 +97,7 @@ def test_torch_target_refuses_a_graph_file_of_unknown_origin(resnet18_64, tmp_pa
                     reason="torch.compile's CPU backend needs a C compiler and none is installed")
 def test_torch_compile_on_cpu(resnet18_64):
     quick = BenchConfig(resolution=64, warmup=1, min_iters=3, min_time=0, max_time=60, bootstrap=50)
-    res = run_benchmark(str(resnet18_64.path), "torch", quick, RuntimeOptions(compile=True))
+    res = run_benchmark(str(resnet18_64.path), "torch", quick, RuntimeOptions.from_settings(compile=True))
     assert res.runtime_info["compile"] == "default" and res.fidelity["passed"]
     # compilation happens in the first inference, which is reported apart from the steady state
     assert res.measurement.first_ns > 5 * np.median(res.measurement.samples_ns)

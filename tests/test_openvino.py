@@ -7,7 +7,8 @@ import pytest
 
 from deploykit.bench.pipeline import run_benchmark
 from deploykit.cli import cli
-from deploykit.core.config import BenchConfig, RuntimeOptions
+from deploykit.core.config import BenchConfig
+from deploykit.runtimes.options import RuntimeOptions
 from deploykit.core.errors import InputError, UnavailableError, UsageError
 from deploykit.report.schema import build_report
 from tests.conftest import assert_clean_error, files_under
@@ -72,7 +73,7 @@ def test_bf16_request_without_bf16_units_reports_f32_ran(resnet18_64):
 
 
 def test_throughput_mode_runs_async_requests(resnet18_64):
-    res = run_benchmark(str(resnet18_64.path), "openvino", FAST, RuntimeOptions(mode="throughput", requests=3))
+    res = run_benchmark(str(resnet18_64.path), "openvino", FAST, RuntimeOptions.from_settings(mode="throughput", requests=3))
     rep = build_report(res)
     info = rep["target"]["info"]
     assert info["performance_hint"] == "THROUGHPUT" and info["requests"] == 3

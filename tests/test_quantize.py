@@ -149,7 +149,7 @@ def test_deit_int8_softmax_in_graph_and_run_as_qlinearsoftmax(deit_int8):
     import onnx
 
     from deploykit.passes.graph import GraphView
-    from deploykit.passes.runtime_fusion import ort_runtime_graph
+    from deploykit.runtimes.base import read_runtime_graph
 
     r = deit_int8
     assert r.manifest["settings"]["softmax"] == "int8" and "smint8" in r.path.name
@@ -166,7 +166,7 @@ def test_deit_int8_softmax_in_graph_and_run_as_qlinearsoftmax(deit_int8):
         zp = view.constant(q.input[2])
         assert zp.dtype == np.uint8 and int(zp) == 0
     # what ONNX Runtime actually runs, read back from its optimized graph
-    rt = ort_runtime_graph(r.path)
+    rt = read_runtime_graph("ort", r.path)
     assert rt["softmax"] == {"int8": 12, "float": 0}
     assert rt["int8_kernels"]["QLinearSoftmax"] == 12 and rt["int8_kernels"]["QLinearMatMul"] == 24
     sm = r.report["softmax"]
@@ -193,13 +193,13 @@ def test_deit_int8_runs_in_ort_and_openvino_above_the_floors(deit_int8, deit_tin
 
 def test_deit_softmax_float_keeps_probabilities_float(deit_tiny_64, shapes_dir, tmp_path):
     from deploykit.core.config import QuantizeConfig
-    from deploykit.passes.runtime_fusion import ort_runtime_graph
+    from deploykit.runtimes.base import read_runtime_graph
     from deploykit.quantize.pipeline import quantize_model
 
     q = QuantizeConfig(calib_data=str(shapes_dir / "calib"), calib_size=8, softmax="float", fidelity_samples=4)
     r = quantize_model(str(deit_tiny_64.path), q, models_dir=tmp_path)
     assert "smfloat" in r.path.name and r.report["fidelity"]["passed"]
-    rt = ort_runtime_graph(r.path)
+    rt = read_runtime_graph("ort", r.path)
     assert rt["softmax"] == {"int8": 0, "float": 12}
     assert rt["int8_kernels"]["QLinearMatMul"] == 12  # Q x K^T only; probabilities x V stays float
     assert all(b["error"] is None for b in r.report["softmax"]["blocks"])

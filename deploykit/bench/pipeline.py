@@ -12,11 +12,12 @@ from deploykit.bench.fingerprint import fingerprint
 from deploykit.bench.runner import STOP_MAX_TIME, Measurement, measure, measure_throughput
 from deploykit.bench.stats import PERCENTILE_METHOD, summarize, tail_supported
 from deploykit.bench.timer import Timer, now_ns
-from deploykit.core.config import BenchConfig, ExportConfig, RuntimeOptions
+from deploykit.core.config import BenchConfig, ExportConfig
 from deploykit.onnxio.reference import make_input  # noqa: F401  (re-exported for API users)
 from deploykit.export.source import ResolvedModel, resolve_model
 from deploykit.passes.fuse import export_transform
 from deploykit.runtimes.base import ModelInput, Runtime, get_runtime
+from deploykit.runtimes.options import RuntimeOptions
 
 Say = Callable[[str], None]
 
@@ -41,8 +42,8 @@ class BenchResult:
     reference_workload: dict | None = None  # bench/reference_workload.py, when cfg.reference_workload
 
     def settings(self) -> dict:
-        return {**asdict(self.config), **{k: v for k, v in asdict(self.options).items() if k != "extra"},
-                "extra": dict(self.options.extra)}
+        """The report's settings: the measurement's, then every runtime option (common and per target group)."""
+        return {**asdict(self.config), **self.options.settings()}
 
 
 def check_graph_ops(runtime_cls: type[Runtime], model: ResolvedModel) -> None:

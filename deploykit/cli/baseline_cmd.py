@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from deploykit.cli.common import POSITIVE, model_options, models_dir_option
+from deploykit.cli.runtime_options import runtime_option, target_option
 
 
 @click.group("baseline")
@@ -26,12 +27,12 @@ def command() -> None:
               help="Baseline file to (re)write [default: reports/baselines/<model>-<target>.json].")
 @click.option("-c", "--config", "gate_file", type=click.Path(path_type=Path), default=None, metavar="GATEFILE",
               help="Rewrite every baseline the gate file's checks name (with each check's settings).")
-@click.option("-t", "--target", default="ort", show_default=True)
-@click.option("--precision", default=None, help="Precision the target runs.")
+@target_option()
+@runtime_option("precision", type=None, help="Precision the target runs.")
 @click.option("--batch", type=POSITIVE, default=1, show_default=True)
 @click.option("--resolution", type=POSITIVE, default=None, help="Input height = width [default: the model's].")
-@click.option("--threads", type=POSITIVE, default=None, help="Intra-op threads [default: all usable cores].")
-@click.option("--graph-opt", type=click.Choice(["disable", "basic", "extended", "all"]), default="all", show_default=True)
+@runtime_option("threads")
+@runtime_option("graph_opt", help=None)
 @click.option("--blocks", type=click.IntRange(min=6), default=20, show_default=True,
               help="ABBA blocks per side of the model vs the reference workload.")
 @click.option("--block-time", type=click.FloatRange(min=0, min_open=True), default=0.25, show_default=True,
@@ -84,16 +85,17 @@ def update(model, output, gate_file, target, precision, batch, resolution, threa
 
     from deploykit.bench.pipeline import run_benchmark
     from deploykit.core.atomic import write_json
-    from deploykit.core.config import BenchConfig, RuntimeOptions
+    from deploykit.core.config import BenchConfig
     from deploykit.export.source import looks_like_file
     from deploykit.models.registry import MODELS
     from deploykit.report.schema import build_report
+    from deploykit.runtimes.options import RuntimeOptions
 
     err = stderr_console()
     for m, tgt, prec, b, res, th, go, out in jobs:
         cfg = BenchConfig(batch=b, resolution=res, min_time=min_time, max_time=max(60.0, min_time), seed=seed,
                           reference_workload=True, reference_blocks=blocks, reference_block_time=block_time)
-        opts = RuntimeOptions(threads=th, graph_opt=go, precision=prec)
+        opts = RuntimeOptions.from_settings(threads=th, graph_opt=go, precision=prec)
         ex = replace(export, model=m) if (m in MODELS or not looks_like_file(m)) else None
         result = run_benchmark(m, tgt, cfg, opts, export=ex, say=lambda s: err.print(f"[dim]{s}[/]"))
         report = build_report(result)

@@ -9,23 +9,18 @@ import click
 from deploykit.cli.common import (CALIB_KEYS, POSITIVE, calibration_options, check_parc_impl, model_options,
                                   models_dir_option, parc_impl_option, print_json, quantize_config, reports_dir_option,
                                   resolve_models_dir, resolve_reports_dir, stderr_console, stdout_console)
+from deploykit.cli.runtime_options import runtime_option, runtime_options, target_option, target_options
 
 
 def hardware_options(f):
-    """Options of the hardware targets (devices, precision, throughput mode, GPU timing, energy)."""
+    """The targets' own options (device, precision, throughput mode, GPU timing, caches: every runtime option
+    the targets declare, but --threads/--graph-opt placed above), then the energy options."""
+    return target_options(energy_options(f), exclude=("threads", "graph_opt"))
+
+
+def energy_options(f):
+    """How energy is measured (BenchConfig)."""
     opts = [
-        click.option("--device", default=None, help="Device: openvino CPU|GPU|NPU|AUTO...; torch cpu|cuda[:N]; "
-                     "GPU targets cuda[:N] [default: CPU / cuda:0]."),
-        click.option("--precision", type=click.Choice(["fp32", "tf32", "fp16", "bf16", "int8"]), default=None,
-                     help="Precision to ask the target for; the report records what really ran."),
-        click.option("--mode", type=click.Choice(["latency", "throughput"]), default="latency", show_default=True,
-                     help="throughput: keep several async requests in flight (openvino)."),
-        click.option("--requests", type=POSITIVE, default=None, help="Throughput mode: requests in flight [default: the device's optimum]."),
-        click.option("--streams", type=POSITIVE, default=None, help="Throughput mode: execution streams [default: the device's choice]."),
-        click.option("--compile", "compile_", is_flag=True, help="torch target: torch.compile the module."),
-        click.option("--cuda-graphs", is_flag=True, help="trt / torch on cuda: replay the inference as a CUDA graph."),
-        click.option("--no-transfers", is_flag=True, help="GPU targets: keep input and output on the device (time compute only)."),
-        click.option("--no-cache", is_flag=True, help="Do not reuse compiled blobs / engines (OpenVINO cache, TensorRT engines)."),
         click.option("--energy", type=click.Choice(["auto", "off"]), default="auto", show_default=True,
                      help="Measure energy with every meter readable here (NVML, RAPL) or not at all."),
         click.option("--idle-time", type=click.FloatRange(min=0), default=2.0, show_default=True,
@@ -40,8 +35,7 @@ def hardware_options(f):
 
 @click.command("bench")
 @click.argument("models", nargs=-1, required=True)
-@click.option("-t", "--target", "targets", multiple=True, default=("ort",), show_default=True,
-              help="Target(s) to run on; repeat or comma-separate ('deploykit targets' lists them).")
+@target_option(multiple=True, help="Target(s) to run on; repeat or comma-separate ('deploykit targets' lists them).")
 @click.option("--batch", type=POSITIVE, default=1, show_default=True)
 @click.option("--resolution", type=POSITIVE, default=None, help="Input height = width [default: the model's / the file's].")
 @click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True, help="Warm-up iterations.")
@@ -49,9 +43,8 @@ def hardware_options(f):
 @click.option("--min-time", type=click.FloatRange(min=0), default=5.0, show_default=True, help="... and at least this many seconds ...")
 @click.option("--max-time", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True, help="... but never more seconds than this.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the input tensor (the same for every target).")
-@click.option("--threads", type=POSITIVE, default=None, help="Intra-op threads [default: all usable cores].")
-@click.option("--graph-opt", type=click.Choice(["disable", "basic", "extended", "all"]), default="all", show_default=True,
-              help="ONNX Runtime graph optimisation level.")
+@runtime_option("threads")
+@runtime_option("graph_opt")
 @click.option("--weights", type=click.Path(path_type=Path), default=None, help="Checkpoint for a registry model.")
 @click.option("--model-opt", "model_opts", multiple=True, metavar="KEY=VALUE", help="Model option (see 'deploykit models').")
 @parc_impl_option
@@ -83,7 +76,7 @@ def command(models, targets, batch, resolution, warmup, min_iters, min_time, max
     a bootstrap 95% CI of the median, throughput, outputs compared with the PyTorch fp32 reference, and
     the machine's fingerprint, written to <report-dir>/<stamp>-<model>-<target>.{json,md,csv}.
     """
-    from deploykit.core.config import BenchConfig, ExportConfig, RuntimeOptions
+    from deploykit.core.config import BenchConfig, ExportConfig
     from deploykit.core.errors import UsageError
     from deploykit.export.source import looks_like_file
     from deploykit.models.registry import MODELS, get_cfg
@@ -99,10 +92,8 @@ def command(models, targets, batch, resolution, warmup, min_iters, min_time, max
                       max_time=max_time, seed=seed, energy=hw["energy"], idle_time=hw["idle_time"],
                       energy_estimate_watts=hw["energy_estimate_watts"],
                       reference_workload=reference_workload, reference_blocks=reference_blocks)
-    opts = RuntimeOptions(threads=threads, graph_opt=graph_opt, device=hw["device"], precision=hw["precision"],
-                          mode=hw["mode"], requests=hw["requests"], streams=hw["streams"], compile=hw["compile_"],
-                          cuda_graphs=hw["cuda_graphs"], transfers=not hw["no_transfers"], cache=not hw["no_cache"],
-                          cache_dir=str(resolve_models_dir(models_dir) / ".cache"))
+    opts = runtime_options(hw, threads=threads, graph_opt=graph_opt,  # and every target option given in hw
+                           cache_dir=str(resolve_models_dir(models_dir) / ".cache"))
     qcfg = quantize_config(**calib) if int8 else None  # validated before any work
     if qcfg is not None and not qcfg.calib_data:
         raise UsageError("--int8 needs --calib-data DIR (images preprocessed like the model's inputs) or "

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from deploykit.cli.common import POSITIVE, model_options, models_dir_option, print_json, reports_dir_option
+from deploykit.cli.runtime_options import runtime_option, target_option
 
 METRIC_CHOICES = ("p50", "p90", "throughput")
 
@@ -88,13 +89,12 @@ def gate_config(settings: dict, **cli):
               help="Stored baseline report (see 'deploykit baseline update'); CANDIDATE defaults to its model.")
 @click.option("-c", "--config", "gate_file", type=click.Path(path_type=Path), default=None, metavar="GATEFILE",
               help="Gate file (TOML, or YAML with PyYAML) listing the checks.")
-@click.option("-t", "--target", default=None, help="Target to measure on [default: ort].")
-@click.option("--precision", default=None, help="Precision the target runs (checked against the graph).")
+@target_option(default=None, show_default=False, help="Target to measure on [default: ort].")
+@runtime_option("precision", type=None, help="Precision the target runs (checked against the graph).")
 @click.option("--batch", type=POSITIVE, default=None, help="Batch size [default: the baseline's, else 1].")
 @click.option("--resolution", type=POSITIVE, default=None, help="Input height = width [default: the baseline's / the model's].")
-@click.option("--threads", type=POSITIVE, default=None, help="Intra-op threads [default: the baseline's, else all cores].")
-@click.option("--graph-opt", type=click.Choice(["disable", "basic", "extended", "all"]), default=None,
-              help="ONNX Runtime graph optimisation level [default: all].")
+@runtime_option("threads", help="Intra-op threads [default: the baseline's, else all cores].")
+@runtime_option("graph_opt", default=None, show_default=False, help="ONNX Runtime graph optimisation level [default: all].")
 @click.option("-m", "--metric", "metrics", multiple=True, help="p50 (default), p90, throughput; repeat or comma-separate.")
 @click.option("--tolerance", "tolerances", multiple=True, metavar="[METRIC=]PCT",
               help="Allowed slowdown, e.g. 5% or p90=10% [defaults: p50 5%, p90 10%, throughput 5%].")
@@ -134,6 +134,7 @@ def command(candidate, against, against_rev, baseline, gate_file, target, precis
     from deploykit.gate.config import GateCheck, GateMetric
     from deploykit.core.errors import UsageError
     from deploykit.gate.decision import parse_drift
+    from deploykit.runtimes.base import DEFAULT_TARGET
 
     modes = {"--against": against, "--against-rev": against_rev, "--baseline": baseline, "--config": gate_file}
     given = [k for k, v in modes.items() if v is not None]
@@ -167,7 +168,7 @@ def command(candidate, against, against_rev, baseline, gate_file, target, precis
             candidate = baseline_candidate(load_baseline(ref), ref)
         names = parse_metrics(metrics)
         tols = parse_tolerances(tolerances, names)
-        tgt = target or "ort"
+        tgt = target or DEFAULT_TARGET
         checks = [GateCheck(name=default_name(candidate, mode, ref, tgt, batch, resolution), candidate=candidate,
                             mode=mode, reference=ref, target=tgt,
                             metrics=tuple(GateMetric(m, tols[m]) for m in names), precision=precision, batch=batch,

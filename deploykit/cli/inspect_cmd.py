@@ -9,27 +9,36 @@ import click
 from deploykit.cli.common import POSITIVE, print_json, stdout_console
 
 
+def _read_back_targets() -> str:
+    """The targets whose runtime graph can be read back (``Runtime.runtime_graph``), from the registry."""
+    from deploykit.runtimes.base import ordered_targets
+
+    return ", ".join(name for name, cls in ordered_targets() if cls.reads_back_graph())
+
+
 @click.command("inspect")
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--batch", type=POSITIVE, default=None, help="Batch for a dynamic batch axis (for MACs).")
 @click.option("--resolution", type=POSITIVE, default=None, help="Size of dynamic spatial dims (for MACs).")
-@click.option("--runtime", "runtimes", type=click.Choice(["ort", "openvino"]), multiple=True,
-              help="Also load the file in this runtime and read back what it actually fused / ran in int8.")
+@click.option("--runtime", "runtimes", multiple=True, metavar="TARGET",
+              help=f"Also load the file in this target's runtime ({_read_back_targets()}) and read back what it "
+                   "actually fused / ran in int8; repeatable.")
 @click.option("--json", "as_json", is_flag=True, help="Print everything as JSON.")
 def command(file, batch, resolution, runtimes, as_json):
     """Op histogram, parameters, MACs/FLOPs, input/output shapes, precision, Q/DQ count, BatchNormalization
     and activation fusion status, and the attention blocks' softmax path of FILE (an ONNX file)."""
     from deploykit.onnxio.files import load_onnx
     from deploykit.passes.inspect import inspect_model
+    from deploykit.runtimes.base import read_back_target, read_runtime_graph
 
+    for rt in runtimes:  # unknown (exit 2), without read-back (exit 2), unavailable (exit 3): before any work
+        read_back_target(rt)
     proto = load_onnx(file)
     info = inspect_model(proto, batch=batch, resolution=resolution)
     if runtimes:
-        from deploykit.passes.runtime_fusion import openvino_runtime_graph, ort_runtime_graph
-
         info["runtime"] = {}
         for rt in runtimes:
-            info["runtime"][rt] = ort_runtime_graph(file) if rt == "ort" else openvino_runtime_graph(file)
+            info["runtime"][rt] = read_runtime_graph(rt, file)
     if as_json:
         print_json({"file": str(file), **info})
         return
@@ -75,13 +84,25 @@ def _print(file, info: dict) -> None:
         t.add_row(op, str(n))
     out.print(t)
     for rt, r in (info.get("runtime") or {}).items():
-        if rt == "ort":
-            out.print(f"ONNX Runtime ran: {r['nodes']} nodes; {r['convs_with_fused_activation']} of "
-                      f"{r['float_convs']} float convolutions with a fused activation "
-                      f"({r['fused_activations'] or 'none'}); activations left {r['standalone_activations'] or 'none'}; "
-                      f"int8 kernels {r['int8_kernels'] or 'none'}; softmax int8 {r['softmax']['int8']}, float "
-                      f"{r['softmax']['float']}")
-        else:
-            out.print(f"OpenVINO ran: layers {r['layers']}; int8 layers {r['int8_layers'] or 'none'}; "
-                      f"{r['layers_with_fused_activation']} layers with a fused activation; softmax int8 "
-                      f"{r['softmax']['int8']}, float {r['softmax']['float']}")
+        out.print(_runtime_line(rt, r), markup=False)
+
+
+def _runtime_line(target: str, r: dict) -> str:
+    """One line on what a runtime ran (its ``runtime_graph`` read-back); any runtime without its own wording
+    gets its scalar facts."""
+    kind = r.get("runtime")
+    if kind == "onnxruntime":
+        return (f"ONNX Runtime ran: {r['nodes']} nodes; {r['convs_with_fused_activation']} of "
+                f"{r['float_convs']} float convolutions with a fused activation "
+                f"({r['fused_activations'] or 'none'}); activations left {r['standalone_activations'] or 'none'}; "
+                f"int8 kernels {r['int8_kernels'] or 'none'}; softmax int8 {r['softmax']['int8']}, float "
+                f"{r['softmax']['float']}")
+    if kind == "openvino":
+        return (f"OpenVINO ran: layers {r['layers']}; int8 layers {r['int8_layers'] or 'none'}; "
+                f"{r['layers_with_fused_activation']} layers with a fused activation; softmax int8 "
+                f"{r['softmax']['int8']}, float {r['softmax']['float']}")
+    if kind == "tensorrt" and r.get("layers", {}).get("available"):
+        return (f"TensorRT ran: {r['layers']['layers']} layers, precision {r['precision']}; layer output precisions "
+                f"{r['layers']['output_precisions']}")
+    facts = "; ".join(f"{k} {v}" for k, v in r.items() if k != "runtime" and isinstance(v, (str, int, float)))
+    return f"{target} ran: {facts or 'nothing to report'}"

@@ -1,4 +1,5 @@
-"""Plain frozen dataclasses that drive both the CLI and the Python API."""
+"""Plain frozen dataclasses that drive both the CLI and the Python API. (The runtime options live with the
+runtimes: deploykit.runtimes.options.)"""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from pathlib import Path
 from deploykit.core.errors import UsageError
 
 
-# ONNX Runtime graph optimisation levels, as deploykit's --graph-opt names them
+# ONNX Runtime graph optimisation levels, as deploykit's --graph-opt names them (the one list: the ort targets'
+# option, onnxio.session's mapping to onnxruntime, gate files)
 GRAPH_OPTS = ("disable", "basic", "extended", "all")
 
 
@@ -21,6 +23,12 @@ def default_models_dir() -> Path:
 def default_reports_dir() -> Path:
     """Report folder: $DEPLOYKIT_REPORTS or ./reports."""
     return Path(os.environ.get("DEPLOYKIT_REPORTS", "reports"))
+
+
+def one_of(choices) -> str:
+    """``a, b, c or d``: the allowed values of a setting, for error messages."""
+    choices = [str(c) for c in choices]
+    return " or ".join([", ".join(choices[:-1]), choices[-1]]) if len(choices) > 1 else "".join(choices)
 
 
 def require_positive(name: str, value: int | float | None, allow_zero: bool = False) -> None:
@@ -54,45 +62,6 @@ class ExportConfig:
         require_positive("--resolution", self.resolution)
         if not 7 <= self.opset <= 23:
             raise UsageError(f"--opset must be between 7 and 23, got {self.opset}")
-
-
-@dataclass(frozen=True)
-class RuntimeOptions:
-    """Options every target receives; a target ignores what does not apply to it and says so in its info."""
-
-    threads: int | None = None  # intra-op threads; None = all cores this process may use
-    graph_opt: str = "all"  # ONNX Runtime graph optimisation level: disable|basic|extended|all
-    device: str | None = None
-    precision: str | None = None
-    mode: str = "latency"  # latency | throughput
-    extra: tuple[tuple[str, str], ...] = ()
-    # hardware targets (issue 3)
-    requests: int | None = None  # throughput mode: requests in flight (None = the runtime's optimal number)
-    streams: int | None = None  # throughput mode: execution streams (None = the runtime's choice)
-    compile: bool = False  # torch target: torch.compile the module
-    cuda_graphs: bool = False  # trt / torch targets: replay the inference as a CUDA graph
-    transfers: bool = True  # GPU targets: time host->device input and device->host output copies too
-    cache: bool = True  # reuse compiled blobs / engines (OpenVINO CACHE_DIR, TensorRT engine cache)
-    cache_dir: str | None = None  # where compiled blobs / engines live (None = <models dir>/.cache)
-
-    def __post_init__(self):
-        require_positive("--threads", self.threads)
-        require_positive("--requests", self.requests)
-        require_positive("--streams", self.streams)
-        if self.graph_opt not in GRAPH_OPTS:
-            raise UsageError(f"--graph-opt must be disable, basic, extended or all, got {self.graph_opt!r}")
-        if self.mode not in ("latency", "throughput"):
-            raise UsageError(f"--mode must be latency or throughput, got {self.mode!r}")
-        if self.mode == "latency" and (self.requests or self.streams):
-            raise UsageError("--requests/--streams apply to --mode throughput only")
-
-    def resolved_cache_dir(self, what: str) -> Path:
-        """The compiled-artifact cache folder of one runtime (``what``: openvino, tensorrt, ...)."""
-        base = Path(self.cache_dir) if self.cache_dir else default_models_dir() / ".cache"
-        return base / what
-
-    def resolved_threads(self) -> int:
-        return self.threads or available_cores()
 
 
 def available_cores() -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from deploykit.core.config import GRAPH_OPTS, ExportConfig, require_positive
+from deploykit.core.config import GRAPH_OPTS, ExportConfig, one_of, require_positive
 from deploykit.core.errors import UsageError
 
 GATE_METRICS = ("p50", "p90", "throughput")
@@ -61,7 +61,7 @@ class GateCheck:
         require_positive("resolution", self.resolution)
         require_positive("threads", self.threads)
         if self.graph_opt is not None and self.graph_opt not in GRAPH_OPTS:
-            raise UsageError(f"graph_opt must be disable, basic, extended or all, got {self.graph_opt!r}")
+            raise UsageError(f"graph_opt must be {one_of(GRAPH_OPTS)}, got {self.graph_opt!r}")
 
 
 @dataclass(frozen=True)

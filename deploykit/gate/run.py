@@ -23,8 +23,9 @@ from typing import Callable
 
 from deploykit.bench.interleave import (Interleaved, Round, block_config, block_config_from, block_settings, load_side,
                                         log_ratios, run_interleaved, summarize_side)
-from deploykit.core.config import ExportConfig, RuntimeOptions, default_models_dir
+from deploykit.core.config import ExportConfig, default_models_dir
 from deploykit.gate.config import GateCheck, GateConfig
+from deploykit.runtimes.options import RuntimeOptions
 from deploykit.core.errors import DeployKitError, InputError, UsageError, squash
 from deploykit.gate.decision import (INCONCLUSIVE, MIN_ROUNDS, Decision, Evidence, adaptive_level, decide_all,
                                    decide_one, effect_replicates, exit_code)
@@ -205,7 +206,7 @@ def prepare(checks: list[GateCheck], *, tmp: Path) -> list[Prepared]:
         else:
             threads, graph_opt = c.threads, c.graph_opt or "all"
         try:
-            p.options = RuntimeOptions(threads=threads, graph_opt=graph_opt, precision=c.precision)
+            p.options = RuntimeOptions.from_settings(threads=threads, graph_opt=graph_opt, precision=c.precision)
             get_runtime(c.target)(p.options)  # the target validates precision/mode now, not after minutes
         except DeployKitError as exc:
             raise type(exc)(f"{where}: {exc.one_line()}") from None
@@ -376,7 +377,7 @@ def run_check(p: Prepared, cfg: GateConfig, level: float, budget: float | None, 
                              tuple(log_ratios(res.baseline_rounds, m.metric)) if res.baseline_rounds else None,
                              drift=cfg.baseline_drift if res.baseline_rounds else 0.0)
                     for m in c.metrics]
-    res.options = {"threads": res.target_info.get("threads", p.options.threads), "graph_opt": p.options.graph_opt,
+    res.options = {"threads": res.target_info.get("threads", p.options.threads), "graph_opt": p.options.settings()["graph_opt"],
                    "precision": p.options.precision, "batch": batch, **block_settings(block)}
     if c.mode == "baseline":
         here = fingerprint(threads=res.target_info.get("threads"))

@@ -296,10 +296,10 @@ def _build_ort(src: Source, qcfg: QuantizeConfig, calib, held_out: np.ndarray, t
     import onnx
 
     from deploykit.passes.attention import find_attention, qdq_placement
-    from deploykit.passes.runtime_fusion import ort_runtime_graph
     from deploykit.quantize.evaluate import OpenVinoModel, OrtModel, fidelity_metrics
     from deploykit.quantize.ort_qdq import make_plan, pre_process, quantize_qdq
     from deploykit.quantize.softmax import softmax_errors
+    from deploykit.runtimes.base import read_runtime_graph
 
     say("pre-processing (shape inference, basic optimisations)")
     pre_process(src.path, tmp / "pre.onnx")
@@ -337,7 +337,7 @@ def _build_ort(src: Source, qcfg: QuantizeConfig, calib, held_out: np.ndarray, t
             "qlinear_softmax_pattern": sum(p["qlinear_softmax_pattern"] for p in placement),
             "tensorrt_mha_pattern": sum(p["tensorrt_mha_pattern"] for p in placement),
         }
-    rt = ort_runtime_graph(qpath)
+    rt = read_runtime_graph("ort", qpath)
     rt.pop("op_histogram", None)
     report["runtime"] = {"onnxruntime": rt}
     from deploykit.passes.inspect import quantization_summary
@@ -359,9 +359,9 @@ def _absorbed(pre, qproto) -> dict:
 
 
 def _build_nncf(src: Source, qcfg: QuantizeConfig, calib, held_out: np.ndarray, tmp: Path, say, reduce_range: bool):
-    from deploykit.passes.runtime_fusion import openvino_runtime_graph
     from deploykit.quantize.evaluate import OpenVinoModel, OrtModel, fidelity_metrics
     from deploykit.quantize.nncf_ov import quantize_nncf
+    from deploykit.runtimes.base import read_runtime_graph
 
     say(f"calibrating on {len(calib.x)} inputs and quantizing with NNCF for OpenVINO")
     qpath = tmp / "int8.xml"
@@ -377,7 +377,7 @@ def _build_nncf(src: Source, qcfg: QuantizeConfig, calib, held_out: np.ndarray, 
               "_outputs": (ref, out)}
     if src.family == "vit":
         report["softmax"] = {"mode": "float", "note": info["softmax_note"]}
-    rt = openvino_runtime_graph(qpath)
+    rt = read_runtime_graph("openvino", qpath)
     rt.pop("runtime_precisions", None)
     report["runtime"] = {"openvino": rt}
     return report, qpath, None

@@ -1,8 +1,14 @@
 """The Runtime interface every target implements, and the target registry.
 
-A target is one file with one class decorated by ``@register_runtime("name")``. The class must not import
-its runtime at module level (``deploykit targets`` lists every target with only the base install); it
-imports lazily in ``load`` and reports what is missing from ``availability``.
+A target is one module in deploykit/runtimes/ with a class decorated by ``@register_runtime("name")`` (the
+registry imports every module of the package: no list to edit) and, when it needs one, a pip extra in
+pyproject.toml (``extra``). The module must not import its runtime -- nor numpy -- at module level
+(``deploykit --help`` builds the targets' command-line options and ``deploykit targets`` lists every target
+with only the base install); it imports lazily in ``load`` and reports what is missing from ``availability``.
+
+Options: the common ones (``options.RuntimeOptions``) and the option groups the target lists in
+``option_groups`` (frozen dataclasses declared next to it, e.g. ``ort.OrtOptions``); ``self.options.of(Group)``
+reads a group. deploykit.cli makes the command-line options from these declarations.
 
 Life cycle used by bench (one timer, one statistics module for all targets):
     rt = cls(options); rt.load(path, input_spec)  -> timed as session load
@@ -14,6 +20,11 @@ Life cycle used by bench (one timer, one statistics module for all targets):
 Throughput mode (``modes`` includes "throughput"): after ``load`` the runtime holds ``parallel_requests()``
 requests; bench calls ``submit(slot, done)`` to start request ``slot`` asynchronously and the runtime calls
 ``done(slot)`` (from any thread) when it has finished. The clock reads stay in bench/ (``done`` is bench's).
+
+Read-back: ``runtime_graph(path)`` says what the runtime really runs for a model file -- the graph it executes
+after its own fusions and kernel choices (ONNX Runtime's optimized graph, OpenVINO's runtime model, TensorRT's
+engine layers), using the instance's own options. ``deploykit inspect --runtime NAME`` and the quantizer's report
+call it; a target that cannot read back keeps the base class's method, which raises a one-line UsageError.
 
 GPU targets may expose ``device_times()``: CUDA-event durations of the last inference (read after ``sync``),
 e.g. {"compute": ns, "e2e": ns}; bench collects them next to the host-clock samples.
@@ -27,14 +38,23 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, ClassVar, Iterable
+from typing import TYPE_CHECKING, Callable, ClassVar, Iterable
 
-import numpy as np
-
-from deploykit.core.config import RuntimeOptions
-from deploykit.core.errors import UnavailableError
+from deploykit.core.errors import UnavailableError, UsageError
 from deploykit.core.lazy import install_hint, is_installed
 from deploykit.core.registry import Registry
+from deploykit.runtimes.options import OptionSpec, RuntimeOptions, TargetOptions, specs_of
+
+if TYPE_CHECKING:
+    import numpy as np
+
+DEFAULT_TARGET = "ort"
+
+
+# ONNX activation op types a runtime may fuse into the convolution / matmul before them (read-back summaries count
+# the fused ones and the ones left standing)
+ACTIVATIONS = ("Relu", "Clip", "LeakyRelu", "HardSigmoid", "HardSwish", "Sigmoid", "Tanh", "Gelu", "FastGelu",
+               "QuickGelu", "Elu", "Selu")
 
 
 @dataclass(frozen=True)
@@ -59,6 +79,9 @@ class Runtime(ABC):
     description: ClassVar[str] = ""
     device_kind: ClassVar[str] = "cpu"  # cpu | gpu | accelerator
     requires: ClassVar[tuple[str, ...]] = ()  # python modules the target imports
+    extra: ClassVar[str | None] = None  # the pip extra that installs them: pip install 'deploykit[<extra>]'
+    rank: ClassVar[int] = 100  # where `deploykit targets` lists it (lower first)
+    option_groups: ClassVar[tuple[type[TargetOptions], ...]] = ()  # the option groups it reads, besides the common
     precisions: ClassVar[tuple[str, ...]] = ("fp32",)
     modes: ClassVar[tuple[str, ...]] = ("latency",)
     file_formats: ClassVar[tuple[str, ...]] = (".onnx",)  # model files the target reads
@@ -84,8 +107,14 @@ class Runtime(ABC):
         """Whether this target can run here, without importing heavy modules where avoidable."""
         missing = [m for m in cls.requires if not is_installed(m)]
         if missing:
-            return Availability(False, f"{missing[0]} not installed ({install_hint(missing[0])})")
+            hint = f"pip install 'deploykit[{cls.extra}]'" if cls.extra else install_hint(missing[0])
+            return Availability(False, f"{missing[0]} not installed ({hint})")
         return Availability(True)
+
+    @classmethod
+    def declared_options(cls) -> list[OptionSpec]:
+        """The options this target receives: the common ones and those of its ``option_groups``."""
+        return specs_of(RuntimeOptions) + [s for g in cls.option_groups for s in specs_of(g)]
 
     @classmethod
     def ensure_available(cls) -> None:
@@ -161,19 +190,31 @@ class Runtime(ABC):
         """What actually ran: precision, devices/providers, threads, runtime version, applied options."""
         return {}
 
+    def runtime_graph(self, path: Path) -> dict:
+        """What this runtime really runs for the model file ``path``, read back from the runtime itself (fused
+        layers, the precision each one runs in), with this instance's options. Raises UsageError on targets
+        that cannot read back their runtime graph (this base implementation)."""
+        raise _cannot_read_back(self.name)
+
+    @classmethod
+    def reads_back_graph(cls) -> bool:
+        """Whether this target implements ``runtime_graph``."""
+        return cls.runtime_graph is not Runtime.runtime_graph
+
     def close(self) -> None:  # noqa: B027 - optional hook
         pass
 
 
 def _load_targets() -> None:
-    from deploykit.runtimes import ort  # noqa: F401
+    """Import every module of deploykit.runtimes: each target module registers its class when imported."""
+    import importlib
+    import pkgutil
 
-    for mod in ("openvino", "tensorrt", "ort_gpu", "torch"):  # later targets, when present
-        try:
-            __import__(f"deploykit.runtimes.{mod}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"deploykit.runtimes.{mod}":
-                raise
+    import deploykit.runtimes as package
+
+    for mod in pkgutil.iter_modules(package.__path__):
+        if not mod.name.startswith("_"):
+            importlib.import_module(f"{package.__name__}.{mod.name}")
 
 
 
@@ -206,5 +247,35 @@ def get_runtime(name: str) -> type[Runtime]:
     return TARGETS.get(name)
 
 
+def ordered_targets() -> list[tuple[str, type[Runtime]]]:
+    """The registered targets, in the order `deploykit targets` lists them (``rank``, then name)."""
+    return sorted(TARGETS.items(), key=lambda item: (item[1].rank, item[0]))
+
+
 def list_targets() -> list[tuple[str, type[Runtime], Availability]]:
-    return [(n, cls, cls.availability()) for n, cls in TARGETS.items()]
+    return [(n, cls, cls.availability()) for n, cls in ordered_targets()]
+
+
+def _cannot_read_back(name: str) -> UsageError:
+    can = [n for n, cls in ordered_targets() if cls.reads_back_graph()]
+    return UsageError(f"target {name} cannot read back its runtime graph (targets that can: {', '.join(can)})")
+
+
+def read_back_target(target: str) -> type[Runtime]:
+    """The class of target ``target`` if it can read back its runtime graph here: an unknown name is the
+    registry's did-you-mean error (exit 2), a target without read-back a UsageError (exit 2), an unavailable one
+    an UnavailableError naming what is missing (exit 3)."""
+    cls = get_runtime(target)
+    if not cls.reads_back_graph():
+        raise _cannot_read_back(target)
+    cls.ensure_available()
+    return cls
+
+
+def read_runtime_graph(target: str, path: Path, options: RuntimeOptions | None = None) -> dict:
+    """``runtime_graph`` of target ``target`` for the model file ``path`` (errors as ``read_back_target``).
+    Default options: one thread, no compiled-artifact cache."""
+    cls = read_back_target(target)
+    rt = cls(options or RuntimeOptions(threads=1, cache=False))
+    rt.preflight()
+    return rt.runtime_graph(Path(path))

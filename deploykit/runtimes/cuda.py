@@ -1,6 +1,8 @@
 """Is there an NVIDIA GPU here? Asked of the CUDA driver library itself (libcuda, through ctypes), so the
 answer needs no Python package and imports nothing heavy: ``deploykit targets`` stays fast and says exactly
 what is missing (no driver library / driver too old / no device).
+
+Also the option group the targets on an NVIDIA GPU share (``CudaOptions``: trt, ort-cuda, ort-trt, torch).
 """
 
 from __future__ import annotations
@@ -10,8 +12,20 @@ import ctypes.util
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from deploykit.runtimes.options import TargetOptions, option
+
 _CU_ATTR_CC_MAJOR = 75  # CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR
 _CU_ATTR_CC_MINOR = 76  # CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR
+
+
+@dataclass(frozen=True)
+class CudaOptions(TargetOptions):
+    """Options of the targets on an NVIDIA GPU (trt, ort-cuda, ort-trt, torch on cuda)."""
+
+    cuda_graphs: bool = option(False, flag="--cuda-graphs", type=bool, rank=80,
+                               help="trt / torch on cuda: replay the inference as a CUDA graph.")
+    transfers: bool = option(True, flag="--no-transfers", type=bool, rank=81,  # time host<->device copies too
+                             help="GPU targets: keep input and output on the device (time compute only).")
 
 
 @dataclass(frozen=True)

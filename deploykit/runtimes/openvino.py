@@ -12,18 +12,24 @@ only the read-back value is trusted.
 
 Reads ONNX and OpenVINO IR (.xml + .bin) directly; compiled blobs are cached in ``<models dir>/.cache/openvino``
 (OpenVINO's CACHE_DIR, keyed by OpenVINO on the model content and the compile settings).
+
+Read-back (``runtime_graph``): the compiled model's runtime graph (``CompiledModel.get_runtime_model()``): every
+executed layer with its ``runtimePrecision`` and the ``originalLayersNames`` merged into it (e.g. Conv + Add + Relu).
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from deploykit.core.errors import InputError, UnavailableError, UsageError, squash
 from deploykit.core.lazy import require
-from deploykit.runtimes.base import Availability, ModelInput, Runtime, register_runtime
+from deploykit.runtimes.base import ACTIVATIONS, Availability, ModelInput, Runtime, register_runtime
+from deploykit.runtimes.options import ThroughputOptions
+
+if TYPE_CHECKING:
+    import numpy as np
 
 OV_PRECISION = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
 _FROM_OV = {"f32": "fp32", "bf16": "bf16", "f16": "fp16", "i8": "int8", "u8": "int8", "f64": "fp64"}
@@ -122,9 +128,12 @@ class OpenVinoRuntime(Runtime):
     description = "OpenVINO Runtime (CPU by default; GPU/NPU/AUTO when present)"
     device_kind = "cpu"
     requires = ("openvino",)
+    extra = "openvino"
     precisions = ("fp32", "bf16", "fp16", "int8")  # int8 = a quantized (QDQ / FakeQuantize) file, run as given
     modes = ("latency", "throughput")
     file_formats = (".onnx", ".xml")
+    rank = 20
+    option_groups = (ThroughputOptions,)
 
     @classmethod
     def availability(cls) -> Availability:
@@ -151,16 +160,16 @@ class OpenVinoRuntime(Runtime):
         check_device(self.device, list(core().available_devices))
 
     def _config(self) -> dict:
-        o = self.options
+        o, tp = self.options, self.options.of(ThroughputOptions)
         cfg = {"PERFORMANCE_HINT": "THROUGHPUT" if o.mode == "throughput" else "LATENCY"}
         if o.precision:
             cfg["INFERENCE_PRECISION_HINT"] = OV_PRECISION[o.precision]
         if o.threads and self.device.startswith("CPU"):
             cfg["INFERENCE_NUM_THREADS"] = o.threads
-        if o.streams:
-            cfg["NUM_STREAMS"] = o.streams
-        if o.requests:
-            cfg["PERFORMANCE_HINT_NUM_REQUESTS"] = o.requests
+        if tp.streams:
+            cfg["NUM_STREAMS"] = tp.streams
+        if tp.requests:
+            cfg["PERFORMANCE_HINT_NUM_REQUESTS"] = tp.requests
         if o.cache:
             from deploykit.core.atomic import ensure_dir
 
@@ -190,7 +199,7 @@ class OpenVinoRuntime(Runtime):
         self._cm = cm
         n = 1
         if self.options.mode == "throughput":
-            n = self.options.requests or int(cm.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+            n = self.options.of(ThroughputOptions).requests or int(cm.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         self._reqs = [cm.create_infer_request() for _ in range(n)]
         self._req = self._reqs[0]
         self._n_out = len(cm.outputs)
@@ -198,6 +207,8 @@ class OpenVinoRuntime(Runtime):
         self._tensor = None
 
     def set_input(self, x: np.ndarray) -> None:
+        import numpy as np
+
         self._x = np.ascontiguousarray(x)  # the tensor shares this memory: keep it alive
         self._tensor = self._ov.Tensor(self._x, shared_memory=True)
         for r in self._reqs:
@@ -207,6 +218,8 @@ class OpenVinoRuntime(Runtime):
         self._req.infer()
 
     def outputs(self) -> list[np.ndarray]:
+        import numpy as np
+
         self._req.infer()
         return [np.array(self._req.get_output_tensor(i).data, copy=True) for i in range(self._n_out)]
 
@@ -270,6 +283,16 @@ class OpenVinoRuntime(Runtime):
         self._req = None
         self._cm = None
 
+    def runtime_graph(self, path) -> dict:
+        """Compile ``path`` (ONNX or OpenVINO IR) on this runtime's --device with INFERENCE_PRECISION_HINT from
+        --precision (f32 when none is given: an "fp32" read-back must not silently run bf16) and --threads, and
+        summarise the runtime graph OpenVINO executes."""
+        if self.options.precision == "int8":
+            raise UsageError("--precision int8 is not a setting on openvino: give a quantized model file "
+                             "(it runs in int8 as given)")
+        hint = OV_PRECISION[self.options.precision] if self.options.precision else "f32"
+        return openvino_runtime_graph(path, precision_hint=hint, threads=self.options.threads, device=self.device)
+
     @classmethod
     def inspect_file(cls, path: Path):
         """Inputs and precision of an OpenVINO IR file (.xml with its .bin)."""
@@ -317,9 +340,98 @@ def _runtime_precisions(cm) -> dict[str, int]:
 
 def reference_f32(path: Path, x: np.ndarray) -> np.ndarray:
     """Reference outputs for a file only OpenVINO reads (IR): OpenVINO CPU with f32 inference precision."""
+    import numpy as np
+
     c = core()
     m = c.read_model(str(path))
     if not m.input(0).get_partial_shape().is_static or _shape_of(m.input(0)) != x.shape:
         m.reshape({m.input(0).get_any_name(): list(x.shape)})
     cm = c.compile_model(m, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     return np.array(cm(x)[cm.output(0)], copy=True)
+
+
+def openvino_runtime_graph(path, *, precision_hint: str = "f32", threads: int | None = 1, device: str = "CPU") -> dict:
+    """Compile ``path`` (ONNX or OpenVINO IR) with OpenVINO (``INFERENCE_PRECISION_HINT`` = ``precision_hint``;
+    ``threads`` inference threads on a CPU device, None: OpenVINO's choice) and summarise the runtime graph it
+    executes."""
+    c = core()
+    check_device(device, list(c.available_devices))
+    op_types = _onnx_op_types(path)
+    config = {"INFERENCE_PRECISION_HINT": precision_hint}
+    if threads and device.upper().startswith("CPU"):
+        config["INFERENCE_NUM_THREADS"] = threads
+    if _is_qdq(path):  # an int8 QDQ graph: compile in a child first (OpenVINO's plugin has crashed on some)
+        check_compiles(Path(path), device, config)
+    try:
+        model = c.read_model(str(path))
+        compiled = c.compile_model(model, device, config)
+    except Exception as exc:
+        raise InputError(f"OpenVINO cannot compile {path}: {squash(exc)}") from None
+    return summarize_openvino_runtime(compiled.get_runtime_model(), op_types, precision_hint)
+
+
+def _is_qdq(path) -> bool:
+    if not str(path).endswith(".onnx"):
+        return False
+    from deploykit.onnxio.files import load_onnx, op_types
+
+    return "QuantizeLinear" in op_types(load_onnx(Path(path), load_external_data=False))
+
+
+def _onnx_op_types(path) -> dict[str, str]:
+    """ONNX node name -> op type (OpenVINO's originalLayersNames are the ONNX node names)."""
+    if not str(path).endswith(".onnx"):
+        return {}
+    import onnx
+
+    m = onnx.load(str(path), load_external_data=False)
+    return {n.name: n.op_type for n in m.graph.node if n.name}
+
+
+def summarize_openvino_runtime(runtime_model, onnx_types: dict[str, str] | None = None,
+                               precision_hint: str = "f32") -> dict:
+    """The read-back summary of a compiled model's runtime graph (``CompiledModel.get_runtime_model()``)."""
+    onnx_types = onnx_types or {}
+    layers: Counter = Counter()
+    precisions: dict[str, Counter] = {}
+    fused: Counter = Counter()
+    conv_with_act = 0
+    for op in runtime_model.get_ordered_ops():
+        info = op.get_rt_info()
+
+        def get(key, default=""):
+            return info[key].astype(str) if key in info else default
+
+        ltype = get("layerType", op.get_type_name())
+        if ltype in ("Const", "Input", "Output", "Parameter", "Result"):
+            continue
+        prec = get("runtimePrecision", "?")
+        layers[ltype] += 1
+        precisions.setdefault(ltype, Counter())[prec] += 1
+        names = [n for n in get("originalLayersNames").split(",") if n]
+        if len(names) > 1:
+            merged = [onnx_types.get(n, "?") for n in names[1:]]
+            for t in merged:
+                fused[t] += 1
+            if ltype in ("Convolution", "FullyConnected") and any(t in ACTIVATIONS for t in merged):
+                conv_with_act += 1
+    int8 = {lt: sum(c for p, c in pc.items() if p in ("u8", "i8")) for lt, pc in precisions.items()}
+    int8 = {k: v for k, v in int8.items() if v}
+
+    def split(lt):
+        pc = precisions.get(lt, Counter())
+        q = sum(c for p, c in pc.items() if p in ("u8", "i8"))
+        return {"int8": q, "float": sum(pc.values()) - q}
+
+    return {
+        "runtime": "openvino",
+        "inference_precision_hint": precision_hint,
+        "layers": dict(layers.most_common()),
+        "runtime_precisions": {lt: dict(pc) for lt, pc in precisions.items()},
+        "int8_layers": int8,
+        "fused_into_other_layers": dict(fused.most_common()),
+        "layers_with_fused_activation": conv_with_act,
+        "softmax": split("Softmax"),
+        "matmul": split("MatMul"),
+        "fake_quantize_executed": layers.get("FakeQuantize", 0),
+    }

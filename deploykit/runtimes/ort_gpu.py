@@ -16,10 +16,15 @@ TensorRT pick fp16 kernels for an fp32 graph (``trt_fp16_enable``; weak typing, 
 
 from __future__ import annotations
 
-import numpy as np
+from typing import TYPE_CHECKING
 
 from deploykit.core.errors import UnavailableError, UsageError
 from deploykit.runtimes.base import Availability, CudaRuntime, ModelInput, register_runtime
+from deploykit.runtimes.cuda import CudaOptions
+from deploykit.runtimes.ort import OrtOptions
+
+if TYPE_CHECKING:
+    import numpy as np
 
 _DFT = ("ONNX Runtime's CUDA execution provider has no DFT kernel (ParC's fft implementation); ONNX Runtime "
         "would silently run it on the CPU: export the model with another ParC implementation or use a CPU target")
@@ -42,6 +47,7 @@ class _OrtGpuRuntime(CudaRuntime):
     requires = ("onnxruntime",)
     precisions = ("fp32", "fp16", "int8")
     unsupported_ops = {"DFT": _DFT}
+    option_groups = (OrtOptions, CudaOptions)
 
     @classmethod
     def availability(cls) -> Availability:
@@ -84,7 +90,7 @@ class _OrtGpuRuntime(CudaRuntime):
         self._ort = ort
         self._index = self._gpu.index
         self._run_precision = self._precision(model)
-        so = session_options(ort, self.options.resolved_threads(), self.options.graph_opt)
+        so = session_options(ort, self.options.resolved_threads(), self.options.of(OrtOptions).graph_opt)
         providers = self._provider_options(model)
         self._sess = load_session(ort, str(model.path), so, providers, str(model.path))
         got = self._sess.get_providers()
@@ -96,10 +102,12 @@ class _OrtGpuRuntime(CudaRuntime):
         self._binding = None
 
     def set_input(self, x: np.ndarray) -> None:
+        import numpy as np
+
         ort, idx = self._ort, self._index
         self._x = np.ascontiguousarray(x)
         b = self._sess.io_binding()
-        if self.options.transfers:
+        if self.options.of(CudaOptions).transfers:
             b.bind_cpu_input(self._input, self._x)
             for o in self._outs:
                 b.bind_output(o, "cpu")
@@ -114,6 +122,8 @@ class _OrtGpuRuntime(CudaRuntime):
         self._sess.run_with_iobinding(self._binding)
 
     def outputs(self) -> list[np.ndarray]:
+        import numpy as np
+
         self._sess.run_with_iobinding(self._binding)
         return [np.array(v, copy=True) for v in self._binding.copy_outputs_to_cpu()]
 
@@ -128,8 +138,9 @@ class _OrtGpuRuntime(CudaRuntime):
             "compute_capability": self._gpu.compute_capability,
             "precision": self._run_precision,
             "threads": self.options.resolved_threads(),
-            "graph_optimization": self.options.graph_opt,
-            "transfers": "host<->device copies timed" if self.options.transfers else "device-resident I/O",
+            "graph_optimization": self.options.of(OrtOptions).graph_opt,
+            "transfers": "host<->device copies timed" if self.options.of(CudaOptions).transfers
+                         else "device-resident I/O",
             "cpu_fallback": "nodes without a kernel on this provider run on the CPU provider (ONNX Runtime's "
                             "fallback); ops known to be missing are refused before loading",
         }
@@ -143,6 +154,7 @@ class _OrtGpuRuntime(CudaRuntime):
 class OrtCudaRuntime(_OrtGpuRuntime):
     description = "ONNX Runtime, CUDA execution provider (onnxruntime-gpu)"
     provider = "CUDAExecutionProvider"
+    rank = 40
 
     def _provider_options(self, model: ModelInput) -> list:
         return [(self.provider, {"device_id": self._gpu.index, "cudnn_conv_algo_search": "EXHAUSTIVE"}),
@@ -153,6 +165,7 @@ class OrtCudaRuntime(_OrtGpuRuntime):
 class OrtTensorrtRuntime(_OrtGpuRuntime):
     description = "ONNX Runtime, TensorRT execution provider (onnxruntime-gpu + TensorRT)"
     provider = "TensorrtExecutionProvider"
+    rank = 41
 
     def _precision(self, model: ModelInput) -> str:
         wanted = self.options.precision

@@ -22,13 +22,16 @@ from __future__ import annotations
 import ctypes
 import json
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from deploykit.core.errors import InputError, UnavailableError
 from deploykit.core.lazy import install_hint, is_installed
 from deploykit.runtimes import tensorrt_plan as trt_plan
 from deploykit.runtimes.base import Availability, CudaRuntime, ModelInput, register_runtime
+from deploykit.runtimes.cuda import CudaOptions
+
+if TYPE_CHECKING:
+    import numpy as np
 
 _DFT = ("TensorRT's ONNX parser has no DFT before TensorRT 11.2 (ParC's fft implementation): export the model "
         "with another ParC implementation")
@@ -62,8 +65,11 @@ class TensorrtRuntime(CudaRuntime):
     description = "TensorRT 10/11 engine built from ONNX (fp32 / tf32 / fp16 / int8 from Q/DQ), CUDA events timing"
     device_kind = "gpu"
     requires = ("tensorrt", "cuda")
+    extra = "trt"
     precisions = ("fp32", "tf32", "fp16", "int8")
     unsupported_ops = {"DFT": _DFT}
+    rank = 30
+    option_groups = (CudaOptions,)
 
     @classmethod
     def graph_unsupported(cls, op_types: set[str]) -> dict[str, str]:
@@ -203,13 +209,20 @@ class TensorrtRuntime(CudaRuntime):
                                   "bytes": len(data)})
 
     # -- buffers and execution -----------------------------------------------------------------------------
+    @property
+    def _cuda(self) -> CudaOptions:
+        return self.options.of(CudaOptions)
+
     def _setup(self, model: ModelInput) -> None:
+        import numpy as np
+
         trt, rt, eng = self._trt, self._rt, self._engine
         ctx = eng.create_execution_context()
         self._ctx = ctx
         self._stream = ck(rt.cudaStreamCreate())
         self._h = int(self._stream)
         self._events = [ck(rt.cudaEventCreate()) for _ in range(4)]
+        self._transfers = self._cuda.transfers  # read once: infer is the timed hot path
         self._bufs = []  # (name, is_input, nbytes, device ptr, host ptr, numpy view)
         names = [eng.get_tensor_name(i) for i in range(eng.num_io_tensors)]
         for name in names:
@@ -234,7 +247,7 @@ class TensorrtRuntime(CudaRuntime):
             if is_in:
                 view[...] = x.astype(view.dtype, copy=False)
                 ck(rt.cudaMemcpy(dptr, hptr, nbytes, rt.cudaMemcpyKind.cudaMemcpyHostToDevice))
-        if self.options.cuda_graphs:
+        if self._cuda.cuda_graphs:
             self._capture()
 
     def _capture(self) -> None:
@@ -249,7 +262,7 @@ class TensorrtRuntime(CudaRuntime):
 
     def infer(self) -> None:
         rt, s, ev = self._rt, self._stream, self._events
-        transfers = self.options.transfers
+        transfers = self._transfers
         rt.cudaEventRecord(ev[0], s)
         if transfers:
             for _, is_in, nbytes, dptr, hptr, _ in self._bufs:
@@ -273,31 +286,27 @@ class TensorrtRuntime(CudaRuntime):
     def device_times(self) -> dict[str, int]:
         rt, ev = self._rt, self._events
         out = {"compute": int(ck(rt.cudaEventElapsedTime(ev[1], ev[2])) * 1e6)}
-        if self.options.transfers:
+        if self._transfers:
             out["e2e"] = int(ck(rt.cudaEventElapsedTime(ev[0], ev[3])) * 1e6)
         return out
 
     def outputs(self) -> list[np.ndarray]:
+        import numpy as np
+
         rt = self._rt
         self.infer()
         self.sync()
         outs = []
         for _, is_in, nbytes, dptr, hptr, view in self._bufs:
             if not is_in:
-                if not self.options.transfers:
+                if not self._transfers:
                     ck(rt.cudaMemcpy(hptr, dptr, nbytes, rt.cudaMemcpyKind.cudaMemcpyDeviceToHost))
                 outs.append(np.array(view, dtype=np.float32, copy=True))
         return outs
 
     def info(self) -> dict:
         trt, plan = self._trt, self._plan_used
-        layers = {"available": False, "reason": "engine inspector unavailable"}
-        try:
-            insp = self._engine.create_engine_inspector()
-            insp.execution_context = self._ctx
-            layers = trt_plan.layer_summary(insp.get_engine_information(trt.LayerInformationFormat.JSON))
-        except Exception as exc:
-            layers = {"available": False, "reason": f"engine inspector failed: {exc}"}
+        layers = self._layers()
         return {
             "runtime": "tensorrt",
             "version": trt.__version__,
@@ -313,14 +322,42 @@ class TensorrtRuntime(CudaRuntime):
             "engine": self._engine_path,
             "engine_built_now": self._built,
             "engine_cache": self._cache_note,
-            "cuda_graphs": bool(self.options.cuda_graphs),
-            "transfers": "host<->device copies timed (pinned host memory)" if self.options.transfers
+            "cuda_graphs": bool(self._cuda.cuda_graphs),
+            "transfers": "host<->device copies timed (pinned host memory)" if self._transfers
                          else "device-resident I/O",
             "timing_views": "host clock after stream sync (samples_ms); CUDA events: compute = engine only, "
                             "e2e = with copies (device_timing)",
             "notes": list(plan.notes),
             "layers": layers,
         }
+
+    def _layers(self) -> dict:
+        """The loaded engine's layers (``trt_plan.layer_summary`` of the engine inspector's JSON)."""
+        try:
+            insp = self._engine.create_engine_inspector()
+            insp.execution_context = self._ctx
+            return trt_plan.layer_summary(insp.get_engine_information(self._trt.LayerInformationFormat.JSON))
+        except Exception as exc:
+            return {"available": False, "reason": f"engine inspector failed: {exc}"}
+
+    def runtime_graph(self, path) -> dict:
+        """Build (or take from the engine cache) the engine for the ONNX file ``path`` as ``load`` does -- this
+        runtime's --precision and --device, a batch of 1 for a dynamic batch axis -- and list its layers with the
+        precision each one runs in (``trt_plan.layer_summary``)."""
+        import onnx
+
+        from deploykit.onnxio.files import graph_precision, image_input_shape
+
+        path = Path(path)
+        proto = onnx.load(str(path), load_external_data=False)
+        name, shape, dtype = image_input_shape(proto, None, None, where=path.name)
+        self.load(ModelInput(path, name, shape, dtype, precision=graph_precision(proto)))
+        try:
+            plan = self._plan_used
+            return {"runtime": "tensorrt", "version": self._trt.__version__, "precision": plan.precision,
+                    "builder_flags_set": list(plan.set_flags), "layers": self._layers()}
+        finally:
+            self.close()
 
     def close(self) -> None:
         rt = getattr(self, "_rt", None)

@@ -16,10 +16,16 @@ host->device and the output device->host (``--no-transfers``: input and output s
 
 from __future__ import annotations
 
-import numpy as np
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from deploykit.core.errors import UnavailableError, UsageError, squash
 from deploykit.runtimes.base import Availability, ModelInput, Runtime, register_runtime
+from deploykit.runtimes.cuda import CudaOptions
+from deploykit.runtimes.options import TargetOptions, option
+
+if TYPE_CHECKING:
+    import numpy as np
 
 _DTYPES = {"fp32": "float32", "tf32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
@@ -34,12 +40,25 @@ def parse_torch_device(device: str | None) -> tuple[str, int | None]:
     return "cuda", parse_cuda_device(d)
 
 
+@dataclass(frozen=True)
+class TorchOptions(TargetOptions):
+    """Options of the torch target (besides the CUDA group's --cuda-graphs / --no-transfers)."""
+
+    compile: bool = option(False, flag="--compile", type=bool, rank=70, help="torch target: torch.compile the module.")
+
+
 @register_runtime("torch")
 class TorchRuntime(Runtime):
     description = "PyTorch eager (or torch.compile) on cpu or cuda; registry models only"
     device_kind = "cpu|gpu"
     requires = ("torch",)
     precisions = ("fp32", "tf32", "fp16", "bf16")
+    rank = 50
+    option_groups = (CudaOptions, TorchOptions)
+
+    @property
+    def _cuda_opts(self) -> CudaOptions:
+        return self.options.of(CudaOptions)
 
     @classmethod
     def availability(cls) -> Availability:
@@ -59,7 +78,7 @@ class TorchRuntime(Runtime):
             from deploykit.runtimes.cuda import require_gpu
 
             require_gpu(self.name, f"cuda:{index}")
-        elif self.options.cuda_graphs:
+        elif self._cuda_opts.cuda_graphs:
             raise UsageError("--cuda-graphs needs --device cuda")
         if self.options.precision == "tf32" and kind != "cuda":
             raise UsageError("--precision tf32 exists on CUDA devices only")
@@ -108,8 +127,8 @@ class TorchRuntime(Runtime):
         self._module = m.to(device=self._dev, dtype=dtype).eval()
         self._fn = self._module
         self._compile_mode = None
-        if self.options.compile:
-            self._compile_mode = "reduce-overhead" if self.options.cuda_graphs else "default"
+        if self.options.of(TorchOptions).compile:
+            self._compile_mode = "reduce-overhead" if self._cuda_opts.cuda_graphs else "default"
             try:
                 self._fn = torch.compile(self._module, mode=self._compile_mode)
             except Exception as exc:
@@ -117,15 +136,18 @@ class TorchRuntime(Runtime):
         self._graph = None
         self._events = None
         self._shape = tuple(model.shape)
+        self._transfers = self._cuda_opts.transfers  # read once: infer is the timed hot path
 
     def set_input(self, x: np.ndarray) -> None:
+        import numpy as np
+
         torch = self._torch
         host = torch.from_numpy(np.ascontiguousarray(x)).to(self._dtype)
         if self._cuda:
             self._host_in = host.pin_memory()
             self._dev_in = self._host_in.to(self._dev)
             self._events = [torch.cuda.Event(enable_timing=True) for _ in range(4)]
-            if self.options.cuda_graphs and not self.options.compile:
+            if self._cuda_opts.cuda_graphs and not self.options.of(TorchOptions).compile:
                 self._capture()
         else:
             self._dev_in = host
@@ -158,7 +180,7 @@ class TorchRuntime(Runtime):
                 self._fn(self._dev_in)
                 return
             ev = self._events
-            transfers = self.options.transfers
+            transfers = self._transfers
             ev[0].record()
             if transfers:
                 self._dev_in.copy_(self._host_in, non_blocking=True)
@@ -180,7 +202,7 @@ class TorchRuntime(Runtime):
             return None
         ev = self._events
         out = {"compute": int(ev[1].elapsed_time(ev[2]) * 1e6)}
-        if self.options.transfers:
+        if self._transfers:
             out["e2e"] = int(ev[0].elapsed_time(ev[3]) * 1e6)
         return out
 
@@ -199,7 +221,7 @@ class TorchRuntime(Runtime):
             "device": str(self._dev),
             "precision": self._precision,
             "compile": self._compile_mode,
-            "cuda_graphs": bool(self.options.cuda_graphs),
+            "cuda_graphs": bool(self._cuda_opts.cuda_graphs),
             "threads": self._threads,
         }
         if self._cuda:
@@ -207,7 +229,7 @@ class TorchRuntime(Runtime):
             info.update(gpu=props.name, compute_capability=f"{props.major}.{props.minor}",
                         cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version(),
                         tf32=torch.backends.cudnn.allow_tf32, cudnn_benchmark=True,
-                        transfers="host<->device copies timed" if self.options.transfers else "device-resident I/O")
+                        transfers="host<->device copies timed" if self._transfers else "device-resident I/O")
         return info
 
     def close(self) -> None:
