@@ -10,7 +10,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from deploykit.core.errors import UsageError
-from deploykit.runtimes import tensorrt_plan as trt_plan
+from deploykit.runtimes import tensorrt_plan
 from deploykit.runtimes.tensorrt_plan import (build_plan, cache_decision, engine_identity, engine_paths, layer_summary,
                                          profile_shapes, qdq_report, timing_cache_path)
 
@@ -81,7 +81,7 @@ def test_build_plan_version_rules():
         build_plan(requested=None, graph_precision="fp32", trt_version="8.6.1")
     with pytest.raises(UsageError, match="no --precision bf16"):
         build_plan(requested="bf16", graph_precision="fp32", trt_version="10.8.0")
-    assert trt_plan.parse_version("10.13.0.35") == (10, 13, 0) and trt_plan.parse_version("11") == (11, 0, 0)
+    assert tensorrt_plan.parse_version("10.13.0.35") == (10, 13, 0) and tensorrt_plan.parse_version("11") == (11, 0, 0)
 
 
 def test_profile_shapes():

@@ -42,8 +42,8 @@ from typing import TYPE_CHECKING, Callable, ClassVar, Iterable
 
 from deploykit.core.errors import UnavailableError, UsageError
 from deploykit.core.lazy import install_hint, is_installed
-from deploykit.core.registry import Registry
 from deploykit.runtimes.options import OptionSpec, RuntimeOptions, TargetOptions, specs_of
+from deploykit.runtimes.registry import TARGETS, get_runtime, ordered_targets, register_runtime  # noqa: F401
 
 if TYPE_CHECKING:
     import numpy as np
@@ -203,53 +203,6 @@ class Runtime(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         pass
-
-
-def _load_targets() -> None:
-    """Import every module of deploykit.runtimes: each target module registers its class when imported."""
-    import importlib
-    import pkgutil
-
-    import deploykit.runtimes as package
-
-    for mod in pkgutil.iter_modules(package.__path__):
-        if not mod.name.startswith("_"):
-            importlib.import_module(f"{package.__name__}.{mod.name}")
-
-
-
-class CudaRuntime(Runtime):
-    """A target on an NVIDIA GPU: ``--device cuda[:N]`` must exist here (checked in ``preflight``, exit 3)."""
-
-    def preflight(self) -> None:
-        from deploykit.runtimes.cuda import require_gpu
-
-        self._gpu = require_gpu(self.name, self.options.device)
-
-    def uses_gpu(self) -> int | None:
-        from deploykit.runtimes.cuda import parse_cuda_device
-
-        return parse_cuda_device(self.options.device)
-
-
-TARGETS: Registry[type[Runtime]] = Registry("target", loader=_load_targets)
-
-
-def register_runtime(name: str):
-    def deco(cls: type[Runtime]) -> type[Runtime]:
-        cls.name = name
-        return TARGETS.add(name, cls)
-
-    return deco
-
-
-def get_runtime(name: str) -> type[Runtime]:
-    return TARGETS.get(name)
-
-
-def ordered_targets() -> list[tuple[str, type[Runtime]]]:
-    """The registered targets, in the order `deploykit targets` lists them (``rank``, then name)."""
-    return sorted(TARGETS.items(), key=lambda item: (item[1].rank, item[0]))
 
 
 def list_targets() -> list[tuple[str, type[Runtime], Availability]]:

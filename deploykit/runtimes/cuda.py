@@ -12,6 +12,7 @@ import ctypes.util
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from deploykit.runtimes.base import Runtime
 from deploykit.runtimes.options import TargetOptions, option
 
 _CU_ATTR_CC_MAJOR = 75  # CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR
@@ -118,3 +119,13 @@ def require_gpu(target: str, device: str | None) -> CudaDevice:
         have = ", ".join(f"cuda:{d.index} ({d.name})" for d in st.devices)
         raise UnavailableError(f"target {target}: there is no cuda:{index} here (devices: {have})")
     return dev
+
+
+class CudaRuntime(Runtime):
+    """A target on an NVIDIA GPU: ``--device cuda[:N]`` must exist here (checked in ``preflight``, exit 3)."""
+
+    def preflight(self) -> None:
+        self._gpu = require_gpu(self.name, self.options.device)
+
+    def uses_gpu(self) -> int | None:
+        return parse_cuda_device(self.options.device)

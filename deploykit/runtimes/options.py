@@ -34,6 +34,7 @@ from typing import Any, Callable
 
 from deploykit.core.config import available_cores, default_models_dir, one_of, require_positive
 from deploykit.core.errors import UsageError
+from deploykit.runtimes.registry import ordered_targets
 
 # known precisions in the order --precision lists them (a target's other precisions are appended)
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "int8")
@@ -113,8 +114,6 @@ class TargetOptions:
 
 def precision_choices() -> tuple[str, ...]:
     """Every precision some registered target runs: the known ones in their order, then any other."""
-    from deploykit.runtimes.base import ordered_targets
-
     have = [p for _, cls in ordered_targets() for p in cls.precisions]
     return tuple(p for p in PRECISIONS if p in have) + tuple(dict.fromkeys(p for p in have if p not in PRECISIONS))
 
@@ -201,8 +200,6 @@ class ThroughputOptions(TargetOptions):
 
 def option_groups() -> list[type[TargetOptions]]:
     """The option groups the registered targets read, each once."""
-    from deploykit.runtimes.base import ordered_targets
-
     return list(dict.fromkeys(g for _, cls in ordered_targets() for g in cls.option_groups))
 
 

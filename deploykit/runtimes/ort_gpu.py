@@ -19,8 +19,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from deploykit.core.errors import UnavailableError, UsageError
-from deploykit.runtimes.base import Availability, CudaRuntime, ModelInput, register_runtime
-from deploykit.runtimes.cuda import CudaOptions
+from deploykit.runtimes.base import Availability, ModelInput, register_runtime
+from deploykit.runtimes.cuda import CudaOptions, CudaRuntime
 from deploykit.runtimes.ort import OrtOptions
 
 if TYPE_CHECKING:

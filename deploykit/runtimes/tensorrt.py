@@ -1,11 +1,11 @@
 """Target ``trt``: TensorRT 10 / 11 through its Python API, CUDA memory and streams through cuda-python.
 
 Build: ``Builder`` -> network (explicit batch is implicit in 10+; strongly typed in 11) -> ``OnnxParser`` ->
-``IBuilderConfig`` (flags from ``trt_plan.build_plan``; workspace limit; an optimisation profile when the
+``IBuilderConfig`` (flags from ``tensorrt_plan.build_plan``; workspace limit; an optimisation profile when the
 input has dynamic dims; detailed profiling verbosity for the engine inspector; a timing cache) ->
 ``build_serialized_network``. Engines and timing caches live in ``<models dir>/.cache/tensorrt``; an engine
 is reused only when its sidecar shows the same ONNX content, build plan, TensorRT version and GPU
-(``trt_plan.cache_decision``), otherwise it is rebuilt.
+(``tensorrt_plan.cache_decision``), otherwise it is rebuilt.
 
 Run: ``IRuntime.deserialize_cuda_engine`` -> execution context (``set_input_shape``, ``set_tensor_address``)
 -> ``execute_async_v3`` on a CUDA stream. One inference = host->device copy of the input (pinned memory),
@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING
 
 from deploykit.core.errors import InputError, UnavailableError
 from deploykit.core.lazy import install_hint, is_installed
-from deploykit.runtimes import tensorrt_plan as trt_plan
-from deploykit.runtimes.base import Availability, CudaRuntime, ModelInput, register_runtime
-from deploykit.runtimes.cuda import CudaOptions
+from deploykit.runtimes import tensorrt_plan
+from deploykit.runtimes.base import Availability, ModelInput, register_runtime
+from deploykit.runtimes.cuda import CudaOptions, CudaRuntime
 
 if TYPE_CHECKING:
     import numpy as np
@@ -77,7 +77,7 @@ class TensorrtRuntime(CudaRuntime):
 
         bad = super().graph_unsupported(op_types)
         ver = version_of("tensorrt")
-        if "DFT" in bad and ver and trt_plan.parse_version(ver) >= (11, 2, 0):
+        if "DFT" in bad and ver and tensorrt_plan.parse_version(ver) >= (11, 2, 0):
             bad.pop("DFT")
         return bad
 
@@ -100,7 +100,7 @@ class TensorrtRuntime(CudaRuntime):
         return Availability(True, detail=f"tensorrt {version_of('tensorrt')}; {gpus}")
 
     # -- build / cache -------------------------------------------------------------------------------------
-    def _plan(self, model: ModelInput, trt_version: str) -> tuple[trt_plan.BuildPlan, str]:
+    def _plan(self, model: ModelInput, trt_version: str) -> tuple[tensorrt_plan.BuildPlan, str]:
         import onnx
 
         from deploykit.onnxio.files import input_specs
@@ -108,12 +108,12 @@ class TensorrtRuntime(CudaRuntime):
 
         proto = onnx.load(str(model.path), load_external_data=False)
         spec = next(s for s in input_specs(proto) if s.name == model.input_name)
-        profile = trt_plan.profile_shapes(spec.dims, tuple(model.shape))
-        plan = trt_plan.build_plan(requested=self.options.precision, graph_precision=model.precision or "fp32",
-                                   trt_version=trt_version, qdq=trt_plan.qdq_report(proto), profile=profile)
+        profile = tensorrt_plan.profile_shapes(spec.dims, tuple(model.shape))
+        plan = tensorrt_plan.build_plan(requested=self.options.precision, graph_precision=model.precision or "fp32",
+                                   trt_version=trt_version, qdq=tensorrt_plan.qdq_report(proto), profile=profile)
         return plan, file_sha256(model.path)
 
-    def _build(self, trt, model: ModelInput, plan: trt_plan.BuildPlan, timing_path: Path) -> bytes:
+    def _build(self, trt, model: ModelInput, plan: tensorrt_plan.BuildPlan, timing_path: Path) -> bytes:
         from deploykit.core.atomic import write_bytes
 
         logger = self._logger
@@ -157,11 +157,11 @@ class TensorrtRuntime(CudaRuntime):
         self._logger = trt.Logger(trt.Logger.WARNING)
         plan, onnx_sha = self._plan(model, trt.__version__)
         self._plan_used = plan
-        ident = trt_plan.engine_identity(onnx_sha256=onnx_sha, plan=plan, trt_version=trt.__version__,
+        ident = tensorrt_plan.engine_identity(onnx_sha256=onnx_sha, plan=plan, trt_version=trt.__version__,
                                          gpu_name=self._gpu.name, compute_capability=self._gpu.compute_capability)
         cache_dir = self.options.resolved_cache_dir("tensorrt")
-        engine_path, sidecar_path = trt_plan.engine_paths(cache_dir, ident)
-        timing_path = trt_plan.timing_cache_path(cache_dir, trt.__version__, self._gpu.name, self._gpu.compute_capability)
+        engine_path, sidecar_path = tensorrt_plan.engine_paths(cache_dir, ident)
+        timing_path = tensorrt_plan.timing_cache_path(cache_dir, trt.__version__, self._gpu.name, self._gpu.compute_capability)
         data, self._cache_note = None, "engine cache off (--no-cache)"
         if self.options.cache:
             data, self._cache_note = self._cached(engine_path, sidecar_path, ident)
@@ -195,7 +195,7 @@ class TensorrtRuntime(CudaRuntime):
             sidecar = None
         data = engine_path.read_bytes() if engine_path.is_file() else None
         sha = hashlib.sha256(data).hexdigest() if data is not None else None
-        ok, why = trt_plan.cache_decision(sidecar, ident, sha)
+        ok, why = tensorrt_plan.cache_decision(sidecar, ident, sha)
         return (data if ok else None), why
 
     @staticmethod
@@ -332,18 +332,18 @@ class TensorrtRuntime(CudaRuntime):
         }
 
     def _layers(self) -> dict:
-        """The loaded engine's layers (``trt_plan.layer_summary`` of the engine inspector's JSON)."""
+        """The loaded engine's layers (``tensorrt_plan.layer_summary`` of the engine inspector's JSON)."""
         try:
             insp = self._engine.create_engine_inspector()
             insp.execution_context = self._ctx
-            return trt_plan.layer_summary(insp.get_engine_information(self._trt.LayerInformationFormat.JSON))
+            return tensorrt_plan.layer_summary(insp.get_engine_information(self._trt.LayerInformationFormat.JSON))
         except Exception as exc:
             return {"available": False, "reason": f"engine inspector failed: {exc}"}
 
     def runtime_graph(self, path) -> dict:
         """Build (or take from the engine cache) the engine for the ONNX file ``path`` as ``load`` does -- this
         runtime's --precision and --device, a batch of 1 for a dynamic batch axis -- and list its layers with the
-        precision each one runs in (``trt_plan.layer_summary``)."""
+        precision each one runs in (``tensorrt_plan.layer_summary``)."""
         import onnx
 
         from deploykit.onnxio.files import graph_precision, image_input_shape
