@@ -175,7 +175,7 @@ def test_the_registry_loader_still_works_and_namespaces_resolve_on_demand():
     assert calls == [] and reg.names() == ["a"] and reg.get("a") == 1 and calls == [1]
     resolved = []
     reg.add_namespace("ns", lambda rest: resolved.append(rest) or len(rest), lambda: ["xy", "xyz", "q"])
-    assert "ns:xyz" in reg and "zz:xyz" not in reg and "ns:" not in reg
+    assert "ns:xyz" in reg and "zz:xyz" not in reg and "ns:" not in reg and None not in reg
     assert reg.get("ns:xyz") == 3 and reg.get("ns:xyz") == 3 and resolved == ["xyz"]  # resolved once, cached
     assert reg.names() == ["a"]  # namespaced names are not listed
     assert reg.match("ns:xy*") == ["ns:xy", "ns:xyz"] and reg.match("?") == ["a"]

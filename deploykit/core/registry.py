@@ -64,6 +64,8 @@ class Registry(Generic[T]):
         return list(self._namespaces)
 
     def namespace_of(self, name: str) -> str | None:
+        if not isinstance(name, str):
+            return None
         prefix, sep, rest = name.partition(":")
         return prefix if sep and rest and prefix in self._namespaces else None
 
