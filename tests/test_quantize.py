@@ -367,7 +367,8 @@ def test_a_concat_only_float_ops_use_stays_float():
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from deploykit.quantize.ort_qdq import OP_TYPES, float_concats
+    from deploykit.models.traits import CNN
+    from deploykit.quantize.ort_qdq import float_concats
 
     w = numpy_helper.from_array(np.ones((4, 4, 1, 1), np.float32), "w")
     k = numpy_helper.from_array(np.ones((1, 4, 1, 1), np.float32), "k")
@@ -386,11 +387,11 @@ def test_a_concat_only_float_ops_use_stays_float():
                               [w, k])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     onnx.checker.check_model(model)
-    assert float_concats(model, OP_TYPES["cnn"], []) == ["inner", "outer", "to_mul"]
+    assert float_concats(model, CNN.op_types, []) == ["inner", "outer", "to_mul"]
     # a user exclusion makes the consumer float too: the Concat feeding it follows
-    assert "to_conv" in float_concats(model, OP_TYPES["cnn"], ["conv"])
+    assert "to_conv" in float_concats(model, CNN.op_types, ["conv"])
     # where Mul is quantized, nothing changes
-    assert float_concats(model, OP_TYPES["cnn"] + ("Mul",), []) == []
+    assert float_concats(model, CNN.op_types + ("Mul",), []) == []
 
 
 def test_fake_quantize_and_bench_int8_floor():

@@ -93,3 +93,58 @@ def test_meta_device_stats_match_the_real_model(tmp_path):
     half = model_stats("resnet18", 112, cache_dir=tmp_path)
     assert half["macs"] == pytest.approx(stats["macs"] / 4, rel=0.1)  # odd sizes round up
     assert (tmp_path / ".cache" / "model-stats.json").is_file()
+
+
+# ---- selecting models by glob ----------------------------------------------------------------------------------
+
+def test_globs_expand_against_model_names_in_registry_order():
+    from deploykit.models.select import expand_model_refs
+
+    parc = ["parc_convnext_xt", "parc_resnet50", "parc_mobilenet_v2", "parc_net_s"]
+    assert expand_model_refs(["parc_*"]) == parc
+    assert expand_model_refs(["*resnet50"]) == ["resnet50", "parc_resnet50"]
+    assert expand_model_refs(["resnet1?", "resnet18", "deit_[st]*"]) == ["resnet18", "deit_tiny", "deit_small"]
+    # inside a pass-through namespace, against the library's own list
+    assert expand_model_refs(["tv:regnet_y_4*"]) == ["tv:regnet_y_400mf"]
+    # files are never globbed against the registry (the shell globs files)
+    assert expand_model_refs(["models/*.onnx", "x*.onnx", "resnet18"]) == ["models/*.onnx", "x*.onnx", "resnet18"]
+
+
+def test_a_glob_that_matches_nothing_names_close_names():
+    from deploykit.models.select import expand_model_refs
+
+    with pytest.raises(InputError) as e:
+        expand_model_refs(["parx_*"])
+    msg = str(e.value)
+    assert "no model name matches 'parx_*'" in msg and "parc_convnext_xt" in msg
+    with pytest.raises(InputError, match="no model name matches 'zzz\\*'") as e:
+        expand_model_refs(["zzz*"])
+    assert "close names" not in str(e.value)
+
+
+def test_glob_errors_on_the_command_line(cli_runner, tmp_path):
+    from deploykit.cli import cli
+    from tests.conftest import assert_clean_error
+
+    r = cli_runner.invoke(cli, ["bench", "parx_*", "--no-save"])
+    assert_clean_error(r, 2, "no model name matches 'parx_*'", "parc_")
+    r = cli_runner.invoke(cli, ["export", "zzz*"])
+    assert_clean_error(r, 2, "no model name matches")
+    r = cli_runner.invoke(cli, ["quantize", "deit_*", "--calib-data", "synthetic", "-o", str(tmp_path / "q.onnx")])
+    assert_clean_error(r, 2, "--output names one file", "2 models")
+    r = cli_runner.invoke(cli, ["export", "parc_*", "-o", str(tmp_path / "x.onnx")])
+    assert_clean_error(r, 2, "--output names one file", "4 models")
+
+
+@pytest.mark.slow
+def test_export_exports_every_match(cli_runner, tmp_path):
+    import json
+
+    from deploykit.cli import cli
+
+    r = cli_runner.invoke(cli, ["export", "mobilenet_v*", "--resolution", "32", "--json", "--models-dir",
+                                str(tmp_path)])
+    assert r.exit_code == 0, r.stderr
+    rows = json.loads(r.stdout)
+    assert [x["manifest"]["settings"]["model"] for x in rows] == ["mobilenet_v2", "mobilenet_v3_large"]
+    assert all(x["manifest"]["verification"]["passed"] for x in rows)

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import click
 
-from deploykit.cli.common import (CALIB_KEYS, POSITIVE, calibration_options, check_parc_impl, model_options,
-                                  models_dir_option, parc_impl_option, print_json, quantize_config, reports_dir_option,
-                                  resolve_models_dir, resolve_reports_dir, stderr_console, stdout_console)
+from deploykit.cli.common import (CALIB_KEYS, POSITIVE, batch_option, calibration_options, check_parc_impl,
+                                  check_weights, expand_models, model_opt_option, model_options, models_dir_option,
+                                  opset_option, parc_impl_option, print_json, quantize_config, reports_dir_option,
+                                  resolution_option, resolve_models_dir, resolve_reports_dir, seed_option,
+                                  stderr_console, stdout_console, weights_options)
 from deploykit.cli.runtime_options import runtime_option, runtime_options, target_option, target_options
 
 
@@ -36,19 +38,19 @@ def energy_options(f):
 @click.command("bench")
 @click.argument("models", nargs=-1, required=True)
 @target_option(multiple=True, help="Target(s) to run on; repeat or comma-separate ('deploykit targets' lists them).")
-@click.option("--batch", type=POSITIVE, default=1, show_default=True)
-@click.option("--resolution", type=POSITIVE, default=None, help="Input height = width [default: the model's / the file's].")
+@batch_option()
+@resolution_option(help="Input height = width [default: the model's / the file's].")
 @click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True, help="Warm-up iterations.")
 @click.option("--min-iters", type=POSITIVE, default=50, show_default=True, help="Stop rule: at least this many iterations ...")
 @click.option("--min-time", type=click.FloatRange(min=0), default=5.0, show_default=True, help="... and at least this many seconds ...")
 @click.option("--max-time", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True, help="... but never more seconds than this.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the input tensor (the same for every target).")
+@seed_option(help="Seed of the input tensor (the same for every target).")
 @runtime_option("threads")
 @runtime_option("graph_opt")
-@click.option("--weights", type=click.Path(path_type=Path), default=None, help="Checkpoint for a registry model.")
-@click.option("--model-opt", "model_opts", multiple=True, metavar="KEY=VALUE", help="Model option (see 'deploykit models').")
+@weights_options()
+@model_opt_option()
 @parc_impl_option
-@click.option("--opset", type=int, default=18, show_default=True, help="Opset when a registry model is exported.")
+@opset_option()
 @models_dir_option
 @reports_dir_option
 @click.option("--format", "formats", default="json,md,csv", show_default=True, help="Report files to write.")
@@ -67,8 +69,8 @@ def energy_options(f):
 def command(models, targets, batch, resolution, warmup, min_iters, min_time, max_time, seed, threads, graph_opt,
             weights, model_opts, parc_impl, opset, models_dir, report_dir, formats, no_save, as_json, reference_workload,
             reference_blocks, int8, **hw):
-    calib = {k: hw.pop(k) for k in CALIB_KEYS}
-    """Measure MODELS (registry names or .onnx files) on each target.
+    """Measure MODELS on each target: model names (from 'deploykit models', any timm:NAME or tv:NAME, globs of
+    names such as 'parc_*'), or .onnx files.
 
     Every target gets the same input tensor (from --seed) and the same measurement: session load and the
     first inference are timed apart, then --warmup iterations, then iterations until both --min-iters
@@ -76,10 +78,14 @@ def command(models, targets, batch, resolution, warmup, min_iters, min_time, max
     a bootstrap 95% CI of the median, throughput, outputs compared with the PyTorch fp32 reference, and
     the machine's fingerprint, written to <report-dir>/<stamp>-<model>-<target>.{json,md,csv}.
     """
+    calib = {k: hw.pop(k) for k in CALIB_KEYS}
+    pretrained = hw.pop("pretrained")
+    check_weights(weights, pretrained)
+    models = expand_models(models)
     from deploykit.core.config import BenchConfig, ExportConfig
     from deploykit.core.errors import UsageError
-    from deploykit.export.source import looks_like_file
-    from deploykit.models.registry import MODELS, get_cfg
+    from deploykit.models.registry import get_cfg
+    from deploykit.models.select import is_model_name
     from deploykit.report.render import FORMATS
     from deploykit.runtimes.base import get_runtime
 
@@ -104,7 +110,7 @@ def command(models, targets, batch, resolution, warmup, min_iters, min_time, max
         cls.ensure_available()
         cls(opts).preflight()  # mode / precision / device fit this target and this machine
     for m in models:
-        if not (looks_like_file(m) and m not in MODELS):
+        if is_model_name(m):
             get_cfg(m)
         elif not Path(m).exists():
             from deploykit.core.errors import InputError
@@ -126,9 +132,9 @@ def command(models, targets, batch, resolution, warmup, min_iters, min_time, max
     for m in models:
         for t in target_list:
             export = ExportConfig(model=m, batch=batch, resolution=resolution, opset=opset,
-                                  weights=str(weights) if weights else None,
+                                  weights=str(weights) if weights else None, pretrained=pretrained,
                                   options=model_options(model_opts, parc_impl=parc_impl, model=m),
-                                  models_dir=resolve_models_dir(models_dir)) if not looks_like_file(m) or m in MODELS else None
+                                  models_dir=resolve_models_dir(models_dir)) if is_model_name(m) else None
             result = _run_one(err, run_benchmark, m, t, cfg, opts, export, qcfg)
             report = build_report(result)
             reports.append(report)

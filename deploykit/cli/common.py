@@ -54,6 +54,56 @@ def parc_impl_option(f):
                         help="ParC implementation for ParC models (the same as --model-opt parc_impl=...).")(f)
 
 
+# ---- model options: declared once here; each command places them and may word their help for its context
+
+def batch_option(help: str | None = None):
+    return click.option("--batch", type=POSITIVE, default=1, show_default=True, help=help)
+
+
+def resolution_option(help: str = "Input height = width [default: the model's]."):
+    return click.option("--resolution", type=POSITIVE, default=None, help=help)
+
+
+def opset_option(help: str = "Opset when a registry model is exported."):
+    return click.option("--opset", type=int, default=18, show_default=True, help=help)
+
+
+def seed_option(help: str):
+    return click.option("--seed", type=int, default=0, show_default=True, help=help)
+
+
+def model_opt_option(help: str = "Model option (see 'deploykit models')."):
+    return click.option("--model-opt", "model_opts", multiple=True, metavar="KEY=VALUE", help=help)
+
+
+PRETRAINED_HELP = ("Load the model's published weights (timm:NAME, tv:NAME models) the way timm / torchvision do, "
+                   "from their local cache only (torch hub, Hugging Face hub; nothing is downloaded). Excludes "
+                   "--weights.")
+
+
+def weights_options(help: str = "Checkpoint for a registry model."):
+    """``--weights FILE`` and ``--pretrained`` (one or the other: ``check_weights``)."""
+
+    def deco(f):
+        f = click.option("--pretrained", is_flag=True, help=PRETRAINED_HELP)(f)
+        return click.option("--weights", type=click.Path(path_type=Path), default=None, help=help)(f)
+
+    return deco
+
+
+def check_weights(weights, pretrained: bool) -> None:
+    if weights is not None and pretrained:
+        raise click.BadParameter("--pretrained and --weights exclude each other (published weights or your "
+                                 "checkpoint)", param_hint="--weights")
+
+
+def expand_models(refs) -> list[str]:
+    """Model arguments with globs expanded against model names (``models.select.expand_model_refs``)."""
+    from deploykit.models.select import expand_model_refs
+
+    return expand_model_refs(refs)
+
+
 def _has_option(model: str, option: str) -> bool:
     from deploykit.models.registry import MODELS
 

@@ -6,21 +6,20 @@ from pathlib import Path
 
 import click
 
-from deploykit.cli.common import (POSITIVE, model_options, models_dir_option, parc_impl_option, print_json,
-                                  resolve_models_dir, stderr_console)
+from deploykit.cli.common import (batch_option, check_parc_impl, check_weights, expand_models, model_opt_option,
+                                  model_options, models_dir_option, opset_option, parc_impl_option, print_json,
+                                  resolution_option, resolve_models_dir, seed_option, stderr_console, weights_options)
 
 
 @click.command("export")
 @click.argument("model")
-@click.option("--opset", type=int, default=18, show_default=True,
-              help="ONNX opset (>= 18 uses torch's dynamo exporter; lower uses the TorchScript exporter).")
-@click.option("--batch", type=POSITIVE, default=1, show_default=True)
-@click.option("--resolution", type=POSITIVE, default=None, help="Input height = width [default: the model's].")
+@opset_option(help="ONNX opset (>= 18 uses torch's dynamo exporter; lower uses the TorchScript exporter).")
+@batch_option()
+@resolution_option()
 @click.option("--dynamic-batch", is_flag=True, help="Make the batch axis dynamic (verified at two batch sizes).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random weights and the verification input.")
-@click.option("--weights", type=click.Path(path_type=Path), default=None,
-              help="A state_dict checkpoint to load (torch.load(weights_only=True)).")
-@click.option("--model-opt", "model_opts", multiple=True, metavar="KEY=VALUE", help="Model option (see 'deploykit models').")
+@seed_option(help="Seed of the random weights and the verification input.")
+@weights_options(help="A state_dict checkpoint to load (torch.load(weights_only=True)).")
+@model_opt_option()
 @parc_impl_option
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="Write here instead of <models-dir>/<model>/<variant>.onnx.")
@@ -34,28 +33,48 @@ from deploykit.cli.common import (POSITIVE, model_options, models_dir_option, pa
               help="Keep BatchNormalization nodes: legacy TorchScript exporter with training=PRESERVE and no "
                    "constant folding (with --no-fuse the file keeps them; for testing 'deploykit fuse').")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
-def command(model, opset, batch, resolution, dynamic_batch, seed, weights, model_opts, parc_impl, output, models_dir,
-            force, no_verify, fuse, no_fold, as_json):
-    """Export MODEL (a name from 'deploykit models') to ONNX, check it, and verify it in ONNX Runtime
-    against PyTorch on the same input (max-abs error, cosine similarity, top-1 agreement).
+def command(model, opset, batch, resolution, dynamic_batch, seed, weights, pretrained, model_opts, parc_impl, output,
+            models_dir, force, no_verify, fuse, no_fold, as_json):
+    """Export MODEL (a name from 'deploykit models', any timm:NAME or tv:NAME, or a glob of names such as
+    'parc_*' for each match) to ONNX, check it, and verify it in ONNX Runtime against PyTorch on the same input
+    (max-abs error, cosine similarity, top-1 agreement).
 
     The same settings twice reuse the artifact (content-addressed); --force rebuilds.
     """
+    from dataclasses import replace
+
     from deploykit.core.config import ExportConfig
+    from deploykit.core.errors import UsageError
     from deploykit.export.exporter import export_model
     from deploykit.passes.fuse import export_transform
 
-    cfg = ExportConfig(model=model, batch=batch, resolution=resolution, opset=opset, dynamic_batch=dynamic_batch,
-                       seed=seed, weights=str(weights) if weights else None,
+    check_weights(weights, pretrained)
+    names = expand_models([model])
+    several = len(names) > 1
+    if output and several:
+        raise UsageError(f"--output names one file but {model!r} matches {len(names)} models")
+    if several:
+        check_parc_impl(names, parc_impl)
+    cfg = ExportConfig(model=names[0], batch=batch, resolution=resolution, opset=opset, dynamic_batch=dynamic_batch,
+                       seed=seed, weights=str(weights) if weights else None, pretrained=pretrained,
                        options=model_options(model_opts, parc_impl=parc_impl),
                        output=str(output) if output else None, models_dir=resolve_models_dir(models_dir),
                        force=force, verify=not no_verify, fuse=fuse, fold_bn=not no_fold)
     err = stderr_console()
-    with err.status(f"exporting {model}") as status:
-        result = export_model(cfg, progress=lambda msg: status.update(msg), fuse=export_transform)
+    results = []
+    for name in names:
+        with err.status(f"exporting {name}") as status:
+            opts = model_options(model_opts, parc_impl=parc_impl, model=name) if several else cfg.options
+            results.append(export_model(replace(cfg, model=name, options=opts), progress=lambda msg: status.update(msg),
+                                        fuse=export_transform))
+        if not as_json:
+            _print_result(err, results[-1])
     if as_json:
-        print_json({"path": str(result.path), "reused": result.reused, "manifest": result.manifest})
-        return
+        rows = [{"path": str(r.path), "reused": r.reused, "manifest": r.manifest} for r in results]
+        print_json(rows[0] if len(rows) == 1 else rows)
+
+
+def _print_result(err, result) -> None:
     m = result.manifest
     verb = "reused" if result.reused else f"exported in {result.seconds:.1f} s"
     err.print(f"[bold]{result.path}[/] ({verb}; opset {m['onnx']['opset']}, {m['onnx']['nodes']} nodes, "

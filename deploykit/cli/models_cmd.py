@@ -5,10 +5,15 @@ from __future__ import annotations
 import click
 
 from deploykit.cli.common import POSITIVE, models_dir_option, print_json, resolve_models_dir, stdout_console
+from deploykit.models.registry import families
+
+PASSTHROUGH_NOTE = ("Any timm or torchvision classification model works by name too: timm:NAME, tv:NAME (their own "
+                    "preprocessing; random seeded weights, --pretrained loads the published ones from the local "
+                    "cache).")
 
 
 @click.command("models")
-@click.option("--family", type=click.Choice(["cnn", "vit", "parc"]), help="Only this family.")
+@click.option("--family", type=click.Choice(families()), help="Only this family.")
 @click.option("--resolution", type=POSITIVE, default=None, help="Count MACs at this input size instead of each model's default.")
 @models_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
@@ -17,6 +22,9 @@ def command(family, resolution, models_dir, as_json):
 
     MACs count convolutions, linear layers, matmuls and attention (torch's FlopCounterMode / 2),
     computed on the meta device; elementwise ops are not counted.
+
+    Any timm or torchvision classification model works by name too (timm:NAME, tv:NAME), with its own
+    preprocessing; they are not listed here.
     """
     from deploykit.models.registry import list_models, model_stats
 
@@ -35,7 +43,8 @@ def command(family, resolution, models_dir, as_json):
         return
     from rich.table import Table
 
-    table = Table(title="deploykit models (random seeded weights unless --weights is given)")
+    table = Table(title="deploykit models (random seeded weights unless --weights is given)",
+                  caption=PASSTHROUGH_NOTE)
     for col, just in (("name", "left"), ("family", "left"), ("params (M)", "right"), ("GMACs", "right"),
                       ("input", "left"), ("source", "left"), ("options", "left")):
         table.add_column(col, justify=just)

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import click
 
-from deploykit.cli.common import (POSITIVE, calibration_options, model_options, models_dir_option, print_json,
-                                  quantize_config, resolve_models_dir, stderr_console)
+from deploykit.cli.common import (POSITIVE, batch_option, calibration_options, check_weights, expand_models,
+                                  model_opt_option, model_options, models_dir_option, opset_option, print_json,
+                                  quantize_config, resolution_option, resolve_models_dir, seed_option, stderr_console,
+                                  weights_options)
 
 
 @click.command("quantize")
@@ -28,12 +30,12 @@ from deploykit.cli.common import (POSITIVE, calibration_options, model_options, 
               help="Resize the shorter side to resolution / crop-pct, then center-crop [default: 0.875].")
 @click.option("--fidelity-samples", type=POSITIVE, default=16, show_default=True,
               help="Held-out inputs the int8 model is compared with fp32 on.")
-@click.option("--batch", type=POSITIVE, default=1, show_default=True)
-@click.option("--resolution", type=POSITIVE, default=None, help="Input height = width [default: the model's].")
-@click.option("--opset", type=int, default=18, show_default=True, help="Opset when a registry model is exported.")
-@click.option("--weights", type=click.Path(path_type=Path), default=None, help="Checkpoint for a registry model.")
-@click.option("--model-opt", "model_opts", multiple=True, metavar="KEY=VALUE", help="Model option.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the weights and of the data sampling.")
+@batch_option()
+@resolution_option()
+@opset_option()
+@weights_options()
+@model_opt_option(help="Model option.")
+@seed_option(help="Seed of the weights and of the data sampling.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="Write here instead of <models-dir>/<model>/int8_....onnx (.xml for nncf).")
 @models_dir_option
@@ -42,8 +44,9 @@ from deploykit.cli.common import (POSITIVE, calibration_options, model_options, 
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest and this run's report as JSON.")
 def command(model, calib_data, calib_size, calib_method, softmax, qdq_profile, exclude, reduce_range, quantizer,
             per_tensor, eval_data, eval_size, sensitivity, top, check_openvino, crop_pct, fidelity_samples, batch,
-            resolution, opset, weights, model_opts, seed, output, models_dir, force, no_verify, as_json):
-    """Quantize MODEL (a registry name or an fp32 .onnx file) to int8.
+            resolution, opset, weights, pretrained, model_opts, seed, output, models_dir, force, no_verify, as_json):
+    """Quantize MODEL (a model name: from 'deploykit models', any timm:NAME or tv:NAME, or a glob of names such as
+    'parc_*' for each match; or an fp32 .onnx file) to int8.
 
     Calibrates on --calib-data images preprocessed like the model's inputs, writes a QDQ ONNX file (or OpenVINO
     IR with --quantizer nncf) into the artifact store with a manifest, and checks it against the fp32 model
@@ -51,10 +54,14 @@ def command(model, calib_data, calib_size, calib_method, softmax, qdq_profile, e
     data twice reuse the artifact; --force rebuilds.
     """
     from deploykit.core.config import ExportConfig
-    from deploykit.export.source import looks_like_file
-    from deploykit.models.registry import MODELS
+    from deploykit.core.errors import UsageError
+    from deploykit.models.select import is_model_name
     from deploykit.quantize.pipeline import QuantizeVerificationError, quantize_model
 
+    check_weights(weights, pretrained)
+    names = expand_models([model])
+    if output and len(names) > 1:
+        raise UsageError(f"--output names one file but {model!r} matches {len(names)} models")
     qcfg = quantize_config(calib_data=calib_data, calib_size=calib_size, calib_method=calib_method, softmax=softmax,
                            qdq_profile=qdq_profile, exclude=exclude, reduce_range=reduce_range, quantizer=quantizer,
                            per_channel=not per_tensor, eval_data=str(eval_data) if eval_data else None,
@@ -62,29 +69,33 @@ def command(model, calib_data, calib_size, calib_method, softmax, qdq_profile, e
                            crop_pct=crop_pct, fidelity_samples=fidelity_samples, seed=seed,
                            output=str(output) if output else None, force=force, verify=not no_verify)
     mdir = resolve_models_dir(models_dir)
-    export = None
-    if not looks_like_file(model) or model in MODELS:
-        export = ExportConfig(model=model, batch=batch, resolution=resolution, opset=opset, seed=seed,
-                              weights=str(weights) if weights else None, options=model_options(model_opts),
-                              models_dir=mdir)
     err = stderr_console()
-    try:
-        with err.status(f"quantizing {model}") as status:
-            result = quantize_model(model, qcfg, export=export, batch=batch, resolution=resolution, models_dir=mdir,
-                                    progress=lambda msg: status.update(msg))
-    except QuantizeVerificationError as exc:
-        _print_report(err, exc.report, top)
-        raise
-    for w in result.warnings:
-        err.print(f"[yellow]warning:[/] {w}")
+    results = []
+    for name in names:
+        export = None
+        if is_model_name(name):
+            export = ExportConfig(model=name, batch=batch, resolution=resolution, opset=opset, seed=seed,
+                                  weights=str(weights) if weights else None, pretrained=pretrained,
+                                  options=model_options(model_opts), models_dir=mdir)
+        try:
+            with err.status(f"quantizing {name}") as status:
+                result = quantize_model(name, qcfg, export=export, batch=batch, resolution=resolution,
+                                        models_dir=mdir, progress=lambda msg: status.update(msg))
+        except QuantizeVerificationError as exc:
+            _print_report(err, exc.report, top)
+            raise
+        for w in result.warnings:
+            err.print(f"[yellow]warning:[/] {w}")
+        results.append(result)
+        if not as_json:
+            verb = "reused" if result.reused else f"quantized in {result.seconds:.1f} s"
+            err.print(f"[bold]{result.path}[/] ({verb}; {result.manifest['bytes'] / 1e6:.1f} MB)")
+            _print_report(err, result.report, top)
+            click.echo(str(result.path))
     if as_json:
-        print_json({"path": str(result.path), "reused": result.reused, "manifest": result.manifest,
-                    "report": result.report})
-        return
-    verb = "reused" if result.reused else f"quantized in {result.seconds:.1f} s"
-    err.print(f"[bold]{result.path}[/] ({verb}; {result.manifest['bytes'] / 1e6:.1f} MB)")
-    _print_report(err, result.report, top)
-    click.echo(str(result.path))
+        rows = [{"path": str(r.path), "reused": r.reused, "manifest": r.manifest, "report": r.report}
+                for r in results]
+        print_json(rows[0] if len(rows) == 1 else rows)
 
 
 def _fmt(v, spec=".4f"):

@@ -47,6 +47,7 @@ class ExportConfig:
     dynamic_batch: bool = False
     seed: int = 0
     weights: str | None = None
+    pretrained: bool = False  # the model's published weights from the local cache (timm: / tv: models)
     options: tuple[tuple[str, str], ...] = ()  # model options, e.g. (("parc_impl", "fft"),)
     output: str | None = None
     models_dir: Path = field(default_factory=default_models_dir)
@@ -62,6 +63,8 @@ class ExportConfig:
         require_positive("--resolution", self.resolution)
         if not 7 <= self.opset <= 23:
             raise UsageError(f"--opset must be between 7 and 23, got {self.opset}")
+        if self.pretrained and self.weights is not None:
+            raise UsageError("--pretrained and --weights exclude each other (published weights or your checkpoint)")
 
 
 def available_cores() -> int:

@@ -8,6 +8,7 @@ without a valid manifest is never reused.
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -30,8 +31,14 @@ def variant_name(precision: str, batch: int, resolution: int, opset: int, *, dyn
     return "_".join(parts)
 
 
+def folder_name(label: str) -> str:
+    """The artifact folder of a model label: a registry name as it is; ``timm:NAME`` -> ``timm.NAME``; anything
+    outside [A-Za-z0-9_.-] (a file stem's) -> ``_``."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", label.replace(":", ".", 1))
+
+
 def artifact_path(models_dir: Path, model: str, variant: str) -> Path:
-    return Path(models_dir) / model / f"{variant}.onnx"
+    return Path(models_dir) / folder_name(model) / f"{variant}.onnx"
 
 
 def manifest_path(onnx_path: Path) -> Path:

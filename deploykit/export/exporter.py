@@ -23,7 +23,8 @@ from deploykit.onnxio.files import check_model, input_specs, op_histogram, opset
 from deploykit.onnxio.session import cpu_session
 from deploykit.onnxio.reference import make_input, save_reference, torch_reference
 from deploykit.onnxio.verify import Tolerance, check_reference, compare, passes
-from deploykit.models.registry import check_resolution, create_model, get_cfg, resolve_options, source_sha256
+from deploykit.models.registry import (check_resolution, create_model, get_cfg, pretrained_file, resolve_options,
+                                       source_sha256)
 from deploykit.core.hashing import file_sha256
 
 # The graph passes run after export (``ExportConfig.fuse``) are passed in by the caller, from a layer above
@@ -58,7 +59,9 @@ def export_settings(cfg: ExportConfig) -> tuple[dict, str]:
     res = check_resolution(mcfg, cfg.resolution)
     opts = resolve_options(mcfg, dict(cfg.options))
     weights_sha = None
-    if cfg.weights is not None:
+    if cfg.pretrained:  # the published file from the local cache (an error saying where it looked if absent)
+        weights_sha = file_sha256(pretrained_file(mcfg))
+    elif cfg.weights is not None:
         wp = Path(cfg.weights)
         if not wp.is_file():
             raise InputError(f"weights file not found: {wp}")
@@ -73,6 +76,7 @@ def export_settings(cfg: ExportConfig) -> tuple[dict, str]:
         "seed": cfg.seed,
         "weights_sha256": weights_sha,
         "model_source_sha256": source_sha256(mcfg),
+        "pretrained": mcfg.pretrained.what if cfg.pretrained else None,
         "options": opts,
         "exporter": exporter_name(cfg.opset, fold_bn=cfg.fold_bn),
         "fold_bn": cfg.fold_bn,
@@ -111,8 +115,11 @@ def export_model(cfg: ExportConfig, progress=None, *, fuse: GraphTransform | Non
 
     mcfg = get_cfg(cfg.model)
     res = settings["resolution"]
-    say(f"building {cfg.model} ({mcfg.source} {mcfg.arch or cfg.model}, seed {cfg.seed})")
-    model = create_model(cfg.model, resolution=res, seed=cfg.seed, weights=cfg.weights, options=settings["options"])
+    weights_file = pretrained_file(mcfg) if cfg.pretrained else cfg.weights
+    say(f"building {cfg.model} ({mcfg.source} {mcfg.arch or cfg.model}, "
+        + (f"{mcfg.pretrained.what} weights from {weights_file})" if cfg.pretrained else f"seed {cfg.seed})"))
+    model = create_model(cfg.model, resolution=res, seed=cfg.seed, weights=cfg.weights, options=settings["options"],
+                         pretrained=cfg.pretrained)
     x = make_input(mcfg.input_shape(cfg.batch, res), cfg.seed)
     ref = torch_reference(model, x)
     check_reference(ref, cfg.model)
@@ -153,8 +160,10 @@ def export_model(cfg: ExportConfig, progress=None, *, fuse: GraphTransform | Non
         "bytes": len(data),
         "settings": settings,
         "source": {"model": cfg.model, "family": mcfg.family, "arch": mcfg.arch, "from": mcfg.source,
-                   "weights": str(cfg.weights) if cfg.weights else "random (seeded)",
-                   "mean": list(mcfg.mean), "std": list(mcfg.std), "num_classes": mcfg.num_classes},
+                   "weights": str(weights_file) if weights_file else "random (seeded)",
+                   "weights_sha256": settings["weights_sha256"], "pretrained": settings["pretrained"],
+                   **mcfg.preprocess(),
+                   "traits": mcfg.traits.describe() if mcfg.traits is not None else None},
         "onnx": graph_summary(proto),
         "export": {"exporter": settings["exporter"], "seconds": round(export_s, 3)},
         "fusion": fusion,

@@ -1,9 +1,12 @@
-"""Resolve what the user named: a registry model (exported on demand, cached) or their own ONNX file."""
+"""Resolve what the user named: a model (registry or timm: / tv:, exported on demand, cached) or their own file.
+
+The one resolver: bench, quantize and gate all ask here for a model file with its input shape, preprocessing
+(mean, std, crop) and traits, whichever way the model was named.
+"""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -11,14 +14,16 @@ from deploykit.core.config import ExportConfig
 from deploykit.core.errors import InputError
 from deploykit.export import artifacts
 from deploykit.onnxio.files import graph_precision, image_input_from_specs, image_input_shape, load_onnx
-from deploykit.models.registry import MODELS, get_cfg
+from deploykit.models.registry import IMAGENET_MEAN, IMAGENET_STD, MODELS, get_cfg
+from deploykit.models.select import looks_like_file  # noqa: F401  (re-exported: callers ask here)
+from deploykit.models.traits import ModelTraits
 from deploykit.core.hashing import file_sha256
 
 
 @dataclass
 class ResolvedModel:
-    label: str  # registry name, or the file's stem
-    kind: str  # "registry" | "onnx-file" | "native-file" (a runtime's own format, e.g. OpenVINO IR)
+    label: str  # model name, or the file's stem
+    kind: str  # "registry" (a model name, exported on demand) | "onnx-file" | "native-file" (e.g. OpenVINO IR)
     path: Path
     sha256: str
     input_name: str
@@ -26,9 +31,17 @@ class ResolvedModel:
     input_dtype: str
     precision: str  # fp32 | fp16 | int8 (from the graph)
     manifest: dict | None = None
-    family: str | None = None
+    family: str | None = None  # display label
     export_seconds: float | None = None
     reused: bool | None = None
+    # what preprocessing and quantization need (from the manifest or the model's cfg; ImageNet's mean/std and a
+    # warning for a file without a manifest)
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    crop_pct: float | None = None
+    interpolation: str = "bilinear"
+    traits: ModelTraits | None = None  # None: unknown (no manifest, or a pass-through model): infer from the graph
+    warnings: list[str] = field(default_factory=list)
 
     def describe(self) -> dict:
         d = {
@@ -52,10 +65,6 @@ class ResolvedModel:
         return d
 
 
-def looks_like_file(ref: str) -> bool:
-    return ref.endswith((".onnx", ".xml")) or os.sep in ref or (os.altsep or "\0") in ref or Path(ref).is_file()
-
-
 # a reader for a runtime-native model file: path -> (list of onnx_io.InputSpec, graph precision)
 NativeReader = Callable[[Path], tuple[list, str]]
 
@@ -77,7 +86,7 @@ def resolve_model(ref: str, *, batch: int, resolution: int | None, export: Expor
         path = quantize(ref, batch, resolution, export, progress)
         resolved = _resolve_file(Path(path), batch, None)
         if resolved.manifest is not None and resolved.manifest["settings"].get("model") in MODELS:
-            resolved.kind, resolved.family = "registry", get_cfg(resolved.manifest["settings"]["model"]).family
+            resolved.kind = "registry"
         return resolved
     if looks_like_file(ref) and ref not in MODELS:
         path = Path(ref)
@@ -96,8 +105,8 @@ def resolve_model(ref: str, *, batch: int, resolution: int | None, export: Expor
                                            where=ref)
     return ResolvedModel(label=ref, kind="registry", path=res.path, sha256=res.manifest["sha256"],
                          input_name=name, input_shape=shape, input_dtype=dtype, precision=graph_precision(proto),
-                         manifest=res.manifest, family=get_cfg(ref).family,
-                         export_seconds=None if res.reused else res.seconds, reused=res.reused)
+                         manifest=res.manifest, export_seconds=None if res.reused else res.seconds,
+                         reused=res.reused, **_from_manifest(res.manifest, ref))
 
 
 def _resolve_native(path: Path, batch: int, resolution: int | None, reader: NativeReader) -> ResolvedModel:
@@ -124,9 +133,35 @@ def _resolve_file(path: Path, batch: int, resolution: int | None) -> ResolvedMod
     manifest = artifacts.read_manifest(path)
     if manifest is not None and manifest.get("sha256") != sha:
         manifest = None  # a manifest that does not describe this file's content is ignored
-    family = manifest.get("source", {}).get("family") if manifest else None
-    if family is None and manifest is not None and manifest.get("settings", {}).get("model") in MODELS:
-        family = get_cfg(manifest["settings"]["model"]).family
-    label = manifest["settings"]["model"] if manifest else path.stem
+    if manifest is None:
+        info = {"warnings": [f"{path.name} has no deploykit manifest: images are normalised with the ImageNet "
+                             "mean/std"]}
+        label = path.stem
+    else:
+        label = manifest["settings"]["model"]
+        info = _from_manifest(manifest, label)
     return ResolvedModel(label=label, kind="onnx-file", path=path, sha256=sha, input_name=name, input_shape=shape,
-                         input_dtype=dtype, precision=graph_precision(proto), manifest=manifest, family=family)
+                         input_dtype=dtype, precision=graph_precision(proto), manifest=manifest, **info)
+
+
+def _registered(model: str | None):
+    """The registry cfg of ``model`` when it is a registered name (not a pass-through: that would import timm or
+    torchvision just to read what the manifest already says), else None."""
+    if model and model in MODELS and MODELS.namespace_of(model) is None:
+        return get_cfg(model)
+    return None
+
+
+def _from_manifest(manifest: dict, where: str) -> dict:
+    """Family, preprocessing and traits as a manifest records them (an int8 artifact's ``source`` is its fp32
+    source's). Manifests written before traits were recorded take them from the registry."""
+    src = manifest.get("source") or {}
+    cfg = _registered(manifest.get("settings", {}).get("model"))
+    if "traits" in src:
+        traits = ModelTraits.from_dict(src["traits"], f"{where}: manifest") if src["traits"] is not None else None
+    else:
+        traits = cfg.traits if cfg is not None else None
+    family = src.get("family") or (cfg.family if cfg is not None else None)
+    return {"family": family, "traits": traits,
+            "mean": tuple(src.get("mean") or IMAGENET_MEAN), "std": tuple(src.get("std") or IMAGENET_STD),
+            "crop_pct": src.get("crop_pct"), "interpolation": src.get("interpolation") or "bilinear"}

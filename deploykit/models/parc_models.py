@@ -32,10 +32,11 @@ exported graph, never the weights or the function computed.
 from __future__ import annotations
 
 from deploykit.models.registry import register_model
+from deploykit.models.traits import CNN_TRAITS
 
 PARC_IMPLS = ("conv", "fft", "matmul")
 PARC_OPTION = (("parc_impl", PARC_IMPLS),)
-_PARC = dict(family="parc", source="deploykit", options=PARC_OPTION)
+_PARC = dict(family="parc", traits=CNN_TRAITS, source="deploykit", options=PARC_OPTION)  # ParC is convolution
 
 
 # ----------------------------------------------------------------------------------------------- ConvNeXt-XT
@@ -61,7 +62,8 @@ def _convnext_xt(impl: str | None):
     return model
 
 
-@register_model("convnext_xt", family="cnn", source="deploykit", arch="torchvision ConvNeXt (48/96/192/384, 3/3/9/3)",
+@register_model("convnext_xt", family="cnn", traits=CNN_TRAITS, source="deploykit",
+                arch="torchvision ConvNeXt (48/96/192/384, 3/3/9/3)",
                 published=(("params_m", 7.44),), description="ConvNeXt-XT, the plain counterpart of ParC-ConvNeXt-XT")
 def convnext_xt(resolution):
     return _convnext_xt(None)

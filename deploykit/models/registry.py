@@ -1,8 +1,13 @@
 """Model registry: ``register_model`` / ``create_model`` / ``list_models`` and each model's cfg.
 
-Registering a model is one decorated builder in one file; the builder imports torch/timm lazily so that
-listing names never imports them. Builders receive the input resolution and the model's options and return
-an ``nn.Module`` with the real architecture; weights are random (seeded) unless ``weights=`` is given.
+Registering a model is one decorated builder in one file (a module imported by ``deploykit/models/__init__.py``);
+the builder imports torch/timm lazily so that listing names never imports them. Builders receive the input
+resolution and the model's options and return an ``nn.Module`` with the real architecture; weights are random
+(seeded) unless ``weights=`` (a checkpoint) or ``pretrained=True`` (a pass-through model's published weights, from
+the local cache) is given.
+
+Each model declares its ``traits`` (``models.traits``: attention blocks, int8 recipe); its ``family`` is a label for
+listings and reports. ``timm:NAME`` and ``tv:NAME`` are resolved on demand (``models.passthrough``).
 """
 
 from __future__ import annotations
@@ -15,21 +20,36 @@ from typing import Any, Callable
 
 from deploykit.core.errors import InputError, UsageError
 from deploykit.core.registry import Registry
+from deploykit.models.traits import ModelTraits, get_recipe
 
-FAMILIES = ("cnn", "vit", "parc")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+
+
+@dataclass(frozen=True)
+class PretrainedSource:
+    """A model's published weights: where its library keeps them and how it loads them (pass-through models).
+    Nothing is ever downloaded: ``locate`` finds the file in the local cache or raises an InputError that says
+    where it looked."""
+
+    what: str  # e.g. "torchvision MobileNet_V3_Small_Weights.IMAGENET1K_V1", "timm resnet10t.c3_in1k"
+    locate: Callable[[], Path] = field(repr=False, compare=False)
+    build: Callable[[int, Path], Any] = field(repr=False, compare=False)  # (resolution, file) -> nn.Module
 
 
 @dataclass(frozen=True)
 class ModelCfg:
     name: str
-    family: str
+    family: str | None  # display/report label (cnn, vit, parc, ...); None when unknown (pass-through models)
+    traits: ModelTraits | None  # what quantization needs; None = unknown, inferred from the exported graph
     builder: Callable[..., Any] = field(repr=False, compare=False)
     resolution: int = 224
     channels: int = 3
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    crop_pct: float | None = None  # preprocessing: resize to resolution / crop_pct, center-crop (None: the default)
+    interpolation: str = "bilinear"
     num_classes: int = 1000
     source: str = ""  # where the architecture comes from: torchvision / timm / deploykit
     arch: str = ""  # upstream architecture name
@@ -38,6 +58,7 @@ class ModelCfg:
     options: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (option name, allowed values); first is default
     published: tuple[tuple[str, float], ...] = ()  # published figures, e.g. (("params_m", 7.4),)
     description: str = ""
+    pretrained: PretrainedSource | None = None  # published weights (--pretrained); None: none known
 
     def input_shape(self, batch: int = 1, resolution: int | None = None) -> tuple[int, int, int, int]:
         r = resolution or self.resolution
@@ -46,26 +67,26 @@ class ModelCfg:
     def option_defaults(self) -> dict[str, str]:
         return {k: v[0] for k, v in self.options}
 
-
-def _load_zoo() -> None:
-    # importing these modules registers their models (builders stay lazy)
-    from deploykit.models import torchvision_models  # noqa: F401  (CNNs first in listings)
-    from deploykit.models import timm_models  # noqa: F401
-
-    from deploykit.models import parc_models  # noqa: F401  (the ParC family beside its plain counterparts)
-    from deploykit.models import vanillanet  # noqa: F401
+    def preprocess(self) -> dict:
+        """What the manifest records about the inputs the model expects."""
+        return {"mean": list(self.mean), "std": list(self.std), "crop_pct": self.crop_pct,
+                "interpolation": self.interpolation, "num_classes": self.num_classes}
 
 
-MODELS: Registry[ModelCfg] = Registry("model", loader=_load_zoo)
+MODELS: Registry[ModelCfg] = Registry("model")
 
 
-def register_model(name: str, *, family: str, **cfg: Any) -> Callable:
-    """Decorator: register ``builder(resolution, **options) -> nn.Module`` under ``name``."""
-    if family not in FAMILIES:
-        raise ValueError(f"family must be one of {FAMILIES}, not {family!r}")
+def register_model(name: str, *, family: str, traits: ModelTraits, **cfg: Any) -> Callable:
+    """Decorator: register ``builder(resolution, **options) -> nn.Module`` under ``name``. ``traits`` must name a
+    known int8 recipe (``models.traits.RECIPES``); ``family`` is a label."""
+    if not isinstance(traits, ModelTraits):
+        raise TypeError(f"model {name!r}: traits must be a ModelTraits, not {traits!r}")
+    get_recipe(traits.recipe)  # an unknown recipe fails here, at import, not at quantization time
+    if cfg.get("interpolation", "bilinear") not in INTERPOLATIONS:
+        raise ValueError(f"model {name!r}: interpolation must be one of {INTERPOLATIONS}")
 
     def deco(builder: Callable) -> Callable:
-        MODELS.add(name, ModelCfg(name=name, family=family, builder=builder, **cfg))
+        MODELS.add(name, ModelCfg(name=name, family=family, traits=traits, builder=builder, **cfg))
         return builder
 
     return deco
@@ -76,8 +97,14 @@ def get_cfg(name: str) -> ModelCfg:
 
 
 def list_models(family: str | None = None) -> list[ModelCfg]:
+    """The registered models (not the timm: / tv: pass-through), in registration order."""
     cfgs = [cfg for _, cfg in MODELS.items()]
     return [c for c in cfgs if family is None or c.family == family]
+
+
+def families() -> list[str]:
+    """The family labels of the registered models, in registration order."""
+    return list(dict.fromkeys(c.family for c in list_models() if c.family))
 
 
 def check_resolution(cfg: ModelCfg, resolution: int | None) -> int:
@@ -111,24 +138,55 @@ def create_model(
     weights: str | Path | None = None,
     options: dict[str, Any] | None = None,
     device: str | None = None,
+    pretrained: bool = False,
 ):
-    """Build ``name`` in eval mode: seeded random init, or a user's checkpoint when ``weights`` is given."""
+    """Build ``name`` in eval mode: seeded random init, a user's checkpoint when ``weights`` is given, or the
+    model's published weights from the local cache when ``pretrained`` (pass-through models; never downloads).
+
+    A ``weights`` path that is the model's own cached published file (a manifest records it so) is loaded the way
+    its library loads it, like ``pretrained``."""
     import torch
 
     cfg = get_cfg(name)
     r = check_resolution(cfg, resolution)
     opts = resolve_options(cfg, options)
+    if pretrained and weights is not None:
+        raise UsageError("--pretrained and --weights exclude each other (published weights or your checkpoint)")
+    published = pretrained_file(cfg) if pretrained else _own_published_file(cfg, weights)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if device:
+            if published is not None:
+                raise UsageError(f"{name}: published weights are not loaded on the {device} device")
             with torch.device(device):
                 model = cfg.builder(r, **opts)
+        elif published is not None:
+            model = cfg.pretrained.build(r, published)
         else:
             model = cfg.builder(r, **opts)
             _reinit_zero_heads(model, seed)
-    if weights is not None:
+    if weights is not None and published is None:
         load_weights(model, weights)
     return model.eval()
+
+
+def pretrained_file(cfg: ModelCfg) -> Path:
+    """The cached file of ``cfg``'s published weights; InputError when the model has none or it is not cached."""
+    if cfg.pretrained is None:
+        raise UsageError(f"{cfg.name} has no published weights deploykit can load (--pretrained is for timm:NAME and "
+                         "tv:NAME models); --weights FILE loads a checkpoint")
+    return cfg.pretrained.locate()
+
+
+def _own_published_file(cfg: ModelCfg, weights: str | Path | None) -> Path | None:
+    if weights is None or cfg.pretrained is None:
+        return None
+    try:
+        cached = cfg.pretrained.locate()
+    except InputError:
+        return None
+    p = Path(weights)
+    return cached if p.is_file() and p.resolve() == cached.resolve() else None
 
 
 def _reinit_zero_heads(model, seed: int) -> None:
@@ -187,8 +245,9 @@ def source_sha256(cfg: ModelCfg) -> str | None:
     code (an upgrade, a fix to a builder) is rebuilt instead of reused. None when the source cannot be read."""
     import inspect
 
+    builder = getattr(cfg.builder, "func", cfg.builder)  # a functools.partial: the function it calls
     try:
-        builder_file = Path(inspect.getsourcefile(cfg.builder) or "")
+        builder_file = Path(inspect.getsourcefile(builder) or "")
     except TypeError:
         return None
     here = Path(__file__).resolve()

@@ -1,6 +1,7 @@
 """Architectures from timm (random seeded init; pretrained=False, no hub access)."""
 
 from deploykit.models.registry import register_model
+from deploykit.models.traits import VIT_TRAITS
 
 
 def _timm(arch: str, **kwargs):
@@ -9,7 +10,7 @@ def _timm(arch: str, **kwargs):
     return timm.create_model(arch, pretrained=False, **kwargs)
 
 
-_VIT = dict(family="vit", source="timm", mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+_VIT = dict(family="vit", traits=VIT_TRAITS, source="timm", mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
 
 
 @register_model("deit_tiny", arch="deit_tiny_patch16_224", resolution_multiple=16, description="DeiT-Ti/16", **_VIT)
@@ -29,6 +30,7 @@ def swin_tiny(resolution):
 
 
 @register_model("mobilevit_s", arch="mobilevit_s", resolution_multiple=32, min_resolution=64,
-                description="MobileViT-S", family="vit", source="timm", mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+                description="MobileViT-S", family="vit", traits=VIT_TRAITS, source="timm", mean=(0.0, 0.0, 0.0),
+                std=(1.0, 1.0, 1.0))
 def mobilevit_s(resolution):
     return _timm("mobilevit_s")

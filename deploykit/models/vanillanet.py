@@ -23,6 +23,7 @@ logits of an untrained network ~1e-8, a poor input for fidelity and int8 checks.
 from __future__ import annotations
 
 from deploykit.models.registry import register_model
+from deploykit.models.traits import CNN_TRAITS
 
 
 def _classes():
@@ -170,7 +171,8 @@ def build_vanillanet(dims, strides, form: str = "deploy"):
     return model
 
 
-@register_model("vanillanet_6", family="cnn", source="deploykit", arch="VanillaNet-6 (512/1024/2048/4096/4096)",
+@register_model("vanillanet_6", family="cnn", traits=CNN_TRAITS, source="deploykit",
+                arch="VanillaNet-6 (512/1024/2048/4096/4096)",
                 options=(("form", ("deploy", "train")),), published=(("params_m", 32.5), ("gmacs", 6.0)),
                 description="VanillaNet-6, plain CNN with no shortcuts, BN and 1x1 pairs fused for deployment")
 def vanillanet_6(resolution, form="deploy"):

@@ -2,10 +2,11 @@
 quantized by ``nncf.quantize`` (FakeQuantize nodes) and saved as OpenVINO IR (.xml + .bin, weights kept f32
 so nothing is rounded to f16 behind the scenes).
 
-ViTs use ``ModelType.TRANSFORMER`` with the MIXED preset (symmetric weights, asymmetric activations), as NNCF
-recommends; that mode ignores the Softmax -> MatMul pattern, so the attention probabilities stay float there
-(``--softmax int8`` is the ONNX Runtime QDQ path, whose file OpenVINO also reads). CNNs use the PERFORMANCE
-preset. ``reduce_range`` maps to NNCF's overflow fix (7-bit weights on CPUs without VNNI).
+Recipes with ``transformer`` set (the ViT recipe) use ``ModelType.TRANSFORMER`` with the MIXED preset (symmetric
+weights, asymmetric activations), as NNCF recommends; that mode ignores the Softmax -> MatMul pattern, so the
+attention probabilities stay float there (``--softmax int8`` is the ONNX Runtime QDQ path, whose file OpenVINO
+also reads). Others (the CNN recipe) use the PERFORMANCE preset. ``reduce_range`` maps to NNCF's overflow fix
+(7-bit weights on CPUs without VNNI).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from deploykit.core.errors import InputError, UsageError, squash
 from deploykit.core.lazy import require
 
 
-def quantize_nncf(src: Path, dest_xml: Path, calib_x: np.ndarray, *, family: str, method: str,
+def quantize_nncf(src: Path, dest_xml: Path, calib_x: np.ndarray, *, transformer: bool, method: str,
                   reduce_range: bool, exclude: tuple[str, ...] = (), batch: int = 1) -> dict:
     ov = require("openvino", "NNCF quantization for OpenVINO")
     nncf = require("nncf", "NNCF quantization for OpenVINO")
@@ -37,7 +38,7 @@ def quantize_nncf(src: Path, dest_xml: Path, calib_x: np.ndarray, *, family: str
     advanced = AdvancedQuantizationParameters(
         overflow_fix=OverflowFix.ENABLE if reduce_range else OverflowFix.DISABLE,
         activations_range_estimator_params=estimator)
-    vit = family == "vit"
+    vit = transformer
     ignored = None
     if exclude:
         types = {op.get_type_name() for op in model.get_ordered_ops()}

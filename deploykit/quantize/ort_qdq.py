@@ -3,17 +3,11 @@
 Steps: ``quant_pre_process`` (ONNX shape inference, ORT basic optimisations, symbolic shape inference for
 dynamic dims) -> calibration on preprocessed images -> ``quantize_static(QuantFormat.QDQ, per_channel=True)``.
 
-Op types are chosen deliberately (``OP_TYPES``):
-* CNNs: Conv/ConvTranspose/Gemm/MatMul are the int8 compute; Relu and Clip are listed so that, with asymmetric
-  activations, ORT drops them and the convolution's quantized output range (zero point at 0) does the clamping
-  (the activation "disappears into the quantized range"); Add is listed so the residual additions run as
-  QLinearAdd between int8 tensors instead of dequantize -> float add -> quantize round trips (RESEARCH.md found
-  Add+Mul together slower on ResNet-50; Add alone is NOT yet re-measured on ResNet-50 at 224 -- compare with
-  ``--exclude Add`` in benchmarks/int8_latency.py on a quiet machine); pooling and data-movement ops pass int8 through.
-  Mul (squeeze-excitation, hard-swish) stays float: quantizing elementwise Mul adds Q/DQ round trips.
-* ViTs: Conv (patch embedding), Gemm/MatMul (every linear layer and both attention MatMuls) and the
-  data-movement ops around attention; LayerNorm, GELU (Erf) and the residual Adds stay float. Softmax follows
-  ``--softmax`` (below).
+Op types come from the model's int8 recipe (``models.traits.RECIPES``, named by the model's traits; the recipes
+document their choices): ``cnn`` quantizes convolutions, linear layers, ReLU/Clip (folded into the quantized
+range), residual Adds, pooling and data movement; ``vit`` the patch embedding, linear layers, both attention
+MatMuls and the data movement around attention, with LayerNorm, GELU and residual Adds float. Softmax follows
+``--softmax`` (below), by default the recipe's.
 
 Profiles: ``cpu`` = uint8 asymmetric activations + int8 symmetric per-channel weights (the fast x86 path of
 ORT's CPU kernels; ORT and OpenVINO run it, TensorRT rejects uint8 / non-zero zero points); ``trt`` = int8
@@ -44,15 +38,9 @@ import numpy as np
 
 from deploykit.core.errors import InputError, UsageError, squash
 from deploykit.core.lazy import require
+from deploykit.models.traits import QuantRecipe
 from deploykit.passes.attention import find_attention
 
-_MOVE = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Slice", "Split", "Gather", "Concat")
-OP_TYPES: dict[str, tuple[str, ...]] = {
-    "cnn": ("Conv", "ConvTranspose", "Gemm", "MatMul", "Relu", "Clip", "Add", "MaxPool", "AveragePool",
-            "GlobalAveragePool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Concat"),
-    "vit": ("Conv", "Gemm", "MatMul") + _MOVE,
-}
-OP_TYPES["parc"] = OP_TYPES["cnn"]
 FIXED_SOFTMAX = {"cpu": (1.0 / 255.0, 0, "uint8"), "trt": (1.0 / 127.0, 0, "int8")}
 _METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
 
@@ -87,7 +75,9 @@ def resolve_reduce_range(setting: bool | None) -> tuple[bool, str]:
 
 @dataclass
 class QdqPlan:
-    family: str
+    family: str | None  # the model's label (reports)
+    recipe: str  # the int8 recipe the op types come from
+    traits_from: str  # declared (the model's traits) | graph (inferred from its attention blocks)
     profile: str
     softmax: str  # float | int8 | none (no attention in the graph)
     method: str
@@ -129,19 +119,23 @@ def pre_process(src, dest: Path) -> None:
         quant_pre_process(str(src), str(dest), skip_symbolic_shape=True)
 
 
-def make_plan(pre_model, family: str, qcfg) -> QdqPlan:
-    """Which op types and nodes to quantize for ``pre_model`` (the pre-processed graph)."""
-    family = family if family in OP_TYPES else "cnn"
-    op_types = list(OP_TYPES[family])
+def make_plan(pre_model, recipe: QuantRecipe, qcfg, *, family: str | None = None,
+              traits_from: str = "declared") -> QdqPlan:
+    """Which op types and nodes to quantize for ``pre_model`` (the pre-processed graph) with ``recipe`` (the one
+    the model's traits name: ``models.traits.get_recipe``)."""
+    if not isinstance(recipe, QuantRecipe):
+        raise TypeError(f"make_plan needs a QuantRecipe (models.traits.get_recipe(name)), not {recipe!r}")
+    op_types = list(recipe.op_types)
     sites = [s for s in find_attention(pre_model) if s.pv_matmul]
-    softmax = qcfg.softmax or ("int8" if sites else "float")
+    softmax = qcfg.softmax or recipe.softmax
     if not sites:
         softmax = "none"
     rr, why = resolve_reduce_range(qcfg.reduce_range)
     if qcfg.profile == "trt":
         rr, why = (False, "trt profile: TensorRT uses the full int8 range") if qcfg.reduce_range is None else (rr, why)
-    plan = QdqPlan(family=family, profile=qcfg.profile, softmax=softmax, method=qcfg.calib_method,
-                   per_channel=qcfg.per_channel, reduce_range=rr, reduce_range_reason=why, op_types=op_types)
+    plan = QdqPlan(family=family, recipe=recipe.name, traits_from=traits_from, profile=qcfg.profile,
+                   softmax=softmax, method=qcfg.calib_method, per_channel=qcfg.per_channel, reduce_range=rr,
+                   reduce_range_reason=why, op_types=op_types)
     if sites and not any(s in op_types for s in ("MatMul",)):
         plan.op_types.append("MatMul")
     if softmax == "int8":

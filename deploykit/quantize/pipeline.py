@@ -4,9 +4,12 @@ cached like any artifact (``<models>/<model>/int8_..._<quantizer>..._c<calibrati
 Every int8 artifact carries in its manifest: the recipe (quantizer, profile, op types, excluded nodes, 7-bit
 weights or not and why), the calibration set (folder, count, SHA-256 of the preprocessed tensor, method), the
 fidelity against the fp32 model on held-out inputs (top-1 agreement, cosine, max-abs, SQNR; judged by
-``floors.INT8_FLOOR``), what ONNX Runtime (or OpenVINO for NNCF) actually runs in int8, and for ViTs the
-softmax path per attention block (Q/DQ placement and the error the int8 softmax adds). ``--eval-data`` adds
-real top-1/top-5 of fp32 and int8 side by side; ``--sensitivity`` the per-tensor SQNR table.
+``floors.INT8_FLOOR``), what ONNX Runtime (or OpenVINO for NNCF) actually runs in int8, and for models with
+attention blocks the softmax path per block (Q/DQ placement and the error the int8 softmax adds). ``--eval-data``
+adds real top-1/top-5 of fp32 and int8 side by side; ``--sensitivity`` the per-tensor SQNR table.
+
+The model comes from ``export.source.resolve_model`` (the one resolver: model names exported on demand, files with
+or without a manifest); the recipe from its traits (``models.traits``), or from its graph when it declares none.
 """
 
 from __future__ import annotations
@@ -27,9 +30,10 @@ from deploykit.core.config import ExportConfig, QuantizeConfig, default_models_d
 from deploykit.core.errors import InputError, UsageError, VerificationError
 from deploykit.core.lazy import version_of
 from deploykit.export import artifacts
-from deploykit.onnxio.files import check_model, graph_precision, image_input_shape, load_onnx, opset_of
-from deploykit.export.source import looks_like_file
-from deploykit.models.registry import IMAGENET_MEAN, IMAGENET_STD, MODELS, get_cfg
+from deploykit.onnxio.files import check_model, opset_of
+from deploykit.export.source import ResolvedModel, resolve_model
+from deploykit.models.select import is_model_name
+from deploykit.models.traits import ModelTraits, QuantRecipe, traits_from_graph
 from deploykit.core.hashing import file_sha256
 from deploykit.quantize import calib as calib_mod
 from deploykit.quantize.floors import INT8_FLOOR
@@ -49,17 +53,21 @@ class QuantizeVerificationError(VerificationError):
 
 @dataclass
 class Source:
-    label: str
-    path: Path
-    sha256: str
-    manifest: dict | None
-    family: str
-    input_name: str
-    input_shape: tuple[int, ...]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    crop_pct: float | None
+    """The fp32 model being quantized (``resolve_model``'s answer), its traits and the recipe they name."""
+
+    model: ResolvedModel
+    traits: ModelTraits
+    traits_from: str  # "declared" (the model's cfg, via its manifest) | "graph" (inferred from attention blocks)
+    recipe: QuantRecipe
+    has_attention: bool  # attention blocks found in the graph (passes.attention)
+    opset: int
+    family: str | None  # label
     warnings: list[str] = field(default_factory=list)
+
+    def __getattr__(self, name):  # label, path, sha256, manifest, input_name, input_shape, mean, std, crop_pct ...
+        if name == "model":
+            raise AttributeError(name)
+        return getattr(self.model, name)
 
 
 @dataclass
@@ -78,12 +86,14 @@ def quantize_model(ref: str, qcfg: QuantizeConfig, *, export: ExportConfig | Non
     t0 = time.perf_counter()
     models_dir = Path(models_dir or (export.models_dir if export else default_models_dir()))
     src = _resolve_source(ref, batch=batch, resolution=resolution, export=export, models_dir=models_dir, say=say)
+    has_attention = src.has_attention
     warnings = list(src.warnings)
     n, c, h, w = src.input_shape
     if h != w:
         raise UsageError(f"{src.label}: input is {h}x{w}; deploykit calibrates square inputs only")
     pp = calib_mod.Preprocess(resolution=h, channels=c, mean=src.mean, std=src.std,
-                              crop_pct=qcfg.crop_pct or src.crop_pct or calib_mod.DEFAULT_CROP_PCT)
+                              crop_pct=qcfg.crop_pct or src.crop_pct or calib_mod.DEFAULT_CROP_PCT,
+                              interpolation=src.interpolation)
 
     # data first: the calibration tensor's hash is part of the artifact's identity
     say("reading calibration data")
@@ -94,13 +104,9 @@ def quantize_model(ref: str, qcfg: QuantizeConfig, *, export: ExportConfig | Non
     if qcfg.eval_data:
         eval_set = calib_mod.load_labelled(qcfg.eval_data, pp, qcfg.eval_size, seed=qcfg.seed)
 
-    import onnx
-
-    fp32_proto = onnx.load(str(src.path), load_external_data=False)
-    from deploykit.passes.attention import find_attention
-
-    has_attention = any(s.pv_matmul for s in find_attention(fp32_proto))
-    softmax = (qcfg.softmax or ("int8" if qcfg.quantizer == "ort" else "float")) if has_attention else "none"
+    softmax = "none"
+    if has_attention:
+        softmax = qcfg.softmax or (src.recipe.softmax if qcfg.quantizer == "ort" else "float")
     if qcfg.quantizer == "nncf" and softmax == "int8":
         raise UsageError("--softmax int8 needs the QDQ path (--quantizer ort): NNCF's transformer mode keeps the "
                          "softmax output float (OpenVINO reads the QDQ file too)")
@@ -109,10 +115,10 @@ def quantize_model(ref: str, qcfg: QuantizeConfig, *, export: ExportConfig | Non
     reduce_range, rr_reason = resolve_reduce_range(qcfg.reduce_range)
     if qcfg.quantizer == "ort" and qcfg.profile == "trt" and qcfg.reduce_range is None:
         reduce_range, rr_reason = False, "trt profile: TensorRT uses the full int8 range"
-    settings = _settings(src, qcfg, calib, pp, softmax, reduce_range, opset_of(fp32_proto))
+    settings = _settings(src, qcfg, calib, pp, softmax, reduce_range, src.opset)
     variant = _variant(src, settings, qcfg, softmax, reduce_range, calib.sha256)
     suffix = ".xml" if qcfg.quantizer == "nncf" else ".onnx"
-    dest = Path(qcfg.output) if qcfg.output else models_dir / _safe(src.label) / f"{variant}{suffix}"
+    dest = Path(qcfg.output) if qcfg.output else models_dir / artifacts.folder_name(src.label) / f"{variant}{suffix}"
     if dest.suffix != suffix:
         raise UsageError(f"--output must end in {suffix} for --quantizer {qcfg.quantizer}, got {dest}")
     ensure_dir(dest.parent)
@@ -145,6 +151,8 @@ def quantize_model(ref: str, qcfg: QuantizeConfig, *, export: ExportConfig | Non
             if qproto is None:
                 raise UsageError("--sensitivity reads the Q/DQ graph: use --quantizer ort")
             say("per-layer sensitivity (SQNR of every quantized tensor)")
+            import onnx
+
             from deploykit.quantize.sensitivity import sensitivity
 
             pre = onnx.load(str(tmp / "pre.onnx"))
@@ -163,51 +171,37 @@ def quantize_model(ref: str, qcfg: QuantizeConfig, *, export: ExportConfig | Non
 
 def _resolve_source(ref: str, *, batch: int, resolution: int | None, export: ExportConfig | None,
                     models_dir: Path, say) -> Source:
-    if looks_like_file(ref) and ref not in MODELS:
-        path = Path(ref)
-        proto = load_onnx(path, load_external_data=False)
-        if graph_precision(proto) == "int8":
-            raise InputError(f"{path} is already quantized (it carries quantization ops); quantize its fp32 source")
-        name, shape, _ = image_input_shape(proto, batch, resolution, where=str(path))
-        sha = file_sha256(path)
-        manifest = artifacts.read_manifest(path)
-        if manifest is not None and manifest.get("sha256") != sha:
-            manifest = None
-        warnings = []
-        if manifest:
-            s = manifest.get("source", {})
-            mean, std = tuple(s.get("mean") or IMAGENET_MEAN), tuple(s.get("std") or IMAGENET_STD)
-            family = s.get("family") or "cnn"
-            label = manifest["settings"]["model"]
-            crop = s.get("crop_pct")
-        else:
-            from deploykit.passes.attention import find_attention
+    """The fp32 model to quantize (the one resolver: a model name is exported on demand) and the recipe its traits
+    name: declared (the model's cfg, via its manifest), else inferred from the graph (attention blocks found -> the
+    ViT recipe, else the CNN recipe), which a warning says. A recipe name deploykit does not know is an error
+    (never the CNN recipe by default)."""
+    import onnx
 
-            mean, std, crop = IMAGENET_MEAN, IMAGENET_STD, None
-            family = "vit" if any(s.pv_matmul for s in find_attention(proto)) else "cnn"
-            label = path.stem
-            warnings.append(f"{path.name} has no deploykit manifest: images are normalised with the ImageNet "
-                            f"mean/std and the model is treated as a {family} (attention blocks "
-                            f"{'found' if family == 'vit' else 'not found'})")
-        return Source(label, path, sha, manifest, family, name, shape, mean, std, crop, warnings)
-    cfg = get_cfg(ref)
-    from deploykit.export.exporter import export_model
-
-    ecfg = replace(export or ExportConfig(model=ref, models_dir=models_dir), model=ref, batch=batch,
-                   resolution=resolution)
+    from deploykit.passes.attention import find_attention
     from deploykit.passes.fuse import export_transform
 
-    res = export_model(ecfg, progress=say, fuse=export_transform)
-    proto = load_onnx(res.path, load_external_data=False)
-    name, shape, _ = image_input_shape(proto, batch, res.manifest["settings"]["resolution"], where=ref)
-    return Source(ref, res.path, res.manifest["sha256"], res.manifest, cfg.family, name, shape, cfg.mean, cfg.std,
-                  res.manifest.get("source", {}).get("crop_pct"))
-
-
-def _safe(label: str) -> str:
-    import re
-
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", label)
+    if is_model_name(ref):
+        export = replace(export or ExportConfig(model=ref, models_dir=models_dir), model=ref)
+    else:
+        export = None
+    model = resolve_model(ref, batch=batch, resolution=resolution, export=export, progress=say, fuse=export_transform)
+    if model.precision == "int8":
+        raise InputError(f"{model.path} is already quantized (it carries quantization ops); quantize its fp32 source")
+    proto = onnx.load(str(model.path), load_external_data=False)
+    has_attention = any(s.pv_matmul for s in find_attention(proto))
+    warnings = list(model.warnings)
+    traits, traits_from, family = model.traits, "declared", model.family
+    if traits is None:
+        traits, traits_from = traits_from_graph(has_attention), "graph"
+        family = family or traits.recipe
+        warnings.append(f"{model.label} declares no model traits: quantized with the {traits.recipe!r} recipe "
+                        f"(attention blocks {'found' if has_attention else 'not found'} in the graph)")
+    elif traits.attention != has_attention:
+        warnings.append(f"{model.label} declares {'' if traits.attention else 'no '}attention blocks but "
+                        f"{'none were' if traits.attention else 'some were'} found in its graph (passes.attention): "
+                        "the softmax path follows the graph")
+    return Source(model=model, traits=traits, traits_from=traits_from, recipe=traits.quant_recipe(),
+                  has_attention=has_attention, opset=opset_of(proto), family=family, warnings=warnings)
 
 
 def _calibration_data(qcfg: QuantizeConfig, pp, chw) -> tuple:
@@ -304,7 +298,7 @@ def _build_ort(src: Source, qcfg: QuantizeConfig, calib, held_out: np.ndarray, t
     say("pre-processing (shape inference, basic optimisations)")
     pre_process(src.path, tmp / "pre.onnx")
     pre = onnx.load(str(tmp / "pre.onnx"))
-    plan = make_plan(pre, src.family, qcfg)
+    plan = make_plan(pre, src.recipe, qcfg, family=src.family, traits_from=src.traits_from)
     say(f"calibrating on {len(calib.x)} inputs ({qcfg.calib_method}) and quantizing (QDQ, {qcfg.profile} profile)")
     qpath = tmp / "int8.onnx"
     quantize_qdq(tmp / "pre.onnx", qpath, plan, calib.x, src.input_name, src.input_shape[0])
@@ -365,7 +359,7 @@ def _build_nncf(src: Source, qcfg: QuantizeConfig, calib, held_out: np.ndarray, 
 
     say(f"calibrating on {len(calib.x)} inputs and quantizing with NNCF for OpenVINO")
     qpath = tmp / "int8.xml"
-    info = quantize_nncf(src.path, qpath, calib.x, family=src.family, method=qcfg.calib_method,
+    info = quantize_nncf(src.path, qpath, calib.x, transformer=src.recipe.transformer, method=qcfg.calib_method,
                          reduce_range=reduce_range, exclude=qcfg.exclude, batch=src.input_shape[0])
     say(f"checking fidelity against fp32 on {len(held_out)} inputs")
     ref = OrtModel(src.path)(held_out)
@@ -375,7 +369,7 @@ def _build_nncf(src: Source, qcfg: QuantizeConfig, calib, held_out: np.ndarray, 
                            "runtime": "openvino (CPU, INFERENCE_PRECISION_HINT=f32)",
                            **fidelity_metrics(ref, out, INT8_FLOOR)},
               "_outputs": (ref, out)}
-    if src.family == "vit":
+    if src.recipe.transformer:
         report["softmax"] = {"mode": "float", "note": info["softmax_note"]}
     rt = read_runtime_graph("openvino", qpath)
     rt.pop("runtime_precisions", None)
@@ -420,7 +414,8 @@ def _evaluate_again(src: Source, dest: Path, qcfg: QuantizeConfig, eval_set, hel
 
 def _manifest(src: Source, dest: Path, settings: dict, report: dict, qpath: Path) -> dict:
     source = dict(src.manifest.get("source", {})) if src.manifest else {
-        "model": src.label, "family": src.family, "weights": None, "mean": list(src.mean), "std": list(src.std)}
+        "model": src.label, "family": src.family, "weights": None, "mean": list(src.mean), "std": list(src.std),
+        "traits": src.traits.describe()}
     source.update(fp32_artifact=str(src.path), fp32_sha256=src.sha256)
     stored = dict(report)
     if "sensitivity" in stored:
