@@ -2,6 +2,11 @@
 
 Small models at small resolutions keep the suite fast on 2 CPU cores; the exported artifacts are built once
 per session and shared (read-only) by the tests that need them.
+
+The ``slow`` marker: every test that exports or benchmarks a real model carries it (``-m "not slow"`` runs the
+quick rest). A test that uses one of the exported-model fixtures gets it here automatically; a test that
+exports in-process without the marker fails (see ``_unmarked_tests_export_nothing``); tests that export or
+benchmark through a subprocess carry ``@pytest.mark.slow`` themselves.
 """
 
 from __future__ import annotations
@@ -14,6 +19,35 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+# fixtures that export real models: a test using any of them (directly or through another fixture) is slow
+REAL_MODEL_FIXTURES = {"store", "resnet18_64", "deit_tiny_64"}
+
+
+UNIT = REPO / "tests" / "unit"
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if REAL_MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+        if item.get_closest_marker("slow") is not None and UNIT in Path(str(item.fspath)).parents:
+            raise pytest.UsageError(f"{item.nodeid} exports or benchmarks a real model (marked slow): it belongs in "
+                                    "tests/integration/")
+
+
+@pytest.fixture(autouse=True)
+def _unmarked_tests_export_nothing(request, monkeypatch):
+    """A test without the slow marker must not export a real model: the exporter's torch step fails it."""
+    if request.node.get_closest_marker("slow") is not None:
+        return
+
+    def refuse(*args, **kwargs):
+        pytest.fail(f"{request.node.nodeid} exports a real model: mark it @pytest.mark.slow (or move the export "
+                    "into a fixture of REAL_MODEL_FIXTURES)", pytrace=False)
+
+    monkeypatch.setattr("deploykit.export.exporter._torch_export", refuse)
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,7 @@
 Only Click's public objects are read (``cmd.help``, ``cmd.params``, ``p.opts``, ``p.secondary_opts``,
 ``p.type``, ``p.default``, ``p.help``, ``cmd.collect_usage_pieces``), and the output does not depend on the
 terminal width or the environment: a callable default is shown as its ``show_default`` text or ``dynamic``.
-tests/test_docs.py fails when docs/cli.md no longer matches.
+tests/unit/test_docs.py fails when docs/cli.md no longer matches.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ WRITE_COMMAND = "python -m deploykit.cli.docgen --write docs/cli.md"
 
 HEADER = f"""\
 <!-- Generated from the CLI by `{WRITE_COMMAND}`. Do not edit by hand:
-     tests/test_docs.py fails when this file and the CLI disagree. -->
+     tests/unit/test_docs.py fails when this file and the CLI disagree. -->
 
 # CLI reference
 

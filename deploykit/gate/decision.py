@@ -20,7 +20,7 @@ a plain percentile interval is too narrow with the 6-60 blocks a CI job can affo
 scaled by sqrt(n/(n-1)) and the interval is taken at the tail area that matches Student's t with n-1 degrees
 of freedom (Welch-Satterthwaite from the two sides' bootstrap variances in baseline mode):
 alpha' = 2 (1 - Phi(t_df(1 - alpha/2))). Simulated A/A coverage of the "slower" bound stays at or below the
-nominal 2.5% from 6 rounds up, with or without burst rounds (tests/test_gate_decision.py).
+nominal 2.5% from 6 rounds up, with or without burst rounds (tests/unit/test_gate_decision.py).
 Effects are shown as fractions: exp(x) - 1, so +0.10 = 10% slower.
 
 Outcomes, for tolerance t (a fraction; compared as log(1 + t)) and the interval [lo, hi] at the check's level:

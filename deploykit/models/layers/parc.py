@@ -28,7 +28,7 @@ Three implementations of exactly the same function, chosen by ``impl``:
     the circulant form: M[i, j] = w[(j - i) mod n], y = M @ x~ along the axis, one batched MatMul
     (depthwise: one n x n matrix per channel; dense: one (O n) x (C n) matrix).
 
-All three agree to float rounding (tests/test_parc_layer.py proves it on random shapes).
+All three agree to float rounding (tests/unit/test_models_parc_layer.py proves it on random shapes).
 """
 
 from __future__ import annotations

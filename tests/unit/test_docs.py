@@ -11,7 +11,7 @@ import pytest
 
 from deploykit.cli.docgen import WRITE_COMMAND, main, render_cli_reference
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
 DOCS = REPO / "docs"
 CLI_MD = DOCS / "cli.md"

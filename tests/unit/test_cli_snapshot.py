@@ -2,7 +2,7 @@
 snapshot (tests/snapshots/cli.json). A change to a flag, a default, a choice or a help line fails here until the
 snapshot is regenerated on purpose:
 
-    DEPLOYKIT_UPDATE_SNAPSHOT=1 python -m pytest tests/test_cli_snapshot.py
+    DEPLOYKIT_UPDATE_SNAPSHOT=1 python -m pytest tests/unit/test_cli_snapshot.py
 
 and the diff of tests/snapshots/cli.json is reviewed with the change.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-SNAPSHOT = Path(__file__).parent / "snapshots" / "cli.json"
+SNAPSHOT = Path(__file__).parents[1] / "snapshots" / "cli.json"
 
 
 def _type_of(param: click.Parameter):

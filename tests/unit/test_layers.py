@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 # optional extras (and GPU-only packages) blocked in the "base install" test below
 EXTRAS = ("openvino", "nncf", "tensorrt", "cuda", "pynvml", "mlperf_loadgen", "submitit")

@@ -111,6 +111,7 @@ def test_default_export_is_already_folded_by_torch(resnet18_64):
     assert resnet18_64.manifest["onnx"]["op_histogram"].get("BatchNormalization", 0) == 0
 
 
+@pytest.mark.slow
 def test_export_no_fold_with_fuse_folds_in_the_exporter(tmp_path):
     from deploykit.core.config import ExportConfig
     from deploykit.export.exporter import export_model

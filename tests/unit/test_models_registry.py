@@ -134,17 +134,3 @@ def test_glob_errors_on_the_command_line(cli_runner, tmp_path):
     assert_clean_error(r, 2, "--output names one file", "2 models")
     r = cli_runner.invoke(cli, ["export", "parc_*", "-o", str(tmp_path / "x.onnx")])
     assert_clean_error(r, 2, "--output names one file", "4 models")
-
-
-@pytest.mark.slow
-def test_export_exports_every_match(cli_runner, tmp_path):
-    import json
-
-    from deploykit.cli import cli
-
-    r = cli_runner.invoke(cli, ["export", "mobilenet_v*", "--resolution", "32", "--json", "--models-dir",
-                                str(tmp_path)])
-    assert r.exit_code == 0, r.stderr
-    rows = json.loads(r.stdout)
-    assert [x["manifest"]["settings"]["model"] for x in rows] == ["mobilenet_v2", "mobilenet_v3_large"]
-    assert all(x["manifest"]["verification"]["passed"] for x in rows)

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from conftest import assert_clean_error, files_under
+from tests.conftest import assert_clean_error, files_under
 from deploykit.cli import cli
 from deploykit.cli.common import model_options
 from deploykit.runtimes.base import Runtime, get_runtime

@@ -18,6 +18,9 @@ from deploykit.core.hashing import file_sha256
 from tests.conftest import files_under
 
 
+pytestmark = pytest.mark.slow  # every test here exports a real model
+
+
 @pytest.mark.parametrize("fixture", ["resnet18_64", "deit_tiny_64"])
 def test_export_writes_a_verified_artifact_and_manifest(fixture, request):
     res = request.getfixturevalue(fixture)
@@ -142,3 +145,16 @@ def test_opset_below_18_uses_the_torchscript_exporter(tmp_path):
     assert res.manifest["onnx"]["opset"] == 17
     assert "dynamo=False" in res.manifest["export"]["exporter"]
     assert res.manifest["verification"]["passed"]
+
+
+def test_export_exports_every_match(cli_runner, tmp_path):
+    import json
+
+    from deploykit.cli import cli
+
+    r = cli_runner.invoke(cli, ["export", "mobilenet_v*", "--resolution", "32", "--json", "--models-dir",
+                                str(tmp_path)])
+    assert r.exit_code == 0, r.stderr
+    rows = json.loads(r.stdout)
+    assert [x["manifest"]["settings"]["model"] for x in rows] == ["mobilenet_v2", "mobilenet_v3_large"]
+    assert all(x["manifest"]["verification"]["passed"] for x in rows)

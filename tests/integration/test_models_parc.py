@@ -111,7 +111,7 @@ def _openvino_outputs(path, x):
 
 
 # Every model x every impl, except parc_net_s with fft/matmul: its 36 ParC layers are the depthwise form the
-# other models and tests/test_parc_layer.py already export with every impl, and those two exports alone took
+# other models and tests/integration/test_models_parc_layer_export.py already export with every impl, and those two exports alone took
 # ~4 minutes on 2 busy cores (test_every_impl_is_the_same_function_of_the_same_weights covers parc_net_s's impls
 # in PyTorch; benchmarks/parc_pairs.py exports and runs all of them at 224).
 EXPORT_CASES = [(name, impl) for name in sorted(PAIRS) for impl in IMPLS if name != "parc_net_s" or impl == "conv"]

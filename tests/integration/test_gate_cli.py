@@ -12,7 +12,7 @@ import pytest
 
 from deploykit.cli import cli
 from tests.conftest import REPO, assert_clean_error, files_under
-from tests.test_gate_outputs import validate_junit
+from tests.unit.test_gate_outputs import validate_junit
 
 # short blocks: a ResNet-18 at 64 px takes ~5 ms on one thread
 FAST = ["--threads", "1", "--block-time", "0.03", "--block-iters", "3", "--block-warmup", "1", "--min-blocks", "6",
@@ -465,6 +465,7 @@ def test_missing_and_malformed_baselines(cli_runner, tmp_path):
     assert_clean_error(gate(cli_runner, "resnet18", "--baseline", str(p)), 2, "not a deploykit report")
 
 
+@pytest.mark.slow
 def test_baseline_update_errors(cli_runner, tmp_path):
     assert_clean_error(cli_runner.invoke(cli, ["baseline", "update"]), 2, "missing model")
     assert_clean_error(cli_runner.invoke(cli, ["baseline", "update", "resnet81"]), 2, "unknown model")
