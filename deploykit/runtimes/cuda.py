@@ -12,7 +12,7 @@ import ctypes.util
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from deploykit.runtimes.base import Runtime
+from deploykit.runtimes.base import Availability, Runtime
 from deploykit.runtimes.options import TargetOptions, option
 
 _CU_ATTR_CC_MAJOR = 75  # CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR
@@ -123,6 +123,17 @@ def require_gpu(target: str, device: str | None) -> CudaDevice:
 
 class CudaRuntime(Runtime):
     """A target on an NVIDIA GPU: ``--device cuda[:N]`` must exist here (checked in ``preflight``, exit 3)."""
+
+    @staticmethod
+    def gpu_availability(missing: list[str], detail) -> Availability:
+        """Available when nothing is ``missing`` (packages, providers) and an NVIDIA GPU answers here; every reason
+        otherwise. ``detail(devices)`` describes an available target."""
+        st = cuda_status()
+        if not st.available:
+            missing = [*missing, st.reason]
+        if missing:
+            return Availability(False, "; ".join(missing))
+        return Availability(True, detail=detail(st.devices))
 
     def preflight(self) -> None:
         self._gpu = require_gpu(self.name, self.options.device)

@@ -51,8 +51,6 @@ class _OrtGpuRuntime(CudaRuntime):
 
     @classmethod
     def availability(cls) -> Availability:
-        from deploykit.runtimes.cuda import cuda_status
-
         missing = []
         ver = _gpu_dist()
         if ver is None:
@@ -63,13 +61,8 @@ class _OrtGpuRuntime(CudaRuntime):
             if cls.provider not in ort.get_available_providers():
                 missing.append(f"this onnxruntime build has no {cls.provider} (providers: "
                                f"{', '.join(ort.get_available_providers())})")
-        st = cuda_status()
-        if not st.available:
-            missing.append(st.reason)
-        if missing:
-            return Availability(False, "; ".join(missing))
-        gpus = ", ".join(f"cuda:{d.index} {d.name}" for d in st.devices)
-        return Availability(True, detail=f"onnxruntime-gpu {ver}; {gpus}")
+        return cls.gpu_availability(missing, lambda devices: f"onnxruntime-gpu {ver}; " + ", ".join(
+            f"cuda:{d.index} {d.name}" for d in devices))
 
     def _provider_options(self, model: ModelInput) -> list:
         raise NotImplementedError

@@ -84,20 +84,14 @@ class TensorrtRuntime(CudaRuntime):
     @classmethod
     def availability(cls) -> Availability:
         from deploykit.core.lazy import version_of
-        from deploykit.runtimes.cuda import cuda_status
 
         missing = []
         if not is_installed("tensorrt"):
             missing.append(f"tensorrt not installed ({install_hint('tensorrt')})")
         if not is_installed("cuda"):
             missing.append(f"cuda-python not installed ({install_hint('cuda')})")
-        st = cuda_status()
-        if not st.available:
-            missing.append(st.reason)
-        if missing:
-            return Availability(False, "; ".join(missing))
-        gpus = ", ".join(f"cuda:{d.index} {d.name} (sm {d.compute_capability})" for d in st.devices)
-        return Availability(True, detail=f"tensorrt {version_of('tensorrt')}; {gpus}")
+        return cls.gpu_availability(missing, lambda devices: f"tensorrt {version_of('tensorrt')}; " + ", ".join(
+            f"cuda:{d.index} {d.name} (sm {d.compute_capability})" for d in devices))
 
     # -- build / cache -------------------------------------------------------------------------------------
     def _plan(self, model: ModelInput, trt_version: str) -> tuple[tensorrt_plan.BuildPlan, str]:
