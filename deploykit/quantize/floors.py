@@ -1,7 +1,7 @@
 """Fidelity floors for int8 artifacts: what "the int8 model still computes the fp32 model's function" means.
 
-Measured here (ORT QDQ cpu profile, 7-bit weights on this AVX2/no-VNNI CPU; random seeded weights; compared
-with the fp32 ONNX model on held-out inputs; session 2026-11-23, noisy shared 2-core machine):
+Measured here (ORT QDQ cpu profile, 7-bit weights on an AVX2/no-VNNI CPU; random seeded weights; compared
+with the fp32 ONNX model on held-out inputs; measured 2026-11-23 on a noisy shared 2-core machine):
 
     model (resolution), calibration           min cosine   mean cosine   rel. max-abs   top-1 agreement
     resnet18 (64), 16 synthetic               0.9995       0.9996        0.03           1.00  (16 inputs)
