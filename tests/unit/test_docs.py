@@ -22,7 +22,9 @@ FENCE = re.compile(r"^\s*(```|~~~)")
 
 
 def markdown_files() -> list[Path]:
-    return [README, *sorted(DOCS.glob("*.md"))]
+    """The README, docs/, and the README of every folder (models/, reports/, reports/baselines/, tests/, docker/)."""
+    folders = sorted(p for p in REPO.glob("*/**/README.md") if ".venv" not in p.parts and "node_modules" not in p.parts)
+    return [README, *sorted(DOCS.glob("*.md")), *folders]
 
 
 def _prose_lines(text: str):
