@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from deploykit.cli.common import POSITIVE, model_options, models_dir_option
+from deploykit.cli.common import (batch_option, model_opt_option, model_options, models_dir_option,
+                                  opset_option, resolution_option, seed_option)
 from deploykit.cli.runtime_options import runtime_option, target_option
 
 
@@ -29,8 +30,8 @@ def command() -> None:
               help="Rewrite every baseline the gate file's checks name (with each check's settings).")
 @target_option()
 @runtime_option("precision", type=None, help="Precision the target runs.")
-@click.option("--batch", type=POSITIVE, default=1, show_default=True)
-@click.option("--resolution", type=POSITIVE, default=None, help="Input height = width [default: the model's].")
+@batch_option()
+@resolution_option()
 @runtime_option("threads")
 @runtime_option("graph_opt", help=None)
 @click.option("--blocks", type=click.IntRange(min=6), default=20, show_default=True,
@@ -39,9 +40,9 @@ def command() -> None:
               help="Seconds per block (use the same as the gate's blocks).")
 @click.option("--min-time", type=click.FloatRange(min=0), default=3.0, show_default=True,
               help="Seconds of the model's own (non-interleaved) measurement in the report.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--opset", type=int, default=18, show_default=True)
-@click.option("--model-opt", "model_opts", multiple=True, metavar="KEY=VALUE")
+@seed_option(help=None)
+@opset_option(help=None)
+@model_opt_option(help=None)
 @models_dir_option
 def update(model, output, gate_file, target, precision, batch, resolution, threads, graph_opt, blocks, block_time,
            min_time, seed, opset, model_opts, models_dir):

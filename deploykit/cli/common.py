@@ -56,24 +56,26 @@ def parc_impl_option(f):
 
 # ---- model options: declared once here; each command places them and may word their help for its context
 
-def batch_option(help: str | None = None):
-    return click.option("--batch", type=POSITIVE, default=1, show_default=True, help=help)
+# Options several commands share, declared once; a command may give its own help text or default (gate's come
+# from its baseline, so they default to None there).
+def batch_option(help: str | None = None, **kw):
+    return click.option("--batch", type=POSITIVE, **{"default": 1, "show_default": True, "help": help, **kw})
 
 
-def resolution_option(help: str = "Input height = width [default: the model's]."):
-    return click.option("--resolution", type=POSITIVE, default=None, help=help)
+def resolution_option(help: str = "Input height = width [default: the model's].", **kw):
+    return click.option("--resolution", type=POSITIVE, **{"default": None, "help": help, **kw})
 
 
-def opset_option(help: str = "Opset when a registry model is exported."):
-    return click.option("--opset", type=int, default=18, show_default=True, help=help)
+def opset_option(help: str | None = "Opset when a registry model is exported.", **kw):
+    return click.option("--opset", type=int, **{"default": 18, "show_default": True, "help": help, **kw})
 
 
-def seed_option(help: str):
-    return click.option("--seed", type=int, default=0, show_default=True, help=help)
+def seed_option(help: str | None, **kw):
+    return click.option("--seed", type=int, **{"default": 0, "show_default": True, "help": help, **kw})
 
 
-def model_opt_option(help: str = "Model option (see 'deploykit models')."):
-    return click.option("--model-opt", "model_opts", multiple=True, metavar="KEY=VALUE", help=help)
+def model_opt_option(help: str | None = "Model option (see 'deploykit models').", **kw):
+    return click.option("--model-opt", "model_opts", multiple=True, metavar="KEY=VALUE", **{"help": help, **kw})
 
 
 PRETRAINED_HELP = ("Load the model's published weights (timm:NAME, tv:NAME models) the way timm / torchvision do, "

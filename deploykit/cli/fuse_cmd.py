@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from deploykit.cli.common import POSITIVE, print_json, stderr_console, stdout_console
+from deploykit.cli.common import batch_option, print_json, resolution_option, stderr_console, stdout_console
 
 
 @click.command("fuse")
@@ -15,8 +15,8 @@ from deploykit.cli.common import POSITIVE, print_json, stderr_console, stdout_co
               help="Where to write the fused graph [default: FILE with .fused.onnx].")
 @click.option("--pass", "pass_names", multiple=True, metavar="NAME",
               help="Passes to run, in order [default: identity, fold-bn].")
-@click.option("--batch", type=POSITIVE, default=None, help="Batch for a dynamic batch axis during verification.")
-@click.option("--resolution", type=POSITIVE, default=None, help="Size of dynamic spatial dims during verification.")
+@batch_option(default=None, show_default=False, help="Batch for a dynamic batch axis during verification.")
+@resolution_option(help="Size of dynamic spatial dims during verification.")
 @click.option("--no-verify", is_flag=True, help="Skip the numeric check against the unfused graph.")
 @click.option("--json", "as_json", is_flag=True, help="Print the node counts and verification as JSON.")
 def command(file, output, pass_names, batch, resolution, no_verify, as_json):

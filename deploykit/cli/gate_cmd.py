@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from deploykit.cli.common import POSITIVE, model_options, models_dir_option, print_json, reports_dir_option
+from deploykit.cli.common import (POSITIVE, batch_option, model_opt_option, model_options, models_dir_option,
+                                  opset_option, print_json, reports_dir_option, resolution_option, seed_option)
 from deploykit.cli.runtime_options import runtime_option, target_option
 
 METRIC_CHOICES = ("p50", "p90", "throughput")
@@ -91,20 +92,20 @@ def gate_config(settings: dict, **cli):
               help="Gate file (TOML, or YAML with PyYAML) listing the checks.")
 @target_option(default=None, show_default=False, help="Target to measure on [default: ort].")
 @runtime_option("precision", type=None, help="Precision the target runs (checked against the graph).")
-@click.option("--batch", type=POSITIVE, default=None, help="Batch size [default: the baseline's, else 1].")
-@click.option("--resolution", type=POSITIVE, default=None, help="Input height = width [default: the baseline's / the model's].")
+@batch_option(default=None, show_default=False, help="Batch size [default: the baseline's, else 1].")
+@resolution_option(help="Input height = width [default: the baseline's / the model's].")
 @runtime_option("threads", help="Intra-op threads [default: the baseline's, else all cores].")
 @runtime_option("graph_opt", default=None, show_default=False, help="ONNX Runtime graph optimisation level [default: all].")
 @click.option("-m", "--metric", "metrics", multiple=True, help="p50 (default), p90, throughput; repeat or comma-separate.")
 @click.option("--tolerance", "tolerances", multiple=True, metavar="[METRIC=]PCT",
               help="Allowed slowdown, e.g. 5% or p90=10% [defaults: p50 5%, p90 10%, throughput 5%].")
 @gate_options
-@click.option("--seed", type=int, default=None, help="Seed of the input tensor and of the bootstrap [default: 0].")
+@seed_option(default=None, show_default=False, help="Seed of the input tensor and of the bootstrap [default: 0].")
 @click.option("--junit", type=click.Path(path_type=Path), default=None, help="Write JUnit XML here (one test case per check).")
 @click.option("--github/--no-github", default=None,
               help="Emit ::error/::warning annotations and append to $GITHUB_STEP_SUMMARY [default: when GITHUB_ACTIONS=true].")
-@click.option("--opset", type=int, default=18, show_default=True, help="Opset when a registry model is exported.")
-@click.option("--model-opt", "model_opts", multiple=True, metavar="KEY=VALUE", help="Model option for registry models.")
+@opset_option()
+@model_opt_option(help="Model option for registry models.")
 @models_dir_option
 @reports_dir_option
 @click.option("--no-save", is_flag=True, help="Write no gate report JSON.")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from deploykit.cli.common import POSITIVE, print_json, stdout_console
+from deploykit.cli.common import batch_option, print_json, resolution_option, stdout_console
 
 
 def _read_back_targets() -> str:
@@ -18,8 +18,8 @@ def _read_back_targets() -> str:
 
 @click.command("inspect")
 @click.argument("file", type=click.Path(path_type=Path))
-@click.option("--batch", type=POSITIVE, default=None, help="Batch for a dynamic batch axis (for MACs).")
-@click.option("--resolution", type=POSITIVE, default=None, help="Size of dynamic spatial dims (for MACs).")
+@batch_option(default=None, show_default=False, help="Batch for a dynamic batch axis (for MACs).")
+@resolution_option(help="Size of dynamic spatial dims (for MACs).")
 @click.option("--runtime", "runtimes", multiple=True, metavar="TARGET",
               help=f"Also load the file in this target's runtime ({_read_back_targets()}) and read back what it "
                    "actually fused / ran in int8; repeatable.")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from deploykit.cli.common import POSITIVE, models_dir_option, print_json, resolve_models_dir, stdout_console
+from deploykit.cli.common import (models_dir_option, print_json, resolution_option, resolve_models_dir,
+                                  stdout_console)
 from deploykit.models.registry import families
 
 PASSTHROUGH_NOTE = ("Any timm or torchvision classification model works by name too: timm:NAME, tv:NAME (their own "
@@ -14,7 +15,7 @@ PASSTHROUGH_NOTE = ("Any timm or torchvision classification model works by name 
 
 @click.command("models")
 @click.option("--family", type=click.Choice(families()), help="Only this family.")
-@click.option("--resolution", type=POSITIVE, default=None, help="Count MACs at this input size instead of each model's default.")
+@resolution_option(help="Count MACs at this input size instead of each model's default.")
 @models_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def command(family, resolution, models_dir, as_json):

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import click
 
-from deploykit.cli.common import (POSITIVE, model_options, models_dir_option, parc_impl_option, print_json,
-                                  resolve_models_dir, stdout_console)
+from deploykit.cli.common import (model_opt_option, model_options, models_dir_option, parc_impl_option,
+                                  print_json, resolution_option, resolve_models_dir, stdout_console)
 
 
 @click.command("targets")
 @click.option("--model", "model_ref", default=None, metavar="MODEL",
               help="Also tell whether each target can run this model's graph (a registry name, exported if needed "
                    "with --model-opt/--parc-impl/--resolution, or an .onnx file).")
-@click.option("--model-opt", "model_opts", multiple=True, metavar="KEY=VALUE", help="Model option (with --model).")
+@model_opt_option(help="Model option (with --model).")
 @parc_impl_option
-@click.option("--resolution", type=POSITIVE, default=None, help="Export resolution (with --model).")
+@resolution_option(help="Export resolution (with --model).")
 @models_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def command(model_ref, model_opts, parc_impl, resolution, models_dir, as_json):
