@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from deploykit.core.errors import squash
 from deploykit.bench.timer import now_ns
 
 RAPL_ROOT = Path("/sys/class/powercap")
@@ -226,7 +227,7 @@ def _text(v) -> str:
 
 
 def _nvml_msg(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
+    return squash(exc) or type(exc).__name__
 
 
 class _Poller:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 
+from deploykit.core.errors import squash
 from deploykit.bench.fingerprint import cpu_frequency
 
 # nvml.h: nvmlClocksEventReason* / nvmlClocksThrottleReason* bits
@@ -60,12 +61,12 @@ def gpu_snapshot(index: int, nvml=None) -> dict:
     try:
         nv.nvmlInit()
     except Exception as exc:
-        return {"available": False, "reason": f"NVML cannot initialise: {' '.join(str(exc).split())}"}
+        return {"available": False, "reason": f"NVML cannot initialise: {squash(exc)}"}
     try:
         try:
             h = nv.nvmlDeviceGetHandleByIndex(index)
         except Exception as exc:
-            return {"available": False, "reason": f"no GPU {index}: {' '.join(str(exc).split())}"}
+            return {"available": False, "reason": f"no GPU {index}: {squash(exc)}"}
         snap: dict = {"available": True, "index": index, "name": _text(nv.nvmlDeviceGetName(h))}
         snap["driver"] = _try(lambda: _text(nv.nvmlSystemGetDriverVersion()))
         cuda = _try(nv.nvmlSystemGetCudaDriverVersion)
