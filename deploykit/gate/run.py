@@ -257,6 +257,8 @@ def _materialise_rev(c: GateCheck, tmp: Path) -> Path:
 def _export_at_rev(src: Path, c: GateCheck, batch: int, resolution: int | None, say: Say) -> Path:
     import os
 
+    from deploykit.core.child import die_with_parent
+
     out = src / f"{c.candidate}-b{batch}-r{resolution or 'default'}.onnx"
     if out.is_file():
         return out
@@ -270,7 +272,8 @@ def _export_at_rev(src: Path, c: GateCheck, batch: int, resolution: int | None, 
             cmd += ["--model-opt", f"{k}={v}"]
     say(f"exporting {c.candidate} with deploykit at {c.reference}")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
-    p = subprocess.run(cmd, cwd=src, env=env, capture_output=True, text=True)
+    # the child runs deploykit as committed at that revision (cwd and PYTHONPATH: its checkout) and dies with us
+    p = subprocess.run(cmd, cwd=src, env=env, capture_output=True, text=True, preexec_fn=die_with_parent)
     if p.returncode != 0 or not out.is_file():
         last = (p.stderr.strip().splitlines() or ["(no output)"])[-1]
         raise InputError(f"check {c.name!r}: exporting {c.candidate} at revision {c.reference!r} failed: {last}")

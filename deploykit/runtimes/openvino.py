@@ -81,12 +81,13 @@ def check_compiles(path: Path, device: str, config: dict, shape: tuple | None = 
     import json
     import signal
     import subprocess
-    import sys
 
-    code = "from deploykit.runtimes.openvino import _compile_child; _compile_child()"
-    args = [sys.executable, "-c", code, str(path), device, json.dumps(config), json.dumps(list(shape or []))]
+    from deploykit.core.child import die_with_parent, python_argv
+
+    args = python_argv("from deploykit.runtimes.openvino import _compile_child; _compile_child()",
+                       str(path), device, json.dumps(config), json.dumps(list(shape or [])))
     try:
-        proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout, preexec_fn=die_with_parent)
     except subprocess.TimeoutExpired:
         return  # slow, not crashed: the real compile decides
     if proc.returncode >= 0:
@@ -153,17 +154,22 @@ class OpenVinoRuntime(Runtime):
     def device(self) -> str:
         return (self.options.device or "CPU").strip().upper()
 
-    def preflight(self) -> None:
+    def _precision_hint(self) -> str | None:
+        """INFERENCE_PRECISION_HINT for --precision (None: OpenVINO's default); int8 is a file, not a setting."""
         if self.options.precision == "int8":
             raise UsageError("--precision int8 is not a setting on openvino: give a quantized model file "
                              "(it runs in int8 as given)")
+        return OV_PRECISION[self.options.precision] if self.options.precision else None
+
+    def preflight(self) -> None:
+        self._precision_hint()
         check_device(self.device, list(core().available_devices))
 
     def _config(self) -> dict:
         o, tp = self.options, self.options.of(ThroughputOptions)
         cfg = {"PERFORMANCE_HINT": "THROUGHPUT" if o.mode == "throughput" else "LATENCY"}
         if o.precision:
-            cfg["INFERENCE_PRECISION_HINT"] = OV_PRECISION[o.precision]
+            cfg["INFERENCE_PRECISION_HINT"] = self._precision_hint()
         if o.threads and self.device.startswith("CPU"):
             cfg["INFERENCE_NUM_THREADS"] = o.threads
         if tp.streams:
@@ -194,8 +200,7 @@ class OpenVinoRuntime(Runtime):
         except (UsageError, UnavailableError):
             raise
         except Exception as exc:
-            msg = " ".join(str(exc).split())
-            raise InputError(f"OpenVINO cannot compile {model.path.name} for {self.device}: {msg[:300]}") from None
+            raise InputError(f"OpenVINO cannot compile {model.path.name} for {self.device}: {squash(exc)}") from None
         self._cm = cm
         n = 1
         if self.options.mode == "throughput":
@@ -287,10 +292,7 @@ class OpenVinoRuntime(Runtime):
         """Compile ``path`` (ONNX or OpenVINO IR) on this runtime's --device with INFERENCE_PRECISION_HINT from
         --precision (f32 when none is given: an "fp32" read-back must not silently run bf16) and --threads, and
         summarise the runtime graph OpenVINO executes."""
-        if self.options.precision == "int8":
-            raise UsageError("--precision int8 is not a setting on openvino: give a quantized model file "
-                             "(it runs in int8 as given)")
-        hint = OV_PRECISION[self.options.precision] if self.options.precision else "f32"
+        hint = self._precision_hint() or "f32"
         return openvino_runtime_graph(path, precision_hint=hint, threads=self.options.threads, device=self.device)
 
     @classmethod

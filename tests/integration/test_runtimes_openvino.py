@@ -230,3 +230,23 @@ def test_a_crash_inside_openvino_is_one_clean_error(tmp_path):
     else:
         assert ov.returncode in (0, 3), ov.stderr
     assert run_cli(*args, "-t", "ort").returncode == 0
+
+
+def test_the_compile_child_ignores_modules_in_the_working_directory(tmp_path, monkeypatch):
+    """check_compiles' child must import the installed OpenVINO, not an openvino.py in the user's folder (this one
+    kills itself with SIGSEGV, which check_compiles would report as an OpenVINO crash)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from deploykit.runtimes.openvino import check_compiles
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 4, 4])])
+    path = tmp_path / "relu.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "openvino.py").write_text("import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)\n")
+    monkeypatch.chdir(user)
+    check_compiles(path, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})  # no "OpenVINO crashed" error
