@@ -40,6 +40,7 @@ class BenchResult:
     telemetry: dict | None = None  # {"start": snapshot, "end": snapshot}
     device_timing: dict | None = None  # CUDA-event timings per kind: {"compute": {"samples_ms", "stats"}, ...}
     reference_workload: dict | None = None  # bench/reference_workload.py, when cfg.reference_workload
+    per_layer: dict | None = None  # bench/layers.py summary of the runtime's per-layer profile, when cfg.per_layer
 
     def settings(self) -> dict:
         """The report's settings: the measurement's, then every runtime option (common and per target group)."""
@@ -64,6 +65,8 @@ def run_benchmark(model_ref: str, target: str, cfg: BenchConfig, options: Runtim
     runtime_cls.ensure_available()  # missing extra / hardware -> exit 3, before any export work
     runtime = runtime_cls(options)  # validates mode/precision for this target
     runtime.preflight()  # e.g. the --device exists here
+    if cfg.per_layer:
+        runtime_cls.ensure_profiles_layers()
 
     readers = {s: runtime_cls.inspect_file for s in runtime_cls.file_formats if s != ".onnx"}
     builder = None
@@ -121,6 +124,7 @@ def run_benchmark(model_ref: str, target: str, cfg: BenchConfig, options: Runtim
             if cfg.reference_workload else None
         tele_end = telemetry.snapshot(gpu)
         info = runtime.info()  # again: some runtimes only know some facts after running (e.g. cache hits)
+        per_layer = _per_layer_step(runtime, model, x, cfg, say) if cfg.per_layer else None
     finally:
         if meter is not None:
             meter.close()
@@ -159,7 +163,7 @@ def run_benchmark(model_ref: str, target: str, cfg: BenchConfig, options: Runtim
                        options=options, runtime_info=info, precision=precision, measurement=meas,
                        stats_ms=stats, fidelity=fid, environment=env, warnings=warnings, energy=energy,
                        telemetry=tele, device_timing=device_timing,
-                        reference_workload=ref_wl)
+                        reference_workload=ref_wl, per_layer=per_layer)
 
 
 def _reference_step(runtime_cls, options, runtime, timer, model, cfg, export, say) -> dict:
@@ -172,6 +176,17 @@ def _reference_step(runtime_cls, options, runtime, timer, model, cfg, export, sa
     side = Side(model.label, runtime.infer, model.input_shape[0], timer)
     return reference_step(runtime_cls, options, side, cfg, models_dir=export.models_dir if export else default_models_dir(),
                           seed=cfg.seed)
+
+
+def _per_layer_step(runtime, model, x, cfg, say) -> dict:
+    """The per-layer profile, after the timed loop: the runtime profiles in a session of its own (bench/layers.py)."""
+    from deploykit.bench.layers import summarize_layers
+
+    say(f"profiling layers of {model.label}: {cfg.per_layer_iters} inferences in a separate profiled session")
+    prof = runtime.profile_layers(ModelInput(model.path, model.input_name, model.input_shape, model.input_dtype,
+                                             manifest=model.manifest, precision=model.precision),
+                                  x, cfg.per_layer_iters)
+    return summarize_layers(prof, top=cfg.per_layer_top)
 
 
 def model_op_types(model: ResolvedModel) -> set[str]:

@@ -61,6 +61,11 @@ def energy_options(f):
                    "across machines ('deploykit gate --baseline').")
 @click.option("--reference-blocks", type=click.IntRange(min=2), default=12, show_default=True,
               help="ABBA blocks per side of the reference-workload step.")
+@click.option("--per-layer", is_flag=True,
+              help="After the timed loop, profile each layer with the runtime's own profiler (ONNX Runtime profiling, "
+                   "OpenVINO performance counters, TensorRT IProfiler) in a separate session: time per node and per "
+                   "op type and the precision each layer ran in, in the report and as a table.")
+@click.option("--top", type=POSITIVE, default=15, show_default=True, help="--per-layer: slowest nodes and op types shown.")
 @hardware_options
 @click.option("--int8", is_flag=True,
               help="Benchmark the int8 (QDQ) variant: quantized on demand with the calibration options below and "
@@ -68,7 +73,7 @@ def energy_options(f):
 @calibration_options
 def command(models, targets, batch, resolution, warmup, min_iters, min_time, max_time, seed, threads, graph_opt,
             weights, model_opts, parc_impl, opset, models_dir, report_dir, formats, no_save, as_json, reference_workload,
-            reference_blocks, int8, **hw):
+            reference_blocks, per_layer, top, int8, **hw):
     """Measure MODELS on each target: model names (from 'deploykit models', any timm:NAME or tv:NAME, globs of
     names such as 'parc_*'), or .onnx files.
 
@@ -97,7 +102,8 @@ def command(models, targets, batch, resolution, warmup, min_iters, min_time, max
     cfg = BenchConfig(batch=batch, resolution=resolution, warmup=warmup, min_iters=min_iters, min_time=min_time,
                       max_time=max_time, seed=seed, energy=hw["energy"], idle_time=hw["idle_time"],
                       energy_estimate_watts=hw["energy_estimate_watts"],
-                      reference_workload=reference_workload, reference_blocks=reference_blocks)
+                      reference_workload=reference_workload, reference_blocks=reference_blocks,
+                      per_layer=per_layer, per_layer_top=top)
     opts = runtime_options(hw, threads=threads, graph_opt=graph_opt,  # and every target option given in hw
                            cache_dir=str(resolve_models_dir(models_dir) / ".cache"))
     qcfg = quantize_config(**calib) if int8 else None  # validated before any work
@@ -109,6 +115,8 @@ def command(models, targets, batch, resolution, warmup, min_iters, min_time, max
         cls = get_runtime(t)
         cls.ensure_available()
         cls(opts).preflight()  # mode / precision / device fit this target and this machine
+        if per_layer:
+            cls.ensure_profiles_layers()
     for m in models:
         if is_model_name(m):
             get_cfg(m)
@@ -152,6 +160,7 @@ def command(models, targets, batch, resolution, warmup, min_iters, min_time, max
         print_json(reports[0] if len(reports) == 1 else reports)
     else:
         print_table(reports)
+        print_layer_tables(reports)
 
 
 def _run_one(err, run_benchmark, model, target, cfg, opts, export, qcfg=None):
@@ -201,3 +210,30 @@ def print_table(reports: list[dict]) -> None:
         row = summary_row(r)
         table.add_row(*[fmt(k, row[k]) for k in shown])
     stdout_console().print(table)
+
+
+def print_layer_tables(reports: list[dict]) -> None:
+    """The per-layer profiles (bench --per-layer), after the results table: op types, then the slowest nodes."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from deploykit.bench.layers import softmax_text
+    from deploykit.report.render import LAYER_NODE_COLUMNS, LAYER_OP_COLUMNS, per_layer_rows, per_layer_title
+
+    out = stdout_console()
+    for r in reports:
+        pl = r.get("per_layer")
+        if not pl:
+            continue
+        ops, nodes = per_layer_rows(pl)
+        out.print()
+        out.print(escape(per_layer_title(r)))
+        out.print(escape(softmax_text(pl)))
+        for cols, rows in ((LAYER_OP_COLUMNS, ops), (LAYER_NODE_COLUMNS, nodes)):
+            table = Table()
+            for k, head in cols:
+                table.add_column(head, justify="right" if k in ("time_ms", "share", "count", "rank") else "left",
+                                 overflow="fold", no_wrap=k in ("time_ms", "share", "count", "rank"))
+            for row in rows:
+                table.add_row(*[escape(row[k]) for k, _ in cols])
+            out.print(table)
