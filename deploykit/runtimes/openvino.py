@@ -282,7 +282,7 @@ class OpenVinoRuntime(Runtime):
             "precision_requested": self.options.precision,
             "runtime_precisions": runtime_prec,
             "performance_hint": prop("PERFORMANCE_HINT"),
-            "profiling": prop("PERF_COUNT"),  # read back: the timed compiled model's performance counters
+            "profiling": str(prop("PERF_COUNT")).upper() in ("YES", "TRUE"),  # read back: the timed model's counters
             "mode": self.options.mode,
             "requests": len(self._reqs),
             "optimal_requests": prop("OPTIMAL_NUMBER_OF_INFER_REQUESTS"),

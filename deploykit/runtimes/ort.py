@@ -15,7 +15,6 @@ its activation fused), and are reported in ``fused``.
 from __future__ import annotations
 
 import json
-import re
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
@@ -206,7 +205,6 @@ def _attr(node, name: str):
 PROFILE_WARMUP = 3  # unprofiled-in-effect runs of the profiled session before the ones kept (allocations, caches)
 _ORT_DTYPES = {"float": "fp32", "float16": "fp16", "bfloat16": "bf16", "double": "fp64", "int8": "int8",
                "uint8": "int8", "int32": "int32", "int64": "int64", "bool": "bool", "int16": "int16", "uint16": "int16"}
-_FUSION = re.compile(r"/+([A-Za-z0-9]+Fusion)/*")
 _CONVERSIONS = ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "Cast")
 
 
@@ -215,8 +213,9 @@ def ort_node_name(event_name: str) -> tuple[str, tuple[str, ...]]:
     Fusion//MatmulTransposeFusion/_kernel_time`` -> (``node_MatMul_60``, (MatMulScaleFusion, MatmulTransposeFusion));
     ``relu_nchwc_kernel_time`` -> (``relu_nchwc``, (NCHWc layout,))."""
     name = event_name.removesuffix("_kernel_time")
-    fused = tuple(_FUSION.findall(name))
-    clean = _FUSION.sub("/", name).rstrip("/") if fused else name
+    parts = name.split("/")
+    fused = tuple(p for p in parts[1:] if p.endswith("Fusion"))
+    clean = "/".join([parts[0], *(p for p in parts[1:] if p and not p.endswith("Fusion"))]) if fused else name
     if clean.endswith("_nchwc"):
         fused += ("NCHWc layout",)
     return clean, fused
