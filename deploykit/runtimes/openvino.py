@@ -1,7 +1,8 @@
 """Target ``openvino``: OpenVINO Runtime on CPU (default), GPU, NPU or AUTO/HETERO/MULTI when present.
 
-Latency mode: one infer request, ``PERFORMANCE_HINT=LATENCY``, synchronous ``infer()`` on a bound input
-tensor. Throughput mode: ``PERFORMANCE_HINT=THROUGHPUT`` and the device's optimal number of requests (or
+Latency mode: one infer request, ``PERFORMANCE_HINT=LATENCY``, synchronous ``infer()`` -- the request API
+benchmark_app uses with ``-hint latency`` -- on the request's own input tensor, written once (as benchmark_app
+does). Throughput mode: ``PERFORMANCE_HINT=THROUGHPUT`` and the device's optimal number of requests (or
 ``--requests`` / ``--streams``), driven asynchronously by bench through ``submit``.
 
 Precision honesty: ``--precision fp32|bf16|fp16`` sets ``INFERENCE_PRECISION_HINT`` (f32|bf16|f16); whatever is
@@ -206,7 +207,6 @@ class OpenVinoRuntime(Runtime):
         self._req = self._reqs[0]
         self._n_out = len(cm.outputs)
         self._done = None
-        self._tensor = None
 
     def _compile(self, model: ModelInput, config: dict):
         c = core()
@@ -224,12 +224,8 @@ class OpenVinoRuntime(Runtime):
         return cm
 
     def set_input(self, x: np.ndarray) -> None:
-        import numpy as np
-
-        self._x = np.ascontiguousarray(x)  # the tensor shares this memory: keep it alive
-        self._tensor = self._ov.Tensor(self._x, shared_memory=True)
         for r in self._reqs:
-            r.set_input_tensor(self._tensor)
+            _write_input(r, x)
 
     def infer(self) -> None:
         self._req.infer()
@@ -304,15 +300,13 @@ class OpenVinoRuntime(Runtime):
     def profile_layers(self, model: ModelInput, x, iterations: int) -> LayerProfile:
         """A second compiled model (this run's settings in latency mode, PERF_COUNT on, no blob cache), one request,
         ``PROFILE_WARMUP`` inferences, then ``iterations`` inferences each followed by a read of its counters."""
-        import numpy as np
-
-        ov = require("openvino", "the openvino target")
+        require("openvino", "the openvino target")
         config = {k: v for k, v in self._config().items() if k not in ("CACHE_DIR", "NUM_STREAMS",
                                                                        "PERFORMANCE_HINT_NUM_REQUESTS")}
         config.update({"PERFORMANCE_HINT": "LATENCY", "PERF_COUNT": True})
         cm = self._compile(model, config)
         req = cm.create_infer_request()
-        req.set_input_tensor(ov.Tensor(np.ascontiguousarray(x), shared_memory=False))
+        _write_input(req, x)
         for _ in range(PROFILE_WARMUP):
             req.infer()
         merged = _original_layers(cm, _onnx_op_types(model.path))
@@ -356,6 +350,15 @@ class OpenVinoRuntime(Runtime):
         precision = "int8" if ops.get("FakeQuantize") or ops.get("FakeConvert") else \
             _FROM_OV.get(type_name(m.inputs[0].get_element_type()), "fp32")
         return specs, precision
+
+
+def _write_input(req, x: np.ndarray) -> None:
+    """Copy ``x`` once into the request's own input tensor (memory the plugin allocated for it), as benchmark_app
+    does, rather than handing the request a tensor over numpy memory."""
+    t = req.get_input_tensor()
+    if tuple(t.shape) != tuple(x.shape):
+        raise UsageError(f"input of shape {tuple(x.shape)} for a compiled model that takes {tuple(t.shape)}")
+    t.data[...] = x
 
 
 def _shape_of(port) -> tuple | None:
