@@ -284,6 +284,8 @@ class OpenVinoRuntime(Runtime):
             "optimal_requests": prop("OPTIMAL_NUMBER_OF_INFER_REQUESTS"),
             "streams": prop("NUM_STREAMS"),
             "threads": prop("INFERENCE_NUM_THREADS"),
+            "cpu_pinning": prop("ENABLE_CPU_PINNING"),  # CPU only (None elsewhere), as OpenVINO chose them
+            "scheduling_core_type": str(prop("SCHEDULING_CORE_TYPE") or "") or None,
             "cache_dir": self._config_used.get("CACHE_DIR"),
             "loaded_from_cache": prop("LOADED_FROM_CACHE"),
         }
