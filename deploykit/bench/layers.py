@@ -3,10 +3,15 @@
 The runtime (``Runtime.profile_layers``, in a session of its own after the timed loop) returns every layer's time in
 each of N profiled inferences; ``summarize_layers`` turns that into the report's ``per_layer`` section:
 
-* per node: its mean time per inference (sum over the N inferences / N), its op type and the precision it ran in;
-* ``total_ms``: the sum of the nodes' mean times (the profiled inference; it leaves out what the profiler does not
-  see -- the call into the runtime, thread wake-ups -- and adds the profiler's own overhead, so compare shares,
-  not this total, with the measured latency);
+* per node: its median time over the N profiled inferences (robust to an inference the OS interrupted: a sum over
+  hundreds of small nodes would collect every such hiccup), its op type and the precision it ran in;
+* ``total_ms``: the sum of the nodes' median times (the profiled inference; it leaves out what the profiler does not
+  see -- the call into the runtime, thread wake-ups -- and adds the profiler's own cost per node, so compare shares,
+  not this total, with the measured latency). ``measured_ms`` (the timed loop's p50, profiling off) is recorded
+  beside it: where the profiled total runs well above it (ONNX Runtime's profiler costs about 1-3 us per node,
+  which adds up on graphs of hundreds of small nodes such as int8 transformers; or the machine was busier during
+  the profile), a note says that the shares of tiny ops are overstated, and each family also gets ``share_of_measured`` = its time / the measured latency
+  (closer to the truth for large kernels such as a softmax or a matmul);
 * ``by_op_type``: per op type the summed time, its share of ``total_ms``, the number of nodes and the precisions
   they ran in (nodes per precision); ``by_precision``: time per precision ("which layers ran int8");
 * ``top_nodes``: the ``top`` slowest nodes;
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
+from deploykit.bench.stats import percentile
 from deploykit.runtimes.base import LayerProfile
 
 DEFAULT_TOP = 15
@@ -51,20 +57,26 @@ def _share(part: float, total: float) -> float:
     return part / total if total > 0 else 0.0
 
 
-def summarize_layers(profile: LayerProfile, top: int = DEFAULT_TOP) -> dict:
-    """The report's ``per_layer`` section for a runtime's raw profile (see the module docstring)."""
-    n = max(1, profile.iterations)
+OVERHEAD_NOTE_RATIO = 1.25  # profiled total / measured latency above which the profiler's cost gets a note
+
+
+def summarize_layers(profile: LayerProfile, top: int = DEFAULT_TOP, measured_ms: float | None = None) -> dict:
+    """The report's ``per_layer`` section for a runtime's raw profile (see the module docstring); ``measured_ms``:
+    the timed loop's p50 latency (profiling off), when comparable (latency mode)."""
     nodes: dict[tuple[str, str], dict] = {}
     for r in profile.records:
         key = (r.name, r.op_type)
         node = nodes.get(key)
         if node is None:
-            node = nodes[key] = {"name": r.name, "op_type": r.op_type, "sum_ms": 0.0, "precisions": Counter(),
-                                 "exec_type": r.exec_type, "fused": tuple(r.fused)}
-        node["sum_ms"] += r.ms
+            node = nodes[key] = {"name": r.name, "op_type": r.op_type, "per_iteration": defaultdict(float),
+                                 "precisions": Counter(), "exec_type": r.exec_type, "fused": tuple(r.fused)}
+        node["per_iteration"][r.iteration] += r.ms  # a node run twice in one inference counts twice
         node["precisions"][r.precision or "?"] += 1
+    n = max(1, profile.iterations)
     for node in nodes.values():
-        node["time_ms"] = node.pop("sum_ms") / n
+        times = list(node.pop("per_iteration").values())
+        times += [0.0] * max(0, n - len(times))  # not run in some inferences: 0 there
+        node["time_ms"] = float(percentile(times, 50))  # the median (bench/stats.py's percentile definition)
         node["precision"] = node.pop("precisions").most_common(1)[0][0]
     total = sum(nd["time_ms"] for nd in nodes.values())
 
@@ -92,23 +104,32 @@ def summarize_layers(profile: LayerProfile, top: int = DEFAULT_TOP) -> dict:
         if nd["fused"]:
             row["fused"] = list(nd["fused"])
         top_nodes.append(row)
+    notes = list(profile.notes)
+    if measured_ms and total > OVERHEAD_NOTE_RATIO * measured_ms:
+        notes.append(f"the profiled layer times add up to {total / measured_ms:.1f}x the measured latency "
+                     f"({total:.3f} vs {measured_ms:.3f} ms): the profiler's own cost per node (about "
+                     f"{(total - measured_ms) / max(1, len(nodes)) * 1000:.1f} us over {len(nodes)} nodes if that is "
+                     "all of it; ONNX Runtime's is 1-3 us) or other load on the machine during the profile. Shares of "
+                     "small nodes are then overstated, those of large kernels understated; share_of_measured (time / "
+                     "measured latency) is closer for large kernels")
     return {
         "runtime": profile.runtime,
         "profiler": profile.profiler,
         "iterations": profile.iterations,
         "total_ms": total,
+        "measured_ms": measured_ms,
         "nodes": len(nodes),
         "top": top,
         "by_op_type": op_rows,
         "by_precision": [{"precision": p, "time_ms": ms, "share": _share(ms, total)}
                          for p, ms in sorted(by_prec.items(), key=lambda kv: -kv[1])],
         "top_nodes": top_nodes,
-        "families": _families(nodes.values(), total),
-        "notes": list(profile.notes),
+        "families": _families(nodes.values(), total, measured_ms),
+        "notes": notes,
     }
 
 
-def _families(nodes, total: float) -> dict:
+def _families(nodes, total: float, measured_ms: float | None) -> dict:
     fams: dict[str, dict] = {}
     for fam, _ in FAMILIES:
         fams[fam] = {"time_ms": 0.0, "share": 0.0, "nodes": 0, "op_types": Counter(), "precisions": Counter(),
@@ -128,6 +149,7 @@ def _families(nodes, total: float) -> dict:
     out = {}
     for fam, f in fams.items():
         f["share"] = _share(f["time_ms"], total)
+        f["share_of_measured"] = _share(f["time_ms"], measured_ms) if measured_ms else None
         f["op_types"] = dict(f["op_types"].most_common())
         f["precisions"] = dict(f["precisions"].most_common())
         if fam == "softmax":
@@ -145,7 +167,8 @@ def softmax_text(section: dict) -> str:
     if s["nodes"]:
         precs = ", ".join(f"{p} x{c}" for p, c in s["precisions"].items())
         kinds = ", ".join(s["op_types"])
-        parts.append(f"softmax {s['share']:.1%} of layer time ({s['time_ms']:.3f} ms; {kinds}; {precs})")
+        of_measured = f", {s['share_of_measured']:.1%} of the measured latency" if _inflated(section) else ""
+        parts.append(f"softmax {s['share']:.1%} of layer time{of_measured} ({s['time_ms']:.3f} ms; {kinds}; {precs})")
     if s.get("fused_softmax_nodes"):
         parts.append(f"softmax fused into {s['fused_softmax_nodes']} bigger kernel(s) (attention subgraphs) taking "
                      f"{s['fused_softmax_share']:.1%} together, with no time of its own")
@@ -153,6 +176,13 @@ def softmax_text(section: dict) -> str:
         return "no softmax in the profiled graph"
     m = section["families"]["matmul"]
     if m["nodes"]:
-        parts.append("matmul " + f"{m['share']:.1%} (" + ", ".join(f"{p} x{c}" for p, c in m["precisions"].items())
-                     + ")")
+        of_measured = f", {m['share_of_measured']:.1%} of the measured latency" if _inflated(section) else ""
+        parts.append(f"matmul {m['share']:.1%}{of_measured} (" +
+                     ", ".join(f"{p} x{c}" for p, c in m["precisions"].items()) + ")")
     return "; ".join(parts)
+
+
+def _inflated(section: dict) -> bool:
+    """Whether the profiled total runs so far above the measured latency that shares of it mislead."""
+    measured = section.get("measured_ms")
+    return bool(measured) and section["total_ms"] > OVERHEAD_NOTE_RATIO * measured

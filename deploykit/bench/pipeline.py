@@ -125,7 +125,7 @@ def run_benchmark(model_ref: str, target: str, cfg: BenchConfig, options: Runtim
             if cfg.reference_workload else None
         tele_end = telemetry.snapshot(gpu)
         info = runtime.info()  # again: some runtimes only know some facts after running (e.g. cache hits)
-        per_layer = _per_layer_step(runtime, model, x, cfg, say) if cfg.per_layer else None
+        layer_profile = _per_layer_step(runtime, model, x, cfg, say) if cfg.per_layer else None
     finally:
         if meter is not None:
             meter.close()
@@ -136,6 +136,12 @@ def run_benchmark(model_ref: str, target: str, cfg: BenchConfig, options: Runtim
     stats = summarize(samples_ms, n_boot=cfg.bootstrap, seed=cfg.seed)
     stats["percentile_method"] = PERCENTILE_METHOD
     stats["tails_supported"] = {f"p{q}": tail_supported(stats["n"], q) for q in (90, 95, 99)}
+    per_layer = None
+    if layer_profile is not None:
+        from deploykit.bench.layers import summarize_layers
+
+        per_layer = summarize_layers(layer_profile, top=cfg.per_layer_top,
+                                     measured_ms=stats["p50"] if meas.mode == "latency" else None)
     device_timing = None
     if meas.device_ns:
         device_timing = {}
@@ -179,15 +185,13 @@ def _reference_step(runtime_cls, options, runtime, timer, model, cfg, export, sa
                           seed=cfg.seed)
 
 
-def _per_layer_step(runtime, model, x, cfg, say) -> dict:
+def _per_layer_step(runtime, model, x, cfg, say):
     """The per-layer profile, after the timed loop: the runtime profiles in a session of its own (bench/layers.py)."""
-    from deploykit.bench.layers import summarize_layers
-
     say(f"profiling layers of {model.label}: {cfg.per_layer_iters} inferences in a separate profiled session")
     prof = runtime.profile_layers(ModelInput(model.path, model.input_name, model.input_shape, model.input_dtype,
                                              manifest=model.manifest, precision=model.precision),
                                   x, cfg.per_layer_iters)
-    return summarize_layers(prof, top=cfg.per_layer_top)
+    return prof
 
 
 def model_op_types(model: ResolvedModel) -> set[str]:

@@ -229,6 +229,8 @@ def print_layer_tables(reports: list[dict]) -> None:
         out.print()
         out.print(escape(per_layer_title(r)))
         out.print(escape(softmax_text(pl)))
+        for note in pl.get("notes", []):
+            out.print(f"[dim]note: {escape(note)}[/]")
         for cols, rows in ((LAYER_OP_COLUMNS, ops), (LAYER_NODE_COLUMNS, nodes)):
             table = Table()
             for k, head in cols:

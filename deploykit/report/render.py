@@ -160,7 +160,7 @@ LAYER_NODE_COLUMNS = [("rank", "#"), ("name", "node"), ("op_type", "op type"), (
 def per_layer_title(r: dict) -> str:
     pl = r["per_layer"]
     return (f"per-layer profile of {r['model']['label']} on {r['target']['name']} ({r['target']['precision']}): "
-            f"{pl['total_ms']:.3f} ms of layer time per inference, mean of {pl['iterations']} profiled inferences "
+            f"{pl['total_ms']:.3f} ms of layer time per inference, median of {pl['iterations']} profiled inferences "
             f"(measured p50 {r['stats']['p50']:.3f} ms, profiling off)")
 
 

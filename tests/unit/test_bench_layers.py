@@ -23,7 +23,7 @@ def profile(iterations=2):
     return LayerProfile(runtime="test", profiler="test profiler", iterations=iterations, records=recs)
 
 
-def test_node_times_are_means_per_inference_and_shares_sum_to_one():
+def test_node_times_are_medians_over_inferences_and_shares_sum_to_one():
     s = summarize_layers(profile(2), top=3)
     assert s["iterations"] == 2 and s["nodes"] == 8
     assert s["total_ms"] == pytest.approx(4.5 + 2 + 1 + 1 + 0.5 + 0.5 + 0.5 + 0.5)  # conv1: (4 + 5) / 2
@@ -73,3 +73,23 @@ def test_softmax_line_names_share_precision_and_fused_kernels():
 def test_empty_profile_has_zero_shares_not_a_division_error():
     s = summarize_layers(LayerProfile("t", "p", 3, []))
     assert s["total_ms"] == 0 and s["by_op_type"] == [] and s["top_nodes"] == []
+
+
+def test_an_interrupted_inference_does_not_move_a_node_median():
+    recs = [LayerTime(it, "a", "Conv", 50.0 if it == 1 else 1.0, "fp32") for it in range(5)]
+    recs += [LayerTime(it, "b", "Relu", 1.0, "fp32") for it in range(0, 5, 2)]  # ran in 3 of 5 inferences
+    s = summarize_layers(LayerProfile("t", "p", 5, recs))
+    by = {n["name"]: n["time_ms"] for n in s["top_nodes"]}
+    assert by == {"a": 1.0, "b": 1.0}  # b: median of (1, 0, 1, 0, 1)
+
+
+def test_a_profiled_total_far_above_the_measured_latency_is_said_and_measured_shares_given():
+    s = summarize_layers(profile(), measured_ms=4.0)  # profiled total 10.5 ms
+    assert s["measured_ms"] == 4.0
+    assert any("2.6x the measured latency" in n and "8 nodes" in n for n in s["notes"])
+    sm = s["families"]["softmax"]
+    assert sm["share_of_measured"] == pytest.approx(1.0 / 4.0) and sm["share"] == pytest.approx(1.0 / 10.5)
+    assert "25.0% of the measured latency" in softmax_text(s)
+    close = summarize_layers(profile(), measured_ms=9.0)
+    assert close["notes"] == [] and "measured latency" not in softmax_text(close)
+    assert summarize_layers(profile())["families"]["softmax"]["share_of_measured"] is None
