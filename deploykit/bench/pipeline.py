@@ -125,7 +125,7 @@ def run_benchmark(model_ref: str, target: str, cfg: BenchConfig, options: Runtim
             if cfg.reference_workload else None
         tele_end = telemetry.snapshot(gpu)
         info = runtime.info()  # again: some runtimes only know some facts after running (e.g. cache hits)
-        layer_profile = _per_layer_step(runtime, model, x, cfg, say) if cfg.per_layer else None
+        layer_profile, layer_error = _per_layer_step(runtime, model, x, cfg, say) if cfg.per_layer else (None, None)
     finally:
         if meter is not None:
             meter.close()
@@ -158,6 +158,8 @@ def run_benchmark(model_ref: str, target: str, cfg: BenchConfig, options: Runtim
         warnings.append(info.get("precision_note") or f"--precision {options.precision} was requested but {precision} ran")
     warnings += [f"energy: {w}" for w in energy.get("warnings", [])]
     warnings += telemetry.telemetry_warnings(tele_start, tele_end)
+    if layer_error:
+        warnings.append(f"per-layer profile failed, the measurement stands: {layer_error}")
     extra = {}
     if gpu is not None:
         g = tele_start.get("gpu") or {}
@@ -186,12 +188,17 @@ def _reference_step(runtime_cls, options, runtime, timer, model, cfg, export, sa
 
 
 def _per_layer_step(runtime, model, x, cfg, say):
-    """The per-layer profile, after the timed loop: the runtime profiles in a session of its own (bench/layers.py)."""
+    """The per-layer profile, after the timed loop: the runtime profiles in a session of its own (bench/layers.py).
+    Returns (profile, None), or (None, why) when the profiler failed: the measurement is kept either way."""
+    from deploykit.core.errors import squash
+
     say(f"profiling layers of {model.label}: {cfg.per_layer_iters} inferences in a separate profiled session")
-    prof = runtime.profile_layers(ModelInput(model.path, model.input_name, model.input_shape, model.input_dtype,
-                                             manifest=model.manifest, precision=model.precision),
-                                  x, cfg.per_layer_iters)
-    return prof
+    try:
+        return runtime.profile_layers(ModelInput(model.path, model.input_name, model.input_shape, model.input_dtype,
+                                                 manifest=model.manifest, precision=model.precision),
+                                      x, cfg.per_layer_iters), None
+    except Exception as exc:  # a profiler failure must not throw away the measured latency
+        return None, f"{type(exc).__name__}: {squash(exc, 200)}"
 
 
 def model_op_types(model: ResolvedModel) -> set[str]:

@@ -348,16 +348,14 @@ class TensorrtRuntime(CudaRuntime):
             if is_in:
                 ctx.set_input_shape(name, tuple(model.shape))
             ctx.set_tensor_address(name, dptr)
-        ctx.profiler = _profiler(trt, sink)
-        try:
-            for i in range(PROFILE_WARMUP + iterations):
-                if i >= PROFILE_WARMUP:
-                    sink.next_iteration()
-                ctx.execute_async_v3(self._h)
-                ck(rt.cudaStreamSynchronize(self._stream))
-        finally:
-            ctx.profiler = None
-            del ctx
+        profiler = _profiler(trt, sink)  # kept alive as long as the context that calls it
+        ctx.profiler = profiler
+        for i in range(PROFILE_WARMUP + iterations):
+            if i >= PROFILE_WARMUP:
+                sink.next_iteration()
+            ctx.execute_async_v3(self._h)
+            ck(rt.cudaStreamSynchronize(self._stream))
+        del ctx
         return LayerProfile(runtime="tensorrt", iterations=iterations,
                             records=tensorrt_plan.trt_layer_records(sink.calls, self._layers()),
                             profiler="TensorRT IProfiler (report_layer_time per layer, separate execution context)")

@@ -110,3 +110,17 @@ def test_per_layer_is_off_by_default(resnet18_64, store):
     result = run_benchmark("resnet18", "ort", replace(FAST, per_layer=False), RuntimeOptions(threads=1),
                            export=ExportConfig(model="resnet18", models_dir=store))
     assert result.per_layer is None and "per_layer" not in build_report(result)
+
+
+def test_a_failing_profiler_leaves_the_measurement_and_a_warning(resnet18_64, store, monkeypatch):
+    from deploykit.runtimes.ort import OrtCpuRuntime
+
+    def broken(self, model, x, iterations):
+        raise RuntimeError("profiling JSON\nnot written")
+
+    monkeypatch.setattr(OrtCpuRuntime, "profile_layers", broken)
+    result = run_benchmark("resnet18", "ort", FAST, RuntimeOptions(threads=1),
+                           export=ExportConfig(model="resnet18", models_dir=store))
+    rep = build_report(result)
+    assert "per_layer" not in rep and rep["timing"]["iterations"] >= 10
+    assert "per-layer profile failed, the measurement stands: RuntimeError: profiling JSON not written" in rep["warnings"]
