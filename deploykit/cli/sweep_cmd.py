@@ -114,7 +114,7 @@ def _prelude(ctx, p) -> list[list[str]]:
     peak = ctx.find_root().command.commands.get("peak") if ctx.find_root() else None
     if peak is None:
         return []
-    takes_threads = any(getattr(p, "name", None) == "threads" for p in peak.params)
+    takes_threads = any(getattr(param, "name", None) == "threads" for param in peak.params)
     threads = sorted({c.threads for c in p.todo if c.threads})
     if not p.todo:
         return []
@@ -135,11 +135,11 @@ class _Progress:
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
             # one refresh a second: the cells measure on the same cores
-            self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
+            self.progress = Progress(TextColumn("sweep"), BarColumn(bar_width=20),
                                      TextColumn("{task.fields[counts]}"), TimeElapsedColumn(),
-                                     TextColumn("ETA"), TimeRemainingColumn(), console=console, refresh_per_second=1,
-                                     transient=True)
-            self.task = self.progress.add_task("sweep", total=self.total,
+                                     TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.description}"),
+                                     console=console, refresh_per_second=1, transient=True)
+            self.task = self.progress.add_task("", total=self.total,
                                                counts=f"0 ok, 0 failed, {self.total} left")
         kept = p.count("done") + p.count("kept")
         console.print(f"[dim]sweep: {len(p.cells)} cells: {self.total} to run, {p.count('skip')} skipped"
@@ -156,7 +156,7 @@ class _Progress:
 
     def start(self, cell) -> None:
         if self.progress is not None:
-            self.progress.update(self.task, description=f"{cell.key}")
+            self.progress.update(self.task, description=f"running {cell.key}")
 
     def done(self, row: dict, counts) -> None:
         self.n += 1
@@ -223,20 +223,36 @@ def _print_summary(rows: list[dict], p, out: Path, wall: float, as_json: bool) -
     from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title="deploykit sweep (p50 = median batch latency; CI = bootstrap 95% CI of the median)")
-    for col in ("model", "target", "precision", "batch", "res", "threads", "options", "status", "p50 ms",
-                "p50 95% CI", "items/s", "wall s", "reason"):
-        table.add_column(col, justify="right" if col in ("batch", "res", "threads", "p50 ms", "items/s", "wall s")
-                         else "left")
+    from rich import box
+
+    keys = {"target": "target", "prec": "precision", "batch": "batch", "res": "resolution", "thr": "threads",
+            "options": "model_options"}
+    shown = {"target": lambda v: v, "prec": lambda v: v, "batch": lambda v: f"batch {v}",
+             "res": lambda v: f"{v} px", "thr": lambda v: f"{v} threads", "options": lambda v: v}
+    constant = {c: _int_text(rows[0][k]) if c in ("batch", "res", "thr") else str(rows[0][k] or "")
+                for c, k in keys.items() if len({str(r.get(k)) for r in rows}) == 1}
+    title = "deploykit sweep: p50 = median batch latency (ms), CI = its bootstrap 95% CI"
+    if constant:
+        title += "; all cells: " + ", ".join(shown[c](v) for c, v in constant.items() if v)
+    table = Table(title=title, box=box.SIMPLE_HEAD)
+    cols = ["model", *(c for c in keys if c not in constant), "status", "p50 ms", "95% CI", "items/s", "wall s",
+            "reason"]
+    if not any(r.get("reason") for r in rows):
+        cols.remove("reason")
+    for col in cols:
+        table.add_column(col, justify="right" if col in ("batch", "res", "thr", "p50 ms", "items/s", "wall s")
+                         else "left", no_wrap=col != "reason")
     for r in rows:
         ok = r["status"] == "ok"
         p50, lo, hi, ips, w = (_num(r.get(k)) for k in ("p50_ms", "ci_low_ms", "ci_high_ms", "items_per_s", "wall_s"))
-        table.add_row(escape(str(r["model"])), r["target"], r["precision"], _int_text(r["batch"]),
-                      _int_text(r["resolution"]), _int_text(r["threads"]), r["model_options"],
-                      _status_markup(r["status"]), f"{p50:.3f}" if ok and p50 is not None else "-",
-                      f"{lo:.3f}-{hi:.3f}" if ok and lo is not None else "-",
-                      f"{ips:.1f}" if ok and ips is not None else "-", f"{w:.1f}" if w is not None else "-",
-                      escape(str(r.get("reason") or "")))
+        cells = {"model": escape(str(r["model"])), "target": r["target"], "prec": r["precision"],
+                 "batch": _int_text(r["batch"]), "res": _int_text(r["resolution"]), "thr": _int_text(r["threads"]),
+                 "options": r.get("model_options") or "", "status": _status_markup(r["status"]),
+                 "p50 ms": f"{p50:.3f}" if ok and p50 is not None else "-",
+                 "95% CI": f"{lo:.3f}-{hi:.3f}" if ok and lo is not None else "-",
+                 "items/s": f"{ips:.1f}" if ok and ips is not None else "-",
+                 "wall s": f"{w:.1f}" if w is not None else "-", "reason": escape(str(r.get("reason") or ""))}
+        table.add_row(*[cells[c] for c in cols])
     con = stdout_console()
     con.print(table)
     failed = counts["failed"] + counts["timeout"] + counts["killed"]

@@ -114,6 +114,8 @@ def compare(inputs: Sequence[tuple[str, object]], *, by: str | None = None, metr
         if not matches:
             raise UsageError(f"--baseline {baseline!r} is not a column (columns: {', '.join(labels)})")
         base = matches[0]
+    columns = [base] + [c for c in columns if c != base]  # the baseline first, the others in order
+    labels = [str(c) for c in columns]
     if dupes:
         notes.append(f"{dupes} cell(s) appear more than once in a column: the latest run (by 'created') is shown")
 

@@ -61,7 +61,7 @@ def test_by_target_pools_the_inputs_and_makes_a_column_per_value(tmp_path):
     unpivoted = cmp.compare(inputs)  # no cell in two inputs: say which key to pivot on
     assert any("--by target" in n for n in unpivoted["notes"])
     result = cmp.compare(inputs, by="target", baseline="openvino")
-    assert result["columns"] == ["ort", "openvino"] and result["baseline"] == "openvino"
+    assert result["columns"] == ["openvino", "ort"] and result["baseline"] == "openvino"
     assert result["dims"] == ["model", "resolution"]
     r64 = next(r for r in result["rows"] if r["cell"]["resolution"] == 64)
     assert r64["values"]["ort"]["ratio"] == pytest.approx(10 / 6, rel=0.02) and r64["values"]["ort"]["significant"]
