@@ -3,6 +3,7 @@ process per cell, one results table (Parquet + CSV)."""
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -36,7 +37,7 @@ def _executor_names() -> list[str]:
                    "docs/sweeps.md). Flags below override its [bench] settings.")
 @click.option("-o", "--out", type=click.Path(path_type=Path), default=None,
               help="The sweep's folder: results.parquet, results.csv, cells/<cell>/ reports [default: the study's "
-                   "'out', else <report-dir>/sweep-<stamp>].")
+                   "'out', else reports/sweep-<time> under $DEPLOYKIT_REPORTS or ./reports].")
 @click.option("--cell-timeout", type=click.FloatRange(min=0), default=None,
               help="Seconds a cell may take, export and quantization included; 0 = no limit [default: 1800].")
 @click.option("--min-time", type=click.FloatRange(min=0), default=None, help="Per cell: bench --min-time [default: 5].")
@@ -95,9 +96,10 @@ def command(ctx, models, targets, precision, batch, resolution, threads, parc_im
         return
     from deploykit.core.atomic import ensure_dir
     from deploykit.sweep.executor import make_executor
-    from deploykit.sweep.run import run_sweep
+    from deploykit.sweep.run import record_run, run_sweep
 
     ensure_dir(out)
+    record_run(out, spec, sys.argv[1:])
     err = stderr_console()
     show = _Progress(err, p)
     ex = make_executor(executor, spec.bench, out, models_dir=models_dir, on_start=show.start)
@@ -194,7 +196,8 @@ def _row_text(row: dict) -> str:
 def _print_plan(p, out: Path, as_json: bool) -> None:
     cells = p.listing()
     if as_json:
-        print_json({"out": str(out), "cells": cells, "counts": {a: p.count(a) for a in ("run", "skip", "done", "kept")}})
+        counts = {a: p.count(a) for a in ("run", "skip", "done", "kept")}
+        print_json({"out": str(out), "cells": cells, "counts": counts})
         return
     from rich.markup import escape
     from rich.table import Table

@@ -47,10 +47,12 @@ def bench_args(cell: Cell, bench: BenchSettings, report_dir: Path, models_dir: P
         args += ["--threads", str(cell.threads)]
     if cell.precision == "fp32":  # explicitly: OpenVINO would run bf16 on CPUs with bf16 units
         args += ["--precision", "fp32"]
-    elif cell.precision == "int8":  # the float remainder runs in the target's default precision, as bench --int8
+    elif cell.precision == "int8":
         args += ["--int8", "--calib-data", bench.calib_data]
         if bench.calib_size is not None:
             args += ["--calib-size", str(bench.calib_size)]
+        if float_rest_may_drop(cell.target):  # the ops left in float run in fp32, as in the fp32 cells
+            args += ["--precision", "fp32"]
     for k, v in cell.options:
         args += ["--parc-impl", v] if k == "parc_impl" else ["--model-opt", f"{k}={v}"]
     args += ["--min-time", f"{bench.min_time:g}", "--max-time", f"{bench.max_time:g}",
@@ -59,6 +61,16 @@ def bench_args(cell: Cell, bench: BenchSettings, report_dir: Path, models_dir: P
     if models_dir is not None:
         args += ["--models-dir", str(models_dir)]
     return args
+
+
+def float_rest_may_drop(target: str) -> bool:
+    """Whether ``target`` runs int8 files and may run their float part in bf16 unless told fp32 (it declares both
+    precisions: OpenVINO, which picks bf16 on CPUs with bf16 units). Targets that run a graph in its own
+    precision (and refuse --precision fp32 for an int8 file) declare no bf16."""
+    from deploykit.runtimes.base import get_runtime
+
+    precisions = get_runtime(target).precisions
+    return "bf16" in precisions and "int8" in precisions
 
 
 def child_env() -> dict[str, str]:

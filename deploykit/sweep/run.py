@@ -146,6 +146,31 @@ class _Signals:
                 raise SweepInterrupted(self.message(signum), signum)
 
 
+SWEEP_FILE = "sweep.json"
+
+
+def record_run(out: Path, spec: SweepSpec, argv: list[str]) -> Path:
+    """Write ``out/sweep.json``: the sweep's spec (study name, matrices, bench settings) as last run, and every
+    run of it so far (start time, command line, deploykit version)."""
+    import json
+    import sys
+
+    from deploykit import __version__
+    from deploykit.core.atomic import write_json
+    from deploykit.sweep.spec import spec_dict
+
+    path = out / SWEEP_FILE
+    runs = []
+    try:
+        old = json.loads(path.read_text())
+        runs = [r for r in old.get("runs", []) if isinstance(r, dict)]
+    except (OSError, ValueError, AttributeError):
+        pass
+    runs.append({"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "argv": list(argv),
+                 "python": sys.executable, "deploykit": __version__})
+    return write_json(path, {"schema": "deploykit.sweep", "spec": spec_dict(spec), "runs": runs})
+
+
 def run_sweep(p: Plan, executor, out: Path, *, on_row: Callable[[dict, Counts], None] | None = None,
               prelude: list[list[str]] | None = None, say: Callable[[str], None] | None = None) -> list[dict]:
     """Run the plan's cells with ``executor``; write ``out/results.{parquet,csv}`` after every finished cell;
@@ -177,6 +202,7 @@ def run_sweep(p: Plan, executor, out: Path, *, on_row: Callable[[dict, Counts], 
         with sig.critical():
             write_results(ordered(), out)
         for args in prelude or []:
+            say(f"first: deploykit {' '.join(args)}")
             ok, why = executor.prelude(args, timeout=executor.bench.cell_timeout or None)
             if not ok:
                 say(f"'deploykit {' '.join(args)}' did not run: {why}")

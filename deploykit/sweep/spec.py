@@ -155,6 +155,8 @@ class SweepSpec:
     matrices: tuple[Matrix, ...]
     bench: BenchSettings = BenchSettings()
     source: str = "flags"  # "flags" or the study file's path
+    name: str = ""  # a study file's name and description (free text)
+    description: str = ""
 
     def cells(self) -> list[Cell]:
         return build_cells(self.matrices)
@@ -328,8 +330,9 @@ def bench_from_values(values: dict[str, Any], where: str = "", base: BenchSettin
     return replace(base, **kw)
 
 
-def load_study(path: str | Path) -> tuple[list[Matrix], dict[str, Any]]:
-    """The matrices and the [bench] values of a study file (TOML). Errors name the file and the key at fault."""
+def load_study(path: str | Path) -> tuple[list[Matrix], dict[str, Any], dict[str, str]]:
+    """The matrices, the [bench] values and the name / description of a study file (TOML). Errors name the file
+    and the key at fault."""
     import tomllib
 
     p = Path(path)
@@ -347,8 +350,13 @@ def load_study(path: str | Path) -> tuple[list[Matrix], dict[str, Any]]:
     blocks = data.pop("matrix", None)
     top = {k: v for k, v in data.items() if k in MATRIX_KEYS}
     rest = {k: v for k, v in data.items() if k not in MATRIX_KEYS}
-    for key in ("name", "description"):  # free text for people; ignored
-        rest.pop(key, None)
+    meta = {}
+    for key in ("name", "description"):  # free text for people
+        if key in rest:
+            value = rest.pop(key)
+            if not isinstance(value, str):
+                raise UsageError(f"{p}: {key} must be a string, got {value!r}")
+            meta[key] = value
     if "out" in rest:  # `out` may also sit at the top level
         bench = {**bench, "out": rest.pop("out")}
     if rest:
@@ -370,7 +378,7 @@ def load_study(path: str | Path) -> tuple[list[Matrix], dict[str, Any]]:
         if not m.models:
             raise UsageError(f"{p}: [[matrix]] #{i + 1}: key 'models' is missing")
     bench_from_values(bench, where=f"{p}: [bench]: ")  # validate keys and types now, with the file named
-    return matrices, bench
+    return matrices, bench, meta
 
 
 def spec_from(models=(), *, targets=(), precision=(), batch=(), resolution=(), threads=(), parc_impl=(),
@@ -385,7 +393,7 @@ def spec_from(models=(), *, targets=(), precision=(), batch=(), resolution=(), t
             key = next(iter(given))
             raise UsageError(f"{FLAG_NAMES[key]} and --study both give the matrix: put it in the study file or in "
                              "flags, not both")
-        matrices, study_bench = load_study(study)
+        matrices, study_bench, meta = load_study(study)
         settings = bench_from_values(study_bench, where=f"{study}: [bench]: ")
         source = str(study)
     else:
@@ -394,9 +402,11 @@ def spec_from(models=(), *, targets=(), precision=(), batch=(), resolution=(), t
         matrices = [matrix_from_values(given, flags=True)]
         settings = BenchSettings()
         source = "flags"
+        meta = {}
     settings = bench_from_values({k: v for k, v in (bench or {}).items() if v is not None}, base=settings)
-    return SweepSpec(matrices=tuple(matrices), bench=settings, source=source)
+    return SweepSpec(matrices=tuple(matrices), bench=settings, source=source, **meta)
 
 
 def spec_dict(spec: SweepSpec) -> dict:
-    return {"source": spec.source, "bench": asdict(spec.bench), "matrices": [asdict(m) for m in spec.matrices]}
+    return {"source": spec.source, "name": spec.name, "description": spec.description, "bench": asdict(spec.bench),
+            "matrices": [asdict(m) for m in spec.matrices]}

@@ -125,4 +125,21 @@ def test_a_failing_prelude_is_reported_and_the_sweep_goes_on(tmp_path):
     rows = run_sweep(p, LocalExecutor(BenchSettings(), out, command=fake_bench(tmp_path)), out,
                      prelude=[["no-such-command"]], say=said.append)
     assert [r["status"] for r in rows] == ["ok"]
-    assert len(said) == 1 and said[0].startswith("'deploykit no-such-command' did not run:")
+    assert said[0] == "first: deploykit no-such-command"
+    assert len(said) == 2 and said[1].startswith("'deploykit no-such-command' did not run:")
+
+
+def test_each_run_is_recorded_beside_the_table(tmp_path):
+    from deploykit.sweep.run import record_run
+
+    study = tmp_path / "s.toml"
+    study.write_text('name = "demo"\ndescription = "two sizes"\n[[matrix]]\nmodels = ["resnet18"]\n')
+    from deploykit.sweep.spec import spec_from
+
+    spec = spec_from(study=study)
+    record_run(tmp_path, spec, ["sweep", "--study", str(study)])
+    record_run(tmp_path, spec, ["sweep", "--study", str(study), "--resume"])
+    data = json.loads((tmp_path / "sweep.json").read_text())
+    assert data["spec"]["name"] == "demo" and data["spec"]["description"] == "two sizes"
+    assert data["spec"]["matrices"][0]["models"] == ["resnet18"] and data["spec"]["bench"]["min_time"] == 5.0
+    assert [r["argv"][-1] for r in data["runs"]] == [str(study), "--resume"]

@@ -137,7 +137,7 @@ def test_a_study_file_with_several_matrix_blocks_and_bench_settings(tmp_path):
     assert len(keys) == 2 * 2 * 2 + 1
     assert keys[-1] == "resnet18|ort|int8|b1|r64|tauto"
     assert spec.bench == BenchSettings(min_time=0.2, max_time=1.0, cell_timeout=120.0, out="reports/sweeps/example")
-    assert spec.source == str(f)
+    assert spec.source == str(f) and (spec.name, spec.description) == ("example", "two models at two sizes")
     # flags win over the file's [bench]
     assert spec_from(study=f, bench={"min_time": 0.5, "cell_timeout": None}).bench.min_time == 0.5
     # a study without [[matrix]] blocks: the top-level keys are the matrix
@@ -191,3 +191,6 @@ def test_a_cell_becomes_a_bench_command_line():
     assert "--int8 --calib-data synthetic --calib-size 8 --parc-impl fft" in joined
     assert "--resolution" not in joined and "--threads" not in joined and "--precision" not in joined
     assert joined.endswith("--models-dir /m")
+    # OpenVINO would run the float rest of an int8 graph in bf16 on CPUs with bf16 units: fp32 is asked for
+    joined = " ".join(bench_args(Cell(model="resnet18", target="openvino", precision="int8"), bench, "/r"))
+    assert "--int8 --calib-data synthetic --calib-size 8 --precision fp32" in joined
