@@ -105,24 +105,25 @@ def command(ctx, models, targets, precision, batch, resolution, threads, parc_im
     ex = make_executor(executor, spec.bench, out, models_dir=models_dir, on_start=show.start)
     started = time.monotonic()
     with show:
-        rows = run_sweep(p, ex, out, on_row=show.done, prelude=_prelude(ctx, p),
+        rows = run_sweep(p, ex, out, on_row=show.done, prelude=_prelude(ctx, p, models_dir),
                          say=lambda msg: err.print(f"[dim]{msg}[/]"))
     _print_summary(rows, p, out, time.monotonic() - started, as_json)
 
 
-def _prelude(ctx, p) -> list[list[str]]:
+def _prelude(ctx, p, models_dir) -> list[list[str]]:
     """``deploykit peak`` before the cells, where this deploykit has that command: per thread count of the sweep
     when it takes --threads (its result is cached per machine, so this is quick after the first time)."""
     peak = ctx.find_root().command.commands.get("peak") if ctx.find_root() else None
     if peak is None:
         return []
-    takes_threads = any(getattr(param, "name", None) == "threads" for param in peak.params)
+    params = {getattr(param, "name", None) for param in peak.params}
     threads = sorted({c.threads for c in p.todo if c.threads})
     if not p.todo:
         return []
-    if takes_threads and threads:
-        return [["peak", "--threads", str(t)] for t in threads]
-    return [["peak"]]
+    extra = ["--models-dir", str(models_dir)] if models_dir is not None and "models_dir" in params else []
+    if "threads" in params and threads:
+        return [["peak", "--threads", str(t), *extra] for t in threads]
+    return [["peak", *extra]]
 
 
 class _Progress:

@@ -277,10 +277,11 @@ def _read_one(p: Path, absolute_reports: bool):
             if (p / name).is_file():
                 return _read_table(p / name, absolute_reports)
         files = sorted(f for f in p.rglob("*.json") if f.is_file())
-        reports = [f for f in files if _looks_like_report(f)]
-        if not reports:
+        rows = rows_from_report_files([f for f in files if _looks_like_report(f)], root=p, absolute=absolute_reports,
+                                      skip_other=True)
+        if not rows:
             raise InputError(f"{p} holds no results table ({RESULTS_PARQUET}, {RESULTS_CSV}) and no report JSON")
-        return to_frame(rows_from_report_files(reports, root=p, absolute=absolute_reports))
+        return to_frame(rows)
     if not p.exists():
         raise InputError(f"not found: {p}")
     if p.suffix in (".parquet", ".csv"):
@@ -322,7 +323,10 @@ def _looks_like_report(f: Path) -> bool:
     return b'"schema"' in head and b"deploykit." in head
 
 
-def rows_from_report_files(files: Iterable[Path], root: Path | None = None, absolute: bool = False) -> list[dict]:
+def rows_from_report_files(files: Iterable[Path], root: Path | None = None, absolute: bool = False,
+                           skip_other: bool = False) -> list[dict]:
+    """Rows of report JSON files; ``skip_other``: leave out JSON files of other kinds (a folder's sweep.json)
+    instead of refusing them."""
     rows = []
     for f in files:
         try:
@@ -331,6 +335,8 @@ def rows_from_report_files(files: Iterable[Path], root: Path | None = None, abso
             raise InputError(f"{f} is not a JSON report (not text)") from None
         except json.JSONDecodeError as exc:
             raise InputError(f"{f} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+        if skip_other and not (isinstance(data, dict) and data.get("schema") in _ROW_BUILDERS):
+            continue
         if isinstance(data, dict) and data.get("schema") == SCHEMA:
             validate(data, str(f))
         path = Path(f).resolve() if absolute or root is None else _relative(Path(f), root)

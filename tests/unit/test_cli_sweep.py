@@ -83,3 +83,35 @@ def test_compare_prints_a_table_json_and_writes_markdown_or_csv(cli_runner, tmp_
     assert_clean_error(cli_runner.invoke(cli, ["compare", str(a), "-o", str(tmp_path / "cmp.html")]), 2,
                        "write .md or .csv")
     assert files_under(tmp_path) == sorted([a, b, tmp_path / "cmp.md", tmp_path / "cmp.csv"])
+
+
+def test_peak_runs_first_where_this_deploykit_has_it(tmp_path):
+    import click
+
+    from deploykit.cli import sweep_cmd
+    from deploykit.sweep.run import plan
+    from deploykit.sweep.spec import spec_from
+
+    p = plan(spec_from(("resnet18",), threads=("1,2",), resolution=("64",)), tmp_path / "s")
+    ctx = click.Context(sweep_cmd.command, parent=click.Context(cli))
+    if "peak" not in cli.commands:
+        assert sweep_cmd._prelude(ctx, p, None) == []  # no such command here: nothing, silently
+
+    @click.command("peak")
+    @click.option("--threads", type=int)
+    @click.option("--models-dir")
+    def peak(threads, models_dir):  # pragma: no cover - never invoked here
+        """A stand-in with the memory helper's options."""
+
+    old = cli.commands.get("peak")
+    cli.commands["peak"] = peak
+    try:
+        assert sweep_cmd._prelude(ctx, p, tmp_path / "m") == [
+            ["peak", "--threads", "1", "--models-dir", str(tmp_path / "m")],
+            ["peak", "--threads", "2", "--models-dir", str(tmp_path / "m")]]
+        assert sweep_cmd._prelude(ctx, plan(spec_from(("resnet18",)), tmp_path / "t"), None) == [["peak"]]
+    finally:
+        if old is None:
+            cli.commands.pop("peak")
+        else:
+            cli.commands["peak"] = old

@@ -131,6 +131,7 @@ def test_bare_reports_and_folders_of_them_become_rows(tmp_path):
     a = write_report(tmp_path / "runs" / "a.json", make_report(samples(10.0), target="ort"))
     write_report(tmp_path / "runs" / "deeper" / "b.json", make_report(samples(8.0), target="openvino"))
     (tmp_path / "runs" / "notes.json").write_text('{"not": "a report"}')
+    (tmp_path / "runs" / "sweep.json").write_text('{"schema": "deploykit.sweep", "spec": {}}')  # another kind
     df = res.read_results(tmp_path / "runs")
     assert sorted(df["target"]) == ["openvino", "ort"]
     assert sorted(df["report"]) == ["a.json", "deeper/b.json"]
