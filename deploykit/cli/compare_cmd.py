@@ -7,13 +7,12 @@ from pathlib import Path
 import click
 
 from deploykit.cli.common import print_json, stdout_console
-
-BY = ("target", "precision", "model", "resolution", "threads", "batch", "model_options")
+from deploykit.report.compare import BY_CHOICES
 
 
 @click.command("compare")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--by", type=click.Choice(BY), default=None,
+@click.option("--by", type=click.Choice(BY_CHOICES), default=None,
               help="Pool the inputs and make one column per value of this key (target, precision, ...) "
                    "[default: one column per input].")
 @click.option("--baseline", default=None, metavar="COLUMN",
