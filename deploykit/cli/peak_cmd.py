@@ -18,9 +18,10 @@ from deploykit.cli.runtime_options import runtime_option, target_option
 @models_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result (the cache entry) as JSON.")
 def command(threads, targets, force, quick, models_dir, as_json):
-    """Measure this machine's GEMM throughput per precision with the runtimes deploykit benchmarks on: ONNX
-    Runtime fp32 MatMul and int8 MatMulInteger / QLinearMatMul, OpenVINO fp32, bf16 / fp16 where the CPU has
-    them, and int8, on GEMM shapes typical of ResNet and ViT layers plus a large square.
+    """Measure this machine's GEMM peak per precision with ONNX Runtime and OpenVINO (cached).
+
+    Kernels: ONNX Runtime fp32 MatMul and int8 MatMulInteger / QLinearMatMul, OpenVINO fp32, bf16 / fp16
+    where the CPU has them, and int8; on GEMM shapes typical of ResNet and ViT layers plus a large square.
 
     Prints the best GFLOP/s per precision (int8: GOP/s) beside the theoretical peak (cores x clock x
     operations per cycle of the ISA). The result is cached per machine and thread count in

@@ -69,7 +69,7 @@ def complexity(model, input_shape: tuple[int, ...] | list[int]) -> dict:
     """Parameters and MACs *per batch item* of ``model`` run at ``input_shape`` (its first graph input; a symbolic
     batch or spatial dim takes the value given there): total, attention (activation x activation MatMuls) and per
     op type. The report's ``model.complexity``."""
-    shapes = _shapes(model, None, None, input_shape=tuple(int(d) for d in input_shape))
+    shapes = _shapes(model, int(input_shape[0]), None, input_shape=tuple(int(d) for d in input_shape))
     macs, by_op, unknown, attention = _count_macs(model, shapes)
     batch = int(input_shape[0]) or 1
     note = "ONNX graph after shape inference at the run's input shape; MACs of Conv/ConvTranspose/Gemm/MatMul " \
