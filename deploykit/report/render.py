@@ -17,7 +17,7 @@ SUMMARY_COLUMNS = [
     ("top1", "top-1 agree"), ("cosine", "cosine"), ("max_abs", "max abs err"), ("fidelity", "fidelity"),
     ("mode", "mode"), ("j_per_inf", "J/inference"), ("energy", "energy"),
     ("rss_peak_mb", "RSS peak MB"), ("rss_increase_mb", "RSS +MB"), ("gpu_peak_mb", "GPU MB"),
-    ("artifact_mb", "file MB"), ("gmacs", "GMACs"), ("gflops", "GFLOP/s"), ("peak_share", "of peak"),
+    ("artifact_mb", "file MB"), ("gmacs", "GMACs"), ("gflops", "GFLOP/s"), ("peak_share", "of measured peak"),
 ]
 
 
