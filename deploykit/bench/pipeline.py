@@ -202,16 +202,22 @@ def _cost(model: ResolvedModel, memory: dict, export, options: RuntimeOptions, s
     cache = Path(options.cache_dir) if options.cache_dir else \
         (export.models_dir if export else default_models_dir()) / ".cache"
     proto = None
-    if model.path.suffix == ".onnx":
-        from deploykit.onnxio.files import load_onnx
+    try:  # the analysis after the run must never cost the measurement
+        if model.path.suffix == ".onnx":
+            from deploykit.onnxio.files import load_onnx
 
-        proto = load_onnx(model.path, load_external_data=False)
-    memory["artifact_mb"] = memory_mod.artifact_mb(model.path, proto)
+            proto = load_onnx(model.path, load_external_data=False)
+        memory["artifact_mb"] = memory_mod.artifact_mb(model.path, proto)
+    except Exception:
+        memory["artifact_mb"] = round(model.path.stat().st_size / memory_mod.MB, 3)
     if proto is None:
         return None, None
     from deploykit.passes.inspect import cached_complexity
 
-    cx = cached_complexity(model.path, model.sha256, model.input_shape, cache, proto=proto)
+    try:
+        cx = cached_complexity(model.path, model.sha256, model.input_shape, cache, proto=proto)
+    except Exception:
+        return None, None
     if not cx.get("macs"):
         return cx, None
     eff = efficiency(macs=cx["macs"], batch=meas.batch, p50_ms=stats["p50"], items_per_s=meas.items_per_s,

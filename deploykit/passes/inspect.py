@@ -164,9 +164,9 @@ _MATMUL_OPERANDS = {"QLinearMatMul": (0, 3)}
 def _constant_tensors(model) -> set[str]:
     """Tensors whose value does not depend on the graph inputs: initializers, Constant outputs and the outputs of
     nodes all of whose inputs are constant (e.g. DequantizeLinear of a quantized weight, a Transpose of a weight).
-    ONNX graphs are topologically sorted, so one pass suffices."""
-    inputs = {vi.name for vi in model.graph.input}
-    const = {t.name for t in model.graph.initializer if t.name not in inputs}
+    ONNX graphs are topologically sorted, so one pass suffices. Initializers also listed as graph inputs (files
+    exported with weights as inputs) count as constants: they are the weights."""
+    const = {t.name for t in model.graph.initializer}
     for n in model.graph.node:
         if any(a.HasField("g") or a.graphs for a in n.attribute) or n.op_type.startswith("Random"):
             continue
