@@ -39,16 +39,32 @@ def _rc():
     return matplotlib.rc_context(RC)
 
 
-def _figure(n_panels: int, ncols: int = 2, panel=(PANEL_W, PANEL_H)):
+def _figure(n_panels: int, ncols: int = 2, panel=(PANEL_W, PANEL_H), legend=()):
+    """A figure of ``n_panels`` panels, each in its own subfigure so that its legend sits below it (``_legend``)
+    at full width; ``legend``: the longest panel's legend labels, to size the legend's columns and rows."""
     from matplotlib.figure import Figure
 
     ncols = max(1, min(ncols, n_panels))
     nrows = math.ceil(n_panels / ncols)
-    fig = Figure(figsize=(panel[0] * ncols, panel[1] * nrows), layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    for ax in axes[n_panels:]:
-        ax.set_visible(False)
-    return fig, list(axes[:n_panels])
+    labels = list(legend)
+    # ~0.058 in per character at the legend's 7.5 pt, plus the handle and the gap between columns
+    col_w = 0.058 * max((len(str(t)) for t in labels), default=0) + 0.6
+    lcols = max(1, min(len(labels), int((panel[0] - 0.2) // col_w))) if labels else 1
+    height = panel[1] + (0.17 * math.ceil(len(labels) / lcols) + 0.2 if labels else 0)
+    fig = Figure(figsize=(panel[0] * ncols, height * nrows), layout="constrained")
+    subs = fig.subfigures(nrows, ncols, squeeze=False).ravel()
+    for sf in subs:
+        sf.dk_legend_cols = lcols
+    return fig, [sf.add_subplot() for sf in subs[:n_panels]]
+
+
+def _sized(rows: pd.DataFrame, panel_keys: list[str], texts: pd.Series) -> list[str]:
+    """Legend texts standing in for the fullest panel: as many as its entries, each as long as the longest."""
+    if rows.empty:
+        return []
+    n = int(rows.groupby(panel_keys, dropna=False).size().max())
+    longest = max((str(t) for t in texts), key=len, default="")
+    return [longest] * n
 
 
 def _palette(labels) -> dict[str, tuple]:
@@ -78,15 +94,13 @@ def _panel_title(target, precision, batch=None, many_batches=False, threads=None
     return t + (f" · {int(threads)} threads" if many_threads and threads == threads else "")
 
 
-def _legend(ax, inside: bool = False, **kw):
-    """Outside on the right, or ``inside`` the upper left corner (empty on log-log plots of rising curves)."""
+def _legend(ax, **kw):
+    """The panel's legend below it, across its subfigure, in the columns ``_figure`` sized."""
     handles, labels = ax.get_legend_handles_labels()
-    if not handles:
-        return
-    if inside:
-        ax.legend(loc="upper left", framealpha=0.85, fontsize=7, **kw)
-    else:
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, frameon=False, **kw)
+    if handles:
+        sf = ax.get_figure(root=False)
+        sf.legend(handles, labels, loc="outside lower center", ncols=getattr(sf, "dk_legend_cols", 2),
+                  frameon=False, **kw)
 
 
 def _fmt(v: float) -> str:
@@ -110,7 +124,8 @@ def plot_latency_vs_resolution(df: pd.DataFrame, an: Analysis) -> Plot:
     many_batches = len({b for _, _, b, _ in panels}) > 1
     many_threads = len({t for _, _, _, t in panels}) > 1
     with _rc():
-        fig, axes = _figure(len(panels))
+        fig, axes = _figure(len(panels), legend=_sized(ex, ["target", "precision", "batch", "threads"],
+                                                       _labels(ex) + ": k=0.00 [0.00, 0.00]"))
         colors = _palette(_labels(ex))
         for ax, (target, precision, batch, threads) in zip(axes, panels):
             sub = ex[(ex["target"] == target) & (ex["precision"] == precision) & _eq(ex["batch"], batch)
@@ -139,7 +154,7 @@ def plot_latency_vs_resolution(df: pd.DataFrame, an: Analysis) -> Plot:
             ax.set_xlabel("input pixels (tick labels: side length)")
             ax.set_ylabel("p50 latency (ms)")
             ax.set_title(_panel_title(target, precision, batch, many_batches, threads, many_threads))
-            _legend(ax, inside=True)
+            _legend(ax)
     p.figure = fig
     return p
 
@@ -198,7 +213,8 @@ def plot_int8_speedup(df: pd.DataFrame, an: Analysis) -> Plot:
     labels = sorted({series_label(m, o) for m, o in zip(bm["model"], bm["model_options"])})
     targets = sorted(bm["target"].unique())
     with _rc():
-        fig, (ax,) = _figure(1, panel=(max(6.0, 0.55 * len(labels) * max(1, len(targets)) + 2.5), 3.8))
+        fig, (ax,) = _figure(1, panel=(max(6.0, 0.55 * len(labels) * max(1, len(targets)) + 1.0), 3.8),
+                             legend=targets)
         colors = _palette(targets)
         width = 0.8 / len(targets)
         x = np.arange(len(labels))
@@ -234,7 +250,9 @@ def plot_throughput_vs_batch(df: pd.DataFrame, an: Analysis) -> Plot:
     lat = lat.merge(keep, on=["label", "target", "precision", "resolution", "threads"])
     panels = list(lat.groupby(["target", "precision"], sort=True).groups)
     with _rc():
-        fig, axes = _figure(len(panels))
+        fig, axes = _figure(len(panels), legend=_sized(lat.drop_duplicates(["label", "target", "precision",
+                                                                            "resolution", "threads"]),
+                                                       ["target", "precision"], lat["label"] + " @ 0000"))
         colors = _palette(lat["label"])
         markers = _markers(lat["resolution"].astype(int).astype(str))
         many_res = lat["resolution"].nunique() > 1
@@ -270,7 +288,7 @@ def _plot_pareto(df: pd.DataFrame, column: str, name: str, what: str, unit: str)
     lat = lat.assign(label=_labels(lat))
     panels = list(lat.groupby(["target", "precision"], sort=True).groups)
     with _rc():
-        fig, axes = _figure(len(panels))
+        fig, axes = _figure(len(panels), legend=sorted(lat["label"].unique()) + ["Pareto front (00)"])
         colors = _palette(lat["label"])
         markers = _markers(lat["label"])
         for ax, (target, precision) in zip(axes, panels):
@@ -318,7 +336,8 @@ def plot_memory(df: pd.DataFrame, an: Analysis) -> Plot:
     parts += [("artifact_mb", "precision", "max", "artifact on disk (MB)")] if have_art else []
     labels = sorted(ok["label"].unique())
     with _rc():
-        fig, axes = _figure(len(parts), panel=(max(5.0, 0.5 * len(labels) + 3), 3.8))
+        fig, axes = _figure(len(parts), panel=(max(5.0, 0.5 * len(labels) + 2), 3.8),
+                            legend=max([sorted(ok["tp"].unique()), sorted(ok["precision"].unique())], key=len))
         for ax, (col, by, how, ylabel) in zip(axes, parts):
             sub = ok[np.isfinite(ok[col])]
             groups = sorted(sub[by].unique())
@@ -359,7 +378,8 @@ def plot_peak_share(df: pd.DataFrame, an: Analysis) -> Plot:
     labels = sorted(ok["label"].unique())
     groups = sorted(ok["tp"].unique())
     with _rc():
-        fig, (ax,) = _figure(1, panel=(max(6.0, 0.5 * len(labels) * max(1, len(groups)) / 2 + 3.5), 3.8))
+        fig, (ax,) = _figure(1, panel=(max(6.0, 0.25 * len(labels) * max(1, len(groups)) + 1.5), 3.8),
+                             legend=groups)
         colors = _palette(groups)
         width = 0.8 / len(groups)
         x = np.arange(len(labels))
@@ -389,11 +409,12 @@ def plot_attention_share(df: pd.DataFrame, an: Analysis) -> Plot:
     ok = ok.assign(label=_labels(ok))
     wanted = {series_label(m, o) for m, o in zip(am["model"], am["model_options"])}
     ok = ok[ok["label"].isin(wanted)]
+    ok = ok[ok.groupby("label")["gmacs_attention"].transform("max") > 0]  # ParC-style models: no attention MACs
     if ok.empty:
-        p.skipped = "the attention models have no gmacs_attention values"
+        p.skipped = "no attention model has attention MACs (gmacs_attention > 0)"
         return p
     with _rc():
-        fig, (ax,) = _figure(1)
+        fig, (ax,) = _figure(1, panel=(7.0, 3.8), legend=sorted(ok["label"].unique()))
         colors = _palette(ok["label"])
         for lab, g in ok.groupby("label", sort=True):
             g = g.sort_values("resolution").drop_duplicates("resolution")
@@ -430,7 +451,9 @@ def plot_parc_impls(df: pd.DataFrame, an: Analysis) -> Plot:
     many_batches = len({b for _, _, b, _ in panels}) > 1
     many_threads = len({t for _, _, _, t in panels}) > 1
     with _rc():
-        fig, axes = _figure(len(panels))
+        fig, axes = _figure(len(panels), legend=_sized(lat.drop_duplicates(["label", "target", "precision", "batch",
+                                                                            "threads"]),
+                                                       ["target", "precision", "batch", "threads"], lat["label"]))
         colors = _palette(lat["label"])
         for ax, (target, precision, batch, threads) in zip(axes, panels):
             sub = lat[(lat["target"] == target) & (lat["precision"] == precision) & _eq(lat["batch"], batch)
@@ -465,10 +488,14 @@ def make_plots(df: pd.DataFrame, an: Analysis) -> list[Plot]:
 # --------------------------------------------------------------------------------------------- renderings
 
 def svg_file(fig) -> bytes:
-    buf = io.BytesIO()
-    with _rc():
-        fig.savefig(buf, format="svg", metadata={"Date": None})
-    return buf.getvalue()
+    """The figure as a standalone SVG file (drawn once per figure; the page and --plots share it)."""
+    cached = getattr(fig, "dk_svg", None)
+    if cached is None:
+        buf = io.BytesIO()
+        with _rc():
+            fig.savefig(buf, format="svg", metadata={"Date": None})
+        cached = fig.dk_svg = buf.getvalue()
+    return cached
 
 
 _PROLOG = re.compile(r"\A.*?(?=<svg\b)", re.S)
