@@ -400,7 +400,7 @@ def render_html(rd: ReportData) -> str:
     out.append(_counts_html(status_counts(df)))
     sections = [("plots", "Plots"), ("exponents", "Complexity exponents"), ("attention", "Attention crossover"),
                 ("parc", "ParC implementations"), ("int8", "int8 speed-up"), ("results", "Results"),
-                ("failed", "Failed cells"), ("methods", "Methods")]
+                ("failed", "Cells not ok"), ("methods", "Methods")]
     out.append("<nav><ul>" + "".join(f'<li><a href="#{a}">{e(t)}</a></li>' for a, t in sections) + "</ul></nav>")
 
     out.append('<h2 id="plots">Plots</h2>')
@@ -457,7 +457,7 @@ def render_html(rd: ReportData) -> str:
     out.append(f'<h2 id="results">Results ({len(ok)} ok cells)</h2>')
     out.append(html_table(ok, results_columns(ok)) if len(ok) else '<p class="skipped">No cell finished ok.</p>')
     bad = df[df["status"] != "ok"]
-    out.append(f'<h2 id="failed">Failed cells ({len(bad)})</h2>')
+    out.append(f'<h2 id="failed">Cells not ok ({len(bad)})</h2>')
     out.append(html_table(bad, failed_columns(bad)) if len(bad) else "<p>None.</p>")
     out.append('<h2 id="methods">Methods</h2>')
     out.append("".join(f"<p>{e(t)}</p>" for t in METHODS))
@@ -551,6 +551,6 @@ def render_markdown(rd: ReportData, image_dir: str) -> tuple[str, dict[str, byte
     ok = df[df["status"] == "ok"]
     out += [f"## Results ({len(ok)} ok cells)", "", md_table(ok, results_columns(ok)) if len(ok) else "*None.*", ""]
     bad = df[df["status"] != "ok"]
-    out += [f"## Failed cells ({len(bad)})", "", md_table(bad, failed_columns(bad)) if len(bad) else "None.", ""]
+    out += [f"## Cells not ok ({len(bad)})", "", md_table(bad, failed_columns(bad)) if len(bad) else "None.", ""]
     out += ["## Methods", ""] + [f"- {_md_escape(t)}" for t in METHODS] + [""]
     return "\n".join(out), images

@@ -67,7 +67,7 @@ def test_header_and_analysis_sections(full):
     for anchor in ("plots", "exponents", "attention", "parc", "int8", "results", "failed", "methods"):
         assert f'id="{anchor}"' in page
     assert "fft is the fastest ParC implementation at" in page
-    assert "Failed cells (2)" in page and "Results (140 ok cells)" in page
+    assert "Cells not ok (2)" in page and "Results (140 ok cells)" in page
 
 
 def _sparse_table() -> pd.DataFrame:
@@ -94,7 +94,7 @@ def test_plots_without_data_are_skipped_with_a_reason():
 def test_a_table_with_only_failed_cells_still_renders():
     df = _sparse_table().assign(status="failed", p50_ms=np.nan)
     page = render_html(prepare(df, n_boot=100))
-    assert "No cell finished ok" in page and "Failed cells (3)" in page
+    assert "No cell finished ok" in page and "Cells not ok (3)" in page
 
 
 def test_markdown_report_with_pngs_beside_it_and_plot_files(tmp_path):
