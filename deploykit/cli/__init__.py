@@ -75,6 +75,9 @@ def _register() -> None:
 
     for mod in (gate_cmd, baseline_cmd):
         cli.add_command(mod.command)
+    from deploykit.cli import report_cmd  # results tables -> HTML / Markdown reports
+
+    cli.add_command(report_cmd.command)
 
 
 _register()
