@@ -54,12 +54,15 @@ def _executor_names() -> list[str]:
 @click.option("--retry-failed", is_flag=True, help="With --resume: run the failed, timed-out and killed cells again.")
 @click.option("--dry-run", is_flag=True, help="List the cells and what would happen to each; run nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary (or the --dry-run list) as JSON.")
+@click.option("--no-peak", is_flag=True,
+              help="Do not run 'deploykit peak' before the cells (it measures this machine's GEMM peak once and caches "
+                   "it; the cells' reports give their share of it).")
 @click.option("--executor", type=click.Choice(_executor_names()), default="local", show_default=True,
               help="Where cells run: local = one child process per cell on this machine, one at a time.")
 @click.pass_context
 def command(ctx, models, targets, precision, batch, resolution, threads, parc_impl, study, out, cell_timeout,
             min_time, max_time, min_iters, warmup, calib_data, models_dir, resume, retry_failed, dry_run, as_json,
-            executor):
+            no_peak, executor):
     """Run MODELS (names, globs such as 'resnet*', timm:NAME / tv:NAME, .onnx files) on every combination of
     targets, precisions, batch sizes, resolutions and thread counts: each cell is one 'deploykit bench' in its own
     child process, so a crash, a hang past --cell-timeout or an out-of-memory kill is recorded as that cell's
@@ -105,7 +108,7 @@ def command(ctx, models, targets, precision, batch, resolution, threads, parc_im
     ex = make_executor(executor, spec.bench, out, models_dir=models_dir, on_start=show.start)
     started = time.monotonic()
     with show:
-        rows = run_sweep(p, ex, out, on_row=show.done, prelude=_prelude(ctx, p, models_dir),
+        rows = run_sweep(p, ex, out, on_row=show.done, prelude=[] if no_peak else _prelude(ctx, p, models_dir),
                          say=lambda msg: err.print(f"[dim]{msg}[/]"))
     _print_summary(rows, p, out, time.monotonic() - started, as_json)
 

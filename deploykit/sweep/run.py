@@ -203,7 +203,8 @@ def run_sweep(p: Plan, executor, out: Path, *, on_row: Callable[[dict, Counts], 
             write_results(ordered(), out)
         for args in prelude or []:
             say(f"first: deploykit {' '.join(args)}")
-            ok, why = executor.prelude(args, timeout=executor.bench.cell_timeout or None)
+            limit = executor.bench.cell_timeout
+            ok, why = executor.prelude(args, timeout=max(limit, 900) if limit else None)
             if not ok:
                 say(f"'deploykit {' '.join(args)}' did not run: {why}")
         for row in executor.run(p.todo):

@@ -1,6 +1,7 @@
 """deploykit sweep end to end, as subprocesses with real cells (deploykit bench children on real models at 64 px):
-a 2x2 sweep interrupted by SIGINT after its first cell and resumed without re-running it, then compared; a corrupt
-model file recorded as failed while the sweep finishes; a cell past --cell-timeout recorded as timeout."""
+a 2x2 sweep (after deploykit peak) interrupted by SIGINT after its first cell and resumed without re-running it,
+then compared; a corrupt model file recorded as failed while the sweep finishes; a cell past --cell-timeout
+recorded as timeout."""
 
 from __future__ import annotations
 
@@ -74,6 +75,10 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_cells_then_compare
             assert (r["report"], r["created"]) == (report, created)
             assert (out / report).stat().st_mtime_ns == mtime
         assert (out / r["report"]).is_file() and r["p50_ms"] > 0 and r["family"] in ("cnn", "vit")
+        # the reports' memory, complexity and efficiency sections (deploykit peak ran before the cells)
+        assert r["rss_peak_mb"] > 0 and r["params_m"] > 0 and r["gflops"] > 0
+        assert r["peak_kind"] in ("measured", "theoretical") and r["peak_share"] > 0
+    assert (out / "cells" / "peak.log").is_file() and "sweep.json" in {f.name for f in out.iterdir()}
     assert "results: " in resumed.stdout and f"{n_cells} ok" in resumed.stdout
 
     cmp = run_cli("compare", str(out), "--by", "target" if "," in TARGETS else "model", "--json", env=env)
@@ -91,7 +96,7 @@ def test_a_corrupt_model_file_fails_its_cells_and_the_sweep_finishes(tmp_path, e
     dry = run_cli("sweep", str(bad), "resnet18", *FAST, "-o", str(out), "--dry-run", "--json", env=env)
     assert dry.returncode == 0, dry.stderr
     assert [c["action"] for c in json.loads(dry.stdout)["cells"]] == ["run", "run"] and not out.exists()
-    p = run_cli("sweep", str(bad), "resnet18", *FAST, "-o", str(out), "--json", env=env, timeout=300)
+    p = run_cli("sweep", str(bad), "resnet18", *FAST, "-o", str(out), "--json", "--no-peak", env=env, timeout=300)
     assert p.returncode == 0, p.stderr
     summary = json.loads(p.stdout)
     assert summary["counts"]["ok"] == 1 and summary["counts"]["failed"] == 1
@@ -106,7 +111,7 @@ def test_a_cell_past_the_cell_timeout_is_recorded_as_timeout(tmp_path, env):
     out = tmp_path / "sweep"
     t0 = time.monotonic()
     p = run_cli("sweep", "resnet18", "--resolution", "64", "--min-time", "60", "--max-time", "60",
-                "--cell-timeout", "3", "-o", str(out), env=env, timeout=120)
+                "--cell-timeout", "3", "--no-peak", "-o", str(out), env=env, timeout=120)
     assert p.returncode == 0, p.stderr
     assert time.monotonic() - t0 < 60
     (row,) = read_results(out).to_dict("records")
