@@ -50,10 +50,7 @@ def bootstrap_distribution(
         raise ValueError("no samples")
     if n == 1:
         return np.full(n_boot, a[0])
-    if isinstance(stat, str):
-        fn = {"median": lambda m: np.median(m, axis=1), "mean": lambda m: np.mean(m, axis=1)}[stat]
-    else:
-        fn = stat
+    fn = _reducer(stat)
     rng = np.random.default_rng(seed)
     chunk = max(1, min(n_boot, 4_000_000 // n))  # bound memory: at most ~32 MB of resamples at a time
     stats = []
@@ -123,6 +120,41 @@ def tail_supported(n: int, q: float, beyond: int = 10) -> bool:
     before it trusts a tail percentile (p90 needs 100 samples, p95 200, p99 1000). Tail percentiles from
     fewer samples are still reported, flagged as resting on too few samples."""
     return n * (100 - q) >= beyond * 100  # integer-exact: n (1 - q/100) >= beyond
+
+
+def ratio_ci(
+    samples: Sequence[float] | np.ndarray,
+    baseline: Sequence[float] | np.ndarray,
+    stat: Callable[[np.ndarray], np.ndarray] | str = "median",
+    *,
+    level: float = 0.95,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """(ratio, low, high): ``stat(samples) / stat(baseline)`` and its percentile-bootstrap confidence interval,
+    the two sides resampled independently (unpaired runs). The difference is real at ``level`` when the interval
+    excludes 1."""
+    a = np.asarray(samples, dtype=np.float64)
+    b = np.asarray(baseline, dtype=np.float64)
+    if a.size == 0 or b.size == 0:
+        raise ValueError("no samples")
+    fn = _reducer(stat)
+    ratio = float(fn(a[None, :])[0] / fn(b[None, :])[0])
+    reps = (bootstrap_distribution(a, stat, n_boot=n_boot, seed=seed)
+            / bootstrap_distribution(b, stat, n_boot=n_boot, seed=seed + 1))
+    lo, hi = percentile_interval(reps, level)
+    return ratio, lo, hi
+
+
+def _reducer(stat) -> Callable[[np.ndarray], np.ndarray]:
+    if isinstance(stat, str):
+        return {"median": lambda m: np.median(m, axis=1), "mean": lambda m: np.mean(m, axis=1)}[stat]
+    return stat
+
+
+def percentile_stat(q: float) -> Callable[[np.ndarray], np.ndarray]:
+    """A bootstrap statistic (reduces axis 1) for percentile ``q``, with deploykit's percentile definition."""
+    return lambda m: np.percentile(m, q, axis=1, method="linear")
 
 
 # ------------------------------------------------------------------------------------------- scaling fits

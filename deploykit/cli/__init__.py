@@ -60,6 +60,7 @@ def cli(debug: bool) -> None:
     deploykit bench resnet50 deit_small   latency / throughput / fidelity -> reports/
     deploykit targets                     which runtimes work here, and why not
     deploykit gate CAND --against BASE    CI latency regression gate (exit 4 on a regression)
+    deploykit sweep --study FILE.toml     a matrix of cells -> one results table; compare them
     """
 
 
@@ -74,6 +75,10 @@ def _register() -> None:
     from deploykit.cli import baseline_cmd, gate_cmd  # latency gates
 
     for mod in (gate_cmd, baseline_cmd):
+        cli.add_command(mod.command)
+    from deploykit.cli import compare_cmd, sweep_cmd  # sweeps and comparisons
+
+    for mod in (sweep_cmd, compare_cmd):
         cli.add_command(mod.command)
     from deploykit.cli import report_cmd  # results tables -> HTML / Markdown reports
 

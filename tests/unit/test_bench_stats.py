@@ -76,6 +76,25 @@ def test_empty_samples_raise():
         stats.summarize([])
 
 
+def test_ratio_ci_brackets_the_ratio_of_medians_and_excludes_1_only_for_a_real_difference():
+    from deploykit.bench.stats import percentile_stat, ratio_ci
+
+    rng = np.random.default_rng(0)
+    base = 10 * (1 + 0.05 * rng.standard_normal(300))
+    slower = 11 * (1 + 0.05 * rng.standard_normal(300))
+    same = 10 * (1 + 0.05 * rng.standard_normal(300))
+    r, lo, hi = ratio_ci(slower, base)
+    assert r == pytest.approx(np.median(slower) / np.median(base)) and lo < r < hi and lo > 1
+    r, lo, hi = ratio_ci(base, slower)
+    assert hi < 1
+    r, lo, hi = ratio_ci(same, base)
+    assert lo < 1 < hi
+    r, lo, hi = ratio_ci(slower, base, percentile_stat(90), n_boot=500)
+    assert r == pytest.approx(np.percentile(slower, 90) / np.percentile(base, 90)) and lo < r < hi
+    with pytest.raises(ValueError):
+        ratio_ci([], base)
+
+
 # ------------------------------------------------------------------------------------------- scaling fits
 
 RES = np.array([224, 320, 448, 640, 896, 1024], dtype=float)
