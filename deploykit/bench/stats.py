@@ -116,3 +116,15 @@ def tail_supported(n: int, q: float, beyond: int = 10) -> bool:
     before it trusts a tail percentile (p90 needs 100 samples, p95 200, p99 1000). Tail percentiles from
     fewer samples are still reported, flagged as resting on too few samples."""
     return n * (100 - q) >= beyond * 100  # integer-exact: n (1 - q/100) >= beyond
+
+
+def loadgen_percentile(samples: Sequence[float] | np.ndarray, q: float) -> float:
+    """Percentile ``q`` (0 <= q < 100) the way MLPerf LoadGen computes it (results.cc): the sorted samples'
+    element at index floor(n * (q / 100)) -- a nearest-rank rule, used where a number must match LoadGen's own
+    verdict (deploykit's other percentiles interpolate: ``percentile``)."""
+    a = np.sort(np.asarray(samples, dtype=np.float64))
+    if a.size == 0:
+        raise ValueError("no samples")
+    if not 0 <= q < 100:
+        raise ValueError(f"percentile must be in [0, 100), got {q}")
+    return float(a[min(a.size - 1, int(a.size * (q / 100.0)))])  # n * 0.99 in doubles, as LoadGen

@@ -60,6 +60,7 @@ def cli(debug: bool) -> None:
     deploykit bench resnet50 deit_small   latency / throughput / fidelity -> reports/
     deploykit targets                     which runtimes work here, and why not
     deploykit gate CAND --against BASE    CI latency regression gate (exit 4 on a regression)
+    deploykit loadgen resnet50 --scenario server --find-peak   peak QPS within a latency bound (MLPerf LoadGen)
     """
 
 
@@ -72,6 +73,9 @@ def _register() -> None:
 
     for mod in (gate_cmd, baseline_cmd):
         cli.add_command(mod.command)
+    from deploykit.cli import loadgen_cmd  # serving under load (MLPerf LoadGen)
+
+    cli.add_command(loadgen_cmd.command)
 
 
 _register()
