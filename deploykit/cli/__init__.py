@@ -60,7 +60,7 @@ def cli(debug: bool) -> None:
     deploykit bench resnet50 deit_small   latency / throughput / fidelity -> reports/
     deploykit targets                     which runtimes work here, and why not
     deploykit gate CAND --against BASE    CI latency regression gate (exit 4 on a regression)
-    deploykit loadgen resnet50 --scenario server --find-peak   peak QPS within a latency bound (MLPerf LoadGen)
+    deploykit loadgen resnet50 ...        serving under load, peak QPS within a latency bound (LoadGen)
     """
 
 

@@ -196,7 +196,19 @@ def _run_test(lg, sut: RuntimeSUT, settings, folder: Path, cfg: LoadgenConfig, *
     steps = list(range(step, sut.step))  # the LoadGen runs of this test (FindPeakPerformance: several)
     lat = _latencies(folder, sut, steps, cfg, section)
     _fill_from_records(section, sut, steps, cfg)
+    _fill_target(section, lat)
+    section["reasons"] = logs.invalid_reasons(section, summary)
     return LoadgenRun(folder=folder, section=section, latencies=lat, settings=record, wall_s=wall)
+
+
+def _fill_target(section: dict, lat: dict) -> None:
+    """The latency at the target percentile: LoadGen reports it for 50/90/95/97/99/99.9 only; for another
+    percentile it is computed from the raw latencies with LoadGen's own rule (and labelled so)."""
+    t = section["target"]
+    lp = (lat.get("stats") or {}).get("loadgen_percentile")
+    if t.get("percentile") is not None and t.get("latency_at_percentile_ms") is None and lp:
+        t["latency_at_percentile_ms"] = lp["value"]
+        t["latency_at_percentile_source"] = f"the raw latencies ({lat['source'].split(':')[0]}), {lp['method']}"
 
 
 def _noop(_ids) -> None:
@@ -307,6 +319,9 @@ def _loadgen_peak(lg, sut: RuntimeSUT, cfg: LoadgenConfig, cal: Calibration, nam
     run = _run_test(lg, sut, settings, log_dir, cfg, step=first)
     detail, _ = logs.read_run(log_dir)
     steps, peak_qps, failure = logs.peak_steps_from_detail(detail)
+    if failure:
+        failure = (f"the starting QPS {start:g} already misses the latency bound (LoadGen: {failure}); start lower "
+                   "with --qps or loosen --latency-bound")
     run_steps = list(range(first, sut.step))
     pct = settings.server_target_latency_percentile * 100
     note = None

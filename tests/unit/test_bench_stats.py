@@ -74,3 +74,16 @@ def test_tail_support_rule():
 def test_empty_samples_raise():
     with pytest.raises(ValueError):
         stats.summarize([])
+
+
+def test_loadgen_percentile_is_loadgens_nearest_rank():
+    x = list(range(1, 101))  # sorted 1..100: LoadGen takes sorted[floor(n * p)]
+    assert stats.loadgen_percentile(x, 50) == 51.0
+    assert stats.loadgen_percentile(x, 90) == 91.0
+    assert stats.loadgen_percentile(x, 99) == 100.0  # index floor(100 * 0.99) = 99: the largest of 100
+    assert stats.loadgen_percentile([5.0, 1.0, 3.0], 0) == 1.0
+    assert stats.loadgen_percentile([2.0], 99.9) == 2.0
+    with pytest.raises(ValueError):
+        stats.loadgen_percentile(x, 100)
+    with pytest.raises(ValueError):
+        stats.loadgen_percentile([], 50)
