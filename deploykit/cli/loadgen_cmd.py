@@ -135,8 +135,6 @@ def command(model, target, scenario, qps, latency_bound, percentile, duration, m
                           options=model_options(model_opts, parc_impl=parc_impl, model=model),
                           models_dir=resolve_models_dir(models_dir)) if is_model_name(model) else None
 
-    import shutil
-
     from deploykit.loadgen.run import run_loadgen, save
     from deploykit.report.loadgen import build_report
 
@@ -150,7 +148,7 @@ def command(model, target, scenario, qps, latency_bound, percentile, duration, m
             report, paths = save(result, reports_dir)
             err.print(f"[dim]report: {', '.join(str(p) for p in paths)}[/]")
     finally:
-        shutil.rmtree(result.log_dir, ignore_errors=True)
+        result.cleanup()
     for w in report["warnings"]:
         err.print(f"[yellow]warning:[/] {w}", highlight=False)
     if as_json:

@@ -232,13 +232,14 @@ def _pct(p) -> str:
 
 # ---- per-sample latencies from the trace
 
-def parse_trace_samples(text: str) -> list[dict]:
+def parse_trace_samples(text) -> list[dict]:
     """The ``Sample`` begin events of LoadGen's trace (``mlperf_log_trace.json``), in sample order: dicts with
     sample_seq, query_seq, sample_idx, issue_start_ns (LoadGen's issue delay) and complete_ns, both from the
     query's *scheduled* start. LoadGen writes the trace as one event per line and not as strict JSON (some
-    other events carry doubled quotes), so the lines are read one at a time."""
+    other events carry doubled quotes), so the lines are read one at a time. ``text``: the file's text, or an
+    open file (read line by line: a long run's trace is tens of MB)."""
     out = []
-    for line in text.splitlines():
+    for line in (text.splitlines() if isinstance(text, str) else text):
         if not line.startswith('{"name":"Sample"') or '"ph":"b"' not in line:
             continue
         try:

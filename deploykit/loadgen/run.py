@@ -69,6 +69,12 @@ class LoadgenResult:
     log_dir: Path  # every LoadGen log folder of this result lives under it
     peak: dict | None = None
     warnings: list[str] = field(default_factory=list)
+    owns_log_dir: bool = False  # log_dir is a temporary folder run_loadgen made (``cleanup`` removes it)
+
+    def cleanup(self) -> None:
+        """Remove LoadGen's logs when they live in a temporary folder (after ``save`` has kept a copy)."""
+        if self.owns_log_dir:
+            shutil.rmtree(self.log_dir, ignore_errors=True)
 
     def settings(self) -> dict:
         return {**self.config.record(), **self.options.settings(), "requests_in_flight": self.requests_in_flight}
@@ -95,8 +101,8 @@ def loadgen_options(options: RuntimeOptions, cfg: LoadgenConfig) -> RuntimeOptio
 def run_loadgen(model_ref: str, target: str, cfg: LoadgenConfig, options: RuntimeOptions, *,
                 export: ExportConfig | None = None, say: Say | None = None, int8=None,
                 log_dir: Path | None = None) -> LoadgenResult:
-    """Run LoadGen's scenario ``cfg`` on ``model_ref`` / ``target``. LoadGen's logs go to ``log_dir`` (a new
-    temporary folder when None: the caller keeps or removes ``result.log_dir``)."""
+    """Run LoadGen's scenario ``cfg`` on ``model_ref`` / ``target``. LoadGen's logs go to ``log_dir`` (None: a
+    temporary folder; ``save`` keeps a copy beside the report, ``result.cleanup()`` removes it)."""
     say = say or (lambda msg: None)
     lg = require("mlperf_loadgen", "deploykit loadgen")
     check_target(target, cfg)
@@ -104,7 +110,17 @@ def run_loadgen(model_ref: str, target: str, cfg: LoadgenConfig, options: Runtim
     runtime_cls, runtime, model = prepare_model(model_ref, target, options, batch=cfg.batch,
                                                 resolution=cfg.resolution, export=export, say=say, int8=int8)
     x, ref, ref_label = reference_outputs(model, cfg.seed)
-    log_dir = Path(log_dir) if log_dir is not None else Path(tempfile.mkdtemp(prefix="dk-loadgen-"))
+    owns = log_dir is None
+    log_dir = Path(tempfile.mkdtemp(prefix="dk-loadgen-")) if owns else Path(log_dir)
+    try:
+        return _serve(lg, runtime_cls, runtime, model, target, cfg, options, x, ref, ref_label, log_dir, owns, say)
+    except BaseException:
+        if owns:
+            shutil.rmtree(log_dir, ignore_errors=True)
+        raise
+
+
+def _serve(lg, runtime_cls, runtime, model, target, cfg, options, x, ref, ref_label, log_dir, owns, say):
     say(f"loading {model.path.name} on {target}")
     t0 = now_ns()
     runtime.load(model_input(model))
@@ -139,7 +155,8 @@ def run_loadgen(model_ref: str, target: str, cfg: LoadgenConfig, options: Runtim
     return LoadgenResult(model=model, target=target, target_description=runtime_cls.description, config=cfg,
                          options=options, runtime_info=info, precision=precision, fidelity=fid, environment=env,
                          calibration=cal, requests_in_flight=sut.requests, load_ms=load_ns / 1e6,
-                         first_inference_ms=first_ns / 1e6, run=run, log_dir=log_dir, peak=peak, warnings=warnings)
+                         first_inference_ms=first_ns / 1e6, run=run, log_dir=log_dir, peak=peak, warnings=warnings,
+                         owns_log_dir=owns)
 
 
 def calibrate(runtime, concurrent: bool, seconds: float) -> Calibration:
@@ -219,7 +236,8 @@ def _trace_samples(folder: Path, cfg: LoadgenConfig) -> list[dict] | None:
     path = folder / logs.TRACE
     if not cfg.trace or not path.is_file():
         return None
-    return logs.parse_trace_samples(path.read_text(errors="replace"))
+    with open(path, errors="replace") as fh:
+        return logs.parse_trace_samples(fh)
 
 
 def _split(samples: list[dict], counts: list[int]) -> list[list[dict]] | None:

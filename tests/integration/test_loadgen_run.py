@@ -82,6 +82,9 @@ def test_files_and_logs_are_kept_beside_the_report(single):
     assert "SingleStream / PerformanceOnly: **VALID**" in text and f"`{folder.name}/`" in text
     assert text == to_markdown(rep)
     assert not [p for p in js.parent.iterdir() if ".dk-tmp-" in p.name]
+    assert res.owns_log_dir and res.log_dir.is_dir()
+    res.cleanup()  # the temporary copy LoadGen wrote into goes; the kept one stays
+    assert not res.log_dir.exists() and folder.is_dir()
 
 
 def test_results_fields_for_a_sweep_cell(single):
@@ -220,3 +223,14 @@ def test_a_runtime_failure_is_one_error(resnet18_64, store, monkeypatch):
     monkeypatch.setattr(ort.OrtCpuRuntime, "submit", broken)
     with pytest.raises(InputError, match="failed .* during the LoadGen run: RuntimeError: device lost"):
         _run(store, "server", qps=50, duration_s=0.2, min_queries=10)
+
+
+def test_cli_prints_the_verdict_and_saves(resnet18_64, store, tmp_path):
+    proc = run_cli("loadgen", "resnet18", "--resolution", "64", "--scenario", "singlestream", "--duration", "0.3",
+                   "--threads", "1", "--calibration-time", "0.2", "--models-dir", str(store), "--report-dir",
+                   str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert "LoadGen" in proc.stdout and "SingleStream" in proc.stdout and "VALID" in proc.stdout
+    assert "report: " in proc.stderr and "Traceback" not in proc.stderr
+    (js,) = tmp_path.glob("*-resnet18-ort-loadgen-singlestream.json")
+    assert load_report(js)["loadgen"]["valid"] is True
