@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Callable
 
 from deploykit.bench import energy as energy_mod
+from deploykit.bench import memory as memory_mod
 from deploykit.bench import telemetry
 from deploykit.bench.fidelity import fidelity, reference_outputs
 from deploykit.bench.fingerprint import fingerprint
@@ -40,6 +42,9 @@ class BenchResult:
     telemetry: dict | None = None  # {"start": snapshot, "end": snapshot}
     device_timing: dict | None = None  # CUDA-event timings per kind: {"compute": {"samples_ms", "stats"}, ...}
     reference_workload: dict | None = None  # bench/reference_workload.py, when cfg.reference_workload
+    memory: dict | None = None  # bench/memory.py: RSS before/after load and peak, GPU memory, artifact size
+    complexity: dict | None = None  # passes/inspect.py complexity at the run's input shape (ONNX files)
+    efficiency: dict | None = None  # bench/peak.py efficiency: achieved GFLOP/s and share of this machine's peak
 
     def settings(self) -> dict:
         """The report's settings: the measurement's, then every runtime option (common and per target group)."""
@@ -95,16 +100,24 @@ def run_benchmark(model_ref: str, target: str, cfg: BenchConfig, options: Runtim
     x, ref, ref_label = reference_outputs(model, cfg.seed)
 
     say(f"loading {model.path.name} on {target}")
+    mem = memory_mod.MemoryTracker(runtime.uses_gpu(), torch_cuda="torch" in runtime_cls.requires)
+    mem.start()  # RSS before the load; the peak is reset here
     t0 = now_ns()
-    runtime.load(model_input(model))
+    try:
+        runtime.load(model_input(model))
+    except BaseException:
+        mem.close()
+        raise
     load_ns = now_ns() - t0
+    mem.loaded()
     meter = None
     try:
         runtime.set_input(x)
         timer = Timer(runtime.sync)
         first_ns = timer.time_ns(runtime.infer)
         outs = runtime.outputs()
-        info = runtime.info()
+        with mem.excluded():  # info() may read the runtime's optimized graph back: deploykit's memory, not the runtime's
+            info = runtime.info()
         precision = info.get("precision") or model.precision
         fid = fidelity(ref, outs[0], ref_label, precision)
         gpu = runtime.uses_gpu()
@@ -133,11 +146,13 @@ def run_benchmark(model_ref: str, target: str, cfg: BenchConfig, options: Runtim
             meas = measure(runtime.infer, cfg, batch=batch, timer=timer, progress=progress,
                            device_timer=runtime.device_times if has_device_clock else None,
                            on_start=on_start, on_stop=on_stop)
+        memory = mem.finish()  # the peak over load and measurement, before anything else runs
         ref_wl = _reference_step(runtime_cls, options, runtime, timer, model, cfg, export, say) \
             if cfg.reference_workload else None
         tele_end = telemetry.snapshot(gpu)
         info = runtime.info()  # again: some runtimes only know some facts after running (e.g. cache hits)
     finally:
+        mem.close()
         if meter is not None:
             meter.close()
         runtime.close()
@@ -171,11 +186,13 @@ def run_benchmark(model_ref: str, target: str, cfg: BenchConfig, options: Runtim
     if model.manifest and model.manifest.get("settings", {}).get("precision") == "int8":  # e.g. synthetic calibration
         warnings += [w for w in model.manifest.get("quantization", {}).get("warnings", []) if w not in warnings]
     env = fingerprint(threads=info.get("threads"), extra=extra or None)
+    complexity, efficiency = _cost(model, memory, export, options, stats, meas, precision,
+                                   info.get("threads") or options.resolved_threads(), gpu is not None)
     return BenchResult(model=model, target=target, target_description=runtime_cls.description, config=cfg,
                        options=options, runtime_info=info, precision=precision, measurement=meas,
                        stats_ms=stats, fidelity=fid, environment=env, warnings=warnings, energy=energy,
                        telemetry=tele, device_timing=device_timing,
-                        reference_workload=ref_wl)
+                        reference_workload=ref_wl, memory=memory, complexity=complexity, efficiency=efficiency)
 
 
 def _reference_step(runtime_cls, options, runtime, timer, model, cfg, export, say) -> dict:
@@ -188,6 +205,40 @@ def _reference_step(runtime_cls, options, runtime, timer, model, cfg, export, sa
     side = Side(model.label, runtime.infer, model.input_shape[0], timer)
     return reference_step(runtime_cls, options, side, cfg, models_dir=export.models_dir if export else default_models_dir(),
                           seed=cfg.seed)
+
+
+def _cost(model: ResolvedModel, memory: dict, export, options: RuntimeOptions, stats: dict, meas: Measurement,
+          precision: str, threads: int, gpu: bool) -> tuple[dict | None, dict | None]:
+    """Adds ``artifact_mb`` to ``memory``; returns (complexity, efficiency): MACs from the ONNX graph at the run's
+    input shape (None for other formats) and the achieved GFLOP/s against this machine's peak (the store's
+    ``.cache`` holds both caches)."""
+    from deploykit.bench.peak import efficiency
+    from deploykit.core.config import default_models_dir
+
+    cache = Path(options.cache_dir) if options.cache_dir else \
+        (export.models_dir if export else default_models_dir()) / ".cache"
+    proto = None
+    try:  # the analysis after the run must never cost the measurement
+        if model.path.suffix == ".onnx":
+            from deploykit.onnxio.files import load_onnx
+
+            proto = load_onnx(model.path, load_external_data=False)
+        memory["artifact_mb"] = memory_mod.artifact_mb(model.path, proto)
+    except Exception:
+        memory["artifact_mb"] = round(model.path.stat().st_size / memory_mod.MB, 3)
+    if proto is None:
+        return None, None
+    from deploykit.passes.inspect import cached_complexity
+
+    try:
+        cx = cached_complexity(model.path, model.sha256, model.input_shape, cache, proto=proto)
+    except Exception:
+        return None, None
+    if not cx.get("macs"):
+        return cx, None
+    eff = efficiency(macs=cx["macs"], batch=meas.batch, p50_ms=stats["p50"], items_per_s=meas.items_per_s,
+                     mode=meas.mode, precision=precision, threads=threads, gpu=gpu, cache_dir=cache)
+    return cx, eff
 
 
 def model_op_types(model: ResolvedModel) -> set[str]:

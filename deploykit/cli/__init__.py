@@ -69,10 +69,16 @@ def _register() -> None:
 
     for mod in (models_cmd, export_cmd, fuse_cmd, inspect_cmd, quantize_cmd, bench_cmd, targets_cmd):
         cli.add_command(mod.command)
+    from deploykit.cli import peak_cmd  # the machine's GEMM peak (bench reports' efficiency)
+
+    cli.add_command(peak_cmd.command)
     from deploykit.cli import baseline_cmd, gate_cmd  # latency gates
 
     for mod in (gate_cmd, baseline_cmd):
         cli.add_command(mod.command)
+    from deploykit.cli import report_cmd  # results tables -> HTML / Markdown reports
+
+    cli.add_command(report_cmd.command)
     from deploykit.cli import loadgen_cmd  # serving under load (MLPerf LoadGen)
 
     cli.add_command(loadgen_cmd.command)

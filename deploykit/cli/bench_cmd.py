@@ -188,7 +188,7 @@ def print_table(reports: list[dict]) -> None:
     from deploykit.report.render import SUMMARY_COLUMNS, fmt, summary_row
 
     shown = ["model", "target", "precision", "input", "p50_ms", "ci95_ms", "p90_ms", "p99_ms", "cv", "items_per_s",
-             "first_ms", "iterations", "top1", "cosine", "fidelity"]
+             "first_ms", "iterations", "rss_peak_mb", "gflops", "top1", "cosine", "fidelity"]
     if any(r["throughput"].get("mode") == "throughput" for r in reports):
         shown.insert(shown.index("items_per_s") + 1, "mode")
     if any((r.get("energy") or {}).get("status") in ("measured", "estimated") for r in reports):

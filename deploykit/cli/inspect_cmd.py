@@ -56,7 +56,9 @@ def _print(file, info: dict) -> None:
     out.print(f"inputs: {ins}\noutputs: {outs}")
     out.print("params: " + ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in p.items()))
     if info["macs"] is not None:
+        att = info.get("macs_attention")
         out.print(f"MACs: {info['macs'] / 1e9:.3f} G (FLOPs {info['flops'] / 1e9:.3f} G)"
+                  + (f", attention (activation x activation MatMuls) {att / 1e9:.3f} G" if att else "")
                   + (f"; {info['macs_note']}" if info.get("macs_note") else ""))
     elif info.get("macs_note"):
         out.print(f"MACs: unknown; {info['macs_note']}")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
+from deploykit.bench import memory as memory_mod
 from deploykit.bench.fidelity import fidelity, reference_outputs
 from deploykit.bench.fingerprint import fingerprint
 from deploykit.bench.pipeline import model_input, prepare_model
@@ -70,6 +71,7 @@ class LoadgenResult:
     peak: dict | None = None
     warnings: list[str] = field(default_factory=list)
     owns_log_dir: bool = False  # log_dir is a temporary folder run_loadgen made (``cleanup`` removes it)
+    memory: dict | None = None  # bench/memory.py over load, calibration and the LoadGen runs, + artifact_mb
 
     def cleanup(self) -> None:
         """Remove LoadGen's logs when they live in a temporary folder (after ``save`` has kept a copy)."""
@@ -122,14 +124,22 @@ def run_loadgen(model_ref: str, target: str, cfg: LoadgenConfig, options: Runtim
 
 def _serve(lg, runtime_cls, runtime, model, target, cfg, options, x, ref, ref_label, log_dir, owns, say):
     say(f"loading {model.path.name} on {target}")
+    mem = memory_mod.MemoryTracker(runtime.uses_gpu(), torch_cuda="torch" in runtime_cls.requires)
+    mem.start()  # as bench: RSS before the load, the peak over load + the LoadGen runs
     t0 = now_ns()
-    runtime.load(model_input(model))
+    try:
+        runtime.load(model_input(model))
+    except BaseException:
+        mem.close()
+        raise
     load_ns = now_ns() - t0
+    mem.loaded()
     try:
         runtime.set_input(x)
         first_ns = Timer(runtime.sync).time_ns(runtime.infer)
         outs = runtime.outputs()
-        info = runtime.info()
+        with mem.excluded():  # info() may read the runtime's optimized graph back: deploykit's memory
+            info = runtime.info()
         precision = info.get("precision") or model.precision
         fid = fidelity(ref, outs[0], ref_label, precision)
         sut = RuntimeSUT(lg, runtime, concurrent=cfg.concurrent)
@@ -146,17 +156,20 @@ def _serve(lg, runtime_cls, runtime, model, target, cfg, options, x, ref, ref_la
             settings = build_test_settings(lg, cfg, cal, model=name)
             say(_describe(cfg, settings))
             run = _run_test(lg, sut, settings, log_dir, cfg, step=sut.step)
+        memory = mem.finish()
         _raise_sut_errors(sut, target)
         info = runtime.info()
     finally:
+        mem.close()
         runtime.close()
+    memory["artifact_mb"] = memory_mod.artifact_mb(model.path)
     warnings = _warnings(cfg, run, fid, options, precision, info)
     env = fingerprint(threads=info.get("threads"))
     return LoadgenResult(model=model, target=target, target_description=runtime_cls.description, config=cfg,
                          options=options, runtime_info=info, precision=precision, fidelity=fid, environment=env,
                          calibration=cal, requests_in_flight=sut.requests, load_ms=load_ns / 1e6,
                          first_inference_ms=first_ns / 1e6, run=run, log_dir=log_dir, peak=peak, warnings=warnings,
-                         owns_log_dir=owns)
+                         owns_log_dir=owns, memory=memory)
 
 
 def calibrate(runtime, concurrent: bool, seconds: float) -> Calibration:

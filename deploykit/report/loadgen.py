@@ -95,6 +95,8 @@ def build_report(result, *, logs_dir: str | None = None, log_files: list[str] | 
     }
     if result.peak is not None:
         report["peak"] = result.peak
+    if getattr(result, "memory", None) is not None:
+        report["memory"] = result.memory
     report = json.loads(json.dumps(report, default=_default))  # plain JSON types only
     validate(report)
     return report
@@ -115,10 +117,10 @@ def loadgen_stem(report: dict) -> str:
 # ---- the results table (sweep cells)
 
 def results_fields(report: dict) -> dict:
-    """The results-table columns a LoadGen cell fills (the contract's names): scenario, status fields, the
-    latency columns from LoadGen's own percentiles (p50 / p90 / p99 as LoadGen reports them; the CI, mean and
-    CV from the raw latencies), items/s, fidelity, and qps_scheduled / qps_achieved / loadgen_valid. Missing
-    numbers are NaN."""
+    """The results-table columns a LoadGen cell fills (the contract's names): scenario, the latency columns
+    from LoadGen's own percentiles (p50 / p90 / p99 / mean as LoadGen reports them; the CI of the median and the
+    CV from the raw latencies), items/s, iterations (queries), fidelity, the memory columns, and qps_scheduled /
+    qps_achieved / loadgen_valid (plus peak_qps, not a contract column). Missing numbers are NaN."""
     nan = float("nan")
     lg, lat = report["loadgen"], report["loadgen"]["latency_ms"]
     st = (report.get("latencies") or {}).get("stats") or {}
@@ -145,6 +147,10 @@ def results_fields(report: dict) -> dict:
         "qps_achieved": num(lg.get("qps_achieved")),
         "loadgen_valid": lg.get("valid"),
         "peak_qps": num(peak.get("qps")) if peak else nan,
+        "rss_peak_mb": num((report.get("memory") or {}).get("rss_peak_mb")),
+        "rss_increase_mb": num((report.get("memory") or {}).get("rss_increase_mb")),
+        "gpu_peak_mb": num((report.get("memory") or {}).get("gpu_peak_mb")),
+        "artifact_mb": num((report.get("memory") or {}).get("artifact_mb")),
     }
 
 

@@ -16,6 +16,8 @@ SUMMARY_COLUMNS = [
     ("items_per_s", "items/s"), ("load_ms", "load ms"), ("first_ms", "1st inf ms"), ("iterations", "iters"),
     ("top1", "top-1 agree"), ("cosine", "cosine"), ("max_abs", "max abs err"), ("fidelity", "fidelity"),
     ("mode", "mode"), ("j_per_inf", "J/inference"), ("energy", "energy"),
+    ("rss_peak_mb", "RSS peak MB"), ("rss_increase_mb", "RSS +MB"), ("gpu_peak_mb", "GPU MB"),
+    ("artifact_mb", "file MB"), ("gmacs", "GMACs"), ("gflops", "GFLOP/s"), ("peak_share", "of measured peak"),
 ]
 
 
@@ -46,7 +48,17 @@ def summary_row(r: dict) -> dict:
         "mode": _mode_text(r["throughput"]),
         "j_per_inf": _headline_energy(r.get("energy")),
         "energy": _energy_status(r.get("energy")),
+        **_cost_row(r),
     }
+
+
+def _cost_row(r: dict) -> dict:
+    """Memory, complexity and efficiency columns (None where the report lacks them)."""
+    mem, cx, eff = r.get("memory") or {}, r["model"].get("complexity") or {}, r.get("efficiency") or {}
+    return {"rss_peak_mb": mem.get("rss_peak_mb"), "rss_increase_mb": mem.get("rss_increase_mb"),
+            "gpu_peak_mb": mem.get("gpu_peak_mb"), "artifact_mb": mem.get("artifact_mb"),
+            "gmacs": cx["macs"] / 1e9 if cx.get("macs") is not None else None,
+            "gflops": eff.get("gflops"), "peak_share": eff.get("share_of_measured")}
 
 
 def _mode_text(tp: dict) -> str:
@@ -92,6 +104,12 @@ def fmt(key: str, value) -> str:
         return f"{value:.2f}"
     if key == "j_per_inf":
         return f"{value:.4g}"
+    if key.endswith("_mb") or key == "gflops":
+        return f"{value:.1f}"
+    if key == "gmacs":
+        return f"{value:.3f}"
+    if key == "peak_share":
+        return f"{value:.0%}"
     if key.endswith("_ms") or key == "items_per_s":
         return f"{value:.3f}" if value < 100 else f"{value:.1f}"
     return str(value)
@@ -140,6 +158,7 @@ def to_markdown(reports: list[dict]) -> str:
             f"{', dirty' if env['deploykit'].get('dirty') else ''})",
         ]
         out += _hardware_lines(r)
+        out += _cost_lines(r)
         out += _fusion_lines(r)
         if r.get("reference_workload"):  # the fixed reference workload measured beside the model
             rw = r["reference_workload"]
@@ -190,6 +209,38 @@ def _hardware_lines(r: dict) -> list[str]:
                 else:
                     text += f"; GPU telemetry unavailable ({g.get('reason')})"
             lines.append(text)
+    return lines
+
+
+def _cost_lines(r: dict) -> list[str]:
+    """Markdown lines for memory, model complexity and efficiency (when the report has them)."""
+    lines = []
+    m = r.get("memory")
+    if m:
+        if m.get("rss_peak_mb") is not None:
+            text = (f"- memory: RSS {m['rss_before_load_mb']:.1f} MB before load, {m['rss_after_load_mb']:.1f} MB after, "
+                    f"peak {m['rss_peak_mb']:.1f} MB over load and measurement (+{m['rss_increase_mb']:.1f} MB; "
+                    f"{m['method']})")
+        else:
+            text = f"- memory: RSS {m['method']}"
+        if m.get("gpu_method"):
+            gpu = f"{m['gpu_peak_mb']:.1f} MB" if m.get("gpu_peak_mb") is not None else "-"
+            text += f"; GPU peak {gpu} ({m['gpu_method']})"
+        lines.append(text + f"; artifact on disk {m['artifact_mb']:.1f} MB")
+    cx = r["model"].get("complexity")
+    if cx:
+        lines.append(f"- complexity per item: {cx['params'] / 1e6:.2f} M parameters, {cx['macs'] / 1e9:.3f} GMACs "
+                     f"(attention {cx['macs_attention'] / 1e9:.3f}); {cx['source']}")
+    e = r.get("efficiency")
+    if e:
+        parts = [f"- efficiency: {e['gflops']:.1f} GFLOP/s achieved ({e.get('basis', '2 x MACs x batch / p50')}, "
+                 f"{e['precision']})"]
+        if e.get("share_of_measured") is not None:
+            parts.append(f"{e['share_of_measured']:.0%} of the measured {e['precision']} GEMM peak "
+                         f"{e['peak_measured_gflops']:.1f}")
+        if e.get("share_of_theoretical") is not None:
+            parts.append(f"{e['share_of_theoretical']:.0%} of the theoretical peak {e['peak_theoretical_gflops']:.1f}")
+        lines.append("; ".join(parts) + f" (peak: {e['peak_source']})")
     return lines
 
 

@@ -64,6 +64,11 @@ def build_report(result) -> dict:
         value = getattr(result, key, None)
         if value is not None:
             report[key] = value
+    for key in ("memory", "efficiency"):  # optional: bench/memory.py, bench/peak.py
+        if getattr(result, key, None) is not None:
+            report[key] = getattr(result, key)
+    if getattr(result, "complexity", None) is not None:
+        report["model"]["complexity"] = result.complexity
     quant = quantization_section(result)
     if quant is not None:
         report["quantization"] = quant

@@ -95,6 +95,8 @@ def test_results_fields_for_a_sweep_cell(single):
     assert f["qps_achieved"] > 0 and f["qps_scheduled"] != f["qps_scheduled"]  # NaN: SingleStream has no schedule
     assert f["ci_low_ms"] <= f["ci_high_ms"] and f["items_per_s"] == pytest.approx(f["qps_achieved"])
     assert f["fidelity"] == "pass" and f["iterations"] == single[1]["loadgen"]["query_count"]
+    mem = single[1]["memory"]  # bench's memory section, over load, calibration and the LoadGen run
+    assert f["rss_peak_mb"] == mem["rss_peak_mb"] >= mem["rss_after_load_mb"] > 0 and f["artifact_mb"] > 1
 
 
 def test_server_at_a_low_qps_is_valid(resnet18_64, store):
