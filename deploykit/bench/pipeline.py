@@ -60,11 +60,12 @@ def check_graph_ops(runtime_cls: type[Runtime], model: ResolvedModel) -> None:
     runtime_cls.ensure_supports(model_op_types(model), model.label)
 
 
-def run_benchmark(model_ref: str, target: str, cfg: BenchConfig, options: RuntimeOptions, *,
+def prepare_model(model_ref: str, target: str, options: RuntimeOptions, *, batch: int, resolution: int | None,
                   export: ExportConfig | None = None, say: Say | None = None,
-                  progress: Callable[[str, int, float], None] | None = None, int8=None) -> BenchResult:
-    """``int8``: a ``QuantizeConfig`` -> benchmark the int8 variant of ``model_ref`` (built on demand, cached)."""
-    say = say or (lambda msg: None)
+                  int8=None) -> tuple[type[Runtime], Runtime, ResolvedModel]:
+    """The target's runtime (checked against this machine, not loaded yet) and the resolved model file it will
+    run -- exported / quantized on demand, its graph checked against the target's unsupported ops. Every
+    failure here is a one-line error before any measurement (the same for bench and loadgen)."""
     runtime_cls = get_runtime(target)  # unknown target -> did-you-mean
     runtime_cls.ensure_available()  # missing extra / hardware -> exit 3, before any export work
     runtime = runtime_cls(options)  # validates mode/precision for this target
@@ -76,10 +77,26 @@ def run_benchmark(model_ref: str, target: str, cfg: BenchConfig, options: Runtim
         from deploykit.quantize.pipeline import int8_builder
 
         builder = int8_builder(int8)
-    model = resolve_model(model_ref, batch=cfg.batch, resolution=cfg.resolution, export=export, progress=say,
+    model = resolve_model(model_ref, batch=batch, resolution=resolution, export=export, progress=say,
                           readers=readers, quantize=builder,
                           fuse=export_transform)
     check_graph_ops(runtime_cls, model)
+    return runtime_cls, runtime, model
+
+
+def model_input(model: ResolvedModel) -> ModelInput:
+    """What ``Runtime.load`` takes for a resolved model."""
+    return ModelInput(model.path, model.input_name, model.input_shape, model.input_dtype,
+                      manifest=model.manifest, precision=model.precision)
+
+
+def run_benchmark(model_ref: str, target: str, cfg: BenchConfig, options: RuntimeOptions, *,
+                  export: ExportConfig | None = None, say: Say | None = None,
+                  progress: Callable[[str, int, float], None] | None = None, int8=None) -> BenchResult:
+    """``int8``: a ``QuantizeConfig`` -> benchmark the int8 variant of ``model_ref`` (built on demand, cached)."""
+    say = say or (lambda msg: None)
+    runtime_cls, runtime, model = prepare_model(model_ref, target, options, batch=cfg.batch,
+                                                resolution=cfg.resolution, export=export, say=say, int8=int8)
     x, ref, ref_label = reference_outputs(model, cfg.seed)
 
     say(f"loading {model.path.name} on {target}")
@@ -87,8 +104,7 @@ def run_benchmark(model_ref: str, target: str, cfg: BenchConfig, options: Runtim
     mem.start()  # RSS before the load; the peak is reset here
     t0 = now_ns()
     try:
-        runtime.load(ModelInput(model.path, model.input_name, model.input_shape, model.input_dtype,
-                                manifest=model.manifest, precision=model.precision))
+        runtime.load(model_input(model))
     except BaseException:
         mem.close()
         raise

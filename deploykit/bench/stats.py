@@ -155,6 +155,16 @@ def _reducer(stat) -> Callable[[np.ndarray], np.ndarray]:
 def percentile_stat(q: float) -> Callable[[np.ndarray], np.ndarray]:
     """A bootstrap statistic (reduces axis 1) for percentile ``q``, with deploykit's percentile definition."""
     return lambda m: np.percentile(m, q, axis=1, method="linear")
+def loadgen_percentile(samples: Sequence[float] | np.ndarray, q: float) -> float:
+    """Percentile ``q`` (0 <= q < 100) the way MLPerf LoadGen computes it (results.cc): the sorted samples'
+    element at index floor(n * (q / 100)) -- a nearest-rank rule, used where a number must match LoadGen's own
+    verdict (deploykit's other percentiles interpolate: ``percentile``)."""
+    a = np.sort(np.asarray(samples, dtype=np.float64))
+    if a.size == 0:
+        raise ValueError("no samples")
+    if not 0 <= q < 100:
+        raise ValueError(f"percentile must be in [0, 100), got {q}")
+    return float(a[min(a.size - 1, int(a.size * (q / 100.0)))])  # n * 0.99 in doubles, as LoadGen
 
 
 # ------------------------------------------------------------------------------------------- scaling fits

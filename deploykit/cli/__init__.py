@@ -61,6 +61,7 @@ def cli(debug: bool) -> None:
     deploykit targets                     which runtimes work here, and why not
     deploykit gate CAND --against BASE    CI latency regression gate (exit 4 on a regression)
     deploykit sweep --study FILE.toml     a matrix of cells -> one results table; compare them
+    deploykit loadgen resnet50 ...        serving under load, peak QPS within a latency bound (LoadGen)
     """
 
 
@@ -83,6 +84,9 @@ def _register() -> None:
     from deploykit.cli import report_cmd  # results tables -> HTML / Markdown reports
 
     cli.add_command(report_cmd.command)
+    from deploykit.cli import loadgen_cmd  # serving under load (MLPerf LoadGen)
+
+    cli.add_command(loadgen_cmd.command)
 
 
 _register()

@@ -15,6 +15,7 @@ _EXTRAS = {
     "tensorrt": ("trt", "tensorrt"),
     "cuda": ("trt", "cuda-python"),
     "pynvml": ("nvidia", "nvidia-ml-py"),
+    "mlperf_loadgen": ("loadgen", "mlcommons-loadgen"),
 }
 
 

@@ -107,7 +107,7 @@ def test_bench_errors(resnet18_64, tmp_path):
     with pytest.raises(UsageError, match="fixed batch"):
         run_benchmark(str(resnet18_64.path), "ort", BenchConfig(batch=2), RuntimeOptions())
     with pytest.raises(UsageError, match="no --mode"):
-        run_benchmark(str(resnet18_64.path), "ort", FAST, RuntimeOptions(mode="throughput"))
+        run_benchmark(str(resnet18_64.path), "torch", FAST, RuntimeOptions(mode="throughput"))
     with pytest.raises(InputError, match="not found"):
         run_benchmark(str(tmp_path / "none.onnx"), "ort", FAST, RuntimeOptions())
 

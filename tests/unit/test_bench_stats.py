@@ -93,6 +93,17 @@ def test_ratio_ci_brackets_the_ratio_of_medians_and_excludes_1_only_for_a_real_d
     assert r == pytest.approx(np.percentile(slower, 90) / np.percentile(base, 90)) and lo < r < hi
     with pytest.raises(ValueError):
         ratio_ci([], base)
+def test_loadgen_percentile_is_loadgens_nearest_rank():
+    x = list(range(1, 101))  # sorted 1..100: LoadGen takes sorted[floor(n * p)]
+    assert stats.loadgen_percentile(x, 50) == 51.0
+    assert stats.loadgen_percentile(x, 90) == 91.0
+    assert stats.loadgen_percentile(x, 99) == 100.0  # index floor(100 * 0.99) = 99: the largest of 100
+    assert stats.loadgen_percentile([5.0, 1.0, 3.0], 0) == 1.0
+    assert stats.loadgen_percentile([2.0], 99.9) == 2.0
+    with pytest.raises(ValueError):
+        stats.loadgen_percentile(x, 100)
+    with pytest.raises(ValueError):
+        stats.loadgen_percentile([], 50)
 
 
 # ------------------------------------------------------------------------------------------- scaling fits
