@@ -426,7 +426,8 @@ def _manifest(src: Source, dest: Path, settings: dict, report: dict, qpath: Path
         "created": artifacts.now_iso(),
         "artifact": dest.name,
         "sha256": file_sha256(qpath),
-        "bytes": qpath.stat().st_size,
+        # the whole model: an IR's weights are in its .bin
+        "bytes": qpath.stat().st_size + (qpath.with_suffix(".bin").stat().st_size if qpath.suffix == ".xml" else 0),
         "settings": settings,
         "source": source,
         "quantization": stored,
