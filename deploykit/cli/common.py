@@ -139,9 +139,10 @@ def stdout_console():
 
 
 @contextmanager
-def stages(err, first: str, *, prefix: str = "", announce: bool = True):
-    """The progress of one piece of work, as ``say(message)``: a spinner on a terminal; in a log (stderr is not a
-    terminal) one line per stage, so a CI log shows where the time goes. Whatever the work itself prints to
+def stages(err, first: str, *, prefix: str = ""):
+    """The progress of one piece of work, as ``say(message)``: a spinner on a terminal (starting with ``first``);
+    in a log (stderr is not a terminal) one line per stage the work reports, so a CI log shows where the time
+    goes (a check that fails before the work starts stays the only line). Whatever the work itself prints to
     stdout goes to stderr meanwhile (``core.stdio.stdout_to_stderr``): stdout is for the command's result."""
     from rich.markup import escape
 
@@ -159,8 +160,6 @@ def stages(err, first: str, *, prefix: str = "", announce: bool = True):
                 last[0] = msg
                 err.print(f"[dim]{escape(prefix + msg)}[/]")
 
-        if announce:  # else a log hears only the stages the work reports (none when it is all cached)
-            say(first)
         yield say
 
 

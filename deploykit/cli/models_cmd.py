@@ -33,7 +33,7 @@ def command(family, resolution, models_dir, as_json, wide):
 
     rows = []
     cfgs = list_models(family)
-    with stages(stderr_console(), f"counting parameters and MACs of {len(cfgs)} models", announce=False) as say:
+    with stages(stderr_console(), f"counting parameters and MACs of {len(cfgs)} models") as say:
         stats_of = {cfg.name: model_stats(cfg.name, resolution or cfg.resolution,
                                           cache_dir=resolve_models_dir(models_dir), progress=say) for cfg in cfgs}
     for cfg in cfgs:
