@@ -201,6 +201,7 @@ def test_fingerprint_mismatch_is_reported_prominently(cli_runner, baseline_file,
     assert "fingerprint mismatch: cpu: Some Other CPU 9000 vs" in junit.read_text()
 
 
+@pytest.mark.serial  # a wall-clock bound
 def test_time_budget_bounds_the_gate(cli_runner, resnet18_64):
     # a 0.1% tolerance can never be resolved on this machine: blocks are added until the budget is spent
     r = gate(cli_runner, str(resnet18_64.path), "--against", str(resnet18_64.path), *FAST[:8], "--min-blocks", "6",
@@ -507,6 +508,7 @@ def test_committed_baselines_are_valid():
         assert baseline_candidate(rep, str(f))
 
 
+@pytest.mark.serial  # a wall-clock bound
 def test_time_budget_stops_the_interleaved_rounds(resnet18_64):
     """The budget bounds the measuring itself: a stop rule that is never satisfied ends at the budget."""
     import time

@@ -9,6 +9,8 @@ from deploykit.bench.timer import Timer, now_ns
 from deploykit.core.config import BenchConfig
 from deploykit.core.errors import UsageError
 
+pytestmark = pytest.mark.serial  # tight timing bounds: not beside other tests (make test)
+
 
 def busy(ms: float):
     def work():

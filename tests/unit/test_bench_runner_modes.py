@@ -12,6 +12,8 @@ from deploykit.bench.runner import STOP_MAX_TIME, STOP_MIN_TIME, RequestTimeout,
 from deploykit.bench.timer import now_ns
 from deploykit.core.config import BenchConfig
 
+pytestmark = pytest.mark.serial  # tight timing bounds: not beside other tests (make test)
+
 
 class SleepyAsync:
     """Each request takes ``ms`` milliseconds on its own worker thread and then calls ``done(slot)``."""
