@@ -197,15 +197,14 @@ def command(candidate, against, against_rev, baseline, gate_file, target, precis
 
     from rich.markup import escape
 
-    from deploykit.gate.run import certification_warnings, run_gate
+    from deploykit.gate.run import run_gate
 
     err = stderr_console()
-    for w in certification_warnings(checks, cfg):  # up front: what this gate cannot decide, and what would
-        err.print(f"[yellow]warning:[/] {escape(w)}")
     from deploykit.core.stdio import stdout_to_stderr
 
     with stdout_to_stderr():  # stdout is for the table / the JSON / the GitHub annotations
-        result = run_gate(checks, cfg, say=lambda s: err.print(f"[dim]{escape(s)}[/]"), source=source)
+        result = run_gate(checks, cfg, say=lambda s: err.print(f"[dim]{escape(s)}[/]"), source=source,
+                          warn=lambda w: err.print(f"[yellow]warning:[/] {escape(w)}"))  # before measuring
     finish(result, err=err, reports_dir=reports_dir, junit=junit, github=github, as_json=as_json)
     return result.exit_code
 

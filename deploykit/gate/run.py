@@ -457,7 +457,10 @@ def run_check(p: Prepared, cfg: GateConfig, level: float, budget: float | None, 
     return res
 
 
-def run_gate(checks: list[GateCheck], cfg: GateConfig, *, say: Say | None = None, source: str | None = None) -> GateResult:
+def run_gate(checks: list[GateCheck], cfg: GateConfig, *, say: Say | None = None, source: str | None = None,
+             warn: Say | None = None) -> GateResult:
+    """Prepare every check (all errors before any measuring), say what the gate cannot certify
+    (``certification_warnings``, to ``warn``), then measure each check and decide."""
     from deploykit.bench.fingerprint import fingerprint
     from deploykit.bench.timer import now_ns
 
@@ -466,6 +469,8 @@ def run_gate(checks: list[GateCheck], cfg: GateConfig, *, say: Say | None = None
     tmp = Path(tempfile.mkdtemp(prefix="deploykit-gate-"))
     try:
         prepared = prepare(checks, tmp=tmp)
+        for w in certification_warnings(checks, cfg):
+            (warn or say)(w)
         m = sum(len(p.check.metrics) for p in prepared)
         level = adaptive_level(cfg.alpha, m, cfg.correction)
         results: list[CheckResult] = []

@@ -405,7 +405,7 @@ def test_unavailable_target_is_exit_3(cli_runner, tmp_path, unavailable_target):
     (["resnet18", "--against", "resnet5"], ["unknown model 'resnet5'"]),
     (["nosuch.onnx", "--against", "resnet18"], ["onnx file not found"]),
     (["resnet18", "--against", "resnet18", "-t", "nosuchtarget"], ["unknown target"]),
-    (["resnet18", "--against", "resnet18", "--precision", "fp8"], ["precision fp8"]),
+    (["resnet18", "--against", "resnet18", "--precision", "fp8"], ["--precision", "fp8"]),
     (["-c", "g.toml", "--target", "ort"], ["--target cannot be combined with --config"]),
     (["resnet18", "--against", "resnet18", "--baseline-drift", "lots"], ["--baseline-drift"]),
     (["resnet18", "--against", "resnet18", "--baseline-drift", "100%"], ["--baseline-drift", "below 100%"]),
