@@ -190,9 +190,13 @@ def _run_one(err, run_benchmark, model, target, cfg, opts, export, qcfg=None):
                              progress=on_floor, int8=qcfg)
     # refreshed by hand from the measuring thread between iterations (auto_refresh would start a render
     # thread that competes with the runtime's threads for the cores being measured)
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
+    from rich.table import Column
+
+    name = f"{model} on {target}"  # kept whole; the stage text gives way on a narrow terminal
+    progress = Progress(TextColumn("{task.description}", table_column=Column(no_wrap=True, min_width=len(name))),
+                        BarColumn(), TextColumn("{task.fields[info]}", table_column=Column(no_wrap=True)),
                         TimeElapsedColumn(), console=err, auto_refresh=False, transient=True)
-    task = progress.add_task(f"{model} on {target}", total=cfg.min_time or 1.0, info="")
+    task = progress.add_task(name, total=cfg.min_time or 1.0, info="")
     floor = {"from": None}  # set once min-time is reached with fewer than --min-iters iterations
 
     def say(msg):
@@ -223,9 +227,9 @@ def floor_text(cfg, iters: int, elapsed: float) -> str:
     """Why the loop goes on past --min-time: the --min-iters floor, with the time it will take at this pace."""
     per = elapsed / max(iters, 1)
     more = min(per * (cfg.min_iters - iters), cfg.max_time - elapsed)
+    pace = f"{per * 1e3:.1f} ms" if per < 1 else f"{per:.2f} s"
     return (f"--min-time {cfg.min_time:g} s reached after {iters} iterations; continuing to {cfg.min_iters} "
-            f"(--min-iters, the fewest that support the median), about {more:.0f} s more at {per:.2f} s each "
-            f"(--max-time {cfg.max_time:g} s bounds it)")
+            f"(--min-iters), about {more:.1f} s more at {pace} each (--max-time {cfg.max_time:g} s bounds it)")
 
 
 # the bench table's columns in display order, with their priority (lower = kept first on a narrow terminal):
