@@ -38,3 +38,28 @@ def test_precision_is_a_fixed_choice_in_gate_and_baseline_update(cli_runner, arg
     r = cli_runner.invoke(cli, [*args, "--precision", "int9"])
     assert_clean_error(r, 2, "--precision", "int9")
     assert "fp32" in r.stderr and "int8" in r.stderr  # the choices are listed
+
+
+def test_torchs_no_cuda_runtime_note_is_filtered_and_nothing_else(cli_runner):
+    """torch.utils.cpp_extension warns "No CUDA runtime is found" on every CPU-only machine with a CUDA toolkit
+    folder; the CLI drops that one message and lets the logger's others through."""
+    import logging
+
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    seen = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            seen.append(record.getMessage())
+
+    handler = Keep()
+    logger.addHandler(handler)
+    try:
+        assert cli_runner.invoke(cli, ["--version"]).exit_code == 0
+        logger.warning("No CUDA runtime is found, using CUDA_HOME='%s'", "/usr/local/cuda")
+        logger.warning("something else")
+    finally:
+        logger.removeHandler(handler)
+    assert seen == ["something else"]
+    cli_runner.invoke(cli, ["--version"])  # installed once, however often the CLI runs
+    assert sum(f.__name__ == "_no_cuda_runtime_note" for f in logger.filters if hasattr(f, "__name__")) == 1
