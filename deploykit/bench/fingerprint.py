@@ -132,6 +132,7 @@ def git_sha() -> dict:
 
 def fingerprint(threads: int | None = None, extra: dict | None = None) -> dict:
     fp = {
+        "host": platform.node(),
         "cpu": cpu_info(),
         "threads": threads,
         "os": {"system": platform.system(), "release": platform.release(), "platform": platform.platform()},

@@ -132,16 +132,14 @@ def run_benchmark(model_ref: str, target: str, cfg: BenchConfig, options: Runtim
         if options.mode == "throughput":
             n = runtime.parallel_requests()
             say(f"measuring {model.label} on {target}, throughput mode with {n} requests in flight (warm-up "
-                f"{max(cfg.warmup, n) if cfg.warmup else 0}, then >= {cfg.min_iters} requests and >= {cfg.min_time:g} s, "
-                f"at most {cfg.max_time:g} s)")
+                f"{max(cfg.warmup, n) if cfg.warmup else 0}, then {stop_rule_text(cfg, 'requests')})")
             try:
                 meas = measure_throughput(runtime.submit, n, cfg, batch=batch, progress=progress,
                                           on_start=on_start, on_stop=on_stop)
             finally:
                 runtime.wait_all()
         else:
-            say(f"measuring {model.label} on {target} (warm-up {cfg.warmup}, then >= {cfg.min_iters} iterations "
-                f"and >= {cfg.min_time:g} s, at most {cfg.max_time:g} s)")
+            say(f"measuring {model.label} on {target} (warm-up {cfg.warmup}, then {stop_rule_text(cfg)})")
             has_device_clock = type(runtime).device_times is not Runtime.device_times
             meas = measure(runtime.infer, cfg, batch=batch, timer=timer, progress=progress,
                            device_timer=runtime.device_times if has_device_clock else None,
@@ -241,6 +239,12 @@ def _cost(model: ResolvedModel, memory: dict, export, options: RuntimeOptions, s
     return cx, eff
 
 
+def stop_rule_text(cfg: BenchConfig, unit: str = "iterations") -> str:
+    """The stop rule in words, for the progress line: what the measured loop waits for."""
+    return (f"{cfg.min_time:g} s, past that only until {cfg.min_iters} {unit} (--min-iters), at most "
+            f"{cfg.max_time:g} s")
+
+
 def model_op_types(model: ResolvedModel) -> set[str]:
     """The op types of a resolved model's graph (from its manifest when it has one)."""
     hist = (model.manifest or {}).get("onnx", {}).get("op_histogram")
@@ -257,11 +261,8 @@ def _warnings(cfg: BenchConfig, meas: Measurement, stats: dict, fid: dict) -> li
         w.append(f"high variation: CV {stats['cv']:.1%} > {cfg.cv_warn:.0%} (noisy machine? other load, "
                  "frequency scaling, too few threads pinned); compare medians with their confidence intervals")
     if meas.stop_reason == STOP_MAX_TIME and meas.iterations < cfg.min_iters:
-        w.append(f"only {meas.iterations} iterations fit in --max-time {cfg.max_time:g}s (wanted {cfg.min_iters})")
-    short = [p for p, ok in stats["tails_supported"].items() if not ok]
-    if short:
-        w.append(f"{', '.join(short)} rest on fewer than 10 samples beyond them ({stats['n']} iterations); "
-                 "raise --min-iters/--min-time to trust them")
+        w.append(f"only {meas.iterations} iterations fit in --max-time {cfg.max_time:g}s (wanted at least "
+                 f"{cfg.min_iters}, --min-iters); the median and its interval rest on fewer samples than asked")
     if fid.get("passed") is False:
         w.append(f"outputs do not match the reference ({fid['reference']}): {fid['reason']}")
     return w

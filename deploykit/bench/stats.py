@@ -115,11 +115,22 @@ def summarize(samples: Sequence[float] | np.ndarray, *, n_boot: int = 2000, seed
     }
 
 
-def tail_supported(n: int, q: float, beyond: int = 10) -> bool:
-    """Whether ``n`` samples put at least ``beyond`` samples above percentile ``q``, the rule deploykit uses
-    before it trusts a tail percentile (p90 needs 100 samples, p95 200, p99 1000). Tail percentiles from
-    fewer samples are still reported, flagged as resting on too few samples."""
-    return n * (100 - q) >= beyond * 100  # integer-exact: n (1 - q/100) >= beyond
+SUPPORT = 10  # samples that must lie beyond a percentile (on its nearer side) before deploykit trusts it
+
+
+def tail_supported(n: int, q: float, beyond: int = SUPPORT) -> bool:
+    """Whether ``n`` samples put at least ``beyond`` samples beyond percentile ``q`` on its nearer side, the
+    rule deploykit uses before it trusts a percentile: the median needs 20 samples, p90 100, p95 200, p99 1000.
+    Percentiles from fewer samples are still in the report (``stats.tails_supported``), but tables leave them
+    out."""
+    return n * min(q, 100 - q) >= beyond * 100  # integer-exact: n min(q, 1 - q) >= beyond
+
+
+def samples_needed(q: float, beyond: int = SUPPORT) -> int:
+    """The fewest samples for which ``tail_supported(n, q)`` holds."""
+    import math
+
+    return math.ceil(beyond * 100 / min(q, 100 - q))
 
 
 def ratio_ci(
@@ -155,6 +166,8 @@ def _reducer(stat) -> Callable[[np.ndarray], np.ndarray]:
 def percentile_stat(q: float) -> Callable[[np.ndarray], np.ndarray]:
     """A bootstrap statistic (reduces axis 1) for percentile ``q``, with deploykit's percentile definition."""
     return lambda m: np.percentile(m, q, axis=1, method="linear")
+
+
 def loadgen_percentile(samples: Sequence[float] | np.ndarray, q: float) -> float:
     """Percentile ``q`` (0 <= q < 100) the way MLPerf LoadGen computes it (results.cc): the sorted samples'
     element at index floor(n * (q / 100)) -- a nearest-rank rule, used where a number must match LoadGen's own

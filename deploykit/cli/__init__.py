@@ -16,6 +16,20 @@ from deploykit import __version__
 from deploykit.core.errors import EXIT_INTERRUPTED, EXIT_USAGE, DeployKitError
 
 
+def _quiet_known_noise() -> None:
+    """Library chatter that is no news to a user: torch's cpp_extension (imported by torch.compile's inductor)
+    warns "No CUDA runtime is found" on every CPU-only machine that has a CUDA toolkit folder."""
+    import logging
+
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    if _no_cuda_runtime_note not in logger.filters:
+        logger.addFilter(_no_cuda_runtime_note)
+
+
+def _no_cuda_runtime_note(record) -> bool:
+    return "No CUDA runtime is found" not in record.getMessage()
+
+
 def _err(msg: str) -> None:
     click.echo(f"error: {msg}", err=True)
 
@@ -23,6 +37,7 @@ def _err(msg: str) -> None:
 class DeployKitGroup(click.Group):
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         debug = bool(os.environ.get("DEPLOYKIT_DEBUG")) or "--debug" in (sys.argv[1:] if args is None else args)
+        _quiet_known_noise()
         try:
             rv = super().main(args=args, prog_name=prog_name or "deploykit", complete_var=complete_var,
                               standalone_mode=False, **extra)
