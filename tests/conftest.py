@@ -7,6 +7,13 @@ The ``slow`` marker: every test that exports or benchmarks a real model carries 
 quick rest). A test that uses one of the exported-model fixtures gets it here automatically; a test that
 exports in-process without the marker fails (see ``_unmarked_tests_export_nothing``); tests that export or
 benchmark through a subprocess carry ``@pytest.mark.slow`` themselves.
+
+In parallel (``pytest -n N``, pytest-xdist; ``make test``): every worker is its own session with its own
+temporary folders, so each session fixture is built per worker and nothing is shared by accident. The two
+exported models are the exception worth sharing: the first worker to need one exports it under a file lock in
+the folder all workers of the run share (xdist's basetemp parent), and every worker copies that artifact
+folder into its own ``store``, where the artifact store reuses it (same settings, same SHA-256). Tests marked
+``serial`` assert on timing with tight bounds; ``make test`` runs them after the parallel part, alone.
 """
 
 from __future__ import annotations
@@ -64,22 +71,35 @@ def store(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("store")
 
 
-@pytest.fixture(scope="session")
-def resnet18_64(store):
+def _exported(model: str, store: Path, tmp_path_factory):
+    """``model`` at 64 px exported into ``store``; under pytest-xdist exported once per run (see the module doc)."""
     from deploykit.core.config import ExportConfig
     from deploykit.export.exporter import export_model
     from deploykit.passes.fuse import export_transform
 
-    return export_model(ExportConfig(model="resnet18", resolution=64, models_dir=store), fuse=export_transform)
+    cfg = ExportConfig(model=model, resolution=64, models_dir=store)
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import shutil
+        from dataclasses import replace
+
+        from filelock import FileLock
+
+        shared = tmp_path_factory.getbasetemp().parent / "shared-store"  # the run's folder, above every worker's
+        shared.mkdir(exist_ok=True)
+        with FileLock(str(shared / f"{model}.lock")):
+            done = export_model(replace(cfg, models_dir=shared), fuse=export_transform)
+            shutil.copytree(done.path.parent, store / done.path.parent.name, dirs_exist_ok=True)
+    return export_model(cfg, fuse=export_transform)  # reuses the copy under xdist
 
 
 @pytest.fixture(scope="session")
-def deit_tiny_64(store):
-    from deploykit.core.config import ExportConfig
-    from deploykit.export.exporter import export_model
-    from deploykit.passes.fuse import export_transform
+def resnet18_64(store, tmp_path_factory):
+    return _exported("resnet18", store, tmp_path_factory)
 
-    return export_model(ExportConfig(model="deit_tiny", resolution=64, models_dir=store), fuse=export_transform)
+
+@pytest.fixture(scope="session")
+def deit_tiny_64(store, tmp_path_factory):
+    return _exported("deit_tiny", store, tmp_path_factory)
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """Minimal stand-ins injected at deploykit's documented boundaries (never patched into real libraries):
-a fake NVML module for bench/energy.py and bench/telemetry.py, and a fake RAPL powercap tree on disk."""
+a fake NVML module for bench/energy.py, bench/telemetry.py and bench/memory.py, and a fake RAPL powercap tree on disk."""
 
 from __future__ import annotations
 
@@ -85,6 +85,24 @@ class FakeNvml:
 
     def nvmlDeviceGetCurrentClocksThrottleReasons(self, h):
         return self.throttle_mask
+
+    # memory (bench/memory.py): the device's used bytes, and the compute processes NVML lists with theirs
+    device_used = 1 << 30
+    processes: list = []  # [(pid, used bytes or None)]
+
+    class _Mem:
+        def __init__(self, used):
+            self.used, self.total, self.free = used, 80 << 30, (80 << 30) - used
+
+    class _Proc:
+        def __init__(self, pid, used):
+            self.pid, self.usedGpuMemory = pid, used
+
+    def nvmlDeviceGetMemoryInfo(self, h):
+        return self._Mem(self.device_used)
+
+    def nvmlDeviceGetComputeRunningProcesses(self, h):
+        return [self._Proc(pid, used) for pid, used in self.processes]
 
 
 def make_rapl_tree(root: Path, zones: dict[str, tuple[str, int, int | None]]) -> Path:

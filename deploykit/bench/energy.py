@@ -172,7 +172,9 @@ class NvmlMeter(Meter):
             try:
                 import pynvml as nv  # package nvidia-ml-py
             except ImportError:
-                raise MeterUnavailable("nvml: nvidia-ml-py is not installed (pip install 'deploykit[nvidia]')") from None
+                from deploykit.core.lazy import extra_hint
+
+                raise MeterUnavailable(f"nvml: nvidia-ml-py is not installed ({extra_hint('nvidia')})") from None
             self._nvml = nv
         try:
             nv.nvmlInit()

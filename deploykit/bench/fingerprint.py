@@ -20,7 +20,8 @@ from deploykit.core.lazy import version_of
 # ISA flags that change inference speed (x86 and Arm names)
 _FLAGS_OF_INTEREST = (
     "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16",
-    "avx512_fp16", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8", "asimd", "asimddp", "sve", "i8mm", "bf16",
+    "avx512_fp16", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8", "amx_fp16", "asimd", "asimddp", "asimdhp", "sve",
+    "i8mm", "bf16",
 )
 
 RUNTIME_PACKAGES = ("onnxruntime", "openvino", "tensorrt", "torch", "onnx", "nncf", "pynvml")
@@ -36,7 +37,7 @@ def _read(path: str) -> str | None:
 @lru_cache(maxsize=1)
 def cpu_info() -> dict:
     text = _read("/proc/cpuinfo") or ""
-    model = None
+    model = vendor = family = None
     flags: list[str] = []
     physical = set()
     phys_id = None
@@ -45,6 +46,10 @@ def cpu_info() -> dict:
         key, val = key.strip(), val.strip()
         if key in ("model name", "Model", "Hardware") and model is None:
             model = val
+        elif key in ("vendor_id", "CPU implementer") and vendor is None:
+            vendor = val
+        elif key in ("cpu family", "CPU architecture") and family is None:
+            family = _int_or_none(val)
         elif key in ("flags", "Features") and not flags:
             flags = val.split()
         elif key == "physical id":
@@ -54,6 +59,8 @@ def cpu_info() -> dict:
     model = model or platform.processor() or platform.machine()
     return {
         "model": model,
+        "vendor": vendor,
+        "family": family,  # x86 "cpu family" (AMD 25 = Zen 3/4, 26 = Zen 5), Arm "CPU architecture"
         "arch": platform.machine(),
         "logical_cores": os.cpu_count(),
         "physical_cores": len(physical) or None,
@@ -125,6 +132,7 @@ def git_sha() -> dict:
 
 def fingerprint(threads: int | None = None, extra: dict | None = None) -> dict:
     fp = {
+        "host": platform.node(),
         "cpu": cpu_info(),
         "threads": threads,
         "os": {"system": platform.system(), "release": platform.release(), "platform": platform.platform()},
@@ -135,6 +143,19 @@ def fingerprint(threads: int | None = None, extra: dict | None = None) -> dict:
     if extra:
         fp.update(extra)
     return fp
+
+
+def machine_id(fp: dict | None = None) -> str:
+    """A short stable id of this machine and its inference software (CPU model and flags, usable cores, ONNX
+    Runtime and OpenVINO versions): what a measured GEMM peak depends on (``deploykit peak`` caches per id)."""
+    import json
+
+    fp = fp or fingerprint()
+    cpu, pkg = fp.get("cpu", {}), fp.get("packages", {})
+    key = {"cpu": cpu.get("model"), "flags": cpu.get("flags_sha256"), "arch": cpu.get("arch"),
+           "usable_cores": cpu.get("usable_cores"), "logical_cores": cpu.get("logical_cores"),
+           "onnxruntime": pkg.get("onnxruntime"), "openvino": pkg.get("openvino")}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def comparable_key(fp: dict, target: str | None = None) -> dict:

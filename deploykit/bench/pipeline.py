@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Callable
 
 from deploykit.bench import energy as energy_mod
+from deploykit.bench import memory as memory_mod
 from deploykit.bench import telemetry
 from deploykit.bench.fidelity import fidelity, reference_outputs
 from deploykit.bench.fingerprint import fingerprint
@@ -40,6 +42,9 @@ class BenchResult:
     telemetry: dict | None = None  # {"start": snapshot, "end": snapshot}
     device_timing: dict | None = None  # CUDA-event timings per kind: {"compute": {"samples_ms", "stats"}, ...}
     reference_workload: dict | None = None  # bench/reference_workload.py, when cfg.reference_workload
+    memory: dict | None = None  # bench/memory.py: RSS before/after load and peak, GPU memory, artifact size
+    complexity: dict | None = None  # passes/inspect.py complexity at the run's input shape (ONNX files)
+    efficiency: dict | None = None  # bench/peak.py efficiency: achieved GFLOP/s and share of this machine's peak
     per_layer: dict | None = None  # bench/layers.py summary of the runtime's per-layer profile, when cfg.per_layer
 
     def settings(self) -> dict:
@@ -56,17 +61,16 @@ def check_graph_ops(runtime_cls: type[Runtime], model: ResolvedModel) -> None:
     runtime_cls.ensure_supports(model_op_types(model), model.label)
 
 
-def run_benchmark(model_ref: str, target: str, cfg: BenchConfig, options: RuntimeOptions, *,
+def prepare_model(model_ref: str, target: str, options: RuntimeOptions, *, batch: int, resolution: int | None,
                   export: ExportConfig | None = None, say: Say | None = None,
-                  progress: Callable[[str, int, float], None] | None = None, int8=None) -> BenchResult:
-    """``int8``: a ``QuantizeConfig`` -> benchmark the int8 variant of ``model_ref`` (built on demand, cached)."""
-    say = say or (lambda msg: None)
+                  int8=None) -> tuple[type[Runtime], Runtime, ResolvedModel]:
+    """The target's runtime (checked against this machine, not loaded yet) and the resolved model file it will
+    run -- exported / quantized on demand, its graph checked against the target's unsupported ops. Every
+    failure here is a one-line error before any measurement (the same for bench and loadgen)."""
     runtime_cls = get_runtime(target)  # unknown target -> did-you-mean
     runtime_cls.ensure_available()  # missing extra / hardware -> exit 3, before any export work
     runtime = runtime_cls(options)  # validates mode/precision for this target
     runtime.preflight()  # e.g. the --device exists here
-    if cfg.per_layer:
-        runtime_cls.ensure_profiles_layers()
 
     readers = {s: runtime_cls.inspect_file for s in runtime_cls.file_formats if s != ".onnx"}
     builder = None
@@ -74,17 +78,41 @@ def run_benchmark(model_ref: str, target: str, cfg: BenchConfig, options: Runtim
         from deploykit.quantize.pipeline import int8_builder
 
         builder = int8_builder(int8)
-    model = resolve_model(model_ref, batch=cfg.batch, resolution=cfg.resolution, export=export, progress=say,
+    model = resolve_model(model_ref, batch=batch, resolution=resolution, export=export, progress=say,
                           readers=readers, quantize=builder,
                           fuse=export_transform)
     check_graph_ops(runtime_cls, model)
+    return runtime_cls, runtime, model
+
+
+def model_input(model: ResolvedModel) -> ModelInput:
+    """What ``Runtime.load`` takes for a resolved model."""
+    return ModelInput(model.path, model.input_name, model.input_shape, model.input_dtype,
+                      manifest=model.manifest, precision=model.precision)
+
+
+def run_benchmark(model_ref: str, target: str, cfg: BenchConfig, options: RuntimeOptions, *,
+                  export: ExportConfig | None = None, say: Say | None = None,
+                  progress: Callable[[str, int, float], None] | None = None, int8=None) -> BenchResult:
+    """``int8``: a ``QuantizeConfig`` -> benchmark the int8 variant of ``model_ref`` (built on demand, cached)."""
+    say = say or (lambda msg: None)
+    if cfg.per_layer:
+        get_runtime(target).ensure_profiles_layers()  # before any export work
+    runtime_cls, runtime, model = prepare_model(model_ref, target, options, batch=cfg.batch,
+                                                resolution=cfg.resolution, export=export, say=say, int8=int8)
     x, ref, ref_label = reference_outputs(model, cfg.seed)
 
     say(f"loading {model.path.name} on {target}")
+    mem = memory_mod.MemoryTracker(runtime.uses_gpu(), torch_cuda="torch" in runtime_cls.requires)
+    mem.start()  # RSS before the load; the peak is reset here
     t0 = now_ns()
-    runtime.load(ModelInput(model.path, model.input_name, model.input_shape, model.input_dtype,
-                            manifest=model.manifest, precision=model.precision))
+    try:
+        runtime.load(model_input(model))
+    except BaseException:
+        mem.close()
+        raise
     load_ns = now_ns() - t0
+    mem.loaded()
     meter = None
     try:
         runtime.set_input(x)
@@ -92,7 +120,8 @@ def run_benchmark(model_ref: str, target: str, cfg: BenchConfig, options: Runtim
         timer = Timer(runtime.sync if type(runtime).sync is not Runtime.sync else None)
         first_ns = timer.time_ns(runtime.infer)
         outs = runtime.outputs()
-        info = runtime.info()
+        with mem.excluded():  # info() may read the runtime's optimized graph back: deploykit's memory, not the runtime's
+            info = runtime.info()
         precision = info.get("precision") or model.precision
         fid = fidelity(ref, outs[0], ref_label, precision)
         gpu = runtime.uses_gpu()
@@ -107,26 +136,26 @@ def run_benchmark(model_ref: str, target: str, cfg: BenchConfig, options: Runtim
         if options.mode == "throughput":
             n = runtime.parallel_requests()
             say(f"measuring {model.label} on {target}, throughput mode with {n} requests in flight (warm-up "
-                f"{max(cfg.warmup, n) if cfg.warmup else 0}, then >= {cfg.min_iters} requests and >= {cfg.min_time:g} s, "
-                f"at most {cfg.max_time:g} s)")
+                f"{max(cfg.warmup, n) if cfg.warmup else 0}, then {stop_rule_text(cfg, 'requests')})")
             try:
                 meas = measure_throughput(runtime.submit, n, cfg, batch=batch, progress=progress,
                                           on_start=on_start, on_stop=on_stop)
             finally:
                 runtime.wait_all()
         else:
-            say(f"measuring {model.label} on {target} (warm-up {cfg.warmup}, then >= {cfg.min_iters} iterations "
-                f"and >= {cfg.min_time:g} s, at most {cfg.max_time:g} s)")
+            say(f"measuring {model.label} on {target} (warm-up {cfg.warmup}, then {stop_rule_text(cfg)})")
             has_device_clock = type(runtime).device_times is not Runtime.device_times
             meas = measure(runtime.infer, cfg, batch=batch, timer=timer, progress=progress,
                            device_timer=runtime.device_times if has_device_clock else None,
                            on_start=on_start, on_stop=on_stop)
+        memory = mem.finish()  # the peak over load and measurement, before anything else runs
         ref_wl = _reference_step(runtime_cls, options, runtime, timer, model, cfg, export, say) \
             if cfg.reference_workload else None
         tele_end = telemetry.snapshot(gpu)
         info = runtime.info()  # again: some runtimes only know some facts after running (e.g. cache hits)
         layer_profile, layer_error = _per_layer_step(runtime, model, x, cfg, say) if cfg.per_layer else (None, None)
     finally:
+        mem.close()
         if meter is not None:
             meter.close()
         runtime.close()
@@ -154,7 +183,10 @@ def run_benchmark(model_ref: str, target: str, cfg: BenchConfig, options: Runtim
         meter.result(inferences=meas.batch * meas.iterations)
     tele = {"start": tele_start, "end": tele_end}
     warnings = _warnings(cfg, meas, stats, fid)
-    if options.precision and precision != options.precision:
+    # an int8 file that ran int8 is no mismatch: a float --precision then governs its float parts (e.g. OpenVINO
+    # bf16 on CPUs with bf16 units unless --precision fp32)
+    int8_as_built = precision == "int8" and model.precision == "int8"
+    if options.precision and precision != options.precision and not int8_as_built:
         warnings.append(info.get("precision_note") or f"--precision {options.precision} was requested but {precision} ran")
     warnings += [f"energy: {w}" for w in energy.get("warnings", [])]
     warnings += telemetry.telemetry_warnings(tele_start, tele_end)
@@ -168,11 +200,14 @@ def run_benchmark(model_ref: str, target: str, cfg: BenchConfig, options: Runtim
     if model.manifest and model.manifest.get("settings", {}).get("precision") == "int8":  # e.g. synthetic calibration
         warnings += [w for w in model.manifest.get("quantization", {}).get("warnings", []) if w not in warnings]
     env = fingerprint(threads=info.get("threads"), extra=extra or None)
+    complexity, efficiency = _cost(model, memory, export, options, stats, meas, precision,
+                                   info.get("threads") or options.resolved_threads(), gpu is not None)
     return BenchResult(model=model, target=target, target_description=runtime_cls.description, config=cfg,
                        options=options, runtime_info=info, precision=precision, measurement=meas,
                        stats_ms=stats, fidelity=fid, environment=env, warnings=warnings, energy=energy,
                        telemetry=tele, device_timing=device_timing,
-                        reference_workload=ref_wl, per_layer=per_layer)
+                        reference_workload=ref_wl, memory=memory, complexity=complexity, efficiency=efficiency,
+                        per_layer=per_layer)
 
 
 def _reference_step(runtime_cls, options, runtime, timer, model, cfg, export, say) -> dict:
@@ -194,11 +229,49 @@ def _per_layer_step(runtime, model, x, cfg, say):
 
     say(f"profiling layers of {model.label}: {cfg.per_layer_iters} inferences in a separate profiled session")
     try:
-        return runtime.profile_layers(ModelInput(model.path, model.input_name, model.input_shape, model.input_dtype,
-                                                 manifest=model.manifest, precision=model.precision),
-                                      x, cfg.per_layer_iters), None
+        return runtime.profile_layers(model_input(model), x, cfg.per_layer_iters), None
     except Exception as exc:  # a profiler failure must not throw away the measured latency
         return None, f"{type(exc).__name__}: {squash(exc, 200)}"
+
+
+def _cost(model: ResolvedModel, memory: dict, export, options: RuntimeOptions, stats: dict, meas: Measurement,
+          precision: str, threads: int, gpu: bool) -> tuple[dict | None, dict | None]:
+    """Adds ``artifact_mb`` to ``memory``; returns (complexity, efficiency): MACs from the ONNX graph at the run's
+    input shape (None for other formats) and the achieved GFLOP/s against this machine's peak (the store's
+    ``.cache`` holds both caches)."""
+    from deploykit.bench.peak import efficiency
+    from deploykit.core.config import default_models_dir
+
+    cache = Path(options.cache_dir) if options.cache_dir else \
+        (export.models_dir if export else default_models_dir()) / ".cache"
+    proto = None
+    try:  # the analysis after the run must never cost the measurement
+        if model.path.suffix == ".onnx":
+            from deploykit.onnxio.files import load_onnx
+
+            proto = load_onnx(model.path, load_external_data=False)
+        memory["artifact_mb"] = memory_mod.artifact_mb(model.path, proto)
+    except Exception:
+        memory["artifact_mb"] = round(model.path.stat().st_size / memory_mod.MB, 3)
+    if proto is None:
+        return None, None
+    from deploykit.passes.inspect import cached_complexity
+
+    try:
+        cx = cached_complexity(model.path, model.sha256, model.input_shape, cache, proto=proto)
+    except Exception:
+        return None, None
+    if not cx.get("macs"):
+        return cx, None
+    eff = efficiency(macs=cx["macs"], batch=meas.batch, p50_ms=stats["p50"], items_per_s=meas.items_per_s,
+                     mode=meas.mode, precision=precision, threads=threads, gpu=gpu, cache_dir=cache)
+    return cx, eff
+
+
+def stop_rule_text(cfg: BenchConfig, unit: str = "iterations") -> str:
+    """The stop rule in words, for the progress line: what the measured loop waits for."""
+    return (f"{cfg.min_time:g} s, past that only until {cfg.min_iters} {unit} (--min-iters), at most "
+            f"{cfg.max_time:g} s")
 
 
 def model_op_types(model: ResolvedModel) -> set[str]:
@@ -217,11 +290,8 @@ def _warnings(cfg: BenchConfig, meas: Measurement, stats: dict, fid: dict) -> li
         w.append(f"high variation: CV {stats['cv']:.1%} > {cfg.cv_warn:.0%} (noisy machine? other load, "
                  "frequency scaling, too few threads pinned); compare medians with their confidence intervals")
     if meas.stop_reason == STOP_MAX_TIME and meas.iterations < cfg.min_iters:
-        w.append(f"only {meas.iterations} iterations fit in --max-time {cfg.max_time:g}s (wanted {cfg.min_iters})")
-    short = [p for p, ok in stats["tails_supported"].items() if not ok]
-    if short:
-        w.append(f"{', '.join(short)} rest on fewer than 10 samples beyond them ({stats['n']} iterations); "
-                 "raise --min-iters/--min-time to trust them")
+        w.append(f"only {meas.iterations} iterations fit in --max-time {cfg.max_time:g}s (wanted at least "
+                 f"{cfg.min_iters}, --min-iters); the median and its interval rest on fewer samples than asked")
     if fid.get("passed") is False:
         w.append(f"outputs do not match the reference ({fid['reference']}): {fid['reason']}")
     return w

@@ -1,9 +1,11 @@
 """The measurement loops every target is timed with.
 
 Latency mode (``measure``): session load (timed) -> first inference (timed, reported apart) -> ``warmup``
-iterations -> the measured loop, which stops once it has at least ``min_iters`` iterations AND ``min_time``
-seconds, or at ``max_time`` seconds whichever comes first. Each iteration is one synchronous inference on the
-same prepared input; the per-iteration samples are kept raw.
+iterations -> the measured loop. Its stop rule: run ``min_time`` seconds; past that, go on only while fewer
+than ``min_iters`` iterations were measured (the floor the statistics need, see ``BenchConfig``); ``max_time``
+bounds everything. The ``stop_reason`` says which of the three ended it, and the progress callback reports
+the phase ``"min-iters"`` once when the loop runs past ``min_time`` for the floor. Each iteration is one
+synchronous inference on the same prepared input; the per-iteration samples are kept raw.
 
 Throughput mode (``measure_throughput``): the runtime keeps N requests in flight (``submit``); every
 completion is timestamped here (``now_ns`` in bench's own callback), its request is resubmitted at once, and
@@ -27,8 +29,31 @@ from deploykit.core.config import BenchConfig
 Progress = Callable[[str, int, float], None]
 Hook = Callable[[], None] | None
 
-STOP_MIN_BOTH = "min-iters and min-time reached"
+STOP_MIN_TIME = "min-time reached"  # with at least min-iters iterations by then
+STOP_MIN_ITERS = "min-iters reached after min-time"  # the floor made the loop run past min-time
 STOP_MAX_TIME = "max-time reached"
+
+
+class StopRule:
+    """The stop rule of both loops, fed the iteration count and the elapsed time after every iteration."""
+
+    def __init__(self, cfg: BenchConfig, progress: Progress | None = None):
+        self.min_ns, self.max_ns, self.min_iters = int(cfg.min_time * 1e9), int(cfg.max_time * 1e9), cfg.min_iters
+        self.progress = progress
+        self.past_min_time = False  # min_time was reached with fewer than min_iters iterations
+
+    def reason(self, iters: int, elapsed_ns: int) -> str | None:
+        """Why to stop now, or None to go on."""
+        if elapsed_ns >= self.min_ns:
+            if iters >= self.min_iters:
+                return STOP_MIN_ITERS if self.past_min_time else STOP_MIN_TIME
+            if not self.past_min_time:
+                self.past_min_time = True
+                if self.progress is not None and self.min_ns > 0 and elapsed_ns < self.max_ns:
+                    self.progress("min-iters", iters, elapsed_ns / 1e9)
+        if elapsed_ns >= self.max_ns:
+            return STOP_MAX_TIME
+        return None
 
 
 @dataclass
@@ -72,9 +97,7 @@ def measure(infer: Callable[[], object], cfg: BenchConfig, *, batch: int, timer:
     if progress:
         progress("warmup", len(warm), (now_ns() - start) / 1e9)
 
-    min_ns = int(cfg.min_time * 1e9)
-    max_ns = int(cfg.max_time * 1e9)
-    min_iters = cfg.min_iters
+    rule = StopRule(cfg, progress)
     samples: list[int] = []
     device: dict[str, list[int]] = {}
     append = samples.append
@@ -90,11 +113,8 @@ def measure(infer: Callable[[], object], cfg: BenchConfig, *, batch: int, timer:
                 device.setdefault(kind, []).append(ns)
         t = now_ns()
         elapsed = t - start
-        if elapsed >= min_ns and len(samples) >= min_iters:
-            reason = STOP_MIN_BOTH
-            break
-        if elapsed >= max_ns:
-            reason = STOP_MAX_TIME
+        reason = rule.reason(len(samples), elapsed)
+        if reason is not None:
             break
         if progress is not None and t >= next_tick:
             progress("measure", len(samples), elapsed / 1e9)
@@ -162,8 +182,7 @@ def measure_throughput(submit: Callable[[int, Callable[[int], None]], None], req
             progress("warmup", len(warm), (now_ns() - t0) / 1e9)
 
     # measured window
-    min_ns = int(cfg.min_time * 1e9)
-    max_ns = int(cfg.max_time * 1e9)
+    rule = StopRule(cfg, progress)
     tick = int(progress_every_s * 1e9)
     samples: list[int] = []
     reason = STOP_MAX_TIME
@@ -181,10 +200,9 @@ def measure_throughput(submit: Callable[[int, Callable[[int], None]], None], req
         if stopping:
             continue
         elapsed = t - start
-        if elapsed >= min_ns and len(samples) >= cfg.min_iters:
-            stopping, reason = True, STOP_MIN_BOTH
-        elif elapsed >= max_ns:
-            stopping, reason = True, STOP_MAX_TIME
+        why = rule.reason(len(samples), elapsed)
+        if why is not None:
+            stopping, reason = True, why
         else:
             t_sub[slot] = now_ns()
             submit(slot, done)

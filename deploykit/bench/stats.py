@@ -8,10 +8,17 @@ on a few hundred samples the two differ by less than one sample spacing.
 
 Confidence interval of the median: percentile bootstrap (resample with replacement, ``n_boot`` times,
 seeded), the 2.5th and 97.5th percentiles of the resampled medians.
+
+Scaling fits (``fit_power_law``, ``fit_linear_quadratic``): each point is a median latency; the CI of a fitted
+quantity comes from refitting on ``n_boot`` replicates where every point's median is drawn from its own
+bootstrap distribution (``bootstrap_distribution`` on that point's raw samples, seeded per point). Without raw
+samples a point's median is drawn from a log-normal whose 95% interval is the point's CI (said in ``method``).
+These CIs carry the measurement noise of the points, not how well the model curve describes them (see ``r2``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
@@ -43,10 +50,7 @@ def bootstrap_distribution(
         raise ValueError("no samples")
     if n == 1:
         return np.full(n_boot, a[0])
-    if isinstance(stat, str):
-        fn = {"median": lambda m: np.median(m, axis=1), "mean": lambda m: np.mean(m, axis=1)}[stat]
-    else:
-        fn = stat
+    fn = _reducer(stat)
     rng = np.random.default_rng(seed)
     chunk = max(1, min(n_boot, 4_000_000 // n))  # bound memory: at most ~32 MB of resamples at a time
     stats = []
@@ -111,8 +115,275 @@ def summarize(samples: Sequence[float] | np.ndarray, *, n_boot: int = 2000, seed
     }
 
 
-def tail_supported(n: int, q: float, beyond: int = 10) -> bool:
-    """Whether ``n`` samples put at least ``beyond`` samples above percentile ``q``, the rule deploykit uses
-    before it trusts a tail percentile (p90 needs 100 samples, p95 200, p99 1000). Tail percentiles from
-    fewer samples are still reported, flagged as resting on too few samples."""
-    return n * (100 - q) >= beyond * 100  # integer-exact: n (1 - q/100) >= beyond
+SUPPORT = 10  # samples that must lie beyond a percentile (on its nearer side) before deploykit trusts it
+
+
+def tail_supported(n: int, q: float, beyond: int = SUPPORT) -> bool:
+    """Whether ``n`` samples put at least ``beyond`` samples beyond percentile ``q`` on its nearer side, the
+    rule deploykit uses before it trusts a percentile: the median needs 20 samples, p90 100, p95 200, p99 1000.
+    Percentiles from fewer samples are still in the report (``stats.tails_supported``), but tables leave them
+    out."""
+    return n * min(q, 100 - q) >= beyond * 100  # integer-exact: n min(q, 1 - q) >= beyond
+
+
+def samples_needed(q: float, beyond: int = SUPPORT) -> int:
+    """The fewest samples for which ``tail_supported(n, q)`` holds."""
+    import math
+
+    return math.ceil(beyond * 100 / min(q, 100 - q))
+
+
+def ratio_ci(
+    samples: Sequence[float] | np.ndarray,
+    baseline: Sequence[float] | np.ndarray,
+    stat: Callable[[np.ndarray], np.ndarray] | str = "median",
+    *,
+    level: float = 0.95,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """(ratio, low, high): ``stat(samples) / stat(baseline)`` and its percentile-bootstrap confidence interval,
+    the two sides resampled independently (unpaired runs). The difference is real at ``level`` when the interval
+    excludes 1."""
+    a = np.asarray(samples, dtype=np.float64)
+    b = np.asarray(baseline, dtype=np.float64)
+    if a.size == 0 or b.size == 0:
+        raise ValueError("no samples")
+    fn = _reducer(stat)
+    ratio = float(fn(a[None, :])[0] / fn(b[None, :])[0])
+    reps = (bootstrap_distribution(a, stat, n_boot=n_boot, seed=seed)
+            / bootstrap_distribution(b, stat, n_boot=n_boot, seed=seed + 1))
+    lo, hi = percentile_interval(reps, level)
+    return ratio, lo, hi
+
+
+def _reducer(stat) -> Callable[[np.ndarray], np.ndarray]:
+    if isinstance(stat, str):
+        return {"median": lambda m: np.median(m, axis=1), "mean": lambda m: np.mean(m, axis=1)}[stat]
+    return stat
+
+
+def percentile_stat(q: float) -> Callable[[np.ndarray], np.ndarray]:
+    """A bootstrap statistic (reduces axis 1) for percentile ``q``, with deploykit's percentile definition."""
+    return lambda m: np.percentile(m, q, axis=1, method="linear")
+
+
+def loadgen_percentile(samples: Sequence[float] | np.ndarray, q: float) -> float:
+    """Percentile ``q`` (0 <= q < 100) the way MLPerf LoadGen computes it (results.cc): the sorted samples'
+    element at index floor(n * (q / 100)) -- a nearest-rank rule, used where a number must match LoadGen's own
+    verdict (deploykit's other percentiles interpolate: ``percentile``)."""
+    a = np.sort(np.asarray(samples, dtype=np.float64))
+    if a.size == 0:
+        raise ValueError("no samples")
+    if not 0 <= q < 100:
+        raise ValueError(f"percentile must be in [0, 100), got {q}")
+    return float(a[min(a.size - 1, int(a.size * (q / 100.0)))])  # n * 0.99 in doubles, as LoadGen
+
+
+# ------------------------------------------------------------------------------------------- scaling fits
+
+_Z975 = 1.959963984540054  # the normal quantile of a two-sided 95% interval
+
+
+@dataclass(frozen=True)
+class PowerLawFit:
+    """y = prefactor * x**k, least squares on log-log. ``ci``: the bootstrap interval of k at ``level`` (None
+    when no point carries uncertainty); ``r2`` on log-log; ``method`` says what the CI rests on."""
+
+    k: float
+    prefactor: float
+    ci: tuple[float, float] | None
+    r2: float
+    n_points: int
+    level: float
+    method: str
+    replicates: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class LinearQuadraticFit:
+    """t(P) = c0 + c1*P + c2*P**2 (non-negative least squares on relative residuals). The quadratic term
+    exceeds the linear one for P > crossover_pixels = c1/c2, i.e. above the side length sqrt(c1/c2)
+    (inf when c2 = 0: the quadratic term never wins). ``side_ci``: bootstrap interval of that side length;
+    ``no_crossover_share``: the share of replicates with c2 = 0 (upper CI bound inf when above 1 - level/2)."""
+
+    c0: float
+    c1: float
+    c2: float
+    crossover_pixels: float
+    crossover_side: float
+    side_ci: tuple[float, float] | None
+    no_crossover_share: float | None
+    r2: float
+    n_points: int
+    level: float
+    method: str
+    pixel_range: tuple[float, float]
+
+    @property
+    def crossover_in_range(self) -> bool:
+        lo, hi = self.pixel_range
+        return bool(lo <= self.crossover_pixels <= hi)
+
+
+def _check_xy(x, y, *, min_distinct: int, what: str) -> tuple[np.ndarray, np.ndarray]:
+    xa = np.asarray(x, dtype=np.float64).ravel()
+    ya = np.asarray(y, dtype=np.float64).ravel()
+    if xa.size != ya.size:
+        raise ValueError(f"{what}: x and y differ in length ({xa.size} vs {ya.size})")
+    if not (np.all(np.isfinite(xa)) and np.all(np.isfinite(ya))):
+        raise ValueError(f"{what}: x and y must be finite numbers (got NaN or inf)")
+    if np.any(xa <= 0) or np.any(ya <= 0):
+        raise ValueError(f"{what}: x and y must be positive")
+    distinct = np.unique(xa).size
+    if distinct < min_distinct:
+        raise ValueError(f"{what}: needs at least {min_distinct} distinct x values, got {distinct}")
+    return xa, ya
+
+
+def median_replicates(
+    y: Sequence[float],
+    *,
+    samples: Sequence[Sequence[float] | None] | None = None,
+    ci: Sequence[tuple[float, float] | None] | None = None,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> tuple[np.ndarray, str, int]:
+    """(replicates, method, n_uncertain): an ``n_boot`` x n array of bootstrap replicates of each point's
+    median ``y[i]``, drawn from the bootstrap distribution of point i's raw ``samples[i]`` (seed derived from
+    ``seed`` and i), else from a log-normal centred on ``y[i]`` whose 95% interval is as wide as ``ci[i]`` (the
+    cell's CI of the median), else constant; ``method`` says which, ``n_uncertain`` counts the non-constant."""
+    ya = np.asarray(y, dtype=np.float64).ravel()
+    n = ya.size
+    if n_boot < 2:
+        raise ValueError(f"n_boot must be at least 2, got {n_boot}")
+    for name, seq in (("samples", samples), ("ci", ci)):
+        if seq is not None and len(seq) != n:
+            raise ValueError(f"{name} has {len(seq)} entries for {n} points")
+    out = np.empty((n_boot, n))
+    kinds = {"samples": 0, "ci": 0, "none": 0}
+    for i in range(n):
+        point_seed = seed * 1_000_003 + 7919 * (i + 1)
+        s = None if samples is None else samples[i]
+        if s is not None and np.asarray(s).size > 1:
+            out[:, i] = bootstrap_distribution(np.asarray(s, dtype=np.float64), "median", n_boot=n_boot,
+                                               seed=point_seed)
+            kinds["samples"] += 1
+            continue
+        c = None if ci is None else ci[i]
+        lo, hi = (np.nan, np.nan) if c is None else (float(c[0]), float(c[1]))
+        if np.isfinite(lo) and np.isfinite(hi) and 0 < lo < hi:
+            sigma = (np.log(hi) - np.log(lo)) / (2 * _Z975)
+            out[:, i] = ya[i] * np.exp(sigma * np.random.default_rng(point_seed).standard_normal(n_boot))
+            kinds["ci"] += 1
+        else:
+            out[:, i] = ya[i]
+            kinds["none"] += 1
+    parts = []
+    if kinds["samples"]:
+        parts.append(f"{kinds['samples']} point(s) from the bootstrap of their raw samples' median")
+    if kinds["ci"]:
+        parts.append(f"{kinds['ci']} point(s) without raw samples from their median and 95% CI (log-normal)")
+    if kinds["none"]:
+        parts.append(f"{kinds['none']} point(s) with neither taken as exact")
+    return out, f"{n_boot} seeded replicates: " + "; ".join(parts), kinds["samples"] + kinds["ci"]
+
+
+def _loglog_slope(lx: np.ndarray, ly: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares slope and intercept of ly (n or B x n) on lx (n)."""
+    dx = lx - lx.mean()
+    sxx = float(dx @ dx)
+    k = (ly - ly.mean(axis=-1, keepdims=True)) @ dx / sxx
+    b = ly.mean(axis=-1) - k * lx.mean()
+    return k, b
+
+
+def fit_power_law(
+    x: Sequence[float],
+    y: Sequence[float],
+    *,
+    samples: Sequence[Sequence[float] | None] | None = None,
+    ci: Sequence[tuple[float, float] | None] | None = None,
+    level: float = 0.95,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> PowerLawFit:
+    """Exponent k and prefactor of y = prefactor * x**k by least squares on log-log, with a bootstrap CI of k
+    (see ``median_replicates`` for how each point's uncertainty enters; seeded and deterministic). Raises
+    ValueError on fewer than 2 distinct x values, non-positive or non-finite values, or mismatched lengths."""
+    xa, ya = _check_xy(x, y, min_distinct=2, what="power-law fit")
+    lx, ly = np.log(xa), np.log(ya)
+    k, b = _loglog_slope(lx, ly)
+    resid = ly - (b + k * lx)
+    ss_tot = float(np.sum((ly - ly.mean()) ** 2))
+    r2 = 1.0 - float(resid @ resid) / ss_tot if ss_tot > 0 else 1.0
+    reps, method, n_uncertain = median_replicates(ya, samples=samples, ci=ci, n_boot=n_boot, seed=seed)
+    if not n_uncertain:
+        return PowerLawFit(float(k), float(np.exp(b)), None, r2, int(xa.size), level,
+                           "no raw samples or CIs: no confidence interval")
+    if np.any(reps <= 0):
+        raise ValueError("power-law fit: a bootstrap replicate is not positive (samples must be positive)")
+    kb, _ = _loglog_slope(lx, np.log(reps))
+    return PowerLawFit(float(k), float(np.exp(b)), percentile_interval(kb, level), r2, int(xa.size), level,
+                       method, kb)
+
+
+def _nnls_lq(p: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Rows (B x n) of times -> (B x 3) non-negative coefficients c0, c1, c2 minimising relative residuals."""
+    from scipy.optimize import nnls
+
+    scale = float(p.max())
+    q = p / scale
+    base = np.stack([np.ones_like(q), q, q * q], axis=1)
+    out = np.empty((t.shape[0], 3))
+    for j, row in enumerate(t):
+        coef, _ = nnls(base / row[:, None], np.ones_like(row))
+        coef[coef < 1e-10 * coef.sum()] = 0.0  # round-off, not a term: its share of t(P_max) is below 1e-10
+        out[j] = coef / np.array([1.0, scale, scale * scale])
+    return out
+
+
+def _side(c1: np.ndarray, c2: np.ndarray) -> np.ndarray:
+    """sqrt(c1/c2), inf where c2 = 0 (the quadratic term never exceeds the linear one)."""
+    side = np.full(np.shape(c1), np.inf)
+    pos = c2 > 0
+    side[pos] = np.sqrt(c1[pos] / c2[pos])
+    return side
+
+
+def fit_linear_quadratic(
+    pixels: Sequence[float],
+    t: Sequence[float],
+    *,
+    samples: Sequence[Sequence[float] | None] | None = None,
+    ci: Sequence[tuple[float, float] | None] | None = None,
+    level: float = 0.95,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> LinearQuadraticFit:
+    """Fit t(P) = c0 + c1*P + c2*P**2 over pixel counts P (non-negative least squares, each residual relative
+    to its point's time so that the largest resolution does not dominate) and find the crossover where the
+    quadratic term exceeds the linear one: P = c1/c2 pixels, side length sqrt(c1/c2). The CI of the side
+    length refits on bootstrap replicates of the medians (``median_replicates``). Needs 3 distinct P."""
+    pa, ta = _check_xy(pixels, t, min_distinct=3, what="linear+quadratic fit")
+    c = _nnls_lq(pa, ta[None, :])[0]
+    c0, c1, c2 = (float(v) for v in c)
+    fitted = c0 + c1 * pa + c2 * pa * pa
+    ss_tot = float(np.sum((ta - ta.mean()) ** 2))
+    r2 = 1.0 - float(np.sum((ta - fitted) ** 2)) / ss_tot if ss_tot > 0 else 1.0
+    side = float(_side(np.array([c1]), np.array([c2]))[0])
+    cross_p = side * side
+    reps, method, n_uncertain = median_replicates(ta, samples=samples, ci=ci, n_boot=n_boot, seed=seed)
+    span = (float(pa.min()), float(pa.max()))
+    if not n_uncertain:
+        return LinearQuadraticFit(c0, c1, c2, cross_p, side, None, None, r2, int(pa.size), level,
+                                  "no raw samples or CIs: no confidence interval", span)
+    if np.any(reps <= 0):
+        raise ValueError("linear+quadratic fit: a bootstrap replicate is not positive (samples must be positive)")
+    cb = _nnls_lq(pa, reps)
+    sides = _side(cb[:, 1], cb[:, 2])
+    big = np.finfo(np.float64).max
+    lo, hi = percentile_interval(np.where(np.isinf(sides), big, sides), level)
+    side_ci = (np.inf if lo >= big else lo, np.inf if hi >= big else hi)
+    return LinearQuadraticFit(c0, c1, c2, cross_p, side, side_ci, float(np.mean(np.isinf(sides))), r2,
+                              int(pa.size), level, method, span)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 
 from deploykit.core.errors import squash
+from deploykit.core.lazy import extra_hint
 from deploykit.bench.fingerprint import cpu_frequency
 
 # nvml.h: nvmlClocksEventReason* / nvmlClocksThrottleReason* bits
@@ -57,7 +58,7 @@ def gpu_snapshot(index: int, nvml=None) -> dict:
         try:
             import pynvml as nv  # package nvidia-ml-py
         except ImportError:
-            return {"available": False, "reason": "nvidia-ml-py is not installed (pip install 'deploykit[nvidia]')"}
+            return {"available": False, "reason": f"nvidia-ml-py is not installed ({extra_hint('nvidia')})"}
     try:
         nv.nvmlInit()
     except Exception as exc:

@@ -16,6 +16,20 @@ from deploykit import __version__
 from deploykit.core.errors import EXIT_INTERRUPTED, EXIT_USAGE, DeployKitError
 
 
+def _quiet_known_noise() -> None:
+    """Library chatter that is no news to a user: torch's cpp_extension (imported by torch.compile's inductor)
+    warns "No CUDA runtime is found" on every CPU-only machine that has a CUDA toolkit folder."""
+    import logging
+
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    if _no_cuda_runtime_note not in logger.filters:
+        logger.addFilter(_no_cuda_runtime_note)
+
+
+def _no_cuda_runtime_note(record) -> bool:
+    return "No CUDA runtime is found" not in record.getMessage()
+
+
 def _err(msg: str) -> None:
     click.echo(f"error: {msg}", err=True)
 
@@ -23,6 +37,7 @@ def _err(msg: str) -> None:
 class DeployKitGroup(click.Group):
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         debug = bool(os.environ.get("DEPLOYKIT_DEBUG")) or "--debug" in (sys.argv[1:] if args is None else args)
+        _quiet_known_noise()
         try:
             rv = super().main(args=args, prog_name=prog_name or "deploykit", complete_var=complete_var,
                               standalone_mode=False, **extra)
@@ -60,6 +75,8 @@ def cli(debug: bool) -> None:
     deploykit bench resnet50 deit_small   latency / throughput / fidelity -> reports/
     deploykit targets                     which runtimes work here, and why not
     deploykit gate CAND --against BASE    CI latency regression gate (exit 4 on a regression)
+    deploykit sweep --study FILE.toml     a matrix of cells -> one results table; compare them
+    deploykit loadgen resnet50 ...        serving under load, peak QPS within a latency bound (LoadGen)
     """
 
 
@@ -68,10 +85,23 @@ def _register() -> None:
 
     for mod in (models_cmd, export_cmd, fuse_cmd, inspect_cmd, quantize_cmd, bench_cmd, targets_cmd):
         cli.add_command(mod.command)
+    from deploykit.cli import peak_cmd  # the machine's GEMM peak (bench reports' efficiency)
+
+    cli.add_command(peak_cmd.command)
     from deploykit.cli import baseline_cmd, gate_cmd  # latency gates
 
     for mod in (gate_cmd, baseline_cmd):
         cli.add_command(mod.command)
+    from deploykit.cli import compare_cmd, sweep_cmd  # sweeps and comparisons
+
+    for mod in (sweep_cmd, compare_cmd):
+        cli.add_command(mod.command)
+    from deploykit.cli import report_cmd  # results tables -> HTML / Markdown reports
+
+    cli.add_command(report_cmd.command)
+    from deploykit.cli import loadgen_cmd  # serving under load (MLPerf LoadGen)
+
+    cli.add_command(loadgen_cmd.command)
 
 
 _register()

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from deploykit.cli.common import (batch_option, model_opt_option, model_options, models_dir_option,
-                                  opset_option, resolution_option, seed_option)
+from deploykit.cli.common import (batch_option, check_parc_impl, model_opt_option, model_options, models_dir_option,
+                                  opset_option, parc_impl_option, resolution_option, seed_option)
 from deploykit.cli.runtime_options import runtime_option, target_option
 
 
@@ -29,7 +29,7 @@ def command() -> None:
 @click.option("-c", "--config", "gate_file", type=click.Path(path_type=Path), default=None, metavar="GATEFILE",
               help="Rewrite every baseline the gate file's checks name (with each check's settings).")
 @target_option()
-@runtime_option("precision", type=None, help="Precision the target runs.")
+@runtime_option("precision", help="Precision the target runs.")
 @batch_option()
 @resolution_option()
 @runtime_option("threads")
@@ -43,9 +43,10 @@ def command() -> None:
 @seed_option(help=None)
 @opset_option(help=None)
 @model_opt_option(help=None)
+@parc_impl_option
 @models_dir_option
 def update(model, output, gate_file, target, precision, batch, resolution, threads, graph_opt, blocks, block_time,
-           min_time, seed, opset, model_opts, models_dir):
+           min_time, seed, opset, model_opts, parc_impl, models_dir):
     """Measure MODEL (or every baseline check of a gate file) and rewrite its baseline file."""
     from deploykit.cli.common import resolve_models_dir, stderr_console
     from deploykit.core.config import ExportConfig
@@ -53,7 +54,8 @@ def update(model, output, gate_file, target, precision, batch, resolution, threa
     from deploykit.runtimes.base import get_runtime
 
     mdir = resolve_models_dir(models_dir)
-    export = ExportConfig(model=model or "-", opset=opset, options=model_options(model_opts), models_dir=mdir)
+    export = ExportConfig(model=model or "-", opset=opset, options=model_options(model_opts, parc_impl=parc_impl),
+                          models_dir=mdir)
     jobs = []  # (model, target, precision, batch, resolution, threads, graph_opt, output)
     if gate_file is not None:
         if model is not None or output is not None:
@@ -78,6 +80,8 @@ def update(model, output, gate_file, target, precision, batch, resolution, threa
             label = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(model).stem if model.endswith(".onnx") else model)
             output = Path("reports") / "baselines" / f"{label}-{target}.json"
         jobs.append((model, target, precision, batch, resolution, threads, graph_opt, output))
+    if parc_impl is not None:
+        check_parc_impl(sorted({j[0] for j in jobs}), parc_impl)
     for job in jobs:  # check before spending minutes on the first
         get_runtime(job[1]).ensure_available()
         _check_model(job[0])
@@ -87,7 +91,9 @@ def update(model, output, gate_file, target, precision, batch, resolution, threa
     from deploykit.bench.pipeline import run_benchmark
     from deploykit.core.atomic import write_json
     from deploykit.core.config import BenchConfig
+    from deploykit.core.stdio import stdout_to_stderr
     from deploykit.export.source import looks_like_file
+    from deploykit.gate.run import portable_paths
     from deploykit.models.registry import MODELS
     from deploykit.report.schema import build_report
     from deploykit.runtimes.options import RuntimeOptions
@@ -98,8 +104,9 @@ def update(model, output, gate_file, target, precision, batch, resolution, threa
                           reference_workload=True, reference_blocks=blocks, reference_block_time=block_time)
         opts = RuntimeOptions.from_settings(threads=th, graph_opt=go, precision=prec)
         ex = replace(export, model=m) if (m in MODELS or not looks_like_file(m)) else None
-        result = run_benchmark(m, tgt, cfg, opts, export=ex, say=lambda s: err.print(f"[dim]{s}[/]"))
-        report = build_report(result)
+        with stdout_to_stderr():  # stdout is for the baseline's path
+            result = run_benchmark(m, tgt, cfg, opts, export=ex, say=lambda s: err.print(f"[dim]{s}[/]"))
+        report = portable_paths(build_report(result), mdir)  # no path of this machine in a committed file
         write_json(out, report)
         rw = report["reference_workload"]
         err.print(f"baseline {out}: {report['model']['label']} on {tgt} p50 {report['stats']['p50']:.3f} ms; "

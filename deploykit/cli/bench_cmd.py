@@ -36,14 +36,18 @@ def energy_options(f):
 
 
 @click.command("bench")
-@click.argument("models", nargs=-1, required=True)
+@click.argument("models", nargs=-1)
 @target_option(multiple=True, help="Target(s) to run on; repeat or comma-separate ('deploykit targets' lists them).")
 @batch_option()
 @resolution_option(help="Input height = width [default: the model's / the file's].")
 @click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True, help="Warm-up iterations.")
-@click.option("--min-iters", type=POSITIVE, default=50, show_default=True, help="Stop rule: at least this many iterations ...")
-@click.option("--min-time", type=click.FloatRange(min=0), default=5.0, show_default=True, help="... and at least this many seconds ...")
-@click.option("--max-time", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True, help="... but never more seconds than this.")
+@click.option("--min-time", type=click.FloatRange(min=0), default=5.0, show_default=True,
+              help="Stop rule: measure this many seconds ...")
+@click.option("--min-iters", type=POSITIVE, default=20, show_default=True,
+              help="... and past them until at least this many iterations (20: the fewest that give the median 10 "
+                   "samples on each side) ...")
+@click.option("--max-time", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
+              help="... but never more seconds than this.")
 @seed_option(help="Seed of the input tensor (the same for every target).")
 @runtime_option("threads")
 @runtime_option("graph_opt")
@@ -56,6 +60,8 @@ def energy_options(f):
 @click.option("--format", "formats", default="json,md,csv", show_default=True, help="Report files to write.")
 @click.option("--no-save", is_flag=True, help="Write no report files.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON report(s) to stdout.")
+@click.option("--wide", is_flag=True,
+              help="Show every column of the table, however wide [default: the columns that fit the terminal].")
 @click.option("--reference-workload", is_flag=True,
               help="Also measure the fixed reference workload (refnet-v1) interleaved with the model, for comparisons "
                    "across machines ('deploykit gate --baseline').")
@@ -71,22 +77,23 @@ def energy_options(f):
               help="Benchmark the int8 (QDQ) variant: quantized on demand with the calibration options below and "
                    "cached like any artifact (see 'deploykit quantize').")
 @calibration_options
-def command(models, targets, batch, resolution, warmup, min_iters, min_time, max_time, seed, threads, graph_opt,
-            weights, model_opts, parc_impl, opset, models_dir, report_dir, formats, no_save, as_json, reference_workload,
-            reference_blocks, per_layer, top, int8, **hw):
+def command(models, targets, batch, resolution, warmup, min_time, min_iters, max_time, seed, threads, graph_opt,
+            weights, model_opts, parc_impl, opset, models_dir, report_dir, formats, no_save, as_json, wide,
+            reference_workload, reference_blocks, per_layer, top, int8, **hw):
     """Measure MODELS on each target: model names (from 'deploykit models', any timm:NAME or tv:NAME, globs of
     names such as 'parc_*'), or .onnx files.
 
     Every target gets the same input tensor (from --seed) and the same measurement: session load and the
-    first inference are timed apart, then --warmup iterations, then iterations until both --min-iters
-    and --min-time are reached (at most --max-time). Reports: p50/p90/p95/p99, mean, stdev, CV, min/max,
-    a bootstrap 95% CI of the median, throughput, outputs compared with the PyTorch fp32 reference, and
-    the machine's fingerprint, written to <report-dir>/<stamp>-<model>-<target>.{json,md,csv}.
+    first inference are timed apart, then --warmup iterations, then the measured loop: --min-time seconds,
+    past them only until --min-iters iterations, never beyond --max-time. Reports: p50/p90/p95/p99, mean,
+    stdev, CV, min/max, a bootstrap 95% CI of the median, throughput, outputs compared with the PyTorch fp32
+    reference, and the machine's fingerprint, written to <report-dir>/<stamp>-<model>-<target>.{json,md,csv}.
+    The table shows the columns that fit the terminal (--wide: all of them).
     """
     calib = {k: hw.pop(k) for k in CALIB_KEYS}
     pretrained = hw.pop("pretrained")
     check_weights(weights, pretrained)
-    models = expand_models(models)
+    models = expand_models(models) if models else []
     from deploykit.core.config import BenchConfig, ExportConfig
     from deploykit.core.errors import UsageError
     from deploykit.models.registry import get_cfg
@@ -107,16 +114,21 @@ def command(models, targets, batch, resolution, warmup, min_iters, min_time, max
     opts = runtime_options(hw, threads=threads, graph_opt=graph_opt,  # and every target option given in hw
                            cache_dir=str(resolve_models_dir(models_dir) / ".cache"))
     qcfg = quantize_config(**calib) if int8 else None  # validated before any work
-    if qcfg is not None and not qcfg.calib_data:
-        raise UsageError("--int8 needs --calib-data DIR (images preprocessed like the model's inputs) or "
-                         "'--calib-data synthetic' for a smoke test")
-    # check everything we can before spending minutes on the first model
+    # check everything we can before spending minutes on the first model: the targets first (a target that
+    # cannot run here is the answer, whatever else is missing), then what the command still lacks
     for t in target_list:
         cls = get_runtime(t)
         cls.ensure_available()
         cls(opts).preflight()  # mode / precision / device fit this target and this machine
         if per_layer:
             cls.ensure_profiles_layers()
+    if not models:
+        raise UsageError("name the model(s) to measure, e.g. '" + example_command(target_list, int8, calib["calib_data"])
+                         + "' ('deploykit models' lists them; .onnx files work too)")
+    if qcfg is not None and not qcfg.calib_data:
+        raise UsageError("--int8 needs --calib-data DIR (images preprocessed like the model's inputs) or "
+                         "'--calib-data synthetic' for a smoke test, e.g. '"
+                         + example_command(target_list, int8, None, models) + "'")
     for m in models:
         if is_model_name(m):
             get_cfg(m)
@@ -132,6 +144,7 @@ def command(models, targets, batch, resolution, warmup, min_iters, min_time, max
         ensure_dir(reports_dir)
 
     from deploykit.bench.pipeline import run_benchmark
+    from deploykit.core.stdio import stdout_to_stderr
     from deploykit.report.render import write_report_files
     from deploykit.report.schema import build_report
 
@@ -143,7 +156,8 @@ def command(models, targets, batch, resolution, warmup, min_iters, min_time, max
                                   weights=str(weights) if weights else None, pretrained=pretrained,
                                   options=model_options(model_opts, parc_impl=parc_impl, model=m),
                                   models_dir=resolve_models_dir(models_dir)) if is_model_name(m) else None
-            result = _run_one(err, run_benchmark, m, t, cfg, opts, export, qcfg)
+            with stdout_to_stderr():  # stdout is for the table / the JSON
+                result = _run_one(err, run_benchmark, m, t, cfg, opts, export, qcfg)
             report = build_report(result)
             reports.append(report)
             if not no_save:
@@ -159,30 +173,57 @@ def command(models, targets, batch, resolution, warmup, min_iters, min_time, max
     if as_json:
         print_json(reports[0] if len(reports) == 1 else reports)
     else:
-        print_table(reports)
-        print_layer_tables(reports)
+        print_table(reports, wide=wide)
+        print_layer_tables(reports, wide=wide)
+
+
+def example_command(targets: list[str], int8: bool, calib_data: str | None, models=("resnet50",)) -> str:
+    """A complete bench command for what was asked (the default model where none was named)."""
+    cmd = ["deploykit", "bench", *models]
+    if targets != ["ort"]:
+        cmd += ["-t", ",".join(targets)]
+    if int8:
+        cmd += ["--int8", "--calib-data", calib_data or "synthetic"]
+    return " ".join(cmd)
 
 
 def _run_one(err, run_benchmark, model, target, cfg, opts, export, qcfg=None):
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    if not err.is_terminal:
+    if not err.is_terminal:  # a log: one line per stage, and one when the --min-iters floor extends the run
+        def on_floor(phase, iters, elapsed):
+            if phase == "min-iters":
+                err.print(f"[dim]{model} on {target}: {floor_text(cfg, iters, elapsed)}[/]")
+
         return run_benchmark(model, target, cfg, opts, export=export, say=lambda s: err.print(f"[dim]{s}[/]"),
-                             int8=qcfg)
+                             progress=on_floor, int8=qcfg)
     # refreshed by hand from the measuring thread between iterations (auto_refresh would start a render
     # thread that competes with the runtime's threads for the cores being measured)
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
+    from rich.table import Column
+
+    name = f"{model} on {target}"  # kept whole; the stage text gives way on a narrow terminal
+    progress = Progress(TextColumn("{task.description}", table_column=Column(no_wrap=True, min_width=len(name))),
+                        BarColumn(), TextColumn("{task.fields[info]}", table_column=Column(no_wrap=True)),
                         TimeElapsedColumn(), console=err, auto_refresh=False, transient=True)
-    task = progress.add_task(f"{model} on {target}", total=cfg.min_time or 1.0, info="")
+    task = progress.add_task(name, total=cfg.min_time or 1.0, info="")
+    floor = {"from": None}  # set once min-time is reached with fewer than --min-iters iterations
 
     def say(msg):
         progress.update(task, info=msg)
         progress.refresh()
 
     def on_progress(phase, iters, elapsed):
-        if phase == "measure":
-            progress.update(task, completed=min(elapsed, cfg.min_time or 1.0),
-                            info=f"{iters} iterations")
+        if phase == "min-iters":
+            floor["from"] = iters
+            err.print(f"[dim]{model} on {target}: {floor_text(cfg, iters, elapsed)}[/]")
+        if phase in ("measure", "min-iters"):
+            if floor["from"] is None:  # waiting for --min-time
+                progress.update(task, completed=min(elapsed, cfg.min_time or 1.0),
+                                info=f"{elapsed:.1f} of {cfg.min_time:g} s (--min-time), {iters} iterations")
+            else:  # waiting for the --min-iters floor
+                progress.update(task, total=cfg.min_iters, completed=iters,
+                                info=f"{iters} of {cfg.min_iters} iterations (--min-iters), at most "
+                                     f"{cfg.max_time:g} s")
         elif phase == "warmup":
             progress.update(task, info=f"warm-up done ({iters})")
         progress.refresh()
@@ -191,36 +232,77 @@ def _run_one(err, run_benchmark, model, target, cfg, opts, export, qcfg=None):
         return run_benchmark(model, target, cfg, opts, export=export, say=say, progress=on_progress, int8=qcfg)
 
 
-def print_table(reports: list[dict]) -> None:
-    from rich.table import Table
+def floor_text(cfg, iters: int, elapsed: float) -> str:
+    """Why the loop goes on past --min-time: the --min-iters floor, with the time it will take at this pace."""
+    per = elapsed / max(iters, 1)
+    more = min(per * (cfg.min_iters - iters), cfg.max_time - elapsed)
+    pace = f"{per * 1e3:.1f} ms" if per < 1 else f"{per:.2f} s"
+    return (f"--min-time {cfg.min_time:g} s reached after {iters} iterations; continuing to {cfg.min_iters} "
+            f"(--min-iters), about {more:.1f} s more at {pace} each (--max-time {cfg.max_time:g} s bounds it)")
 
-    from deploykit.report.render import SUMMARY_COLUMNS, fmt, summary_row
 
-    shown = ["model", "target", "precision", "input", "p50_ms", "ci95_ms", "p90_ms", "p99_ms", "cv", "items_per_s",
-             "first_ms", "iterations", "top1", "cosine", "fidelity"]
-    if any(r["throughput"].get("mode") == "throughput" for r in reports):
-        shown.insert(shown.index("items_per_s") + 1, "mode")
-    if any((r.get("energy") or {}).get("status") in ("measured", "estimated") for r in reports):
-        shown.insert(shown.index("items_per_s") + 1, "j_per_inf")
+# the bench table's columns in display order, with their priority (lower = kept first on a narrow terminal):
+# what ran (model, its variant, target, precision), the median with its CI, throughput, fidelity; then the rest
+BENCH_COLUMNS = [
+    ("model", 1), ("variant", 2), ("target", 3), ("precision", 4), ("input", 13), ("p50_ms", 5), ("ci95_ms", 6),
+    ("p90_ms", 10), ("p99_ms", 11), ("cv", 9), ("items_per_s", 7), ("mode", 8), ("j_per_inf", 14),
+    ("first_ms", 16), ("iterations", 12), ("top1", 17), ("cosine", 18), ("rel_err", 19), ("fidelity", 8),
+    ("rss_peak_mb", 15),
+]
+TEXT_COLUMNS = ("model", "variant", "target", "precision", "input", "fidelity", "mode")
+
+
+def print_table(reports: list[dict], wide: bool = False, console=None) -> None:
+    """The results table on ``console`` (stdout), with the columns that fit its width (all with ``wide``)."""
+    from deploykit.cli.tables import Col, print_fitted
+    from deploykit.report.render import SUMMARY_COLUMNS, fmt, summary_row, variant_text
+
     heads = dict(SUMMARY_COLUMNS)
-    table = Table(title="deploykit bench (latency in ms, batch latency; CI = bootstrap 95% CI of the median)")
-    for k in shown:
-        table.add_column(heads[k], justify="left" if k in ("model", "target", "precision", "input", "fidelity") else "right")
+    heads["ci95_ms"] = "95% CI"
+    rows = []
     for r in reports:
         row = summary_row(r)
-        table.add_row(*[fmt(k, row[k]) for k in shown])
-    stdout_console().print(table)
+        cells = {k: fmt(k, row[k]) for k, _ in BENCH_COLUMNS}
+        cells["variant"] = variant_text(r, short=True)
+        rows.append(cells)
+    drop = set()
+    if not any(row["variant"] for row in rows):
+        drop.add("variant")
+    if not any(r["throughput"].get("mode") == "throughput" for r in reports):
+        drop.add("mode")
+    if not any((r.get("energy") or {}).get("status") in ("measured", "estimated") for r in reports):
+        drop.add("j_per_inf")
+    prio = dict(BENCH_COLUMNS)
+    if any(row["fidelity"] == "FAIL" for row in rows):  # a failed fidelity check outranks throughput
+        prio["fidelity"] = 6.5
+    variants: dict[str, set] = {}
+    for row in rows:
+        variants.setdefault(row["model"], set()).add(row["variant"])
+    if not any(len(v) > 1 for v in variants.values()):  # the variant tells the rows apart only when a model
+        prio["variant"] = 8.5  # ran in several; else it comes after fidelity on a narrow terminal
+    cols = [Col(k, heads[k], right=k not in TEXT_COLUMNS, priority=prio[k]) for k, _ in BENCH_COLUMNS
+            if k not in drop]
+    print_fitted(console or stdout_console(), cols, rows, wide=wide, title="deploykit bench",
+                 caption="latency in ms per batch; 95% CI: bootstrap CI of the median; p90/p99 '-': fewer than 10 "
+                         "samples beyond them (the report has every number)",
+                 hidden_note="--wide shows them; the report files have every number")
 
 
-def print_layer_tables(reports: list[dict]) -> None:
-    """The per-layer profiles (bench --per-layer), after the results table: op types, then the slowest nodes."""
+# per-layer tables: columns by priority (lower = kept first on a narrow terminal)
+LAYER_OP_PRIORITY = {"op_type": 1, "share": 2, "time_ms": 3, "precisions": 4, "count": 5}
+LAYER_NODE_PRIORITY = {"name": 1, "share": 2, "precision": 3, "op_type": 4, "time_ms": 5, "rank": 6}
+
+
+def print_layer_tables(reports: list[dict], wide: bool = False, console=None) -> None:
+    """The per-layer profiles (bench --per-layer), after the results table: a line on the softmax and the matmuls,
+    the op types, then the slowest nodes; the columns that fit the terminal (all with ``wide``)."""
     from rich.markup import escape
-    from rich.table import Table
 
     from deploykit.bench.layers import softmax_text
+    from deploykit.cli.tables import Col, print_fitted
     from deploykit.report.render import LAYER_NODE_COLUMNS, LAYER_OP_COLUMNS, per_layer_rows, per_layer_title
 
-    out = stdout_console()
+    out = console or stdout_console()
     for r in reports:
         pl = r.get("per_layer")
         if not pl:
@@ -231,11 +313,9 @@ def print_layer_tables(reports: list[dict]) -> None:
         out.print(escape(softmax_text(pl)))
         for note in pl.get("notes", []):
             out.print(f"[dim]note: {escape(note)}[/]")
-        for cols, rows in ((LAYER_OP_COLUMNS, ops), (LAYER_NODE_COLUMNS, nodes)):
-            table = Table()
-            for k, head in cols:
-                table.add_column(head, justify="right" if k in ("time_ms", "share", "count", "rank") else "left",
-                                 overflow="fold", no_wrap=k in ("time_ms", "share", "count", "rank"))
-            for row in rows:
-                table.add_row(*[escape(row[k]) for k, _ in cols])
-            out.print(table)
+        numeric = ("time_ms", "share", "count", "rank")
+        for columns, prio, rows, title in ((LAYER_OP_COLUMNS, LAYER_OP_PRIORITY, ops, "by op type"),
+                                           (LAYER_NODE_COLUMNS, LAYER_NODE_PRIORITY, nodes, "slowest nodes")):
+            cols = [Col(k, head, right=k in numeric, priority=prio[k]) for k, head in columns]
+            print_fitted(out, cols, rows, wide=wide, title=title)
+

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -135,6 +136,31 @@ def stdout_console():
     if not console.is_terminal:  # piped/CI logs: do not squeeze tables into 80 columns
         console = Console(highlight=False, width=max(console.width, 200))
     return console
+
+
+@contextmanager
+def stages(err, first: str, *, prefix: str = ""):
+    """The progress of one piece of work, as ``say(message)``: a spinner on a terminal (starting with ``first``);
+    in a log (stderr is not a terminal) one line per stage the work reports, so a CI log shows where the time
+    goes (a check that fails before the work starts stays the only line). Whatever the work itself prints to
+    stdout goes to stderr meanwhile (``core.stdio.stdout_to_stderr``): stdout is for the command's result."""
+    from rich.markup import escape
+
+    from deploykit.core.stdio import stdout_to_stderr
+
+    with stdout_to_stderr():
+        if err.is_terminal:
+            with err.status(escape(prefix + first)) as status:
+                yield lambda msg: status.update(escape(prefix + msg))
+            return
+        last = [None]
+
+        def say(msg: str) -> None:
+            if msg != last[0]:
+                last[0] = msg
+                err.print(f"[dim]{escape(prefix + msg)}[/]")
+
+        yield say
 
 
 def print_json(obj) -> None:

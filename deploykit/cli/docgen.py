@@ -204,7 +204,10 @@ def render_cli_reference(group: click.Group | None = None) -> str:
     """The Markdown reference of every command of ``group`` (default: ``deploykit.cli.cli``)."""
     if group is None:
         from deploykit.cli import cli as group
-    root = click.Context(group, info_name="deploykit", terminal_width=100, max_content_width=100)
+    # the group's own context settings (-h/--help): click caches each command's help option on first use, so a
+    # context without them would change what later help output in the same process shows
+    settings = {**group.context_settings, "terminal_width": 100, "max_content_width": 100}
+    root = click.Context(group, info_name="deploykit", **settings)
     entries = list(_contexts(group, root))
     index = ["| command | what it does |", "|---|---|"]
     for cmd, ctx in entries[1:]:

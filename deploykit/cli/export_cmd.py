@@ -8,7 +8,8 @@ import click
 
 from deploykit.cli.common import (batch_option, check_parc_impl, check_weights, expand_models, model_opt_option,
                                   model_options, models_dir_option, opset_option, parc_impl_option, print_json,
-                                  resolution_option, resolve_models_dir, seed_option, stderr_console, weights_options)
+                                  resolution_option, resolve_models_dir, seed_option, stages, stderr_console,
+                                  weights_options)
 
 
 @click.command("export")
@@ -63,10 +64,9 @@ def command(model, opset, batch, resolution, dynamic_batch, seed, weights, pretr
     err = stderr_console()
     results = []
     for name in names:
-        with err.status(f"exporting {name}") as status:
-            opts = model_options(model_opts, parc_impl=parc_impl, model=name) if several else cfg.options
-            results.append(export_model(replace(cfg, model=name, options=opts), progress=lambda msg: status.update(msg),
-                                        fuse=export_transform))
+        opts = model_options(model_opts, parc_impl=parc_impl, model=name) if several else cfg.options
+        with stages(err, f"exporting {name}") as say:
+            results.append(export_model(replace(cfg, model=name, options=opts), progress=say, fuse=export_transform))
         if not as_json:
             _print_result(err, results[-1])
     if as_json:

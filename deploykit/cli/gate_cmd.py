@@ -7,8 +7,9 @@ from pathlib import Path
 
 import click
 
-from deploykit.cli.common import (POSITIVE, batch_option, model_opt_option, model_options, models_dir_option,
-                                  opset_option, print_json, reports_dir_option, resolution_option, seed_option)
+from deploykit.cli.common import (POSITIVE, batch_option, check_parc_impl, model_opt_option, model_options,
+                                  models_dir_option, opset_option, parc_impl_option, print_json, reports_dir_option,
+                                  resolution_option, seed_option)
 from deploykit.cli.runtime_options import runtime_option, target_option
 
 METRIC_CHOICES = ("p50", "p90", "throughput")
@@ -91,7 +92,7 @@ def gate_config(settings: dict, **cli):
 @click.option("-c", "--config", "gate_file", type=click.Path(path_type=Path), default=None, metavar="GATEFILE",
               help="Gate file (TOML, or YAML with PyYAML) listing the checks.")
 @target_option(default=None, show_default=False, help="Target to measure on [default: ort].")
-@runtime_option("precision", type=None, help="Precision the target runs (checked against the graph).")
+@runtime_option("precision", help="Precision the target runs (checked against the graph).")
 @batch_option(default=None, show_default=False, help="Batch size [default: the baseline's, else 1].")
 @resolution_option(help="Input height = width [default: the baseline's / the model's].")
 @runtime_option("threads", help="Intra-op threads [default: the baseline's, else all cores].")
@@ -106,13 +107,15 @@ def gate_config(settings: dict, **cli):
               help="Emit ::error/::warning annotations and append to $GITHUB_STEP_SUMMARY [default: when GITHUB_ACTIONS=true].")
 @opset_option()
 @model_opt_option(help="Model option for registry models.")
+@parc_impl_option
 @models_dir_option
 @reports_dir_option
 @click.option("--no-save", is_flag=True, help="Write no gate report JSON.")
 @click.option("--json", "as_json", is_flag=True, help="Print the gate report JSON to stdout.")
 def command(candidate, against, against_rev, baseline, gate_file, target, precision, batch, resolution, threads,
             graph_opt, metrics, tolerances, alpha, correction, strict, min_blocks, max_blocks, block_time, block_iters,
-            block_warmup, time_budget, baseline_drift, seed, junit, github, opset, model_opts, models_dir, report_dir, no_save, as_json):
+            block_warmup, time_budget, baseline_drift, seed, junit, github, opset, model_opts, parc_impl, models_dir,
+            report_dir, no_save, as_json):
     """Fail CI when CANDIDATE got slower than a baseline -- and only then.
 
     \b
@@ -143,7 +146,8 @@ def command(candidate, against, against_rev, baseline, gate_file, target, precis
         raise UsageError("give exactly one of --against, --against-rev, --baseline, --config"
                          + (f" (got {', '.join(given)})" if given else ""))
     mdir = resolve_models_dir(models_dir)
-    export = ExportConfig(model=candidate or "-", opset=opset, options=model_options(model_opts), models_dir=mdir)
+    export = ExportConfig(model=candidate or "-", opset=opset, options=model_options(model_opts, parc_impl=parc_impl),
+                          models_dir=mdir)
     settings: dict = {}
     if gate_file is not None:
         per_check = {"CANDIDATE": candidate, "--target": target, "--precision": precision, "--batch": batch,
@@ -175,6 +179,8 @@ def command(candidate, against, against_rev, baseline, gate_file, target, precis
                             metrics=tuple(GateMetric(m, tols[m]) for m in names), precision=precision, batch=batch,
                             resolution=resolution, threads=threads, graph_opt=graph_opt, export=export)]
         source = "command line"
+    if parc_impl is not None:
+        check_parc_impl(sorted({c.candidate for c in checks}), parc_impl)
     cfg = gate_config(settings, alpha=alpha, correction=correction, strict=strict, min_blocks=min_blocks,
                       max_blocks=max_blocks, block_time=block_time, block_iters=block_iters, block_warmup=block_warmup,
                       time_budget=time_budget, seed=seed,
@@ -189,10 +195,16 @@ def command(candidate, against, against_rev, baseline, gate_file, target, precis
 
         ensure_dir(Path(junit).parent if str(Path(junit).parent) else Path("."))
 
+    from rich.markup import escape
+
     from deploykit.gate.run import run_gate
 
     err = stderr_console()
-    result = run_gate(checks, cfg, say=lambda s: err.print(f"[dim]{s}[/]"), source=source)
+    from deploykit.core.stdio import stdout_to_stderr
+
+    with stdout_to_stderr():  # stdout is for the table / the JSON / the GitHub annotations
+        result = run_gate(checks, cfg, say=lambda s: err.print(f"[dim]{escape(s)}[/]"), source=source,
+                          warn=lambda w: err.print(f"[yellow]warning:[/] {escape(w)}"))  # before measuring
     finish(result, err=err, reports_dir=reports_dir, junit=junit, github=github, as_json=as_json)
     return result.exit_code
 

@@ -45,38 +45,60 @@ def command(file, batch, resolution, runtimes, as_json):
     _print(file, info)
 
 
+def _counts(d) -> str:
+    """``{'QLinearConv': 20, 'QGemm': 1}`` -> ``QLinearConv 20, QGemm 1`` (``none`` when empty)."""
+    if not d:
+        return "none"
+    if isinstance(d, dict):
+        return ", ".join(f"{k} {v}" for k, v in d.items())
+    return str(d)
+
+
+def _shape(dims) -> str:
+    return "x".join(str(d) for d in dims) if isinstance(dims, (list, tuple)) else str(dims)
+
+
 def _print(file, info: dict) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     out = stdout_console()
-    ins = ", ".join(f"{i['name']} {i['shape']} {i['dtype']}" for i in info["inputs"])
-    outs = ", ".join(f"{o['name']} {o['shape']}" for o in info["outputs"])
+
+    def line(text: str) -> None:  # one sentence, one line: the terminal wraps it, not us
+        out.print(text, soft_wrap=True, markup=False)
+
+    ins = ", ".join(f"{i['name']} {_shape(i['shape'])} {i['dtype']}" for i in info["inputs"])
+    outs = ", ".join(f"{o['name']} {_shape(o['shape'])}" for o in info["outputs"])
     p = info["params"]
-    out.print(f"[bold]{file}[/]: opset {info['opset']}, {info['nodes']} nodes, precision {info['precision']}")
-    out.print(f"inputs: {ins}\noutputs: {outs}")
-    out.print("params: " + ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in p.items()))
+    out.print(f"[bold]{escape(str(file))}[/]: opset {info['opset']}, {info['nodes']} nodes, precision {info['precision']}",
+              soft_wrap=True)
+    line(f"inputs: {ins}")
+    line(f"outputs: {outs}")
+    line("params: " + ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in p.items()))
     if info["macs"] is not None:
-        out.print(f"MACs: {info['macs'] / 1e9:.3f} G (FLOPs {info['flops'] / 1e9:.3f} G)"
-                  + (f"; {info['macs_note']}" if info.get("macs_note") else ""))
+        att = info.get("macs_attention")
+        line(f"MACs: {info['macs'] / 1e9:.3f} G (FLOPs {info['flops'] / 1e9:.3f} G)"
+             + (f", attention (activation x activation MatMuls) {att / 1e9:.3f} G" if att else "")
+             + (f"; {info['macs_note']}" if info.get("macs_note") else ""))
     elif info.get("macs_note"):
-        out.print(f"MACs: unknown; {info['macs_note']}")
+        line(f"MACs: unknown; {info['macs_note']}")
     f = info["fusion"]
-    acts = ", ".join(f"{k} {v}" for k, v in f["activations"].items()) or "none"
-    out.print(f"BatchNormalization: {f['batchnorm']} ({f['batchnorm_foldable']} foldable by 'deploykit fuse'); "
-              f"activations: {acts} ({f['activations_after_compute']} right after a Conv/Gemm/MatMul/Add)")
+    line(f"BatchNormalization: {f['batchnorm']} ({f['batchnorm_foldable']} foldable by 'deploykit fuse'); "
+         f"activations: {_counts(f['activations'])} ({f['activations_after_compute']} right after a "
+         "Conv/Gemm/MatMul/Add)")
     q = info["quantization"]
     if q["dequantize_linear"]:
-        out.print(f"Q/DQ: {q['quantize_linear']} QuantizeLinear, {q['dequantize_linear']} DequantizeLinear "
-                  f"({q['quantized_activation_tensors']} activations, {q['quantized_weight_tensors']} weights, "
-                  f"{q['per_channel_weights']} per-channel); types {q['types']}; "
-                  f"ReLU absorbed into {f['quantized_convs_with_zero_floor']} conv output ranges; {q['tensorrt_note']}")
+        line(f"Q/DQ: {q['quantize_linear']} QuantizeLinear, {q['dequantize_linear']} DequantizeLinear "
+             f"({q['quantized_activation_tensors']} activations, {q['quantized_weight_tensors']} weights, "
+             f"{q['per_channel_weights']} per-channel); types {_counts(q['types'])}; ReLU absorbed into "
+             f"{f['quantized_convs_with_zero_floor']} conv output ranges; {q['tensorrt_note']}")
     else:
-        out.print("Q/DQ: none")
+        line("Q/DQ: none")
     a = info["attention"]
     if a["blocks"]:
-        out.print(f"attention: {a['blocks']} blocks; softmax output int8 in {a['softmax_int8_output']}, "
-                  f"QLinearSoftmax pattern in {a['qlinear_softmax_pattern']}, TensorRT MHA Q/DQ placement in "
-                  f"{a['tensorrt_mha_pattern']}")
+        line(f"attention: {a['blocks']} blocks; softmax output int8 in {a['softmax_int8_output']}, "
+             f"QLinearSoftmax pattern in {a['qlinear_softmax_pattern']}, TensorRT MHA Q/DQ placement in "
+             f"{a['tensorrt_mha_pattern']}")
     t = Table(title="op histogram")
     t.add_column("op")
     t.add_column("count", justify="right")
@@ -84,7 +106,7 @@ def _print(file, info: dict) -> None:
         t.add_row(op, str(n))
     out.print(t)
     for rt, r in (info.get("runtime") or {}).items():
-        out.print(_runtime_line(rt, r), markup=False)
+        line(_runtime_line(rt, r))
 
 
 def _runtime_line(target: str, r: dict) -> str:
@@ -94,15 +116,16 @@ def _runtime_line(target: str, r: dict) -> str:
     if kind == "onnxruntime":
         return (f"ONNX Runtime ran: {r['nodes']} nodes; {r['convs_with_fused_activation']} of "
                 f"{r['float_convs']} float convolutions with a fused activation "
-                f"({r['fused_activations'] or 'none'}); activations left {r['standalone_activations'] or 'none'}; "
-                f"int8 kernels {r['int8_kernels'] or 'none'}; softmax int8 {r['softmax']['int8']}, float "
+                f"({_counts(r['fused_activations'])}); activations left {_counts(r['standalone_activations'])}; "
+                f"int8 kernels {_counts(r['int8_kernels'])}; softmax int8 {r['softmax']['int8']}, float "
                 f"{r['softmax']['float']}")
     if kind == "openvino":
-        return (f"OpenVINO ran: layers {r['layers']}; int8 layers {r['int8_layers'] or 'none'}; "
+        return (f"OpenVINO ran: layers {_counts(r['layers'])}; int8 layers {_counts(r['int8_layers'])}; "
                 f"{r['layers_with_fused_activation']} layers with a fused activation; softmax int8 "
                 f"{r['softmax']['int8']}, float {r['softmax']['float']}")
     if kind == "tensorrt" and r.get("layers", {}).get("available"):
         return (f"TensorRT ran: {r['layers']['layers']} layers, precision {r['precision']}; layer output precisions "
-                f"{r['layers']['output_precisions']}")
-    facts = "; ".join(f"{k} {v}" for k, v in r.items() if k != "runtime" and isinstance(v, (str, int, float)))
+                f"{_counts(r['layers']['output_precisions'])}")
+    facts = "; ".join(f"{k} {_counts(v) if isinstance(v, dict) else v}" for k, v in r.items()
+                      if k != "runtime" and isinstance(v, (str, int, float, dict)))
     return f"{target} ran: {facts or 'nothing to report'}"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from deploykit.cli.common import (models_dir_option, print_json, resolution_option, resolve_models_dir,
-                                  stdout_console)
+from deploykit.cli.common import (models_dir_option, print_json, resolution_option, resolve_models_dir, stages,
+                                  stderr_console, stdout_console)
 from deploykit.models.registry import families
 
 PASSTHROUGH_NOTE = ("Any timm or torchvision classification model works by name too: timm:NAME, tv:NAME (their own "
@@ -18,7 +18,9 @@ PASSTHROUGH_NOTE = ("Any timm or torchvision classification model works by name 
 @resolution_option(help="Count MACs at this input size instead of each model's default.")
 @models_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def command(family, resolution, models_dir, as_json):
+@click.option("--wide", is_flag=True,
+              help="Show every column of the table, however wide [default: the columns that fit the terminal].")
+def command(family, resolution, models_dir, as_json, wide):
     """List the models deploykit can build: name, family (cnn|vit|parc), parameters, GMACs, input size.
 
     MACs count convolutions, linear layers, matmuls and attention (torch's FlopCounterMode / 2),
@@ -30,9 +32,13 @@ def command(family, resolution, models_dir, as_json):
     from deploykit.models.registry import list_models, model_stats
 
     rows = []
-    for cfg in list_models(family):
+    cfgs = list_models(family)
+    with stages(stderr_console(), f"counting parameters and MACs of {len(cfgs)} models") as say:
+        stats_of = {cfg.name: model_stats(cfg.name, resolution or cfg.resolution,
+                                          cache_dir=resolve_models_dir(models_dir), progress=say) for cfg in cfgs}
+    for cfg in cfgs:
         res = resolution or cfg.resolution
-        stats = model_stats(cfg.name, res, cache_dir=resolve_models_dir(models_dir))
+        stats = stats_of[cfg.name]
         rows.append({
             "name": cfg.name, "family": cfg.family, "params_m": stats["params"] / 1e6, "gmacs": stats["macs"] / 1e9,
             "input": list(cfg.input_shape(1, res)), "source": f"{cfg.source}:{cfg.arch}",
@@ -42,15 +48,20 @@ def command(family, resolution, models_dir, as_json):
     if as_json:
         print_json(rows)
         return
-    from rich.table import Table
+    print_models(rows, wide)
 
-    table = Table(title="deploykit models (random seeded weights unless --weights is given)",
-                  caption=PASSTHROUGH_NOTE)
-    for col, just in (("name", "left"), ("family", "left"), ("params (M)", "right"), ("GMACs", "right"),
-                      ("input", "left"), ("source", "left"), ("options", "left")):
-        table.add_column(col, justify=just)
-    for r in rows:
-        opts = " ".join(f"{k}={'|'.join(v)}" for k, v in r["options"].items())
-        table.add_row(r["name"], r["family"], f"{r['params_m']:.2f}", f"{r['gmacs']:.3f}",
-                      "x".join(map(str, r["input"][1:])), r["source"], opts)
-    stdout_console().print(table)
+
+def print_models(rows: list[dict], wide: bool = False, console=None) -> None:
+    """The models table on ``console`` (stdout): names whole, the columns that fit its width (all with ``wide``)."""
+    from deploykit.cli.tables import Col, print_fitted
+
+    cols = [Col("name", "name", priority=1), Col("family", "family", priority=2),
+            Col("params", "params (M)", right=True, priority=3), Col("gmacs", "GMACs", right=True, priority=4),
+            Col("input", "input", priority=5), Col("source", "source", priority=7),
+            Col("options", "options", priority=6)]
+    cells = [{"name": r["name"], "family": r["family"], "params": f"{r['params_m']:.2f}", "gmacs": f"{r['gmacs']:.3f}",
+              "input": "x".join(map(str, r["input"][1:])), "source": r["source"],
+              "options": " ".join(f"{k}={'|'.join(v)}" for k, v in r["options"].items())} for r in rows]
+    print_fitted(console or stdout_console(), cols, cells, wide=wide,
+                 title="deploykit models (random seeded weights unless --weights is given)", caption=PASSTHROUGH_NOTE,
+                 hidden_note="--wide or --json shows them")

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
-from deploykit.cli.common import (POSITIVE, batch_option, calibration_options, check_weights, expand_models,
-                                  model_opt_option, model_options, models_dir_option, opset_option, print_json,
-                                  quantize_config, resolution_option, resolve_models_dir, seed_option, stderr_console,
-                                  weights_options)
+from deploykit.cli.common import (POSITIVE, batch_option, calibration_options, check_parc_impl, check_weights,
+                                  expand_models, model_opt_option, model_options, models_dir_option, opset_option,
+                                  parc_impl_option, print_json, quantize_config, resolution_option, resolve_models_dir,
+                                  seed_option, stages, stderr_console, weights_options)
 
 
 @click.command("quantize")
@@ -35,6 +35,7 @@ from deploykit.cli.common import (POSITIVE, batch_option, calibration_options, c
 @opset_option()
 @weights_options()
 @model_opt_option(help="Model option.")
+@parc_impl_option
 @seed_option(help="Seed of the weights and of the data sampling.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="Write here instead of <models-dir>/<model>/int8_....onnx (.xml for nncf).")
@@ -44,7 +45,8 @@ from deploykit.cli.common import (POSITIVE, batch_option, calibration_options, c
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest and this run's report as JSON.")
 def command(model, calib_data, calib_size, calib_method, softmax, qdq_profile, exclude, reduce_range, quantizer,
             per_tensor, eval_data, eval_size, sensitivity, top, check_openvino, crop_pct, fidelity_samples, batch,
-            resolution, opset, weights, pretrained, model_opts, seed, output, models_dir, force, no_verify, as_json):
+            resolution, opset, weights, pretrained, model_opts, parc_impl, seed, output, models_dir, force, no_verify,
+            as_json):
     """Quantize MODEL (a model name: from 'deploykit models', any timm:NAME or tv:NAME, or a glob of names such as
     'parc_*' for each match; or an fp32 .onnx file) to int8.
 
@@ -62,6 +64,8 @@ def command(model, calib_data, calib_size, calib_method, softmax, qdq_profile, e
     names = expand_models([model])
     if output and len(names) > 1:
         raise UsageError(f"--output names one file but {model!r} matches {len(names)} models")
+    if parc_impl is not None:
+        check_parc_impl(names, parc_impl)
     qcfg = quantize_config(calib_data=calib_data, calib_size=calib_size, calib_method=calib_method, softmax=softmax,
                            qdq_profile=qdq_profile, exclude=exclude, reduce_range=reduce_range, quantizer=quantizer,
                            per_channel=not per_tensor, eval_data=str(eval_data) if eval_data else None,
@@ -76,11 +80,13 @@ def command(model, calib_data, calib_size, calib_method, softmax, qdq_profile, e
         if is_model_name(name):
             export = ExportConfig(model=name, batch=batch, resolution=resolution, opset=opset, seed=seed,
                                   weights=str(weights) if weights else None, pretrained=pretrained,
-                                  options=model_options(model_opts), models_dir=mdir)
+                                  options=model_options(model_opts, parc_impl=parc_impl,
+                                                        model=name if len(names) > 1 else None),
+                                  models_dir=mdir)
         try:
-            with err.status(f"quantizing {name}") as status:
+            with stages(err, f"quantizing {name}") as say:
                 result = quantize_model(name, qcfg, export=export, batch=batch, resolution=resolution,
-                                        models_dir=mdir, progress=lambda msg: status.update(msg))
+                                        models_dir=mdir, progress=say)
         except QuantizeVerificationError as exc:
             _print_report(err, exc.report, top)
             raise
@@ -102,6 +108,13 @@ def _fmt(v, spec=".4f"):
     return "-" if v is None else format(v, spec)
 
 
+def _floor(f: dict, key: str) -> str:
+    """`` (floor X)``: the fidelity floor a metric was compared with (the max-abs floor is relative to the
+    output range, so it stands next to the relative value)."""
+    v = (f.get("tolerance") or {}).get(key)
+    return f" (floor {v:g})" if v is not None else ""
+
+
 def _print_report(err, rep: dict, top: int) -> None:
     from rich.table import Table
 
@@ -109,13 +122,15 @@ def _print_report(err, rep: dict, top: int) -> None:
     if f:
         verdict = {True: "[green]pass[/]", False: "[red]FAIL[/]", None: "n/a"}[f.get("passed")]
         err.print(f"fidelity vs fp32 on {f['samples']} inputs ({f.get('runtime')}): top-1 agreement {_fmt(f['top1'], '.3f')}, "
-                  f"top-5 {_fmt(f.get('top5_agreement'), '.3f')}, cosine min {_fmt(f['cosine'])} / mean "
-                  f"{_fmt(f.get('cosine_mean'))}, max-abs {_fmt(f['max_abs'], '.3g')} (rel {_fmt(f['rel_err'], '.3f')}), "
-                  f"SQNR {_fmt(f['sqnr_db'], '.1f')} dB -> {verdict}")
+                  f"top-5 {_fmt(f.get('top5_agreement'), '.3f')}, cosine min {_fmt(f['cosine'])}{_floor(f, 'min_cosine')} "
+                  f"/ mean {_fmt(f.get('cosine_mean'))}, max-abs {_fmt(f['max_abs'], '.3g')} = "
+                  f"{_fmt(f['rel_err'], '.3f')} of the output range{_floor(f, 'rtol')}, SQNR {_fmt(f['sqnr_db'], '.1f')} "
+                  f"dB -> {verdict}")
     ov = rep.get("openvino")
     if ov:
-        err.print(f"OpenVINO runs the same file: cosine min {_fmt(ov['cosine'])}, top-1 agreement {_fmt(ov['top1'], '.3f')}, "
-                  f"rel max-abs {_fmt(ov['rel_err'], '.3f')} -> {'pass' if ov.get('passed') else 'FAIL'}")
+        err.print(f"OpenVINO runs the same file: cosine min {_fmt(ov['cosine'])}{_floor(ov, 'min_cosine')}, top-1 "
+                  f"agreement {_fmt(ov['top1'], '.3f')}, max-abs {_fmt(ov['rel_err'], '.3f')} of the output range"
+                  f"{_floor(ov, 'rtol')} -> {'pass' if ov.get('passed') else 'FAIL'}")
     rt = (rep.get("runtime") or {})
     if "onnxruntime" in rt:
         r = rt["onnxruntime"]

@@ -76,13 +76,17 @@ def available_cores() -> int:
 
 @dataclass(frozen=True)
 class BenchConfig:
-    """How to measure. Stop rule: at least ``min_iters`` iterations AND ``min_time`` seconds, at most
-    ``max_time`` seconds (``max_time`` wins if the two minima cannot both be met in time)."""
+    """How to measure. Stop rule: ``min_time`` seconds; past that only as long as fewer than ``min_iters``
+    iterations were measured; never beyond ``max_time`` seconds, which bounds everything.
+
+    ``min_iters`` defaults to 20, the fewest samples that put 10 on each side of the median: the rule
+    ``bench.stats.tail_supported`` applies to every percentile (p90 needs 100 samples, p99 1000). Tail
+    percentiles a run does not support are kept in the report and left out of the tables."""
 
     batch: int = 1
     resolution: int | None = None
     warmup: int = 10
-    min_iters: int = 50
+    min_iters: int = 20
     min_time: float = 5.0
     max_time: float = 60.0
     seed: int = 0

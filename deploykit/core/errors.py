@@ -8,6 +8,7 @@ Exit codes (documented in the README):
     4  gate: a latency regression was detected
     5  gate: inconclusive (only with --strict)
   130  interrupted (Ctrl-C); nothing half-written is left behind
+  143  a sweep stopped by SIGTERM (its finished cells are kept)
 """
 
 from __future__ import annotations

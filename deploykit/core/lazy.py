@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+from pathlib import Path
 from types import ModuleType
 
 from deploykit.core.errors import UnavailableError
@@ -15,13 +16,38 @@ _EXTRAS = {
     "tensorrt": ("trt", "tensorrt"),
     "cuda": ("trt", "cuda-python"),
     "pynvml": ("nvidia", "nvidia-ml-py"),
+    "mlperf_loadgen": ("loadgen", "mlcommons-loadgen"),
 }
+
+
+def source_checkout(package_dir: Path | None = None) -> Path | None:
+    """The source checkout deploykit runs from (the folder with its pyproject.toml; an editable install or
+    PYTHONPATH), or None for an installed package."""
+    root = Path(package_dir or Path(__file__).resolve().parents[1]).parent
+    try:
+        text = (root / "pyproject.toml").read_text()
+    except OSError:
+        return None
+    return root if 'name = "deploykit"' in text else None
+
+
+def extra_hint(extra: str, package_dir: Path | None = None) -> str:
+    """How to install one of deploykit's extras the way this deploykit was installed: from PyPI, or into the
+    source checkout it runs from (``pip install -e '.[trt]'``)."""
+    root = source_checkout(package_dir)
+    if root is None:
+        return f"pip install 'deploykit[{extra}]'"
+    try:
+        where = "." if root.samefile(Path.cwd()) else str(root)
+    except OSError:
+        where = str(root)
+    return f"pip install -e '{where}[{extra}]'"
 
 
 def install_hint(module: str) -> str:
     extra, package = _EXTRAS.get(module, (None, module))
     if extra:
-        return f"pip install 'deploykit[{extra}]'"
+        return extra_hint(extra)
     return f"pip install {package}"
 
 

@@ -233,9 +233,16 @@ def decide_one(eff: Effect, ev: Evidence, level: float, *, correction: str = "no
                   "(--baseline-drift; measure --against the old artifact to decide)")
     else:
         outcome = INCONCLUSIVE
-        if mde > tol:
+        if ev.drift >= ev.tolerance:
+            reason = (f"no run against a stored baseline can rule out a {t} slowdown: the baseline-drift allowance "
+                      f"+-{ev.drift:.1%} alone reaches the tolerance (interval {_frac(lo):+.1%} to {_frac(hi):+.1%}); "
+                      "raise --tolerance above the drift, lower --baseline-drift, or measure --against the old "
+                      "artifact")
+        elif mde > tol:
             reason = (f"too noisy to detect a {t} change: the minimum detectable effect of this run is "
-                      f"{_frac(mde):.1%} (interval {_frac(lo):+.1%} to {_frac(hi):+.1%}); add blocks or quiet the machine")
+                      f"{_frac(mde):.1%} (interval {_frac(lo):+.1%} to {_frac(hi):+.1%}"
+                      + (f", of which +-{ev.drift:.1%} is the baseline-drift allowance" if ev.drift else "")
+                      + "); add blocks or quiet the machine")
         elif lo > 0 and est > tol and not may_regress:
             reason = (f"slower by {_frac(est):+.1%} (interval {_frac(lo):+.1%} to {_frac(hi):+.1%}) but not "
                       "significant after the Holm step-down")
@@ -246,6 +253,20 @@ def decide_one(eff: Effect, ev: Evidence, level: float, *, correction: str = "no
                     tolerance=ev.tolerance, n=ev.n, n_baseline=n_b, p_slower=p_slower(reps), reason=reason,
                     correction=correction, notes=tuple(notes), drift=ev.drift,
                     drift_bound=drift_bound)
+
+
+def baseline_floor(baseline_log_ratios: Sequence[float], *, drift: float, level: float, n_boot: int = N_BOOT,
+                   seed: int = 0, power: float = POWER) -> float:
+    """The smallest tolerance a gate against this stored baseline can PASS at, even with as many blocks today as
+    it likes (today's side adding no noise): the baseline's own minimum detectable effect plus the drift
+    allowance, as a fraction. A tolerance at or below it leaves the check INCONCLUSIVE unless it regresses."""
+    b = np.asarray(baseline_log_ratios, dtype=np.float64)
+    if b.size < 2:
+        return math.inf
+    _, reps = _side(b, n_boot, seed + 1)
+    se = float(np.std(reps, ddof=1))
+    df = float(b.size - 1)
+    return _frac((t_quantile(1 - (1 - level) / 2, df) + t_quantile(power, df)) * se + math.log1p(drift))
 
 
 def decide(ev: Evidence, *, level: float = 0.95, n_boot: int = N_BOOT, seed: int = 0) -> Decision:

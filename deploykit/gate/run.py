@@ -13,6 +13,7 @@ Order of work:
 
 from __future__ import annotations
 
+import math
 import shutil
 import subprocess
 import sys
@@ -154,6 +155,73 @@ def load_baseline(path: str | Path) -> dict:
     if len(rounds) < MIN_ROUNDS:
         raise InputError(f"baseline {p} has only {len(rounds)} reference-workload blocks (need at least {MIN_ROUNDS})")
     return rep
+
+
+def certification_warnings(checks: list[GateCheck], cfg: GateConfig) -> list[str]:
+    """Before anything is measured: the metrics of ``--baseline`` checks whose tolerance a stored baseline cannot
+    certify. A tolerance at or below ``--baseline-drift`` can never PASS (a UsageError with ``--strict``, where the
+    gate could then only fail); one at or below the drift plus the stored blocks' own noise
+    (``decision.baseline_floor``) will not PASS however many blocks are measured today. Bad baselines are left
+    to ``prepare`` to report."""
+    from deploykit.gate.decision import baseline_floor
+
+    m = sum(len(c.metrics) for c in checks)
+    level = adaptive_level(cfg.alpha, m, cfg.correction)
+    out = []
+    for c in checks:
+        if c.mode != "baseline":
+            continue
+        try:
+            rounds = [Round.from_json(b) for b in load_baseline(c.reference)["reference_workload"]["blocks"]]
+        except (DeployKitError, KeyError, TypeError, ValueError):
+            continue
+        for gm in c.metrics:
+            floor = baseline_floor(log_ratios(rounds, gm.metric), drift=cfg.baseline_drift, level=level,
+                                   n_boot=cfg.n_boot, seed=cfg.seed)
+            suggest = f"{math.ceil(floor * 20 + 1e-9) * 5}%" if math.isfinite(floor) else "a larger one"
+            what = f"check {c.name!r}: {gm.metric} tolerance {gm.tolerance:.1%}"
+            if gm.tolerance <= cfg.baseline_drift:
+                msg = (f"{what} is not above the baseline-drift allowance {cfg.baseline_drift:.1%}, so a stored "
+                       "baseline cannot certify it: the check can find a regression but never PASS. Use "
+                       f"--tolerance {suggest} or more (this baseline's noise plus the drift), a smaller "
+                       "--baseline-drift (3% is realistic on a dedicated runner, baseline recorded on the same "
+                       "runner type), or --against/--against-rev (no drift)")
+                if cfg.strict:
+                    raise UsageError(f"{msg}; with --strict the gate could only fail")
+                out.append(msg)
+            elif gm.tolerance <= floor:
+                out.append(f"{what} is below what this stored baseline can certify: about {floor:.1%} (the "
+                           f"drift allowance {cfg.baseline_drift:.1%} plus the noise of its "
+                           f"{len(rounds)} blocks), so it will most likely be INCONCLUSIVE; use --tolerance "
+                           f"{suggest} or more, or rewrite the baseline with more --blocks")
+    return out
+
+
+def portable_paths(report: dict, models_dir: Path, cwd: Path | None = None) -> dict:
+    """``report`` with this machine's absolute paths made portable, for a baseline committed to a repository:
+    paths in the artifact store become ``<models-dir>/...``, paths under the working directory relative to it;
+    other strings are left as they are."""
+    import json
+
+    store = Path(models_dir).resolve()
+    here = Path(cwd or Path.cwd()).resolve()
+
+    def fix(v):
+        if isinstance(v, dict):
+            return {k: fix(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [fix(x) for x in v]
+        if isinstance(v, str) and v.startswith("/"):
+            p = Path(v)
+            for root, prefix in ((store, "<models-dir>"), (here, None)):
+                try:
+                    rel = p.resolve().relative_to(root)
+                except ValueError:
+                    continue
+                return f"{prefix}/{rel.as_posix()}" if prefix else rel.as_posix()
+        return v
+
+    return fix(json.loads(json.dumps(report)))
 
 
 def baseline_candidate(rep: dict, path: str | Path) -> str:
@@ -389,7 +457,10 @@ def run_check(p: Prepared, cfg: GateConfig, level: float, budget: float | None, 
     return res
 
 
-def run_gate(checks: list[GateCheck], cfg: GateConfig, *, say: Say | None = None, source: str | None = None) -> GateResult:
+def run_gate(checks: list[GateCheck], cfg: GateConfig, *, say: Say | None = None, source: str | None = None,
+             warn: Say | None = None) -> GateResult:
+    """Prepare every check (all errors before any measuring), say what the gate cannot certify
+    (``certification_warnings``, to ``warn``), then measure each check and decide."""
     from deploykit.bench.fingerprint import fingerprint
     from deploykit.bench.timer import now_ns
 
@@ -398,6 +469,8 @@ def run_gate(checks: list[GateCheck], cfg: GateConfig, *, say: Say | None = None
     tmp = Path(tempfile.mkdtemp(prefix="deploykit-gate-"))
     try:
         prepared = prepare(checks, tmp=tmp)
+        for w in certification_warnings(checks, cfg):
+            (warn or say)(w)
         m = sum(len(p.check.metrics) for p in prepared)
         level = adaptive_level(cfg.alpha, m, cfg.correction)
         results: list[CheckResult] = []

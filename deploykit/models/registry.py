@@ -261,9 +261,10 @@ def source_sha256(cfg: ModelCfg) -> str | None:
 
 
 def model_stats(name: str, resolution: int | None = None, options: dict[str, Any] | None = None,
-                cache_dir: Path | None = None) -> dict[str, float]:
+                cache_dir: Path | None = None, progress=None) -> dict[str, float]:
     """Parameter count and MACs (conv/linear/matmul/attention, as torch's FlopCounterMode counts them / 2)
-    at ``resolution``, computed on the meta device (no memory, no weights). Cached per versions."""
+    at ``resolution``, computed on the meta device (no memory, no weights). Cached per versions; ``progress``
+    (a callable taking a message) hears about each model that is not in the cache yet."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -274,6 +275,8 @@ def model_stats(name: str, resolution: int | None = None, options: dict[str, Any
     cache = _load_stats_cache(cache_dir)
     if key in cache:
         return cache[key]
+    if progress is not None:
+        progress(f"counting the parameters and MACs of {name} at {r} px (cached after this)")
     model = create_model(name, resolution=r, options=opts, device="meta")
     params = sum(p.numel() for p in model.parameters())
     with torch.no_grad(), FlopCounterMode(display=False) as counter:

@@ -5,6 +5,13 @@ MACs count the multiply-accumulates of Conv, ConvTranspose, Gemm and MatMul (and
 FLOPs = 2 x MACs. Elementwise ops, normalisation and softmax are not counted, the same convention as
 ``deploykit models`` (torch's FlopCounterMode / 2). Parameters are the elements of the weight and bias
 tensors (float or quantized); quantisation scales and zero points are not parameters.
+
+Attention MACs (``macs_attention``) are those of the MatMuls whose two operands are both activations (computed
+from the input, not constants): Q.K^T and softmax.V. A node computed from constants only (say, the DFT of a weight)
+is not counted: runtimes fold it when they load the graph. The ``DFT`` op (Fast-ParC's FFTs) is counted as an
+*estimate*: 5 n log2 n real operations per complex transform of length n (the radix-2 Cooley-Tukey count),
+i.e. 2.5 n log2 n MACs, half that for a real input; torch's FlopCounterMode does not count FFTs, so a model's
+ONNX MACs exceed the registry's GMACs by this amount.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ _QTYPES = {2: "uint8", 3: "int8", 6: "int32", 21: "uint4", 22: "int4"}
 def inspect_model(model, *, batch: int | None = None, resolution: int | None = None) -> dict:
     hist = op_histogram(model)
     shapes = _shapes(model, batch, resolution)
-    macs, macs_by_op, unknown = _count_macs(model, shapes)
+    macs, macs_by_op, unknown, attention = _count_macs(model, shapes)
     return {
         "opset": opset_of(model),
         "ir_version": int(model.ir_version),
@@ -42,6 +49,7 @@ def inspect_model(model, *, batch: int | None = None, resolution: int | None = N
         "macs": macs,
         "flops": 2 * macs if macs is not None else None,
         "macs_by_op": macs_by_op,
+        "macs_attention": attention,
         "macs_note": (f"{unknown} compute node(s) without a known shape were not counted (give --resolution)"
                       if unknown else None),
         "precision": graph_precision(model),
@@ -57,18 +65,73 @@ def _io(vi) -> dict:
                                        for d in tt.shape.dim]}
 
 
-def _shapes(model, batch, resolution) -> dict[str, tuple]:
-    """Static shapes of every tensor after shape inference with the symbolic input dims filled in."""
+def complexity(model, input_shape: tuple[int, ...] | list[int]) -> dict:
+    """Parameters and MACs *per batch item* of ``model`` run at ``input_shape`` (its first graph input; a symbolic
+    batch or spatial dim takes the value given there): total, attention (activation x activation MatMuls) and per
+    op type. The report's ``model.complexity``."""
+    shapes = _shapes(model, int(input_shape[0]), None, input_shape=tuple(int(d) for d in input_shape))
+    macs, by_op, unknown, attention = _count_macs(model, shapes)
+    batch = int(input_shape[0]) or 1
+    note = "ONNX graph after shape inference at the run's input shape; MACs of Conv/ConvTranspose/Gemm/MatMul " \
+           "and their int8 forms, DFT estimated as 2.5 n log2 n per transform"
+    if unknown:
+        note += f"; {unknown} compute node(s) without a static shape not counted"
+    return {"params": _count_params(model)["count"], "macs": round(macs / batch), "macs_attention":
+            round(attention / batch), "macs_by_op": {k: round(v / batch) for k, v in by_op.items()},
+            "uncounted_nodes": unknown, "source": note}
+
+
+COMPLEXITY_CACHE_VERSION = 1  # bump when the counting rules change: cached entries of older rules are ignored
+
+
+def cached_complexity(path, sha256: str, input_shape, cache_dir=None, proto=None) -> dict:
+    """``complexity`` of the ONNX file ``path`` (content hash ``sha256``) at ``input_shape``, cached as
+    ``<cache_dir>/complexity/<sha256>-<shape>.json`` (shape inference of a large graph takes a while; the file's
+    hash and the shape decide the answer). ``proto``: the graph if the caller has it loaded."""
+    import json
+    from pathlib import Path
+
+    shape = tuple(int(d) for d in input_shape)
+    file = None
+    if cache_dir is not None:
+        name = f"v{COMPLEXITY_CACHE_VERSION}-{sha256[:32]}-{'x'.join(map(str, shape))}.json"
+        file = Path(cache_dir) / "complexity" / name
+        try:
+            return json.loads(file.read_text())
+        except (OSError, ValueError):
+            pass
+    if proto is None:
+        from deploykit.onnxio.files import load_onnx
+
+        proto = load_onnx(path, load_external_data=False)
+    result = complexity(proto, shape)
+    if file is not None:
+        from deploykit.core.atomic import write_json
+        from deploykit.core.errors import InputError
+
+        try:
+            write_json(file, result)
+        except (InputError, OSError):
+            pass  # a read-only store: not cached
+    return result
+
+
+def _shapes(model, batch, resolution, input_shape: tuple[int, ...] | None = None) -> dict[str, tuple]:
+    """Static shapes of every tensor after shape inference with the symbolic input dims filled in
+    (``input_shape``: the first graph input's full shape; else batch for axis 0, resolution for the others)."""
     import onnx
 
     m = copy.deepcopy(model)
+    first = True
     for vi in m.graph.input:
         if vi.name in {t.name for t in m.graph.initializer}:
             continue
         dims = vi.type.tensor_type.shape.dim
+        given = input_shape if first and input_shape and len(input_shape) == len(dims) else None
+        first = False
         for axis, d in enumerate(dims):
-            if not d.HasField("dim_value") or d.dim_value <= 0:
-                value = (batch or 1) if axis == 0 else resolution
+            if given is not None or not d.HasField("dim_value") or d.dim_value <= 0:
+                value = given[axis] if given is not None else (batch or 1) if axis == 0 else resolution
                 if value:
                     d.Clear()
                     d.dim_value = int(value)
@@ -94,13 +157,66 @@ def _shapes(model, batch, resolution) -> dict[str, tuple]:
     return shapes
 
 
-def _count_macs(model, shapes) -> tuple[int | None, dict, int]:
+# the two operands of each matmul-like op (input indices)
+_MATMUL_OPERANDS = {"QLinearMatMul": (0, 3)}
+
+
+def _constant_tensors(model) -> set[str]:
+    """Tensors whose value does not depend on the graph inputs: initializers, Constant outputs and the outputs of
+    nodes all of whose inputs are constant (e.g. DequantizeLinear of a quantized weight, a Transpose of a weight).
+    ONNX graphs are topologically sorted, so one pass suffices. Initializers also listed as graph inputs (files
+    exported with weights as inputs) count as constants: they are the weights."""
+    const = {t.name for t in model.graph.initializer}
+    for n in model.graph.node:
+        if any(a.HasField("g") or a.graphs for a in n.attribute) or n.op_type.startswith("Random"):
+            continue
+        if all(i in const for i in n.input if i):
+            const.update(o for o in n.output if o)
+    return const
+
+
+def _dft_macs(n, shapes, view) -> int | None:
+    """Estimated MACs of one ONNX DFT node: per transform of length L, 5 L log2 L real operations (radix-2 FFT)
+    = 2.5 L log2 L MACs for a complex signal, half for a real one. Signal shape [..., L, 1|2]."""
+    import math
+
     from deploykit.passes.graph import attr
 
-    total, by_op, unknown = 0, {}, 0
+    x = shapes.get(n.input[0])
+    if not x or len(x) < 2:
+        return None
+    axis = attr(n, "axis", None)
+    if len(n.input) > 2 and n.input[2]:  # opset 20: axis is an input
+        a = view.constant(n.input[2])
+        axis = int(a.reshape(-1)[0]) if a is not None else None
+    if axis is None:
+        axis = 1 if len(n.input) <= 2 else -2
+    axis = axis % len(x)
+    length = x[axis]
+    if len(n.input) > 1 and n.input[1]:
+        dl = view.constant(n.input[1])
+        if dl is None:
+            return None
+        length = int(dl.reshape(-1)[0])
+    transforms = int(np.prod(x[:-1])) // x[axis]
+    if length <= 1:
+        return 0
+    per = 2.5 * length * math.log2(length) * (0.5 if x[-1] == 1 else 1.0)
+    return int(round(transforms * per))
+
+
+def _count_macs(model, shapes) -> tuple[int | None, dict, int, int]:
+    """(total MACs, MACs per op type, nodes not counted for want of a static shape, attention MACs)."""
+    from deploykit.passes.graph import attr
+
+    total, by_op, unknown, attention = 0, {}, 0, 0
+    const = _constant_tensors(model)
+    view = None
     for n in model.graph.node:
         op = n.op_type
         macs = None
+        if n.output and n.output[0] in const:
+            continue  # computed from constants only (e.g. the DFT of a weight): runtimes fold it at load
         try:
             if op in _CONV or op == "ConvTranspose":
                 w_idx = 3 if op == "QLinearConv" else 1
@@ -119,22 +235,28 @@ def _count_macs(model, shapes) -> tuple[int | None, dict, int]:
                 a = shapes.get(n.input[a_idx])
                 if out and a:
                     macs = int(np.prod(out)) * a[-1]
+                    operands = [n.input[i] for i in _MATMUL_OPERANDS.get(op, (0, 1))]
+                    if not any(t in const for t in operands):
+                        attention += macs
             elif op in _GEMM:
                 out = shapes.get(n.output[0])
                 a = shapes.get(n.input[0])
                 if out and a:
                     k = a[0] if int(attr(n, "transA", 0) or 0) else a[-1]
                     macs = int(np.prod(out)) * k
+            elif op == "DFT":
+                view = view or GraphView(model)
+                macs = _dft_macs(n, shapes, view)
             else:
                 continue
-        except (IndexError, TypeError):
+        except (IndexError, TypeError, ValueError):
             macs = None
         if macs is None:
             unknown += 1
             continue
         total += macs
         by_op[op] = by_op.get(op, 0) + macs
-    return total, by_op, unknown
+    return total, by_op, unknown, attention
 
 
 def _count_params(model) -> dict:

@@ -84,6 +84,9 @@ def quantize_model(ref: str, qcfg: QuantizeConfig, *, export: ExportConfig | Non
                    resolution: int | None = None, models_dir: Path | None = None, progress=None) -> QuantizeResult:
     say = progress or (lambda msg: None)
     t0 = time.perf_counter()
+    if not qcfg.calib_data:  # before any work (an export can take minutes)
+        raise UsageError("--calib-data DIR is required: a folder of images, preprocessed like the model's inputs "
+                         "(or '--calib-data synthetic' for a smoke test on noise)")
     models_dir = Path(models_dir or (export.models_dir if export else default_models_dir()))
     src = _resolve_source(ref, batch=batch, resolution=resolution, export=export, models_dir=models_dir, say=say)
     has_attention = src.has_attention
@@ -206,9 +209,6 @@ def _resolve_source(ref: str, *, batch: int, resolution: int | None, export: Exp
 
 def _calibration_data(qcfg: QuantizeConfig, pp, chw) -> tuple:
     """(calibration set, held-out fidelity inputs, note on where the fidelity inputs come from)."""
-    if not qcfg.calib_data:
-        raise UsageError("--calib-data DIR is required: a folder of images, preprocessed like the model's inputs "
-                         "(or '--calib-data synthetic' for a smoke test on noise)")
     if qcfg.calib_data == calib_mod.SYNTHETIC:
         calib = calib_mod.synthetic(chw, qcfg.calib_size, qcfg.seed)
         held = calib_mod.synthetic(chw, qcfg.fidelity_samples, qcfg.seed + 1)
@@ -426,7 +426,8 @@ def _manifest(src: Source, dest: Path, settings: dict, report: dict, qpath: Path
         "created": artifacts.now_iso(),
         "artifact": dest.name,
         "sha256": file_sha256(qpath),
-        "bytes": qpath.stat().st_size,
+        # the whole model: an IR's weights are in its .bin
+        "bytes": qpath.stat().st_size + (qpath.with_suffix(".bin").stat().st_size if qpath.suffix == ".xml" else 0),
         "settings": settings,
         "source": source,
         "quantization": stored,

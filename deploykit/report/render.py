@@ -10,31 +10,71 @@ from deploykit.core.atomic import ensure_dir, write_json, write_text
 from deploykit.report.schema import report_stem
 
 SUMMARY_COLUMNS = [
-    ("model", "model"), ("family", "family"), ("target", "target"), ("precision", "precision"),
-    ("batch", "batch"), ("input", "input"), ("p50_ms", "p50 ms"), ("ci95_ms", "p50 95% CI"),
-    ("p90_ms", "p90 ms"), ("p99_ms", "p99 ms"), ("mean_ms", "mean ms"), ("cv", "CV"),
+    ("model", "model"), ("variant", "variant"), ("family", "family"), ("target", "target"),
+    ("precision", "precision"), ("batch", "batch"), ("input", "input"), ("p50_ms", "p50 ms"),
+    ("ci95_ms", "p50 95% CI"), ("p90_ms", "p90 ms"), ("p99_ms", "p99 ms"), ("mean_ms", "mean ms"), ("cv", "CV"),
     ("items_per_s", "items/s"), ("load_ms", "load ms"), ("first_ms", "1st inf ms"), ("iterations", "iters"),
-    ("top1", "top-1 agree"), ("cosine", "cosine"), ("max_abs", "max abs err"), ("fidelity", "fidelity"),
-    ("mode", "mode"), ("j_per_inf", "J/inference"), ("energy", "energy"),
+    ("top1", "top-1 agree"), ("cosine", "cosine"), ("max_abs", "max abs err"), ("rel_err", "rel err"),
+    ("fidelity", "fidelity"), ("mode", "mode"), ("j_per_inf", "J/inference"), ("energy", "energy"),
+    ("rss_peak_mb", "RSS peak MB"), ("rss_increase_mb", "RSS +MB"), ("gpu_peak_mb", "GPU MB"),
+    ("artifact_mb", "file MB"), ("gmacs", "GMACs"), ("gflops", "GFLOP/s"), ("peak_share", "of measured peak"),
 ]
+
+# CSV: one row per report, numbers as numbers. Which run it was comes first (concatenated CSVs stay
+# readable); the CI is two numeric columns and CV is in percent, as the other renderings show it.
+CSV_CONTEXT = ["created", "host", "deploykit_git", "threads"]
+CSV_REPLACE = {"ci95_ms": ["ci95_lo_ms", "ci95_hi_ms"], "cv": ["cv_pct"]}
+
+
+def csv_columns() -> list[str]:
+    cols = list(CSV_CONTEXT)
+    for k, _ in SUMMARY_COLUMNS:
+        cols += CSV_REPLACE.get(k, [k])
+    return cols
+
+
+def variant_text(r: dict, short: bool = False) -> str:
+    """The model options the artifact was built with (e.g. ``parc_impl=fft``; ``impl=fft`` when ``short``):
+    registry defaults included, so a ParC run always says which implementation ran."""
+    m = r["model"]
+    opts = (m.get("export_settings") or {}).get("options") or {}
+    return " ".join(f"{k.split('_')[-1] if short else k}={v}" for k, v in sorted(opts.items()))
+
+
+def git_text(env: dict) -> str:
+    d = env.get("deploykit") or {}
+    sha = d.get("sha")
+    return f"{sha[:12]}{'+dirty' if d.get('dirty') else ''}" if sha else ""
 
 
 def summary_row(r: dict) -> dict:
+    """The numbers of one report, by summary key. A tail percentile the run does not support (fewer than 10
+    samples beyond it: ``stats.tails_supported``) is None; the report itself keeps it."""
     s, t, f = r["stats"], r["timing"], r["fidelity"]
     lo, hi = s["median_ci95"]
+    supported = s.get("tails_supported") or {}
+    env = r.get("environment") or {}
     return {
+        "created": r.get("created", ""),
+        "host": env.get("host") or "",
+        "deploykit_git": git_text(env),
+        "threads": r["target"]["info"].get("threads", env.get("threads")),
         "model": r["model"]["label"],
+        "variant": variant_text(r),
         "family": r["model"].get("family") or "",
         "target": r["target"]["name"],
         "precision": r["target"]["precision"],
         "batch": r["throughput"]["batch"],
         "input": "x".join(str(d) for d in r["model"]["input"]["shape"]),
         "p50_ms": s["p50"],
-        "ci95_ms": f"{lo:.3f}-{hi:.3f}",
-        "p90_ms": s["p90"],
-        "p99_ms": s["p99"],
+        "ci95_ms": f"{fmt('p50_ms', lo)}-{fmt('p50_ms', hi)}",  # with the p50's own precision
+        "ci95_lo_ms": lo,
+        "ci95_hi_ms": hi,
+        "p90_ms": s["p90"] if supported.get("p90", True) else None,
+        "p99_ms": s["p99"] if supported.get("p99", True) else None,
         "mean_ms": s["mean"],
         "cv": s["cv"],
+        "cv_pct": s["cv"] * 100,
         "items_per_s": r["throughput"]["items_per_s"],
         "load_ms": t["load_ms"],
         "first_ms": t["first_inference_ms"],
@@ -42,11 +82,22 @@ def summary_row(r: dict) -> dict:
         "top1": f["top1"],
         "cosine": f["cosine"],
         "max_abs": f["max_abs"],
+        "rel_err": f.get("rel_err"),
         "fidelity": {True: "pass", False: "FAIL", None: "n/a"}[f["passed"]],
         "mode": _mode_text(r["throughput"]),
         "j_per_inf": _headline_energy(r.get("energy")),
         "energy": _energy_status(r.get("energy")),
+        **_cost_row(r),
     }
+
+
+def _cost_row(r: dict) -> dict:
+    """Memory, complexity and efficiency columns (None where the report lacks them)."""
+    mem, cx, eff = r.get("memory") or {}, r["model"].get("complexity") or {}, r.get("efficiency") or {}
+    return {"rss_peak_mb": mem.get("rss_peak_mb"), "rss_increase_mb": mem.get("rss_increase_mb"),
+            "gpu_peak_mb": mem.get("gpu_peak_mb"), "artifact_mb": mem.get("artifact_mb"),
+            "gmacs": cx["macs"] / 1e9 if cx.get("macs") is not None else None,
+            "gflops": eff.get("gflops"), "peak_share": eff.get("share_of_measured")}
 
 
 def _mode_text(tp: dict) -> str:
@@ -88,21 +139,45 @@ def fmt(key: str, value) -> str:
         return f"{value:.6f}"
     if key == "max_abs":
         return f"{value:.2e}"
+    if key == "rel_err":
+        return f"{value:.3g}"
     if key == "top1":
         return f"{value:.2f}"
     if key == "j_per_inf":
         return f"{value:.4g}"
+    if key.endswith("_mb") or key == "gflops":
+        return f"{value:.1f}"
+    if key == "gmacs":
+        return f"{value:.3f}"
+    if key == "peak_share":
+        return f"{value:.0%}"
     if key.endswith("_ms") or key == "items_per_s":
         return f"{value:.3f}" if value < 100 else f"{value:.1f}"
     return str(value)
 
 
+# CSV rounding: well below the noise of any measurement, short enough to read
+_CSV_DIGITS = {"cv_pct": 2, "items_per_s": 2, "top1": 4, "cosine": 6}
+
+
+def csv_value(key: str, value):
+    if value is None or isinstance(value, (str, bool, int)):
+        return "" if value is None else value
+    if key.endswith("_ms"):
+        return round(value, 4)
+    if key in _CSV_DIGITS:
+        return round(value, _CSV_DIGITS[key])
+    return float(f"{value:.4g}")  # max_abs, rel_err, j_per_inf: 4 significant digits
+
+
 def to_csv(reports: list[dict]) -> str:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=[k for k, _ in SUMMARY_COLUMNS], lineterminator="\n")
+    cols = csv_columns()
+    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n", extrasaction="ignore")
     w.writeheader()
     for r in reports:
-        w.writerow(summary_row(r))
+        row = summary_row(r)
+        w.writerow({k: csv_value(k, row.get(k)) for k in cols})
     return buf.getvalue()
 
 
@@ -120,13 +195,14 @@ def to_markdown(reports: list[dict]) -> str:
         env, s, t = r["environment"], r["stats"], r["timing"]
         cpu = env["cpu"]
         out += [
-            f"## {r['model']['label']} on {r['target']['name']} ({r['target']['precision']})",
+            f"## {r['model']['label']}{' (' + variant_text(r) + ')' if variant_text(r) else ''} on "
+            f"{r['target']['name']} ({r['target']['precision']})",
             "",
             f"- artifact: `{r['model']['path']}` (sha256 {r['model']['sha256'][:12]})",
             f"- target: {r['target']['description']}; " + ", ".join(f"{k}={v}" for k, v in r["target"]["info"].items()
                                                                    if k != "fusion"),
             f"- latency ms: p50 {s['p50']:.3f} (95% CI {s['median_ci95'][0]:.3f}-{s['median_ci95'][1]:.3f}), "
-            f"p90 {s['p90']:.3f}, p95 {s['p95']:.3f}, p99 {s['p99']:.3f}, mean {s['mean']:.3f}, "
+            + ", ".join(_tail_text(s, q) for q in (90, 95, 99)) + f", mean {s['mean']:.3f}, "
             f"stdev {s['stdev']:.3f}, CV {s['cv']:.1%}, min {s['min']:.3f}, max {s['max']:.3f}",
             f"- run: load {t['load_ms']:.1f} ms, first inference {t['first_inference_ms']:.2f} ms, "
             f"{len(t['warmup_ms'])} warm-up + {t['iterations']} measured iterations in {t['measured_wall_s']:.2f} s "
@@ -140,6 +216,7 @@ def to_markdown(reports: list[dict]) -> str:
             f"{', dirty' if env['deploykit'].get('dirty') else ''})",
         ]
         out += _hardware_lines(r)
+        out += _cost_lines(r)
         out += _fusion_lines(r)
         if r.get("reference_workload"):  # the fixed reference workload measured beside the model
             rw = r["reference_workload"]
@@ -242,6 +319,38 @@ def _hardware_lines(r: dict) -> list[str]:
     return lines
 
 
+def _cost_lines(r: dict) -> list[str]:
+    """Markdown lines for memory, model complexity and efficiency (when the report has them)."""
+    lines = []
+    m = r.get("memory")
+    if m:
+        if m.get("rss_peak_mb") is not None:
+            text = (f"- memory: RSS {m['rss_before_load_mb']:.1f} MB before load, {m['rss_after_load_mb']:.1f} MB after, "
+                    f"peak {m['rss_peak_mb']:.1f} MB over load and measurement (+{m['rss_increase_mb']:.1f} MB; "
+                    f"{m['method']})")
+        else:
+            text = f"- memory: RSS {m['method']}"
+        if m.get("gpu_method"):
+            gpu = f"{m['gpu_peak_mb']:.1f} MB" if m.get("gpu_peak_mb") is not None else "-"
+            text += f"; GPU peak {gpu} ({m['gpu_method']})"
+        lines.append(text + f"; artifact on disk {m['artifact_mb']:.1f} MB")
+    cx = r["model"].get("complexity")
+    if cx:
+        lines.append(f"- complexity per item: {cx['params'] / 1e6:.2f} M parameters, {cx['macs'] / 1e9:.3f} GMACs "
+                     f"(attention {cx['macs_attention'] / 1e9:.3f}); {cx['source']}")
+    e = r.get("efficiency")
+    if e:
+        parts = [f"- efficiency: {e['gflops']:.1f} GFLOP/s achieved ({e.get('basis', '2 x MACs x batch / p50')}, "
+                 f"{e['precision']})"]
+        if e.get("share_of_measured") is not None:
+            parts.append(f"{e['share_of_measured']:.0%} of the measured {e['precision']} GEMM peak "
+                         f"{e['peak_measured_gflops']:.1f}")
+        if e.get("share_of_theoretical") is not None:
+            parts.append(f"{e['share_of_theoretical']:.0%} of the theoretical peak {e['peak_theoretical_gflops']:.1f}")
+        lines.append("; ".join(parts) + f" (peak: {e['peak_source']})")
+    return lines
+
+
 def _fusion_lines(r: dict) -> list[str]:
     """What the runtime fused / ran in int8 (target info "fusion") and, for int8 artifacts, how they were made."""
     lines = []
@@ -277,8 +386,24 @@ def _fusion_lines(r: dict) -> list[str]:
     return lines
 
 
+def _tail_text(s: dict, q: int) -> str:
+    text = f"p{q} {s[f'p{q}']:.3f}"
+    if (s.get("tails_supported") or {}).get(f"p{q}", True):
+        return text
+    return text + f" (fewer than 10 samples beyond it: {s['n']} iterations)"
+
+
 def _fidelity_text(f: dict) -> str:
-    parts = [f"max-abs {fmt('max_abs', f['max_abs'])}", f"cosine {fmt('cosine', f['cosine'])}"]
+    """The metrics next to the floors they are compared with (the max-abs floor is relative to the output
+    range, so its relative value is shown beside it)."""
+    tol = f.get("tolerance") or {}
+    rel = f"{f['rel_err']:.3g} of the output range" if f.get("rel_err") is not None else None
+    if rel and tol.get("rtol") is not None:
+        rel += f" (floor {tol['rtol']:g})"
+    cos = f"cosine {fmt('cosine', f['cosine'])}"
+    if tol.get("min_cosine") is not None:
+        cos += f" (floor {tol['min_cosine']:g})"
+    parts = [f"max-abs {fmt('max_abs', f['max_abs'])}" + (f" = {rel}" if rel else ""), cos]
     if f.get("top1") is not None:
         parts.append(f"top-1 agreement {f['top1']:.2f}")
     if f.get("sqnr_db") is not None:

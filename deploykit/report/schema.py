@@ -64,6 +64,11 @@ def build_report(result) -> dict:
         value = getattr(result, key, None)
         if value is not None:
             report[key] = value
+    for key in ("memory", "efficiency"):  # optional: bench/memory.py, bench/peak.py
+        if getattr(result, key, None) is not None:
+            report[key] = getattr(result, key)
+    if getattr(result, "complexity", None) is not None:
+        report["model"]["complexity"] = result.complexity
     quant = quantization_section(result)
     if quant is not None:
         report["quantization"] = quant
@@ -141,8 +146,12 @@ def load_report(path: str | Path) -> dict:
 
 
 def report_stem(report: dict) -> str:
+    """``<stamp>-<model>[-<option>-<value>...]-<target>[-<precision>]``: the model options the artifact was built
+    with (``impl-fft`` for ``parc_impl=fft``) keep runs of different variants apart."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     label = re.sub(r"[^A-Za-z0-9_.-]+", "_", report["model"]["label"])
+    opts = (report["model"].get("export_settings") or {}).get("options") or {}
+    label += "".join(re.sub(r"[^A-Za-z0-9_.-]+", "_", f"-{k.split('_')[-1]}-{v}") for k, v in sorted(opts.items()))
     parts = [stamp, label, report["target"]["name"]]
     if report["target"]["precision"] not in ("fp32",):
         parts.append(report["target"]["precision"])

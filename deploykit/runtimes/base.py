@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, ClassVar, Iterable
 
 from deploykit.core.errors import UnavailableError, UsageError
-from deploykit.core.lazy import install_hint, is_installed
+from deploykit.core.lazy import extra_hint, install_hint, is_installed
 from deploykit.runtimes.options import OptionSpec, RuntimeOptions, TargetOptions, specs_of
 from deploykit.runtimes.registry import TARGETS, get_runtime, ordered_targets, register_runtime  # noqa: F401
 
@@ -138,7 +138,7 @@ class Runtime(ABC):
         """Whether this target can run here, without importing heavy modules where avoidable."""
         missing = [m for m in cls.requires if not is_installed(m)]
         if missing:
-            hint = f"pip install 'deploykit[{cls.extra}]'" if cls.extra else install_hint(missing[0])
+            hint = extra_hint(cls.extra) if cls.extra else install_hint(missing[0])
             return Availability(False, f"{missing[0]} not installed ({hint})")
         return Availability(True)
 

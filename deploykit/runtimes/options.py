@@ -131,7 +131,8 @@ class RuntimeOptions:
     precision: str | None = option(None, flag="--precision", choices=precision_choices, rank=40,
                                    help="Precision to ask the target for; the report records what really ran.")
     mode: str = option("latency", flag="--mode", choices=MODES, show_default=True, rank=50,
-                       help="throughput: keep several async requests in flight (openvino).")
+                       help="throughput: keep several requests in flight (openvino: async requests; ort: "
+                            "concurrent runs).")
     cache: bool = option(True, flag="--no-cache", type=bool, rank=100,
                          help="Do not reuse compiled blobs / engines (OpenVINO cache, TensorRT engines).")
     # where compiled blobs / engines live (None = <models dir>/.cache); bench sets it from --models-dir

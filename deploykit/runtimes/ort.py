@@ -1,5 +1,10 @@
 """Target ``ort``: ONNX Runtime with the CPU execution provider.
 
+Throughput mode (``--mode throughput``, and LoadGen's Server / Offline / MultiStream scenarios): N requests in
+flight, each one ``InferenceSession.run`` on its own worker thread (ONNX Runtime releases the GIL while it runs;
+concurrent runs share the session and its intra-op thread pool). N = ``--requests``, by default the usable
+cores divided by ``--threads``, at least 2 (one run can start the moment another ends).
+
 Read-back (``runtime_graph``): the optimized graph ONNX Runtime executes (``SessionOptions.optimized_model_filepath``)
 -- FusedConv / NCHWc Conv nodes carrying an ``activation`` attribute (a ReLU/Clip fused into the convolution), the
 int8 kernels (QLinearConv, QLinearMatMul, QGemm, QLinearAdd, QLinearSoftmax, ...) and what stayed float.
@@ -16,16 +21,17 @@ from __future__ import annotations
 
 import json
 import tempfile
+import threading
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from deploykit.core.config import GRAPH_OPTS
+from deploykit.core.config import GRAPH_OPTS, available_cores
 from deploykit.onnxio.session import cpu_session, load_session, session_options
 from deploykit.runtimes.base import (ACTIVATIONS, Availability, LayerProfile, LayerTime, ModelInput, Runtime,
                                      register_runtime)
-from deploykit.runtimes.options import TargetOptions, option
+from deploykit.runtimes.options import TargetOptions, ThroughputOptions, option
 
 if TYPE_CHECKING:
     import numpy as np
@@ -53,8 +59,9 @@ class OrtCpuRuntime(Runtime):
     device_kind = "cpu"
     requires = ("onnxruntime",)
     precisions = ("fp32", "int8")  # int8 = a QDQ-quantized ONNX file, run as given
+    modes = ("latency", "throughput")
     rank = 10
-    option_groups = (OrtOptions,)
+    option_groups = (OrtOptions, ThroughputOptions)
 
     @classmethod
     def availability(cls) -> Availability:
@@ -71,6 +78,10 @@ class OrtCpuRuntime(Runtime):
 
             raise UsageError(f"target ort runs on the CPU only (--device {self.options.device}); the GPU baselines are "
                              "ort-cuda and ort-trt")
+        if self.options.of(ThroughputOptions).streams:
+            from deploykit.core.errors import UsageError
+
+            raise UsageError("--streams is an OpenVINO setting; on ort, --requests sets the runs in flight")
 
     def load(self, model: ModelInput) -> None:
         import onnxruntime as ort
@@ -84,6 +95,10 @@ class OrtCpuRuntime(Runtime):
         self._fusion = None
         self._out_names = [o.name for o in self._sess.get_outputs()]
         self._feed: dict = {}
+        self._pool = None
+        self._requests = 1
+        if self.options.mode == "throughput":
+            self._requests = self.options.of(ThroughputOptions).requests or max(2, available_cores() // self._threads)
 
     @property
     def graph_opt(self) -> str:
@@ -100,8 +115,21 @@ class OrtCpuRuntime(Runtime):
     def outputs(self) -> list[np.ndarray]:
         return self._sess.run(self._out_names, self._feed)
 
+    # throughput mode: one worker thread per request in flight, each running the session
+    def parallel_requests(self) -> int:
+        return self._requests
+
+    def submit(self, slot: int, done) -> None:
+        if self._pool is None:
+            self._pool = _RunPool(self._requests, lambda: self._sess.run(self._out_names, self._feed))
+        self._pool.submit(slot, done)
+
+    def wait_all(self) -> None:
+        if self._pool is not None:
+            self._pool.wait_all()
+
     def info(self) -> dict:
-        return {
+        info = {
             "runtime": "onnxruntime",
             "version": self._ort.__version__,
             "providers": self._sess.get_providers(),
@@ -112,6 +140,11 @@ class OrtCpuRuntime(Runtime):
             "graph_optimization": self.graph_opt,
             "fusion": self.fusion(),
         }
+        if self.options.mode == "throughput":
+            info.update(mode="throughput", requests=self._requests,
+                        concurrency=f"{self._requests} concurrent InferenceSession.run calls, one worker thread each, "
+                                    f"sharing the session's {self._threads} intra-op threads")
+        return info
 
     def runtime_graph(self, path) -> dict:
         """The optimized graph ONNX Runtime runs for ``path`` at this runtime's --graph-opt and --threads."""
@@ -129,6 +162,9 @@ class OrtCpuRuntime(Runtime):
         return self._fusion
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
         self._sess = None
 
     def profile_layers(self, model: ModelInput, x, iterations: int) -> LayerProfile:
@@ -146,9 +182,66 @@ class OrtCpuRuntime(Runtime):
             for _ in range(PROFILE_WARMUP + iterations):
                 sess.run(None, feed)
             events = json.loads(Path(sess.end_profiling()).read_text())
-        return LayerProfile(runtime="onnxruntime", iterations=iterations,
+        notes = ("profiled one inference at a time (the timed run was in throughput mode)",) \
+            if self.options.mode == "throughput" else ()
+        return LayerProfile(runtime="onnxruntime", iterations=iterations, notes=notes,
                             profiler="ONNX Runtime profiling JSON (SessionOptions.enable_profiling, node kernel times)",
                             records=parse_ort_profile(events, skip_runs=PROFILE_WARMUP))
+
+
+class _RunPool:
+    """``n`` worker threads, each running ``run()`` for the request slots submitted to it, then ``done(slot)``.
+    A run that raises still calls ``done`` (nothing waits forever); the first error is raised by ``wait_all``."""
+
+    def __init__(self, n: int, run):
+        import queue
+
+        self._run = run
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._cond = threading.Condition()
+        self._inflight = 0
+        self._error: BaseException | None = None
+        self._threads = [threading.Thread(target=self._work, name=f"dk-ort-run-{i}", daemon=True) for i in range(n)]
+        for t in self._threads:
+            t.start()
+
+    def submit(self, slot: int, done) -> None:
+        with self._cond:
+            self._inflight += 1
+        self._jobs.put((slot, done))
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            slot, done = job
+            try:
+                self._run()
+            except BaseException as exc:  # reported by wait_all; the request still completes
+                with self._cond:
+                    self._error = self._error or exc
+            try:
+                done(slot)
+            except BaseException as exc:  # the caller's callback failed: keep the worker, report it in wait_all
+                with self._cond:
+                    self._error = self._error or exc
+            with self._cond:
+                self._inflight -= 1
+                self._cond.notify_all()
+
+    def wait_all(self) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: self._inflight == 0)
+            err, self._error = self._error, None
+        if err is not None:
+            raise err
+
+    def close(self) -> None:
+        for _ in self._threads:
+            self._jobs.put(None)
+        for t in self._threads:
+            t.join(timeout=60)
 
 
 def ort_runtime_graph(source, *, graph_opt: str = "all", threads: int | None = 1) -> dict:

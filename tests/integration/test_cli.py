@@ -58,7 +58,7 @@ def test_targets_lists_ort(cli_runner):
     (["export", "deit_tiny", "--resolution", "100"], 2, ["multiple of 16"]),
     (["export", "resnet18", "--weights", "/nonexistent/w.pt"], 2, ["weights file not found"]),
     (["export", "resnet18", "--model-opt", "impl=fft"], 2, ["no option"]),
-    (["bench"], 2, ["missing argument"]),
+    (["bench"], 2, ["name the model", "deploykit bench resnet50"]),
     (["frobnicate"], 2, ["no such command"]),
 ])
 def test_user_errors_are_one_clean_line(cli_runner, args, code, needles):

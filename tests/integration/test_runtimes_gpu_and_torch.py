@@ -12,7 +12,7 @@ from deploykit.cli import cli
 from deploykit.core.config import BenchConfig, ExportConfig
 from deploykit.runtimes.options import RuntimeOptions
 from deploykit.core.errors import UnavailableError, UsageError
-from deploykit.core.lazy import is_installed
+from deploykit.core.lazy import extra_hint, is_installed
 from deploykit.report.schema import build_report
 from deploykit.runtimes.base import get_runtime
 from deploykit.runtimes.cuda import cuda_status
@@ -32,7 +32,7 @@ def test_targets_lists_every_target_with_status_and_reason(cli_runner):
         assert row["detail"], f"{name} has no detail/reason"
     assert rows["openvino"]["modes"] == ["latency", "throughput"]
     if not is_installed("tensorrt"):
-        assert "tensorrt not installed (pip install 'deploykit[trt]')" in rows["trt"]["detail"]
+        assert f"tensorrt not installed ({extra_hint('trt')})" in rows["trt"]["detail"]
     if not HAS_GPU:
         for name in ("trt", "ort-cuda", "ort-trt"):
             assert rows[name]["available"] is False and cuda_status().reason in rows[name]["detail"]
@@ -44,7 +44,7 @@ def test_targets_lists_every_target_with_status_and_reason(cli_runner):
 def test_trt_without_tensorrt_is_exit_3_naming_what_is_missing(cli_runner, tmp_path):
     r = cli_runner.invoke(cli, ["bench", "resnet18", "-t", "trt", "--report-dir", str(tmp_path)])
     line = assert_clean_error(r, 3, "target trt is unavailable")
-    assert ("tensorrt not installed" in line and "deploykit[trt]" in line) or "GPU" in line or "driver" in line
+    assert ("tensorrt not installed" in line and "[trt]'" in line) or "GPU" in line or "driver" in line
     assert files_under(tmp_path) == []
 
 

@@ -92,7 +92,9 @@ def test_inspect_unavailable_target_is_exit_3_naming_the_extra(cli_runner, resne
         pytest.skip("TensorRT is available here")
     # the target is checked before the file is read: no file needed to learn that TensorRT is missing
     r = cli_runner.invoke(cli, ["inspect", str(resnet18_64.path), "--runtime", "ort", "--runtime", "trt"])
-    assert_clean_error(r, 3, "target trt is unavailable", "pip install 'deploykit[trt]'")
+    from deploykit.core.lazy import extra_hint
+
+    assert_clean_error(r, 3, "target trt is unavailable", extra_hint("trt"))
     assert r.stdout == ""
 
 

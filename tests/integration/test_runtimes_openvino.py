@@ -147,7 +147,9 @@ def test_cli_device_and_mode_errors_are_clean(cli_runner, resnet18_64, tmp_path)
     line = assert_clean_error(cli_runner.invoke(cli, [*base, "-t", "openvino", "--device", "GPU"]), 3, "devices here: CPU")
     assert "GPU" in line
     assert_clean_error(cli_runner.invoke(cli, [*base, "-t", "openvino", "--device", "CUP"]), 2, "unknown OpenVINO device")
-    assert_clean_error(cli_runner.invoke(cli, [*base, "-t", "ort", "--mode", "throughput"]), 2, "no --mode throughput")
+    assert_clean_error(cli_runner.invoke(cli, [*base, "-t", "torch", "--mode", "throughput"]), 2, "no --mode throughput")
+    assert_clean_error(cli_runner.invoke(cli, [*base, "-t", "ort", "--mode", "throughput", "--streams", "2"]), 2,
+                       "--streams is an OpenVINO setting")
     assert_clean_error(cli_runner.invoke(cli, [*base, "-t", "openvino", "--requests", "4"]), 2, "--mode throughput")
     assert_clean_error(cli_runner.invoke(cli, [*base, "-t", "openvino", "--precision", "int8"]), 2, "quantized model")
     assert files_under(out) == []

@@ -4,10 +4,12 @@ import time
 
 import pytest
 
-from deploykit.bench.runner import STOP_MAX_TIME, STOP_MIN_BOTH, measure
+from deploykit.bench.runner import STOP_MAX_TIME, STOP_MIN_ITERS, STOP_MIN_TIME, measure
 from deploykit.bench.timer import Timer, now_ns
 from deploykit.core.config import BenchConfig
 from deploykit.core.errors import UsageError
+
+pytestmark = pytest.mark.serial  # tight timing bounds: not beside other tests (make test)
 
 
 def busy(ms: float):
@@ -29,12 +31,42 @@ def test_timer_includes_the_device_sync():
 def test_stop_rule_needs_both_min_iters_and_min_time():
     # fast work: min_time dominates
     m = measure(busy(1), BenchConfig(warmup=2, min_iters=5, min_time=0.3, max_time=10), batch=1)
-    assert m.stop_reason == STOP_MIN_BOTH
+    assert m.stop_reason == STOP_MIN_TIME
     assert m.wall_ns >= 0.3e9 and m.iterations >= 5
     assert len(m.warmup_ns) == 2
     # min_iters dominates
     m = measure(busy(1), BenchConfig(warmup=0, min_iters=40, min_time=0.0, max_time=10), batch=1)
-    assert m.stop_reason == STOP_MIN_BOTH and m.iterations == 40
+    assert m.stop_reason == STOP_MIN_ITERS and m.iterations == 40
+
+
+def test_the_min_iters_floor_is_announced_once_and_named_as_the_stop_reason():
+    """Slow iterations: min-time is reached first, the loop says so once (phase "min-iters") and goes on to the
+    floor; the stop reason says the floor ended it."""
+    seen = []
+    m = measure(busy(30), BenchConfig(warmup=0, min_iters=8, min_time=0.05, max_time=10), batch=1,
+                progress=lambda phase, n, t: seen.append((phase, n, t)), progress_every_s=10)
+    floor = [(n, t) for phase, n, t in seen if phase == "min-iters"]
+    assert len(floor) == 1 and floor[0][0] < 8 and floor[0][1] >= 0.05
+    assert m.stop_reason == STOP_MIN_ITERS and m.iterations == 8
+    # fast iterations: the floor is met long before min-time; nothing to announce
+    seen.clear()
+    m = measure(busy(1), BenchConfig(warmup=0, min_iters=8, min_time=0.1, max_time=10), batch=1,
+                progress=lambda phase, n, t: seen.append(phase), progress_every_s=10)
+    assert "min-iters" not in seen and m.stop_reason == STOP_MIN_TIME
+
+
+def test_max_time_bounds_the_min_iters_floor():
+    m = measure(busy(20), BenchConfig(warmup=0, min_iters=1000, min_time=0.05, max_time=0.2), batch=1)
+    assert m.stop_reason == STOP_MAX_TIME and m.iterations < 1000 and m.wall_ns < 0.2e9 + 60e6
+
+
+def test_default_floor_supports_the_median_and_tables_show_supported_tails_only():
+    from deploykit.bench.stats import samples_needed, tail_supported
+
+    assert BenchConfig().min_iters == samples_needed(50) == 20
+    assert [samples_needed(q) for q in (90, 95, 99)] == [100, 200, 1000]
+    assert tail_supported(20, 50) and not tail_supported(19, 50)
+    assert tail_supported(1000, 99) and not tail_supported(999, 99)
 
 
 def test_max_time_caps_the_run():

@@ -8,9 +8,11 @@ import time
 
 import pytest
 
-from deploykit.bench.runner import STOP_MAX_TIME, STOP_MIN_BOTH, RequestTimeout, measure, measure_throughput
+from deploykit.bench.runner import STOP_MAX_TIME, STOP_MIN_TIME, RequestTimeout, measure, measure_throughput
 from deploykit.bench.timer import now_ns
 from deploykit.core.config import BenchConfig
+
+pytestmark = pytest.mark.serial  # tight timing bounds: not beside other tests (make test)
 
 
 class SleepyAsync:
@@ -46,7 +48,7 @@ def test_throughput_loop_keeps_requests_in_flight_and_drains():
     events = []
     m = measure_throughput(rt.submit, 4, cfg, batch=2, on_start=lambda: events.append(("start", now_ns())),
                            on_stop=lambda: events.append(("stop", now_ns())))
-    assert m.mode == "throughput" and m.requests == 4 and m.stop_reason == STOP_MIN_BOTH
+    assert m.mode == "throughput" and m.requests == 4 and m.stop_reason == STOP_MIN_TIME
     assert len(m.warmup_ns) == 4  # max(warmup, requests): every request ran once
     assert rt.overlap == 4 and not any(rt.busy)  # 4 in flight, all drained at the end
     assert m.iterations == rt.submitted - len(m.warmup_ns)  # every measured submission was counted

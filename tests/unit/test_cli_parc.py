@@ -108,3 +108,19 @@ def test_parc_impl_option_maps_to_the_model_option(cli_runner):
     assert_clean_error(r, 2, "parc_impl")
     r = cli_runner.invoke(cli, ["export", "parc_net_s", "--parc-impl", "winograd"])
     assert r.exit_code == 2 and "winograd" in r.stderr
+
+
+@pytest.mark.parametrize("args", [
+    ["quantize", "resnet18", "--calib-data", "synthetic", "--parc-impl", "fft"],
+    ["gate", "resnet18", "--against", "resnet50", "--parc-impl", "fft", "--no-save"],
+    ["baseline", "update", "resnet18", "--parc-impl", "matmul", "-o", "x.json"],
+])
+def test_parc_impl_on_quantize_gate_and_baseline_refuses_a_model_without_parc(cli_runner, args):
+    r = cli_runner.invoke(cli, args)
+    assert_clean_error(r, 2, "--parc-impl", "deploykit models --family parc")
+
+
+@pytest.mark.parametrize("cmd", ["quantize", "gate", "baseline update"])
+def test_parc_impl_is_offered_with_its_choices(cli_runner, cmd):
+    r = cli_runner.invoke(cli, [*cmd.split(), "--help"])
+    assert r.exit_code == 0 and "--parc-impl [conv|fft|matmul]" in r.stdout

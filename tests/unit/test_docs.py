@@ -196,6 +196,24 @@ def test_readme_names_the_test_command_ci_runs():
     assert re.search(r"^test:", makefile, re.M), "the Makefile has no `test` target"
 
 
+def test_make_test_runs_the_whole_suite_in_parallel_and_test_fast_skips_the_slow_tests():
+    makefile = (REPO / "Makefile").read_text(encoding="utf-8")
+    variables = dict(re.findall(r"^(\w+)\s*:?=\s*(.*)$", makefile, re.M))
+
+    def recipe(target):
+        m = re.search(rf"^{target}:.*\n((?:\t.*\n)+)", makefile, re.M)
+        assert m, f"the Makefile has no `{target}` target"
+        return [re.sub(r"\$\((\w+)\)", lambda v: variables.get(v.group(1), v.group(0)), ln.strip())
+                for ln in m.group(1).splitlines()]
+
+    full, fast = recipe("test"), recipe("test-fast")
+    # make test: every test runs -- the parallel part leaves out only what the serial part runs
+    assert [ln for ln in full if "-n " in ln and '-m "not serial"' in ln], full
+    assert [ln for ln in full if "-n " not in ln and '-m "serial"' in ln], full
+    assert not [ln for ln in full if "slow" in ln], full
+    assert [ln for ln in fast if "-n " in ln and "not slow" in ln], fast
+
+
 def test_readme_stays_a_front_page():
     size = README.stat().st_size
     assert size <= README_MAX_BYTES, (f"README.md is {size} bytes (limit {README_MAX_BYTES}); move details to "

@@ -299,3 +299,28 @@ def test_parse_drift(value, expected):
     for bad in ("-1%", "100%", "x", True):
         with pytest.raises(InputError):
             parse_drift(bad)
+
+
+def test_a_noisy_session_with_a_tolerance_under_the_drift_is_not_told_to_add_blocks():
+    """When the drift allowance alone reaches the tolerance no number of blocks can help: the reason says what
+    would (a larger tolerance, a smaller drift, --against)."""
+    stored = tuple(blocks(1.3, 0.15, 8, 0))
+    d = decide(Evidence(blocks(1.3, 0.15, 8, 1), 0.05, baseline_log_ratios=stored, drift=0.10))
+    assert d.outcome == INCONCLUSIVE and "add blocks" not in d.reason
+    assert "--tolerance" in d.reason and "--baseline-drift" in d.reason
+
+
+def test_baseline_floor_is_the_drift_plus_the_stored_blocks_noise():
+    from deploykit.gate.decision import baseline_floor
+
+    quiet, noisy = blocks(1.3, 0.005, 20, 0), blocks(1.3, 0.08, 20, 0)
+    assert baseline_floor(quiet, drift=0.10, level=0.95) == pytest.approx(0.10, abs=0.01)
+    assert baseline_floor(quiet, drift=0.0, level=0.95) < 0.01
+    assert baseline_floor(noisy, drift=0.10, level=0.95) > baseline_floor(noisy, drift=0.0, level=0.95) + 0.09
+    assert baseline_floor(noisy, drift=0.10, level=0.99) > baseline_floor(noisy, drift=0.10, level=0.95)
+    # a tolerance above the floor can PASS identical sides measured as quietly as the baseline, one below cannot
+    stored = blocks(1.3, 0.03, 20, 1)
+    floor = baseline_floor(stored, drift=0.05, level=0.95)
+    today = blocks(1.3, 0.001, 60, 2)
+    assert decide(Evidence(today, floor + 0.03, baseline_log_ratios=stored, drift=0.05)).outcome == PASS
+    assert decide(Evidence(today, floor - 0.02, baseline_log_ratios=stored, drift=0.05)).outcome == INCONCLUSIVE

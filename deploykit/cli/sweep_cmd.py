@@ -1,0 +1,282 @@
+"""deploykit sweep: the cross product of models x targets x precision x batch x resolution x threads, one child
+process per cell, one results table (Parquet + CSV)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from deploykit.cli.common import POSITIVE, models_dir_option, print_json, stderr_console, stdout_console
+
+LIST = "LIST"
+
+
+def _executor_names() -> list[str]:
+    from deploykit.sweep.executor import executor_names
+
+    return executor_names()
+
+
+@click.command("sweep")
+@click.argument("models", nargs=-1)
+@click.option("-t", "--target", "targets", multiple=True, metavar=LIST,
+              help="Targets, comma-separated or repeated ('deploykit targets' lists them) [default: ort].")
+@click.option("--precision", multiple=True, metavar=LIST, help="fp32 and/or int8 [default: fp32].")
+@click.option("--batch", multiple=True, metavar=LIST, help="Batch sizes [default: 1].")
+@click.option("--resolution", multiple=True, metavar=LIST,
+              help="Input sizes (height = width) [default: the model's / the file's].")
+@click.option("--threads", multiple=True, metavar=LIST, help="Thread counts [default: the target's].")
+@click.option("--parc-impl", multiple=True, metavar=LIST,
+              help="ParC implementations (conv, fft, matmul): one cell each for ParC models; other models ignore it "
+                   "[default: the model's].")
+@click.option("--study", type=click.Path(path_type=Path), default=None,
+              help="A study file (TOML): [[matrix]] blocks with the keys above and [bench] settings (see "
+                   "docs/sweeps.md). Flags below override its [bench] settings.")
+@click.option("-o", "--out", type=click.Path(path_type=Path), default=None,
+              help="The sweep's folder: results.parquet, results.csv, cells/<cell>/ reports [default: the study's "
+                   "'out', else reports/sweep-<time> under $DEPLOYKIT_REPORTS or ./reports].")
+@click.option("--cell-timeout", type=click.FloatRange(min=0), default=None,
+              help="Seconds a cell may take, export and quantization included; 0 = no limit [default: 1800].")
+@click.option("--min-time", type=click.FloatRange(min=0), default=None, help="Per cell: bench --min-time [default: 5].")
+@click.option("--max-time", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Per cell: bench --max-time [default: 60].")
+@click.option("--min-iters", type=POSITIVE, default=None, help="Per cell: bench --min-iters [default: 50].")
+@click.option("--warmup", type=click.IntRange(min=0), default=None, help="Per cell: bench --warmup [default: 10].")
+@click.option("--calib-data", default=None, metavar="DIR|synthetic",
+              help="Calibration data of int8 cells [default: synthetic].")
+@models_dir_option
+@click.option("--resume", is_flag=True,
+              help="Continue the sweep in --out: cells already ok in its table are not run again (nor failed ones, "
+                   "without --retry-failed).")
+@click.option("--retry-failed", is_flag=True, help="With --resume: run the failed, timed-out and killed cells again.")
+@click.option("--dry-run", is_flag=True, help="List the cells and what would happen to each; run nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary (or the --dry-run list) as JSON.")
+@click.option("--no-peak", is_flag=True,
+              help="Do not run 'deploykit peak' before the cells (it measures this machine's GEMM peak once and caches "
+                   "it; the cells' reports give their share of it).")
+@click.option("--executor", type=click.Choice(_executor_names()), default="local", show_default=True,
+              help="Where cells run: local = one child process per cell on this machine, one at a time.")
+@click.pass_context
+def command(ctx, models, targets, precision, batch, resolution, threads, parc_impl, study, out, cell_timeout,
+            min_time, max_time, min_iters, warmup, calib_data, models_dir, resume, retry_failed, dry_run, as_json,
+            no_peak, executor):
+    """Run MODELS (names, globs such as 'resnet*', timm:NAME / tv:NAME, .onnx files) on every combination of
+    targets, precisions, batch sizes, resolutions and thread counts: each cell is one 'deploykit bench' in its own
+    child process, so a crash, a hang past --cell-timeout or an out-of-memory kill is recorded as that cell's
+    failure and the sweep goes on.
+
+    \b
+    deploykit sweep resnet18 deit_tiny -t ort,openvino --resolution 64,96 -o reports/sweeps/demo
+    deploykit sweep --study studies/example.toml --dry-run
+    deploykit sweep --study studies/example.toml --resume
+
+    The results table (OUT/results.parquet and OUT/results.csv, one row per cell, see docs/sweeps.md) is rewritten
+    after every finished cell: Ctrl-C or SIGTERM stops the running cell and keeps every finished one (exit 130 /
+    143); --resume then runs only the rest. Cells a model's architecture or this machine cannot run are listed as
+    skipped with the reason.
+    """
+    from deploykit.core.config import default_reports_dir
+    from deploykit.core.errors import UsageError
+    from deploykit.sweep.run import plan
+    from deploykit.sweep.spec import spec_from
+
+    spec = spec_from(models, targets=targets, precision=precision, batch=batch, resolution=resolution,
+                     threads=threads, parc_impl=parc_impl, study=study,
+                     bench={"min_time": min_time, "max_time": max_time, "min_iters": min_iters, "warmup": warmup,
+                            "cell_timeout": cell_timeout, "calib_data": calib_data})
+    if out is None and spec.bench.out:
+        out = Path(spec.bench.out)
+    if out is None:
+        if resume:
+            raise UsageError("--resume needs the sweep's folder: -o OUT (or a study file with out = ...)")
+        out = default_reports_dir() / f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
+    p = plan(spec, out, resume=resume, retry_failed=retry_failed)
+    if dry_run:
+        _print_plan(p, out, as_json)
+        return
+    from deploykit.core.atomic import ensure_dir
+    from deploykit.sweep.executor import make_executor
+    from deploykit.sweep.run import record_run, run_sweep
+
+    ensure_dir(out)
+    record_run(out, spec, sys.argv[1:])
+    err = stderr_console()
+    show = _Progress(err, p)
+    ex = make_executor(executor, spec.bench, out, models_dir=models_dir, on_start=show.start)
+    started = time.monotonic()
+    with show:
+        rows = run_sweep(p, ex, out, on_row=show.done, prelude=[] if no_peak else _prelude(ctx, p, models_dir),
+                         say=lambda msg: err.print(f"[dim]{msg}[/]"))
+    _print_summary(rows, p, out, time.monotonic() - started, as_json)
+
+
+def _prelude(ctx, p, models_dir) -> list[list[str]]:
+    """``deploykit peak`` before the cells, where this deploykit has that command: per thread count of the sweep
+    when it takes --threads (its result is cached per machine, so this is quick after the first time)."""
+    peak = ctx.find_root().command.commands.get("peak") if ctx.find_root() else None
+    if peak is None:
+        return []
+    params = {getattr(param, "name", None) for param in peak.params}
+    threads = sorted({c.threads for c in p.todo if c.threads})
+    if not p.todo:
+        return []
+    extra = ["--models-dir", str(models_dir)] if models_dir is not None and "models_dir" in params else []
+    if "threads" in params and threads:
+        return [["peak", "--threads", str(t), *extra] for t in threads]
+    return [["peak", *extra]]
+
+
+class _Progress:
+    """A progress bar on a terminal (cells done / failed / left, ETA), else one line per finished cell."""
+
+    def __init__(self, console, p):
+        self.console = console
+        self.total = len(p.todo)
+        self.progress = None
+        self.n = 0
+        if console.is_terminal and self.total:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            # one refresh a second: the cells measure on the same cores
+            self.progress = Progress(TextColumn("sweep"), BarColumn(bar_width=20),
+                                     TextColumn("{task.fields[counts]}"), TimeElapsedColumn(),
+                                     TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.description}"),
+                                     console=console, refresh_per_second=1, transient=True)
+            self.task = self.progress.add_task("", total=self.total,
+                                               counts=f"0 ok, 0 failed, {self.total} left")
+        kept = p.count("done") + p.count("kept")
+        console.print(f"[dim]sweep: {len(p.cells)} cells: {self.total} to run, {p.count('skip')} skipped"
+                      + (f", {kept} already in the table" if kept else "") + "[/]")
+
+    def __enter__(self):
+        if self.progress is not None:
+            self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.progress is not None:
+            self.progress.__exit__(*exc)
+
+    def start(self, cell) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, description=f"running {cell.key}")
+
+    def done(self, row: dict, counts) -> None:
+        self.n += 1
+        text = _row_text(row)
+        if self.progress is not None:
+            self.progress.update(self.task, advance=1,
+                                 counts=f"{counts.ok} ok, {counts.failed} failed, {counts.left} left")
+            self.progress.console.print(f"{_status_markup(row['status'])} {row['cell']}  {text}", highlight=False)
+        else:
+            self.console.print(f"[{self.n}/{self.total}] {row['status']} {row['cell']}  {text}", markup=False,
+                               highlight=False)
+
+
+def _status_markup(status: str) -> str:
+    color = {"ok": "green", "skipped": "dim"}.get(status, "red")
+    return f"[{color}]{status}[/]"
+
+
+def _num(v) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return None if f != f else f
+
+
+def _row_text(row: dict) -> str:
+    wall = _num(row.get("wall_s"))
+    tail = f" ({wall:.1f} s)" if wall is not None else ""
+    if row["status"] == "ok":
+        return f"p50 {_num(row['p50_ms']):.3f} ms{tail}"
+    return f"{row.get('reason') or ''}{tail}"
+
+
+def _print_plan(p, out: Path, as_json: bool) -> None:
+    cells = p.listing()
+    if as_json:
+        counts = {a: p.count(a) for a in ("run", "skip", "done", "kept")}
+        print_json({"out": str(out), "cells": cells, "counts": counts})
+        return
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=f"deploykit sweep --dry-run: {len(cells)} cells, {p.count('run')} to run -> {out}")
+    for col in ("model", "target", "precision", "batch", "resolution", "threads", "options", "action", "reason"):
+        table.add_column(col, justify="right" if col in ("batch", "resolution", "threads") else "left")
+    for c in cells:
+        table.add_row(escape(str(c["model"])), c["target"], c["precision"], str(c["batch"]),
+                      str(c["resolution"] or "auto"), str(c["threads"] or "auto"), c["model_options"], c["action"],
+                      escape(c["reason"]))
+    stdout_console().print(table)
+
+
+def _print_summary(rows: list[dict], p, out: Path, wall: float, as_json: bool) -> None:
+    from deploykit.report.results import RESULTS_CSV, RESULTS_PARQUET
+
+    counts = {s: sum(1 for r in rows if r["status"] == s) for s in ("ok", "failed", "timeout", "killed", "skipped")}
+    if as_json:
+        keep = ("cell", "model", "model_options", "target", "precision", "batch", "resolution", "threads", "status",
+                "reason", "p50_ms", "ci_low_ms", "ci_high_ms", "p99_ms", "items_per_s", "wall_s", "report")
+        print_json({"results": str(out / RESULTS_PARQUET), "csv": str(out / RESULTS_CSV), "counts": counts,
+                    "ran": len(p.todo), "wall_s": wall,
+                    "rows": [{k: _plain(r.get(k)) for k in keep} for r in rows]})
+        return
+    from rich.markup import escape
+    from rich.table import Table
+
+    from rich import box
+
+    keys = {"target": "target", "prec": "precision", "batch": "batch", "res": "resolution", "thr": "threads",
+            "options": "model_options"}
+    shown = {"target": lambda v: v, "prec": lambda v: v, "batch": lambda v: f"batch {v}",
+             "res": lambda v: f"{v} px", "thr": lambda v: f"{v} threads", "options": lambda v: v}
+    constant = {c: _int_text(rows[0][k]) if c in ("batch", "res", "thr") else str(rows[0][k] or "")
+                for c, k in keys.items() if len({str(r.get(k)) for r in rows}) == 1}
+    title = "deploykit sweep: p50 = median batch latency (ms), CI = its bootstrap 95% CI"
+    if constant:
+        title += "; all cells: " + ", ".join(shown[c](v) for c, v in constant.items() if v)
+    table = Table(title=title, box=box.SIMPLE_HEAD)
+    cols = ["model", *(c for c in keys if c not in constant), "status", "p50 ms", "95% CI", "items/s", "wall s",
+            "reason"]
+    if not any(r.get("reason") for r in rows):
+        cols.remove("reason")
+    for col in cols:
+        table.add_column(col, justify="right" if col in ("batch", "res", "thr", "p50 ms", "items/s", "wall s")
+                         else "left", no_wrap=col != "reason")
+    for r in rows:
+        ok = r["status"] == "ok"
+        p50, lo, hi, ips, w = (_num(r.get(k)) for k in ("p50_ms", "ci_low_ms", "ci_high_ms", "items_per_s", "wall_s"))
+        cells = {"model": escape(str(r["model"])), "target": r["target"], "prec": r["precision"],
+                 "batch": _int_text(r["batch"]), "res": _int_text(r["resolution"]), "thr": _int_text(r["threads"]),
+                 "options": r.get("model_options") or "", "status": _status_markup(r["status"]),
+                 "p50 ms": f"{p50:.3f}" if ok and p50 is not None else "-",
+                 "95% CI": f"{lo:.3f}-{hi:.3f}" if ok and lo is not None else "-",
+                 "items/s": f"{ips:.1f}" if ok and ips is not None else "-",
+                 "wall s": f"{w:.1f}" if w is not None else "-", "reason": escape(str(r.get("reason") or ""))}
+        table.add_row(*[cells[c] for c in cols])
+    con = stdout_console()
+    con.print(table)
+    failed = counts["failed"] + counts["timeout"] + counts["killed"]
+    con.print(f"{len(rows)} cells: {counts['ok']} ok, {failed} failed"
+              + "".join(f" ({counts[s]} {s})" for s in ("timeout", "killed") if counts[s])
+              + f", {counts['skipped']} skipped; ran {len(p.todo)} in {wall:.0f} s", highlight=False)
+    con.print(f"results: {out / RESULTS_PARQUET} (and {RESULTS_CSV})", highlight=False, soft_wrap=True)
+
+
+def _int_text(v) -> str:
+    f = _num(v)
+    return str(int(f)) if f is not None else "auto"
+
+
+def _plain(v):
+    if hasattr(v, "item"):
+        v = v.item()
+    if v is None or str(v) == "<NA>" or (isinstance(v, float) and v != v):
+        return None
+    return v

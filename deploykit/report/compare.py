@@ -1,0 +1,325 @@
+"""Side-by-side comparison of results: rows are cells, columns are inputs (or the values of one key column,
+``by``), each value shown with its ratio to a baseline column and a marker where the difference is real.
+
+"Real": the bootstrap 95% confidence interval of the ratio (``bench.stats.ratio_ci``: the two runs' raw samples,
+read from their JSON reports, resampled independently) excludes 1. Where the raw samples cannot be read (a CSV
+whose reports are gone, a metric with no sample statistic), p50 falls back to the reports' own 95% intervals of
+the median: real when the two intervals do not overlap (a stricter test); other metrics get no marker. Each
+value says which test it got.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+from typing import Sequence
+
+from deploykit.core.errors import UsageError
+from deploykit.report.results import KEY_COLUMNS, read_results
+
+BY_CHOICES = ("target", "precision", "model", "resolution", "threads", "batch", "model_options")
+# metric -> (sample statistic for the bootstrap, whether the metric grows as latency shrinks); None: no test
+SAMPLE_TESTS = {"p50_ms": ("median", False), "mean_ms": ("mean", False), "p90_ms": (90, False),
+                "p99_ms": (99, False), "items_per_s": ("mean", True)}
+MARK = "*"
+
+
+def input_label(path: str | Path) -> str:
+    p = Path(path)
+    if p.is_file():
+        return p.resolve().parent.name if p.name.startswith("results.") else p.stem
+    return p.resolve().name
+
+
+def load_inputs(paths: Sequence[str | Path]) -> list[tuple[str, object]]:
+    """(label, DataFrame of rows) per input, labels made unique (``name#2``)."""
+    out, seen = [], {}
+    for p in paths:
+        label = input_label(p)
+        seen[label] = seen.get(label, 0) + 1
+        if seen[label] > 1:
+            label = f"{label}#{seen[label]}"
+        out.append((label, read_results(p, absolute_reports=True)))
+    return out
+
+
+def _val(v):
+    """A key value as plain Python (ints for the int columns, "" for missing)."""
+    if v is None:
+        return ""
+    try:
+        if isinstance(v, float) and math.isnan(v):
+            return ""
+    except TypeError:
+        pass
+    if hasattr(v, "item"):
+        v = v.item()
+    if str(v) == "<NA>":
+        return ""
+    return int(v) if isinstance(v, float) and v.is_integer() else v
+
+
+def _num(v) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(f) else f
+
+
+def compare(inputs: Sequence[tuple[str, object]], *, by: str | None = None, metric: str = "p50_ms",
+            baseline: str | None = None, level: float = 0.95, n_boot: int = 2000) -> dict:
+    """The comparison of ``inputs`` ((label, DataFrame) pairs, e.g. from ``load_inputs``) as a plain dict:
+    columns, baseline, rows (each a cell and per column its value, CI, ratio to the baseline and test), notes."""
+    if by is not None and by not in BY_CHOICES:
+        raise UsageError(f"--by must be one of {', '.join(BY_CHOICES)}, got {by!r}")
+    notes: list[str] = []
+    frames = [(label, df) for label, df in inputs]
+    if not frames:
+        raise UsageError("nothing to compare: give report files, folders or results tables")
+    for label, df in frames:
+        if metric not in df.columns:
+            numeric = [c for c in df.columns if str(df[c].dtype).startswith(("float", "Int", "int"))]
+            raise UsageError(f"unknown metric {metric!r} (choose a numeric column: {', '.join(numeric)})")
+    dims = [d for d in KEY_COLUMNS if d != by]
+    cells: dict[tuple, dict] = {}  # identity -> {column: row}
+    columns: list = []
+    dupes = 0
+    for label, df in frames:
+        for row in df.to_dict("records"):
+            if row.get("status") != "ok":
+                continue
+            col = label if by is None else _val(row[by])
+            ident = tuple(_val(row[d]) for d in dims)
+            if col not in columns:
+                columns.append(col)
+            slot = cells.setdefault(ident, {})
+            if col in slot:
+                dupes += 1
+                if str(row.get("created") or "") < str(slot[col].get("created") or ""):
+                    continue
+            slot[col] = row
+    if not cells:
+        raise UsageError("no finished (status ok) cell in the inputs to compare")
+    if by is not None and all(isinstance(c, (int, float)) for c in columns):
+        columns.sort()
+    labels = [str(c) for c in columns]
+    if baseline is None:
+        base = columns[0]
+    else:
+        matches = [c for c in columns if str(c) == str(baseline)]
+        if not matches:
+            raise UsageError(f"--baseline {baseline!r} is not a column (columns: {', '.join(labels)})")
+        base = matches[0]
+    columns = [base] + [c for c in columns if c != base]  # the baseline first, the others in order
+    labels = [str(c) for c in columns]
+    if dupes:
+        notes.append(f"{dupes} cell(s) appear more than once in a column: the latest run (by 'created') is shown")
+
+    shown = [d for i, d in enumerate(dims) if len({ident[i] for ident in cells}) > 1 or d == "model"]
+    constant = {d: next(iter(cells))[i] for i, d in enumerate(dims) if d not in shown}
+    samples = _SampleCache()
+    tested = {"bootstrap": 0, "ci-overlap": 0}
+    rows = []
+    for ident, slot in cells.items():
+        cell = {d: ident[i] for i, d in enumerate(dims)}
+        values = {}
+        b = slot.get(base)
+        for col in columns:
+            r = slot.get(col)
+            if r is None:
+                continue
+            v = _num(r.get(metric))
+            entry = {"value": v, "ci": _ci(r) if metric == "p50_ms" else None, "ratio": None, "ratio_ci": None,
+                     "significant": None, "test": "baseline" if col == base else "none"}
+            if col != base and b is not None and v is not None and _num(b.get(metric)):
+                entry["ratio"] = v / _num(b.get(metric))
+                _test(entry, metric, r, b, samples, level, n_boot, notes, str(col), str(base))
+                if entry["test"] in tested:
+                    tested[entry["test"]] += 1
+            values[str(col)] = entry
+        rows.append({"cell": cell, "label": _cell_label(cell, shown), "values": values})
+    if not any(len(r["values"]) > 1 for r in rows):
+        varying = _varying_dims(frames) if by is None else []
+        notes.append("no cell appears in more than one column" +
+                     (f"; the inputs differ in {', '.join(varying)}: compare across one with --by {varying[0]}"
+                      if varying else ""))
+    if tested["ci-overlap"]:
+        notes.append(f"{tested['ci-overlap']} ratio(s) tested by non-overlapping 95% CIs of the median (raw samples "
+                     f"unavailable); {tested['bootstrap']} by the bootstrap of the ratio")
+    notes += samples.machine_notes()
+    return {"metric": metric, "by": by or "input", "columns": labels, "baseline": str(base), "dims": shown,
+            "constant": constant, "level": level, "rows": rows, "notes": notes,
+            "test": f"{MARK}: the {level:.0%} bootstrap CI of the ratio to {base} (raw samples) excludes 1; "
+                    "'ci' when tested by non-overlapping CIs of the median instead"}
+
+
+def _ci(r: dict) -> list[float] | None:
+    lo, hi = _num(r.get("ci_low_ms")), _num(r.get("ci_high_ms"))
+    return [lo, hi] if lo is not None and hi is not None else None
+
+
+def _test(entry: dict, metric: str, r: dict, b: dict, samples: "_SampleCache", level: float, n_boot: int,
+          notes: list[str], col: str, base: str) -> None:
+    from deploykit.bench.stats import percentile_stat, ratio_ci
+
+    how = SAMPLE_TESTS.get(metric)
+    if how is not None:
+        sa, sb = samples.get(r.get("report")), samples.get(b.get("report"))
+        if sa is not None and sb is not None:
+            stat, inverse = how
+            fn = percentile_stat(stat) if isinstance(stat, (int, float)) else stat
+            if inverse:  # throughput: items/s ratio = inverse ratio of mean latency (per item at equal batch)
+                _, lo, hi = ratio_ci(sb, sa, fn, level=level, n_boot=n_boot)
+            else:
+                _, lo, hi = ratio_ci(sa, sb, fn, level=level, n_boot=n_boot)
+            entry.update(ratio_ci=[lo, hi], significant=bool(lo > 1 or hi < 1), test="bootstrap")
+            samples.check_machines(r.get("report"), b.get("report"), col, base)
+            return
+    if metric == "p50_ms":
+        ca, cb = _ci(r), _ci(b)
+        if ca and cb:
+            entry.update(significant=bool(ca[0] > cb[1] or ca[1] < cb[0]), test="ci-overlap")
+
+
+class _SampleCache:
+    """Raw latency samples of reports (by path), read once; and which compared pairs ran on different machines."""
+
+    def __init__(self):
+        self._samples: dict[str, list | None] = {}
+        self._env: dict[str, dict | None] = {}
+        self._machine: dict[tuple[str, str], str] = {}
+
+    def get(self, path) -> list | None:
+        if not path or not isinstance(path, str) or not path.endswith(".json"):
+            return None
+        if path not in self._samples:
+            try:
+                data = json.loads(Path(path).read_text())
+                s = data["timing"]["samples_ms"]
+                self._samples[path] = s if isinstance(s, list) and s else None
+                self._env[path] = data.get("environment")
+            except (OSError, ValueError, KeyError, TypeError):
+                self._samples[path] = None
+                self._env[path] = None
+        return self._samples[path]
+
+    def check_machines(self, a: str, b: str, col: str, base: str) -> None:
+        from deploykit.bench.fingerprint import comparable_key
+
+        ea, eb = self._env.get(a), self._env.get(b)
+        if not ea or not eb or (col, base) in self._machine:
+            return
+        ka, kb = comparable_key(ea), comparable_key(eb)
+        diff = [f"{k}: {ka.get(k)} vs {kb.get(k)}" for k in ("cpu", "isa", "usable_cores", "onnxruntime", "openvino",
+                                                             "tensorrt", "gpu", "driver") if ka.get(k) != kb.get(k)]
+        if diff:
+            self._machine[(col, base)] = "; ".join(diff)
+
+    def machine_notes(self) -> list[str]:
+        return [f"warning: {col} and {base} were measured on different machines or runtime versions ({d}): the "
+                "ratio mixes the two" for (col, base), d in self._machine.items()]
+
+
+def _varying_dims(frames) -> list[str]:
+    out = []
+    for d in ("target", "precision", "model", "resolution", "threads", "batch", "model_options"):
+        values = set()
+        for _, df in frames:
+            values |= {_val(v) for v in df.loc[df["status"] == "ok", d]}
+        if len(values) > 1:
+            out.append(d)
+    return out
+
+
+def _cell_label(cell: dict, shown: list[str]) -> str:
+    parts = []
+    for d in shown:
+        v = cell[d]
+        if v == "":
+            continue
+        parts.append({"batch": f"b{v}", "resolution": f"{v}px", "threads": f"{v} threads"}.get(d, str(v)))
+    return " ".join(parts)
+
+
+# ------------------------------------------------------------------------------------------------- rendering
+
+def fmt_value(v: float | None, metric: str) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.3f}" if abs(v) < 100 else f"{v:.1f}"
+
+
+def value_text(entry: dict | None, metric: str) -> str:
+    if entry is None:
+        return "-"
+    text = fmt_value(entry["value"], metric)
+    if entry.get("ci"):
+        text += f" [{fmt_value(entry['ci'][0], metric)}-{fmt_value(entry['ci'][1], metric)}]"
+    return text
+
+
+def ratio_text(entry: dict | None) -> str:
+    if entry is None or entry.get("ratio") is None:
+        return ""
+    mark = ""
+    if entry.get("significant"):
+        mark = MARK if entry["test"] == "bootstrap" else MARK + "ci"
+    return f"x{entry['ratio']:.3f}{mark}"
+
+
+def table_rows(result: dict) -> tuple[list[str], list[list[str]]]:
+    """Header and text rows: the cell, then per column its value (with CI) and, but for the baseline, its
+    ratio to the baseline."""
+    head = ["cell"]
+    for c in result["columns"]:
+        head.append(f"{c} {result['metric']}")
+        if c != result["baseline"]:
+            head.append(f"{c} / {result['baseline']}")
+    body = []
+    for r in result["rows"]:
+        line = [r["label"]]
+        for c in result["columns"]:
+            e = r["values"].get(c)
+            line.append(value_text(e, result["metric"]))
+            if c != result["baseline"]:
+                line.append(ratio_text(e))
+        body.append(line)
+    return head, body
+
+
+def header_lines(result: dict) -> list[str]:
+    lines = [f"{result['metric']} by {result['by']}; ratios to {result['baseline']}"]
+    if result["constant"]:
+        lines.append("all cells: " + ", ".join(f"{k}={v}" for k, v in result["constant"].items() if v != ""))
+    lines.append(result["test"])
+    return lines
+
+
+def to_markdown(result: dict) -> str:
+    head, body = table_rows(result)
+    out = [f"# deploykit compare: {result['metric']}", ""] + [f"- {ln}" for ln in header_lines(result)] + [""]
+    out.append("| " + " | ".join(head) + " |")
+    out.append("|" + "|".join("---" for _ in head) + "|")
+    out += ["| " + " | ".join(x.replace("|", "\\|") for x in line) + " |" for line in body]
+    out += [""] + [f"- {n}" for n in result["notes"]]
+    return "\n".join(out) + "\n"
+
+
+def to_csv(result: dict) -> str:
+    """One line per (cell, column): the cell's key columns, the column, value, CI, ratio, ratio CI, real, test."""
+    buf = io.StringIO()
+    dims = list(result["dims"]) + [d for d in result["constant"]]
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(dims + [result["by"], result["metric"], "ci_low", "ci_high", "ratio", "ratio_ci_low",
+                       "ratio_ci_high", "real", "test"])
+    for r in result["rows"]:
+        key = [r["cell"].get(d, result["constant"].get(d, "")) for d in dims]
+        for c, e in r["values"].items():
+            ci, rci = e.get("ci") or ["", ""], e.get("ratio_ci") or ["", ""]
+            w.writerow(key + [c, e["value"], *ci, "" if e["ratio"] is None else e["ratio"], *rci,
+                              "" if e["significant"] is None else e["significant"], e["test"]])
+    return buf.getvalue()

@@ -1,0 +1,351 @@
+"""The results table: one row per sweep cell (or per report), written as Parquet and CSV.
+
+Rows are built from reports by ``row_from_report`` (which dispatches on the report's ``schema``, so other report
+kinds add a builder with ``register_row_builder``), or for cells that produced no report by ``failed_row``.
+``write_results`` writes ``results.parquet`` and ``results.csv`` atomically; ``read_results`` reads a table (a
+file, or a folder holding one) or bare report JSON files / folders of them into the same columns.
+
+Missing numbers are NaN, never 0. Each row's ``report`` is the path of its full JSON report (which keeps the raw
+samples), relative to the table's folder when the report lies under it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Callable, Iterable
+
+from deploykit.core.atomic import atomic_path, ensure_dir
+from deploykit.core.errors import InputError
+from deploykit.report.schema import SCHEMA, validate
+
+RESULTS_PARQUET = "results.parquet"
+RESULTS_CSV = "results.csv"
+
+# (column, kind): str, int (nullable), float, bool (nullable). The order is the table's.
+COLUMNS: list[tuple[str, str]] = [
+    # key
+    ("cell", "str"), ("model", "str"), ("model_options", "str"), ("family", "str"), ("target", "str"),
+    ("precision", "str"), ("batch", "int"), ("resolution", "int"), ("threads", "int"), ("scenario", "str"),
+    # status
+    ("status", "str"), ("reason", "str"), ("exit_code", "int"),
+    # latency
+    ("p50_ms", "float"), ("ci_low_ms", "float"), ("ci_high_ms", "float"), ("p90_ms", "float"), ("p99_ms", "float"),
+    ("mean_ms", "float"), ("cv_pct", "float"), ("items_per_s", "float"), ("iterations", "int"),
+    # model
+    ("params_m", "float"), ("gmacs", "float"), ("gmacs_attention", "float"), ("gflops", "float"),
+    ("peak_share", "float"), ("peak_kind", "str"),
+    # memory
+    ("rss_peak_mb", "float"), ("rss_increase_mb", "float"), ("gpu_peak_mb", "float"), ("artifact_mb", "float"),
+    # energy
+    ("j_per_item", "float"),
+    # fidelity
+    ("fidelity", "str"),
+    # loadgen
+    ("qps_scheduled", "float"), ("qps_achieved", "float"), ("loadgen_valid", "bool"),
+    # run
+    ("wall_s", "float"), ("created", "str"), ("host", "str"), ("node", "str"), ("job_id", "str"),
+    ("executor", "str"), ("git_rev", "str"), ("report", "str"),
+]
+COLUMN_NAMES = [c for c, _ in COLUMNS]
+KEY_COLUMNS = ("model", "model_options", "target", "precision", "batch", "resolution", "threads", "scenario")
+STATUSES = ("ok", "failed", "timeout", "killed", "skipped")
+NAN = float("nan")
+
+RowBuilder = Callable[[dict], dict]
+_ROW_BUILDERS: dict[str, RowBuilder] = {}
+
+
+def register_row_builder(schema: str, builder: RowBuilder) -> None:
+    """``builder(report) -> {column: value}`` for reports whose ``schema`` is ``schema`` (e.g. LoadGen's)."""
+    _ROW_BUILDERS[schema] = builder
+
+
+def empty_row() -> dict:
+    return {c: (NAN if kind == "float" else None if kind in ("int", "bool") else "") for c, kind in COLUMNS}
+
+
+def _num(value) -> float:
+    """A number, or NaN for a missing / non-numeric one (never 0 for unknown)."""
+    if value is None or isinstance(value, bool):
+        return NAN
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return NAN
+
+
+def _scaled(value, div: float) -> float:
+    v = _num(value)
+    return v / div if not math.isnan(v) else NAN
+
+
+def options_text(options) -> str:
+    if not options:
+        return ""
+    items = options.items() if isinstance(options, dict) else options
+    return ",".join(f"{k}={v}" for k, v in sorted(items))
+
+
+def cell_key(row: dict) -> str:
+    """The key of a row from its key columns (``model|target|precision|b1|r224|t2[|opts]``; the same form as
+    sweep cell keys)."""
+    def part(v):
+        return "auto" if v is None or (isinstance(v, float) and math.isnan(v)) else int(v)
+
+    parts = [row["model"], row["target"], row["precision"], f"b{part(row['batch'])}", f"r{part(row['resolution'])}",
+             f"t{part(row['threads'])}"]
+    if row.get("model_options"):
+        parts.append(row["model_options"])
+    return "|".join(str(p) for p in parts)
+
+
+def _bench_row(report: dict) -> dict:
+    row = empty_row()
+    m, t, s, st = report["model"], report["target"], report["stats"], report["settings"]
+    info = t.get("info") or {}
+    threads = st.get("threads") or info.get("threads")
+    lo, hi = s["median_ci95"]
+    row.update({
+        "model": m["label"], "model_options": options_text((m.get("export_settings") or {}).get("options")),
+        "family": m.get("family") or "", "target": t["name"], "precision": t["precision"],
+        "batch": int(report["throughput"]["batch"]), "resolution": int(m["input"]["shape"][-1]),
+        "threads": int(threads) if threads else None, "scenario": "latency",
+        "status": "ok", "reason": "", "exit_code": 0,
+        "p50_ms": _num(s["p50"]), "ci_low_ms": _num(lo), "ci_high_ms": _num(hi), "p90_ms": _num(s["p90"]),
+        "p99_ms": _num(s["p99"]), "mean_ms": _num(s["mean"]), "cv_pct": _scaled(s["cv"], 0.01),
+        "items_per_s": _num(report["throughput"]["items_per_s"]), "iterations": int(report["timing"]["iterations"]),
+        "fidelity": {True: "pass", False: "FAIL", None: "n/a"}[report["fidelity"].get("passed")],
+        "created": report.get("created", ""),
+        "git_rev": str(((report.get("environment") or {}).get("deploykit") or {}).get("sha") or ""),
+    })
+    cx = (m.get("complexity") or {})
+    row["params_m"] = _scaled(cx.get("params"), 1e6)
+    row["gmacs"] = _scaled(cx.get("macs"), 1e9)
+    row["gmacs_attention"] = _scaled(cx.get("macs_attention"), 1e9)
+    eff = report.get("efficiency") or {}
+    row["gflops"] = _num(eff.get("gflops"))
+    if not math.isnan(_num(eff.get("share_of_measured"))):
+        row["peak_share"], row["peak_kind"] = _num(eff["share_of_measured"]), "measured"
+    elif not math.isnan(_num(eff.get("share_of_theoretical"))):
+        row["peak_share"], row["peak_kind"] = _num(eff["share_of_theoretical"]), "theoretical"
+    mem = report.get("memory") or {}
+    for col in ("rss_peak_mb", "rss_increase_mb", "gpu_peak_mb", "artifact_mb"):
+        row[col] = _num(mem.get(col))
+    row["j_per_item"] = _measured_j_per_item(report.get("energy"))
+    host = (report.get("environment") or {}).get("host") or ""
+    row["host"] = row["node"] = str(host)
+    return row
+
+
+def _measured_j_per_item(energy: dict | None) -> float:
+    """J per item of the first measured (not estimated) energy domain; NaN when none was measured."""
+    for d in (energy or {}).get("domains", []):
+        if d.get("joules") and not d.get("estimated"):
+            return _num(d.get("j_per_inference"))
+    return NAN
+
+
+register_row_builder(SCHEMA, _bench_row)
+
+
+def row_from_report(report: dict, cell: dict | None = None, *, report_path: str | Path | None = None,
+                    run: dict | None = None) -> dict:
+    """The results-table row of one report. ``cell``: the sweep cell's key columns (``Cell.describe()``), which
+    name the row (``cell`` key, model as the sweep named it, requested threads/options) where given; ``run``:
+    run columns (wall_s, host, node, job_id, executor) the executor knows; ``report_path``: the ``report``
+    column."""
+    schema = report.get("schema") if isinstance(report, dict) else None
+    builder = _ROW_BUILDERS.get(schema)
+    if builder is None:
+        raise InputError(f"cannot make a results row from a report with schema {schema!r} "
+                         f"(known: {', '.join(sorted(_ROW_BUILDERS))})")
+    row = builder(report)
+    if cell:
+        for col in ("model", "model_options", "family", "target", "precision", "batch", "threads", "scenario"):
+            if cell.get(col) not in (None, ""):  # what the sweep asked for names the row (the key's values)
+                row[col] = cell[col]
+    for k, v in (run or {}).items():
+        if v is not None and k in row:
+            row[k] = v
+    if report_path is not None:
+        row["report"] = str(report_path)
+    row["cell"] = (cell or {}).get("cell") or cell_key(row)
+    return row
+
+
+def failed_row(cell: dict, status: str, reason: str, *, exit_code: int | None = None, run: dict | None = None,
+               report_path: str | Path | None = None) -> dict:
+    """A row for a cell that produced no report: failed / timeout / killed / skipped, with its one-line reason."""
+    if status not in STATUSES or status == "ok":
+        raise ValueError(f"not a failure status: {status!r}")
+    row = empty_row()
+    for col in KEY_COLUMNS + ("family",):
+        if col in cell and cell[col] is not None:
+            row[col] = cell[col]
+    row.update({"status": status, "reason": " ".join(str(reason).split())[:300], "exit_code": exit_code,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    for k, v in (run or {}).items():
+        if v is not None and k in row:
+            row[k] = v
+    if report_path is not None:
+        row["report"] = str(report_path)
+    row["cell"] = cell.get("cell") or cell_key(row)
+    return row
+
+
+# -------------------------------------------------------------------------------------------------- tables
+
+def to_frame(rows: Iterable[dict]):
+    """A pandas DataFrame with the table's columns, in order, with their types (nullable ints / bools)."""
+    import pandas as pd
+
+    rows = list(rows)
+    df = pd.DataFrame([{c: r.get(c) for c in COLUMN_NAMES} for r in rows], columns=COLUMN_NAMES)
+    return _typed(df)
+
+
+def _typed(df):
+    import pandas as pd
+
+    for col, kind in COLUMNS:
+        if col not in df.columns:
+            df[col] = pd.NA if kind in ("int", "bool") else (float("nan") if kind == "float" else "")
+        s = df[col]
+        if kind == "str":
+            df[col] = s.map(lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA
+                            else str(v)).astype(object)
+        elif kind == "float":
+            df[col] = pd.to_numeric(s, errors="coerce").astype("float64")
+        elif kind == "int":
+            df[col] = pd.to_numeric(s, errors="coerce").round().astype("Int64")
+        elif kind == "bool":
+            df[col] = s.map(_to_bool).astype("boolean")
+    extra = [c for c in df.columns if c not in COLUMN_NAMES]  # a later version's columns are kept, after ours
+    return df[COLUMN_NAMES + extra]
+
+
+def _to_bool(v):
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, str) and v.strip().lower() in ("true", "false"):
+        return v.strip().lower() == "true"
+    return None
+
+
+def _round_for_csv(df):
+    """Floats with a sensible number of digits for people (the Parquet file keeps full precision)."""
+    out = df.copy()
+    for col, kind in COLUMNS:
+        if kind == "float":
+            out[col] = out[col].map(lambda v: v if math.isnan(v) else float(f"{v:.6g}"))
+    return out
+
+
+def write_results(rows, out: str | Path) -> tuple[Path, Path]:
+    """Write ``rows`` (dicts or a DataFrame) to ``out/results.parquet`` and ``out/results.csv``, each atomically
+    (a kill between the two leaves the Parquet file complete and the CSV one row behind at worst)."""
+    import pandas as pd
+
+    out = ensure_dir(Path(out))
+    df = _typed(rows.copy()) if isinstance(rows, pd.DataFrame) else to_frame(rows)
+    pq, csv = out / RESULTS_PARQUET, out / RESULTS_CSV
+    with atomic_path(pq) as tmp:
+        df.to_parquet(tmp, index=False)
+    with atomic_path(csv) as tmp:
+        _round_for_csv(df).to_csv(tmp, index=False)
+    return pq, csv
+
+
+def read_results(*paths: str | Path, absolute_reports: bool = False):
+    """One DataFrame of rows from results tables (.parquet / .csv, or a folder holding results.parquet /
+    results.csv) and reports (a report .json, or a folder of them, searched recursively). With
+    ``absolute_reports`` the ``report`` column holds absolute paths (for reading the reports' samples)."""
+    import pandas as pd
+
+    frames = [_read_one(Path(p), absolute_reports) for p in paths]
+    if not frames:
+        return to_frame([])
+    return _typed(pd.concat(frames, ignore_index=True)) if len(frames) > 1 else frames[0]
+
+
+def _read_one(p: Path, absolute_reports: bool):
+    if p.is_dir():
+        for name in (RESULTS_PARQUET, RESULTS_CSV):
+            if (p / name).is_file():
+                return _read_table(p / name, absolute_reports)
+        files = sorted(f for f in p.rglob("*.json") if f.is_file())
+        rows = rows_from_report_files([f for f in files if _looks_like_report(f)], root=p, absolute=absolute_reports,
+                                      skip_other=True)
+        if not rows:
+            raise InputError(f"{p} holds no results table ({RESULTS_PARQUET}, {RESULTS_CSV}) and no report JSON")
+        return to_frame(rows)
+    if not p.exists():
+        raise InputError(f"not found: {p}")
+    if p.suffix in (".parquet", ".csv"):
+        return _read_table(p, absolute_reports)
+    if p.suffix == ".json":
+        return to_frame(rows_from_report_files([p], root=p.parent, absolute=absolute_reports))
+    raise InputError(f"{p}: expected a results table (.parquet, .csv), a report (.json) or a folder of them")
+
+
+def _read_table(p: Path, absolute_reports: bool):
+    import pandas as pd
+
+    try:
+        if p.suffix == ".parquet":
+            df = pd.read_parquet(p)
+        else:
+            df = pd.read_csv(p, dtype={c: str for c, k in COLUMNS if k == "str"}, keep_default_na=False,
+                             na_values={c: [""] for c, k in COLUMNS if k != "str"})
+    except Exception as exc:  # pyarrow / pandas raise many kinds for a corrupt or foreign file
+        from deploykit.core.errors import squash
+
+        raise InputError(f"{p} is not a readable results table: {squash(exc, 200)}") from None
+    missing = [c for c in ("cell", "model", "target", "status") if c not in df.columns]
+    if missing:
+        raise InputError(f"{p} is not a deploykit results table (no {missing[0]!r} column)")
+    df = _typed(df)
+    if absolute_reports:
+        root = p.parent.resolve()
+        df["report"] = df["report"].map(lambda r: str((root / r).resolve()) if r else "")
+    return df
+
+
+def _looks_like_report(f: Path) -> bool:
+    try:
+        with open(f, "rb") as fh:
+            head = fh.read(200)
+    except OSError:
+        return False
+    return b'"schema"' in head and b"deploykit." in head
+
+
+def rows_from_report_files(files: Iterable[Path], root: Path | None = None, absolute: bool = False,
+                           skip_other: bool = False) -> list[dict]:
+    """Rows of report JSON files; ``skip_other``: leave out JSON files of other kinds (a folder's sweep.json)
+    instead of refusing them."""
+    rows = []
+    for f in files:
+        try:
+            data = json.loads(Path(f).read_text())
+        except UnicodeDecodeError:
+            raise InputError(f"{f} is not a JSON report (not text)") from None
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{f} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+        if skip_other and not (isinstance(data, dict) and data.get("schema") in _ROW_BUILDERS):
+            continue
+        if isinstance(data, dict) and data.get("schema") == SCHEMA:
+            validate(data, str(f))
+        path = Path(f).resolve() if absolute or root is None else _relative(Path(f), root)
+        rows.append(row_from_report(data, report_path=path))
+    return rows
+
+
+def _relative(f: Path, root: Path) -> Path:
+    try:
+        return f.resolve().relative_to(root.resolve())
+    except ValueError:
+        return f.resolve()

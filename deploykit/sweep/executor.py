@@ -1,0 +1,271 @@
+"""Executors run sweep cells and yield one results-table row per finished cell.
+
+An executor gets the cells to run and yields rows as cells finish (in any order); the runner (sweep/run.py)
+writes the table after every row. ``local`` runs each cell as its own ``deploykit bench`` child process, one at a
+time (cells measured side by side on one machine would disturb each other). Another executor (a Slurm one through
+submitit, say) registers beside it with ``@EXECUTORS.register(name)`` and the same interface.
+
+Each child imports deploykit's own code only and dies with its parent (core/child.py); it runs in its own process
+group, so a timeout or an interrupted sweep kills it and everything it started.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Callable, ClassVar, Iterable, Iterator
+
+from deploykit.core.errors import squash
+from deploykit.core.registry import Registry
+from deploykit.sweep.spec import BenchSettings, Cell
+
+EXECUTORS: Registry[type["Executor"]] = Registry("executor")
+
+CELLS_DIR = "cells"
+LOG_NAME = "bench.log"
+CLI_CODE = "from deploykit.cli import main; main()"
+
+
+def deploykit_argv(*args: str) -> list[str]:
+    """argv of a child ``deploykit ARGS`` (deploykit's own code only: core/child.py)."""
+    from deploykit.core.child import python_argv
+
+    return python_argv(CLI_CODE, *args)
+
+
+def bench_args(cell: Cell, bench: BenchSettings, report_dir: Path, models_dir: Path | None = None) -> list[str]:
+    """The ``deploykit bench`` arguments of one cell."""
+    args = ["bench", cell.model, "-t", cell.target, "--batch", str(cell.batch)]
+    if cell.resolution is not None:
+        args += ["--resolution", str(cell.resolution)]
+    if cell.threads is not None:
+        args += ["--threads", str(cell.threads)]
+    if cell.precision == "fp32":  # explicitly: OpenVINO would run bf16 on CPUs with bf16 units
+        args += ["--precision", "fp32"]
+    elif cell.precision == "int8":
+        args += ["--int8", "--calib-data", bench.calib_data]
+        if bench.calib_size is not None:
+            args += ["--calib-size", str(bench.calib_size)]
+        if float_rest_may_drop(cell.target):  # the ops left in float run in fp32, as in the fp32 cells
+            args += ["--precision", "fp32"]
+    for k, v in cell.options:
+        args += ["--parc-impl", v] if k == "parc_impl" else ["--model-opt", f"{k}={v}"]
+    args += ["--min-time", f"{bench.min_time:g}", "--max-time", f"{bench.max_time:g}",
+             "--min-iters", str(bench.min_iters), "--warmup", str(bench.warmup),
+             "--format", "json", "--report-dir", str(report_dir), "--json"]
+    if models_dir is not None:
+        args += ["--models-dir", str(models_dir)]
+    return args
+
+
+def float_rest_may_drop(target: str) -> bool:
+    """Whether ``target`` runs int8 files and may run their float part in bf16 unless told fp32 (it declares both
+    precisions: OpenVINO, which picks bf16 on CPUs with bf16 units). Targets that run a graph in its own
+    precision (and refuse --precision fp32 for an int8 file) declare no bf16."""
+    from deploykit.runtimes.base import get_runtime
+
+    precisions = get_runtime(target).precisions
+    return "bf16" in precisions and "int8" in precisions
+
+
+def child_env() -> dict[str, str]:
+    """The environment of a child: ours, with the folder of the deploykit package we run from first on its import
+    path (the child runs the same deploykit code as the sweep, a checkout's included)."""
+    root = str(Path(__file__).resolve().parents[2])
+    paths = [root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != root]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+
+
+def signal_name(num: int) -> str:
+    try:
+        return signal.Signals(num).name
+    except ValueError:
+        return f"signal {num}"
+
+
+def last_line(path: Path) -> str:
+    """The last non-empty line of a log (``error: `` taken off), or ""."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 16384))
+            text = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        return ""
+    line = lines[-1]
+    return squash(line[len("error:"):].strip() if line.startswith("error:") else line)
+
+
+def classify(returncode: int | None, timed_out: bool, log: Path, timeout: float) -> tuple[str, str]:
+    """(status, reason) of a finished child: timeout, killed (by a signal), failed (non-zero exit) or ok."""
+    if timed_out:
+        return "timeout", f"no result within the cell timeout of {timeout:g} s (killed)"
+    if returncode is not None and returncode < 0:
+        name = signal_name(-returncode)
+        if -returncode == signal.SIGKILL:
+            return "killed", "killed by SIGKILL (possibly out of memory)"
+        tail = last_line(log)
+        return "killed", f"killed by {name}" + (f": {tail}" if tail else "")
+    if returncode:
+        return "failed", last_line(log) or f"exit code {returncode} with no message"
+    return "ok", ""
+
+
+class Executor(ABC):
+    """Runs cells; ``run`` yields one row (a results-table dict) per finished cell."""
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, bench: BenchSettings, out: Path, *, models_dir: Path | None = None,
+                 on_start: Callable[[Cell], None] | None = None):
+        self.bench = bench
+        self.out = Path(out)
+        self.models_dir = models_dir
+        self.on_start = on_start or (lambda cell: None)
+
+    @abstractmethod
+    def run(self, cells: Iterable[Cell]) -> Iterator[dict]:
+        """Run ``cells``; yield each one's row as it finishes. On an exception (an interrupt) stop all work."""
+
+    def prelude(self, args: list[str], timeout: float | None = None) -> tuple[bool, str]:
+        """Run one ``deploykit ARGS`` before the cells (e.g. ``peak``); (ok, last line of its output)."""
+        return False, "not supported by this executor"
+
+    def cell_dir(self, cell: Cell) -> Path:
+        return self.out / CELLS_DIR / cell.safe_key
+
+    def run_columns(self, wall_s: float) -> dict:
+        host = socket.gethostname()
+        return {"wall_s": wall_s, "host": host, "node": host, "job_id": "", "executor": self.name}
+
+    def finish(self, cell: Cell, status: str, reason: str, returncode: int | None, wall_s: float) -> dict:
+        """The row of a cell whose child has ended: from its report when it wrote one, else a failure row."""
+        from deploykit.core.errors import DeployKitError
+        from deploykit.report.results import failed_row, row_from_report
+        from deploykit.report.schema import load_report
+
+        run = self.run_columns(wall_s)
+        cdir = self.cell_dir(cell)
+        if status == "ok":
+            reports = sorted(cdir.glob("*.json"), key=lambda p: p.stat().st_mtime)
+            if not reports:
+                status, reason = "failed", f"deploykit bench exited 0 but wrote no report in {cdir}"
+            else:
+                try:
+                    report = load_report(reports[-1])
+                except DeployKitError as exc:
+                    status, reason = "failed", exc.one_line()
+                else:
+                    return row_from_report(report, cell.describe(), report_path=reports[-1].relative_to(self.out),
+                                           run=run)
+        log = cdir / LOG_NAME
+        run["git_rev"] = _own_git_rev()
+        return failed_row(cell.describe(), status, reason, exit_code=returncode, run=run,
+                          report_path=log.relative_to(self.out) if log.is_file() else None)
+
+
+def _own_git_rev() -> str:
+    from deploykit.bench.fingerprint import git_sha
+
+    return git_sha().get("sha") or ""
+
+
+@EXECUTORS.register("local")
+class LocalExecutor(Executor):
+    """Each cell a ``deploykit bench`` child process on this machine, one at a time."""
+
+    name = "local"
+
+    def __init__(self, bench: BenchSettings, out: Path, *, models_dir: Path | None = None,
+                 on_start: Callable[[Cell], None] | None = None,
+                 command: Callable[[Cell, Path], list[str]] | None = None):
+        super().__init__(bench, out, models_dir=models_dir, on_start=on_start)
+        # argv of a cell's child (the cell, its report folder); deploykit bench unless a caller runs another program
+        self.command = command or (lambda cell, rdir: deploykit_argv(*bench_args(cell, self.bench, rdir,
+                                                                                 self.models_dir)))
+        self._proc: subprocess.Popen | None = None
+
+    def run(self, cells: Iterable[Cell]) -> Iterator[dict]:
+        for cell in cells:
+            self.on_start(cell)
+            yield self.run_cell(cell)
+
+    def run_cell(self, cell: Cell) -> dict:
+        from deploykit.core.atomic import ensure_dir
+
+        cdir = self.cell_dir(cell)
+        _clear(cdir)
+        ensure_dir(cdir)
+        timeout = self.bench.cell_timeout or None
+        t0 = time.monotonic()
+        rc, timed_out = self._run_child(self.command(cell, cdir), cdir / LOG_NAME, timeout)
+        wall = time.monotonic() - t0
+        status, reason = classify(rc, timed_out, cdir / LOG_NAME, self.bench.cell_timeout)
+        return self.finish(cell, status, reason, None if timed_out else rc, wall)
+
+    def prelude(self, args: list[str], timeout: float | None = None) -> tuple[bool, str]:
+        from deploykit.core.atomic import ensure_dir
+
+        log = ensure_dir(self.out / CELLS_DIR) / f"{args[0]}.log"
+        rc, timed_out = self._run_child(deploykit_argv(*args), log, timeout)
+        status, reason = classify(rc, timed_out, log, timeout or 0)
+        return status == "ok", reason or last_line(log)
+
+    def _run_child(self, argv: list[str], log: Path, timeout: float | None) -> tuple[int | None, bool]:
+        from deploykit.core.child import die_with_parent
+
+        with open(log, "wb") as err:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                                    env=child_env(), start_new_session=True, preexec_fn=die_with_parent)
+            self._proc = proc
+            try:
+                rc = proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                _kill_group(proc)
+                return proc.returncode, True
+            except BaseException:  # interrupted (Ctrl-C, SIGTERM): the cell's child goes with us
+                _kill_group(proc)
+                raise
+            finally:
+                self._proc = None
+            _kill_group(proc)  # whatever the child left running in its group
+            return rc, False
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:  # pragma: no cover - a process that survives SIGKILL (D state)
+        pass
+
+
+def _clear(cdir: Path) -> None:
+    """Empty a cell's folder before (re)running it: its report and log are the latest run's only."""
+    if cdir.is_dir():
+        for f in cdir.iterdir():
+            if f.is_file() or f.is_symlink():
+                f.unlink()
+            else:
+                import shutil
+
+                shutil.rmtree(f)
+
+
+def executor_names() -> list[str]:
+    return EXECUTORS.names()
+
+
+def make_executor(name: str, bench: BenchSettings, out: Path, **kw) -> Executor:
+    return EXECUTORS.get(name)(bench, out, **kw)

@@ -1,0 +1,219 @@
+"""Running a sweep: plan the cells against the existing table (resume), hand them to an executor, write the
+results table after every finished cell, and stop cleanly on Ctrl-C / SIGTERM.
+
+The table on disk is always valid and holds every finished cell: it is rewritten (atomically) after each one, and
+an interrupt that arrives while it is being written waits until the write is done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+from deploykit.core.errors import EXIT_INTERRUPTED, DeployKitError, UsageError
+from deploykit.sweep.spec import Cell, SweepSpec
+
+FAILED = ("failed", "timeout", "killed")
+
+
+class SweepInterrupted(DeployKitError):
+    """The sweep was stopped by a signal; every finished cell is in the table. Exit code 128 + the signal."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + signum if signum else EXIT_INTERRUPTED
+
+
+@dataclass
+class Plan:
+    """What a sweep will do: every cell, each with an action (run, skip, keep)."""
+
+    cells: list[Cell]
+    actions: dict[str, str]  # key -> "run" | "skip" | "done" (ok in the table) | "kept" (failed in the table)
+    existing: dict[str, dict] = field(default_factory=dict)  # rows of the table found in the out folder
+
+    @property
+    def todo(self) -> list[Cell]:
+        return [c for c in self.cells if self.actions[c.key] == "run"]
+
+    def count(self, action: str) -> int:
+        return sum(1 for a in self.actions.values() if a == action)
+
+    def listing(self) -> list[dict]:
+        """The cells as dicts (for --dry-run): key columns, action, and the reason of a skip / kept failure."""
+        out = []
+        for c in self.cells:
+            d = c.describe()
+            action = self.actions[c.key]
+            reason = c.skip or ""
+            if action in ("done", "kept"):
+                row = self.existing[c.key]
+                reason = f"{row['status']} in the existing table" + (f": {row['reason']}" if row.get("reason") else "")
+            out.append({"cell": d["cell"], "model": d["model"], "model_options": d["model_options"],
+                        "family": d["family"], "target": d["target"], "precision": d["precision"],
+                        "batch": d["batch"], "resolution": d["resolution"], "threads": d["threads"],
+                        "action": action, "reason": reason})
+        return out
+
+
+def existing_rows(out: Path) -> dict[str, dict]:
+    from deploykit.report.results import RESULTS_CSV, RESULTS_PARQUET, read_results
+
+    if not ((out / RESULTS_PARQUET).is_file() or (out / RESULTS_CSV).is_file()):
+        return {}
+    df = read_results(out)
+    return {r["cell"]: r for r in df.to_dict("records")}
+
+
+def plan(spec: SweepSpec, out: Path, *, resume: bool = False, retry_failed: bool = False) -> Plan:
+    """Each cell's action. Without ``resume`` an out folder that already holds a table is refused (nothing is
+    overwritten by accident); with it, cells ok in the table are kept, failed ones too unless ``retry_failed``."""
+    cells = spec.cells()
+    rows = existing_rows(out)
+    if retry_failed and not resume:
+        raise UsageError("--retry-failed re-runs the failed cells of an existing sweep: use it with --resume")
+    if rows and not resume:
+        raise UsageError(f"{out} already holds a sweep's results ({len(rows)} cells): pass --resume to continue it, "
+                         "or choose another -o folder")
+    actions = {}
+    for c in cells:
+        row = rows.get(c.key)
+        if c.skip:
+            actions[c.key] = "skip"
+        elif row is not None and row["status"] == "ok":
+            actions[c.key] = "done"
+        elif row is not None and row["status"] in FAILED and not retry_failed:
+            actions[c.key] = "kept"
+        else:
+            actions[c.key] = "run"
+    return Plan(cells=cells, actions=actions, existing=rows)
+
+
+@dataclass
+class Counts:
+    total: int  # cells this run handles (to run)
+    ok: int = 0
+    failed: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def left(self) -> int:
+        return self.total - self.ok - self.failed
+
+
+class _Signals:
+    """SIGINT / SIGTERM raise SweepInterrupted, except inside ``critical()`` (a table write), after which a
+    pending one is raised. Installed on the main thread only (signal handlers live there)."""
+
+    def __init__(self):
+        self.pending: int | None = None
+        self.depth = 0
+        self.message: Callable[[int], str] = lambda signum: "interrupted"
+
+    def handler(self, signum, frame):
+        if self.depth:
+            self.pending = signum
+            return
+        raise SweepInterrupted(self.message(signum), signum)
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        old = {s: signal.signal(s, self.handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+
+    @contextlib.contextmanager
+    def critical(self) -> Iterator[None]:
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
+            if not self.depth and self.pending is not None:
+                signum, self.pending = self.pending, None
+                raise SweepInterrupted(self.message(signum), signum)
+
+
+SWEEP_FILE = "sweep.json"
+
+
+def record_run(out: Path, spec: SweepSpec, argv: list[str]) -> Path:
+    """Write ``out/sweep.json``: the sweep's spec (study name, matrices, bench settings) as last run, and every
+    run of it so far (start time, command line, deploykit version)."""
+    import json
+    import sys
+
+    from deploykit import __version__
+    from deploykit.core.atomic import write_json
+    from deploykit.sweep.spec import spec_dict
+
+    path = out / SWEEP_FILE
+    runs = []
+    try:
+        old = json.loads(path.read_text())
+        runs = [r for r in old.get("runs", []) if isinstance(r, dict)]
+    except (OSError, ValueError, AttributeError):
+        pass
+    runs.append({"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "argv": list(argv),
+                 "python": sys.executable, "deploykit": __version__})
+    return write_json(path, {"schema": "deploykit.sweep", "spec": spec_dict(spec), "runs": runs})
+
+
+def run_sweep(p: Plan, executor, out: Path, *, on_row: Callable[[dict, Counts], None] | None = None,
+              prelude: list[list[str]] | None = None, say: Callable[[str], None] | None = None) -> list[dict]:
+    """Run the plan's cells with ``executor``; write ``out/results.{parquet,csv}`` after every finished cell;
+    return the rows of the plan's cells (in cell order). ``prelude``: deploykit commands run once before the
+    cells, their failure only reported through ``say`` (e.g. ``["peak"]``)."""
+    from deploykit.report.results import failed_row, write_results
+
+    say = say or (lambda msg: None)
+    on_row = on_row or (lambda row, counts: None)
+    keys = [c.key for c in p.cells]
+    rows: dict[str, dict] = dict(p.existing)  # rows of other cells in the table are kept as they are
+    for c in p.cells:
+        if p.actions[c.key] == "skip":
+            rows[c.key] = failed_row(c.describe(), "skipped", c.skip or "skipped")
+    counts = Counts(total=len(p.todo))
+    sig = _Signals()
+
+    def ordered() -> list[dict]:
+        return [rows[k] for k in keys if k in rows] + [r for k, r in rows.items() if k not in set(keys)]
+
+    def interrupted(signum: int) -> str:
+        name = signal.Signals(signum).name
+        return (f"sweep interrupted by {name}: {counts.ok + counts.failed} of {counts.total} cells finished this run, "
+                f"every finished cell is in {out / 'results.parquet'}; run the same command with --resume to do the "
+                f"{counts.left} left")
+
+    sig.message = interrupted
+    with sig.installed():
+        with sig.critical():
+            write_results(ordered(), out)
+        for args in prelude or []:
+            say(f"first: deploykit {' '.join(args)}")
+            limit = executor.bench.cell_timeout
+            ok, why = executor.prelude(args, timeout=max(limit, 900) if limit else None)
+            if not ok:
+                say(f"'deploykit {' '.join(args)}' did not run: {why}")
+        for row in executor.run(p.todo):
+            with sig.critical():
+                rows[row["cell"]] = row
+                if row["status"] == "ok":
+                    counts.ok += 1
+                else:
+                    counts.failed += 1
+                write_results(ordered(), out)
+            on_row(row, counts)
+    return [rows[k] for k in keys if k in rows]

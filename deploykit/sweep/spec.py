@@ -1,0 +1,412 @@
+"""What a sweep runs: the cells (model x target x precision x batch x resolution x threads x model option), from
+flags or from a study file, and the measurement settings every cell shares.
+
+A study file is TOML with the same keys as the flags::
+
+    [bench]                      # optional: how each cell measures (flags given on the command line win)
+    min_time = 1.0
+    max_time = 10.0
+    cell_timeout = 900
+    out = "reports/sweeps/example"
+
+    [[matrix]]                   # one or more blocks, each its own cross product
+    models = ["resnet18", "deit_tiny"]
+    targets = ["ort", "openvino"]
+    precision = ["fp32", "int8"]
+    resolution = [64, 96]
+
+Without a ``[[matrix]]`` block the top-level keys are the one matrix. A value is a list or a single value; a
+string may hold a comma-separated list. ``parc_impl`` applies to ParC models only (one cell per implementation);
+other models ignore it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Iterable
+
+from deploykit.core.errors import InputError, UsageError
+
+PRECISIONS = ("fp32", "int8")
+PARC_IMPLS = ("conv", "fft", "matmul")
+AUTO = "auto"
+
+# study-file keys of a matrix (aliases -> the one name)
+MATRIX_KEYS = {"models": "models", "model": "models", "targets": "targets", "target": "targets",
+               "precision": "precision", "precisions": "precision", "batch": "batch", "batches": "batch",
+               "resolution": "resolution", "resolutions": "resolution", "threads": "threads",
+               "parc_impl": "parc_impl", "parc-impl": "parc_impl"}
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """How every cell measures (``deploykit bench`` options) and the sweep's own limits."""
+
+    min_time: float = 5.0
+    max_time: float = 60.0
+    min_iters: int = 50
+    warmup: int = 10
+    cell_timeout: float = 1800.0  # seconds per cell, export and quantization included; 0 = none
+    calib_data: str = "synthetic"  # int8 cells' calibration data (a folder, or synthetic noise)
+    calib_size: int | None = None  # images used for calibration [bench's default]
+    out: str | None = None  # the sweep's folder (results table, cell reports)
+
+    def __post_init__(self):
+        for name in ("min_time", "cell_timeout"):
+            if getattr(self, name) < 0:
+                raise UsageError(f"{name.replace('_', '-')} must be non-negative, got {getattr(self, name)}")
+        if self.max_time <= 0:
+            raise UsageError(f"max-time must be positive, got {self.max_time}")
+        if self.max_time < self.min_time:
+            raise UsageError(f"max-time ({self.max_time}s) must not be below min-time ({self.min_time}s)")
+        if self.min_iters < 1:
+            raise UsageError(f"min-iters must be at least 1, got {self.min_iters}")
+        if self.warmup < 0:
+            raise UsageError(f"warmup must be non-negative, got {self.warmup}")
+        if self.calib_size is not None and self.calib_size < 1:
+            raise UsageError(f"calib-size must be at least 1, got {self.calib_size}")
+
+
+BENCH_KEYS = tuple(f.name for f in fields(BenchSettings))
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One measurement: a model on a target at one precision, batch, resolution and thread count.
+
+    ``resolution`` / ``threads`` None: the model's (the file's) resolution / the target's default thread count.
+    ``options``: model options, e.g. (("parc_impl", "fft"),). ``skip``: why the cell cannot run (None: it can)."""
+
+    model: str
+    target: str
+    precision: str = "fp32"
+    batch: int = 1
+    resolution: int | None = None
+    threads: int | None = None
+    options: tuple[tuple[str, str], ...] = ()
+    label: str = ""  # the model as tables show it (a file's stem; else the model name)
+    family: str = ""
+    skip: str | None = field(default=None, compare=False)
+
+    @property
+    def key(self) -> str:
+        return cell_key(self.model, self.target, self.precision, self.batch, self.resolution, self.threads,
+                        self.options)
+
+    @property
+    def model_options(self) -> str:
+        return options_text(self.options)
+
+    @property
+    def safe_key(self) -> str:
+        """A folder name for the cell: readable, and unique (a short hash of the key)."""
+        label = self.label or Path(self.model).stem
+        readable = "-".join(str(p) for p in (label, self.target, self.precision, f"b{self.batch}",
+                                             f"r{self.resolution or AUTO}", f"t{self.threads or AUTO}",
+                                             *(v for _, v in self.options)))
+        readable = re.sub(r"[^A-Za-z0-9_.=-]+", "_", readable)[:100]
+        return f"{readable}-{hashlib.sha256(self.key.encode()).hexdigest()[:8]}"
+
+    def describe(self) -> dict:
+        """The cell as a plain dict (the key columns of the results table, plus key and skip)."""
+        return {"cell": self.key, "model": self.label or self.model, "model_options": self.model_options,
+                "family": self.family, "target": self.target, "precision": self.precision, "batch": self.batch,
+                "resolution": self.resolution, "threads": self.threads, "scenario": "latency",
+                "model_ref": self.model, "skip": self.skip}
+
+
+def options_text(options) -> str:
+    """Model options as the results table writes them: ``""`` or ``parc_impl=fft`` (several: comma-joined,
+    sorted by name)."""
+    items = options.items() if isinstance(options, dict) else options
+    return ",".join(f"{k}={v}" for k, v in sorted(items))
+
+
+def cell_key(model: str, target: str, precision: str, batch: int, resolution: int | None, threads: int | None,
+             options=()) -> str:
+    """The stable key of a cell: ``model|target|precision|b<batch>|r<resolution>|t<threads>[|k=v,...]``, with
+    ``auto`` for a resolution or thread count left to the model / the target."""
+    parts = [model, target, precision, f"b{batch}", f"r{resolution or AUTO}", f"t{threads or AUTO}"]
+    opts = options_text(options)
+    if opts:
+        parts.append(opts)
+    return "|".join(str(p) for p in parts)
+
+
+@dataclass(frozen=True)
+class Matrix:
+    """One cross product. Empty tuples take the defaults: target ort, fp32, batch 1, the model's resolution, the
+    target's threads, the ParC model's default implementation."""
+
+    models: tuple[str, ...] = ()
+    targets: tuple[str, ...] = ()
+    precision: tuple[str, ...] = ()
+    batch: tuple[int, ...] = ()
+    resolution: tuple[int, ...] = ()
+    threads: tuple[int, ...] = ()
+    parc_impl: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    matrices: tuple[Matrix, ...]
+    bench: BenchSettings = BenchSettings()
+    source: str = "flags"  # "flags" or the study file's path
+    name: str = ""  # a study file's name and description (free text)
+    description: str = ""
+
+    def cells(self) -> list[Cell]:
+        return build_cells(self.matrices)
+
+
+# --------------------------------------------------------------------------------------------- building cells
+
+def build_cells(matrices: Iterable[Matrix]) -> list[Cell]:
+    """The cells of ``matrices`` in order (model, resolution, batch, precision, target, threads, option), each
+    once (a cell in two matrices runs once). Unknown models or targets raise InputError; cells a model's
+    architecture or this machine cannot run carry a ``skip`` reason."""
+    cells: list[Cell] = []
+    seen: set[str] = set()
+    for m in matrices:
+        for cell in _matrix_cells(m):
+            if cell.key not in seen:
+                seen.add(cell.key)
+                cells.append(cell)
+    if not cells:
+        raise UsageError("the sweep has no cells (give at least one model)")
+    return cells
+
+
+def _matrix_cells(m: Matrix) -> list[Cell]:
+    from deploykit.models.select import expand_model_refs
+
+    if not m.models:
+        raise UsageError("a matrix has no models (give model names, globs or .onnx files)")
+    models = expand_model_refs(m.models)
+    targets = _targets(m.targets or ("ort",))
+    precisions = m.precision or ("fp32",)
+    for p in precisions:
+        if p not in PRECISIONS:
+            raise UsageError(f"unknown precision {p!r} (a sweep runs {' or '.join(PRECISIONS)})")
+    for name, values in (("batch", m.batch), ("resolution", m.resolution), ("threads", m.threads)):
+        for v in values:
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise UsageError(f"{name} must be a positive integer, got {v!r}")
+    for impl in m.parc_impl:
+        if impl not in PARC_IMPLS:
+            raise UsageError(f"unknown parc_impl {impl!r} (choose from {', '.join(PARC_IMPLS)})")
+    cells = []
+    for model in models:
+        info = _model_info(model)
+        impls = tuple((("parc_impl", i),) for i in m.parc_impl) if m.parc_impl and info["parc"] else ((),)
+        for res in m.resolution or (None,):
+            skip_res = _resolution_skip(info, res)
+            for batch in m.batch or (1,):
+                for precision in precisions:
+                    for target, target_skip in targets:
+                        for threads in m.threads or (None,):
+                            for opts in impls:
+                                cells.append(Cell(model=info["ref"], target=target, precision=precision, batch=batch,
+                                                  resolution=res if res is not None else info["resolution"],
+                                                  threads=threads, options=opts, label=info["label"],
+                                                  family=info["family"], skip=skip_res or target_skip))
+    return cells
+
+
+def _targets(names: Iterable[str]) -> list[tuple[str, str | None]]:
+    """(target, skip reason) for each name; an unknown name raises InputError (with the close names)."""
+    from deploykit.runtimes.base import get_runtime
+
+    out = []
+    for name in names:
+        cls = get_runtime(name)
+        av = cls.availability()
+        out.append((name, None if av.available else f"target {name} is unavailable here: {av.reason}"))
+    return out
+
+
+def _model_info(ref: str) -> dict:
+    """What the spec needs about a model reference, without building it: registry cfg (family, default
+    resolution, resolution rules, options) or, for a file, its path."""
+    from deploykit.models.registry import get_cfg
+    from deploykit.models.select import is_model_name
+
+    if not is_model_name(ref):
+        path = Path(ref)
+        if not path.is_file():
+            raise InputError(f"model file not found: {ref}")
+        return {"ref": str(path.resolve()), "label": path.stem, "family": "", "resolution": None, "cfg": None,
+                "parc": False}
+    cfg = get_cfg(ref)  # unknown name -> InputError with close names
+    return {"ref": ref, "label": ref, "family": cfg.family or "", "resolution": cfg.resolution, "cfg": cfg,
+            "parc": "parc_impl" in dict(cfg.options)}
+
+
+def _resolution_skip(info: dict, res: int | None) -> str | None:
+    cfg = info["cfg"]
+    if cfg is None or res is None:
+        return None
+    from deploykit.models.registry import check_resolution
+
+    try:
+        check_resolution(cfg, res)
+    except UsageError as exc:
+        return str(exc)
+    return None
+
+
+# ----------------------------------------------------------------------------------------------- flags / files
+
+def split_list(values, kind=str, name: str = "value") -> tuple:
+    """A comma-separated string, a list of such strings, or a list of values -> a tuple of ``kind``."""
+    if values is None:
+        return ()
+    if isinstance(values, (str, int, float)) and not isinstance(values, bool):
+        values = [values]
+    if not isinstance(values, (list, tuple)):
+        raise UsageError(f"{name}: expected a list or a value, got {type(values).__name__}")
+    out = []
+    for v in values:
+        items = [s.strip() for s in v.split(",") if s.strip()] if isinstance(v, str) else [v]
+        for item in items:
+            if kind is int:
+                if isinstance(item, bool) or isinstance(item, float):
+                    raise UsageError(f"{name}: expected integers, got {item!r}")
+                try:
+                    item = int(item)
+                except (TypeError, ValueError):
+                    raise UsageError(f"{name}: expected integers, got {item!r}") from None
+            elif not isinstance(item, str):
+                raise UsageError(f"{name}: expected strings, got {item!r}")
+            out.append(item)
+    return tuple(dict.fromkeys(out))
+
+
+FLAG_NAMES = {"models": "model arguments", "targets": "--target", "precision": "--precision", "batch": "--batch",
+              "resolution": "--resolution", "threads": "--threads", "parc_impl": "--parc-impl"}
+
+
+def matrix_from_values(values: dict[str, Any], where: str = "", flags: bool = False) -> Matrix:
+    """A Matrix from flag or study-file values (aliases allowed; see MATRIX_KEYS); ``flags``: errors name the
+    command-line flags."""
+    out: dict[str, tuple] = {}
+    for key, value in values.items():
+        name = MATRIX_KEYS.get(key)
+        if name is None:
+            raise UsageError(f"{where}unknown key {key!r} (a matrix has: models, targets, precision, batch, "
+                             "resolution, threads, parc_impl)")
+        if name in out:
+            raise UsageError(f"{where}key {key!r} given twice")
+        kind = int if name in ("batch", "resolution", "threads") else str
+        label = FLAG_NAMES[name] if flags else f"{where}{key}"
+        out[name] = split_list(value, kind, label)
+        if kind is int and any(v < 1 for v in out[name]):
+            raise UsageError(f"{label}: expected positive integers, got {min(out[name])}")
+    return Matrix(**out)
+
+
+def bench_from_values(values: dict[str, Any], where: str = "", base: BenchSettings | None = None) -> BenchSettings:
+    """BenchSettings from study-file / flag values (None values are left at ``base``'s)."""
+    base = base or BenchSettings()
+    kw = {}
+    types = {"min_time": float, "max_time": float, "cell_timeout": float, "min_iters": int, "warmup": int,
+             "calib_size": int, "calib_data": str, "out": str}
+    for key, value in values.items():
+        name = key.replace("-", "_")
+        if name not in types:
+            raise UsageError(f"{where}unknown key {key!r} (bench settings: {', '.join(BENCH_KEYS)})")
+        if value is None:
+            continue
+        want = types[name]
+        ok = isinstance(value, str) if want is str else (
+            isinstance(value, (int, float)) and not isinstance(value, bool) and (want is float or value == int(value)))
+        if not ok:
+            raise UsageError(f"{where}{key} must be {'a string' if want is str else 'a number'}"
+                             f"{' (whole)' if want is int else ''}, got {value!r}")
+        kw[name] = want(value)
+    return replace(base, **kw)
+
+
+def load_study(path: str | Path) -> tuple[list[Matrix], dict[str, Any], dict[str, str]]:
+    """The matrices, the [bench] values and the name / description of a study file (TOML). Errors name the file
+    and the key at fault."""
+    import tomllib
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"study file not found: {p}")
+    try:
+        data = tomllib.loads(p.read_text())
+    except UnicodeDecodeError:
+        raise InputError(f"{p} is not a TOML study file (not text)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{p} is not valid TOML: {exc}") from None
+    bench = data.pop("bench", {})
+    if not isinstance(bench, dict):
+        raise UsageError(f"{p}: 'bench' must be a table ([bench])")
+    blocks = data.pop("matrix", None)
+    top = {k: v for k, v in data.items() if k in MATRIX_KEYS}
+    rest = {k: v for k, v in data.items() if k not in MATRIX_KEYS}
+    meta = {}
+    for key in ("name", "description"):  # free text for people
+        if key in rest:
+            value = rest.pop(key)
+            if not isinstance(value, str):
+                raise UsageError(f"{p}: {key} must be a string, got {value!r}")
+            meta[key] = value
+    if "out" in rest:  # `out` may also sit at the top level
+        bench = {**bench, "out": rest.pop("out")}
+    if rest:
+        key = next(iter(rest))
+        raise UsageError(f"{p}: unknown key {key!r} (a study has [bench], [[matrix]] blocks with models, targets, "
+                         "precision, batch, resolution, threads, parc_impl; and name, description, out)")
+    if blocks is None:
+        if not top:
+            raise UsageError(f"{p}: no [[matrix]] block and no models")
+        blocks = [top]
+    elif top:
+        raise UsageError(f"{p}: key {next(iter(top))!r} is outside the [[matrix]] blocks (put it in each block)")
+    if not isinstance(blocks, list) or not all(isinstance(b, dict) for b in blocks):
+        raise UsageError(f"{p}: 'matrix' must be [[matrix]] blocks (tables)")
+    if not blocks:
+        raise UsageError(f"{p}: no [[matrix]] block")
+    matrices = [matrix_from_values(b, where=f"{p}: [[matrix]] #{i + 1}: ") for i, b in enumerate(blocks)]
+    for i, m in enumerate(matrices):
+        if not m.models:
+            raise UsageError(f"{p}: [[matrix]] #{i + 1}: key 'models' is missing")
+    bench_from_values(bench, where=f"{p}: [bench]: ")  # validate keys and types now, with the file named
+    return matrices, bench, meta
+
+
+def spec_from(models=(), *, targets=(), precision=(), batch=(), resolution=(), threads=(), parc_impl=(),
+              study: str | Path | None = None, bench: dict[str, Any] | None = None) -> SweepSpec:
+    """The sweep of flags or of a study file (not both for the matrix); ``bench`` values given (not None) win over
+    the study file's [bench]."""
+    flags = {"models": models, "targets": targets, "precision": precision, "batch": batch,
+             "resolution": resolution, "threads": threads, "parc_impl": parc_impl}
+    given = {k: v for k, v in flags.items() if v}
+    if study is not None:
+        if given:
+            key = next(iter(given))
+            raise UsageError(f"{FLAG_NAMES[key]} and --study both give the matrix: put it in the study file or in "
+                             "flags, not both")
+        matrices, study_bench, meta = load_study(study)
+        settings = bench_from_values(study_bench, where=f"{study}: [bench]: ")
+        source = str(study)
+    else:
+        if not models:
+            raise UsageError("no models to sweep: give model names, globs or .onnx files, or --study FILE.toml")
+        matrices = [matrix_from_values(given, flags=True)]
+        settings = BenchSettings()
+        source = "flags"
+        meta = {}
+    settings = bench_from_values({k: v for k, v in (bench or {}).items() if v is not None}, base=settings)
+    return SweepSpec(matrices=tuple(matrices), bench=settings, source=source, **meta)
+
+
+def spec_dict(spec: SweepSpec) -> dict:
+    return {"source": spec.source, "name": spec.name, "description": spec.description, "bench": asdict(spec.bench),
+            "matrices": [asdict(m) for m in spec.matrices]}

@@ -1,0 +1,117 @@
+"""deploykit sweep / compare on the command line, in-process and without running a cell: --dry-run listings,
+the one-line errors (unknown model / target, empty spec, bad study file, existing sweep folder), and compare's
+table, JSON and files on hand-built reports. The sweeps that run cells are in tests/integration/test_sweep_cli.py."""
+
+from __future__ import annotations
+
+import json
+
+from deploykit.cli import cli
+from tests.conftest import assert_clean_error, files_under
+from tests.sample_reports import make_report, samples, write_report
+
+
+def test_dry_run_lists_the_cells_and_writes_nothing(cli_runner, tmp_path):
+    out = tmp_path / "s"
+    r = cli_runner.invoke(cli, ["sweep", "resnet18", "swin_tiny", "-t", "ort,openvino", "--resolution", "48,64",
+                                "-o", str(out), "--dry-run", "--json"])
+    assert r.exit_code == 0, r.output
+    listing = json.loads(r.stdout)
+    assert listing["out"] == str(out) and len(listing["cells"]) == 8
+    assert listing["counts"] == {"run": 6, "skip": 2, "done": 0, "kept": 0}
+    skipped = [c for c in listing["cells"] if c["action"] == "skip"]
+    assert {c["cell"] for c in skipped} == {"swin_tiny|ort|fp32|b1|r48|tauto", "swin_tiny|openvino|fp32|b1|r48|tauto"}
+    assert all("at least 64" in c["reason"] for c in skipped)
+    assert not out.exists()
+    r = cli_runner.invoke(cli, ["sweep", "resnet18", "--resolution", "64", "-o", str(out), "--dry-run"])
+    assert r.exit_code == 0 and "resnet18" in r.stdout and "1 to run" in r.stdout
+
+
+def test_a_study_file_dry_run(cli_runner, tmp_path):
+    study = tmp_path / "study.toml"
+    study.write_text('[bench]\nout = "%s"\n[[matrix]]\nmodels = ["resnet18"]\nresolution = [64, 96]\n'
+                     '[[matrix]]\nmodels = ["parc_net_s"]\nparc_impl = ["conv", "fft"]\nresolution = 64\n'
+                     % (tmp_path / "from-study"))
+    r = cli_runner.invoke(cli, ["sweep", "--study", str(study), "--dry-run", "--json", "--min-time", "0.1"])
+    assert r.exit_code == 0, r.output
+    listing = json.loads(r.stdout)
+    assert listing["out"] == str(tmp_path / "from-study")
+    assert [c["cell"] for c in listing["cells"]] == [
+        "resnet18|ort|fp32|b1|r64|tauto", "resnet18|ort|fp32|b1|r96|tauto",
+        "parc_net_s|ort|fp32|b1|r64|tauto|parc_impl=conv", "parc_net_s|ort|fp32|b1|r64|tauto|parc_impl=fft"]
+
+
+def test_one_line_errors(cli_runner, tmp_path):
+    assert_clean_error(cli_runner.invoke(cli, ["sweep", "resnt18", "--dry-run"]), 2,
+                       "unknown model 'resnt18'", "did you mean 'resnet18'")
+    assert_clean_error(cli_runner.invoke(cli, ["sweep", "resnet18", "-t", "onnxruntime", "--dry-run"]), 2,
+                       "unknown target 'onnxruntime'")
+    assert_clean_error(cli_runner.invoke(cli, ["sweep", "--dry-run"]), 2, "no models to sweep")
+    assert_clean_error(cli_runner.invoke(cli, ["sweep", "resnet18", "--precision", "fp16", "--dry-run"]), 2,
+                       "unknown precision 'fp16'")
+    assert_clean_error(cli_runner.invoke(cli, ["sweep", "resnet18", "--resume", "--dry-run"]), 2,
+                       "--resume needs the sweep's folder")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[[matrix]]\nmodels = ['resnet18']\nresolutions = [64]\ntarget = ['ort']\nbatchs = [1]\n")
+    assert_clean_error(cli_runner.invoke(cli, ["sweep", "--study", str(bad), "--dry-run"]), 2,
+                       str(bad), "unknown key 'batchs'")
+    assert_clean_error(cli_runner.invoke(cli, ["sweep", "--study", str(tmp_path / "none.toml")]), 2,
+                       "study file not found")
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "results.csv").write_text("cell,model,target,status\nx,resnet18,ort,ok\n")
+    assert_clean_error(cli_runner.invoke(cli, ["sweep", "resnet18", "-o", str(existing), "--dry-run"]), 2,
+                       "already holds a sweep's results", "--resume")
+    assert_clean_error(cli_runner.invoke(cli, ["compare", str(tmp_path / "nothing.parquet")]), 2, "not found")
+    assert_clean_error(cli_runner.invoke(cli, ["compare", str(bad)]), 2, "expected a results table")
+
+
+def test_compare_prints_a_table_json_and_writes_markdown_or_csv(cli_runner, tmp_path):
+    a = write_report(tmp_path / "ort.json", make_report(samples(10.0, seed=1), target="ort"))
+    b = write_report(tmp_path / "ov.json", make_report(samples(7.0, seed=2), target="openvino"))
+    r = cli_runner.invoke(cli, ["compare", str(a), str(b), "--by", "target"])
+    assert r.exit_code == 0, r.output
+    assert "openvino / ort" in r.stdout and "x0.700*" in r.stdout and "bootstrap CI of the ratio" in r.stdout
+    r = cli_runner.invoke(cli, ["compare", str(a), str(b), "--by", "target", "--baseline", "openvino", "--json",
+                                "-o", str(tmp_path / "cmp.md")])
+    assert r.exit_code == 0, r.output
+    result = json.loads(r.stdout)
+    assert result["baseline"] == "openvino" and result["rows"][0]["values"]["ort"]["significant"] is True
+    assert "| cell | openvino p50_ms | ort p50_ms | ort / openvino |" in (tmp_path / "cmp.md").read_text()
+    r = cli_runner.invoke(cli, ["compare", str(a), str(b), "--by", "target", "-o", str(tmp_path / "cmp.csv")])
+    assert r.exit_code == 0 and (tmp_path / "cmp.csv").read_text().startswith("model,")
+    assert_clean_error(cli_runner.invoke(cli, ["compare", str(a), "-o", str(tmp_path / "cmp.html")]), 2,
+                       "write .md or .csv")
+    assert files_under(tmp_path) == sorted([a, b, tmp_path / "cmp.md", tmp_path / "cmp.csv"])
+
+
+def test_peak_runs_first_where_this_deploykit_has_it(tmp_path):
+    import click
+
+    from deploykit.cli import sweep_cmd
+    from deploykit.sweep.run import plan
+    from deploykit.sweep.spec import spec_from
+
+    p = plan(spec_from(("resnet18",), threads=("1,2",), resolution=("64",)), tmp_path / "s")
+    ctx = click.Context(sweep_cmd.command, parent=click.Context(cli))
+    if "peak" not in cli.commands:
+        assert sweep_cmd._prelude(ctx, p, None) == []  # no such command here: nothing, silently
+
+    @click.command("peak")
+    @click.option("--threads", type=int)
+    @click.option("--models-dir")
+    def peak(threads, models_dir):  # pragma: no cover - never invoked here
+        """A stand-in with the memory helper's options."""
+
+    old = cli.commands.get("peak")
+    cli.commands["peak"] = peak
+    try:
+        assert sweep_cmd._prelude(ctx, p, tmp_path / "m") == [
+            ["peak", "--threads", "1", "--models-dir", str(tmp_path / "m")],
+            ["peak", "--threads", "2", "--models-dir", str(tmp_path / "m")]]
+        assert sweep_cmd._prelude(ctx, plan(spec_from(("resnet18",)), tmp_path / "t"), None) == [["peak"]]
+    finally:
+        if old is None:
+            cli.commands.pop("peak")
+        else:
+            cli.commands["peak"] = old

@@ -1,0 +1,137 @@
+"""report/html.py and report/plots.py on hand-built results tables: one self-contained page (nothing external,
+every user string escaped), every plot present when its data is and skipped with a reason when not, the
+Markdown rendering with PNGs beside it, and the plots as PNG and SVG files."""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from deploykit.core.errors import UsageError
+from deploykit.report.html import fnum, prepare, render_html, render_markdown, write_report
+from deploykit.report.plots import PLOT_NAMES
+from tests.results_tables import EVIL, contract_table, write_table
+
+
+@pytest.fixture(scope="module")
+def full(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sweep")
+    write_table(contract_table(folder), folder)
+    out = folder / "report.html"
+    summary = write_report(folder, out, n_boot=200)
+    return folder, out.read_text(encoding="utf-8"), summary
+
+
+def test_every_plot_is_drawn_when_its_data_is_present(full):
+    _, page, summary = full
+    assert summary["skipped"] == {} and summary["plots"] == list(PLOT_NAMES)
+    for name in PLOT_NAMES:
+        assert f'<figure id="plot-{name}">' in page and f'<svg id="svg-{name}"' in page
+    assert "Not drawn" not in page
+    assert summary["cells"] == {"failed": 1, "ok": 140, "timeout": 1}
+
+
+def test_the_page_is_self_contained(full):
+    _, page, _ = full
+    assert "http://" not in page and "https://" not in page and "//cdn" not in page
+    assert not re.search(r"""(src|href)\s*=\s*["'](?!#|data:)""", page), "a resource outside the page"
+    assert "<script" not in page.lower() and "<link rel=\"stylesheet\"" not in page
+    assert "Content-Security-Policy" in page and "default-src 'none'" in page
+    assert page.count("<svg ") == len(PLOT_NAMES)
+
+
+def test_user_strings_are_escaped(full):
+    _, page, _ = full
+    assert EVIL not in page and "<b>bold</b>" not in page
+    assert "evil&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "model &lt;b&gt;bold&lt;/b&gt; &amp; &quot;quoted&quot;" in page
+    assert "SIGSEGV in &lt;openvino&gt; compile" in page
+
+
+def test_every_inline_plot_is_well_formed_svg(full):
+    _, page, _ = full
+    for svg in re.findall(r"<svg .*?</svg>", page, flags=re.S):
+        root = ET.fromstring(svg)
+        assert root.tag == "svg" and root.get("role") == "img"
+        assert len(root.findall(".//path")) > 10  # axes, lines, markers
+
+
+def test_header_and_analysis_sections(full):
+    folder, page, _ = full
+    assert "Test CPU 9000 · 2 usable cores" in page and "onnxruntime 1.20.0" in page
+    assert f"deploykit report: {folder.name}" in page
+    for anchor in ("plots", "exponents", "attention", "parc", "int8", "results", "failed", "methods"):
+        assert f'id="{anchor}"' in page
+    assert "fft is the fastest ParC implementation at" in page
+    assert "Cells not ok (2)" in page and "Results (140 ok cells)" in page
+
+
+def _sparse_table() -> pd.DataFrame:
+    """fp32 only, one resolution, batch 1, no MACs/memory/peak columns, and a failed cell."""
+    return pd.DataFrame({
+        "model": ["a", "b", "c"], "model_options": "", "family": ["cnn", "vit", "cnn"], "target": "ort",
+        "precision": "fp32", "batch": 1, "resolution": 224, "threads": 2,
+        "status": ["ok", "ok", "failed"], "reason": ["", "", "exit code 1: <boom>"],
+        "p50_ms": [1.0, 2.0, np.nan], "ci_low_ms": [0.9, 1.9, np.nan], "ci_high_ms": [1.1, 2.1, np.nan]})
+
+
+def test_plots_without_data_are_skipped_with_a_reason():
+    rd = prepare(_sparse_table(), source="sparse.csv", n_boot=100)
+    skipped = {p.name: p.skipped for p in rd.plots if p.figure is None}
+    assert set(skipped) == set(PLOT_NAMES)
+    page = render_html(rd)
+    for p in rd.plots:
+        assert f'id="skipped-{p.name}"' in page and p.skipped
+    assert "two or more resolutions" in skipped["latency_vs_resolution"]
+    assert "int8 twin" in skipped["int8_speedup"]
+    assert "&lt;boom&gt;" in page and "<boom>" not in page
+
+
+def test_a_table_with_only_failed_cells_still_renders():
+    df = _sparse_table().assign(status="failed", p50_ms=np.nan)
+    page = render_html(prepare(df, n_boot=100))
+    assert "No cell finished ok" in page and "Cells not ok (3)" in page
+
+
+def test_markdown_report_with_pngs_beside_it_and_plot_files(tmp_path):
+    folder = tmp_path / "sweep"
+    write_table(contract_table(folder, families=("cnn", "vit"), targets=("ort",)), folder, "csv")
+    md = tmp_path / "out" / "study.md"
+    plots = tmp_path / "plots"
+    summary = write_report(folder / "results.csv", md, plots_dir=plots, n_boot=100)
+    text = md.read_text(encoding="utf-8")
+    drawn = summary["plots"]
+    assert "latency_vs_resolution" in drawn and "parc_impls" not in drawn
+    for name in drawn:
+        png = md.parent / "study-plots" / f"{name}.png"
+        assert f"](study-plots/{name}.png)" in text and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (plots / f"{name}.png").is_file()
+        root = ET.fromstring((plots / f"{name}.svg").read_bytes())
+        assert root.tag.endswith("svg")
+    assert "*Not drawn: ParC implementations vs resolution" in text
+    assert EVIL not in text and "evil&lt;script&gt;" in text
+    assert "| model | family | target |" in text
+
+
+def test_markdown_table_cells_cannot_break_the_table():
+    df = _sparse_table()
+    df.loc[0, "model"] = "a|b"
+    text, images = render_markdown(prepare(df, n_boot=100), "x")
+    assert "a\\|b" in text and images == {}
+
+
+def test_the_report_format_comes_from_the_file_name(tmp_path):
+    write_table(contract_table(None, families=("cnn",), targets=("ort",)), tmp_path)
+    with pytest.raises(UsageError, match="use a .html or .md"):
+        write_report(tmp_path, tmp_path / "report.pdf")
+
+
+@pytest.mark.parametrize("v,text", [(float("nan"), ""), (None, ""), (1234.56, "1,235"), (123.45, "123.5"),
+                                    (1.234, "1.23"), (0.8, "0.800"), (0.0001234, "0.000123"), (0, "0"),
+                                    (float("inf"), "∞")])
+def test_number_formatting(v, text):
+    assert fnum(v) == text

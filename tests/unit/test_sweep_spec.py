@@ -1,0 +1,196 @@
+"""deploykit/sweep/spec.py: the cross product, cell keys, ParC options, skipped cells, study files ([[matrix]]
+blocks, [bench] settings) and the one-line errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from deploykit.core.errors import InputError, UsageError
+from deploykit.runtimes.base import get_runtime
+from deploykit.sweep.executor import bench_args
+from deploykit.sweep.spec import BenchSettings, Cell, Matrix, build_cells, load_study, spec_from
+
+
+def test_the_cross_product_in_order_with_stable_keys():
+    cells = build_cells([Matrix(models=("resnet18", "deit_tiny"), targets=("ort", "openvino"),
+                                precision=("fp32", "int8"), batch=(1, 8), resolution=(64, 96), threads=(1, 2))])
+    assert len(cells) == 2 * 2 * 2 * 2 * 2 * 2
+    assert len({c.key for c in cells}) == len(cells)
+    assert cells[0].key == "resnet18|ort|fp32|b1|r64|t1"
+    assert cells[1].key == "resnet18|ort|fp32|b1|r64|t2"
+    assert cells[2].key == "resnet18|openvino|fp32|b1|r64|t1"
+    assert [c.model for c in cells[:32]] == ["resnet18"] * 32
+    assert cells[-1].key == "deit_tiny|openvino|int8|b8|r96|t2"
+    # the key does not depend on how the spec was written
+    again = build_cells([Matrix(models=("resnet18",), targets=("ort",), precision=("fp32",), batch=(1,),
+                                resolution=(64,), threads=(1,))])
+    assert again[0].key == cells[0].key and again[0].safe_key == cells[0].safe_key
+    assert cells[0].safe_key.startswith("resnet18-ort-fp32-b1-r64-t1-")
+
+
+def test_defaults_are_one_cell_at_the_models_resolution_on_ort():
+    (cell,) = build_cells([Matrix(models=("resnet18",))])
+    assert cell == Cell(model="resnet18", target="ort", precision="fp32", batch=1, resolution=224, threads=None,
+                        label="resnet18", family="cnn")
+    assert cell.key == "resnet18|ort|fp32|b1|r224|tauto"
+    assert cell.describe()["family"] == "cnn" and cell.describe()["scenario"] == "latency"
+
+
+def test_parc_impl_makes_one_cell_per_implementation_for_parc_models_only():
+    cells = build_cells([Matrix(models=("resnet18", "parc_convnext_xt"), resolution=(64,),
+                                parc_impl=("conv", "fft", "matmul"))])
+    keys = [c.key for c in cells]
+    assert keys == ["resnet18|ort|fp32|b1|r64|tauto",
+                    "parc_convnext_xt|ort|fp32|b1|r64|tauto|parc_impl=conv",
+                    "parc_convnext_xt|ort|fp32|b1|r64|tauto|parc_impl=fft",
+                    "parc_convnext_xt|ort|fp32|b1|r64|tauto|parc_impl=matmul"]
+    assert cells[2].model_options == "parc_impl=fft" and cells[2].family == "parc"
+
+
+def test_globs_expand_and_duplicates_across_matrices_run_once():
+    cells = build_cells([Matrix(models=("resnet*",), resolution=(64,)),
+                         Matrix(models=("resnet18",), resolution=(64, 96))])
+    assert [c.key for c in cells] == ["resnet18|ort|fp32|b1|r64|tauto", "resnet50|ort|fp32|b1|r64|tauto",
+                                      "resnet18|ort|fp32|b1|r96|tauto"]
+
+
+def test_cells_the_architecture_or_the_machine_cannot_run_are_skipped_with_the_reason():
+    cells = build_cells([Matrix(models=("swin_tiny",), targets=("ort", "trt"), resolution=(48, 96, 100))])
+    by_key = {c.key: c for c in cells}
+    assert "at least 64" in by_key["swin_tiny|ort|fp32|b1|r48|tauto"].skip
+    assert "multiple of 32" in by_key["swin_tiny|ort|fp32|b1|r100|tauto"].skip
+    assert by_key["swin_tiny|ort|fp32|b1|r96|tauto"].skip is None
+    trt = by_key["swin_tiny|trt|fp32|b1|r96|tauto"]
+    av = get_runtime("trt").availability()
+    assert (trt.skip is None) == av.available
+    if not av.available:
+        assert trt.skip.startswith("target trt is unavailable here")
+
+
+def test_model_files_are_keyed_by_their_absolute_path_and_labelled_by_their_stem(tmp_path, monkeypatch):
+    f = tmp_path / "my_net.onnx"
+    f.write_bytes(b"not checked here: the cell fails when it runs")
+    monkeypatch.chdir(tmp_path)
+    (cell,) = build_cells([Matrix(models=("my_net.onnx",))])
+    assert cell.model == str(f.resolve()) and cell.label == "my_net" and cell.resolution is None
+    assert cell.key == f"{f.resolve()}|ort|fp32|b1|rauto|tauto"
+    with pytest.raises(InputError, match="model file not found: missing.onnx"):
+        build_cells([Matrix(models=("missing.onnx",))])
+
+
+@pytest.mark.parametrize("matrix,error,match", [
+    (Matrix(models=("resnt18",)), InputError, "unknown model 'resnt18'; did you mean 'resnet18'"),
+    (Matrix(models=("resnet18",), targets=("onnx",)), InputError, "unknown target 'onnx'"),
+    (Matrix(models=("nothing_like_it*",)), InputError, "no model name matches"),
+    (Matrix(models=("resnet18",), precision=("fp16",)), UsageError, "unknown precision 'fp16'"),
+    (Matrix(models=("resnet18",), parc_impl=("fast",)), UsageError, "unknown parc_impl 'fast'"),
+    (Matrix(models=("resnet18",), batch=(0,)), UsageError, "batch must be a positive integer"),
+    (Matrix(), UsageError, "no models"),
+])
+def test_bad_specs_are_one_line_errors(matrix, error, match):
+    with pytest.raises(error, match=match):
+        build_cells([matrix])
+
+
+def test_flags_are_comma_separated_lists_and_name_themselves_in_errors():
+    spec = spec_from(("resnet18,deit_tiny",), targets=("ort,openvino",), resolution=("64", "96"),
+                     bench={"min_time": 0.5, "max_time": None})
+    assert len(spec.cells()) == 2 * 2 * 2
+    assert spec.bench == BenchSettings(min_time=0.5)
+    with pytest.raises(UsageError, match="--batch: expected integers, got 'x'"):
+        spec_from(("resnet18",), batch=("1,x",))
+    with pytest.raises(UsageError, match="--threads: expected positive integers"):
+        spec_from(("resnet18",), threads=("0",))
+    with pytest.raises(UsageError, match="no models to sweep"):
+        spec_from(())
+    with pytest.raises(UsageError, match="max-time"):
+        spec_from(("resnet18",), bench={"min_time": 10.0, "max_time": 2.0})
+
+
+STUDY = """
+name = "example"
+description = "two models at two sizes"
+
+[bench]
+min_time = 0.2
+max_time = 1
+cell_timeout = 120
+out = "reports/sweeps/example"
+
+[[matrix]]
+models = ["resnet18", "deit_tiny"]
+targets = "ort,openvino"
+resolution = [64, 96]
+
+[[matrix]]       # int8 at 64 px only
+models = ["resnet18"]
+precision = ["int8"]
+resolution = 64
+"""
+
+
+def test_a_study_file_with_several_matrix_blocks_and_bench_settings(tmp_path):
+    f = tmp_path / "study.toml"
+    f.write_text(STUDY)
+    spec = spec_from(study=f)
+    keys = [c.key for c in spec.cells()]
+    assert len(keys) == 2 * 2 * 2 + 1
+    assert keys[-1] == "resnet18|ort|int8|b1|r64|tauto"
+    assert spec.bench == BenchSettings(min_time=0.2, max_time=1.0, cell_timeout=120.0, out="reports/sweeps/example")
+    assert spec.source == str(f) and (spec.name, spec.description) == ("example", "two models at two sizes")
+    # flags win over the file's [bench]
+    assert spec_from(study=f, bench={"min_time": 0.5, "cell_timeout": None}).bench.min_time == 0.5
+    # a study without [[matrix]] blocks: the top-level keys are the matrix
+    f.write_text('models = ["resnet18"]\nbatch = [1, 4]\nout = "x"\n')
+    spec = spec_from(study=f)
+    assert [c.batch for c in spec.cells()] == [1, 4] and spec.bench.out == "x"
+
+
+@pytest.mark.parametrize("text,match", [
+    ("[[matrix]]\nmodels = ['resnet18']\ncolour = 'red'\n", r"\[\[matrix\]\] #1: unknown key 'colour'"),
+    ("[[matrix]]\nmodels = ['resnet18']\n[[matrix]]\ntargets = ['ort']\n", r"#2: key 'models' is missing"),
+    ("[[matrix]]\nmodels = ['resnet18']\nbatch = [1.5]\n", r"#1: batch: expected integers"),
+    ("[bench]\nmin_tme = 1\n[[matrix]]\nmodels = ['resnet18']\n", r"\[bench\]: unknown key 'min_tme'"),
+    ("[bench]\nmin_time = 'long'\n[[matrix]]\nmodels = ['resnet18']\n", r"\[bench\]: min_time must be a number"),
+    ("[bench]\nwarmup = 1.5\n[[matrix]]\nmodels = ['resnet18']\n", r"warmup must be a number \(whole\)"),
+    ("models = ['resnet18']\n[[matrix]]\nmodels = ['deit_tiny']\n", "outside the"),
+    ("[bench]\nmin_time = 1\n", r"no \[\[matrix\]\] block and no models"),
+    ("threads = 2\nfoo = 1\n", "unknown key 'foo'"),
+    ("[[matrix]\nmodels = 1", "not valid TOML"),
+])
+def test_bad_study_files_name_the_file_and_the_key_at_fault(tmp_path, text, match):
+    f = tmp_path / "bad.toml"
+    f.write_text(text)
+    with pytest.raises((UsageError, InputError), match=match) as exc:
+        spec_from(study=f)
+    assert str(f) in str(exc.value)
+
+
+def test_study_and_matrix_flags_exclude_each_other(tmp_path):
+    f = tmp_path / "s.toml"
+    f.write_text(STUDY)
+    with pytest.raises(UsageError, match="--target and --study both give the matrix"):
+        spec_from(targets=("ort",), study=f)
+    with pytest.raises(UsageError, match="model arguments and --study"):
+        spec_from(("resnet18",), study=f)
+    with pytest.raises(InputError, match="study file not found"):
+        load_study(tmp_path / "nope.toml")
+
+
+def test_a_cell_becomes_a_bench_command_line():
+    bench = BenchSettings(min_time=0.2, max_time=1.0, min_iters=20, warmup=3, calib_size=8)
+    fp32 = Cell(model="resnet18", target="openvino", precision="fp32", batch=4, resolution=64, threads=2)
+    args = bench_args(fp32, bench, "/out/cells/x")
+    assert args[:6] == ["bench", "resnet18", "-t", "openvino", "--batch", "4"]
+    joined = " ".join(args)
+    assert "--resolution 64 --threads 2 --precision fp32" in joined  # fp32 asked for: OpenVINO would run bf16
+    assert "--min-time 0.2 --max-time 1 --min-iters 20 --warmup 3 --format json --report-dir /out/cells/x" in joined
+    assert "--int8" not in args and "--models-dir" not in args
+    int8 = Cell(model="parc_net_s", target="ort", precision="int8", options=(("parc_impl", "fft"),))
+    joined = " ".join(bench_args(int8, bench, "/r", models_dir="/m"))
+    assert "--int8 --calib-data synthetic --calib-size 8 --parc-impl fft" in joined
+    assert "--resolution" not in joined and "--threads" not in joined and "--precision" not in joined
+    assert joined.endswith("--models-dir /m")
+    # OpenVINO would run the float rest of an int8 graph in bf16 on CPUs with bf16 units: fp32 is asked for
+    joined = " ".join(bench_args(Cell(model="resnet18", target="openvino", precision="int8"), bench, "/r"))
+    assert "--int8 --calib-data synthetic --calib-size 8 --precision fp32" in joined
