@@ -8,7 +8,8 @@ each of N profiled inferences; ``summarize_layers`` turns that into the report's
 * ``total_ms``: the sum of the nodes' median times (the profiled inference; it leaves out what the profiler does not
   see -- the call into the runtime, thread wake-ups -- and adds the profiler's own cost per node, so compare shares,
   not this total, with the measured latency). ``measured_ms`` (the timed loop's p50, profiling off) is recorded
-  beside it: where the profiled total runs well above it (ONNX Runtime's profiler costs about 1-3 us per node,
+  beside it, and ``profiled_wall_ms``, the median duration of a profiled inference by the runtime's own clock
+  (ONNX Runtime's model_run events, OpenVINO's request timer; none for TensorRT): where the profiled total runs well above it (ONNX Runtime's profiler costs about 1-3 us per node,
   which adds up on graphs of hundreds of small nodes such as int8 transformers; or the machine was busier during
   the profile), a note says that the shares of tiny ops are overstated, and each family also gets ``share_of_measured`` = its time / the measured latency
   (closer to the truth for large kernels such as a softmax or a matmul);
@@ -105,9 +106,12 @@ def summarize_layers(profile: LayerProfile, top: int = DEFAULT_TOP, measured_ms:
             row["fused"] = list(nd["fused"])
         top_nodes.append(row)
     notes = list(profile.notes)
+    wall = float(percentile(profile.wall_ms, 50)) if profile.wall_ms else None
     if measured_ms and total > OVERHEAD_NOTE_RATIO * measured_ms:
+        slower = (f"; the profiled inferences themselves took {wall:.3f} ms ({wall / measured_ms:.1f}x)"
+                  if wall else "")
         notes.append(f"the profiled layer times add up to {total / measured_ms:.1f}x the measured latency "
-                     f"({total:.3f} vs {measured_ms:.3f} ms): the profiler's own cost per node (about "
+                     f"({total:.3f} vs {measured_ms:.3f} ms{slower}): the profiler's own cost per node (about "
                      f"{(total - measured_ms) / max(1, len(nodes)) * 1000:.1f} us over {len(nodes)} nodes if that is "
                      "all of it; ONNX Runtime's is 1-3 us) or other load on the machine during the profile. Shares of "
                      "small nodes are then overstated, those of large kernels understated; share_of_measured (time / "
@@ -118,6 +122,7 @@ def summarize_layers(profile: LayerProfile, top: int = DEFAULT_TOP, measured_ms:
         "iterations": profile.iterations,
         "total_ms": total,
         "measured_ms": measured_ms,
+        "profiled_wall_ms": wall,
         "nodes": len(nodes),
         "top": top,
         "by_op_type": op_rows,

@@ -236,9 +236,10 @@ LAYER_NODE_COLUMNS = [("rank", "#"), ("name", "node"), ("op_type", "op type"), (
 
 def per_layer_title(r: dict) -> str:
     pl = r["per_layer"]
+    wall = f", {pl['profiled_wall_ms']:.3f} ms per profiled inference" if pl.get("profiled_wall_ms") else ""
     return (f"per-layer profile of {r['model']['label']} on {r['target']['name']} ({r['target']['precision']}): "
-            f"{pl['total_ms']:.3f} ms of layer time per inference, median of {pl['iterations']} profiled inferences "
-            f"(measured p50 {r['stats']['p50']:.3f} ms, profiling off)")
+            f"{pl['total_ms']:.3f} ms of layer time per inference, median of {pl['iterations']} profiled inferences"
+            f"{wall} (measured p50 {r['stats']['p50']:.3f} ms, profiling off)")
 
 
 def per_layer_rows(pl: dict, top: int | None = None) -> tuple[list[dict], list[dict]]:

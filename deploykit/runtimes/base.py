@@ -103,6 +103,7 @@ class LayerProfile:
     iterations: int
     records: list[LayerTime]
     notes: tuple[str, ...] = ()
+    wall_ms: tuple[float, ...] = ()  # each profiled inference's own duration (profiler on), when the runtime has it
 
 
 class Runtime(ABC):

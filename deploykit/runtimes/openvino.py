@@ -312,14 +312,15 @@ class OpenVinoRuntime(Runtime):
         for _ in range(PROFILE_WARMUP):
             req.infer()
         merged = _original_layers(cm, _onnx_op_types(model.path))
-        records = []
+        records, wall = [], []
         for i in range(iterations):
             req.infer()
+            wall.append(req.latency)  # OpenVINO's own request timer, ms
             records += ov_layer_records(i, req.get_profiling_info(), merged)
         notes = ()
         if self.options.mode == "throughput":
             notes = ("profiled with one request in latency mode (the timed run was in throughput mode)",)
-        return LayerProfile(runtime="openvino", iterations=iterations, records=records, notes=notes,
+        return LayerProfile(runtime="openvino", iterations=iterations, records=records, notes=notes, wall_ms=tuple(wall),
                             profiler="OpenVINO performance counters (PERF_COUNT, InferRequest.get_profiling_info)")
 
     def runtime_graph(self, path) -> dict:

@@ -186,7 +186,8 @@ class OrtCpuRuntime(Runtime):
             if self.options.mode == "throughput" else ()
         return LayerProfile(runtime="onnxruntime", iterations=iterations, notes=notes,
                             profiler="ONNX Runtime profiling JSON (SessionOptions.enable_profiling, node kernel times)",
-                            records=parse_ort_profile(events, skip_runs=PROFILE_WARMUP))
+                            records=parse_ort_profile(events, skip_runs=PROFILE_WARMUP),
+                            wall_ms=tuple(ort_run_ms(events)[PROFILE_WARMUP:]))
 
 
 class _RunPool:
@@ -332,6 +333,12 @@ def ort_node_precision(op: str, args: dict) -> str | None:
     if op in ORT_INT8_KERNELS:
         return "int8"
     return src
+
+
+def ort_run_ms(events: list[dict]) -> list[float]:
+    """The duration of each inference ("model_run" events) of an ONNX Runtime profiling JSON, in order, in ms."""
+    return [e.get("dur", 0) / 1000.0 for e in sorted((e for e in events if e.get("cat") == "Session" and
+                                                       e.get("name") == "model_run"), key=lambda e: e["ts"])]
 
 
 def parse_ort_profile(events: list[dict], skip_runs: int = 0) -> list[LayerTime]:

@@ -34,6 +34,7 @@ def check_section(rep, iterations=4, top=6):
     assert sum(t["share"] for t in pl["by_op_type"]) == pytest.approx(1.0, abs=1e-6)
     assert sum(t["time_ms"] for t in pl["by_op_type"]) == pytest.approx(pl["total_ms"], rel=1e-6)
     assert len(pl["top_nodes"]) == top
+    assert pl["measured_ms"] == rep["stats"]["p50"] and pl["profiled_wall_ms"] > 0
     times = [n["time_ms"] for n in pl["top_nodes"]]
     assert times == sorted(times, reverse=True)
     # the latency samples come from the timed session, which ran with the profiler off

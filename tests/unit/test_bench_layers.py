@@ -84,9 +84,12 @@ def test_an_interrupted_inference_does_not_move_a_node_median():
 
 
 def test_a_profiled_total_far_above_the_measured_latency_is_said_and_measured_shares_given():
-    s = summarize_layers(profile(), measured_ms=4.0)  # profiled total 10.5 ms
-    assert s["measured_ms"] == 4.0
-    assert any("2.6x the measured latency" in n and "8 nodes" in n for n in s["notes"])
+    prof = profile()
+    s = summarize_layers(LayerProfile(prof.runtime, prof.profiler, prof.iterations, prof.records,
+                                      wall_ms=(12.0, 11.0)), measured_ms=4.0)  # profiled total 10.5 ms
+    assert s["measured_ms"] == 4.0 and s["profiled_wall_ms"] == 11.5
+    assert any("2.6x the measured latency" in n and "8 nodes" in n and "took 11.500 ms (2.9x)" in n
+               for n in s["notes"])
     sm = s["families"]["softmax"]
     assert sm["share_of_measured"] == pytest.approx(1.0 / 4.0) and sm["share"] == pytest.approx(1.0 / 10.5)
     assert "25.0% of the measured latency" in softmax_text(s)

@@ -34,6 +34,7 @@ def test_profile_layers_reads_real_performance_counters(tmp_path):
     assert conv.fused == ("Conv", "Relu")  # originalLayersNames: the ReLU runs inside the convolution
     assert {"FullyConnected", "MatMul"} & ops  # MatMul by a constant runs as FullyConnected
     assert all(r.ms >= 0 for r in prof.records)
+    assert len(prof.wall_ms) == 3 and all(w > 0 for w in prof.wall_ms)  # OpenVINO's request timer, per inference
 
 
 def test_timed_compiled_model_has_perf_count_off(tmp_path):

@@ -11,7 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from deploykit.runtimes.base import ModelInput
 from deploykit.runtimes.options import RuntimeOptions
-from deploykit.runtimes.ort import OrtCpuRuntime, ort_node_name, ort_node_precision, parse_ort_profile
+from deploykit.runtimes.ort import OrtCpuRuntime, ort_node_name, ort_node_precision, ort_run_ms, parse_ort_profile
 
 
 def tiny_graph(path: Path) -> Path:
@@ -46,6 +46,9 @@ def test_profile_layers_parses_a_real_profiling_json(tmp_path):
     assert "Relu" not in ops
     assert all(r.ms >= 0 and not r.name.endswith("_kernel_time") for r in prof.records)
     assert {r.precision for r in prof.records if r.op_type in ("Softmax", "MatMul")} == {"fp32"}
+    assert len(prof.wall_ms) == 4 and all(w > 0 for w in prof.wall_ms)  # the profiled runs' own durations
+    for it, wall in enumerate(prof.wall_ms):  # an inference holds its nodes
+        assert sum(r.ms for r in prof.records if r.iteration == it) <= wall + 1e-3
     assert not list(tmp_path.glob("*.json"))  # the profiling file went to a temporary folder, now gone
 
 
@@ -60,6 +63,7 @@ def test_warmup_runs_are_dropped_and_runs_split_by_model_run_events():
     recs = parse_ort_profile(events, skip_runs=1)
     assert [(r.iteration, r.name, r.ms) for r in recs] == [(0, "a", 0.03), (0, "b", 0.01)]
     assert len(parse_ort_profile(events)) == 4
+    assert ort_run_ms(events) == [0.1, 0.1]
 
 
 def test_fused_node_names_and_precisions():
