@@ -45,6 +45,7 @@ class BenchResult:
     memory: dict | None = None  # bench/memory.py: RSS before/after load and peak, GPU memory, artifact size
     complexity: dict | None = None  # passes/inspect.py complexity at the run's input shape (ONNX files)
     efficiency: dict | None = None  # bench/peak.py efficiency: achieved GFLOP/s and share of this machine's peak
+    per_layer: dict | None = None  # bench/layers.py summary of the runtime's per-layer profile, when cfg.per_layer
 
     def settings(self) -> dict:
         """The report's settings: the measurement's, then every runtime option (common and per target group)."""
@@ -95,6 +96,8 @@ def run_benchmark(model_ref: str, target: str, cfg: BenchConfig, options: Runtim
                   progress: Callable[[str, int, float], None] | None = None, int8=None) -> BenchResult:
     """``int8``: a ``QuantizeConfig`` -> benchmark the int8 variant of ``model_ref`` (built on demand, cached)."""
     say = say or (lambda msg: None)
+    if cfg.per_layer:
+        get_runtime(target).ensure_profiles_layers()  # before any export work
     runtime_cls, runtime, model = prepare_model(model_ref, target, options, batch=cfg.batch,
                                                 resolution=cfg.resolution, export=export, say=say, int8=int8)
     x, ref, ref_label = reference_outputs(model, cfg.seed)
@@ -113,7 +116,8 @@ def run_benchmark(model_ref: str, target: str, cfg: BenchConfig, options: Runtim
     meter = None
     try:
         runtime.set_input(x)
-        timer = Timer(runtime.sync)
+        # the device sync runs inside the timed interval: only for targets that have one (no no-op call on CPUs)
+        timer = Timer(runtime.sync if type(runtime).sync is not Runtime.sync else None)
         first_ns = timer.time_ns(runtime.infer)
         outs = runtime.outputs()
         with mem.excluded():  # info() may read the runtime's optimized graph back: deploykit's memory, not the runtime's
@@ -149,6 +153,7 @@ def run_benchmark(model_ref: str, target: str, cfg: BenchConfig, options: Runtim
             if cfg.reference_workload else None
         tele_end = telemetry.snapshot(gpu)
         info = runtime.info()  # again: some runtimes only know some facts after running (e.g. cache hits)
+        layer_profile, layer_error = _per_layer_step(runtime, model, x, cfg, say) if cfg.per_layer else (None, None)
     finally:
         mem.close()
         if meter is not None:
@@ -160,6 +165,12 @@ def run_benchmark(model_ref: str, target: str, cfg: BenchConfig, options: Runtim
     stats = summarize(samples_ms, n_boot=cfg.bootstrap, seed=cfg.seed)
     stats["percentile_method"] = PERCENTILE_METHOD
     stats["tails_supported"] = {f"p{q}": tail_supported(stats["n"], q) for q in (90, 95, 99)}
+    per_layer = None
+    if layer_profile is not None:
+        from deploykit.bench.layers import summarize_layers
+
+        per_layer = summarize_layers(layer_profile, top=cfg.per_layer_top,
+                                     measured_ms=stats["p50"] if meas.mode == "latency" else None)
     device_timing = None
     if meas.device_ns:
         device_timing = {}
@@ -179,6 +190,8 @@ def run_benchmark(model_ref: str, target: str, cfg: BenchConfig, options: Runtim
         warnings.append(info.get("precision_note") or f"--precision {options.precision} was requested but {precision} ran")
     warnings += [f"energy: {w}" for w in energy.get("warnings", [])]
     warnings += telemetry.telemetry_warnings(tele_start, tele_end)
+    if layer_error:
+        warnings.append(f"per-layer profile failed, the measurement stands: {layer_error}")
     extra = {}
     if gpu is not None:
         g = tele_start.get("gpu") or {}
@@ -193,7 +206,8 @@ def run_benchmark(model_ref: str, target: str, cfg: BenchConfig, options: Runtim
                        options=options, runtime_info=info, precision=precision, measurement=meas,
                        stats_ms=stats, fidelity=fid, environment=env, warnings=warnings, energy=energy,
                        telemetry=tele, device_timing=device_timing,
-                        reference_workload=ref_wl, memory=memory, complexity=complexity, efficiency=efficiency)
+                        reference_workload=ref_wl, memory=memory, complexity=complexity, efficiency=efficiency,
+                        per_layer=per_layer)
 
 
 def _reference_step(runtime_cls, options, runtime, timer, model, cfg, export, say) -> dict:
@@ -206,6 +220,18 @@ def _reference_step(runtime_cls, options, runtime, timer, model, cfg, export, sa
     side = Side(model.label, runtime.infer, model.input_shape[0], timer)
     return reference_step(runtime_cls, options, side, cfg, models_dir=export.models_dir if export else default_models_dir(),
                           seed=cfg.seed)
+
+
+def _per_layer_step(runtime, model, x, cfg, say):
+    """The per-layer profile, after the timed loop: the runtime profiles in a session of its own (bench/layers.py).
+    Returns (profile, None), or (None, why) when the profiler failed: the measurement is kept either way."""
+    from deploykit.core.errors import squash
+
+    say(f"profiling layers of {model.label}: {cfg.per_layer_iters} inferences in a separate profiled session")
+    try:
+        return runtime.profile_layers(model_input(model), x, cfg.per_layer_iters), None
+    except Exception as exc:  # a profiler failure must not throw away the measured latency
+        return None, f"{type(exc).__name__}: {squash(exc, 200)}"
 
 
 def _cost(model: ResolvedModel, memory: dict, export, options: RuntimeOptions, stats: dict, meas: Measurement,

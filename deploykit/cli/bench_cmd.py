@@ -67,6 +67,11 @@ def energy_options(f):
                    "across machines ('deploykit gate --baseline').")
 @click.option("--reference-blocks", type=click.IntRange(min=2), default=12, show_default=True,
               help="ABBA blocks per side of the reference-workload step.")
+@click.option("--per-layer", is_flag=True,
+              help="After the timed loop, profile each layer with the runtime's own profiler (ONNX Runtime profiling, "
+                   "OpenVINO performance counters, TensorRT IProfiler) in a separate session: time per node and per "
+                   "op type and the precision each layer ran in, in the report and as a table.")
+@click.option("--top", type=POSITIVE, default=15, show_default=True, help="--per-layer: slowest nodes and op types shown.")
 @hardware_options
 @click.option("--int8", is_flag=True,
               help="Benchmark the int8 (QDQ) variant: quantized on demand with the calibration options below and "
@@ -74,7 +79,7 @@ def energy_options(f):
 @calibration_options
 def command(models, targets, batch, resolution, warmup, min_time, min_iters, max_time, seed, threads, graph_opt,
             weights, model_opts, parc_impl, opset, models_dir, report_dir, formats, no_save, as_json, wide,
-            reference_workload, reference_blocks, int8, **hw):
+            reference_workload, reference_blocks, per_layer, top, int8, **hw):
     """Measure MODELS on each target: model names (from 'deploykit models', any timm:NAME or tv:NAME, globs of
     names such as 'parc_*'), or .onnx files.
 
@@ -104,7 +109,8 @@ def command(models, targets, batch, resolution, warmup, min_time, min_iters, max
     cfg = BenchConfig(batch=batch, resolution=resolution, warmup=warmup, min_iters=min_iters, min_time=min_time,
                       max_time=max_time, seed=seed, energy=hw["energy"], idle_time=hw["idle_time"],
                       energy_estimate_watts=hw["energy_estimate_watts"],
-                      reference_workload=reference_workload, reference_blocks=reference_blocks)
+                      reference_workload=reference_workload, reference_blocks=reference_blocks,
+                      per_layer=per_layer, per_layer_top=top)
     opts = runtime_options(hw, threads=threads, graph_opt=graph_opt,  # and every target option given in hw
                            cache_dir=str(resolve_models_dir(models_dir) / ".cache"))
     qcfg = quantize_config(**calib) if int8 else None  # validated before any work
@@ -114,6 +120,8 @@ def command(models, targets, batch, resolution, warmup, min_time, min_iters, max
         cls = get_runtime(t)
         cls.ensure_available()
         cls(opts).preflight()  # mode / precision / device fit this target and this machine
+        if per_layer:
+            cls.ensure_profiles_layers()
     if not models:
         raise UsageError("name the model(s) to measure, e.g. '" + example_command(target_list, int8, calib["calib_data"])
                          + "' ('deploykit models' lists them; .onnx files work too)")
@@ -166,6 +174,7 @@ def command(models, targets, batch, resolution, warmup, min_time, min_iters, max
         print_json(reports[0] if len(reports) == 1 else reports)
     else:
         print_table(reports, wide=wide)
+        print_layer_tables(reports, wide=wide)
 
 
 def example_command(targets: list[str], int8: bool, calib_data: str | None, models=("resnet50",)) -> str:
@@ -277,3 +286,36 @@ def print_table(reports: list[dict], wide: bool = False, console=None) -> None:
                  caption="latency in ms per batch; 95% CI: bootstrap CI of the median; p90/p99 '-': fewer than 10 "
                          "samples beyond them (the report has every number)",
                  hidden_note="--wide shows them; the report files have every number")
+
+
+# per-layer tables: columns by priority (lower = kept first on a narrow terminal)
+LAYER_OP_PRIORITY = {"op_type": 1, "share": 2, "time_ms": 3, "precisions": 4, "count": 5}
+LAYER_NODE_PRIORITY = {"name": 1, "share": 2, "precision": 3, "op_type": 4, "time_ms": 5, "rank": 6}
+
+
+def print_layer_tables(reports: list[dict], wide: bool = False, console=None) -> None:
+    """The per-layer profiles (bench --per-layer), after the results table: a line on the softmax and the matmuls,
+    the op types, then the slowest nodes; the columns that fit the terminal (all with ``wide``)."""
+    from rich.markup import escape
+
+    from deploykit.bench.layers import softmax_text
+    from deploykit.cli.tables import Col, print_fitted
+    from deploykit.report.render import LAYER_NODE_COLUMNS, LAYER_OP_COLUMNS, per_layer_rows, per_layer_title
+
+    out = console or stdout_console()
+    for r in reports:
+        pl = r.get("per_layer")
+        if not pl:
+            continue
+        ops, nodes = per_layer_rows(pl)
+        out.print()
+        out.print(escape(per_layer_title(r)))
+        out.print(escape(softmax_text(pl)))
+        for note in pl.get("notes", []):
+            out.print(f"[dim]note: {escape(note)}[/]")
+        numeric = ("time_ms", "share", "count", "rank")
+        for columns, prio, rows, title in ((LAYER_OP_COLUMNS, LAYER_OP_PRIORITY, ops, "by op type"),
+                                           (LAYER_NODE_COLUMNS, LAYER_NODE_PRIORITY, nodes, "slowest nodes")):
+            cols = [Col(k, head, right=k in numeric, priority=prio[k]) for k, head in columns]
+            print_fitted(out, cols, rows, wide=wide, title=title)
+

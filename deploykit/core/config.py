@@ -101,6 +101,10 @@ class BenchConfig:
     reference_workload: bool = False
     reference_blocks: int = 12  # ABBA rounds (blocks of each side)
     reference_block_time: float = 0.25  # seconds per block (at least 5 iterations)
+    # per-layer profile (bench/layers.py): after the timed loop, in a session of its own with the runtime's profiler
+    per_layer: bool = False
+    per_layer_top: int = 15  # slowest nodes kept in the report
+    per_layer_iters: int = 20  # profiled inferences (after a few unrecorded warm-up runs)
 
     def __post_init__(self):
         require_positive("--batch", self.batch)
@@ -118,6 +122,8 @@ class BenchConfig:
         if self.reference_blocks < 2:
             raise UsageError(f"--reference-blocks must be at least 2, got {self.reference_blocks}")
         require_positive("--reference-block-time", self.reference_block_time)
+        require_positive("--top", self.per_layer_top)
+        require_positive("--per-layer-iters", self.per_layer_iters)
 
 
 QUANTIZERS = ("ort", "nncf")

@@ -224,7 +224,57 @@ def to_markdown(reports: list[dict]) -> str:
                        f"model / reference p50 {rw['relative']['p50']:.4f} over {len(rw['blocks'])} interleaved blocks")
         out += [f"- **warning:** {w}" for w in r["warnings"]]
         out.append("")
+        out += per_layer_markdown(r)
     return "\n".join(out)
+
+
+LAYER_OP_COLUMNS = [("op_type", "op type"), ("time_ms", "ms"), ("share", "share"), ("count", "nodes"),
+                    ("precisions", "precision (nodes)")]
+LAYER_NODE_COLUMNS = [("rank", "#"), ("name", "node"), ("op_type", "op type"), ("precision", "precision"),
+                      ("time_ms", "ms"), ("share", "share")]
+
+
+def per_layer_title(r: dict) -> str:
+    pl = r["per_layer"]
+    wall = f", {pl['profiled_wall_ms']:.3f} ms per profiled inference" if pl.get("profiled_wall_ms") else ""
+    return (f"per-layer profile of {r['model']['label']} on {r['target']['name']} ({r['target']['precision']}): "
+            f"{pl['total_ms']:.3f} ms of layer time per inference, median of {pl['iterations']} profiled inferences"
+            f"{wall} (measured p50 {r['stats']['p50']:.3f} ms, profiling off)")
+
+
+def per_layer_rows(pl: dict, top: int | None = None) -> tuple[list[dict], list[dict]]:
+    """Formatted rows of a report's ``per_layer`` section: op types (the ``top`` slowest) and the slowest nodes."""
+    top = pl.get("top", 15) if top is None else top
+    ops = [{"op_type": t["op_type"], "time_ms": f"{t['time_ms']:.3f}", "share": f"{t['share']:.1%}",
+            "count": str(t["count"]), "precisions": ", ".join(f"{p} x{c}" for p, c in t["precisions"].items())}
+           for t in pl["by_op_type"][:top]]
+    nodes = []
+    for i, nd in enumerate(pl["top_nodes"][:top], 1):
+        name = nd["name"] + (f" [{'+'.join(nd['fused'])}]" if nd.get("fused") else "")
+        nodes.append({"rank": str(i), "name": name, "op_type": nd["op_type"], "precision": nd["precision"],
+                      "time_ms": f"{nd['time_ms']:.3f}", "share": f"{nd['share']:.1%}"})
+    return ops, nodes
+
+
+def per_layer_markdown(r: dict) -> list[str]:
+    """The Markdown section of a report's per-layer profile (none when the report has none)."""
+    pl = r.get("per_layer")
+    if not pl:
+        return []
+    from deploykit.bench.layers import softmax_text
+
+    ops, nodes = per_layer_rows(pl)
+
+    def table(cols, rows):
+        return ["| " + " | ".join(h for _, h in cols) + " |", "|" + "|".join("---" for _ in cols) + "|",
+                *["| " + " | ".join(row[k].replace("|", "\\|") for k, _ in cols) + " |" for row in rows]]
+
+    prec = ", ".join(f"{p['precision']} {p['share']:.1%}" for p in pl.get("by_precision", []))
+    out = [f"### {per_layer_title(r)}", "", f"- profiler: {pl['profiler']}; {pl.get('nodes')} nodes timed",
+           f"- time by precision: {prec}", f"- {softmax_text(pl)}"]
+    out += [f"- note: {n}" for n in pl.get("notes", [])]
+    out += ["", *table(LAYER_OP_COLUMNS, ops), "", *table(LAYER_NODE_COLUMNS, nodes), ""]
+    return out
 
 
 def _hardware_lines(r: dict) -> list[str]:

@@ -60,7 +60,7 @@ def build_report(result) -> dict:
         "warnings": result.warnings,
         "environment": result.environment,
     }
-    for key in ("energy", "telemetry", "device_timing"):  # hardware-target additions (optional in the schema)
+    for key in ("energy", "telemetry", "device_timing", "per_layer"):  # optional sections of the schema
         value = getattr(result, key, None)
         if value is not None:
             report[key] = value

@@ -29,6 +29,13 @@ call it; a target that cannot read back keeps the base class's method, which rai
 GPU targets may expose ``device_times()``: CUDA-event durations of the last inference (read after ``sync``),
 e.g. {"compute": ns, "e2e": ns}; bench collects them next to the host-clock samples.
 
+Per-layer profile: ``profile_layers(model, x, iterations)`` runs ``iterations`` inferences of ``model`` on ``x`` in a
+SEPARATE session / compiled model / execution context with the runtime's own profiler on (ONNX Runtime's profiling
+JSON, OpenVINO's performance counters, TensorRT's IProfiler) and returns every layer's time in every profiled
+inference (``LayerProfile``); bench calls it after the timed loop, so the profiler never touches the latency
+samples, and aggregates it (bench/layers.py). A target without a profiler keeps the base method, which raises a
+one-line UsageError.
+
 A target that cannot run some ONNX op declares it in ``unsupported_ops`` (op type -> reason); bench checks
 the graph before loading so the user gets a clear error instead of a silent fallback or a late failure.
 """
@@ -72,6 +79,31 @@ class ModelInput:
     dtype: str = "float32"
     manifest: dict | None = None  # deploykit's artifact manifest when there is one (the torch target needs it)
     precision: str | None = None  # arithmetic precision the graph asks for (fp32 / fp16 / int8)
+
+
+@dataclass(frozen=True)
+class LayerTime:
+    """One layer (node) of the graph a runtime executed, in one profiled inference."""
+
+    iteration: int  # 0 .. iterations-1
+    name: str  # the runtime's node / layer name
+    op_type: str  # the runtime's op / layer type (ORT kernel op, OpenVINO node type, TensorRT layer type)
+    ms: float
+    precision: str | None = None  # fp32 / fp16 / bf16 / int8 / int32 ... ("fp32->int8" for a conversion)
+    exec_type: str | None = None  # the implementation the runtime chose (OpenVINO exec_type, TensorRT tactic)
+    fused: tuple[str, ...] = ()  # what the runtime merged into this node (original nodes, fusion passes)
+
+
+@dataclass(frozen=True)
+class LayerProfile:
+    """What ``Runtime.profile_layers`` returns: the raw per-layer times of ``iterations`` profiled inferences."""
+
+    runtime: str
+    profiler: str  # which profiler, in words
+    iterations: int
+    records: list[LayerTime]
+    notes: tuple[str, ...] = ()
+    wall_ms: tuple[float, ...] = ()  # each profiled inference's own duration (profiler on), when the runtime has it
 
 
 class Runtime(ABC):
@@ -196,6 +228,23 @@ class Runtime(ABC):
         that cannot read back their runtime graph (this base implementation)."""
         raise _cannot_read_back(self.name)
 
+    def profile_layers(self, model: ModelInput, x: np.ndarray, iterations: int) -> LayerProfile:
+        """Per-layer times of ``iterations`` inferences of ``model`` on ``x`` from the runtime's own profiler, in a
+        session of its own (never the timed one), with this instance's options. Raises UsageError on targets
+        without a per-layer profiler (this base implementation)."""
+        raise _no_profiler(self.name)
+
+    @classmethod
+    def profiles_layers(cls) -> bool:
+        """Whether this target implements ``profile_layers``."""
+        return cls.profile_layers is not Runtime.profile_layers
+
+    @classmethod
+    def ensure_profiles_layers(cls) -> None:
+        """Raise the one-line UsageError of ``profile_layers`` unless this target has a per-layer profiler."""
+        if not cls.profiles_layers():
+            raise _no_profiler(cls.name)
+
     @classmethod
     def reads_back_graph(cls) -> bool:
         """Whether this target implements ``runtime_graph``."""
@@ -212,6 +261,11 @@ def list_targets() -> list[tuple[str, type[Runtime], Availability]]:
 def _cannot_read_back(name: str) -> UsageError:
     can = [n for n, cls in ordered_targets() if cls.reads_back_graph()]
     return UsageError(f"target {name} cannot read back its runtime graph (targets that can: {', '.join(can)})")
+
+
+def _no_profiler(name: str) -> UsageError:
+    can = [n for n, cls in ordered_targets() if cls.profiles_layers()]
+    return UsageError(f"target {name} has no per-layer profiler (--per-layer works on: {', '.join(can)})")
 
 
 def read_back_target(target: str) -> type[Runtime]:

@@ -1,7 +1,8 @@
 """Target ``openvino``: OpenVINO Runtime on CPU (default), GPU, NPU or AUTO/HETERO/MULTI when present.
 
-Latency mode: one infer request, ``PERFORMANCE_HINT=LATENCY``, synchronous ``infer()`` on a bound input
-tensor. Throughput mode: ``PERFORMANCE_HINT=THROUGHPUT`` and the device's optimal number of requests (or
+Latency mode: one infer request, ``PERFORMANCE_HINT=LATENCY``, synchronous ``infer()`` -- the request API
+benchmark_app uses with ``-hint latency`` -- on the request's own input tensor, written once (as benchmark_app
+does). Throughput mode: ``PERFORMANCE_HINT=THROUGHPUT`` and the device's optimal number of requests (or
 ``--requests`` / ``--streams``), driven asynchronously by bench through ``submit``.
 
 Precision honesty: ``--precision fp32|bf16|fp16`` sets ``INFERENCE_PRECISION_HINT`` (f32|bf16|f16); whatever is
@@ -12,6 +13,13 @@ only the read-back value is trusted.
 
 Reads ONNX and OpenVINO IR (.xml + .bin) directly; compiled blobs are cached in ``<models dir>/.cache/openvino``
 (OpenVINO's CACHE_DIR, keyed by OpenVINO on the model content and the compile settings).
+
+Per-layer profile (``profile_layers``): a second compiled model with ``PERF_COUNT`` on (no blob cache), whose
+request's performance counters (``get_profiling_info``) give every executed node's ``real_time``, ``node_type`` and
+``exec_type`` -- the kernel and the precision it ran in (``brgconv_avx512_I8`` -> int8, ``jit_avx2_FP32`` -> fp32) --
+and the runtime model's ``originalLayersNames``: the ONNX nodes merged into it, by op type (``fused``: Conv + Add +
+Relu; MatMul + Softmax + MatMul for an attention block OpenVINO runs as one subgraph, whose softmax then has no
+time of its own).
 
 Read-back (``runtime_graph``): the compiled model's runtime graph (``CompiledModel.get_runtime_model()``): every
 executed layer with its ``runtimePrecision`` and the ``originalLayersNames`` merged into it (e.g. Conv + Add + Relu).
@@ -25,7 +33,8 @@ from typing import TYPE_CHECKING
 
 from deploykit.core.errors import InputError, UnavailableError, UsageError, squash
 from deploykit.core.lazy import require
-from deploykit.runtimes.base import ACTIVATIONS, Availability, ModelInput, Runtime, register_runtime
+from deploykit.runtimes.base import (ACTIVATIONS, Availability, LayerProfile, LayerTime, ModelInput, Runtime,
+                                     register_runtime)
 from deploykit.runtimes.options import ThroughputOptions
 
 if TYPE_CHECKING:
@@ -185,22 +194,11 @@ class OpenVinoRuntime(Runtime):
     def load(self, model: ModelInput) -> None:
         ov = require("openvino", "the openvino target")
         self._ov = ov
-        c = core()
         self.preflight()
         self._config_used = self._config()
-        path = str(model.path)
         if model.precision == "int8":
             check_compiles(model.path, self.device, self._config_used, tuple(model.shape))
-        try:
-            cm = c.compile_model(path, self.device, self._config_used)
-            if _shape_of(cm.input(0)) != tuple(model.shape):  # dynamic or other dims: fix them, compile again
-                m = c.read_model(path)
-                m.reshape({m.input(0).get_any_name(): list(model.shape)})
-                cm = c.compile_model(m, self.device, self._config_used)
-        except (UsageError, UnavailableError):
-            raise
-        except Exception as exc:
-            raise InputError(f"OpenVINO cannot compile {model.path.name} for {self.device}: {squash(exc)}") from None
+        cm = self._compile(model, self._config_used)
         self._cm = cm
         n = 1
         if self.options.mode == "throughput":
@@ -209,15 +207,25 @@ class OpenVinoRuntime(Runtime):
         self._req = self._reqs[0]
         self._n_out = len(cm.outputs)
         self._done = None
-        self._tensor = None
+
+    def _compile(self, model: ModelInput, config: dict):
+        c = core()
+        path = str(model.path)
+        try:
+            cm = c.compile_model(path, self.device, config)
+            if _shape_of(cm.input(0)) != tuple(model.shape):  # dynamic or other dims: fix them, compile again
+                m = c.read_model(path)
+                m.reshape({m.input(0).get_any_name(): list(model.shape)})
+                cm = c.compile_model(m, self.device, config)
+        except (UsageError, UnavailableError):
+            raise
+        except Exception as exc:
+            raise InputError(f"OpenVINO cannot compile {model.path.name} for {self.device}: {squash(exc)}") from None
+        return cm
 
     def set_input(self, x: np.ndarray) -> None:
-        import numpy as np
-
-        self._x = np.ascontiguousarray(x)  # the tensor shares this memory: keep it alive
-        self._tensor = self._ov.Tensor(self._x, shared_memory=True)
         for r in self._reqs:
-            r.set_input_tensor(self._tensor)
+            _write_input(r, x)
 
     def infer(self) -> None:
         self._req.infer()
@@ -270,11 +278,14 @@ class OpenVinoRuntime(Runtime):
             "precision_requested": self.options.precision,
             "runtime_precisions": runtime_prec,
             "performance_hint": prop("PERFORMANCE_HINT"),
+            "profiling": str(prop("PERF_COUNT")).upper() in ("YES", "TRUE"),  # read back: the timed model's counters
             "mode": self.options.mode,
             "requests": len(self._reqs),
             "optimal_requests": prop("OPTIMAL_NUMBER_OF_INFER_REQUESTS"),
             "streams": prop("NUM_STREAMS"),
             "threads": prop("INFERENCE_NUM_THREADS"),
+            "cpu_pinning": prop("ENABLE_CPU_PINNING"),  # CPU only (None elsewhere), as OpenVINO chose them
+            "scheduling_core_type": str(prop("SCHEDULING_CORE_TYPE") or "") or None,
             "cache_dir": self._config_used.get("CACHE_DIR"),
             "loaded_from_cache": prop("LOADED_FROM_CACHE"),
         }
@@ -287,6 +298,30 @@ class OpenVinoRuntime(Runtime):
         self._reqs = []
         self._req = None
         self._cm = None
+
+    def profile_layers(self, model: ModelInput, x, iterations: int) -> LayerProfile:
+        """A second compiled model (this run's settings in latency mode, PERF_COUNT on, no blob cache), one request,
+        ``PROFILE_WARMUP`` inferences, then ``iterations`` inferences each followed by a read of its counters."""
+        require("openvino", "the openvino target")
+        config = {k: v for k, v in self._config().items() if k not in ("CACHE_DIR", "NUM_STREAMS",
+                                                                       "PERFORMANCE_HINT_NUM_REQUESTS")}
+        config.update({"PERFORMANCE_HINT": "LATENCY", "PERF_COUNT": True})
+        cm = self._compile(model, config)
+        req = cm.create_infer_request()
+        _write_input(req, x)
+        for _ in range(PROFILE_WARMUP):
+            req.infer()
+        merged = _original_layers(cm, _onnx_op_types(model.path))
+        records, wall = [], []
+        for i in range(iterations):
+            req.infer()
+            wall.append(req.latency)  # OpenVINO's own request timer, ms
+            records += ov_layer_records(i, req.get_profiling_info(), merged)
+        notes = ()
+        if self.options.mode == "throughput":
+            notes = ("profiled with one request in latency mode (the timed run was in throughput mode)",)
+        return LayerProfile(runtime="openvino", iterations=iterations, records=records, notes=notes, wall_ms=tuple(wall),
+                            profiler="OpenVINO performance counters (PERF_COUNT, InferRequest.get_profiling_info)")
 
     def runtime_graph(self, path) -> dict:
         """Compile ``path`` (ONNX or OpenVINO IR) on this runtime's --device with INFERENCE_PRECISION_HINT from
@@ -318,6 +353,15 @@ class OpenVinoRuntime(Runtime):
         precision = "int8" if ops.get("FakeQuantize") or ops.get("FakeConvert") else \
             _FROM_OV.get(type_name(m.inputs[0].get_element_type()), "fp32")
         return specs, precision
+
+
+def _write_input(req, x: np.ndarray) -> None:
+    """Copy ``x`` once into the request's own input tensor (memory the plugin allocated for it), as benchmark_app
+    does, rather than handing the request a tensor over numpy memory."""
+    t = req.get_input_tensor()
+    if tuple(t.shape) != tuple(x.shape):
+        raise UsageError(f"input of shape {tuple(x.shape)} for a compiled model that takes {tuple(t.shape)}")
+    t.data[...] = x
 
 
 def _shape_of(port) -> tuple | None:
@@ -437,3 +481,52 @@ def summarize_openvino_runtime(runtime_model, onnx_types: dict[str, str] | None 
         "matmul": split("MatMul"),
         "fake_quantize_executed": layers.get("FakeQuantize", 0),
     }
+
+
+PROFILE_WARMUP = 3
+# OpenVINO exec_type precision suffixes (jit_avx2_I8, brgconv_avx512_FP32, ref_any_f32, unknown_u8, ...)
+_EXEC_PRECISIONS = {"f32": "fp32", "fp32": "fp32", "bf16": "bf16", "f16": "fp16", "fp16": "fp16", "i8": "int8",
+                    "u8": "int8", "i4": "int4", "u4": "int4", "i32": "int32", "i64": "int64", "f64": "fp64",
+                    "boolean": "bool", "u1": "bin"}
+
+
+def exec_precision(exec_type: str) -> str | None:
+    """The precision a layer ran in, from OpenVINO's ``exec_type`` (its kernel name ends with the precision):
+    ``brgconv_avx512_I8`` -> int8, ``jit_avx2_FP32`` -> fp32, ``ref_any_bf16`` -> bf16; None when it names none
+    (``undef``)."""
+    tail = str(exec_type).rsplit("_", 1)[-1].lower()
+    return _EXEC_PRECISIONS.get(tail)
+
+
+def ov_layer_records(iteration: int, infos, merged: dict[str, tuple[str, ...]] | None = None) -> list[LayerTime]:
+    """The executed nodes of one inference's performance counters (``ProfilingInfo``: node_name, node_type,
+    exec_type, real_time, status) as LayerTime records; ``merged``: node name -> op types of the ONNX nodes fused
+    into it."""
+    merged = merged or {}
+    out = []
+    for p in infos:
+        if str(p.status).rsplit(".", 1)[-1] != "EXECUTED":
+            continue  # NOT_RUN (constant, reshape in place), OPTIMIZED_OUT
+        out.append(LayerTime(iteration=iteration, name=p.node_name, op_type=p.node_type,
+                             ms=p.real_time.total_seconds() * 1000.0, precision=exec_precision(p.exec_type),
+                             exec_type=p.exec_type, fused=merged.get(p.node_name, ())))
+    return out
+
+
+def _original_layers(cm, onnx_types: dict[str, str]) -> dict[str, tuple[str, ...]]:
+    """Runtime node name -> the op types of the ONNX nodes merged into it (``originalLayersNames``, when it holds more
+    than one), e.g. ("Conv", "Add", "Relu") or ("MatMul", "Softmax", "MatMul") for an attention subgraph; nodes
+    OpenVINO made itself (no ONNX op type) are left out."""
+    out = {}
+    try:
+        for op in cm.get_runtime_model().get_ordered_ops():
+            info = op.get_rt_info()
+            if "originalLayersNames" not in info:
+                continue
+            names = [n for n in info["originalLayersNames"].astype(str).split(",") if n]
+            types = tuple(onnx_types[n] for n in names if n in onnx_types)
+            if len(names) > 1 and len(types) > 1:
+                out[op.get_friendly_name()] = types
+    except Exception:  # the read-back is a detail of the profile, never a reason to lose it
+        return {}
+    return out

@@ -8,10 +8,18 @@ cores divided by ``--threads``, at least 2 (one run can start the moment another
 Read-back (``runtime_graph``): the optimized graph ONNX Runtime executes (``SessionOptions.optimized_model_filepath``)
 -- FusedConv / NCHWc Conv nodes carrying an ``activation`` attribute (a ReLU/Clip fused into the convolution), the
 int8 kernels (QLinearConv, QLinearMatMul, QGemm, QLinearAdd, QLinearSoftmax, ...) and what stayed float.
+
+Per-layer profile (``profile_layers``): a second session with ``SessionOptions.enable_profiling``; its profiling
+JSON (``end_profiling``) holds one "Node" event per kernel run (``<node>_kernel_time``, ``args.op_name``, ``dur`` in
+microseconds, ``args.input_type_shape``) and one "model_run" event per inference, by which the node events are
+split into inferences (the warm-up runs are dropped). Node names are those of the optimized graph: fusions show in
+them (``node_MatMul_60/MatMulScaleFusion/``, ``relu_nchwc`` = a convolution in ONNX Runtime's NCHWc layout with
+its activation fused), and are reported in ``fused``.
 """
 
 from __future__ import annotations
 
+import json
 import tempfile
 import threading
 from collections import Counter
@@ -21,7 +29,8 @@ from typing import TYPE_CHECKING
 
 from deploykit.core.config import GRAPH_OPTS, available_cores
 from deploykit.onnxio.session import cpu_session, load_session, session_options
-from deploykit.runtimes.base import ACTIVATIONS, Availability, ModelInput, Runtime, register_runtime
+from deploykit.runtimes.base import (ACTIVATIONS, Availability, LayerProfile, LayerTime, ModelInput, Runtime,
+                                     register_runtime)
 from deploykit.runtimes.options import TargetOptions, ThroughputOptions, option
 
 if TYPE_CHECKING:
@@ -125,6 +134,7 @@ class OrtCpuRuntime(Runtime):
             "version": self._ort.__version__,
             "providers": self._sess.get_providers(),
             "device": "CPU",
+            "profiling": self._sess.get_session_options().enable_profiling,  # read back: the timed session's
             "threads": self._threads,
             "inter_op_threads": 1,
             "graph_optimization": self.graph_opt,
@@ -156,6 +166,28 @@ class OrtCpuRuntime(Runtime):
             self._pool.close()
             self._pool = None
         self._sess = None
+
+    def profile_layers(self, model: ModelInput, x, iterations: int) -> LayerProfile:
+        """A second session with profiling on (same threads and graph optimisation as the timed one), ``WARMUP``
+        runs and then ``iterations`` profiled runs; the profiling JSON is parsed and deleted."""
+        import onnxruntime as ort
+
+        threads = self.options.resolved_threads()
+        with tempfile.TemporaryDirectory(prefix="dk-ortprof-") as tmp:
+            so = session_options(ort, threads, self.graph_opt)
+            so.enable_profiling = True
+            so.profile_file_prefix = str(Path(tmp) / "profile")
+            sess = load_session(ort, str(model.path), so, ["CPUExecutionProvider"], str(model.path))
+            feed = {model.input_name: x}
+            for _ in range(PROFILE_WARMUP + iterations):
+                sess.run(None, feed)
+            events = json.loads(Path(sess.end_profiling()).read_text())
+        notes = ("profiled one inference at a time (the timed run was in throughput mode)",) \
+            if self.options.mode == "throughput" else ()
+        return LayerProfile(runtime="onnxruntime", iterations=iterations, notes=notes,
+                            profiler="ONNX Runtime profiling JSON (SessionOptions.enable_profiling, node kernel times)",
+                            records=parse_ort_profile(events, skip_runs=PROFILE_WARMUP),
+                            wall_ms=tuple(ort_run_ms(events)[PROFILE_WARMUP:]))
 
 
 class _RunPool:
@@ -262,3 +294,72 @@ def _attr(node, name: str):
         if a.name == name:
             return onnx.helper.get_attribute_value(a)
     return None
+
+
+PROFILE_WARMUP = 3  # unprofiled-in-effect runs of the profiled session before the ones kept (allocations, caches)
+_ORT_DTYPES = {"float": "fp32", "float16": "fp16", "bfloat16": "bf16", "double": "fp64", "int8": "int8",
+               "uint8": "int8", "int32": "int32", "int64": "int64", "bool": "bool", "int16": "int16", "uint16": "int16"}
+_CONVERSIONS = ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "Cast")
+
+
+def ort_node_name(event_name: str) -> tuple[str, tuple[str, ...]]:
+    """The node name of a profiling "Node" event and the fusions its name records: ``node_MatMul_60/MatMulScale
+    Fusion//MatmulTransposeFusion/_kernel_time`` -> (``node_MatMul_60``, (MatMulScaleFusion, MatmulTransposeFusion));
+    ``relu_nchwc_kernel_time`` -> (``relu_nchwc``, (NCHWc layout,))."""
+    name = event_name.removesuffix("_kernel_time")
+    parts = name.split("/")
+    fused = tuple(p for p in parts[1:] if p.endswith("Fusion"))
+    clean = "/".join([parts[0], *(p for p in parts[1:] if p and not p.endswith("Fusion"))]) if fused else name
+    if clean.endswith("_nchwc"):
+        fused += ("NCHWc layout",)
+    return clean, fused
+
+
+def _dtype(type_shapes) -> str | None:
+    for ts in type_shapes or []:
+        if isinstance(ts, dict) and ts:
+            t = next(iter(ts))
+            return _ORT_DTYPES.get(t, t)
+    return None
+
+
+def ort_node_precision(op: str, args: dict) -> str | None:
+    """The precision a kernel ran in, from its input (and, for conversions, output) element types: ``fp32``,
+    ``int8`` (QLinearConv, QGemm, QLinearSoftmax take uint8/int8), ``fp32->int8`` for a QuantizeLinear."""
+    src = _dtype(args.get("input_type_shape"))
+    if op in _CONVERSIONS:
+        dst = _dtype(args.get("output_type_shape"))
+        return f"{src}->{dst}" if src and dst and src != dst else src
+    if op in ORT_INT8_KERNELS:
+        return "int8"
+    return src
+
+
+def ort_run_ms(events: list[dict]) -> list[float]:
+    """The duration of each inference ("model_run" events) of an ONNX Runtime profiling JSON, in order, in ms."""
+    return [e.get("dur", 0) / 1000.0 for e in sorted((e for e in events if e.get("cat") == "Session" and
+                                                       e.get("name") == "model_run"), key=lambda e: e["ts"])]
+
+
+def parse_ort_profile(events: list[dict], skip_runs: int = 0) -> list[LayerTime]:
+    """Per-node times of each inference in an ONNX Runtime profiling JSON (the list ``end_profiling`` wrote):
+    the "Node" ``*_kernel_time`` events, assigned to the "model_run" event whose interval holds them; the first
+    ``skip_runs`` runs are dropped and the rest numbered from 0."""
+    import bisect
+
+    runs = sorted((e["ts"], e["ts"] + e.get("dur", 0)) for e in events
+                  if e.get("cat") == "Session" and e.get("name") == "model_run")
+    starts = [r[0] for r in runs]
+    out = []
+    for e in events:
+        if e.get("cat") != "Node" or not str(e.get("name", "")).endswith("_kernel_time"):
+            continue
+        i = bisect.bisect_right(starts, e["ts"]) - 1
+        if i < 0 or e["ts"] > runs[i][1] or i < skip_runs:
+            continue
+        args = e.get("args") or {}
+        op = str(args.get("op_name") or "?")
+        name, fused = ort_node_name(e["name"])
+        out.append(LayerTime(iteration=i - skip_runs, name=name, op_type=op, ms=e.get("dur", 0) / 1000.0,
+                             precision=ort_node_precision(op, args), fused=fused))
+    return out

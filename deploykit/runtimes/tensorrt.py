@@ -14,6 +14,10 @@ the engine, device->host copy of the output, with CUDA events between them: ``de
 "Latency"); the host clock (bench's timer, after ``cudaStreamSynchronize``) gives the third view.
 ``--no-transfers`` leaves the copies out; ``--cuda-graphs`` replays the engine as a captured CUDA graph.
 
+Per-layer profile (``profile_layers``): a second execution context on the same engine (after the timed loop),
+with an ``IProfiler`` attached (``report_layer_time`` per layer per inference, into a
+``tensorrt_plan.LayerTimeSink``), run without CUDA graphs; layer types and precisions from the engine inspector.
+
 CUDA library: cuda-python (``cuda.bindings.runtime``, or the older ``cuda.cudart``) from ``deploykit[trt]``.
 """
 
@@ -27,7 +31,7 @@ from typing import TYPE_CHECKING
 from deploykit.core.errors import InputError, UnavailableError
 from deploykit.core.lazy import install_hint, is_installed
 from deploykit.runtimes import tensorrt_plan
-from deploykit.runtimes.base import Availability, ModelInput, register_runtime
+from deploykit.runtimes.base import Availability, LayerProfile, ModelInput, register_runtime
 from deploykit.runtimes.cuda import CudaOptions, CudaRuntime
 
 if TYPE_CHECKING:
@@ -334,6 +338,28 @@ class TensorrtRuntime(CudaRuntime):
         except Exception as exc:
             return {"available": False, "reason": f"engine inspector failed: {exc}"}
 
+    def profile_layers(self, model: ModelInput, x, iterations: int) -> LayerProfile:
+        """A second execution context on the loaded engine with an IProfiler attached; the device buffers of the
+        timed context (holding the bound input) are reused. ``PROFILE_WARMUP`` unrecorded inferences first."""
+        trt, rt, eng = self._trt, self._rt, self._engine
+        sink = tensorrt_plan.LayerTimeSink()
+        ctx = eng.create_execution_context()
+        for name, is_in, _, dptr, _, _ in self._bufs:
+            if is_in:
+                ctx.set_input_shape(name, tuple(model.shape))
+            ctx.set_tensor_address(name, dptr)
+        profiler = _profiler(trt, sink)  # kept alive as long as the context that calls it
+        ctx.profiler = profiler
+        for i in range(PROFILE_WARMUP + iterations):
+            if i >= PROFILE_WARMUP:
+                sink.next_iteration()
+            ctx.execute_async_v3(self._h)
+            ck(rt.cudaStreamSynchronize(self._stream))
+        del ctx
+        return LayerProfile(runtime="tensorrt", iterations=iterations,
+                            records=tensorrt_plan.trt_layer_records(sink.calls, self._layers()),
+                            profiler="TensorRT IProfiler (report_layer_time per layer, separate execution context)")
+
     def runtime_graph(self, path) -> dict:
         """Build (or take from the engine cache) the engine for the ONNX file ``path`` as ``load`` does -- this
         runtime's --precision and --device, a batch of 1 for a dynamic batch axis -- and list its layers with the
@@ -372,3 +398,20 @@ class TensorrtRuntime(CudaRuntime):
             rt.cudaStreamDestroy(self._stream)
             self._stream = None
         self._ctx = self._engine = self._runtime = None
+
+
+PROFILE_WARMUP = 3
+
+
+def _profiler(trt, sink: tensorrt_plan.LayerTimeSink):
+    """A ``trt.IProfiler`` that forwards ``report_layer_time`` to ``sink`` (the documented TensorRT 10 Python API:
+    subclass, call the base ``__init__``, override ``report_layer_time(layer_name, ms)``)."""
+
+    class _Profiler(trt.IProfiler):
+        def __init__(self):
+            trt.IProfiler.__init__(self)
+
+        def report_layer_time(self, layer_name, ms):
+            sink.report(layer_name, ms)
+
+    return _Profiler()

@@ -15,6 +15,9 @@ how engines are cached, and whether a quantized graph is one TensorRT can take.
   quantization is symmetric int8).
 * ``layer_summary``: per-layer precision / tactic from the engine inspector's JSON (TensorRT 10 and 11
   field names).
+* ``LayerTimeSink`` / ``trt_layer_records``: the per-layer profile -- what an ``IProfiler``'s
+  ``report_layer_time(layer_name, ms)`` calls report, per profiled inference, joined with the inspector's layer
+  types and precisions.
 """
 
 from __future__ import annotations
@@ -251,3 +254,36 @@ def layer_summary(inspector_json: str, max_layers: int = 2000) -> dict:
                     "tactic": layer.get("TacticName") or layer.get("TacticValue")})
     return {"available": True, "layers": len(layers), "output_precisions": counts, "detail": out,
             "truncated": len(layers) > max_layers}
+
+
+class LayerTimeSink:
+    """Collects ``IProfiler.report_layer_time(layer_name, ms)`` calls (TensorRT calls it once per layer for each
+    inference of a context the profiler is attached to). Calls before the first ``next_iteration`` (warm-up) are
+    dropped; the rest are kept as (iteration, layer name, ms)."""
+
+    def __init__(self) -> None:
+        self.iteration = -1
+        self.calls: list[tuple[int, str, float]] = []
+
+    def next_iteration(self) -> None:
+        self.iteration += 1
+
+    def report(self, layer_name: str, ms: float) -> None:
+        if self.iteration >= 0:
+            self.calls.append((self.iteration, str(layer_name), float(ms)))
+
+
+def trt_layer_records(calls: list[tuple[int, str, float]], summary: dict | None = None) -> list:
+    """``LayerTime`` records from a ``LayerTimeSink``'s calls; layer type, precision (of the layer's output tensor)
+    and tactic from ``layer_summary`` (the engine inspector) where it names the layer."""
+    from deploykit.runtimes.base import LayerTime
+
+    detail = {d.get("name"): d for d in (summary or {}).get("detail") or [] if isinstance(d, dict)}
+    out = []
+    for it, name, ms in calls:
+        d = detail.get(name, {})
+        prec = d.get("precision")
+        out.append(LayerTime(iteration=it, name=name, op_type=d.get("type") or "?", ms=ms,
+                             precision=prec.lower() if isinstance(prec, str) else None,
+                             exec_type=str(d["tactic"]) if d.get("tactic") is not None else None))
+    return out

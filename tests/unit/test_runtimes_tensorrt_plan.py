@@ -179,3 +179,29 @@ def test_tensorrt_dft_support_depends_on_version(monkeypatch):
     assert "DFT" in TensorrtRuntime.graph_unsupported({"Conv", "DFT"})
     monkeypatch.setattr(lazy, "version_of", lambda m: "11.2.0" if m == "tensorrt" else None)
     assert TensorrtRuntime.graph_unsupported({"Conv", "DFT"}) == {}
+
+
+def test_iprofiler_layer_times_are_kept_per_inference_after_warmup():
+    from deploykit.bench.layers import summarize_layers
+    from deploykit.runtimes.base import LayerProfile
+
+    sink = tensorrt_plan.LayerTimeSink()
+    sink.report("conv1 + relu", 9.0)  # a warm-up inference: dropped
+    for it in range(2):
+        sink.next_iteration()
+        sink.report("conv1 + relu", 1.0 + it)
+        sink.report("fc", 0.5)
+        sink.report("Reformatting CopyNode for Input Tensor 0 to fc", 0.1)
+    assert sink.calls[0] == (0, "conv1 + relu", 1.0) and len(sink.calls) == 6
+    inspector = layer_summary(json.dumps({"Layers": [
+        {"Name": "conv1 + relu", "LayerType": "CaskConvolution", "TacticName": "sm90_xmma",
+         "Outputs": [{"Name": "t0", "Format/Datatype": "Row major linear Int8"}]},
+        {"Name": "fc", "LayerType": "CaskGemm", "Outputs": [{"Name": "y", "Format/Datatype": "Row major linear FP16"}]}]}))
+    recs = tensorrt_plan.trt_layer_records(sink.calls, inspector)
+    conv = recs[0]
+    assert (conv.op_type, conv.precision, conv.exec_type) == ("CaskConvolution", "int8", "sm90_xmma")
+    assert recs[1].precision == "fp16" and recs[2].op_type == "?" and recs[2].precision is None  # not in the inspector
+    s = summarize_layers(LayerProfile("tensorrt", "IProfiler", 2, recs))
+    assert s["total_ms"] == pytest.approx(1.5 + 0.5 + 0.1)
+    assert s["top_nodes"][0]["name"] == "conv1 + relu" and s["top_nodes"][0]["time_ms"] == pytest.approx(1.5)
+    assert s["families"]["conv"]["precisions"] == {"int8": 1} and s["families"]["matmul"]["precisions"] == {"fp16": 1}
