@@ -103,8 +103,9 @@ def last_line(stderr: str) -> str:
 
 
 def leftovers(*roots: Path) -> str:
+    """deploykit's temporary files under ``roots`` (torch's own caches in TMPDIR are not counted)."""
     files = [p for r in roots if r.exists() for p in r.rglob("*") if p.is_file()
-             and (".dk-tmp" in str(p) or r.name == "tmp")]
+             and (".dk-tmp" in str(p) or r.name == "tmp") and "torchinductor" not in str(p) and p.name != ".ses"]
     size = sum(p.stat().st_size for p in files)
     return f"{len(files)} leftover file(s), {size / 1e6:.1f} MB" if files else "no leftovers"
 

@@ -165,7 +165,7 @@ def save_onnx(model, dest: str | Path, *, external: bool | None = None) -> list[
     with run_dir(dest.parent, "save") as work:
         try:
             onnx.save_model(model, str(work / dest.name), save_as_external_data=True, all_tensors_to_one_file=True,
-                            location=data_name, size_threshold=1024, convert_attribute=False)
+                            location=data_name, size_threshold=0, convert_attribute=False)
             if not (work / data_name).exists():  # no tensor was big enough to move out
                 return save_onnx(onnx.load(str(work / dest.name)), dest, external=False)
             os.replace(work / data_name, dest.with_name(data_name))  # the data first, the graph that names it last
