@@ -171,7 +171,8 @@ def run_dir(base: Path | str | None, purpose: str = "run", *, redirect_tempfile:
     quantization with its ``pre.quant.*`` / ``ort.quant.*`` folders) puts its files in this folder while the
     block runs, so nothing of the run is left in /tmp when it is killed."""
     folder = None
-    for candidate in ([Path(base)] if base is not None else []) + [Path(tempfile.gettempdir())]:
+    # absolute: libraries change the working directory while they run (ORT's calibrators chdir into a temp folder)
+    for candidate in ([Path(base).absolute()] if base is not None else []) + [Path(tempfile.gettempdir()).absolute()]:
         try:
             candidate.mkdir(parents=True, exist_ok=True)
             sweep_stale(candidate)

@@ -104,8 +104,8 @@ def check_compiles(path: Path, device: str, config: dict, shape: tuple | None = 
     if -proc.returncode == signal.SIGKILL:  # sent from outside: OpenVINO does not kill itself this way
         raise UnavailableError(
             f"the OpenVINO compile check of {Path(path).name} for {device} was killed by SIGKILL (possibly out of "
-            "memory: the kernel's OOM killer sends it); nothing says the file or OpenVINO is at fault -- free memory "
-            "or use a smaller --batch / --resolution")
+            "memory): the kernel's OOM killer sends SIGKILL; nothing says the file or OpenVINO is at fault -- free "
+            "memory or use a smaller --batch / --resolution")
     raise UnavailableError(
         f"OpenVINO {version_of('openvino')} crashed ({sig}) compiling {Path(path).name} for {device}: a fault "
         "inside OpenVINO's plugin on this quantized graph, not a broken file; ONNX Runtime can run it (target ort)")

@@ -146,3 +146,13 @@ def test_a_folder_in_the_way_of_an_output_is_refused_before_any_work(tmp_path):
     assert (tmp_path / "new").is_dir()
 
 
+
+
+def test_a_run_folder_under_a_relative_store_stays_valid_when_the_working_directory_changes(tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.chdir(tmp_path)
+    with run_dir(Path("store"), "quantize", redirect_tempfile=True) as d:
+        assert d.is_absolute() and d.parent == tmp_path / "store"
+        os.chdir("/")  # what ONNX Runtime's calibrators do
+        assert Path(tempfile.mkdtemp(prefix="dk-calib-")).parent == d
