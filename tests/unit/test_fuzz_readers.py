@@ -31,6 +31,7 @@ from tests.samples import GATE_FILE, baseline_report, manifest, tiny_onnx
 EXAMPLES = int(os.environ.get("DEPLOYKIT_FUZZ_EXAMPLES", "200"))
 HANG_S = 20  # one example taking longer than this is a hang
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=os.environ.get("DEPLOYKIT_FUZZ_RANDOM") is None,
+                database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                        HealthCheck.function_scoped_fixture])
 
