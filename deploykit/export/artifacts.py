@@ -69,7 +69,7 @@ MANIFEST_JSON_SCHEMA = {
                 "mean": {"type": "array", "items": {"type": "number"}, "minItems": 1, "maxItems": 4},
                 "std": {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0}, "minItems": 1,
                         "maxItems": 4},
-                "crop_pct": {"anyOf": [{"type": "null"}, {"type": "number", "exclusiveMinimum": 0, "maximum": 1}]},
+                "crop_pct": {"anyOf": [{"type": "null"}, {"type": "number", "exclusiveMinimum": 0, "maximum": 10}]},
                 "interpolation": {"anyOf": [{"type": "null"}, {"enum": ["bilinear", "bicubic", "nearest"]}]},
                 "traits": {"anyOf": [{"type": "null"}, {
                     "type": "object", "required": ["attention", "recipe"],

@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from deploykit.core.errors import DeployKitError, InputError
@@ -100,6 +100,17 @@ def json_text(data, sample: dict | None) -> str:
     return data.draw(st.text(max_size=200), label="text")
 
 
+def _why(exc: InputError) -> str:
+    """A coarse label of an error for Hypothesis' statistics (what kind of refusal)."""
+    text = exc.one_line()
+    for key in ("not valid JSON", "does not match the report schema", "must be", "unknown key", "not a finite",
+                "not a valid ONNX file", "fails the ONNX checker", "not text", "reference workload", "version",
+                "no checks", "baseline", "not valid TOML"):
+        if key in text:
+            return "InputError: " + key
+    return "InputError: other"
+
+
 def _write(folder: Path, name: str, content: str | bytes) -> Path:
     p = folder / name
     p.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8", "surrogatepass"))
@@ -125,6 +136,7 @@ def test_manifest_reader_returns_a_valid_manifest_or_none(folder, data):
     _write(folder, "a.manifest.json", json_text(data, manifest()))
     with no_hang():
         m = read_manifest(onnx_path)
+        event("absent (invalid)" if m is None else "loaded")
         assert m is None or isinstance(m, dict)
         if m is not None:
             check(m, MANIFEST_JSON_SCHEMA, "manifest")
@@ -220,8 +232,10 @@ def test_report_reader_loads_or_says_why(folder, data):
     with no_hang():
         try:
             rep = load_report(p)
-        except InputError:
+        except InputError as exc:
+            event(_why(exc))
             return
+    event("loaded")
     assert rep["schema"] == "deploykit.report"
 
 
@@ -248,7 +262,8 @@ def test_baseline_reader_and_gate_preparation_load_or_say_why(folder, data):
     with no_hang():
         try:
             rep = load_baseline(p)
-        except InputError:
+        except InputError as exc:
+            event(_why(exc))
             return
         assert _finite_tree(rep)
         cfg = block_config_from(rep["reference_workload"]["block_settings"])
@@ -258,7 +273,9 @@ def test_baseline_reader_and_gate_preparation_load_or_say_why(folder, data):
             (prep,) = prepare([check], tmp=folder)
         except DeployKitError as exc:  # e.g. a baseline measured on another target: one line
             assert isinstance(exc, (InputError,)) or exc.exit_code in (2, 3)
+            event("loaded, refused by the gate: " + _why(exc))
             return
+    event("loaded and prepared")
     assert prep.options.threads is None or isinstance(prep.options.threads, int)
 
 
@@ -296,8 +313,10 @@ def test_gate_file_reader_loads_or_says_why(folder, data):
     with no_hang():
         try:
             checks, gate_settings = load_gate_file(p)
-        except InputError:
+        except InputError as exc:
+            event(_why(exc))
             return
+    event("loaded")
     assert checks and all(c.batch is None or isinstance(c.batch, int) for c in checks)
     assert _finite_tree(gate_settings)
     assert gate_settings.get("block_warmup", 0) <= MAX_BLOCK_WARMUP
@@ -335,8 +354,10 @@ def test_onnx_reader_loads_or_says_why(folder, onnx_bytes, data):
         with no_hang():
             try:
                 model = load_onnx(p, load_external_data=external)
-            except InputError:
+            except InputError as exc:
+                event(_why(exc))
                 continue
+            event("loaded")
             try:
                 image_input_shape(model, 1, 8, where="f.onnx")
             except DeployKitError:
