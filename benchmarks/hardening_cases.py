@@ -700,18 +700,69 @@ def run(src: Path, work: Path, only: list[str] | None, out_path: Path | None = N
     return results
 
 
+# the deploykit command(s) of each case, as a user would type them (the set-up around them is in the case's function)
+COMMANDS = {
+    "1a": "cd elsewhere && deploykit bench /abs/ext/repvgg_a0/model.onnx",
+    "1b": "cd ext/regnety_004 && deploykit quantize model.onnx --calib-data synthetic --no-verify",
+    "1c": "deploykit fuse /abs/ext/poolformer_s12/model.onnx -o fused/f.onnx",
+    "1d": "deploykit inspect /abs/ext/repvgg_a0/model.onnx",
+    "1e": "cd repo && deploykit gate model.onnx --against-rev HEAD",
+    "2": "cd hostile && deploykit bench int8.onnx -t openvino   (hostile/deploykit/__init__.py present)",
+    "3a": "deploykit export resnet18 -o x.onnx; bench x.onnx; export --seed 5 -o x.onnx; bench x.onnx",
+    "3b": "cd a && deploykit export resnet18 --weights w.pt; cd b && deploykit bench a/m/.../fp32_*.onnx",
+    "3c": "echo garbage > models/resnet18/*.ref-b1-s0.npz; deploykit bench resnet18",
+    "4a": "deploykit bench resnet18 -t openvino; (zero 4 KB of the blob); deploykit bench resnet18 -t openvino",
+    "4b": "deploykit gate broken.onnx --against fp32.onnx",
+    "5a": "echo '[]' > x.manifest.json; deploykit bench x.onnx",
+    "5b": "echo null > x.manifest.json; deploykit bench x.onnx",
+    "5c": "(manifest without settings) deploykit bench x.onnx",
+    "5d": "(model-stats.json with params \"many\") deploykit models --family cnn",
+    "5e": "deploykit gate resnet18 --baseline bad.json   (block_time NaN)",
+    "5f": "deploykit gate resnet18 --baseline bad.json   (threads \"many\")",
+    "5g": "deploykit gate resnet18 --baseline bad.json   (block_warmup 10^9)",
+    "5h": "deploykit bench resnet18 --max-time nan",
+    "5i": "deploykit gate resnet18 --against resnet18 --block-time inf",
+    "5j": "deploykit gate -c gate.toml   (seed = 1.5)",
+    "5k": "deploykit gate -c gate.toml   (block_iters = 2.5)",
+    "5l": "deploykit gate -c gate.toml   (block_time = nan)",
+    "6a": "deploykit export resnet18 (SIGKILL at the rename); deploykit export resnet18",
+    "6b": "deploykit quantize resnet18 (SIGKILL in calibration); deploykit quantize resnet18",
+    "6c": "deploykit gate resnet18 --against-rev HEAD (SIGKILL during the export); deploykit gate ...",
+    "6d": "deploykit bench resnet18 --min-time 60 & kill -TERM $!",
+    "7a": "deploykit quantize user.onnx --models-dir store/models   (user.manifest.json: model \"..\")",
+    "7b": "deploykit baseline update -c a/b/gate.toml   (baseline = \"../../x.json\")",
+    "8a": "deploykit bench resnet18 --resolution 100000",
+    "8b": "deploykit quantize resnet18 --calib-data bomb/   (PNG header 20000x20000)",
+    "8c": "deploykit bench zero.onnx   (input [1, 3, 0, 8])",
+    "8d": "deploykit export resnet18 --models-dir /mnt/2MB-tmpfs",
+    "8e": "deploykit gate resnet18 --against resnet18 --junit some-folder/",
+    "8f": "deploykit baseline update resnet18 -o some-folder/",
+    "8g": "deploykit quantize resnet18 -o some-folder.onnx/",
+    "8h": "deploykit bench resnet18 -t ','",
+    "8i": "deploykit bench resnet18 --format ','",
+    "8j": "deploykit bench resnet18 --models-dir /read-only-mount",
+    "9": "touch README.md; deploykit bench resnet18   (deploykit run from a git checkout)",
+    "10": "deploykit bench int8.onnx -t openvino; kill -KILL <the compile-check child>",
+}
+
+
 def table(before: dict, after: dict) -> str:
-    rows = ["| case | what | before: exit, message | after: exit, message |", "|---|---|---|---|"]
+    rows = ["| case | what | command | before: exit, message | after: exit, message |", "|---|---|---|---|---|"]
 
     def cell(r):
         if not r:
             return "(not run)"
-        obs = f" -- {r['observed']}" if r.get("observed") else ""
-        return f"**{r['rc']}** `{r['message'].replace('|', '/')}`{obs.replace('|', '/')}"
+        msg = r["message"]
+        if not msg or msg.startswith("energy: unavailable") or (r["rc"] == 0 and not msg.startswith("error")):
+            msg = "(ran; no error)" if r["rc"] == 0 else msg
+        obs = f"; {r['observed']}" if r.get("observed") else ""
+        src = f" [on {r['note']}]" if r.get("note") else ""
+        return f"**{r['rc']}** `{msg.replace('|', '/')}`{obs.replace('|', '/')}{src}"
 
     for cid in sorted(set(before) | set(after), key=lambda c: (int("".join(ch for ch in c if ch.isdigit())), c)):
         b, a = before.get(cid), after.get(cid)
-        rows.append(f"| {cid} | {(a or b)['title']} | {cell(b)} | {cell(a)} |")
+        cmd = COMMANDS.get(cid, "").replace("|", "/")
+        rows.append(f"| {cid} | {(a or b)['title']} | `{cmd}` | {cell(b)} | {cell(a)} |")
     return "\n".join(rows) + "\n"
 
 
