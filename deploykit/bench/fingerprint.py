@@ -113,18 +113,24 @@ def _int_or_none(text: str | None, div: int = 1):
         return None
 
 
-@lru_cache(maxsize=1)
-def git_sha() -> dict:
-    """The git commit deploykit itself runs from (when installed from a checkout)."""
-    root = Path(__file__).resolve().parents[2]
+@lru_cache(maxsize=4)
+def git_sha(root: Path | None = None) -> dict:
+    """The git commit deploykit itself runs from (when installed from a checkout), and whether tracked files differ
+    from it. Read without taking ``.git/index.lock`` (``git --no-optional-locks``: a plain ``git status`` refreshes
+    the index under that lock, and a ``git commit`` running at the same moment fails on it)."""
+    from deploykit.core.child import die_with_parent
+
+    root = Path(root) if root is not None else Path(__file__).resolve().parents[2]
     if not (root / ".git").exists():
         return {"sha": None, "dirty": None}
+    git = ["git", "--no-optional-locks", "-C", str(root)]
+    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}
     try:
-        proc = subprocess.run(["git", "-C", str(root), "rev-parse", "--verify", "-q", "HEAD"], capture_output=True,
-                              text=True, timeout=5)
+        proc = subprocess.run([*git, "rev-parse", "--verify", "-q", "HEAD"], capture_output=True, text=True,
+                              timeout=5, env=env, preexec_fn=die_with_parent)
         sha = proc.stdout.strip() if proc.returncode == 0 else None
-        dirty = bool(subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                                    capture_output=True, text=True, timeout=5).stdout.strip())
+        dirty = bool(subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                                    text=True, timeout=5, env=env, preexec_fn=die_with_parent).stdout.strip())
     except (OSError, subprocess.SubprocessError):
         return {"sha": None, "dirty": None}
     return {"sha": sha, "dirty": dirty}

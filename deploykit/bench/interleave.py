@@ -204,28 +204,43 @@ class LoadedSide:
     load_ms: float
     first_ms: float
     info: dict
+    fidelity: dict | None = None  # the outputs against the model's reference (``check_outputs``)
 
     def close(self) -> None:
         self.runtime.close()
 
 
-def load_side(label: str, model, runtime_cls, options, *, seed: int = 0) -> LoadedSide:
+def load_side(label: str, model, runtime_cls, options, *, seed: int = 0, check_outputs: bool = False) -> LoadedSide:
     """Load ``model`` (a ResolvedModel) with ``runtime_cls(options)``, bind the seeded input, time the first
-    inference (reported apart, as in ``bench``)."""
+    inference (reported apart, as in ``bench``). ``check_outputs``: compare the outputs with the model's reference
+    once, before any timing -- the same check as ``bench`` (``bench.fidelity``)."""
     from deploykit.onnxio.reference import make_input
     from deploykit.runtimes.base import ModelInput
 
+    ref = None
+    if check_outputs:
+        from deploykit.bench.fidelity import reference_outputs
+
+        x, ref, ref_label = reference_outputs(model, seed)
+    else:
+        x = make_input(model.input_shape, seed, model.input_dtype)
     rt = runtime_cls(options)
     t0 = now_ns()
-    rt.load(ModelInput(model.path, model.input_name, model.input_shape, model.input_dtype))
+    rt.load(ModelInput(model.path, model.input_name, model.input_shape, model.input_dtype, manifest=model.manifest,
+                       precision=model.precision))
     load_ns = now_ns() - t0
     try:
-        rt.set_input(make_input(model.input_shape, seed, model.input_dtype))
+        rt.set_input(x)
         timer = Timer(rt.sync)
         first_ns = timer.time_ns(rt.infer)
         info = rt.info()
+        fid = None
+        if ref is not None:
+            from deploykit.bench.fidelity import fidelity
+
+            fid = fidelity(ref, rt.outputs()[0], ref_label, info.get("precision") or model.precision)
     except BaseException:
         rt.close()
         raise
     return LoadedSide(model=model, runtime=rt, side=Side(label, rt.infer, model.input_shape[0], timer),
-                      load_ms=load_ns / 1e6, first_ms=first_ns / 1e6, info=info)
+                      load_ms=load_ns / 1e6, first_ms=first_ns / 1e6, info=info, fidelity=fid)

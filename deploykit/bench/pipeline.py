@@ -188,6 +188,8 @@ def run_benchmark(model_ref: str, target: str, cfg: BenchConfig, options: Runtim
     int8_as_built = precision == "int8" and model.precision == "int8"
     if options.precision and precision != options.precision and not int8_as_built:
         warnings.append(info.get("precision_note") or f"--precision {options.precision} was requested but {precision} ran")
+    if info.get("cache_note"):  # e.g. a compiled blob that failed its hash check
+        warnings.append(f"{target}: {info['cache_note']}")
     warnings += [f"energy: {w}" for w in energy.get("warnings", [])]
     warnings += telemetry.telemetry_warnings(tele_start, tele_end)
     if layer_error:

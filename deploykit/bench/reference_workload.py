@@ -120,11 +120,14 @@ def refnet_path(models_dir: Path) -> Path:
     try:
         if not (path.is_file() and path.read_bytes() == data):
             write_bytes(path, data)
-    except InputError:  # unwritable store: use a private temporary copy
+    except InputError:  # unwritable store: one copy per user in the temporary folder (checked the same way)
+        import os
         import tempfile
 
-        path = Path(tempfile.mkdtemp(prefix="deploykit-ref-")) / f"{NAME}.onnx"
-        path.write_bytes(data)
+        path = Path(tempfile.gettempdir()) / f"deploykit-ref-{os.getuid() if hasattr(os, 'getuid') else 0}" / \
+            f"{NAME}.onnx"
+        if not (path.is_file() and path.read_bytes() == data):
+            write_bytes(path, data)
     return path
 
 

@@ -2,18 +2,20 @@
 
 Error boundary: a DeployKitError (user error) prints one line ``error: ...`` and exits with its code;
 click usage errors print one line and exit 2; Ctrl-C exits 130; anything else is a bug and gets a traceback
-with exit code 1. ``--debug`` (or DEPLOYKIT_DEBUG=1) shows tracebacks for user errors too.
+with exit code 1. ``--debug`` (or DEPLOYKIT_DEBUG=1) shows tracebacks for user errors too. SIGTERM (CI runners,
+``timeout``) is handled like Ctrl-C -- the same clean-up -- and exits 143.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 import click
 
 from deploykit import __version__
-from deploykit.core.errors import EXIT_INTERRUPTED, EXIT_USAGE, DeployKitError
+from deploykit.core.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE, DeployKitError, Terminated
 
 
 def _quiet_known_noise() -> None:
@@ -56,7 +58,10 @@ class DeployKitGroup(click.Group):
             hint = f" (see '{cmd} --help')" if isinstance(exc, click.UsageError) else ""
             _err(" ".join(exc.format_message().split()) + hint)
             sys.exit(exc.exit_code)
-        except (KeyboardInterrupt, click.exceptions.Abort):
+        except (KeyboardInterrupt, click.exceptions.Abort) as exc:
+            if isinstance(exc, Terminated) or isinstance(exc.__cause__, Terminated):  # click wraps it in Abort
+                _err("terminated (SIGTERM); nothing half-written was left behind")
+                sys.exit(EXIT_TERMINATED)
             _err("interrupted; nothing half-written was left behind")
             sys.exit(EXIT_INTERRUPTED)
         sys.exit(rv if isinstance(rv, int) else 0)
@@ -107,5 +112,12 @@ def _register() -> None:
 _register()
 
 
+def _on_sigterm(signum, frame) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+    raise Terminated()
+
+
 def main() -> None:
+    if hasattr(signal, "SIGTERM"):
+        signal.signal(signal.SIGTERM, _on_sigterm)
     cli.main()

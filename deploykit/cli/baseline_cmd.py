@@ -9,6 +9,7 @@ import click
 
 from deploykit.cli.common import (batch_option, check_parc_impl, model_opt_option, model_options, models_dir_option,
                                   opset_option, parc_impl_option, resolution_option, seed_option)
+from deploykit.cli.common import FiniteFloatRange  # nan / inf refused
 from deploykit.cli.runtime_options import runtime_option, target_option
 
 
@@ -36,9 +37,9 @@ def command() -> None:
 @runtime_option("graph_opt", help=None)
 @click.option("--blocks", type=click.IntRange(min=6), default=20, show_default=True,
               help="ABBA blocks per side of the model vs the reference workload.")
-@click.option("--block-time", type=click.FloatRange(min=0, min_open=True), default=0.25, show_default=True,
+@click.option("--block-time", type=FiniteFloatRange(min=0, min_open=True), default=0.25, show_default=True,
               help="Seconds per block (use the same as the gate's blocks).")
-@click.option("--min-time", type=click.FloatRange(min=0), default=3.0, show_default=True,
+@click.option("--min-time", type=FiniteFloatRange(min=0), default=3.0, show_default=True,
               help="Seconds of the model's own (non-interleaved) measurement in the report.")
 @seed_option(help=None)
 @opset_option(help=None)
@@ -82,9 +83,12 @@ def update(model, output, gate_file, target, precision, batch, resolution, threa
         jobs.append((model, target, precision, batch, resolution, threads, graph_opt, output))
     if parc_impl is not None:
         check_parc_impl(sorted({j[0] for j in jobs}), parc_impl)
+    from deploykit.core.atomic import check_output_file
+
     for job in jobs:  # check before spending minutes on the first
         get_runtime(job[1]).ensure_available()
         _check_model(job[0])
+        check_output_file(job[-1], "baseline file")
 
     from dataclasses import replace
 

@@ -11,6 +11,7 @@ from deploykit.cli.common import (CALIB_KEYS, POSITIVE, batch_option, calibratio
                                   opset_option, parc_impl_option, print_json, quantize_config, reports_dir_option,
                                   resolution_option, resolve_models_dir, resolve_reports_dir, seed_option,
                                   stderr_console, stdout_console, weights_options)
+from deploykit.cli.common import FiniteFloatRange  # nan / inf refused
 from deploykit.cli.runtime_options import runtime_option, runtime_options, target_option, target_options
 
 
@@ -25,9 +26,9 @@ def energy_options(f):
     opts = [
         click.option("--energy", type=click.Choice(["auto", "off"]), default="auto", show_default=True,
                      help="Measure energy with every meter readable here (NVML, RAPL) or not at all."),
-        click.option("--idle-time", type=click.FloatRange(min=0), default=2.0, show_default=True,
+        click.option("--idle-time", type=FiniteFloatRange(min=0), default=2.0, show_default=True,
                      help="Seconds of idle power measured before warm-up (when a meter is readable)."),
-        click.option("--energy-estimate-watts", type=click.FloatRange(min=0, min_open=True), default=None,
+        click.option("--energy-estimate-watts", type=FiniteFloatRange(min=0, min_open=True), default=None,
                      help="Add an energy ESTIMATE from this constant power (labelled estimated; never used silently)."),
     ]
     for opt in reversed(opts):
@@ -41,12 +42,12 @@ def energy_options(f):
 @batch_option()
 @resolution_option(help="Input height = width [default: the model's / the file's].")
 @click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True, help="Warm-up iterations.")
-@click.option("--min-time", type=click.FloatRange(min=0), default=5.0, show_default=True,
+@click.option("--min-time", type=FiniteFloatRange(min=0), default=5.0, show_default=True,
               help="Stop rule: measure this many seconds ...")
 @click.option("--min-iters", type=POSITIVE, default=20, show_default=True,
               help="... and past them until at least this many iterations (20: the fewest that give the median 10 "
                    "samples on each side) ...")
-@click.option("--max-time", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
+@click.option("--max-time", type=FiniteFloatRange(min=0, min_open=True), default=60.0, show_default=True,
               help="... but never more seconds than this.")
 @seed_option(help="Seed of the input tensor (the same for every target).")
 @runtime_option("threads")
@@ -103,6 +104,11 @@ def command(models, targets, batch, resolution, warmup, min_time, min_iters, max
 
     target_list = [t.strip() for spec in targets for t in spec.split(",") if t.strip()]
     fmt_list = [f.strip() for f in formats.split(",") if f.strip()]
+    if not target_list:
+        raise UsageError(f"-t/--target {','.join(targets)!r} names no target ('deploykit targets' lists them)")
+    if not fmt_list:
+        raise UsageError(f"--format {formats!r} names no report format (choose from {', '.join(FORMATS)}; "
+                         "--no-save writes none)")
     bad = [f for f in fmt_list if f not in FORMATS]
     if bad:
         raise UsageError(f"unknown report format {bad[0]!r} (choose from {', '.join(FORMATS)})")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,6 +13,28 @@ import click
 from deploykit.core.config import default_models_dir, default_reports_dir
 
 POSITIVE = click.IntRange(min=1)
+
+
+def _finite(value, param, ctx, ptype):
+    if not math.isfinite(value):
+        ptype.fail(f"{value!r} is not a finite number.", param, ctx)
+    return value
+
+
+class FiniteFloatRange(click.FloatRange):
+    """``click.FloatRange`` that refuses nan and inf (NaN passes every range comparison; inf every lower bound).
+    Every float option of deploykit's commands uses it (or ``FINITE_FLOAT``)."""
+
+    def convert(self, value, param, ctx):
+        return _finite(super().convert(value, param, ctx), param, ctx, self)
+
+
+class _FiniteFloat(click.types.FloatParamType):
+    def convert(self, value, param, ctx):
+        return _finite(super().convert(value, param, ctx), param, ctx, self)
+
+
+FINITE_FLOAT = _FiniteFloat()  # ``type=float`` without nan / inf
 
 
 def models_dir_option(f):

@@ -61,6 +61,10 @@ def command(model, opset, batch, resolution, dynamic_batch, seed, weights, pretr
                        options=model_options(model_opts, parc_impl=parc_impl),
                        output=str(output) if output else None, models_dir=resolve_models_dir(models_dir),
                        force=force, verify=not no_verify, fuse=fuse, fold_bn=not no_fold)
+    if output is not None:
+        from deploykit.core.atomic import check_output_file
+
+        check_output_file(output, "--output")
     err = stderr_console()
     results = []
     for name in names:

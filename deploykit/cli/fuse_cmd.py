@@ -27,19 +27,20 @@ def command(file, output, pass_names, batch, resolution, no_verify, as_json):
     torch 2.14's exporter already folds BN in eval mode; files from other exporters, or from
     'deploykit export --no-fold --no-fuse', still carry it.
     """
-    from deploykit.core.atomic import atomic_path
+    from deploykit.core.atomic import check_output_file
     from deploykit.core.errors import InputError
-    from deploykit.onnxio.files import load_onnx
+    from deploykit.onnxio.files import load_onnx_with_data, save_onnx
     from deploykit.passes.fuse import DEFAULT_PASSES, fuse_model
 
-    proto = load_onnx(file)
+    proto, external = load_onnx_with_data(file)
     dest = output or file.with_name(file.name.removesuffix(".onnx") + ".fused.onnx")
     if dest.suffix != ".onnx":
         raise InputError(f"--output must end in .onnx, got {dest}")
+    check_output_file(dest, "--output")
     result = fuse_model(proto, pass_names or DEFAULT_PASSES, verify=not no_verify, batch=batch, resolution=resolution)
-    with atomic_path(dest) as tmp:
-        tmp.write_bytes(result.model.SerializeToString())
-    summary = {"input": str(file), "output": str(dest), **result.summary()}
+    # weights kept in external files stay external (<output>.data beside it)
+    written = save_onnx(result.model, dest, external=True if external else None)
+    summary = {"input": str(file), "output": str(dest), "external_data": written, **result.summary()}
     if as_json:
         print_json(summary)
         return

@@ -10,6 +10,7 @@ import click
 from deploykit.cli.common import (POSITIVE, batch_option, check_parc_impl, model_opt_option, model_options,
                                   models_dir_option, opset_option, parc_impl_option, print_json, reports_dir_option,
                                   resolution_option, seed_option)
+from deploykit.cli.common import FINITE_FLOAT, FiniteFloatRange  # nan / inf refused
 from deploykit.cli.runtime_options import runtime_option, target_option
 
 METRIC_CHOICES = ("p50", "p90", "throughput")
@@ -49,7 +50,7 @@ def parse_tolerances(values: tuple[str, ...], metrics: list[str]) -> dict[str, f
 def gate_options(f):
     """Options shared by the measuring commands of the gate (settings of GateConfig)."""
     opts = [
-        click.option("--alpha", type=float, default=None, help="Family-wise error rate over all checks [default: 0.05]."),
+        click.option("--alpha", type=FINITE_FLOAT, default=None, help="Family-wise error rate over all checks [default: 0.05]."),
         click.option("--correction", type=click.Choice(["bonferroni", "holm", "none"]), default=None,
                      help="Multiple-comparison correction across checks [default: bonferroni]."),
         click.option("--strict/--no-strict", default=None, help="INCONCLUSIVE fails the gate (exit 5) [default: no]."),
@@ -57,12 +58,12 @@ def gate_options(f):
                      help="Blocks per side before the first decision [default: 10]."),
         click.option("--max-blocks", type=click.IntRange(min=6), default=None,
                      help="Cap on blocks per side while the decision is inconclusive [default: 60]."),
-        click.option("--block-time", type=click.FloatRange(min=0), default=None,
+        click.option("--block-time", type=FiniteFloatRange(min=0), default=None,
                      help="Seconds per block (and at least --block-iters iterations) [default: 0.25]."),
         click.option("--block-iters", type=POSITIVE, default=None, help="Minimum iterations per block [default: 5]."),
         click.option("--block-warmup", type=click.IntRange(min=0), default=None,
                      help="Untimed iterations at the start of each block [default: 2]."),
-        click.option("--time-budget", type=click.FloatRange(min=0, min_open=True), default=None,
+        click.option("--time-budget", type=FiniteFloatRange(min=0, min_open=True), default=None,
                      help="Seconds of measuring for the whole gate; checks stop adding blocks when it is spent."),
         click.option("--baseline-drift", metavar="PCT", default=None,
                      help="--baseline checks: allowed drift of the model's cost relative to the reference workload "
@@ -190,10 +191,10 @@ def command(candidate, against, against_rev, baseline, gate_file, target, precis
         from deploykit.core.atomic import ensure_dir
 
         ensure_dir(reports_dir)
-    if junit is not None:
-        from deploykit.core.atomic import ensure_dir
+    if junit is not None:  # every output is checked before minutes of measuring
+        from deploykit.core.atomic import check_output_file
 
-        ensure_dir(Path(junit).parent if str(Path(junit).parent) else Path("."))
+        check_output_file(junit, "--junit")
 
     from rich.markup import escape
 

@@ -10,6 +10,7 @@ from deploykit.cli.common import (POSITIVE, batch_option, calibration_options, c
                                   expand_models, model_opt_option, model_options, models_dir_option, opset_option,
                                   parc_impl_option, print_json, quantize_config, resolution_option, resolve_models_dir,
                                   seed_option, stages, stderr_console, weights_options)
+from deploykit.cli.common import FiniteFloatRange  # nan / inf refused
 
 
 @click.command("quantize")
@@ -26,7 +27,7 @@ from deploykit.cli.common import (POSITIVE, batch_option, calibration_options, c
 @click.option("--sensitivity", is_flag=True, help="Per-tensor SQNR against fp32, worst first (what to --exclude).")
 @click.option("--top", type=POSITIVE, default=10, show_default=True, help="Rows of the sensitivity table shown.")
 @click.option("--check-openvino", is_flag=True, help="Also run the QDQ file in OpenVINO and check its fidelity.")
-@click.option("--crop-pct", type=click.FloatRange(0, 1, min_open=True), default=None,
+@click.option("--crop-pct", type=FiniteFloatRange(0, 1, min_open=True), default=None,
               help="Resize the shorter side to resolution / crop-pct, then center-crop [default: 0.875].")
 @click.option("--fidelity-samples", type=POSITIVE, default=16, show_default=True,
               help="Held-out inputs the int8 model is compared with fp32 on.")
@@ -73,6 +74,10 @@ def command(model, calib_data, calib_size, calib_method, softmax, qdq_profile, e
                            crop_pct=crop_pct, fidelity_samples=fidelity_samples, seed=seed,
                            output=str(output) if output else None, force=force, verify=not no_verify)
     mdir = resolve_models_dir(models_dir)
+    if output is not None:
+        from deploykit.core.atomic import check_output_file
+
+        check_output_file(output, "--output")
     err = stderr_console()
     results = []
     for name in names:

@@ -15,6 +15,7 @@ import keyword
 
 import click
 
+from deploykit.cli.common import FINITE_FLOAT, FiniteFloatRange
 from deploykit.runtimes.base import DEFAULT_TARGET
 from deploykit.runtimes.options import OptionSpec, RuntimeOptions, declared_options
 
@@ -44,7 +45,9 @@ def click_option(spec: OptionSpec, **overrides):
         if choices:
             kwargs["type"] = click.Choice(list(choices))
         elif spec.min is not None:
-            kwargs["type"] = (click.IntRange if spec.type is int else click.FloatRange)(min=spec.min)
+            kwargs["type"] = (click.IntRange if spec.type is int else FiniteFloatRange)(min=spec.min)
+        elif spec.type is float:
+            kwargs["type"] = FINITE_FLOAT
         elif spec.type is not str:
             kwargs["type"] = spec.type
         kwargs["default"] = spec.default

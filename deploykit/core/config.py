@@ -3,6 +3,8 @@ runtimes: deploykit.runtimes.options.)"""
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +15,11 @@ from deploykit.core.errors import UsageError
 # ONNX Runtime graph optimisation levels, as deploykit's --graph-opt names them (the one list: the ort targets'
 # option, onnxio.session's mapping to onnxruntime, gate files)
 GRAPH_OPTS = ("disable", "basic", "extended", "all")
+
+
+# sanity bound on iteration counts (a file must not be able to make a run last for years); what a batch or a
+# resolution costs is checked against the memory there is (onnxio.reference.check_fits)
+MAX_ITERATIONS = 100_000_000
 
 
 def default_models_dir() -> Path:
@@ -31,11 +38,29 @@ def one_of(choices) -> str:
     return " or ".join([", ".join(choices[:-1]), choices[-1]]) if len(choices) > 1 else "".join(choices)
 
 
-def require_positive(name: str, value: int | float | None, allow_zero: bool = False) -> None:
+def require_positive(name: str, value: int | float | None, allow_zero: bool = False,
+                     maximum: int | float | None = None) -> None:
+    """A finite number above 0 (or at least 0), at most ``maximum``: NaN, infinities and booleans are refused."""
     if value is None:
         return
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise UsageError(f"{name} must be a finite number, got {value!r}")
     if value < 0 or (value == 0 and not allow_zero):
         raise UsageError(f"{name} must be {'non-negative' if allow_zero else 'positive'}, got {value}")
+    if maximum is not None and value > maximum:
+        raise UsageError(f"{name} must be at most {maximum:g}, got {value:g}")
+
+
+def require_int(name: str, value, minimum: int | None = None, maximum: int | None = None) -> None:
+    """A whole number (not 2.5, not True) within [minimum, maximum]."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise UsageError(f"{name} must be a whole number, got {value!r}")
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        bounds = f"between {minimum} and {maximum}" if minimum is not None and maximum is not None else \
+            (f"at least {minimum}" if minimum is not None else f"at most {maximum}")
+        raise UsageError(f"{name} must be {bounds}, got {value}")
 
 
 @dataclass(frozen=True)
@@ -59,8 +84,10 @@ class ExportConfig:
     fold_bn: bool = True  # False: keep BatchNormalization (TorchScript exporter, training=PRESERVE), no folding
 
     def __post_init__(self):
-        require_positive("--batch", self.batch)
-        require_positive("--resolution", self.resolution)
+        require_int("--batch", self.batch, 1)
+        require_int("--resolution", self.resolution, 1)
+        require_int("--seed", self.seed)
+        require_int("--opset", self.opset)
         if not 7 <= self.opset <= 23:
             raise UsageError(f"--opset must be between 7 and 23, got {self.opset}")
         if self.pretrained and self.weights is not None:
@@ -107,16 +134,20 @@ class BenchConfig:
     per_layer_iters: int = 20  # profiled inferences (after a few unrecorded warm-up runs)
 
     def __post_init__(self):
-        require_positive("--batch", self.batch)
+        require_int("--batch", self.batch, 1)
         require_positive("--idle-time", self.idle_time, allow_zero=True)
         require_positive("--energy-estimate-watts", self.energy_estimate_watts)
         if self.energy not in ("auto", "off"):
             raise UsageError(f"--energy must be auto or off, got {self.energy!r}")
-        require_positive("--resolution", self.resolution)
-        require_positive("--warmup", self.warmup, allow_zero=True)
-        require_positive("--min-iters", self.min_iters)
+        require_int("--resolution", self.resolution, 1)
+        require_int("--warmup", self.warmup, 0, MAX_ITERATIONS)
+        require_int("--min-iters", self.min_iters, 1, MAX_ITERATIONS)
+        require_int("--seed", self.seed)
         require_positive("--min-time", self.min_time, allow_zero=True)
         require_positive("--max-time", self.max_time)
+        require_positive("--cv-warn", self.cv_warn, allow_zero=True)
+        require_int("bootstrap resamples", self.bootstrap, 0, 10_000_000)
+        require_int("--reference-blocks", self.reference_blocks)
         if self.max_time < self.min_time:
             raise UsageError(f"--max-time ({self.max_time}s) must not be below --min-time ({self.min_time}s)")
         if self.reference_blocks < 2:

@@ -8,7 +8,7 @@ Exit codes (documented in the README):
     4  gate: a latency regression was detected
     5  gate: inconclusive (only with --strict)
   130  interrupted (Ctrl-C); nothing half-written is left behind
-  143  a sweep stopped by SIGTERM (its finished cells are kept)
+  143  terminated (SIGTERM, what CI runners and `timeout` send), handled like Ctrl-C; a sweep keeps its finished cells
 """
 
 from __future__ import annotations
@@ -20,6 +20,12 @@ EXIT_UNAVAILABLE = 3
 EXIT_REGRESSION = 4
 EXIT_INCONCLUSIVE = 5
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread by the CLI's handler: a KeyboardInterrupt, so that every clean-up that
+    runs on Ctrl-C (temporary files, child processes, per-run folders) runs on SIGTERM too."""
 
 
 class DeployKitError(Exception):

@@ -21,7 +21,7 @@ from deploykit.core.lazy import version_of
 from deploykit.export import artifacts
 from deploykit.onnxio.files import check_model, input_specs, op_histogram, opset_of
 from deploykit.onnxio.session import cpu_session
-from deploykit.onnxio.reference import make_input, save_reference, torch_reference
+from deploykit.onnxio.reference import check_fits, make_input, reference_key, save_reference, torch_reference
 from deploykit.onnxio.verify import Tolerance, check_reference, compare, passes
 from deploykit.models.registry import (check_resolution, create_model, get_cfg, pretrained_file, resolve_options,
                                        source_sha256)
@@ -104,14 +104,15 @@ def export_model(cfg: ExportConfig, progress=None, *, fuse: GraphTransform | Non
     say = progress or (lambda msg: None)
     t0 = time.perf_counter()
     settings, variant = export_settings(cfg)
+    check_fits(get_cfg(cfg.model).input_shape(cfg.batch, settings["resolution"]), what=cfg.model)
     dest = Path(cfg.output) if cfg.output else artifacts.artifact_path(cfg.models_dir, cfg.model, variant)
     if dest.suffix != ".onnx":
         raise InputError(f"--output must end in .onnx, got {dest}")
-    ensure_dir(dest.parent)
     if not cfg.force:
         manifest = artifacts.reusable(dest, settings)
-        if manifest is not None:
+        if manifest is not None:  # reuse needs no write: a read-only store serves its artifacts
             return ExportResult(dest, manifest, True, time.perf_counter() - t0)
+    ensure_dir(dest.parent)
 
     mcfg = get_cfg(cfg.model)
     res = settings["resolution"]
@@ -160,7 +161,7 @@ def export_model(cfg: ExportConfig, progress=None, *, fuse: GraphTransform | Non
         "bytes": len(data),
         "settings": settings,
         "source": {"model": cfg.model, "family": mcfg.family, "arch": mcfg.arch, "from": mcfg.source,
-                   "weights": str(weights_file) if weights_file else "random (seeded)",
+                   "weights": str(Path(weights_file).resolve()) if weights_file else "random (seeded)",
                    "weights_sha256": settings["weights_sha256"], "pretrained": settings["pretrained"],
                    **mcfg.preprocess(),
                    "traits": mcfg.traits.describe() if mcfg.traits is not None else None},
@@ -177,7 +178,8 @@ def export_model(cfg: ExportConfig, progress=None, *, fuse: GraphTransform | Non
     # write order: model, reference, manifest (the manifest marks a complete artifact)
     with atomic_path(dest) as tmp:
         tmp.write_bytes(data)
-    save_reference(artifacts.reference_path(dest, cfg.seed, cfg.batch), x, ref)
+    save_reference(artifacts.reference_path(dest, cfg.seed, cfg.batch), x, ref,
+                   reference_key(manifest["sha256"], settings["weights_sha256"], cfg.seed, x.shape))
     write_json(artifacts.manifest_path(dest), manifest)
     return ExportResult(dest, manifest, False, time.perf_counter() - t0)
 

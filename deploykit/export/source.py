@@ -13,11 +13,11 @@ from typing import Callable
 from deploykit.core.config import ExportConfig
 from deploykit.core.errors import InputError
 from deploykit.export import artifacts
-from deploykit.onnxio.files import graph_precision, image_input_from_specs, image_input_shape, load_onnx
+from deploykit.onnxio.files import (external_data_files, graph_precision, image_input_from_specs, image_input_shape,
+                                    load_onnx, model_sha256)
 from deploykit.models.registry import IMAGENET_MEAN, IMAGENET_STD, MODELS, get_cfg
 from deploykit.models.select import looks_like_file  # noqa: F401  (re-exported: callers ask here)
 from deploykit.models.traits import ModelTraits
-from deploykit.core.hashing import file_sha256
 
 
 @dataclass
@@ -127,15 +127,17 @@ def _resolve_native(path: Path, batch: int, resolution: int | None, reader: Nati
 def _resolve_file(path: Path, batch: int, resolution: int | None) -> ResolvedModel:
     if path.suffix == ".xml":
         raise InputError(f"{path}: OpenVINO IR files are read by the openvino target only (--target openvino)")
-    proto = load_onnx(path)
+    proto = load_onnx(path, load_external_data=False)  # weights are not needed here (and may be external)
     name, shape, dtype = image_input_shape(proto, batch, resolution, where=str(path))
-    sha = file_sha256(path)
-    manifest = artifacts.read_manifest(path)
+    sha = model_sha256(path, external_data_files(proto))
+    manifest, problem = artifacts.manifest_problem(path)
     if manifest is not None and manifest.get("sha256") != sha:
         manifest = None  # a manifest that does not describe this file's content is ignored
     if manifest is None:
         info = {"warnings": [f"{path.name} has no deploykit manifest: images are normalised with the ImageNet "
                              "mean/std"]}
+        if problem:
+            info["warnings"].insert(0, f"{problem}: ignored")
         label = path.stem
     else:
         label = manifest["settings"]["model"]

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from deploykit.core.config import GRAPH_OPTS, ExportConfig, one_of, require_positive
+from deploykit.core.config import GRAPH_OPTS, ExportConfig, one_of, require_int, require_positive
 from deploykit.core.errors import UsageError
 
 GATE_METRICS = ("p50", "p90", "throughput")
 GATE_MODES = ("against", "against_rev", "baseline")
 GATE_CORRECTIONS = ("bonferroni", "holm", "none")
+# bounds on block settings: a gate file or a baseline cannot make a gate run for days
+MAX_BLOCK_TIME = 600.0
+MAX_BLOCK_ITERS = 1_000_000
+MAX_BLOCK_WARMUP = 10_000
+MAX_BLOCKS = 10_000
 
 
 @dataclass(frozen=True)
@@ -57,9 +62,9 @@ class GateCheck:
         seen = [m.metric for m in self.metrics]
         if len(set(seen)) != len(seen):
             raise UsageError(f"check {self.name!r} lists a metric twice: {', '.join(seen)}")
-        require_positive("batch", self.batch)
-        require_positive("resolution", self.resolution)
-        require_positive("threads", self.threads)
+        require_int("batch", self.batch, 1)
+        require_int("resolution", self.resolution, 1)
+        require_int("threads", self.threads, 1, 65_536)
         if self.graph_opt is not None and self.graph_opt not in GRAPH_OPTS:
             raise UsageError(f"graph_opt must be {one_of(GRAPH_OPTS)}, got {self.graph_opt!r}")
 
@@ -84,6 +89,12 @@ class GateConfig:
     baseline_drift: float = 0.10  # --baseline checks: allowed drift of the relative cost between sessions
 
     def __post_init__(self):
+        for name, value in (("--baseline-drift", self.baseline_drift), ("--alpha", self.alpha)):
+            require_positive(name, value, allow_zero=True)
+        require_int("--min-blocks", self.min_blocks, maximum=MAX_BLOCKS)
+        require_int("--max-blocks", self.max_blocks, maximum=MAX_BLOCKS)
+        if not isinstance(self.strict, bool):
+            raise UsageError(f"strict must be true or false, got {self.strict!r}")
         if not 0 <= self.baseline_drift < 1:
             raise UsageError(f"--baseline-drift must be at least 0% and below 100%, got {self.baseline_drift}")
         if not 0 < self.alpha < 0.5:
@@ -94,9 +105,11 @@ class GateConfig:
             raise UsageError(f"--min-blocks must be at least 6, got {self.min_blocks}")
         if self.max_blocks < self.min_blocks:
             raise UsageError(f"--max-blocks ({self.max_blocks}) must not be below --min-blocks ({self.min_blocks})")
-        require_positive("--block-time", self.block_time, allow_zero=True)
-        require_positive("--block-iters", self.block_iters)
-        require_positive("--block-warmup", self.block_warmup, allow_zero=True)
+        require_positive("--block-time", self.block_time, allow_zero=True, maximum=MAX_BLOCK_TIME)
+        require_int("--block-iters", self.block_iters, 1, MAX_BLOCK_ITERS)
+        require_int("--block-warmup", self.block_warmup, 0, MAX_BLOCK_WARMUP)
         require_positive("--time-budget", self.time_budget)
+        require_int("--seed", self.seed)
+        require_int("bootstrap resamples", self.n_boot, maximum=10_000_000)
         if self.n_boot < 200:
             raise UsageError(f"bootstrap resamples must be at least 200, got {self.n_boot}")

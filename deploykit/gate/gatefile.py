@@ -30,7 +30,9 @@
     threads = 2
     graph_opt = "all"
 
-Relative paths (models, against, baseline) are relative to the gate file's folder. Every problem -- missing
+Relative paths (models, against, baseline) are relative to the gate file's folder; a baseline (a file
+``deploykit baseline update -c`` writes) must stay inside the repository that holds the gate file (inside the gate
+file's folder when it is in none). Numbers must be finite, counts whole numbers within bounds. Every problem -- missing
 file, malformed TOML/YAML, wrong version, unknown key (with a suggestion), unknown model, bad value -- is an
 InputError (exit 2) naming the file and the check, raised before anything is measured.
 """
@@ -39,6 +41,7 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import math
 from pathlib import Path
 
 from deploykit.core.config import ExportConfig
@@ -51,6 +54,7 @@ CHECK_KEYS = ("name", "model", "against", "against_rev", "baseline", "target", "
               "metric", "metrics", "tolerance", "threads", "graph_opt")
 SETTINGS_KEYS = ("alpha", "correction", "strict", "min_blocks", "max_blocks", "block_time", "block_iters", "baseline_drift",
                  "block_warmup", "time_budget", "seed")
+INT_SETTINGS = ("min_blocks", "max_blocks", "block_iters", "block_warmup", "seed")
 TOP_KEYS = ("version", "settings", "defaults", "check")
 MATRIX_KEYS = ("target", "batch", "resolution")
 
@@ -131,8 +135,11 @@ def parse_settings(raw: dict | None, where: str) -> dict:
             v = _str(v, k, f"{where} [settings]")
         elif k == "baseline_drift":
             v = parse_drift(v, f"{where} [settings]: baseline_drift")
-        elif isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise InputError(f"{where} [settings]: {k} must be a number, got {v!r}")
+        elif k in INT_SETTINGS:
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise InputError(f"{where} [settings]: {k} must be a whole number, got {v!r}")
+        elif isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise InputError(f"{where} [settings]: {k} must be a finite number, got {v!r}")
         out[k] = v
     return out
 
@@ -174,6 +181,35 @@ def resolve_path(value: str, base: Path | None) -> str:
     return str(p if p.is_absolute() else base / p)
 
 
+def baseline_path(value: str, base: Path | None, where: str) -> str:
+    """A check's baseline file (which ``deploykit baseline update -c`` writes): relative to the gate file's folder and
+    inside the repository that holds the gate file (its folder when it is in none), a .json file."""
+    if base is None:
+        return value
+    p = Path(value)
+    if p.is_absolute():
+        raise InputError(f"{where}: baseline {value!r} must be a path relative to the gate file's folder")
+    if p.suffix != ".json":
+        raise InputError(f"{where}: baseline {value!r} must be a .json file")
+    root = _repository_root(base)
+    target = (base / p).resolve()
+    try:
+        target.relative_to(root)
+    except ValueError:
+        raise InputError(f"{where}: baseline {value!r} leads outside "
+                         f"{'the repository' if root != base.resolve() else 'the gate file folder'} {root}") from None
+    return str(base / p)
+
+
+def _repository_root(folder: Path) -> Path:
+    """The git work tree holding ``folder`` (nearest parent with a .git), else ``folder`` itself."""
+    folder = folder.resolve()
+    for d in (folder, *folder.parents):
+        if (d / ".git").exists():
+            return d
+    return folder
+
+
 def parse_checks(data: dict, *, where: str, base: Path | None, export: ExportConfig | None = None) -> list[GateCheck]:
     """The checks of a gate file mapping, the matrix keys (target, batch, resolution) expanded."""
     _unknown(data, TOP_KEYS, where)
@@ -207,9 +243,10 @@ def parse_checks(data: dict, *, where: str, base: Path | None, export: ExportCon
         mode = modes[0]
         candidate = resolve_path(_str(entry["model"], "model", cw), base)
         reference = _str(entry[mode], mode, cw)
-        if mode != "against_rev":
-            reference = resolve_path(reference, base) if mode == "against" else \
-                str(Path(reference) if base is None or Path(reference).is_absolute() else base / reference)
+        if mode == "against":
+            reference = resolve_path(reference, base)
+        elif mode == "baseline":
+            reference = baseline_path(reference, base, cw)
         metrics = _metrics(entry, cw)
         axes = {}
         for k in MATRIX_KEYS:

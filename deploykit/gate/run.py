@@ -17,7 +17,6 @@ import math
 import shutil
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -96,7 +95,10 @@ def _git(args: list[str], cwd: Path, *, binary: bool = False) -> subprocess.Comp
     if shutil.which("git") is None:
         raise UsageError("--against-rev needs git, which is not installed here")
     try:
-        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=not binary, timeout=120)
+        from deploykit.core.child import die_with_parent
+
+        return subprocess.run(["git", "--no-optional-locks", *args], cwd=cwd, capture_output=True, text=not binary,
+                              timeout=120, preexec_fn=die_with_parent)
     except (OSError, subprocess.SubprocessError) as exc:
         raise InputError(f"git {' '.join(args[:2])} failed: {exc}") from None
 
@@ -300,8 +302,10 @@ def _materialise_rev(c: GateCheck, tmp: Path) -> Path:
         if p.stdout.startswith(b"version https://git-lfs"):
             raise InputError(f"check {c.name!r}: {f.name} at {rev!r} is a Git LFS pointer; fetch the LFS object "
                              "and pass it with --against")
-        out = tmp / f"{f.stem}@{safe}.onnx"
+        out = tmp / f"rev-{safe}" / f.name  # its own folder: external data files keep their names beside it
+        out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(p.stdout)
+        _materialise_external_data(c, rev, f, out)
         return out
     root = _deploykit_repo()
     if root is None:
@@ -320,6 +324,28 @@ def _materialise_rev(c: GateCheck, tmp: Path) -> Path:
     with tarfile.open(fileobj=io.BytesIO(p.stdout)) as tar:
         tar.extractall(src, filter="data")
     return src  # exported lazily in run_check (it needs the batch/resolution), see _export_at_rev
+
+
+def _materialise_external_data(c: GateCheck, rev: str, f: Path, out: Path) -> None:
+    """The external data files (``model.onnx.data``) the graph ``out`` names, from the same revision, beside it."""
+    from deploykit.onnxio.files import external_data_files
+
+    try:
+        import onnx
+
+        locations = external_data_files(onnx.load(str(out), load_external_data=False))
+    except Exception:
+        return  # not a readable graph: loading it reports that
+    for loc in locations:
+        rel = Path(loc)
+        if rel.is_absolute() or ".." in rel.parts:
+            raise InputError(f"check {c.name!r}: {f.name} at {rev!r} names external data outside its folder ({loc})")
+        p = _git(["show", f"{rev}:./{rel.as_posix()}"], f.parent, binary=True)
+        if p.returncode != 0:
+            raise InputError(f"check {c.name!r}: {f.name} at {rev!r} keeps its weights in {loc}, which is not in "
+                             "that revision")
+        (out.parent / rel).parent.mkdir(parents=True, exist_ok=True)
+        (out.parent / rel).write_bytes(p.stdout)
 
 
 def _export_at_rev(src: Path, c: GateCheck, batch: int, resolution: int | None, say: Say) -> Path:
@@ -411,9 +437,12 @@ def run_check(p: Prepared, cfg: GateConfig, level: float, budget: float | None, 
         if c.mode == "against_rev":
             res.reference["revision"] = c.reference
     say(f"{c.name}: loading {ref_model.label} and {cand.label} on {c.target}")
-    a = load_side(ref_model.label, ref_model, runtime_cls, p.options, seed=cfg.seed)
+    # both sides' outputs are checked against their references once, before timing (as bench does): a broken
+    # artifact or a damaged compiled blob is reported, not silently measured
+    a = load_side(ref_model.label, ref_model, runtime_cls, p.options, seed=cfg.seed, check_outputs=True)
     try:
-        b = load_side(cand.label, cand, runtime_cls, p.options, seed=cfg.seed)
+        b = load_side(cand.label, cand, runtime_cls, p.options, seed=cfg.seed, check_outputs=True)
+        _record_fidelity(res, a, b, c)
         try:
             res.load = {"a_load_ms": a.load_ms, "a_first_ms": a.first_ms, "b_load_ms": b.load_ms,
                         "b_first_ms": b.first_ms}
@@ -457,17 +486,31 @@ def run_check(p: Prepared, cfg: GateConfig, level: float, budget: float | None, 
     return res
 
 
+def _record_fidelity(res: CheckResult, a, b, c: GateCheck) -> None:
+    """Both sides' output checks in the check's record, and a warning for each that fails."""
+    res.candidate["fidelity"] = b.fidelity
+    res.reference["fidelity" if c.mode != "baseline" else "reference_workload_fidelity"] = a.fidelity
+    for who, side in (("candidate", b), ("baseline" if c.mode != "baseline" else "reference workload", a)):
+        f = side.fidelity or {}
+        if f.get("passed") is False:
+            res.warnings.append(f"the {who} {side.model.label}'s outputs on {c.target} do not match its reference "
+                                f"({f.get('reference')}): {f.get('reason')}; its latency may not be the model's")
+
+
 def run_gate(checks: list[GateCheck], cfg: GateConfig, *, say: Say | None = None, source: str | None = None,
              warn: Say | None = None) -> GateResult:
     """Prepare every check (all errors before any measuring), say what the gate cannot certify
     (``certification_warnings``, to ``warn``), then measure each check and decide."""
     from deploykit.bench.fingerprint import fingerprint
     from deploykit.bench.timer import now_ns
+    from deploykit.core.atomic import run_dir
 
     say = say or (lambda s: None)
     t0 = now_ns()
-    tmp = Path(tempfile.mkdtemp(prefix="deploykit-gate-"))
-    try:
+    export = next((c.export for c in checks if c.export is not None), None)
+    # revisions materialised from git live in a per-run folder of the store, swept by the next run if this one is
+    # killed
+    with run_dir(export.models_dir if export else default_models_dir(), "gate") as tmp:
         prepared = prepare(checks, tmp=tmp)
         for w in certification_warnings(checks, cfg):
             (warn or say)(w)
@@ -484,8 +527,6 @@ def run_gate(checks: list[GateCheck], cfg: GateConfig, *, say: Say | None = None
             except DeployKitError as exc:  # recorded (JUnit <error>), the other checks still run
                 say(f"{p.check.name}: error: {exc.one_line()}")
                 results.append(CheckResult(check=p.check, error=exc.one_line(), error_code=exc.exit_code))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     ok = [r for r in results if r.error is None]
     decisions = decide_all([ev for r in ok for ev in r.evidence], alpha=cfg.alpha, correction=cfg.correction,
                            n_boot=cfg.n_boot, seed=cfg.seed)

@@ -298,13 +298,23 @@ def _stats_path(cache_dir: Path | None) -> Path | None:
     return Path(cache_dir) / ".cache" / "model-stats.json" if cache_dir else None
 
 
+_STATS_SCHEMA = {"type": "object", "additionalProperties": {
+    "type": "object", "required": ["params", "macs"],
+    "properties": {"params": {"type": "integer", "minimum": 0}, "macs": {"type": "integer", "minimum": 0}}}}
+
+
 def _load_stats_cache(cache_dir: Path | None) -> dict:
+    """The cached stats; a cache that cannot be read or does not fit its schema is absent (rebuilt)."""
+    from deploykit.core.errors import InputError
+    from deploykit.core.validate import read_json, valid
+
     p = _stats_path(cache_dir)
     if p and p.is_file():
         try:
-            return json.loads(p.read_text())
-        except (OSError, ValueError):
+            data = read_json(p, "model-stats cache")
+        except InputError:
             return {}
+        return data if valid(data, _STATS_SCHEMA) else {}
     return {}
 
 

@@ -1,4 +1,10 @@
-"""Reading and checking ONNX files with clean errors; the input spec of an image model."""
+"""Reading, checking and writing ONNX files with clean errors; the input spec of an image model.
+
+External data: an ONNX file may keep its weights in other files beside it (``<name>.onnx.data``: what torch's
+``torch.onnx.export(..., dynamo=True)`` writes for every model, and what any model over 2 GB needs). They are
+resolved against the ONNX file's own folder, never the working directory: files are checked by path, loaded by
+path, hashed together with their data (``model_sha256``), and written with their data (``save_onnx``).
+"""
 
 from __future__ import annotations
 
@@ -29,24 +35,144 @@ def load_onnx(path: str | Path, load_external_data: bool = True):
         raise InputError(f"{p} is not a valid ONNX file (corrupt or truncated protobuf)") from None
     except FileNotFoundError as exc:
         raise InputError(f"{p}: external data file missing ({Path(exc.filename).name if exc.filename else exc})") from None
+    except RecursionError:
+        raise InputError(f"{p} is not a valid ONNX file (nested too deeply)") from None
     except Exception as exc:  # onnx raises a variety of errors on garbage input
         raise InputError(f"{p} is not a valid ONNX file ({_first_line(exc)})") from None
     if not model.graph.node and not model.graph.output:
         raise InputError(f"{p} is not a valid ONNX file (empty graph)")
-    check_model(model, p)
+    check_model(model, p, path=p)
     return model
 
 
-def check_model(model, where: str | Path = "model") -> None:
+def load_onnx_with_data(path: str | Path):
+    """(model with its weights loaded, the external data files it keeps them in): for a rewrite that writes the
+    result the same way (``save_onnx(..., external=bool(files))``)."""
+    from onnx.external_data_helper import load_external_data_for_model
+
+    p = Path(path)
+    model = load_onnx(p, load_external_data=False)
+    files = external_data_files(model)
+    if files:
+        try:
+            load_external_data_for_model(model, str(p.parent))
+        except Exception as exc:
+            raise InputError(f"{p}: cannot read its external data ({_first_line(exc)})") from None
+    return model, files
+
+
+# the checker and ONNX Runtime refuse protobuf messages from 2 GiB on; a graph this big is written with its
+# weights as external data
+PROTOBUF_LIMIT = 2_000_000_000
+
+
+def check_model(model, where: str | Path = "model", *, path: str | Path | None = None) -> None:
+    """Run the ONNX checker on ``model``; by ``path`` (resolving external data against the file's folder) when the
+    model keeps weights in external files or is too big for an in-memory check."""
     import onnx
 
     try:
-        if model.ByteSize() < 2_000_000_000:
-            onnx.checker.check_model(model)
+        if path is not None and (uses_external_data(model) or model.ByteSize() >= PROTOBUF_LIMIT):
+            onnx.checker.check_model(str(path))
         else:
-            onnx.checker.check_model(str(where))
+            onnx.checker.check_model(model)
     except Exception as exc:
         raise InputError(f"{where} fails the ONNX checker: {_first_line(exc)}") from None
+
+
+def _tensors(model):
+    """Every TensorProto of ``model``: initializers and tensor attributes, subgraphs included."""
+    stack = [model.graph]
+    while stack:
+        g = stack.pop()
+        yield from g.initializer
+        for n in g.node:
+            for a in n.attribute:
+                if a.HasField("t"):
+                    yield a.t
+                yield from a.tensors
+                if a.HasField("g"):
+                    stack.append(a.g)
+                stack.extend(a.graphs)
+
+
+def external_data_files(model) -> list[str]:
+    """The external data files ``model`` refers to (locations relative to its file's folder), sorted."""
+    from onnx import TensorProto
+
+    found = set()
+    for t in _tensors(model):
+        if t.data_location == TensorProto.EXTERNAL:
+            for kv in t.external_data:
+                if kv.key == "location":
+                    found.add(kv.value)
+    return sorted(found)
+
+
+def uses_external_data(model) -> bool:
+    from onnx import TensorProto
+
+    return any(t.data_location == TensorProto.EXTERNAL for t in _tensors(model))
+
+
+def model_sha256(path: str | Path, external: list[str] | None = None) -> str:
+    """SHA-256 of an ONNX model's content: the file's bytes, followed by each external data file (name and bytes)
+    it refers to -- so weights changed in ``model.onnx.data`` change the identity. For a file without external
+    data this is the file's own SHA-256. ``external``: the locations, when already known (else the graph is
+    read to find them)."""
+    import hashlib
+
+    from deploykit.core.hashing import file_sha256
+
+    p = Path(path)
+    if external is None:
+        import onnx
+
+        try:
+            external = external_data_files(onnx.load(str(p), load_external_data=False))
+        except Exception:  # unreadable: its bytes are all there is to hash
+            external = []
+    if not external:
+        return file_sha256(p)
+    h = hashlib.sha256(bytes.fromhex(file_sha256(p)))
+    for loc in external:
+        data = p.parent / loc
+        h.update(b"\0" + loc.encode() + b"\0")
+        h.update(bytes.fromhex(file_sha256(data)) if data.is_file() else b"missing")
+    return h.hexdigest()
+
+
+def save_onnx(model, dest: str | Path, *, external: bool | None = None) -> list[str]:
+    """Write ``model`` (with its weights loaded) to ``dest`` atomically; with ``external`` (default: when it is too
+    big for one protobuf message) the weights go to ``<dest name>.data`` beside it, written first. Returns the
+    external data files written (names relative to ``dest``'s folder). A full disk is a one-line error."""
+    import copy
+    import os
+
+    import onnx
+
+    from deploykit.core.atomic import atomic_path, run_dir, write_error
+
+    dest = Path(dest)
+    if external is None:
+        external = model.ByteSize() >= PROTOBUF_LIMIT
+    if not external:
+        with atomic_path(dest) as tmp:
+            tmp.write_bytes(model.SerializeToString())
+        return []
+    data_name = dest.name + ".data"
+    model = copy.deepcopy(model)  # saving with external data moves the weights out of the message
+    with run_dir(dest.parent, "save") as work:
+        try:
+            onnx.save_model(model, str(work / dest.name), save_as_external_data=True, all_tensors_to_one_file=True,
+                            location=data_name, size_threshold=0, convert_attribute=False)
+            if not (work / data_name).exists():  # no tensor was big enough to move out
+                return save_onnx(onnx.load(str(work / dest.name)), dest, external=False)
+            os.replace(work / data_name, dest.with_name(data_name))  # the data first, the graph that names it last
+            os.replace(work / dest.name, dest)
+        except OSError as exc:
+            raise write_error(dest, exc) from None
+    return [data_name]
 
 
 def _first_line(exc: BaseException) -> str:
@@ -103,6 +229,9 @@ def image_input_from_specs(specs: list[InputSpec], batch: int | None, resolution
             f"{where}: input {spec.name!r} has shape {_fmt(spec.dims)}; deploykit measures image models "
             "with one N x C x H x W input"
         )
+    if any(isinstance(d, int) and d <= 0 for d in spec.dims):
+        raise InputError(f"{where}: input {spec.name!r} has shape {_fmt(spec.dims)} with a zero dimension; no image "
+                         "fits it")
     n, c, h, w = spec.dims
     if not isinstance(c, int) or c not in (1, 3, 4):
         raise InputError(f"{where}: input {spec.name!r} has shape {_fmt(spec.dims)}; expected 1, 3 or 4 channels in dim 1 (NCHW)")

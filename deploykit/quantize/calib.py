@@ -98,14 +98,24 @@ def list_images(folder: str | Path, what: str = "--calib-data") -> tuple[list[Pa
 
 def load_image(path: Path, pp: Preprocess) -> np.ndarray:
     """One image as a C x H x W float32 array, preprocessed with ``pp``."""
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
-            im.load()
-            img = _to_model_mode(im, path, pp.channels)
+        with warnings.catch_warnings():
+            # a header claiming more pixels than Pillow's limit (MAX_IMAGE_PIXELS, ~89 M): a decompression bomb
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                im.load()
+                img = _to_model_mode(im, path, pp.channels)
     except InputError:
         raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InputError(f"image {path} claims more pixels than Pillow's limit of {Image.MAX_IMAGE_PIXELS:,} "
+                         "(a decompression bomb, or an image far larger than calibration needs)") from None
+    except MemoryError:
+        raise InputError(f"image {path} is too large to decode in memory") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"cannot read image {path}: {first[:160]} (corrupt or not an image)") from None

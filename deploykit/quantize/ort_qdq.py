@@ -111,12 +111,22 @@ def pre_process(src, dest: Path) -> None:
 
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    from deploykit.onnxio.files import PROTOBUF_LIMIT, uses_external_data
+
     model = onnx.load(str(src), load_external_data=False)
     dynamic = any(not d.HasField("dim_value") for vi in model.graph.input for d in vi.type.tensor_type.shape.dim)
+    # weights in external files (torch's dynamo exporter, any model over 2 GB): the intermediate graphs ORT writes
+    # into its own temporary folder must carry their data with them, or they name a file that is not there
+    external = uses_external_data(model) or Path(src).stat().st_size >= PROTOBUF_LIMIT
+    kw = {"save_as_external_data": True, "all_tensors_to_one_file": True} if external else {}
     try:
-        quant_pre_process(str(src), str(dest), skip_symbolic_shape=not dynamic)
+        quant_pre_process(str(src), str(dest), skip_symbolic_shape=not dynamic, **kw)
     except Exception:  # symbolic shape inference fails on some graphs; ONNX shape inference is enough then
-        quant_pre_process(str(src), str(dest), skip_symbolic_shape=True)
+        try:
+            quant_pre_process(str(src), str(dest), skip_symbolic_shape=True, **kw)
+        except Exception as exc:
+            raise InputError(f"ONNX Runtime's quantization pre-processing failed on {Path(src).name}: "
+                             f"{type(exc).__name__}: {squash(exc)}") from None
 
 
 def make_plan(pre_model, recipe: QuantRecipe, qcfg, *, family: str | None = None,

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -25,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from deploykit import __version__
-from deploykit.core.atomic import atomic_path, ensure_dir, write_json
+from deploykit.core.atomic import check_output_file, copy_file, run_dir, write_json
 from deploykit.core.config import ExportConfig, QuantizeConfig, default_models_dir
 from deploykit.core.errors import InputError, UsageError, VerificationError
 from deploykit.core.lazy import version_of
@@ -124,19 +122,22 @@ def quantize_model(ref: str, qcfg: QuantizeConfig, *, export: ExportConfig | Non
     dest = Path(qcfg.output) if qcfg.output else models_dir / artifacts.folder_name(src.label) / f"{variant}{suffix}"
     if dest.suffix != suffix:
         raise UsageError(f"--output must end in {suffix} for --quantizer {qcfg.quantizer}, got {dest}")
-    ensure_dir(dest.parent)
+    if not qcfg.output:
+        _inside(dest, models_dir)
 
     if not qcfg.force:
         manifest = _reusable(dest, settings)
-        if manifest is not None:
+        if manifest is not None:  # reuse needs no write: a read-only store serves it
             report = dict(manifest.get("quantization", {}))
             if eval_set is not None or qcfg.sensitivity:
-                report.update(_evaluate_again(src, dest, qcfg, eval_set, held_out, manifest))
+                report.update(_evaluate_again(src, dest, qcfg, eval_set, held_out, manifest, models_dir))
             return QuantizeResult(dest, manifest, True, time.perf_counter() - t0, report,
                                   warnings + manifest.get("quantization", {}).get("warnings", []))
+    check_output_file(dest, "--output" if qcfg.output else "int8 artifact")
 
-    with tempfile.TemporaryDirectory(prefix="dk-quant-") as tmpdir:
-        tmp = Path(tmpdir)
+    # every scratch file (ours and ONNX Runtime's pre.quant.* / ort.quant.* / calibration folders) in one per-run
+    # folder of the store: removed on any exit, and swept by the next run when this one is killed
+    with run_dir(models_dir, "quantize", redirect_tempfile=True) as tmp:
         if qcfg.quantizer == "ort":
             report, qpath, qproto = _build_ort(src, qcfg, calib, held_out, tmp, say)
         else:
@@ -273,6 +274,15 @@ def _variant(src: Source, settings: dict, qcfg: QuantizeConfig, softmax: str, re
                                   weights_sha=ss.get("weights_sha256"), options=ss.get("options"), tag="_".join(tag))
 
 
+def _inside(dest: Path, models_dir: Path) -> None:
+    """An artifact path made from names (the model's label) must stay inside the store."""
+    try:
+        dest.resolve().relative_to(models_dir.resolve())
+    except ValueError:
+        raise InputError(f"refusing to write {dest}: the model name makes it a path outside the store "
+                         f"{models_dir}") from None
+
+
 def _reusable(dest: Path, settings: dict) -> dict | None:
     manifest = artifacts.reusable(dest, settings)
     if manifest is None:
@@ -390,7 +400,8 @@ def _accuracy(fp32_path: Path, qpath: Path, quantizer: str, eval_set) -> dict:
             "prediction_agreement": float(np.mean(np.argmax(ref, 1) == np.argmax(out, 1)))}
 
 
-def _evaluate_again(src: Source, dest: Path, qcfg: QuantizeConfig, eval_set, held_out, manifest) -> dict:
+def _evaluate_again(src: Source, dest: Path, qcfg: QuantizeConfig, eval_set, held_out, manifest,
+                    models_dir: Path) -> dict:
     """Accuracy / sensitivity for a reused artifact (not cached: they depend on the data given this time)."""
     extra = {}
     if eval_set is not None:
@@ -403,9 +414,9 @@ def _evaluate_again(src: Source, dest: Path, qcfg: QuantizeConfig, eval_set, hel
         from deploykit.quantize.ort_qdq import pre_process
         from deploykit.quantize.sensitivity import sensitivity
 
-        with tempfile.TemporaryDirectory(prefix="dk-quant-") as tmp:
-            pre_process(src.path, Path(tmp) / "pre.onnx")
-            pre = onnx.load(str(Path(tmp) / "pre.onnx"))
+        with run_dir(models_dir, "quantize", redirect_tempfile=True) as tmp:
+            pre_process(src.path, tmp / "pre.onnx")
+            pre = onnx.load(str(tmp / "pre.onnx"))
         extra["sensitivity"] = sensitivity(pre, onnx.load(str(dest)), held_out[:SENSITIVITY_SAMPLES])
     return extra
 
@@ -416,7 +427,7 @@ def _manifest(src: Source, dest: Path, settings: dict, report: dict, qpath: Path
     source = dict(src.manifest.get("source", {})) if src.manifest else {
         "model": src.label, "family": src.family, "weights": None, "mean": list(src.mean), "std": list(src.std),
         "traits": src.traits.describe()}
-    source.update(fp32_artifact=str(src.path), fp32_sha256=src.sha256)
+    source.update(fp32_artifact=str(Path(src.path).resolve()), fp32_sha256=src.sha256)  # absolute: any cwd
     stored = dict(report)
     if "sensitivity" in stored:
         stored["sensitivity"] = stored["sensitivity"][:200]
@@ -425,7 +436,7 @@ def _manifest(src: Source, dest: Path, settings: dict, report: dict, qpath: Path
         "schema_version": artifacts.MANIFEST_VERSION,
         "created": artifacts.now_iso(),
         "artifact": dest.name,
-        "sha256": file_sha256(qpath),
+        "sha256": None,  # set by _write, from the file as written (with its external data, if any)
         # the whole model: an IR's weights are in its .bin
         "bytes": qpath.stat().st_size + (qpath.with_suffix(".bin").stat().st_size if qpath.suffix == ".xml" else 0),
         "settings": settings,
@@ -447,13 +458,22 @@ def _manifest(src: Source, dest: Path, settings: dict, report: dict, qpath: Path
 
 
 def _write(dest: Path, qpath: Path, manifest: dict) -> None:
-    """Model (and .bin), then the manifest last: an interrupted write never leaves a reusable artifact."""
+    """Model (and .bin, or its external data), then the manifest last: an interrupted write never leaves a reusable
+    artifact."""
     if qpath.suffix == ".xml":
-        with atomic_path(dest.with_suffix(".bin")) as tmp:
-            shutil.copyfile(qpath.with_suffix(".bin"), tmp)
+        copy_file(qpath.with_suffix(".bin"), dest.with_suffix(".bin"))
         # the IR's .xml names its .bin by the xml's own name; OpenVINO finds <stem>.bin beside it
-    with atomic_path(dest) as tmp:
-        shutil.copyfile(qpath, tmp)
+        copy_file(qpath, dest)
+    else:
+        import onnx
+
+        from deploykit.onnxio.files import save_onnx, uses_external_data
+
+        if uses_external_data(onnx.load(str(qpath), load_external_data=False)):  # weights renamed after dest
+            manifest["external_data"] = save_onnx(onnx.load(str(qpath)), dest, external=True)
+        else:
+            copy_file(qpath, dest)
+    manifest["sha256"] = artifacts.artifact_sha256(dest, manifest)
     write_json(artifacts.manifest_path(dest), manifest)
 
 

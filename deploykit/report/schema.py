@@ -124,23 +124,23 @@ def validate(report: dict, where: str = "report") -> None:
     if report.get("schema_version") != SCHEMA_VERSION:
         raise InputError(f"{where} has report schema version {report.get('schema_version')!r}; this deploykit "
                          f"reads version {SCHEMA_VERSION}")
-    try:
-        jsonschema.validate(report, json_schema())
-    except jsonschema.ValidationError as exc:
+    from deploykit.core.validate import strict_validator
+
+    validator = strict_validator(json_schema())  # "integer" is a whole number written as one (not 2.0)
+    exc = jsonschema.exceptions.best_match(validator.iter_errors(report))
+    if exc is not None:
         path = "/".join(str(p) for p in exc.absolute_path) or "(top level)"
-        raise InputError(f"{where} does not match the report schema at {path}: {exc.message[:200]}") from None
+        raise InputError(f"{where} does not match the report schema at {path}: {' '.join(exc.message.split())[:200]}")
 
 
 def load_report(path: str | Path) -> dict:
+    """A report file, validated (types, bounds, finite numbers); anything else is a one-line InputError."""
+    from deploykit.core.validate import read_json
+
     p = Path(path)
     if not p.is_file():
         raise InputError(f"report not found: {p}")
-    try:
-        data = json.loads(p.read_text())
-    except UnicodeDecodeError:
-        raise InputError(f"{p} is not a JSON report (not text)") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{p} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    data = read_json(p, "report")  # NaN / Infinity are not JSON: refused here
     validate(data, str(p))
     return data
 

@@ -11,8 +11,11 @@ asked, the report records the hint *read back from the compiled model*, the prec
 bf16 units (AVX512-BF16 / AMX) and silently falls back to f32 where a requested precision is unsupported, so
 only the read-back value is trusted.
 
-Reads ONNX and OpenVINO IR (.xml + .bin) directly; compiled blobs are cached in ``<models dir>/.cache/openvino``
-(OpenVINO's CACHE_DIR, keyed by OpenVINO on the model content and the compile settings).
+Reads ONNX and OpenVINO IR (.xml + .bin) directly; compiled blobs are cached in ``<models dir>/.cache/openvino/<key>``
+(OpenVINO's CACHE_DIR, one folder per model file, device and settings; OpenVINO keys the blob on the model content
+and the compile settings). OpenVINO trusts a blob it finds, so deploykit records each blob's SHA-256 when it is
+written (``deploykit-blobs.json`` in that folder) and removes, before compiling, any blob that is not recorded or
+no longer matches -- a damaged blob is compiled again, never loaded. An unwritable store runs without the cache.
 
 Per-layer profile (``profile_layers``): a second compiled model with ``PERF_COUNT`` on (no blob cache), whose
 request's performance counters (``get_profiling_info``) give every executed node's ``real_time``, ``node_type`` and
@@ -107,6 +110,11 @@ def check_compiles(path: Path, device: str, config: dict, shape: tuple | None = 
         sig = signal.Signals(-proc.returncode).name
     except ValueError:
         sig = f"signal {-proc.returncode}"
+    if -proc.returncode == signal.SIGKILL:  # sent from outside: OpenVINO does not kill itself this way
+        raise UnavailableError(
+            f"the OpenVINO compile check of {Path(path).name} for {device} was killed by SIGKILL (possibly out of "
+            "memory): the kernel's OOM killer sends SIGKILL; nothing says the file or OpenVINO is at fault -- free "
+            "memory or use a smaller --batch / --resolution")
     raise UnavailableError(
         f"OpenVINO {version_of('openvino')} crashed ({sig}) compiling {Path(path).name} for {device}: a fault "
         "inside OpenVINO's plugin on this quantized graph, not a broken file; ONNX Runtime can run it (target ort)")
@@ -127,6 +135,94 @@ def _compile_child() -> None:
     except Exception as exc:  # an ordinary failure: the parent's own compile reports it
         print(squash(exc), file=sys.stderr)
         sys.exit(1)
+
+
+BLOB_INDEX = "deploykit-blobs.json"
+_BLOB_INDEX_SCHEMA = {"type": "object", "additionalProperties": {
+    "type": "object", "required": ["sha256", "bytes"],
+    "properties": {"sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                   "bytes": {"type": "integer", "minimum": 0}}}}
+
+
+def _blob_index(folder: Path) -> dict:
+    """The recorded blobs of a cache folder; an index that cannot be read or does not fit its schema is empty (so
+    every blob in the folder is compiled again)."""
+    from deploykit.core.validate import read_json, valid
+
+    p = folder / BLOB_INDEX
+    if not p.is_file():
+        return {}
+    try:
+        data = read_json(p, "blob index")
+    except InputError:
+        return {}
+    return data if valid(data, _BLOB_INDEX_SCHEMA) else {}
+
+
+def verified_cache_dir(base: Path, model_path: Path, device: str, config: dict) -> tuple[Path | None, str | None]:
+    """(the CACHE_DIR for this model, device and settings, a note), after removing every blob in it that is not
+    recorded in its index or whose size or SHA-256 no longer matches. (None, why) when the folder cannot be
+    written (a read-only store runs without the cache)."""
+    import hashlib
+    import json
+
+    from deploykit.core.atomic import ensure_dir
+    from deploykit.core.hashing import file_sha256
+
+    src = Path(model_path).resolve()
+    key = hashlib.sha256(json.dumps([str(src), device, sorted((k, str(v)) for k, v in config.items())])
+                         .encode()).hexdigest()[:20]
+    folder = base / key
+    try:
+        ensure_dir(folder)
+    except InputError as exc:
+        return None, f"compiled-model cache off: {exc.one_line()}"
+    index = _blob_index(folder)
+    removed = []
+    for blob in sorted(folder.glob("*.blob")):
+        rec = index.get(blob.name)
+        try:
+            ok = rec is not None and blob.stat().st_size == rec["bytes"] and file_sha256(blob) == rec["sha256"]
+        except OSError:
+            ok = False
+        if not ok:
+            try:
+                blob.unlink()
+                removed.append(blob.name)
+            except OSError:
+                return None, f"compiled-model cache off: cannot remove the unverified blob {blob}"
+    note = None
+    if removed:  # forget them, so that the blobs compiled now are recorded afresh
+        from deploykit.core.atomic import write_json
+
+        try:
+            write_json(folder / BLOB_INDEX, {k: v for k, v in index.items() if k not in removed})
+        except InputError:
+            pass
+        note = (f"removed {len(removed)} cached blob(s) that failed their SHA-256 check or were not recorded "
+                f"({', '.join(removed)}): compiled again")
+    return folder, note
+
+
+def record_blobs(folder: Path) -> None:
+    """Record the SHA-256 of every blob in ``folder`` not yet recorded (the ones OpenVINO just wrote)."""
+    from deploykit.core.atomic import write_json
+    from deploykit.core.hashing import file_sha256
+
+    index = _blob_index(folder)
+    changed = False
+    for blob in folder.glob("*.blob"):
+        if blob.name not in index:
+            try:
+                index[blob.name] = {"sha256": file_sha256(blob), "bytes": blob.stat().st_size}
+                changed = True
+            except OSError:
+                continue
+    if changed:
+        try:
+            write_json(folder / BLOB_INDEX, index)
+        except InputError:
+            pass  # unrecorded blobs are removed (and compiled again) next time
 
 
 def type_name(t) -> str:
@@ -185,10 +281,6 @@ class OpenVinoRuntime(Runtime):
             cfg["NUM_STREAMS"] = tp.streams
         if tp.requests:
             cfg["PERFORMANCE_HINT_NUM_REQUESTS"] = tp.requests
-        if o.cache:
-            from deploykit.core.atomic import ensure_dir
-
-            cfg["CACHE_DIR"] = str(ensure_dir(o.resolved_cache_dir("openvino")))
         return cfg
 
     def load(self, model: ModelInput) -> None:
@@ -196,10 +288,19 @@ class OpenVinoRuntime(Runtime):
         self._ov = ov
         self.preflight()
         self._config_used = self._config()
+        self._cache_note = None
+        blob_dir = None
+        if self.options.cache:
+            blob_dir, self._cache_note = verified_cache_dir(Path(self.options.resolved_cache_dir("openvino")),
+                                                            Path(model.path), self.device, self._config_used)
+            if blob_dir is not None:
+                self._config_used["CACHE_DIR"] = str(blob_dir)
         if model.precision == "int8":
             check_compiles(model.path, self.device, self._config_used, tuple(model.shape))
         cm = self._compile(model, self._config_used)
         self._cm = cm
+        if blob_dir is not None:
+            record_blobs(blob_dir)
         n = 1
         if self.options.mode == "throughput":
             n = self.options.of(ThroughputOptions).requests or int(cm.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
@@ -289,6 +390,8 @@ class OpenVinoRuntime(Runtime):
             "cache_dir": self._config_used.get("CACHE_DIR"),
             "loaded_from_cache": prop("LOADED_FROM_CACHE"),
         }
+        if getattr(self, "_cache_note", None):
+            info["cache_note"] = self._cache_note
         if self.options.precision and precision != self.options.precision and not quantized:
             info["precision_note"] = (f"--precision {self.options.precision} was requested but the compiled model "
                                       f"reports {hint}: {self.device} does not support it here and OpenVINO fell back")

@@ -250,7 +250,9 @@ def ort_runtime_graph(source, *, graph_opt: str = "all", threads: int | None = 1
     the optimized graph it runs."""
     import onnx
 
-    with tempfile.TemporaryDirectory(prefix="dk-ortopt-") as tmp:
+    from deploykit.core.atomic import run_dir
+
+    with run_dir(None, "ortopt") as tmp:  # owner-tagged: swept by a later run if this one is killed
         out = Path(tmp) / "optimized.onnx"
         cpu_session(source, graph_opt=graph_opt, threads=threads, what="the graph", optimized_model_path=str(out))
         opt = onnx.load(str(out), load_external_data=False)

@@ -24,7 +24,6 @@ CUDA library: cuda-python (``cuda.bindings.runtime``, or the older ``cuda.cudart
 from __future__ import annotations
 
 import ctypes
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -187,10 +186,12 @@ class TensorrtRuntime(CudaRuntime):
     def _cached(engine_path: Path, sidecar_path: Path, ident: dict) -> tuple[bytes | None, str]:
         import hashlib
 
+        from deploykit.core.validate import read_json
+
         try:
-            sidecar = json.loads(sidecar_path.read_text()) if sidecar_path.is_file() else None
-        except (OSError, ValueError):
-            sidecar = None
+            sidecar = read_json(sidecar_path, "engine record") if sidecar_path.is_file() else None
+        except InputError:
+            sidecar = None  # unreadable: as if absent (rebuilt)
         data = engine_path.read_bytes() if engine_path.is_file() else None
         sha = hashlib.sha256(data).hexdigest() if data is not None else None
         ok, why = tensorrt_plan.cache_decision(sidecar, ident, sha)

@@ -200,11 +200,21 @@ def timing_cache_path(cache_dir: Path, trt_version: str, gpu_name: str, compute_
     return Path(cache_dir) / f"timing-trt{trt_version}-{_slug(gpu_name)}-sm{compute_capability.replace('.', '')}.cache"
 
 
+SIDECAR_SCHEMA = {"type": "object", "required": ["identity", "engine_sha256"],
+                  "properties": {"identity": {"type": "object"},
+                                 "engine_sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                                 "bytes": {"type": "integer", "minimum": 0}}}
+
+
 def cache_decision(sidecar: dict | None, wanted: dict, engine_sha256: str | None) -> tuple[bool, str]:
     """(load it?, why) for a cached engine whose sidecar is ``sidecar`` and whose bytes hash to
     ``engine_sha256`` (None: no engine file)."""
     if sidecar is None or engine_sha256 is None:
         return False, "no cached engine"
+    from deploykit.core.validate import valid
+
+    if not valid(sidecar, SIDECAR_SCHEMA):
+        return False, "cached engine's record is malformed: rebuilding"
     have = sidecar.get("identity") or {}
     diffs = []
     labels = {"tensorrt": "TensorRT version", "gpu": "GPU", "compute_capability": "compute capability",
