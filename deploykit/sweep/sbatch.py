@@ -264,14 +264,10 @@ def job_parameters(settings: SlurmSettings, target: str, *, cell_timeout: float,
 
 def sbatch_flags(params: dict[str, Any]) -> list[str]:
     """The sbatch options ``job_parameters`` amount to, as a user would type them (for --dry-run and docs)."""
-    flags = []
-    for key in ("partition", "constraint", "gres", "time", "nodes", "exclusive", "mem"):
-        if key in params:
-            v = params[key]
-            flags.append(f"--{key}" if v is True else f"--{key}={v}")
-    for key, v in (params.get("additional_parameters") or {}).items():
-        flags.append(f"--{key}" if v is True else f"--{key}={v}")
-    return flags
+    items = [(k, params[k]) for k in ("partition", "constraint", "gres", "time", "nodes", "exclusive", "mem")
+             if k in params]
+    items += list((params.get("additional_parameters") or {}).items())
+    return [f"--{k}" if v is True else f"--{k}={shlex.quote(str(v))}" for k, v in items]
 
 
 # --------------------------------------------------------------------------------------------- job states

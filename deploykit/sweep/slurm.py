@@ -12,7 +12,9 @@ State of a job without a result comes from ``squeue`` (and ``sacct`` where the c
 that ended without one is recorded with Slurm's state and reason (TIMEOUT -> timeout, CANCELLED / PREEMPTED /
 NODE_FAIL / OUT_OF_MEMORY -> killed, else failed). Before the time limit Slurm sends the job USR2; submitit
 stops the cell then and the row says timeout. An interrupt on the submitting side (Ctrl-C, SIGTERM) scancels the
-jobs this executor submitted that have not finished, by job id, and nothing else.
+jobs this executor submitted that have not finished, by job id, and nothing else. Every job is recorded in
+``<out>/slurm/jobs.json`` (cell -> job id): a submitting process that died without cancelling (killed, a lost
+login session) leaves its jobs running, and ``--resume`` picks them up instead of submitting the cells again.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from deploykit.sweep.sbatch import (PRELUDE_CAP_S, QUIET_PENDING, SlurmSettings,
 from deploykit.sweep.spec import BenchSettings, Cell
 
 JOBS_DIR = "slurm"  # submitit's folder inside the sweep's folder: <out>/slurm/<job id>/
+JOBS_FILE = "jobs.json"  # <out>/slurm/jobs.json: {cell key: {job_id, limit_min, state: submitted|collected|cancelled}}
 POLL_S = 0.5  # how often the result files are looked for
 SQUEUE_S = 5.0  # how often squeue is asked about the jobs without a result
 RESULT_GRACE_S = 15.0  # a job Slurm says has ended gets this long for its result file to appear (shared FS lag)
@@ -142,6 +145,7 @@ class SlurmExecutor(Executor):
         self.poll_s, self.squeue_s = poll_s, squeue_s
         self.preludes: list[tuple[list[str], float]] = []
         self.submitted: list[str] = []  # every job id this executor submitted, in order
+        self._records: dict[str, dict] = {}  # jobs.json
 
     def prelude(self, args: list[str], timeout: float | None = None) -> tuple[bool, str]:
         self.preludes.append((list(args), float(min(timeout or PRELUDE_CAP_S, PRELUDE_CAP_S))))
@@ -191,19 +195,70 @@ class SlurmExecutor(Executor):
             raise UnavailableError(f"--executor slurm needs Slurm's {', '.join(COMMANDS)} on PATH ({', '.join(missing)} "
                                    "not found): run the sweep where jobs can be submitted (a login node)")
         self.out = Path(self.out).resolve()
-        groups = self.job_groups(cells)
+        self._records = self._read_records()
         pending: dict[str, SubmittedJob] = {}
         with _quiet_submitit():
             try:
-                for params, group in groups:
+                with _signals_held():
+                    pending.update((sj.job_id, sj) for sj in self._pick_up(submitit, cells))
+                taken = {sj.cell.key for sj in pending.values()}
+                for params, group in self.job_groups(c for c in cells if c.key not in taken):
                     with _signals_held():  # an interrupt waits until the jobs are known (and then cancels them)
                         for sj in self._submit(submitit, params, group):
                             pending[sj.job_id] = sj
                             self.submitted.append(sj.job_id)
+                        self._record(pending.values(), "submitted")
                 yield from self._gather(pending)
             finally:
                 if pending:
                     self._cancel(pending)
+
+    # ------------------------------------------------------------------------ jobs.json: picking jobs up
+
+    def _read_records(self) -> dict[str, dict]:
+        import json
+
+        try:
+            data = json.loads((self.out / JOBS_DIR / JOBS_FILE).read_text())
+        except (OSError, ValueError):
+            return {}
+        return {k: v for k, v in data.items() if isinstance(v, dict) and v.get("job_id")} if isinstance(data, dict) \
+            else {}
+
+    def _record(self, jobs: Iterable[SubmittedJob], state: str) -> None:
+        from deploykit.core.atomic import write_json
+
+        changed = False
+        for sj in jobs:
+            rec = {"job_id": sj.job_id, "limit_min": sj.limit_min, "state": state}
+            if self._records.get(sj.cell.key, {}).get("state") != state or \
+                    self._records[sj.cell.key].get("job_id") != sj.job_id:
+                self._records[sj.cell.key] = rec
+                changed = True
+        if changed:
+            write_json(self.out / JOBS_DIR / JOBS_FILE, self._records)
+
+    def _pick_up(self, submitit, cells: list[Cell]) -> list[SubmittedJob]:
+        """Jobs an earlier run submitted for these cells and never collected (its submitting process died):
+        those that left a result or are still pending or running are waited for instead of submitted again."""
+        recorded = {c.key: self._records[c.key] for c in cells
+                    if self._records.get(c.key, {}).get("state") == "submitted"}
+        if not recorded:
+            return []
+        folder = self.out / JOBS_DIR / "%j"
+        by_cell = {c.key: c for c in cells}
+        states = query_states([r["job_id"] for r in recorded.values()]) or {}
+        out = []
+        for key, rec in recorded.items():
+            job = submitit.SlurmJob(folder=folder, job_id=str(rec["job_id"]))
+            st = states.get(str(rec["job_id"]))
+            if job.paths.result_pickle.exists() or (st is not None and is_active(st[0])):
+                out.append(SubmittedJob(cell=by_cell[key], job=job, limit_min=int(rec.get("limit_min") or 0),
+                                        submitted=time.monotonic()))
+        if out:
+            self.say(f"slurm: {len(out)} cell{'s' if len(out) > 1 else ''} picked up from jobs an earlier run "
+                     f"submitted: {' '.join(sj.job_id for sj in out)}")
+        return out
 
     def _submit(self, submitit, params: dict, group: list[Cell]) -> list[SubmittedJob]:
         from submitit.core.utils import FailedJobError
@@ -248,7 +303,9 @@ class SlurmExecutor(Executor):
                 sj = pending[jid]
                 if sj.job.paths.result_pickle.exists():
                     del pending[jid]
-                    yield self._collect(sj)
+                    row = self._collect(sj)
+                    self._record([sj], "collected")
+                    yield row
             if not pending:
                 return
             if time.monotonic() - last_query >= self.squeue_s:
@@ -273,8 +330,10 @@ class SlurmExecutor(Executor):
                 sj.unknown_since = sj.unknown_since or now
                 if now - sj.unknown_since >= GONE_GRACE_S:
                     del pending[jid]
-                    yield self._failure(sj, "failed", f"job {jid} is no longer known to the Slurm controller and "
+                    row = self._failure(sj, "failed", f"job {jid} is no longer known to the Slurm controller and "
                                                       "left no result (no accounting storage to ask about it)")
+                    self._record([sj], "collected")
+                    yield row
                 continue
             sj.unknown_since = None
             state, reason, node, elapsed = st
@@ -295,7 +354,9 @@ class SlurmExecutor(Executor):
             if now - sj.ended_at >= grace:
                 del pending[jid]
                 status, why = state_outcome(state, reason, limit_min=sj.limit_min)
-                yield self._failure(sj, status, why)
+                row = self._failure(sj, status, why)
+                self._record([sj], "collected")
+                yield row
 
     def _collect(self, sj: SubmittedJob) -> dict:
         """The row of a job that left its result file: the node's row, or a failure row for an error."""
@@ -334,6 +395,7 @@ class SlurmExecutor(Executor):
             except (OSError, subprocess.TimeoutExpired) as exc:
                 self.say(f"slurm: scancel {' '.join(ids)} failed: {squash(exc, 200)}")
                 return
+            self._record(pending.values(), "cancelled")
         self.say(f"slurm: cancelled the {len(ids)} job{'s' if len(ids) > 1 else ''} of this sweep that had not "
                  f"finished: {' '.join(ids)}")
 

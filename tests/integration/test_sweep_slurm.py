@@ -3,7 +3,8 @@ slurmd from Debian's packages, started under a temporary folder and stopped by t
 a study through Slurm whose table matches the same study run locally (keys, statuses), each row with its node and
 job id, and each job with its target's sbatch options; --resume --retry-failed resubmitting only the failed cell
 (through Slurm, then locally); a cell stopped at its Slurm time limit recorded as timeout; a job cancelled in
-Slurm recorded as killed with Slurm's reason; Ctrl-C cancelling the sweep's own jobs and no other."""
+Slurm recorded as killed with Slurm's reason; Ctrl-C cancelling the sweep's own jobs and no other; --resume
+picking up the jobs of a submitting process that was killed outright."""
 
 from __future__ import annotations
 
@@ -151,9 +152,10 @@ def test_a_cell_stopped_at_its_slurm_time_limit_is_a_timeout(cluster, env, tmp_p
     assert "1 cells: 0 ok, 1 failed (1 timeout)" in p.stdout
 
 
-def _start_sweep(env, out, *models):
+def _start_sweep(env, out, *models, seconds: int = 100):
     argv = [sys.executable, "-m", "deploykit", "sweep", *models, "--resolution", "64", "--executor", "slurm",
-            "--min-time", "100", "--max-time", "100", "--cell-timeout", "200", "--no-peak", "-o", str(out)]
+            "--min-time", str(seconds), "--max-time", str(seconds), "--cell-timeout", "200", "--no-peak", "-o",
+            str(out)]
     return subprocess.Popen(argv, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
 
@@ -213,3 +215,24 @@ def test_ctrl_c_cancels_the_sweeps_own_jobs_and_no_other(cluster, env, tmp_path)
     finally:
         if other:
             subprocess.run(["scancel", other], env={**os.environ, **env}, timeout=60)
+
+
+def test_resume_picks_up_the_jobs_of_a_submitting_process_that_died(cluster, env, tmp_path):
+    """A submitting process killed outright (SIGKILL, a lost login session) cancels nothing: its jobs run on, and
+    --resume waits for them instead of submitting their cells again."""
+    wait_idle(cluster)
+    out = tmp_path / "orphaned"
+    proc = _start_sweep(env, out, "resnet18", seconds=5)
+    try:
+        job = _wait_running(cluster, "deploykit-orphaned", proc)
+    finally:
+        proc.kill()
+        proc.communicate(timeout=60)
+    assert any(ln.startswith(f"{job}|") for ln in squeue(cluster))  # still there
+    p = run_cli("sweep", "resnet18", "--resolution", "64", "--executor", "slurm", "--min-time", "5", "--max-time",
+                "5", "--cell-timeout", "200", "--no-peak", "-o", str(out), "--resume", env=env, timeout=200)
+    assert p.returncode == 0, p.stderr
+    assert f"slurm: 1 cell picked up from jobs an earlier run submitted: {job}" in p.stderr
+    assert "slurm: job " not in p.stderr  # nothing submitted again
+    (row,) = read_results(out).to_dict("records")
+    assert (row["status"], row["job_id"], row["executor"]) == ("ok", job, "slurm")

@@ -152,3 +152,16 @@ def test_slurm_settings_errors(cli_runner, tmp_path):
                                                "--dry-run"]), 2, "needs a time limit per cell")
     assert_clean_error(cli_runner.invoke(cli, ["sweep", "resnet18", "--executor", "slurm", "--slurm-sbatch=--time=5",
                                                "--dry-run"]), 2, "--time is not allowed here")
+
+
+def test_the_committed_fleet_study_maps_its_targets(cli_runner):
+    from tests.conftest import REPO
+
+    r = cli_runner.invoke(cli, ["sweep", "--study", str(REPO / "studies" / "fleet.toml"), "--executor", "slurm",
+                                "--dry-run", "--json"])
+    assert r.exit_code == 0, r.output
+    listing = json.loads(r.stdout)
+    assert listing["counts"]["run"] == 18
+    jobs = {tuple(j["targets"]): j["sbatch"] for j in listing["slurm_jobs"]}
+    assert "--constraint='intel|amd'" in jobs[("ort",)] and "--constraint=intel" in jobs[("openvino",)]
+    assert {"--partition=gpu", "--gres=gpu:1", "--constraint=nvidia", "--exclusive", "--time=38"} <= set(jobs[("trt",)])
