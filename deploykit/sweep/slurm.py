@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from deploykit.core.errors import UnavailableError, UsageError, squash
-from deploykit.sweep.executor import EXECUTORS, Executor, LocalExecutor, clear_dir, last_line
+from deploykit.sweep.executor import EXECUTORS, Executor, LocalExecutor, clear_dir
 from deploykit.sweep.sbatch import (PRELUDE_CAP_S, QUIET_PENDING, SlurmSettings, is_active, job_error_outcome,
                                     job_parameters, python_command, sbatch_flags, state_outcome)
 from deploykit.sweep.spec import BenchSettings, Cell
@@ -311,7 +311,7 @@ class SlurmExecutor(Executor):
             if time.monotonic() - last_query >= self.squeue_s:
                 last_query = time.monotonic()
                 yield from self._check_states(pending)
-            time.sleep(self.poll_s)
+            time.sleep(max(self.poll_s, len(pending) / 100))  # a big sweep: fewer looks at the shared folder
 
     def _check_states(self, pending: dict[str, SubmittedJob]) -> Iterator[dict]:
         states = query_states(list(pending))
@@ -377,7 +377,7 @@ class SlurmExecutor(Executor):
 
     def _failure(self, sj: SubmittedJob, status: str, reason: str) -> dict:
         log = Path(sj.job.paths.stderr)
-        tail = last_line(log)
+        tail = job_log_line(log)
         if tail and status != "timeout" and tail not in reason:
             reason = f"{reason}: {tail}"
         wall = sj.elapsed_s if sj.elapsed_s else (time.monotonic() - sj.running_since
@@ -398,6 +398,21 @@ class SlurmExecutor(Executor):
             self._record(pending.values(), "cancelled")
         self.say(f"slurm: cancelled the {len(ids)} job{'s' if len(ids) > 1 else ''} of this sweep that had not "
                  f"finished: {' '.join(ids)}")
+
+
+def job_log_line(path: Path) -> str:
+    """The telling line of a job's stderr: Slurm's own (``*** JOB 41 ON node7 CANCELLED AT ... ***``), else the
+    last one that is not submitit's logging (``submitit WARNING ... Bypassing signal SIGCONT``); "" if none."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 16384))
+            lines = [ln.strip() for ln in fh.read().decode("utf-8", "replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    slurm = [ln for ln in lines if "*** JOB" in ln or "*** STEP" in ln]
+    other = [ln for ln in lines if not re.match(r"^submitit (DEBUG|INFO|WARNING|ERROR)\b", ln)]
+    return squash((slurm or other or [""])[-1], 200)
 
 
 def _job_sort_key(job_id: str):

@@ -83,3 +83,16 @@ def test_without_slurms_commands_the_executor_says_what_is_missing(tmp_path, mon
     with pytest.raises(UnavailableError, match="needs Slurm's sbatch, squeue, scancel on PATH"):
         list(ex.run(cells("ort")))
     assert list(ex.run([])) == []  # nothing to run: nothing asked of Slurm
+
+
+def test_the_telling_line_of_a_jobs_log_is_slurms_own(tmp_path):
+    from deploykit.sweep.slurm import job_log_line
+
+    log = tmp_path / "1_0_log.err"
+    log.write_text("slurmstepd-vm: error: *** JOB 8 ON vm CANCELLED AT 2026-11-30T09:28:54 ***\n"
+                   "submitit WARNING (2026-11-30 09:28:54,441) - Bypassing signal SIGCONT\n")
+    assert job_log_line(log) == "slurmstepd-vm: error: *** JOB 8 ON vm CANCELLED AT 2026-11-30T09:28:54 ***"
+    log.write_text("Traceback (most recent call last):\nModuleNotFoundError: No module named 'deploykit'\n"
+                   "submitit ERROR (2026-11-30 09:28:54,441) - Submitted job triggered an exception\n")
+    assert job_log_line(log) == "ModuleNotFoundError: No module named 'deploykit'"
+    assert job_log_line(tmp_path / "none.err") == ""
