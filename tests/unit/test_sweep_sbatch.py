@@ -53,6 +53,7 @@ def test_a_study_table_maps_each_target_to_its_sbatch_options():
 def test_submitit_writes_the_sbatch_file_deploykit_asks_for():
     """The parameters go through submitit's own sbatch writer (its validation included): the lines a cell's job
     is submitted with."""
+    pytest.importorskip("submitit")
     from submitit.slurm.slurm import _make_sbatch_string  # the writer SlurmExecutor uses
 
     s = settings_from_values(STUDY)
