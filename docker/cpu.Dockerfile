@@ -23,7 +23,7 @@ WORKDIR /opt/deploykit
 COPY pyproject.toml README.md ./
 COPY deploykit ./deploykit
 RUN pip install --index-url "${TORCH_INDEX}" "torch==${TORCH_VERSION}" "torchvision==${TORCHVISION_VERSION}" \
- && pip install ".[openvino]" \
+ && pip install ".[openvino,slurm]" \
  && deploykit --version \
  && deploykit targets
 

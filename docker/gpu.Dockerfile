@@ -35,7 +35,7 @@ COPY pyproject.toml README.md ./
 COPY deploykit ./deploykit
 # onnxruntime (CPU) and onnxruntime-gpu provide the same module: install deploykit, then swap the CPU build out
 RUN pip install --index-url "${TORCH_INDEX}" "torch==${TORCH_VERSION}" "torchvision==${TORCHVISION_VERSION}" \
- && pip install ".[trt,nvidia]" \
+ && pip install ".[trt,nvidia,slurm]" \
  && pip uninstall -y onnxruntime \
  && pip install "${ORT_GPU}" \
  && deploykit --version \

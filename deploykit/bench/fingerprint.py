@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import socket
 import subprocess
 from functools import lru_cache
 from pathlib import Path
@@ -138,7 +139,7 @@ def git_sha(root: Path | None = None) -> dict:
 
 def fingerprint(threads: int | None = None, extra: dict | None = None) -> dict:
     fp = {
-        "host": platform.node(),
+        "host": socket.gethostname(),  # the machine (a cluster's node) that made the numbers
         "cpu": cpu_info(),
         "threads": threads,
         "os": {"system": platform.system(), "release": platform.release(), "platform": platform.platform()},

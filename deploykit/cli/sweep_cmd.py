@@ -1,5 +1,5 @@
 """deploykit sweep: the cross product of models x targets x precision x batch x resolution x threads, one child
-process per cell, one results table (Parquet + CSV)."""
+process per cell (here) or one Slurm job per cell (--executor slurm), one results table (Parquet + CSV)."""
 
 from __future__ import annotations
 
@@ -58,11 +58,25 @@ def _executor_names() -> list[str]:
               help="Do not run 'deploykit peak' before the cells (it measures this machine's GEMM peak once and caches "
                    "it; the cells' reports give their share of it).")
 @click.option("--executor", type=click.Choice(_executor_names()), default="local", show_default=True,
-              help="Where cells run: local = one child process per cell on this machine, one at a time.")
+              help="Where cells run: local = one child process per cell on this machine, one at a time; slurm = "
+                   "each cell a Slurm job on a node of its own (--exclusive; see docs/fleet.md), -o a folder every "
+                   "node sees.")
+@click.option("--slurm-partition", metavar="NAME", default=None,
+              help="--executor slurm: the partition of the cell jobs [default: the study's [slurm] partition, else "
+                   "the cluster's default].")
+@click.option("--slurm-time-limit", type=click.IntRange(min=1), metavar="MINUTES", default=None,
+              help="--executor slurm: the time limit of each cell job [default: the study's, else the cell timeout "
+                   "+ 3 min (+ 15 min for deploykit peak)].")
+@click.option("--slurm-sbatch", multiple=True, metavar="OPTION",
+              help="--executor slurm: an extra sbatch option for every cell job, in long form (repeat): "
+                   "--slurm-sbatch=--account=perf.")
+@click.option("--slurm-array/--slurm-job-per-cell", default=None,
+              help="--executor slurm: the cells of a target as one job array, or one job per cell [default: the "
+                   "study's, else arrays].")
 @click.pass_context
 def command(ctx, models, targets, precision, batch, resolution, threads, parc_impl, study, out, cell_timeout,
             min_time, max_time, min_iters, warmup, calib_data, models_dir, resume, retry_failed, dry_run, as_json,
-            no_peak, executor):
+            no_peak, executor, slurm_partition, slurm_time_limit, slurm_sbatch, slurm_array):
     """Run MODELS (names, globs such as 'resnet*', timm:NAME / tv:NAME, .onnx files) on every combination of
     targets, precisions, batch sizes, resolutions and thread counts: each cell is one 'deploykit bench' in its own
     child process, so a crash, a hang past --cell-timeout or an out-of-memory kill is recorded as that cell's
@@ -72,16 +86,25 @@ def command(ctx, models, targets, precision, batch, resolution, threads, parc_im
     deploykit sweep resnet18 deit_tiny -t ort,openvino --resolution 64,96 -o reports/sweeps/demo
     deploykit sweep --study studies/example.toml --dry-run
     deploykit sweep --study studies/example.toml --resume
+    deploykit sweep --study studies/fleet.toml --executor slurm -o /shared/sweeps/fleet
 
     The results table (OUT/results.parquet and OUT/results.csv, one row per cell, see docs/sweeps.md) is rewritten
     after every finished cell: Ctrl-C or SIGTERM stops the running cell and keeps every finished one (exit 130 /
     143); --resume then runs only the rest. Cells a model's architecture or this machine cannot run are listed as
-    skipped with the reason.
+    skipped with the reason. With --executor slurm each cell is a Slurm job (the study's [slurm] table maps
+    targets to partitions, constraints and GRES); the node decides whether it can run its target.
     """
     from deploykit.core.config import default_reports_dir
     from deploykit.core.errors import UsageError
+    from deploykit.sweep.executor import EXECUTORS
     from deploykit.sweep.run import plan
     from deploykit.sweep.spec import spec_from
+
+    slurm_flags = {"--slurm-partition": slurm_partition, "--slurm-time-limit": slurm_time_limit,
+                   "--slurm-sbatch": slurm_sbatch or None, "--slurm-array/--slurm-job-per-cell": slurm_array}
+    given = [k for k, v in slurm_flags.items() if v is not None]
+    if given and executor != "slurm":
+        raise UsageError(f"{given[0]} is a setting of the Slurm executor: add --executor slurm")
 
     spec = spec_from(models, targets=targets, precision=precision, batch=batch, resolution=resolution,
                      threads=threads, parc_impl=parc_impl, study=study,
@@ -93,9 +116,22 @@ def command(ctx, models, targets, precision, batch, resolution, threads, parc_im
         if resume:
             raise UsageError("--resume needs the sweep's folder: -o OUT (or a study file with out = ...)")
         out = default_reports_dir() / f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
-    p = plan(spec, out, resume=resume, retry_failed=retry_failed)
+    p = plan(spec, out, resume=resume, retry_failed=retry_failed, targets_here=EXECUTORS.get(executor).runs_here)
+    prelude = [] if no_peak else _prelude(ctx, p, models_dir)
+    options = {}
+    jobs = None
+    if executor == "slurm":
+        from deploykit.sweep.executor import make_executor
+        from deploykit.sweep.sbatch import with_flags
+
+        options["settings"] = with_flags(spec.slurm, partition=slurm_partition, time_limit=slurm_time_limit,
+                                         sbatch=slurm_sbatch, array=slurm_array)
+        probe = make_executor(executor, spec.bench, out, models_dir=models_dir, **options)
+        for args in prelude:
+            probe.prelude(args)
+        jobs = probe.describe_jobs(p.todo)  # the jobs' sbatch options: a bad setting fails here, before any work
     if dry_run:
-        _print_plan(p, out, as_json)
+        _print_plan(p, out, as_json, jobs)
         return
     from deploykit.core.atomic import ensure_dir
     from deploykit.sweep.executor import make_executor
@@ -105,11 +141,16 @@ def command(ctx, models, targets, precision, batch, resolution, threads, parc_im
     record_run(out, spec, sys.argv[1:])
     err = stderr_console()
     show = _Progress(err, p)
-    ex = make_executor(executor, spec.bench, out, models_dir=models_dir, on_start=show.start)
+
+    def say(msg: str) -> None:
+        from rich.markup import escape
+
+        err.print(f"[dim]{escape(msg)}[/]", soft_wrap=True)
+
+    ex = make_executor(executor, spec.bench, out, models_dir=models_dir, on_start=show.start, say=say, **options)
     started = time.monotonic()
     with show:
-        rows = run_sweep(p, ex, out, on_row=show.done, prelude=[] if no_peak else _prelude(ctx, p, models_dir),
-                         say=lambda msg: err.print(f"[dim]{msg}[/]"))
+        rows = run_sweep(p, ex, out, on_row=show.done, prelude=prelude, say=say)
     _print_summary(rows, p, out, time.monotonic() - started, as_json)
 
 
@@ -197,11 +238,14 @@ def _row_text(row: dict) -> str:
     return f"{row.get('reason') or ''}{tail}"
 
 
-def _print_plan(p, out: Path, as_json: bool) -> None:
+def _print_plan(p, out: Path, as_json: bool, jobs: list[dict] | None = None) -> None:
     cells = p.listing()
     if as_json:
         counts = {a: p.count(a) for a in ("run", "skip", "done", "kept")}
-        print_json({"out": str(out), "cells": cells, "counts": counts})
+        listing = {"out": str(out), "cells": cells, "counts": counts}
+        if jobs is not None:
+            listing["slurm_jobs"] = jobs
+        print_json(listing)
         return
     from rich.markup import escape
     from rich.table import Table
@@ -213,7 +257,13 @@ def _print_plan(p, out: Path, as_json: bool) -> None:
         table.add_row(escape(str(c["model"])), c["target"], c["precision"], str(c["batch"]),
                       str(c["resolution"] or "auto"), str(c["threads"] or "auto"), c["model_options"], c["action"],
                       escape(c["reason"]))
-    stdout_console().print(table)
+    con = stdout_console()
+    con.print(table)
+    for job in jobs or []:
+        n = len(job["cells"])
+        con.print(f"slurm {'job array' if job['array'] else 'job'}: {n} cell{'s' if n > 1 else ''} "
+                  f"({', '.join(job['targets'])}): sbatch {' '.join(job['sbatch'])}", markup=False, highlight=False,
+                  soft_wrap=True)
 
 
 def _print_summary(rows: list[dict], p, out: Path, wall: float, as_json: bool) -> None:
@@ -222,7 +272,8 @@ def _print_summary(rows: list[dict], p, out: Path, wall: float, as_json: bool) -
     counts = {s: sum(1 for r in rows if r["status"] == s) for s in ("ok", "failed", "timeout", "killed", "skipped")}
     if as_json:
         keep = ("cell", "model", "model_options", "target", "precision", "batch", "resolution", "threads", "status",
-                "reason", "p50_ms", "ci_low_ms", "ci_high_ms", "p99_ms", "items_per_s", "wall_s", "report")
+                "reason", "p50_ms", "ci_low_ms", "ci_high_ms", "p99_ms", "items_per_s", "wall_s", "node", "job_id",
+                "executor", "report")
         print_json({"results": str(out / RESULTS_PARQUET), "csv": str(out / RESULTS_CSV), "counts": counts,
                     "ran": len(p.todo), "wall_s": wall,
                     "rows": [{k: _plain(r.get(k)) for k in keep} for r in rows]})
@@ -243,7 +294,10 @@ def _print_summary(rows: list[dict], p, out: Path, wall: float, as_json: bool) -
         title += "; all cells: " + ", ".join(shown[c](v) for c, v in constant.items() if v)
     table = Table(title=title, box=box.SIMPLE_HEAD)
     cols = ["model", *(c for c in keys if c not in constant), "status", "p50 ms", "95% CI", "items/s", "wall s",
-            "reason"]
+            "node", "job", "reason"]
+    if not any(r.get("job_id") for r in rows):  # cells that ran here: the node is this machine
+        cols.remove("node")
+        cols.remove("job")
     if not any(r.get("reason") for r in rows):
         cols.remove("reason")
     for col in cols:
@@ -258,7 +312,8 @@ def _print_summary(rows: list[dict], p, out: Path, wall: float, as_json: bool) -
                  "p50 ms": f"{p50:.3f}" if ok and p50 is not None else "-",
                  "95% CI": f"{lo:.3f}-{hi:.3f}" if ok and lo is not None else "-",
                  "items/s": f"{ips:.1f}" if ok and ips is not None else "-",
-                 "wall s": f"{w:.1f}" if w is not None else "-", "reason": escape(str(r.get("reason") or ""))}
+                 "wall s": f"{w:.1f}" if w is not None else "-", "node": escape(str(r.get("node") or "")),
+                 "job": str(r.get("job_id") or ""), "reason": escape(str(r.get("reason") or ""))}
         table.add_row(*[cells[c] for c in cols])
     con = stdout_console()
     con.print(table)

@@ -2,8 +2,9 @@
 
 An executor gets the cells to run and yields rows as cells finish (in any order); the runner (sweep/run.py)
 writes the table after every row. ``local`` runs each cell as its own ``deploykit bench`` child process, one at a
-time (cells measured side by side on one machine would disturb each other). Another executor (a Slurm one through
-submitit, say) registers beside it with ``@EXECUTORS.register(name)`` and the same interface.
+time (cells measured side by side on one machine would disturb each other). Another executor registers beside it
+with ``@EXECUTORS.register(name)`` in a module of this package (found by a package scan, as targets are):
+``slurm`` (sweep/slurm.py) submits each cell as a Slurm job whose node runs this same local cell logic.
 
 Each child imports deploykit's own code only and dies with its parent (core/child.py); it runs in its own process
 group, so a timeout or an interrupted sweep kills it and everything it started.
@@ -11,10 +12,13 @@ group, so a timeout or an interrupted sweep kills it and everything it started.
 
 from __future__ import annotations
 
+import importlib
 import os
+import pkgutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -24,7 +28,17 @@ from deploykit.core.errors import squash
 from deploykit.core.registry import Registry
 from deploykit.sweep.spec import BenchSettings, Cell
 
-EXECUTORS: Registry[type["Executor"]] = Registry("executor")
+
+
+def _discover() -> None:
+    """Import every module of deploykit.sweep: executor modules register themselves when imported."""
+    package = sys.modules[__package__]
+    for mod in pkgutil.iter_modules(package.__path__):
+        if not mod.name.startswith("_"):
+            importlib.import_module(f"{__package__}.{mod.name}")
+
+
+EXECUTORS: Registry[type["Executor"]] = Registry("executor", loader=_discover)
 
 CELLS_DIR = "cells"
 LOG_NAME = "bench.log"
@@ -123,13 +137,18 @@ class Executor(ABC):
     """Runs cells; ``run`` yields one row (a results-table dict) per finished cell."""
 
     name: ClassVar[str] = ""
+    # whether cells run on this machine: then a target unavailable here skips its cells; elsewhere (a cluster's
+    # nodes) the node decides, and a node without the target fails the cell with the reason
+    runs_here: ClassVar[bool] = True
+    prelude_where: ClassVar[str] = "first"  # when a prelude command runs (said before it)
 
     def __init__(self, bench: BenchSettings, out: Path, *, models_dir: Path | None = None,
-                 on_start: Callable[[Cell], None] | None = None):
+                 on_start: Callable[[Cell], None] | None = None, say: Callable[[str], None] | None = None):
         self.bench = bench
         self.out = Path(out)
         self.models_dir = models_dir
         self.on_start = on_start or (lambda cell: None)
+        self.say = say or (lambda msg: None)
 
     @abstractmethod
     def run(self, cells: Iterable[Cell]) -> Iterator[dict]:
@@ -146,8 +165,10 @@ class Executor(ABC):
         host = socket.gethostname()
         return {"wall_s": wall_s, "host": host, "node": host, "job_id": "", "executor": self.name}
 
-    def finish(self, cell: Cell, status: str, reason: str, returncode: int | None, wall_s: float) -> dict:
-        """The row of a cell whose child has ended: from its report when it wrote one, else a failure row."""
+    def finish(self, cell: Cell, status: str, reason: str, returncode: int | None, wall_s: float | None,
+               log: Path | None = None) -> dict:
+        """The row of a cell whose child has ended: from its report when it wrote one, else a failure row (whose
+        ``report`` is the cell's bench.log, else ``log`` where that exists)."""
         from deploykit.core.errors import DeployKitError
         from deploykit.report.results import failed_row, row_from_report
         from deploykit.report.schema import load_report
@@ -166,10 +187,17 @@ class Executor(ABC):
                 else:
                     return row_from_report(report, cell.describe(), report_path=reports[-1].relative_to(self.out),
                                            run=run)
-        log = cdir / LOG_NAME
+        logs = [p for p in (cdir / LOG_NAME, log) if p is not None and p.is_file()]
         run["git_rev"] = _own_git_rev()
         return failed_row(cell.describe(), status, reason, exit_code=returncode, run=run,
-                          report_path=log.relative_to(self.out) if log.is_file() else None)
+                          report_path=_relative(logs[0], self.out) if logs else None)
+
+
+def _relative(path: Path, root: Path) -> Path:
+    try:
+        return path.resolve().relative_to(root.resolve())
+    except ValueError:
+        return path.resolve()
 
 
 def _own_git_rev() -> str:
@@ -185,9 +213,9 @@ class LocalExecutor(Executor):
     name = "local"
 
     def __init__(self, bench: BenchSettings, out: Path, *, models_dir: Path | None = None,
-                 on_start: Callable[[Cell], None] | None = None,
+                 on_start: Callable[[Cell], None] | None = None, say: Callable[[str], None] | None = None,
                  command: Callable[[Cell, Path], list[str]] | None = None):
-        super().__init__(bench, out, models_dir=models_dir, on_start=on_start)
+        super().__init__(bench, out, models_dir=models_dir, on_start=on_start, say=say)
         # argv of a cell's child (the cell, its report folder); deploykit bench unless a caller runs another program
         self.command = command or (lambda cell, rdir: deploykit_argv(*bench_args(cell, self.bench, rdir,
                                                                                  self.models_dir)))
@@ -202,7 +230,7 @@ class LocalExecutor(Executor):
         from deploykit.core.atomic import ensure_dir
 
         cdir = self.cell_dir(cell)
-        _clear(cdir)
+        clear_dir(cdir)
         ensure_dir(cdir)
         timeout = self.bench.cell_timeout or None
         t0 = time.monotonic()
@@ -214,10 +242,13 @@ class LocalExecutor(Executor):
     def prelude(self, args: list[str], timeout: float | None = None) -> tuple[bool, str]:
         from deploykit.core.atomic import ensure_dir
 
-        log = ensure_dir(self.out / CELLS_DIR) / f"{args[0]}.log"
+        log = ensure_dir(self.out / CELLS_DIR) / self.prelude_log_name(args)
         rc, timed_out = self._run_child(deploykit_argv(*args), log, timeout)
         status, reason = classify(rc, timed_out, log, timeout or 0)
         return status == "ok", reason or last_line(log)
+
+    def prelude_log_name(self, args: list[str]) -> str:
+        return f"{args[0]}.log"
 
     def _run_child(self, argv: list[str], log: Path, timeout: float | None) -> tuple[int | None, bool]:
         from deploykit.core.child import die_with_parent
@@ -251,7 +282,7 @@ def _kill_group(proc: subprocess.Popen) -> None:
         pass
 
 
-def _clear(cdir: Path) -> None:
+def clear_dir(cdir: Path) -> None:
     """Empty a cell's folder before (re)running it: its report and log are the latest run's only."""
     if cdir.is_dir():
         for f in cdir.iterdir():

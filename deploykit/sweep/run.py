@@ -71,10 +71,13 @@ def existing_rows(out: Path) -> dict[str, dict]:
     return {r["cell"]: r for r in df.to_dict("records")}
 
 
-def plan(spec: SweepSpec, out: Path, *, resume: bool = False, retry_failed: bool = False) -> Plan:
+def plan(spec: SweepSpec, out: Path, *, resume: bool = False, retry_failed: bool = False,
+         targets_here: bool = True) -> Plan:
     """Each cell's action. Without ``resume`` an out folder that already holds a table is refused (nothing is
-    overwritten by accident); with it, cells ok in the table are kept, failed ones too unless ``retry_failed``."""
-    cells = spec.cells()
+    overwritten by accident); with it, cells ok in the table are kept, failed ones too unless ``retry_failed``
+    (whichever executor ran them). ``targets_here``: cells run on this machine, so a target unavailable here
+    skips its cells (an executor whose cells run elsewhere passes False: ``Executor.runs_here``)."""
+    cells = spec.cells(targets_here=targets_here)
     rows = existing_rows(out)
     if retry_failed and not resume:
         raise UsageError("--retry-failed re-runs the failed cells of an existing sweep: use it with --resume")
@@ -202,18 +205,24 @@ def run_sweep(p: Plan, executor, out: Path, *, on_row: Callable[[dict, Counts], 
         with sig.critical():
             write_results(ordered(), out)
         for args in prelude or []:
-            say(f"first: deploykit {' '.join(args)}")
+            say(f"{executor.prelude_where}: deploykit {' '.join(args)}")
             limit = executor.bench.cell_timeout
             ok, why = executor.prelude(args, timeout=max(limit, 900) if limit else None)
             if not ok:
                 say(f"'deploykit {' '.join(args)}' did not run: {why}")
-        for row in executor.run(p.todo):
-            with sig.critical():
-                rows[row["cell"]] = row
-                if row["status"] == "ok":
-                    counts.ok += 1
-                else:
-                    counts.failed += 1
-                write_results(ordered(), out)
-            on_row(row, counts)
+        finished = iter(executor.run(p.todo))
+        try:
+            for row in finished:
+                with sig.critical():
+                    rows[row["cell"]] = row
+                    if row["status"] == "ok":
+                        counts.ok += 1
+                    else:
+                        counts.failed += 1
+                    write_results(ordered(), out)
+                on_row(row, counts)
+        finally:  # an interrupt raised here rather than inside the executor's generator: it stops its work too
+            close = getattr(finished, "close", None)
+            if close is not None:
+                close()
     return [rows[k] for k in keys if k in rows]

@@ -15,6 +15,9 @@ A study file is TOML with the same keys as the flags::
     precision = ["fp32", "int8"]
     resolution = [64, 96]
 
+    [slurm]                      # optional: how cells run on a Slurm cluster (--executor slurm; sweep/sbatch.py)
+    partition = "bench"
+
 Without a ``[[matrix]]`` block the top-level keys are the one matrix. A value is a list or a single value; a
 string may hold a comma-separated list. ``parc_impl`` applies to ParC models only (one cell per implementation);
 other models ignore it.
@@ -26,9 +29,12 @@ import hashlib
 import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from deploykit.core.errors import InputError, UsageError
+
+if TYPE_CHECKING:
+    from deploykit.sweep.sbatch import SlurmSettings
 
 PRECISIONS = ("fp32", "int8")
 PARC_IMPLS = ("conv", "fft", "matmul")
@@ -157,21 +163,23 @@ class SweepSpec:
     source: str = "flags"  # "flags" or the study file's path
     name: str = ""  # a study file's name and description (free text)
     description: str = ""
+    slurm: "SlurmSettings | None" = None  # a study file's [slurm] table (used by --executor slurm)
 
-    def cells(self) -> list[Cell]:
-        return build_cells(self.matrices)
+    def cells(self, targets_here: bool = True) -> list[Cell]:
+        return build_cells(self.matrices, targets_here=targets_here)
 
 
 # --------------------------------------------------------------------------------------------- building cells
 
-def build_cells(matrices: Iterable[Matrix]) -> list[Cell]:
+def build_cells(matrices: Iterable[Matrix], targets_here: bool = True) -> list[Cell]:
     """The cells of ``matrices`` in order (model, resolution, batch, precision, target, threads, option), each
     once (a cell in two matrices runs once). Unknown models or targets raise InputError; cells a model's
-    architecture or this machine cannot run carry a ``skip`` reason."""
+    architecture cannot run carry a ``skip`` reason, and so do cells whose target this machine lacks when
+    ``targets_here`` (cells run here; on a cluster's nodes, the node decides)."""
     cells: list[Cell] = []
     seen: set[str] = set()
     for m in matrices:
-        for cell in _matrix_cells(m):
+        for cell in _matrix_cells(m, targets_here):
             if cell.key not in seen:
                 seen.add(cell.key)
                 cells.append(cell)
@@ -180,13 +188,13 @@ def build_cells(matrices: Iterable[Matrix]) -> list[Cell]:
     return cells
 
 
-def _matrix_cells(m: Matrix) -> list[Cell]:
+def _matrix_cells(m: Matrix, targets_here: bool = True) -> list[Cell]:
     from deploykit.models.select import expand_model_refs
 
     if not m.models:
         raise UsageError("a matrix has no models (give model names, globs or .onnx files)")
     models = expand_model_refs(m.models)
-    targets = _targets(m.targets or ("ort",))
+    targets = _targets(m.targets or ("ort",), check=targets_here)
     precisions = m.precision or ("fp32",)
     for p in precisions:
         if p not in PRECISIONS:
@@ -216,13 +224,17 @@ def _matrix_cells(m: Matrix) -> list[Cell]:
     return cells
 
 
-def _targets(names: Iterable[str]) -> list[tuple[str, str | None]]:
-    """(target, skip reason) for each name; an unknown name raises InputError (with the close names)."""
+def _targets(names: Iterable[str], check: bool = True) -> list[tuple[str, str | None]]:
+    """(target, skip reason where ``check`` and it is unavailable here) for each name; an unknown name raises
+    InputError (with the close names)."""
     from deploykit.runtimes.base import get_runtime
 
     out = []
     for name in names:
         cls = get_runtime(name)
+        if not check:
+            out.append((name, None))
+            continue
         av = cls.availability()
         out.append((name, None if av.available else f"target {name} is unavailable here: {av.reason}"))
     return out
@@ -330,9 +342,9 @@ def bench_from_values(values: dict[str, Any], where: str = "", base: BenchSettin
     return replace(base, **kw)
 
 
-def load_study(path: str | Path) -> tuple[list[Matrix], dict[str, Any], dict[str, str]]:
-    """The matrices, the [bench] values and the name / description of a study file (TOML). Errors name the file
-    and the key at fault."""
+def load_study(path: str | Path) -> tuple[list[Matrix], dict[str, Any], dict[str, Any]]:
+    """The matrices, the [bench] values and the name / description / [slurm] settings (``meta``) of a study file
+    (TOML). Errors name the file and the key at fault."""
     import tomllib
 
     p = Path(path)
@@ -359,10 +371,14 @@ def load_study(path: str | Path) -> tuple[list[Matrix], dict[str, Any], dict[str
             meta[key] = value
     if "out" in rest:  # `out` may also sit at the top level
         bench = {**bench, "out": rest.pop("out")}
+    if "slurm" in rest:
+        from deploykit.sweep.sbatch import settings_from_values
+
+        meta["slurm"] = settings_from_values(rest.pop("slurm"), where=f"{p}: [slurm]: ")
     if rest:
         key = next(iter(rest))
         raise UsageError(f"{p}: unknown key {key!r} (a study has [bench], [[matrix]] blocks with models, targets, "
-                         "precision, batch, resolution, threads, parc_impl; and name, description, out)")
+                         "precision, batch, resolution, threads, parc_impl; [slurm]; and name, description, out)")
     if blocks is None:
         if not top:
             raise UsageError(f"{p}: no [[matrix]] block and no models")
@@ -408,5 +424,8 @@ def spec_from(models=(), *, targets=(), precision=(), batch=(), resolution=(), t
 
 
 def spec_dict(spec: SweepSpec) -> dict:
-    return {"source": spec.source, "name": spec.name, "description": spec.description, "bench": asdict(spec.bench),
-            "matrices": [asdict(m) for m in spec.matrices]}
+    d = {"source": spec.source, "name": spec.name, "description": spec.description, "bench": asdict(spec.bench),
+         "matrices": [asdict(m) for m in spec.matrices]}
+    if spec.slurm is not None:
+        d["slurm"] = asdict(spec.slurm)
+    return d

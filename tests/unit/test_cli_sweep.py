@@ -115,3 +115,53 @@ def test_peak_runs_first_where_this_deploykit_has_it(tmp_path):
             cli.commands.pop("peak")
         else:
             cli.commands["peak"] = old
+
+
+def test_a_slurm_dry_run_lists_each_jobs_sbatch_options(cli_runner, tmp_path):
+    from deploykit.runtimes.base import get_runtime
+
+    study = tmp_path / "fleet.toml"
+    study.write_text('[[matrix]]\nmodels = ["resnet18", "deit_tiny"]\ntargets = ["ort", "trt"]\nresolution = 64\n'
+                     '[slurm]\npartition = "bench"\nsbatch = ["--account=perf"]\n'
+                     '[slurm.targets.trt]\ngres = "gpu:1"\nconstraint = "nvidia"\n')
+    out = tmp_path / "s"
+    args = ["sweep", "--study", str(study), "-o", str(out), "--dry-run", "--json", "--no-peak", "--cell-timeout", "600"]
+    r = cli_runner.invoke(cli, [*args, "--executor", "slurm", "--slurm-sbatch=--qos=high"])
+    assert r.exit_code == 0, r.output
+    listing = json.loads(r.stdout)
+    assert listing["counts"]["run"] == 4  # the nodes decide whether they can run trt, not this machine
+    ort, trt = listing["slurm_jobs"]
+    assert ort["targets"] == ["ort"] and len(ort["cells"]) == 2 and ort["array"] is True
+    assert ort["sbatch"] == ["--partition=bench", "--time=13", "--nodes=1", "--exclusive", "--mem=0",
+                             "--account=perf", "--qos=high", "--signal=B:USR2@90"]
+    assert "--gres=gpu:1" in trt["sbatch"] and "--constraint=nvidia" in trt["sbatch"]
+    if not get_runtime("trt").availability().available:  # locally, trt's cells are skipped here
+        local = json.loads(cli_runner.invoke(cli, args).stdout)
+        assert local["counts"] == {"run": 2, "skip": 2, "done": 0, "kept": 0} and "slurm_jobs" not in local
+    r = cli_runner.invoke(cli, [*args[:5], "--dry-run", "--executor", "slurm", "--slurm-job-per-cell",
+                                "--slurm-time-limit", "9"])
+    assert r.exit_code == 0, r.output
+    assert "slurm job: 1 cell (trt): sbatch --partition=bench --constraint=nvidia --gres=gpu:1 --time=9" in r.stdout
+    assert not out.exists()
+
+
+def test_slurm_settings_errors(cli_runner, tmp_path):
+    assert_clean_error(cli_runner.invoke(cli, ["sweep", "resnet18", "--slurm-partition", "x", "--dry-run"]), 2,
+                       "--slurm-partition is a setting of the Slurm executor: add --executor slurm")
+    assert_clean_error(cli_runner.invoke(cli, ["sweep", "resnet18", "--executor", "slurm", "--cell-timeout", "0",
+                                               "--dry-run"]), 2, "needs a time limit per cell")
+    assert_clean_error(cli_runner.invoke(cli, ["sweep", "resnet18", "--executor", "slurm", "--slurm-sbatch=--time=5",
+                                               "--dry-run"]), 2, "--time is not allowed here")
+
+
+def test_the_committed_fleet_study_maps_its_targets(cli_runner):
+    from tests.conftest import REPO
+
+    r = cli_runner.invoke(cli, ["sweep", "--study", str(REPO / "studies" / "fleet.toml"), "--executor", "slurm",
+                                "--dry-run", "--json"])
+    assert r.exit_code == 0, r.output
+    listing = json.loads(r.stdout)
+    assert listing["counts"]["run"] == 18
+    jobs = {tuple(j["targets"]): j["sbatch"] for j in listing["slurm_jobs"]}
+    assert "--constraint='intel|amd'" in jobs[("ort",)] and "--constraint=intel" in jobs[("openvino",)]
+    assert {"--partition=gpu", "--gres=gpu:1", "--constraint=nvidia", "--exclusive", "--time=38"} <= set(jobs[("trt",)])

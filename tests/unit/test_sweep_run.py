@@ -143,3 +143,30 @@ def test_each_run_is_recorded_beside_the_table(tmp_path):
     assert data["spec"]["name"] == "demo" and data["spec"]["description"] == "two sizes"
     assert data["spec"]["matrices"][0]["models"] == ["resnet18"] and data["spec"]["bench"]["min_time"] == 5.0
     assert [r["argv"][-1] for r in data["runs"]] == [str(study), "--resume"]
+
+
+def test_an_interrupt_outside_the_executor_still_stops_it(tmp_path):
+    """An interrupt raised in the runner (after a row, while the table is written) rather than inside the
+    executor's generator closes the generator: an executor with work out elsewhere (Slurm jobs) cancels it."""
+    out = tmp_path / "sweep"
+    p = plan(SPEC, out)
+
+    class Tracking(LocalExecutor):
+        closed = False
+
+        def run(self, cells):
+            try:
+                yield from super().run(cells)
+            except GeneratorExit:
+                self.closed = True
+                raise
+
+    ex = Tracking(BenchSettings(), out, command=fake_bench(tmp_path))
+
+    def on_row(row, counts):
+        raise SweepInterrupted("stop", signal.SIGTERM)
+
+    with pytest.raises(SweepInterrupted):
+        run_sweep(p, ex, out, on_row=on_row)
+    assert ex.closed
+    assert list(read_results(out)["status"]) == ["ok", "skipped"]
