@@ -103,16 +103,7 @@ def run_benchmark(model_ref: str, target: str, cfg: BenchConfig, options: Runtim
     x, ref, ref_label = reference_outputs(model, cfg.seed)
 
     say(f"loading {model.path.name} on {target}")
-    mem = memory_mod.MemoryTracker(runtime.uses_gpu(), torch_cuda="torch" in runtime_cls.requires)
-    mem.start()  # RSS before the load; the peak is reset here
-    t0 = now_ns()
-    try:
-        runtime.load(model_input(model))
-    except BaseException:
-        mem.close()
-        raise
-    load_ns = now_ns() - t0
-    mem.loaded()
+    mem, load_ns = load_measured(runtime_cls, runtime, model)
     meter = None
     try:
         runtime.set_input(x)
@@ -268,6 +259,22 @@ def _cost(model: ResolvedModel, memory: dict, export, options: RuntimeOptions, s
     eff = efficiency(macs=cx["macs"], batch=meas.batch, p50_ms=stats["p50"], items_per_s=meas.items_per_s,
                      mode=meas.mode, precision=precision, threads=threads, gpu=gpu, cache_dir=cache)
     return cx, eff
+
+
+def load_measured(runtime_cls: type[Runtime], runtime: Runtime, model: ResolvedModel):
+    """Load ``model`` on ``runtime`` inside the memory tracker: (the tracker, the load time in ns). The tracker
+    holds the RSS before the load and resets the peak there; it is closed again when the load fails."""
+    mem = memory_mod.MemoryTracker(runtime.uses_gpu(), torch_cuda="torch" in runtime_cls.requires)
+    mem.start()
+    t0 = now_ns()
+    try:
+        runtime.load(model_input(model))
+    except BaseException:
+        mem.close()
+        raise
+    load_ns = now_ns() - t0
+    mem.loaded()
+    return mem, load_ns
 
 
 def stop_rule_text(cfg: BenchConfig, unit: str = "iterations") -> str:

@@ -17,7 +17,7 @@ from typing import Callable
 from deploykit.bench import memory as memory_mod
 from deploykit.bench.fidelity import fidelity, reference_outputs
 from deploykit.bench.fingerprint import fingerprint
-from deploykit.bench.pipeline import model_input, prepare_model
+from deploykit.bench.pipeline import load_measured, prepare_model
 from deploykit.bench.runner import measure, measure_throughput
 from deploykit.bench.stats import PERCENTILE_METHOD, loadgen_percentile, summarize
 from deploykit.bench.timer import Timer, now_ns
@@ -124,16 +124,7 @@ def run_loadgen(model_ref: str, target: str, cfg: LoadgenConfig, options: Runtim
 
 def _serve(lg, runtime_cls, runtime, model, target, cfg, options, x, ref, ref_label, log_dir, owns, say):
     say(f"loading {model.path.name} on {target}")
-    mem = memory_mod.MemoryTracker(runtime.uses_gpu(), torch_cuda="torch" in runtime_cls.requires)
-    mem.start()  # as bench: RSS before the load, the peak over load + the LoadGen runs
-    t0 = now_ns()
-    try:
-        runtime.load(model_input(model))
-    except BaseException:
-        mem.close()
-        raise
-    load_ns = now_ns() - t0
-    mem.loaded()
+    mem, load_ns = load_measured(runtime_cls, runtime, model)  # as bench: the peak over load + the LoadGen runs
     try:
         runtime.set_input(x)
         first_ns = Timer(runtime.sync).time_ns(runtime.infer)
