@@ -170,14 +170,15 @@ def command(ctx, models, targets, precision, batch, resolution, threads, parc_im
 
 
 def _prelude(ctx, p, models_dir) -> list[list[str]]:
-    """``deploykit peak`` before the cells, where this deploykit has that command: per thread count of the sweep
-    when it takes --threads (its result is cached per machine, so this is quick after the first time)."""
+    """``deploykit peak`` before the cells, where this deploykit has that command and the sweep has bench cells
+    to run: per thread count of the sweep when it takes --threads (its result is cached per machine, so this is
+    quick after the first time)."""
     peak = ctx.find_root().command.commands.get("peak") if ctx.find_root() else None
     if peak is None:
         return []
     params = {getattr(param, "name", None) for param in peak.params}
-    threads = sorted({c.threads for c in p.todo if c.threads})
-    if not p.todo:
+    threads = sorted({c.threads for c in p.todo if c.threads and not c.loadgen})
+    if not any(not c.loadgen for c in p.todo):  # only bench cells report a share of the peak
         return []
     extra = ["--models-dir", str(models_dir)] if models_dir is not None and "models_dir" in params else []
     if "threads" in params and threads:

@@ -222,10 +222,10 @@ class SweepSpec:
 
 def build_cells(matrices: Iterable[Matrix], targets_here: bool = True) -> list[Cell]:
     """The cells of ``matrices`` in order (model, resolution, batch, precision, target, threads, option,
-    scenario, QPS), each
-    once (a cell in two matrices runs once). Unknown models or targets raise InputError; cells a model's
-    architecture cannot run carry a ``skip`` reason, and so do cells whose target this machine lacks when
-    ``targets_here`` (cells run here; on a cluster's nodes, the node decides)."""
+    scenario, QPS), each once (a cell in two matrices runs once). Unknown models or targets raise InputError;
+    cells a model's architecture cannot run carry a ``skip`` reason, and so do cells whose target (or, for a
+    LoadGen cell, MLPerf LoadGen) this machine lacks when ``targets_here`` (cells run here; on a cluster's nodes,
+    the node decides)."""
     cells: list[Cell] = []
     seen: set[str] = set()
     for m in matrices:
@@ -257,6 +257,7 @@ def _matrix_cells(m: Matrix, targets_here: bool = True) -> list[Cell]:
         if impl not in PARC_IMPLS:
             raise UsageError(f"unknown parc_impl {impl!r} (choose from {', '.join(PARC_IMPLS)})")
     runs = _scenario_runs(m)
+    loadgen_skip = _loadgen_skip() if targets_here and any(sc != LATENCY for sc, _ in runs) else None
     cells = []
     for model in models:
         info = _model_info(model)
@@ -273,9 +274,20 @@ def _matrix_cells(m: Matrix, targets_here: bool = True) -> list[Cell]:
                                                       batch=batch,
                                                       resolution=res if res is not None else info["resolution"],
                                                       threads=threads, options=opts, label=info["label"],
-                                                      family=info["family"], skip=skip_res or target_skip,
+                                                      family=info["family"],
+                                                      skip=skip_res or target_skip
+                                                      or (loadgen_skip if scenario != LATENCY else None),
                                                       scenario=scenario, qps=qps))
     return cells
+
+
+def _loadgen_skip() -> str | None:
+    """Why LoadGen cells cannot run here (MLPerf LoadGen is not installed), or None."""
+    from deploykit.core.lazy import install_hint, is_installed
+
+    if is_installed("mlperf_loadgen"):
+        return None
+    return f"MLPerf LoadGen (mlperf_loadgen) is not installed here: {install_hint('mlperf_loadgen')}"
 
 
 def _scenario_runs(m: Matrix) -> list[tuple[str, float | None]]:

@@ -330,3 +330,15 @@ def test_the_local_and_slurm_executors_run_loadgen_cells_through_the_same_argv_b
         argv = ex.command(cell, tmp_path / "c")
         i = argv.index("loadgen")
         assert argv[i:] == cell_args(cell, settings, tmp_path / "c", ex.models_dir)
+
+
+def test_loadgen_cells_are_skipped_where_mlperf_loadgen_is_missing(monkeypatch):
+    import deploykit.core.lazy as lazy
+
+    real = lazy.is_installed
+    monkeypatch.setattr(lazy, "is_installed", lambda module: module != "mlperf_loadgen" and real(module))
+    m = Matrix(models=("resnet18",), resolution=(64,), scenario=("latency", "server"), qps=(5,))
+    latency, server = build_cells([m])
+    assert latency.skip is None
+    assert server.skip.startswith("MLPerf LoadGen (mlperf_loadgen) is not installed here: pip install")
+    assert all(c.skip is None for c in build_cells([m], targets_here=False))  # a cluster's node decides
