@@ -290,19 +290,19 @@ def _loadgen_skip() -> str | None:
     return f"MLPerf LoadGen (mlperf_loadgen) is not installed here: {install_hint('mlperf_loadgen')}"
 
 
-def _scenario_runs(m: Matrix) -> list[tuple[str, float | None]]:
+def _scenario_runs(m: Matrix, where: str = "") -> list[tuple[str, float | None]]:
     """(scenario, qps) of each cell a matrix's scenarios make: server once per QPS (LoadGen's own QPS without
-    any), the other scenarios once."""
+    any), the other scenarios once. Unknown scenarios and QPS without server cells are UsageErrors."""
     for sc in m.scenario:
         if sc not in SCENARIOS:
-            raise UsageError(f"unknown scenario {sc!r} (choose from {', '.join(SCENARIOS)})")
+            raise UsageError(f"{where}unknown scenario {sc!r} (choose from {', '.join(SCENARIOS)})")
     for q in m.qps:
         if not (isinstance(q, (int, float)) and not isinstance(q, bool) and math.isfinite(q) and q > 0):
-            raise UsageError(f"qps must be a positive number, got {q!r}")
+            raise UsageError(f"{where}qps must be a positive number, got {q!r}")
     scenarios = m.scenario or (LATENCY,)
     if m.qps and "server" not in scenarios:
-        raise UsageError(f"qps applies to server cells, and this matrix has none (scenario {', '.join(scenarios)}): "
-                         "add scenario server")
+        raise UsageError(f"{where}qps applies to server cells, and this matrix has none (scenario "
+                         f"{', '.join(scenarios)}): add scenario server")
     return [(sc, q) for sc in scenarios for q in ((m.qps or (None,)) if sc == "server" else (None,))]
 
 
@@ -410,7 +410,9 @@ def matrix_from_values(values: dict[str, Any], where: str = "", flags: bool = Fa
             raise UsageError(f"{label}: expected positive integers, got {min(out[name])}")
         if kind is float and any(v <= 0 for v in out[name]):
             raise UsageError(f"{label}: expected positive numbers, got {min(out[name]):g}")
-    return Matrix(**out)
+    matrix = Matrix(**out)
+    _scenario_runs(matrix, where)  # scenarios and QPS checked here, with the study file and block named
+    return matrix
 
 
 def bench_from_values(values: dict[str, Any], where: str = "", base: BenchSettings | None = None,

@@ -289,6 +289,8 @@ def test_a_study_file_with_loadgen_cells_and_a_loadgen_table(tmp_path):
     ("[bench]\nduration = 10\n", r"\[bench\]: unknown key 'duration' \(bench settings: min_time"),
     ("loadgen = 1\n", "'loadgen' must be a table"),
     ("[[matrix]]\nmodels = ['resnet18']\nqps = 'many'\n", r"#1: qps: expected numbers, got 'many'"),
+    ("[[matrix]]\nmodels = ['resnet18']\nqps = 5\n", r"#1: qps applies to server cells"),
+    ("[[matrix]]\nmodels = ['resnet18']\nscenario = 'Server'\n", r"#1: unknown scenario 'Server'"),
 ])
 def test_bad_loadgen_settings_in_a_study_name_the_file_and_the_key(tmp_path, table, match):
     f = tmp_path / "bad.toml"
