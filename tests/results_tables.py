@@ -17,7 +17,8 @@ EVIL = "evil<script>alert(1)</script>"
 RESOLUTIONS = (224, 320, 448, 640, 896)
 
 # the truths: CNN latency = a * P^1 exactly in expectation; ViT t = c0 + c1 P + c2 P^2 with the crossover at
-# sqrt(c1/c2) = 500 px; int8 speed-ups 2.0 (cnn) and 1.25 (vit); fft fastest from 640 px up
+# sqrt(c1/c2) = 500 px; int8 speed-ups 2.0 (cnn) and 1.25 (vit); fft fastest from 640 px up; LoadGen server cells
+# (serving=True) VALID up to their capacity (SERVER_CAPACITY QPS), INVALID above it, bound SERVER_BOUND_MS at p99
 CNN_K = 1.0
 VIT_C = (2.0, 4e-5, 4e-5 / 500**2)
 VIT_CROSSOVER = 500.0
@@ -41,13 +42,21 @@ def _latency(model: str, family: str, impl: str, res: int) -> float:
     return base * (p / 224**2) ** k
 
 
+SERVER_QPS = (10.0, 20.0, 40.0, 80.0)
+SERVER_CAPACITY = {("resnet_syn", "ort"): 60.0, ("resnet_syn", "openvino"): 70.0, ("deit_syn", "ort"): 30.0,
+                   ("deit_syn", "openvino"): 35.0}
+SERVER_BOUND_MS = 100.0
+
+
 def contract_table(folder: Path | None = None, *, n_samples: int = 60, seed: int = 0, evil: bool = True,
                    families: tuple[str, ...] = ("cnn", "vit", "parc"),
-                   targets: tuple[str, ...] = ("ort", "openvino")) -> pd.DataFrame:
+                   targets: tuple[str, ...] = ("ort", "openvino"), serving: bool = False) -> pd.DataFrame:
     """A table of ok cells for a CNN, a ViT (with attention MACs) and a ParC model (conv/fft/matmul) on two
     targets, fp32 and int8, five resolutions, plus batches 1/2/4 at 224, and two failed cells (one with a
-    hostile model name). With ``folder``, each ok cell's JSON report (raw samples, environment) is written
-    under ``folder/cells/`` and the table's ``report`` column points at it (relative to ``folder``)."""
+    hostile model name). ``serving``: plus LoadGen server cells of the CNN and the ViT at SERVER_QPS on each
+    target (and one failed server cell). With ``folder``, each ok cell's JSON report (raw samples, environment;
+    a server cell's LoadGen target) is written under ``folder/cells/`` and the table's ``report`` column points
+    at it (relative to ``folder``)."""
     rng = np.random.default_rng(seed)
     rows = []
     models = [("resnet_syn", "cnn", ""), ("deit_syn", "vit", "")]
@@ -67,6 +76,14 @@ def contract_table(folder: Path | None = None, *, n_samples: int = 60, seed: int
     if evil:
         rows.append(_failed_row(EVIL, "cnn", "ort", "fp32", 224, "timeout", -9, "timed out after 600 s; "
                                 "model <b>bold</b> & \"quoted\""))
+    if serving:
+        for model, family in (("resnet_syn", "cnn"), ("deit_syn", "vit")):
+            if family in families:
+                for target in targets:
+                    rows += [_server_row(model, family, target, q) for q in SERVER_QPS]
+        failed = _failed_row("resnet_syn", "cnn", targets[0], "fp32", 224, "failed", 2, "LoadGen: no SUT")
+        rows.append({**failed, "scenario": "server", "qps_scheduled": 160.0,
+                     "cell": failed["cell"] + "-server@qps=160"})
     df = pd.DataFrame(rows)
     if folder is not None:
         write_cell_reports(df, Path(folder))
@@ -112,6 +129,27 @@ def _ok_row(rng, model, family, opts, impl, target, precision, res, batch, n_sam
     }
 
 
+def _server_row(model, family, target, qps) -> dict:
+    """A LoadGen server cell: below capacity the latency grows as 1 / (1 - load); above it LoadGen falls behind,
+    achieves the capacity only and the p99 explodes (INVALID)."""
+    cap = SERVER_CAPACITY[(model, target)]
+    service = 1000.0 / cap * 0.5
+    load = min(qps / cap, 0.95)
+    p50 = service * (1 + load)
+    p99 = service * 3 / (1 - load) if qps < cap else 40 * SERVER_BOUND_MS
+    achieved = min(qps, cap) * 0.99
+    cell = f"{model}-{target}-fp32-b1-r224-t2-server@qps={qps:g}"
+    return {
+        "cell": cell, "model": model, "model_options": "", "family": family, "target": target, "precision": "fp32",
+        "batch": 1, "resolution": 224, "threads": 2, "scenario": "server", "status": "ok", "reason": "",
+        "exit_code": 0, "p50_ms": p50, "ci_low_ms": p50 * 0.98, "ci_high_ms": p50 * 1.02, "p90_ms": (p50 + p99) / 2,
+        "p99_ms": p99, "mean_ms": p50 * 1.1, "items_per_s": achieved, "iterations": int(qps * 10),
+        "fidelity": "pass", "qps_scheduled": qps, "qps_achieved": achieved, "loadgen_valid": p99 <= SERVER_BOUND_MS,
+        "rss_peak_mb": 180.0, "wall_s": 12.0, "created": "2025-01-02T03:06:00", "host": "testhost",
+        "executor": "local", "report": f"cells/{cell}.json", "_samples": None, "_bound": SERVER_BOUND_MS,
+    }
+
+
 def _failed_row(model, family, target, precision, res, status, code, reason) -> dict:
     return {"cell": f"{model}-{target}-{precision}-b1-r{res}-t2", "model": model, "model_options": "",
             "family": family, "target": target, "precision": precision, "batch": 1, "resolution": res,
@@ -124,8 +162,13 @@ def write_cell_reports(df: pd.DataFrame, folder: Path) -> None:
     for _, r in df.iterrows():
         if r["status"] != "ok":
             continue
-        rep = {"schema": "deploykit.report", "schema_version": 1, "environment": ENV,
-               "timing": {"unit": "ms", "samples_ms": [float(v) for v in r["_samples"]]}}
+        if r["scenario"] == "server":  # what the report reads of a LoadGen report: its target, its environment
+            rep = {"schema": "deploykit.loadgen", "schema_version": 1, "environment": ENV,
+                   "loadgen": {"target": {"percentile": 99.0, "latency_bound_ms": r["_bound"],
+                                          "latency_at_percentile_ms": r["p99_ms"]}}}
+        else:
+            rep = {"schema": "deploykit.report", "schema_version": 1, "environment": ENV,
+                   "timing": {"unit": "ms", "samples_ms": [float(v) for v in r["_samples"]]}}
         path = folder / r["report"]
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(rep))

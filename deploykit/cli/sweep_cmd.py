@@ -1,5 +1,6 @@
-"""deploykit sweep: the cross product of models x targets x precision x batch x resolution x threads, one child
-process per cell (here) or one Slurm job per cell (--executor slurm), one results table (Parquet + CSV)."""
+"""deploykit sweep: the cross product of models x targets x precision x batch x resolution x threads (x LoadGen
+scenario x QPS), one child process per cell (here) or one Slurm job per cell (--executor slurm), one results table
+(Parquet + CSV)."""
 
 from __future__ import annotations
 
@@ -32,9 +33,15 @@ def _executor_names() -> list[str]:
 @click.option("--parc-impl", multiple=True, metavar=LIST,
               help="ParC implementations (conv, fft, matmul): one cell each for ParC models; other models ignore it "
                    "[default: the model's].")
+@click.option("--scenario", multiple=True, metavar=LIST,
+              help="latency (a 'deploykit bench' cell) and/or LoadGen scenarios server, offline, multistream, "
+                   "singlestream (a 'deploykit loadgen' cell) [default: latency].")
+@click.option("--qps", multiple=True, metavar=LIST,
+              help="Server cells: arrival rates in queries/s, one cell each (other scenarios ignore it) [default: "
+                   "LoadGen's, from a calibration].")
 @click.option("--study", type=click.Path(path_type=Path), default=None,
-              help="A study file (TOML): [[matrix]] blocks with the keys above and [bench] settings (see "
-                   "docs/sweeps.md). Flags below override its [bench] settings.")
+              help="A study file (TOML): [[matrix]] blocks with the keys above, [bench] and [loadgen] settings (see "
+                   "docs/sweeps.md). Flags below override its settings.")
 @click.option("-o", "--out", type=click.Path(path_type=Path), default=None,
               help="The sweep's folder: results.parquet, results.csv, cells/<cell>/ reports [default: the study's "
                    "'out', else reports/sweep-<time> under $DEPLOYKIT_REPORTS or ./reports].")
@@ -47,6 +54,10 @@ def _executor_names() -> list[str]:
 @click.option("--warmup", type=click.IntRange(min=0), default=None, help="Per cell: bench --warmup [default: 10].")
 @click.option("--calib-data", default=None, metavar="DIR|synthetic",
               help="Calibration data of int8 cells [default: synthetic].")
+@click.option("--latency-bound", type=click.FloatRange(min=0, min_open=True), default=None, metavar="MS",
+              help="Server cells: loadgen --latency-bound, at its percentile [default: 100].")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None, metavar="S",
+              help="LoadGen cells: loadgen --duration, LoadGen's minimum duration [default: 10].")
 @models_dir_option
 @click.option("--resume", is_flag=True,
               help="Continue the sweep in --out: cells already ok in its table are not run again (nor failed ones, "
@@ -74,16 +85,19 @@ def _executor_names() -> list[str]:
               help="--executor slurm: the cells of a target as one job array, or one job per cell [default: the "
                    "study's, else arrays].")
 @click.pass_context
-def command(ctx, models, targets, precision, batch, resolution, threads, parc_impl, study, out, cell_timeout,
-            min_time, max_time, min_iters, warmup, calib_data, models_dir, resume, retry_failed, dry_run, as_json,
-            no_peak, executor, slurm_partition, slurm_time_limit, slurm_sbatch, slurm_array):
+def command(ctx, models, targets, precision, batch, resolution, threads, parc_impl, scenario, qps, study, out,
+            cell_timeout, min_time, max_time, min_iters, warmup, calib_data, latency_bound, duration, models_dir,
+            resume, retry_failed, dry_run, as_json, no_peak, executor, slurm_partition, slurm_time_limit,
+            slurm_sbatch, slurm_array):
     """Run MODELS (names, globs such as 'resnet*', timm:NAME / tv:NAME, .onnx files) on every combination of
     targets, precisions, batch sizes, resolutions and thread counts: each cell is one 'deploykit bench' in its own
     child process, so a crash, a hang past --cell-timeout or an out-of-memory kill is recorded as that cell's
-    failure and the sweep goes on.
+    failure and the sweep goes on. With --scenario server (offline, ...) the cells are 'deploykit loadgen' runs
+    instead: serving under MLPerf LoadGen's load, one server cell per --qps value.
 
     \b
     deploykit sweep resnet18 deit_tiny -t ort,openvino --resolution 64,96 -o reports/sweeps/demo
+    deploykit sweep resnet18 -t ort --resolution 64 --scenario server --qps 10,20,40
     deploykit sweep --study studies/example.toml --dry-run
     deploykit sweep --study studies/example.toml --resume
     deploykit sweep --study studies/fleet.toml --executor slurm -o /shared/sweeps/fleet
@@ -107,9 +121,10 @@ def command(ctx, models, targets, precision, batch, resolution, threads, parc_im
         raise UsageError(f"{given[0]} is a setting of the Slurm executor: add --executor slurm")
 
     spec = spec_from(models, targets=targets, precision=precision, batch=batch, resolution=resolution,
-                     threads=threads, parc_impl=parc_impl, study=study,
+                     threads=threads, parc_impl=parc_impl, scenario=scenario, qps=qps, study=study,
                      bench={"min_time": min_time, "max_time": max_time, "min_iters": min_iters, "warmup": warmup,
-                            "cell_timeout": cell_timeout, "calib_data": calib_data})
+                            "cell_timeout": cell_timeout, "calib_data": calib_data, "latency_bound": latency_bound,
+                            "duration": duration})
     if out is None and spec.bench.out:
         out = Path(spec.bench.out)
     if out is None:
@@ -155,14 +170,15 @@ def command(ctx, models, targets, precision, batch, resolution, threads, parc_im
 
 
 def _prelude(ctx, p, models_dir) -> list[list[str]]:
-    """``deploykit peak`` before the cells, where this deploykit has that command: per thread count of the sweep
-    when it takes --threads (its result is cached per machine, so this is quick after the first time)."""
+    """``deploykit peak`` before the cells, where this deploykit has that command and the sweep has bench cells
+    to run: per thread count of the sweep when it takes --threads (its result is cached per machine, so this is
+    quick after the first time)."""
     peak = ctx.find_root().command.commands.get("peak") if ctx.find_root() else None
     if peak is None:
         return []
     params = {getattr(param, "name", None) for param in peak.params}
-    threads = sorted({c.threads for c in p.todo if c.threads})
-    if not p.todo:
+    threads = sorted({c.threads for c in p.todo if c.threads and not c.loadgen})
+    if not any(not c.loadgen for c in p.todo):  # only bench cells report a share of the peak
         return []
     extra = ["--models-dir", str(models_dir)] if models_dir is not None and "models_dir" in params else []
     if "threads" in params and threads:
@@ -234,8 +250,26 @@ def _row_text(row: dict) -> str:
     wall = _num(row.get("wall_s"))
     tail = f" ({wall:.1f} s)" if wall is not None else ""
     if row["status"] == "ok":
+        if row.get("scenario") not in (None, "", "latency"):  # a LoadGen cell
+            return f"p50 {_num_text(row.get('p50_ms'))} ms, p99 {_num_text(row.get('p99_ms'))} ms, " \
+                   f"{_num_text(row.get('qps_achieved'))} QPS achieved, {_verdict(row.get('loadgen_valid'))}{tail}"
         return f"p50 {_num(row['p50_ms']):.3f} ms{tail}"
     return f"{row.get('reason') or ''}{tail}"
+
+
+def _num_text(v) -> str:
+    f = _num(v)
+    return "-" if f is None else f"{f:.3f}" if abs(f) < 100 else f"{f:.1f}"
+
+
+def _verdict(valid) -> str:
+    valid = _plain(valid)
+    return "-" if valid is None else "VALID" if valid else "INVALID"
+
+
+def _scenario_text(scenario: str, qps) -> str:
+    q = _num(qps)
+    return scenario + (f" @ {q:g} QPS" if q is not None else "")
 
 
 def _print_plan(p, out: Path, as_json: bool, jobs: list[dict] | None = None) -> None:
@@ -251,11 +285,15 @@ def _print_plan(p, out: Path, as_json: bool, jobs: list[dict] | None = None) -> 
     from rich.table import Table
 
     table = Table(title=f"deploykit sweep --dry-run: {len(cells)} cells, {p.count('run')} to run -> {out}")
-    for col in ("model", "target", "precision", "batch", "resolution", "threads", "options", "action", "reason"):
+    loadgen = any(c["scenario"] != "latency" for c in cells)
+    cols = ["model", "target", "precision", "batch", "resolution", "threads", "options",
+            *(("scenario",) if loadgen else ()), "action", "reason"]
+    for col in cols:
         table.add_column(col, justify="right" if col in ("batch", "resolution", "threads") else "left")
     for c in cells:
         table.add_row(escape(str(c["model"])), c["target"], c["precision"], str(c["batch"]),
-                      str(c["resolution"] or "auto"), str(c["threads"] or "auto"), c["model_options"], c["action"],
+                      str(c["resolution"] or "auto"), str(c["threads"] or "auto"), c["model_options"],
+                      *((_scenario_text(c["scenario"], c["qps"]),) if loadgen else ()), c["action"],
                       escape(c["reason"]))
     con = stdout_console()
     con.print(table)
@@ -271,9 +309,9 @@ def _print_summary(rows: list[dict], p, out: Path, wall: float, as_json: bool) -
 
     counts = {s: sum(1 for r in rows if r["status"] == s) for s in ("ok", "failed", "timeout", "killed", "skipped")}
     if as_json:
-        keep = ("cell", "model", "model_options", "target", "precision", "batch", "resolution", "threads", "status",
-                "reason", "p50_ms", "ci_low_ms", "ci_high_ms", "p99_ms", "items_per_s", "wall_s", "node", "job_id",
-                "executor", "report")
+        keep = ("cell", "model", "model_options", "target", "precision", "batch", "resolution", "threads",
+                "scenario", "status", "reason", "p50_ms", "ci_low_ms", "ci_high_ms", "p99_ms", "items_per_s",
+                "qps_scheduled", "qps_achieved", "loadgen_valid", "wall_s", "node", "job_id", "executor", "report")
         print_json({"results": str(out / RESULTS_PARQUET), "csv": str(out / RESULTS_CSV), "counts": counts,
                     "ran": len(p.todo), "wall_s": wall,
                     "rows": [{k: _plain(r.get(k)) for k in keep} for r in rows]})
@@ -284,25 +322,28 @@ def _print_summary(rows: list[dict], p, out: Path, wall: float, as_json: bool) -
     from rich import box
 
     keys = {"target": "target", "prec": "precision", "batch": "batch", "res": "resolution", "thr": "threads",
-            "options": "model_options"}
+            "options": "model_options", "scenario": "scenario"}
     shown = {"target": lambda v: v, "prec": lambda v: v, "batch": lambda v: f"batch {v}",
-             "res": lambda v: f"{v} px", "thr": lambda v: f"{v} threads", "options": lambda v: v}
+             "res": lambda v: f"{v} px", "thr": lambda v: f"{v} threads", "options": lambda v: v,
+             "scenario": lambda v: "" if v == "latency" else f"LoadGen {v}"}
     constant = {c: _int_text(rows[0][k]) if c in ("batch", "res", "thr") else str(rows[0][k] or "")
                 for c, k in keys.items() if len({str(r.get(k)) for r in rows}) == 1}
     title = "deploykit sweep: p50 = median batch latency (ms), CI = its bootstrap 95% CI"
-    if constant:
-        title += "; all cells: " + ", ".join(shown[c](v) for c, v in constant.items() if v)
+    common = [t for t in (shown[c](v) for c, v in constant.items() if v) if t]
+    if common:
+        title += "; all cells: " + ", ".join(common)
     table = Table(title=title, box=box.SIMPLE_HEAD)
-    cols = ["model", *(c for c in keys if c not in constant), "status", "p50 ms", "95% CI", "items/s", "wall s",
-            "node", "job", "reason"]
+    loadgen = any(r.get("scenario") not in (None, "", "latency") for r in rows)
+    cols = ["model", *(c for c in keys if c not in constant), "status", "p50 ms", "95% CI",
+            *(("p99 ms", "QPS", "LoadGen") if loadgen else ()), "items/s", "wall s", "node", "job", "reason"]
     if not any(r.get("job_id") for r in rows):  # cells that ran here: the node is this machine
         cols.remove("node")
         cols.remove("job")
     if not any(r.get("reason") for r in rows):
         cols.remove("reason")
     for col in cols:
-        table.add_column(col, justify="right" if col in ("batch", "res", "thr", "p50 ms", "items/s", "wall s")
-                         else "left", no_wrap=col != "reason")
+        table.add_column(col, justify="right" if col in ("batch", "res", "thr", "p50 ms", "p99 ms", "QPS", "items/s",
+                                                         "wall s") else "left", no_wrap=col != "reason")
     for r in rows:
         ok = r["status"] == "ok"
         p50, lo, hi, ips, w = (_num(r.get(k)) for k in ("p50_ms", "ci_low_ms", "ci_high_ms", "items_per_s", "wall_s"))
@@ -313,7 +354,9 @@ def _print_summary(rows: list[dict], p, out: Path, wall: float, as_json: bool) -
                  "95% CI": f"{lo:.3f}-{hi:.3f}" if ok and lo is not None else "-",
                  "items/s": f"{ips:.1f}" if ok and ips is not None else "-",
                  "wall s": f"{w:.1f}" if w is not None else "-", "node": escape(str(r.get("node") or "")),
-                 "job": str(r.get("job_id") or ""), "reason": escape(str(r.get("reason") or ""))}
+                 "job": str(r.get("job_id") or ""), "reason": escape(str(r.get("reason") or "")),
+                 "scenario": r.get("scenario") or "", "p99 ms": _num_text(r.get("p99_ms")) if ok else "-",
+                 "QPS": _qps_text(r), "LoadGen": _verdict(r.get("loadgen_valid")) if ok else "-"}
         table.add_row(*[cells[c] for c in cols])
     con = stdout_console()
     con.print(table)
@@ -322,6 +365,15 @@ def _print_summary(rows: list[dict], p, out: Path, wall: float, as_json: bool) -
               + "".join(f" ({counts[s]} {s})" for s in ("timeout", "killed") if counts[s])
               + f", {counts['skipped']} skipped; ran {len(p.todo)} in {wall:.0f} s", highlight=False)
     con.print(f"results: {out / RESULTS_PARQUET} (and {RESULTS_CSV})", highlight=False, soft_wrap=True)
+
+
+def _qps_text(row: dict) -> str:
+    """A LoadGen row's scheduled -> achieved QPS ("" for a bench row)."""
+    if row.get("scenario") in (None, "", "latency"):
+        return ""
+    sched, got = _num(row.get("qps_scheduled")), _num(row.get("qps_achieved"))
+    return " -> ".join(t for t in (f"{sched:g}" if sched is not None else "",
+                                   _num_text(got) if got is not None else "") if t)
 
 
 def _int_text(v) -> str:

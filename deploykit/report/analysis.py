@@ -3,7 +3,8 @@ generically from whatever cells the table holds: complexity exponents, attention
 implementation per resolution, int8 speed-ups, Pareto fronts. ``deploykit report`` renders them.
 
 Every analysis uses the cells with status ``ok`` and the ``latency`` scenario (bench cells), and one series is
-one (model, model_options, target, precision, batch, threads). Statistics come from ``bench/stats.py``.
+one (model, model_options, target, precision, batch, threads) -- except the serving table, which lists the ok
+LoadGen ``server`` cells (latency vs QPS). Statistics come from ``bench/stats.py``.
 """
 
 from __future__ import annotations
@@ -94,9 +95,18 @@ def normalize(df: pd.DataFrame, where: str = "results table") -> pd.DataFrame:
         out[c] = out[c].map(lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v))
     for c in NUMERIC_COLUMNS:
         out[c] = pd.to_numeric(out[c], errors="coerce").astype("float64")
+    out["loadgen_valid"] = out["loadgen_valid"].map(_verdict).astype(object)
     if (out["scenario"] == "").all():
         out["scenario"] = "latency"
     return out.reset_index(drop=True)
+
+
+def _verdict(v) -> bool | None:
+    """A LoadGen verdict as True / False / None, from a bool (Parquet) or its text (CSV: "True", "False", "")."""
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    text = str(v).strip().lower()
+    return True if text == "true" else False if text == "false" else None
 
 
 def latency_rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -132,6 +142,8 @@ class CellReports:
     samples: dict[int, np.ndarray] = field(default_factory=dict)
     environments: list[dict] = field(default_factory=list)  # one per distinct machine, with "cells": count
     unreadable: int = 0
+    # LoadGen cells: (latency bound in ms or None, its percentile or None) per row index, from loadgen.target
+    bounds: dict[int, tuple[float | None, float | None]] = field(default_factory=dict)
 
     def samples_of(self, idx) -> np.ndarray | None:
         return self.samples.get(int(idx))
@@ -155,6 +167,9 @@ def read_cell_reports(df: pd.DataFrame, base_dir: Path | None) -> CellReports:
         if not isinstance(rep, dict):
             out.unreadable += 1
             continue
+        target = (rep.get("loadgen") or {}).get("target") if isinstance(rep.get("loadgen"), dict) else None
+        if isinstance(target, dict):
+            out.bounds[int(idx)] = (_positive(target.get("latency_bound_ms")), _positive(target.get("percentile")))
         samples = (rep.get("timing") or {}).get("samples_ms")
         if isinstance(samples, list) and len(samples) > 1:
             a = np.asarray([v for v in samples if isinstance(v, (int, float))], dtype=np.float64)
@@ -169,6 +184,11 @@ def read_cell_reports(df: pd.DataFrame, base_dir: Path | None) -> CellReports:
                 m["hosts"].add(row["host"])
     out.environments = [{**m, "hosts": sorted(m["hosts"])} for m in machines.values()]
     return out
+
+
+def _positive(v) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0 \
+        else None
 
 
 def machine_description(env: dict) -> dict:
@@ -439,6 +459,35 @@ def pareto_front(capacity, latency) -> np.ndarray:
     return mask
 
 
+# ------------------------------------------------------------------------------------------- serving (LoadGen)
+
+SERVER_KEYS = ["model", "model_options", "target", "precision", "batch", "resolution", "threads"]
+SERVER_COLUMNS = SERVER_KEYS + ["family", "qps_scheduled", "qps_achieved", "p50_ms", "p99_ms", "valid",
+                                "latency_bound_ms", "percentile", "cell"]
+
+
+def server_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The ok LoadGen server cells with an achieved QPS."""
+    m = (df["status"] == "ok") & (df["scenario"] == "server") & np.isfinite(df["qps_achieved"])
+    return df[m]
+
+
+def server_table(df: pd.DataFrame, cells: CellReports | None = None) -> pd.DataFrame:
+    """One row per ok server cell, by model, target, precision, batch, resolution, threads and scheduled QPS:
+    scheduled and achieved QPS, LoadGen's p50 / p99, its verdict (``valid``: True, False or None when the
+    table lost it) and the latency bound at its percentile where the cell's report gives it."""
+    rows = server_rows(df)
+    if rows.empty:
+        return pd.DataFrame(columns=SERVER_COLUMNS)
+    out = rows[SERVER_KEYS + ["family", "qps_scheduled", "qps_achieved", "p50_ms", "p99_ms", "cell"]].copy()
+    out["valid"] = list(rows["loadgen_valid"])
+    bounds = [(cells.bounds.get(int(i)) if cells else None) or (None, None) for i in rows.index]
+    out["latency_bound_ms"] = [np.nan if b is None else b for b, _ in bounds]
+    out["percentile"] = [np.nan if q is None else q for _, q in bounds]
+    out = out.sort_values(SERVER_KEYS + ["qps_scheduled", "qps_achieved"], kind="stable", na_position="last")
+    return out[SERVER_COLUMNS].reset_index(drop=True)
+
+
 # ------------------------------------------------------------------------------------------------- summary
 
 @dataclass
@@ -453,6 +502,7 @@ class Analysis:
     int8_pairs: pd.DataFrame
     int8_model: pd.DataFrame
     int8_family: pd.DataFrame
+    server: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=SERVER_COLUMNS))
 
 
 def analyze(df: pd.DataFrame, cells: CellReports | None = None, *, n_boot: int = 1000, seed: int = 0) -> Analysis:
@@ -467,4 +517,5 @@ def analyze(df: pd.DataFrame, cells: CellReports | None = None, *, n_boot: int =
         int8_pairs=pairs,
         int8_model=int8_by_model(pairs),
         int8_family=int8_by_family(pairs),
+        server=server_table(df, cells),
     )

@@ -84,7 +84,7 @@ def compare(inputs: Sequence[tuple[str, object]], *, by: str | None = None, metr
         if metric not in df.columns:
             numeric = [c for c in df.columns if str(df[c].dtype).startswith(("float", "Int", "int"))]
             raise UsageError(f"unknown metric {metric!r} (choose a numeric column: {', '.join(numeric)})")
-    dims = [d for d in KEY_COLUMNS if d != by]
+    dims = [d for d in (*KEY_COLUMNS, "qps_scheduled") if d != by]  # a server cell's QPS is part of its identity
     cells: dict[tuple, dict] = {}  # identity -> {column: row}
     columns: list = []
     dupes = 0
@@ -241,7 +241,8 @@ def _cell_label(cell: dict, shown: list[str]) -> str:
         v = cell[d]
         if v == "":
             continue
-        parts.append({"batch": f"b{v}", "resolution": f"{v}px", "threads": f"{v} threads"}.get(d, str(v)))
+        parts.append({"batch": f"b{v}", "resolution": f"{v}px", "threads": f"{v} threads",
+                      "qps_scheduled": f"@{v} QPS"}.get(d, str(v)))
     return " ".join(parts)
 
 

@@ -257,6 +257,45 @@ INT8_MODEL_COLUMNS: list[Column] = [
 ]
 
 
+def fverdict(v) -> str:
+    return "" if v is None else "VALID" if v else "INVALID"
+
+
+def fg(v) -> str:
+    """A number as given (a requested QPS, a bound): 10, 2.5; "" for NaN."""
+    s = fnum(v)
+    return f"{float(v):g}" if s else ""
+
+
+def server_columns(t: pd.DataFrame) -> list[Column]:
+    """The serving table: one row per LoadGen server cell."""
+    cols: list[Column] = [("model", _model), _col("target", "target", str), _col("precision", "precision", str)]
+    for name, header in (("batch", "batch"), ("resolution", "res"), ("threads", "threads")):
+        if t[name].nunique(dropna=False) > 1 or name == "resolution":
+            cols.append(_col(name, header, fint))
+    cols += [("scheduled QPS", lambda r: fg(r["qps_scheduled"])), ("achieved QPS", lambda r: fnum(r["qps_achieved"])),
+             _col("p50_ms", "p50 ms"), _col("p99_ms", "p99 ms")]
+    if _present(t, "latency_bound_ms"):
+        cols.append(("bound ms", lambda r: fg(r["latency_bound_ms"])
+                     + (f" (p{r['percentile']:g})" if r["percentile"] == r["percentile"] else "")))
+    cols.append(("LoadGen", lambda r: fverdict(r["valid"])))
+    return cols
+
+
+def serving_note(t: pd.DataFrame) -> str:
+    """One sentence per model and target: the highest achieved QPS among its VALID server cells."""
+    parts = []
+    for (model, opts, target, precision), g in t.groupby(["model", "model_options", "target", "precision"],
+                                                          sort=True):
+        ok = g[g["valid"].map(lambda v: v is True).astype(bool)]
+        bad = int(g["valid"].map(lambda v: v is False).sum())
+        best = (f"VALID up to {fnum(ok['qps_achieved'].max())} QPS achieved" if len(ok)
+                else "no VALID server cell")
+        parts.append(f"{series_label(model, opts)} on {target} ({precision}): {best}"
+                     + (f", {bad} INVALID" if bad else ""))
+    return "; ".join(parts) + "." if parts else ""
+
+
 def parc_columns(t: pd.DataFrame) -> list[Column]:
     cols: list[Column] = [_col("model", "model", str)]
     if _present(t, "other_options"):
@@ -399,8 +438,8 @@ def render_html(rd: ReportData) -> str:
         out.append(f'<p class="meta">{e(line)}</p>')
     out.append(_counts_html(status_counts(df)))
     sections = [("plots", "Plots"), ("exponents", "Complexity exponents"), ("attention", "Attention crossover"),
-                ("parc", "ParC implementations"), ("int8", "int8 speed-up"), ("results", "Results"),
-                ("failed", "Cells not ok"), ("methods", "Methods")]
+                ("parc", "ParC implementations"), ("int8", "int8 speed-up"), ("serving", "Serving under load"),
+                ("results", "Results"), ("failed", "Cells not ok"), ("methods", "Methods")]
     out.append("<nav><ul>" + "".join(f'<li><a href="#{a}">{e(t)}</a></li>' for a, t in sections) + "</ul></nav>")
 
     out.append('<h2 id="plots">Plots</h2>')
@@ -453,6 +492,14 @@ def render_html(rd: ReportData) -> str:
     else:
         out.append('<p class="skipped">No fp32 cell with an int8 twin.</p>')
 
+    out.append('<h2 id="serving">Serving under load</h2>')
+    if len(an.server):
+        out.append(f'<p class="note">{e(SERVING_NOTE)}</p>')
+        out.append(f"<p>{e(serving_note(an.server))}</p>")
+        out.append(html_table(an.server, server_columns(an.server)))
+    else:
+        out.append('<p class="skipped">No LoadGen server cell (scenario server) finished ok.</p>')
+
     ok = df[df["status"] == "ok"]
     out.append(f'<h2 id="results">Results ({len(ok)} ok cells)</h2>')
     out.append(html_table(ok, results_columns(ok)) if len(ok) else '<p class="skipped">No cell finished ok.</p>')
@@ -465,10 +512,15 @@ def render_html(rd: ReportData) -> str:
     return "\n".join(out)
 
 
+SERVING_NOTE = ("LoadGen server cells: queries arrive at random (Poisson) at the scheduled QPS; p50 / p99 are "
+                "LoadGen's own percentiles of the per-query latency, VALID / INVALID its verdict (the bound at its "
+                "percentile met, enough queries and duration, early stopping).")
+
 METHODS = (
-    "Every number comes from the cells with status ok in the latency scenario; a series is one model with its "
-    "options on one target, precision, batch size and thread count. p50 is the median latency of a cell, with "
-    "the bootstrap 95% CI of the median measured by deploykit bench.",
+    "Every number comes from the cells with status ok in the latency scenario, except the serving section (the "
+    "LoadGen server cells); a series is one model with its options on one target, precision, batch size and "
+    "thread count. p50 is the median latency of a cell, with the bootstrap 95% CI of the median measured by "
+    "deploykit bench.",
     "Complexity exponent: k and a in latency = a·pixels^k by least squares on log(latency) against log(pixels), "
     "pixels = resolution². Its CI refits k on bootstrap replicates in which each point's median is drawn from "
     "its own bootstrap distribution (the cell's raw samples, seeded per point); a cell without raw samples "
@@ -548,6 +600,12 @@ def render_markdown(rd: ReportData, image_dir: str) -> tuple[str, dict[str, byte
                 "### Per model and target", "", md_table(an.int8_model, INT8_MODEL_COLUMNS), ""]
     else:
         out += ["*No fp32 cell with an int8 twin.*", ""]
+    out += ["## Serving under load", ""]
+    if len(an.server):
+        out += [_md_escape(SERVING_NOTE), "", _md_escape(serving_note(an.server)), "",
+                md_table(an.server, server_columns(an.server)), ""]
+    else:
+        out += ["*No LoadGen server cell (scenario server) finished ok.*", ""]
     ok = df[df["status"] == "ok"]
     out += [f"## Results ({len(ok)} ok cells)", "", md_table(ok, results_columns(ok)) if len(ok) else "*None.*", ""]
     bad = df[df["status"] != "ok"]

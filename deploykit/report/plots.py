@@ -475,10 +475,61 @@ def plot_parc_impls(df: pd.DataFrame, an: Analysis) -> Plot:
     return p
 
 
+def plot_latency_vs_qps(df: pd.DataFrame, an: Analysis) -> Plot:
+    p = Plot("latency_vs_qps", "Latency vs QPS under load (LoadGen server cells)",
+             "p99 (solid) and p50 (dashed) latency as LoadGen measured them against the QPS each server cell "
+             "achieved, one line per model, one panel per target and precision. Red crosses: INVALID runs "
+             "(LoadGen's verdict; the reasons are in the cells' reports). Horizontal line: the latency bound at "
+             "its percentile, where the cells' reports give it.")
+    sv = an.server
+    if sv.empty:
+        p.skipped = "no ok LoadGen server cell (scenario server) in the table"
+        return p
+    sv = sv.assign(label=_labels(sv))
+    many_res = sv["resolution"].nunique(dropna=False) > 1
+    if many_res:
+        sv["label"] = sv["label"] + sv["resolution"].map(lambda r: f" @ {int(r)}" if r == r else "")
+    panels = list(sv.groupby(["target", "precision", "batch", "threads"], sort=True, dropna=False).groups)
+    many_batches = len({b for _, _, b, _ in panels}) > 1
+    many_threads = len({t for _, _, _, t in panels}) > 1
+    with _rc():
+        longest = max([f"{lab} p99" for lab in sv["label"]] + ["bound 000 ms (p99.9)"], key=len)
+        entries = sv.groupby(["target", "precision", "batch", "threads"], dropna=False)["label"].nunique()
+        fig, axes = _figure(len(panels), legend=[longest] * (2 * int(entries.max()) + 2))
+        colors = _palette(sv["label"])
+        for ax, (target, precision, batch, threads) in zip(axes, panels):
+            sub = sv[(sv["target"] == target) & (sv["precision"] == precision) & _eq(sv["batch"], batch)
+                     & _eq(sv["threads"], threads)]
+            for lab, g in sub.groupby("label", sort=True):
+                g = g.sort_values("qps_achieved")
+                ax.plot(g["qps_achieved"], g["p99_ms"], "-o", ms=4, color=colors[lab], label=f"{lab} p99")
+                ax.plot(g["qps_achieved"], g["p50_ms"], "--", marker="o", ms=3, mfc="none", lw=1, color=colors[lab],
+                        label=f"{lab} p50")
+            bad = sub[sub["valid"].map(lambda v: v is False).astype(bool)]
+            if len(bad):
+                ax.scatter(bad["qps_achieved"], bad["p99_ms"], marker="x", s=48, color="#cf222e", zorder=4,
+                           label="INVALID")
+            for bound, pct in sorted({(b, q) for b, q in zip(sub["latency_bound_ms"], sub["percentile"])
+                                      if b == b}):
+                ax.axhline(bound, color="0.25", lw=0.9, ls=":",
+                           label=f"bound {bound:g} ms" + (f" (p{pct:g})" if pct == pct else ""))
+            y = np.concatenate([sub["p50_ms"].to_numpy(float), sub["p99_ms"].to_numpy(float)])
+            y = y[np.isfinite(y) & (y > 0)]
+            if y.size and y.max() / y.min() > 20:  # an overloaded server's tail dwarfs the rest
+                ax.set_yscale("log")
+            ax.set_xlabel("achieved QPS (queries/s)")
+            ax.set_ylabel("latency (ms)")
+            ax.set_title(_panel_title(target, precision, batch, many_batches, threads, many_threads))
+            _legend(ax)
+    p.figure = fig
+    return p
+
+
 PLOTTERS = (plot_latency_vs_resolution, plot_int8_speedup, plot_throughput_vs_batch, plot_latency_vs_gmacs,
-            plot_latency_vs_params, plot_memory, plot_peak_share, plot_attention_share, plot_parc_impls)
+            plot_latency_vs_params, plot_memory, plot_peak_share, plot_attention_share, plot_parc_impls,
+            plot_latency_vs_qps)
 PLOT_NAMES = ("latency_vs_resolution", "int8_speedup", "throughput_vs_batch", "latency_vs_gmacs",
-              "latency_vs_params", "memory", "peak_share", "attention_share", "parc_impls")
+              "latency_vs_params", "memory", "peak_share", "attention_share", "parc_impls", "latency_vs_qps")
 
 
 def make_plots(df: pd.DataFrame, an: Analysis) -> list[Plot]:

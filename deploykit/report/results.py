@@ -1,7 +1,8 @@
 """The results table: one row per sweep cell (or per report), written as Parquet and CSV.
 
 Rows are built from reports by ``row_from_report`` (which dispatches on the report's ``schema``, so other report
-kinds add a builder with ``register_row_builder``), or for cells that produced no report by ``failed_row``.
+kinds add a builder with ``register_row_builder``: benchmark reports and LoadGen reports have theirs here), or for
+cells that produced no report by ``failed_row``.
 ``write_results`` writes ``results.parquet`` and ``results.csv`` atomically; ``read_results`` reads a table (a
 file, or a folder holding one) or bare report JSON files / folders of them into the same columns.
 
@@ -19,6 +20,7 @@ from typing import Callable, Iterable
 
 from deploykit.core.atomic import atomic_path, ensure_dir
 from deploykit.core.errors import InputError
+from deploykit.report import loadgen as _loadgen
 from deploykit.report.schema import SCHEMA, validate
 
 RESULTS_PARQUET = "results.parquet"
@@ -56,11 +58,16 @@ NAN = float("nan")
 
 RowBuilder = Callable[[dict], dict]
 _ROW_BUILDERS: dict[str, RowBuilder] = {}
+_VALIDATORS: dict[str, Callable[[dict, str], None]] = {}
 
 
-def register_row_builder(schema: str, builder: RowBuilder) -> None:
-    """``builder(report) -> {column: value}`` for reports whose ``schema`` is ``schema`` (e.g. LoadGen's)."""
+def register_row_builder(schema: str, builder: RowBuilder,
+                         validator: Callable[[dict, str], None] | None = None) -> None:
+    """``builder(report) -> {column: value}`` for reports whose ``schema`` is ``schema`` (e.g. LoadGen's);
+    ``validator(report, where)``: raises InputError for a report that does not match that schema."""
     _ROW_BUILDERS[schema] = builder
+    if validator is not None:
+        _VALIDATORS[schema] = validator
 
 
 def empty_row() -> dict:
@@ -89,9 +96,18 @@ def options_text(options) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(items))
 
 
+def scenario_key(scenario: str, qps=None) -> str:
+    """The end of a LoadGen cell's key: ``server@qps=20`` (a server cell at 20 QPS), ``server`` (at LoadGen's
+    calibrated QPS), ``offline``, ...; "" for a latency (bench) cell, whose key has no such part."""
+    if not scenario or scenario == "latency":
+        return ""
+    q = _num(qps)
+    return f"{scenario}@qps={q:g}" if scenario == "server" and not math.isnan(q) else scenario
+
+
 def cell_key(row: dict) -> str:
-    """The key of a row from its key columns (``model|target|precision|b1|r224|t2[|opts]``; the same form as
-    sweep cell keys)."""
+    """The key of a row from its key columns (``model|target|precision|b1|r224|t2[|opts][|server@qps=20]``; the
+    same form as sweep cell keys)."""
     def part(v):
         return "auto" if v is None or (isinstance(v, float) and math.isnan(v)) else int(v)
 
@@ -99,27 +115,46 @@ def cell_key(row: dict) -> str:
              f"t{part(row['threads'])}"]
     if row.get("model_options"):
         parts.append(row["model_options"])
+    suffix = scenario_key(row.get("scenario") or "", row.get("qps_scheduled"))
+    if suffix:
+        parts.append(suffix)
     return "|".join(str(p) for p in parts)
 
 
-def _bench_row(report: dict) -> dict:
+def _common_row(report: dict) -> dict:
+    """The columns every report kind fills the same way from the sections they share (model, target, settings,
+    throughput, memory, environment): key, status and run columns and the memory columns."""
     row = empty_row()
-    m, t, s, st = report["model"], report["target"], report["stats"], report["settings"]
+    m, t, st = report["model"], report["target"], report["settings"]
     info = t.get("info") or {}
     threads = st.get("threads") or info.get("threads")
-    lo, hi = s["median_ci95"]
     row.update({
         "model": m["label"], "model_options": options_text((m.get("export_settings") or {}).get("options")),
         "family": m.get("family") or "", "target": t["name"], "precision": t["precision"],
         "batch": int(report["throughput"]["batch"]), "resolution": int(m["input"]["shape"][-1]),
-        "threads": int(threads) if threads else None, "scenario": "latency",
+        "threads": int(threads) if threads else None,
         "status": "ok", "reason": "", "exit_code": 0,
+        "created": report.get("created", ""),
+        "git_rev": str(((report.get("environment") or {}).get("deploykit") or {}).get("sha") or ""),
+    })
+    mem = report.get("memory") or {}
+    for col in ("rss_peak_mb", "rss_increase_mb", "gpu_peak_mb", "artifact_mb"):
+        row[col] = _num(mem.get(col))
+    host = (report.get("environment") or {}).get("host") or ""
+    row["host"] = row["node"] = str(host)
+    return row
+
+
+def _bench_row(report: dict) -> dict:
+    row = _common_row(report)
+    m, s = report["model"], report["stats"]
+    lo, hi = s["median_ci95"]
+    row.update({
+        "scenario": "latency",
         "p50_ms": _num(s["p50"]), "ci_low_ms": _num(lo), "ci_high_ms": _num(hi), "p90_ms": _num(s["p90"]),
         "p99_ms": _num(s["p99"]), "mean_ms": _num(s["mean"]), "cv_pct": _scaled(s["cv"], 0.01),
         "items_per_s": _num(report["throughput"]["items_per_s"]), "iterations": int(report["timing"]["iterations"]),
         "fidelity": {True: "pass", False: "FAIL", None: "n/a"}[report["fidelity"].get("passed")],
-        "created": report.get("created", ""),
-        "git_rev": str(((report.get("environment") or {}).get("deploykit") or {}).get("sha") or ""),
     })
     cx = (m.get("complexity") or {})
     row["params_m"] = _scaled(cx.get("params"), 1e6)
@@ -131,12 +166,21 @@ def _bench_row(report: dict) -> dict:
         row["peak_share"], row["peak_kind"] = _num(eff["share_of_measured"]), "measured"
     elif not math.isnan(_num(eff.get("share_of_theoretical"))):
         row["peak_share"], row["peak_kind"] = _num(eff["share_of_theoretical"]), "theoretical"
-    mem = report.get("memory") or {}
-    for col in ("rss_peak_mb", "rss_increase_mb", "gpu_peak_mb", "artifact_mb"):
-        row[col] = _num(mem.get(col))
     row["j_per_item"] = _measured_j_per_item(report.get("energy"))
-    host = (report.get("environment") or {}).get("host") or ""
-    row["host"] = row["node"] = str(host)
+    return row
+
+
+def _loadgen_row(report: dict) -> dict:
+    """A LoadGen report's row: the contract fields ``report.loadgen.results_fields`` gives (LoadGen's latency
+    percentiles, items/s, queries, verdict, rates, memory); the model columns (params, MACs, GFLOP/s, share of
+    peak) and energy stay NaN. ``qps_scheduled`` of a server row is the rate LoadGen was asked to schedule (its
+    target QPS, the cell's), so that rows of one QPS group together; the rate its Poisson draw realised is the
+    report's ``loadgen.qps_scheduled``."""
+    row = _common_row(report)
+    row.update({k: v for k, v in _loadgen.results_fields(report).items() if k in row})
+    if row["scenario"] == "server":
+        target = _num((report["loadgen"].get("effective_settings") or {}).get("target_qps"))
+        row["qps_scheduled"] = target if not math.isnan(target) else _num(report["settings"].get("qps"))
     return row
 
 
@@ -148,7 +192,23 @@ def _measured_j_per_item(energy: dict | None) -> float:
     return NAN
 
 
-register_row_builder(SCHEMA, _bench_row)
+register_row_builder(SCHEMA, _bench_row, validate)
+register_row_builder(_loadgen.SCHEMA, _loadgen_row, _loadgen.validate)
+
+
+def load_report(path: str | Path) -> dict:
+    """A report file of any kind with a row builder, validated against its own schema (a benchmark or a LoadGen
+    report); anything else is a one-line InputError."""
+    from deploykit.core.validate import read_json
+
+    data = read_json(path, "report")  # NaN / Infinity are not JSON: refused here
+    schema = data.get("schema") if isinstance(data, dict) else None
+    check = _VALIDATORS.get(schema)
+    if check is None:
+        raise InputError(f"{path} is not a deploykit report of a kind with results rows (schema {schema!r}; "
+                         f"known: {', '.join(sorted(_ROW_BUILDERS))})")
+    check(data, str(path))
+    return data
 
 
 def row_from_report(report: dict, cell: dict | None = None, *, report_path: str | Path | None = None,
@@ -164,7 +224,8 @@ def row_from_report(report: dict, cell: dict | None = None, *, report_path: str 
                          f"(known: {', '.join(sorted(_ROW_BUILDERS))})")
     row = builder(report)
     if cell:
-        for col in ("model", "model_options", "family", "target", "precision", "batch", "threads", "scenario"):
+        for col in ("model", "model_options", "family", "target", "precision", "batch", "threads", "scenario",
+                    "qps_scheduled"):
             if cell.get(col) not in (None, ""):  # what the sweep asked for names the row (the key's values)
                 row[col] = cell[col]
     for k, v in (run or {}).items():
@@ -182,7 +243,7 @@ def failed_row(cell: dict, status: str, reason: str, *, exit_code: int | None = 
     if status not in STATUSES or status == "ok":
         raise ValueError(f"not a failure status: {status!r}")
     row = empty_row()
-    for col in KEY_COLUMNS + ("family",):
+    for col in KEY_COLUMNS + ("family", "qps_scheduled"):
         if col in cell and cell[col] is not None:
             row[col] = cell[col]
     row.update({"status": status, "reason": " ".join(str(reason).split())[:300], "exit_code": exit_code,
@@ -337,8 +398,9 @@ def rows_from_report_files(files: Iterable[Path], root: Path | None = None, abso
             raise InputError(f"{f} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
         if skip_other and not (isinstance(data, dict) and data.get("schema") in _ROW_BUILDERS):
             continue
-        if isinstance(data, dict) and data.get("schema") == SCHEMA:
-            validate(data, str(f))
+        check = _VALIDATORS.get(data.get("schema")) if isinstance(data, dict) else None
+        if check is not None:
+            check(data, str(f))
         path = Path(f).resolve() if absolute or root is None else _relative(Path(f), root)
         rows.append(row_from_report(data, report_path=path))
     return rows

@@ -1,8 +1,9 @@
 """Executors run sweep cells and yield one results-table row per finished cell.
 
 An executor gets the cells to run and yields rows as cells finish (in any order); the runner (sweep/run.py)
-writes the table after every row. ``local`` runs each cell as its own ``deploykit bench`` child process, one at a
-time (cells measured side by side on one machine would disturb each other). Another executor registers beside it
+writes the table after every row. ``local`` runs each cell as its own ``deploykit bench`` child process (a LoadGen
+cell: ``deploykit loadgen``; ``cell_args``), one at a time (cells measured side by side on one machine would
+disturb each other). Another executor registers beside it
 with ``@EXECUTORS.register(name)`` in a module of this package (found by a package scan, as targets are):
 ``slurm`` (sweep/slurm.py) submits each cell as a Slurm job whose node runs this same local cell logic.
 
@@ -41,7 +42,7 @@ def _discover() -> None:
 EXECUTORS: Registry[type["Executor"]] = Registry("executor", loader=_discover)
 
 CELLS_DIR = "cells"
-LOG_NAME = "bench.log"
+LOG_NAME = "bench.log"  # a cell's child's stderr (a LoadGen cell's: loadgen.log; ``log_name``)
 CLI_CODE = "from deploykit.cli import main; main()"
 
 
@@ -52,9 +53,51 @@ def deploykit_argv(*args: str) -> list[str]:
     return python_argv(CLI_CODE, *args)
 
 
+def log_name(cell: Cell) -> str:
+    return "loadgen.log" if cell.loadgen else LOG_NAME
+
+
+def cell_args(cell: Cell, bench: BenchSettings, report_dir: Path, models_dir: Path | None = None) -> list[str]:
+    """The deploykit arguments of one cell's child: ``deploykit bench`` for a latency cell, ``deploykit loadgen``
+    for a LoadGen cell."""
+    return (loadgen_args if cell.loadgen else bench_args)(cell, bench, report_dir, models_dir)
+
+
 def bench_args(cell: Cell, bench: BenchSettings, report_dir: Path, models_dir: Path | None = None) -> list[str]:
     """The ``deploykit bench`` arguments of one cell."""
-    args = ["bench", cell.model, "-t", cell.target, "--batch", str(cell.batch)]
+    args = ["bench", *_model_args(cell, bench)]
+    args += ["--min-time", f"{bench.min_time:g}", "--max-time", f"{bench.max_time:g}",
+             "--min-iters", str(bench.min_iters), "--warmup", str(bench.warmup),
+             "--format", "json", "--report-dir", str(report_dir), "--json"]
+    if models_dir is not None:
+        args += ["--models-dir", str(models_dir)]
+    return args
+
+
+def loadgen_args(cell: Cell, bench: BenchSettings, report_dir: Path, models_dir: Path | None = None) -> list[str]:
+    """The ``deploykit loadgen`` arguments of a LoadGen cell: its scenario and QPS, the sweep's LoadGen settings
+    where the scenario takes them (a latency bound: server; a percentile: all but offline)."""
+    args = ["loadgen", *_model_args(cell, bench), "--scenario", cell.scenario]
+    if cell.qps is not None and cell.scenario == "server":
+        args += ["--qps", f"{cell.qps:g}"]
+    if bench.latency_bound is not None and cell.scenario == "server":
+        args += ["--latency-bound", f"{bench.latency_bound:g}"]
+    if bench.percentile is not None and cell.scenario != "offline":
+        args += ["--percentile", f"{bench.percentile:g}"]
+    if bench.duration is not None:
+        args += ["--duration", f"{bench.duration:g}"]
+    if bench.min_queries is not None:
+        args += ["--min-queries", str(bench.min_queries)]
+    args += ["--report-dir", str(report_dir), "--json"]
+    if models_dir is not None:
+        args += ["--models-dir", str(models_dir)]
+    return args
+
+
+def _model_args(cell: Cell, bench: BenchSettings) -> list[str]:
+    """What bench and loadgen take alike: the model, target, batch, resolution, threads, precision (int8 with its
+    calibration) and model options of a cell."""
+    args = [cell.model, "-t", cell.target, "--batch", str(cell.batch)]
     if cell.resolution is not None:
         args += ["--resolution", str(cell.resolution)]
     if cell.threads is not None:
@@ -69,11 +112,6 @@ def bench_args(cell: Cell, bench: BenchSettings, report_dir: Path, models_dir: P
             args += ["--precision", "fp32"]
     for k, v in cell.options:
         args += ["--parc-impl", v] if k == "parc_impl" else ["--model-opt", f"{k}={v}"]
-    args += ["--min-time", f"{bench.min_time:g}", "--max-time", f"{bench.max_time:g}",
-             "--min-iters", str(bench.min_iters), "--warmup", str(bench.warmup),
-             "--format", "json", "--report-dir", str(report_dir), "--json"]
-    if models_dir is not None:
-        args += ["--models-dir", str(models_dir)]
     return args
 
 
@@ -168,17 +206,17 @@ class Executor(ABC):
     def finish(self, cell: Cell, status: str, reason: str, returncode: int | None, wall_s: float | None,
                log: Path | None = None) -> dict:
         """The row of a cell whose child has ended: from its report when it wrote one, else a failure row (whose
-        ``report`` is the cell's bench.log, else ``log`` where that exists)."""
+        ``report`` is the cell's bench.log / loadgen.log, else ``log`` where that exists)."""
         from deploykit.core.errors import DeployKitError
-        from deploykit.report.results import failed_row, row_from_report
-        from deploykit.report.schema import load_report
+        from deploykit.report.results import failed_row, load_report, row_from_report
 
         run = self.run_columns(wall_s)
         cdir = self.cell_dir(cell)
         if status == "ok":
             reports = sorted(cdir.glob("*.json"), key=lambda p: p.stat().st_mtime)
             if not reports:
-                status, reason = "failed", f"deploykit bench exited 0 but wrote no report in {cdir}"
+                status, reason = "failed", f"deploykit {'loadgen' if cell.loadgen else 'bench'} exited 0 but wrote " \
+                                           f"no report in {cdir}"
             else:
                 try:
                     report = load_report(reports[-1])
@@ -187,7 +225,7 @@ class Executor(ABC):
                 else:
                     return row_from_report(report, cell.describe(), report_path=reports[-1].relative_to(self.out),
                                            run=run)
-        logs = [p for p in (cdir / LOG_NAME, log) if p is not None and p.is_file()]
+        logs = [p for p in (cdir / log_name(cell), log) if p is not None and p.is_file()]
         run["git_rev"] = _own_git_rev()
         return failed_row(cell.describe(), status, reason, exit_code=returncode, run=run,
                           report_path=_relative(logs[0], self.out) if logs else None)
@@ -208,7 +246,8 @@ def _own_git_rev() -> str:
 
 @EXECUTORS.register("local")
 class LocalExecutor(Executor):
-    """Each cell a ``deploykit bench`` child process on this machine, one at a time."""
+    """Each cell a ``deploykit bench`` (LoadGen cells: ``deploykit loadgen``) child process on this machine, one at
+    a time."""
 
     name = "local"
 
@@ -216,9 +255,10 @@ class LocalExecutor(Executor):
                  on_start: Callable[[Cell], None] | None = None, say: Callable[[str], None] | None = None,
                  command: Callable[[Cell, Path], list[str]] | None = None):
         super().__init__(bench, out, models_dir=models_dir, on_start=on_start, say=say)
-        # argv of a cell's child (the cell, its report folder); deploykit bench unless a caller runs another program
-        self.command = command or (lambda cell, rdir: deploykit_argv(*bench_args(cell, self.bench, rdir,
-                                                                                 self.models_dir)))
+        # argv of a cell's child (the cell, its report folder); deploykit bench / loadgen unless a caller runs
+        # another program
+        self.command = command or (lambda cell, rdir: deploykit_argv(*cell_args(cell, self.bench, rdir,
+                                                                                self.models_dir)))
         self._proc: subprocess.Popen | None = None
 
     def run(self, cells: Iterable[Cell]) -> Iterator[dict]:
@@ -234,9 +274,10 @@ class LocalExecutor(Executor):
         ensure_dir(cdir)
         timeout = self.bench.cell_timeout or None
         t0 = time.monotonic()
-        rc, timed_out = self._run_child(self.command(cell, cdir), cdir / LOG_NAME, timeout)
+        log = cdir / log_name(cell)
+        rc, timed_out = self._run_child(self.command(cell, cdir), log, timeout)
         wall = time.monotonic() - t0
-        status, reason = classify(rc, timed_out, cdir / LOG_NAME, self.bench.cell_timeout)
+        status, reason = classify(rc, timed_out, log, self.bench.cell_timeout)
         return self.finish(cell, status, reason, None if timed_out else rc, wall)
 
     def prelude(self, args: list[str], timeout: float | None = None) -> tuple[bool, str]:

@@ -58,7 +58,7 @@ class Plan:
             out.append({"cell": d["cell"], "model": d["model"], "model_options": d["model_options"],
                         "family": d["family"], "target": d["target"], "precision": d["precision"],
                         "batch": d["batch"], "resolution": d["resolution"], "threads": d["threads"],
-                        "action": action, "reason": reason})
+                        "scenario": d["scenario"], "qps": d["qps_scheduled"], "action": action, "reason": reason})
         return out
 
 

@@ -1,8 +1,9 @@
 """The ``slurm`` executor: every cell a Slurm job submitted with submitit, on a node of its own (``--exclusive``),
 with the partition / constraint / GRES its target maps to (sweep/sbatch.py), the results gathered as jobs end.
 
-A cell's job runs the local executor's cell on its node (``run_cell_job``: the same ``deploykit bench`` child,
-timeout, exit-code classification and row building as ``--executor local``), writing the cell's report into the
+A cell's job runs the local executor's cell on its node (``run_cell_job``: the same ``deploykit bench`` child --
+``deploykit loadgen`` for a LoadGen cell --, timeout, exit-code classification and row building as
+``--executor local``), writing the cell's report into the
 sweep's folder, which every node must see at the same path (the usual shared file system). The job returns the
 row; the submitting side adds the job id and hands it on, so the table is the same as a local sweep's, with
 ``node`` (where the cell ran), ``job_id`` and ``executor = "slurm"``. The cells of one target (the same sbatch

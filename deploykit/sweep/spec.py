@@ -1,5 +1,5 @@
-"""What a sweep runs: the cells (model x target x precision x batch x resolution x threads x model option), from
-flags or from a study file, and the measurement settings every cell shares.
+"""What a sweep runs: the cells (model x target x precision x batch x resolution x threads x model option x
+scenario x QPS), from flags or from a study file, and the measurement settings every cell shares.
 
 A study file is TOML with the same keys as the flags::
 
@@ -15,17 +15,29 @@ A study file is TOML with the same keys as the flags::
     precision = ["fp32", "int8"]
     resolution = [64, 96]
 
+    [[matrix]]                   # LoadGen cells: one per scenario, and per QPS for server
+    models = ["resnet18"]
+    scenario = ["server"]
+    qps = [10, 20, 40]
+
+    [loadgen]                    # optional: how every LoadGen cell runs (flags given on the command line win)
+    latency_bound = 100          # ms, at the percentile (server cells)
+    duration = 10                # s, LoadGen's minimum duration
+
     [slurm]                      # optional: how cells run on a Slurm cluster (--executor slurm; sweep/sbatch.py)
     partition = "bench"
 
 Without a ``[[matrix]]`` block the top-level keys are the one matrix. A value is a list or a single value; a
 string may hold a comma-separated list. ``parc_impl`` applies to ParC models only (one cell per implementation);
-other models ignore it.
+other models ignore it. ``scenario``: ``latency`` (the default) is a ``deploykit bench`` cell, ``server``,
+``offline``, ``multistream`` and ``singlestream`` are ``deploykit loadgen`` cells; ``qps`` makes one server cell
+per value (the other scenarios ignore it).
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -38,18 +50,23 @@ if TYPE_CHECKING:
 
 PRECISIONS = ("fp32", "int8")
 PARC_IMPLS = ("conv", "fft", "matmul")
+LATENCY = "latency"  # a deploykit bench cell
+LOADGEN_SCENARIOS = ("server", "offline", "multistream", "singlestream")  # deploykit loadgen cells
+SCENARIOS = (LATENCY, *LOADGEN_SCENARIOS)
 AUTO = "auto"
 
 # study-file keys of a matrix (aliases -> the one name)
 MATRIX_KEYS = {"models": "models", "model": "models", "targets": "targets", "target": "targets",
                "precision": "precision", "precisions": "precision", "batch": "batch", "batches": "batch",
                "resolution": "resolution", "resolutions": "resolution", "threads": "threads",
-               "parc_impl": "parc_impl", "parc-impl": "parc_impl"}
+               "parc_impl": "parc_impl", "parc-impl": "parc_impl", "scenario": "scenario", "scenarios": "scenario",
+               "qps": "qps"}
 
 
 @dataclass(frozen=True)
 class BenchSettings:
-    """How every cell measures (``deploykit bench`` options) and the sweep's own limits."""
+    """How every cell measures (``deploykit bench`` options; for LoadGen cells, the ``deploykit loadgen``
+    settings of the study's [loadgen] table: None = loadgen's default) and the sweep's own limits."""
 
     min_time: float = 5.0
     max_time: float = 60.0
@@ -59,6 +76,10 @@ class BenchSettings:
     calib_data: str = "synthetic"  # int8 cells' calibration data (a folder, or synthetic noise)
     calib_size: int | None = None  # images used for calibration [bench's default]
     out: str | None = None  # the sweep's folder (results table, cell reports)
+    latency_bound: float | None = None  # LoadGen server cells: the latency bound (ms) at the percentile
+    percentile: float | None = None  # LoadGen cells with a latency target (not offline): its percentile (%)
+    duration: float | None = None  # LoadGen cells: LoadGen's minimum duration (s)
+    min_queries: int | None = None  # LoadGen cells: LoadGen's minimum query count
 
     def __post_init__(self):
         for name in ("min_time", "cell_timeout"):
@@ -74,9 +95,18 @@ class BenchSettings:
             raise UsageError(f"warmup must be non-negative, got {self.warmup}")
         if self.calib_size is not None and self.calib_size < 1:
             raise UsageError(f"calib-size must be at least 1, got {self.calib_size}")
+        for name in ("latency_bound", "duration"):
+            v = getattr(self, name)
+            if v is not None and not (math.isfinite(v) and v > 0):
+                raise UsageError(f"{name.replace('_', '-')} must be a positive number, got {v}")
+        if self.percentile is not None and not (0 < self.percentile < 100):
+            raise UsageError(f"percentile must be between 0 and 100 (exclusive), got {self.percentile}")
+        if self.min_queries is not None and self.min_queries < 1:
+            raise UsageError(f"min-queries must be at least 1, got {self.min_queries}")
 
 
-BENCH_KEYS = tuple(f.name for f in fields(BenchSettings))
+LOADGEN_KEYS = ("latency_bound", "percentile", "duration", "min_queries")  # the study file's [loadgen] table
+BENCH_KEYS = tuple(f.name for f in fields(BenchSettings) if f.name not in LOADGEN_KEYS)
 
 
 @dataclass(frozen=True)
@@ -84,7 +114,9 @@ class Cell:
     """One measurement: a model on a target at one precision, batch, resolution and thread count.
 
     ``resolution`` / ``threads`` None: the model's (the file's) resolution / the target's default thread count.
-    ``options``: model options, e.g. (("parc_impl", "fft"),). ``skip``: why the cell cannot run (None: it can)."""
+    ``options``: model options, e.g. (("parc_impl", "fft"),). ``scenario``: ``latency`` (a bench cell) or a
+    LoadGen scenario; ``qps``: a server cell's arrival rate (None: LoadGen's, sized by a calibration).
+    ``skip``: why the cell cannot run (None: it can)."""
 
     model: str
     target: str
@@ -96,11 +128,18 @@ class Cell:
     label: str = ""  # the model as tables show it (a file's stem; else the model name)
     family: str = ""
     skip: str | None = field(default=None, compare=False)
+    scenario: str = LATENCY
+    qps: float | None = None
 
     @property
     def key(self) -> str:
         return cell_key(self.model, self.target, self.precision, self.batch, self.resolution, self.threads,
-                        self.options)
+                        self.options, self.scenario, self.qps)
+
+    @property
+    def loadgen(self) -> bool:
+        """Whether the cell is a ``deploykit loadgen`` run (else a ``deploykit bench`` one)."""
+        return self.scenario != LATENCY
 
     @property
     def model_options(self) -> str:
@@ -112,7 +151,9 @@ class Cell:
         label = self.label or Path(self.model).stem
         readable = "-".join(str(p) for p in (label, self.target, self.precision, f"b{self.batch}",
                                              f"r{self.resolution or AUTO}", f"t{self.threads or AUTO}",
-                                             *(v for _, v in self.options)))
+                                             *(v for _, v in self.options),
+                                             *((self.scenario,) if self.loadgen else ()),
+                                             *((f"q{self.qps:g}",) if self.qps is not None else ())))
         readable = re.sub(r"[^A-Za-z0-9_.=-]+", "_", readable)[:100]
         return f"{readable}-{hashlib.sha256(self.key.encode()).hexdigest()[:8]}"
 
@@ -120,8 +161,8 @@ class Cell:
         """The cell as a plain dict (the key columns of the results table, plus key and skip)."""
         return {"cell": self.key, "model": self.label or self.model, "model_options": self.model_options,
                 "family": self.family, "target": self.target, "precision": self.precision, "batch": self.batch,
-                "resolution": self.resolution, "threads": self.threads, "scenario": "latency",
-                "model_ref": self.model, "skip": self.skip}
+                "resolution": self.resolution, "threads": self.threads, "scenario": self.scenario,
+                "qps_scheduled": self.qps, "model_ref": self.model, "skip": self.skip}
 
 
 def options_text(options) -> str:
@@ -132,13 +173,19 @@ def options_text(options) -> str:
 
 
 def cell_key(model: str, target: str, precision: str, batch: int, resolution: int | None, threads: int | None,
-             options=()) -> str:
+             options=(), scenario: str = LATENCY, qps: float | None = None) -> str:
     """The stable key of a cell: ``model|target|precision|b<batch>|r<resolution>|t<threads>[|k=v,...]``, with
-    ``auto`` for a resolution or thread count left to the model / the target."""
+    ``auto`` for a resolution or thread count left to the model / the target; a LoadGen cell's ends in its
+    scenario (``|server@qps=20``, ``|offline``: report/results.py's ``scenario_key``)."""
+    from deploykit.report.results import scenario_key
+
     parts = [model, target, precision, f"b{batch}", f"r{resolution or AUTO}", f"t{threads or AUTO}"]
     opts = options_text(options)
     if opts:
         parts.append(opts)
+    suffix = scenario_key(scenario, qps)
+    if suffix:
+        parts.append(suffix)
     return "|".join(str(p) for p in parts)
 
 
@@ -154,6 +201,8 @@ class Matrix:
     resolution: tuple[int, ...] = ()
     threads: tuple[int, ...] = ()
     parc_impl: tuple[str, ...] = ()
+    scenario: tuple[str, ...] = ()
+    qps: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -172,10 +221,11 @@ class SweepSpec:
 # --------------------------------------------------------------------------------------------- building cells
 
 def build_cells(matrices: Iterable[Matrix], targets_here: bool = True) -> list[Cell]:
-    """The cells of ``matrices`` in order (model, resolution, batch, precision, target, threads, option), each
-    once (a cell in two matrices runs once). Unknown models or targets raise InputError; cells a model's
-    architecture cannot run carry a ``skip`` reason, and so do cells whose target this machine lacks when
-    ``targets_here`` (cells run here; on a cluster's nodes, the node decides)."""
+    """The cells of ``matrices`` in order (model, resolution, batch, precision, target, threads, option,
+    scenario, QPS), each once (a cell in two matrices runs once). Unknown models or targets raise InputError;
+    cells a model's architecture cannot run carry a ``skip`` reason, and so do cells whose target (or, for a
+    LoadGen cell, MLPerf LoadGen) this machine lacks when ``targets_here`` (cells run here; on a cluster's nodes,
+    the node decides)."""
     cells: list[Cell] = []
     seen: set[str] = set()
     for m in matrices:
@@ -206,6 +256,8 @@ def _matrix_cells(m: Matrix, targets_here: bool = True) -> list[Cell]:
     for impl in m.parc_impl:
         if impl not in PARC_IMPLS:
             raise UsageError(f"unknown parc_impl {impl!r} (choose from {', '.join(PARC_IMPLS)})")
+    runs = _scenario_runs(m)
+    loadgen_skip = _loadgen_skip() if targets_here and any(sc != LATENCY for sc, _ in runs) else None
     cells = []
     for model in models:
         info = _model_info(model)
@@ -217,11 +269,41 @@ def _matrix_cells(m: Matrix, targets_here: bool = True) -> list[Cell]:
                     for target, target_skip in targets:
                         for threads in m.threads or (None,):
                             for opts in impls:
-                                cells.append(Cell(model=info["ref"], target=target, precision=precision, batch=batch,
-                                                  resolution=res if res is not None else info["resolution"],
-                                                  threads=threads, options=opts, label=info["label"],
-                                                  family=info["family"], skip=skip_res or target_skip))
+                                for scenario, qps in runs:
+                                    cells.append(Cell(model=info["ref"], target=target, precision=precision,
+                                                      batch=batch,
+                                                      resolution=res if res is not None else info["resolution"],
+                                                      threads=threads, options=opts, label=info["label"],
+                                                      family=info["family"],
+                                                      skip=skip_res or target_skip
+                                                      or (loadgen_skip if scenario != LATENCY else None),
+                                                      scenario=scenario, qps=qps))
     return cells
+
+
+def _loadgen_skip() -> str | None:
+    """Why LoadGen cells cannot run here (MLPerf LoadGen is not installed), or None."""
+    from deploykit.core.lazy import install_hint, is_installed
+
+    if is_installed("mlperf_loadgen"):
+        return None
+    return f"MLPerf LoadGen (mlperf_loadgen) is not installed here: {install_hint('mlperf_loadgen')}"
+
+
+def _scenario_runs(m: Matrix, where: str = "") -> list[tuple[str, float | None]]:
+    """(scenario, qps) of each cell a matrix's scenarios make: server once per QPS (LoadGen's own QPS without
+    any), the other scenarios once. Unknown scenarios and QPS without server cells are UsageErrors."""
+    for sc in m.scenario:
+        if sc not in SCENARIOS:
+            raise UsageError(f"{where}unknown scenario {sc!r} (choose from {', '.join(SCENARIOS)})")
+    for q in m.qps:
+        if not (isinstance(q, (int, float)) and not isinstance(q, bool) and math.isfinite(q) and q > 0):
+            raise UsageError(f"{where}qps must be a positive number, got {q!r}")
+    scenarios = m.scenario or (LATENCY,)
+    if m.qps and "server" not in scenarios:
+        raise UsageError(f"{where}qps applies to server cells, and this matrix has none (scenario "
+                         f"{', '.join(scenarios)}): add scenario server")
+    return [(sc, q) for sc in scenarios for q in ((m.qps or (None,)) if sc == "server" else (None,))]
 
 
 def _targets(names: Iterable[str], check: bool = True) -> list[tuple[str, str | None]]:
@@ -291,6 +373,14 @@ def split_list(values, kind=str, name: str = "value") -> tuple:
                     item = int(item)
                 except (TypeError, ValueError):
                     raise UsageError(f"{name}: expected integers, got {item!r}") from None
+            elif kind is float:
+                try:
+                    number = None if isinstance(item, bool) else float(item)
+                except (TypeError, ValueError):
+                    number = None
+                if number is None or not math.isfinite(number):
+                    raise UsageError(f"{name}: expected numbers, got {item!r}")
+                item = number
             elif not isinstance(item, str):
                 raise UsageError(f"{name}: expected strings, got {item!r}")
             out.append(item)
@@ -298,7 +388,8 @@ def split_list(values, kind=str, name: str = "value") -> tuple:
 
 
 FLAG_NAMES = {"models": "model arguments", "targets": "--target", "precision": "--precision", "batch": "--batch",
-              "resolution": "--resolution", "threads": "--threads", "parc_impl": "--parc-impl"}
+              "resolution": "--resolution", "threads": "--threads", "parc_impl": "--parc-impl",
+              "scenario": "--scenario", "qps": "--qps"}
 
 
 def matrix_from_values(values: dict[str, Any], where: str = "", flags: bool = False) -> Matrix:
@@ -309,27 +400,36 @@ def matrix_from_values(values: dict[str, Any], where: str = "", flags: bool = Fa
         name = MATRIX_KEYS.get(key)
         if name is None:
             raise UsageError(f"{where}unknown key {key!r} (a matrix has: models, targets, precision, batch, "
-                             "resolution, threads, parc_impl)")
+                             "resolution, threads, parc_impl, scenario, qps)")
         if name in out:
             raise UsageError(f"{where}key {key!r} given twice")
-        kind = int if name in ("batch", "resolution", "threads") else str
+        kind = int if name in ("batch", "resolution", "threads") else float if name == "qps" else str
         label = FLAG_NAMES[name] if flags else f"{where}{key}"
         out[name] = split_list(value, kind, label)
         if kind is int and any(v < 1 for v in out[name]):
             raise UsageError(f"{label}: expected positive integers, got {min(out[name])}")
-    return Matrix(**out)
+        if kind is float and any(v <= 0 for v in out[name]):
+            raise UsageError(f"{label}: expected positive numbers, got {min(out[name]):g}")
+    matrix = Matrix(**out)
+    _scenario_runs(matrix, where)  # scenarios and QPS checked here, with the study file and block named
+    return matrix
 
 
-def bench_from_values(values: dict[str, Any], where: str = "", base: BenchSettings | None = None) -> BenchSettings:
-    """BenchSettings from study-file / flag values (None values are left at ``base``'s)."""
+def bench_from_values(values: dict[str, Any], where: str = "", base: BenchSettings | None = None,
+                      keys: tuple[str, ...] | None = None) -> BenchSettings:
+    """BenchSettings from study-file / flag values (None values are left at ``base``'s); ``keys``: the names
+    allowed (a study's [bench] table: BENCH_KEYS, its [loadgen] table: LOADGEN_KEYS; None: both)."""
     base = base or BenchSettings()
     kw = {}
     types = {"min_time": float, "max_time": float, "cell_timeout": float, "min_iters": int, "warmup": int,
-             "calib_size": int, "calib_data": str, "out": str}
+             "calib_size": int, "calib_data": str, "out": str, "latency_bound": float, "percentile": float,
+             "duration": float, "min_queries": int}
+    allowed = keys or tuple(types)
     for key, value in values.items():
         name = key.replace("-", "_")
-        if name not in types:
-            raise UsageError(f"{where}unknown key {key!r} (bench settings: {', '.join(BENCH_KEYS)})")
+        if name not in allowed:
+            what = "loadgen" if keys == LOADGEN_KEYS else "bench"
+            raise UsageError(f"{where}unknown key {key!r} ({what} settings: {', '.join(keys or BENCH_KEYS)})")
         if value is None:
             continue
         want = types[name]
@@ -339,12 +439,15 @@ def bench_from_values(values: dict[str, Any], where: str = "", base: BenchSettin
             raise UsageError(f"{where}{key} must be {'a string' if want is str else 'a number'}"
                              f"{' (whole)' if want is int else ''}, got {value!r}")
         kw[name] = want(value)
-    return replace(base, **kw)
+    try:
+        return replace(base, **kw)
+    except UsageError as exc:
+        raise UsageError(f"{where}{exc}") from None
 
 
 def load_study(path: str | Path) -> tuple[list[Matrix], dict[str, Any], dict[str, Any]]:
-    """The matrices, the [bench] values and the name / description / [slurm] settings (``meta``) of a study file
-    (TOML). Errors name the file and the key at fault."""
+    """The matrices, the [bench] and [loadgen] values and the name / description / [slurm] settings (``meta``) of
+    a study file (TOML). Errors name the file and the key at fault."""
     import tomllib
 
     p = Path(path)
@@ -357,8 +460,10 @@ def load_study(path: str | Path) -> tuple[list[Matrix], dict[str, Any], dict[str
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{p} is not valid TOML: {exc}") from None
     bench = data.pop("bench", {})
-    if not isinstance(bench, dict):
-        raise UsageError(f"{p}: 'bench' must be a table ([bench])")
+    loadgen = data.pop("loadgen", {})
+    for name, table in (("bench", bench), ("loadgen", loadgen)):
+        if not isinstance(table, dict):
+            raise UsageError(f"{p}: '{name}' must be a table ([{name}])")
     blocks = data.pop("matrix", None)
     top = {k: v for k, v in data.items() if k in MATRIX_KEYS}
     rest = {k: v for k, v in data.items() if k not in MATRIX_KEYS}
@@ -378,7 +483,8 @@ def load_study(path: str | Path) -> tuple[list[Matrix], dict[str, Any], dict[str
     if rest:
         key = next(iter(rest))
         raise UsageError(f"{p}: unknown key {key!r} (a study has [bench], [[matrix]] blocks with models, targets, "
-                         "precision, batch, resolution, threads, parc_impl; [slurm]; and name, description, out)")
+                         "precision, batch, resolution, threads, parc_impl, scenario, qps; [loadgen]; [slurm]; and "
+                         "name, description, out)")
     if blocks is None:
         if not top:
             raise UsageError(f"{p}: no [[matrix]] block and no models")
@@ -393,16 +499,20 @@ def load_study(path: str | Path) -> tuple[list[Matrix], dict[str, Any], dict[str
     for i, m in enumerate(matrices):
         if not m.models:
             raise UsageError(f"{p}: [[matrix]] #{i + 1}: key 'models' is missing")
-    bench_from_values(bench, where=f"{p}: [bench]: ")  # validate keys and types now, with the file named
-    return matrices, bench, meta
+    # validate keys and types now, with the file named; the [loadgen] settings travel with the [bench] ones
+    bench_from_values(bench, where=f"{p}: [bench]: ", keys=BENCH_KEYS)
+    bench_from_values(loadgen, where=f"{p}: [loadgen]: ", keys=LOADGEN_KEYS)
+    return matrices, {**bench, **loadgen}, meta
 
 
 def spec_from(models=(), *, targets=(), precision=(), batch=(), resolution=(), threads=(), parc_impl=(),
-              study: str | Path | None = None, bench: dict[str, Any] | None = None) -> SweepSpec:
+              scenario=(), qps=(), study: str | Path | None = None,
+              bench: dict[str, Any] | None = None) -> SweepSpec:
     """The sweep of flags or of a study file (not both for the matrix); ``bench`` values given (not None) win over
-    the study file's [bench]."""
+    the study file's [bench] and [loadgen] settings."""
     flags = {"models": models, "targets": targets, "precision": precision, "batch": batch,
-             "resolution": resolution, "threads": threads, "parc_impl": parc_impl}
+             "resolution": resolution, "threads": threads, "parc_impl": parc_impl, "scenario": scenario,
+             "qps": qps}
     given = {k: v for k, v in flags.items() if v}
     if study is not None:
         if given:
@@ -410,7 +520,7 @@ def spec_from(models=(), *, targets=(), precision=(), batch=(), resolution=(), t
             raise UsageError(f"{FLAG_NAMES[key]} and --study both give the matrix: put it in the study file or in "
                              "flags, not both")
         matrices, study_bench, meta = load_study(study)
-        settings = bench_from_values(study_bench, where=f"{study}: [bench]: ")
+        settings = bench_from_values(study_bench, where=f"{study}: ")
         source = str(study)
     else:
         if not models:

@@ -175,7 +175,7 @@ def report_page(tmp_path_factory):
     from click.testing import CliRunner
 
     folder = tmp_path_factory.mktemp("sweep")
-    write_table(contract_table(folder), folder)
+    write_table(contract_table(folder, serving=True), folder)
     out = folder / "report.html"
     res = CliRunner().invoke(cli, ["report", str(folder), "-o", str(out)])
     assert res.exit_code == 0, res.output + str(res.exception)

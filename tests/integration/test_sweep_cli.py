@@ -1,11 +1,13 @@
 """deploykit sweep end to end, as subprocesses with real cells (deploykit bench children on real models at 64 px):
 a 2x2 sweep (after deploykit peak) interrupted by SIGINT after its first cell and resumed without re-running it,
 then compared; a corrupt model file recorded as failed while the sweep finishes; a cell past --cell-timeout
-recorded as timeout."""
+recorded as timeout; LoadGen server cells (deploykit loadgen children) at two QPS, and the report's latency vs QPS
+plot drawn from them."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -117,3 +119,32 @@ def test_a_cell_past_the_cell_timeout_is_recorded_as_timeout(tmp_path, env):
     (row,) = read_results(out).to_dict("records")
     assert row["status"] == "timeout" and "cell timeout of 3 s" in row["reason"]
     assert "1 cells: 0 ok, 1 failed (1 timeout)" in p.stdout
+
+
+def test_server_cells_one_per_qps_and_the_report_plots_latency_vs_qps(tmp_path, env):
+    pytest.importorskip("mlperf_loadgen")
+    out = tmp_path / "serving"
+    p = run_cli("sweep", "resnet18", "-t", "ort", "--resolution", "64", "--threads", "1", "--scenario", "server",
+                "--qps", "5,10", "--duration", "2", "-o", str(out), "--json", env=env, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["counts"]["ok"] == 2
+    assert not (out / "cells" / "peak.log").exists()  # no bench cell to give a share of the peak
+    df = read_results(out)
+    assert list(df["cell"]) == ["resnet18|ort|fp32|b1|r64|t1|server@qps=5", "resnet18|ort|fp32|b1|r64|t1|server@qps=10"]
+    assert list(df["status"]) == ["ok", "ok"] and list(df["scenario"]) == ["server", "server"]
+    assert list(df["qps_scheduled"]) == [5.0, 10.0]
+    for r in df.to_dict("records"):
+        report = json.loads((out / r["report"]).read_text())
+        assert report["schema"] == "deploykit.loadgen" and report["settings"]["duration_s"] == 2.0
+        lg = report["loadgen"]
+        assert r["loadgen_valid"] is lg["valid"] and r["qps_achieved"] == lg["qps_achieved"] > 0
+        assert r["p99_ms"] == lg["latency_ms"]["p99"] >= r["p50_ms"] > 0 and r["iterations"] == lg["query_count"]
+        assert math.isnan(r["gmacs"]) and math.isnan(r["gflops"]) and r["fidelity"] == "pass"
+        assert (out / r["report"]).parent.joinpath("loadgen.log").is_file()
+    rep = run_cli("report", str(out), "--plots", str(tmp_path / "plots"), "--n-boot", "100", env=env)
+    assert rep.returncode == 0, rep.stderr
+    assert "latency_vs_qps" not in rep.stderr  # drawn, not listed among the plots not drawn
+    assert (tmp_path / "plots" / "latency_vs_qps.svg").is_file()
+    page = (out / "report.html").read_text(encoding="utf-8")
+    serving = page[page.index('<h2 id="serving">'):page.index('<h2 id="results">')]
+    assert serving.count("<tr>") == 3 and "100 (p99)" in serving  # header + 2 cells; LoadGen's default bound

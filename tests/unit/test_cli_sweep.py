@@ -165,3 +165,31 @@ def test_the_committed_fleet_study_maps_its_targets(cli_runner):
     jobs = {tuple(j["targets"]): j["sbatch"] for j in listing["slurm_jobs"]}
     assert "--constraint='intel|amd'" in jobs[("ort",)] and "--constraint=intel" in jobs[("openvino",)]
     assert {"--partition=gpu", "--gres=gpu:1", "--constraint=nvidia", "--exclusive", "--time=38"} <= set(jobs[("trt",)])
+
+
+def test_loadgen_cells_on_the_command_line_and_in_the_committed_serving_study(cli_runner, tmp_path):
+    from tests.conftest import REPO
+
+    r = cli_runner.invoke(cli, ["sweep", "resnet18", "--resolution", "64", "--scenario", "latency,server",
+                                "--qps", "5", "--qps", "10", "--latency-bound", "50", "--duration", "2",
+                                "-o", str(tmp_path / "s"), "--dry-run", "--json"])
+    assert r.exit_code == 0, r.output
+    cells = json.loads(r.stdout)["cells"]
+    assert [(c["cell"], c["scenario"], c["qps"]) for c in cells] == [
+        ("resnet18|ort|fp32|b1|r64|tauto", "latency", None),
+        ("resnet18|ort|fp32|b1|r64|tauto|server@qps=5", "server", 5.0),
+        ("resnet18|ort|fp32|b1|r64|tauto|server@qps=10", "server", 10.0)]
+    r = cli_runner.invoke(cli, ["sweep", "resnet18", "--scenario", "server", "--qps", "5,10", "--dry-run"])
+    assert r.exit_code == 0 and "server @ 10 QPS" in r.stdout
+    assert_clean_error(cli_runner.invoke(cli, ["sweep", "resnet18", "--qps", "5", "--dry-run"]), 2,
+                       "qps applies to server cells", "add scenario server")
+    assert_clean_error(cli_runner.invoke(cli, ["sweep", "resnet18", "--scenario", "burst", "--dry-run"]), 2,
+                       "unknown scenario 'burst'")
+
+    r = cli_runner.invoke(cli, ["sweep", "--study", str(REPO / "studies" / "serving.toml"), "--dry-run", "--json",
+                                "-o", str(tmp_path / "serving")])
+    assert r.exit_code == 0, r.output
+    cells = json.loads(r.stdout)["cells"]
+    assert len(cells) == 2 * 2 * (1 + 6)
+    assert {c["scenario"] for c in cells} == {"latency", "server"}
+    assert sorted({c["qps"] for c in cells if c["qps"]}) == [25.0, 50.0, 100.0, 200.0, 400.0, 800.0]

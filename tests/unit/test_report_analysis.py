@@ -1,5 +1,6 @@
 """report/analysis.py on hand-built results tables with known truths (tests/results_tables.py): reading and
-normalising tables, complexity exponents, attention crossovers, ParC implementations, int8 speed-ups, Pareto."""
+normalising tables, complexity exponents, attention crossovers, ParC implementations, int8 speed-ups, Pareto, the
+serving table of LoadGen server cells."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import pytest
 
 from deploykit.core.errors import InputError
 from deploykit.report import analysis as A
-from tests.results_tables import (CNN_K, EVIL, SPEEDUP, VIT_CROSSOVER, contract_table, write_table)
+from tests.results_tables import (CNN_K, EVIL, SERVER_BOUND_MS, SERVER_QPS, SPEEDUP, VIT_CROSSOVER, contract_table,
+                                  write_table)
 
 
 @pytest.fixture(scope="module")
@@ -185,3 +187,24 @@ def test_pareto_front():
     lat = [1.0, 1.5, 3.0, 2.0, 2.5, 0.1]
     # (2, 3) is beaten by (2, 1.5); (3, 2.5) by (4, 2.0); NaN never on the front
     assert A.pareto_front(macs, lat).tolist() == [True, True, False, True, False, False]
+
+
+# ------------------------------------------------------------------------------------------------ serving
+
+@pytest.mark.parametrize("kind", ["parquet", "csv"])
+def test_the_serving_table_lists_ok_server_cells_with_verdict_and_bound(tmp_path, kind):
+    write_table(contract_table(tmp_path, families=("cnn", "vit"), targets=("ort",), serving=True), tmp_path, kind)
+    df, base = A.load_results(tmp_path)
+    cells = A.read_cell_reports(df, base)
+    t = A.server_table(df, cells)
+    assert len(t) == 2 * len(SERVER_QPS)  # the failed server cell is not in it
+    assert list(t["model"]) == ["deit_syn"] * 4 + ["resnet_syn"] * 4
+    assert list(t["qps_scheduled"]) == list(SERVER_QPS) * 2
+    assert list(t["valid"]) == [True, False, False, False, True, True, True, False]  # from "True"/"False" in a CSV
+    assert (t["latency_bound_ms"] == SERVER_BOUND_MS).all() and (t["percentile"] == 99.0).all()
+    assert (t["p99_ms"][t["valid"] == True] <= SERVER_BOUND_MS).all()  # noqa: E712
+    # no reports beside the table: the bound is unknown (NaN), the rest stays
+    t = A.server_table(df)
+    assert len(t) == 8 and t["latency_bound_ms"].isna().all()
+    # latency analyses leave the server cells out
+    assert set(A.latency_rows(df)["scenario"]) == {"latency"}

@@ -9,7 +9,7 @@ import pytest
 from deploykit.core.errors import UsageError
 from deploykit.report import compare as cmp
 from deploykit.report.results import row_from_report, write_results
-from tests.sample_reports import make_report, samples, write_report
+from tests.sample_reports import make_loadgen_report, make_report, samples, write_report
 
 
 def _sweep(folder, reports):
@@ -71,6 +71,16 @@ def test_by_target_pools_the_inputs_and_makes_a_column_per_value(tmp_path):
     assert by_res["columns"] == ["64", "96"] and by_res["rows"][0]["values"]["96"]["ratio"] == pytest.approx(2,
                                                                                                           rel=0.03)
     assert res96.exists()
+
+
+def test_server_cells_at_different_qps_are_different_cells(tmp_path):
+    a = _sweep(tmp_path / "ort", [make_loadgen_report(samples(5.0, seed=1), qps=q, target="ort") for q in (10, 20)])
+    b = _sweep(tmp_path / "ov", [make_loadgen_report(samples(4.0, seed=2), qps=q, target="openvino")
+                                 for q in (10, 20)])
+    result = cmp.compare(cmp.load_inputs([a, b]), by="target", metric="p99_ms", baseline="ort")
+    assert not any("more than once" in n for n in result["notes"])
+    assert [r["label"] for r in result["rows"]] == ["resnet18 @10 QPS", "resnet18 @20 QPS"]
+    assert all(r["values"]["openvino"]["ratio"] == pytest.approx(0.8, rel=0.05) for r in result["rows"])
 
 
 def test_without_raw_samples_p50_falls_back_to_non_overlapping_cis(tmp_path):

@@ -1,6 +1,7 @@
 """report/html.py and report/plots.py on hand-built results tables: one self-contained page (nothing external,
-every user string escaped), every plot present when its data is and skipped with a reason when not, the
-Markdown rendering with PNGs beside it, and the plots as PNG and SVG files."""
+every user string escaped), every plot present when its data is and skipped with a reason when not, the serving
+section (LoadGen server cells: latency vs QPS, their table), the Markdown rendering with PNGs beside it, and the
+plots as PNG and SVG files."""
 
 from __future__ import annotations
 
@@ -14,13 +15,13 @@ import pytest
 from deploykit.core.errors import UsageError
 from deploykit.report.html import fnum, prepare, render_html, render_markdown, write_report
 from deploykit.report.plots import PLOT_NAMES
-from tests.results_tables import EVIL, contract_table, write_table
+from tests.results_tables import EVIL, SERVER_QPS, contract_table, write_table
 
 
 @pytest.fixture(scope="module")
 def full(tmp_path_factory):
     folder = tmp_path_factory.mktemp("sweep")
-    write_table(contract_table(folder), folder)
+    write_table(contract_table(folder, serving=True), folder)
     out = folder / "report.html"
     summary = write_report(folder, out, n_boot=200)
     return folder, out.read_text(encoding="utf-8"), summary
@@ -32,7 +33,7 @@ def test_every_plot_is_drawn_when_its_data_is_present(full):
     for name in PLOT_NAMES:
         assert f'<figure id="plot-{name}">' in page and f'<svg id="svg-{name}"' in page
     assert "Not drawn" not in page
-    assert summary["cells"] == {"failed": 1, "ok": 140, "timeout": 1}
+    assert summary["cells"] == {"failed": 2, "ok": 156, "timeout": 1}
 
 
 def test_the_page_is_self_contained(full):
@@ -64,10 +65,28 @@ def test_header_and_analysis_sections(full):
     folder, page, _ = full
     assert "Test CPU 9000 · 2 usable cores" in page and "onnxruntime 1.20.0" in page
     assert f"deploykit report: {folder.name}" in page
-    for anchor in ("plots", "exponents", "attention", "parc", "int8", "results", "failed", "methods"):
+    for anchor in ("plots", "exponents", "attention", "parc", "int8", "serving", "results", "failed", "methods"):
         assert f'id="{anchor}"' in page
     assert "fft is the fastest ParC implementation at" in page
-    assert "Cells not ok (2)" in page and "Results (140 ok cells)" in page
+    assert "Cells not ok (3)" in page and "Results (156 ok cells)" in page
+
+
+def test_latency_vs_qps_plot_and_the_serving_table(full):
+    _, page, _ = full
+    svg = re.search(r'<svg id="svg-latency_vs_qps".*?</svg>', page, flags=re.S).group(0)
+    for text in ("ort · fp32", "openvino · fp32", "resnet_syn p99", "deit_syn p50", "INVALID", "bound 100 ms (p99)",
+                 "achieved QPS (queries/s)"):
+        assert text in svg, text
+    serving = page[page.index('<h2 id="serving">'):page.index('<h2 id="results">')]
+    head = re.search(r"<thead>(.*?)</thead>", serving).group(1)
+    assert re.findall(r"<th>(.*?)</th>", head) == ["model", "target", "precision", "res", "scheduled QPS",
+                                                   "achieved QPS", "p50 ms", "p99 ms", "bound ms", "LoadGen"]
+    rows = re.findall(r"<tr>(.*?)</tr>", serving.split("<tbody>")[1])
+    assert len(rows) == 2 * 2 * len(SERVER_QPS)  # ok server cells only; the failed one is under Cells not ok
+    first = re.findall(r"<td[^>]*>(.*?)</td>", rows[0])
+    assert first[:5] == ["deit_syn", "openvino", "fp32", "224", "10"] and first[-2:] == ["100 (p99)", "VALID"]
+    assert sum("INVALID" in r for r in rows) == 7
+    assert "resnet_syn on ort (fp32): VALID up to 39.60 QPS achieved, 1 INVALID" in serving
 
 
 def _sparse_table() -> pd.DataFrame:
@@ -88,6 +107,8 @@ def test_plots_without_data_are_skipped_with_a_reason():
         assert f'id="skipped-{p.name}"' in page and p.skipped
     assert "two or more resolutions" in skipped["latency_vs_resolution"]
     assert "int8 twin" in skipped["int8_speedup"]
+    assert skipped["latency_vs_qps"] == "no ok LoadGen server cell (scenario server) in the table"
+    assert "No LoadGen server cell (scenario server) finished ok" in page
     assert "&lt;boom&gt;" in page and "<boom>" not in page
 
 
@@ -99,7 +120,7 @@ def test_a_table_with_only_failed_cells_still_renders():
 
 def test_markdown_report_with_pngs_beside_it_and_plot_files(tmp_path):
     folder = tmp_path / "sweep"
-    write_table(contract_table(folder, families=("cnn", "vit"), targets=("ort",)), folder, "csv")
+    write_table(contract_table(folder, families=("cnn", "vit"), targets=("ort",), serving=True), folder, "csv")
     md = tmp_path / "out" / "study.md"
     plots = tmp_path / "plots"
     summary = write_report(folder / "results.csv", md, plots_dir=plots, n_boot=100)
@@ -115,6 +136,11 @@ def test_markdown_report_with_pngs_beside_it_and_plot_files(tmp_path):
     assert "*Not drawn: ParC implementations vs resolution" in text
     assert EVIL not in text and "evil&lt;script&gt;" in text
     assert "| model | family | target |" in text
+    assert "latency_vs_qps" in drawn and "## Serving under load" in text
+    assert ("| model | target | precision | res | scheduled QPS | achieved QPS | p50 ms | p99 ms | bound ms | LoadGen |"
+            in text)
+    assert "| resnet_syn | ort | fp32 | 224 | 80 | 59.40 |" in text  # the verdict read back from the CSV
+    assert text.count("| INVALID |") == 4 and text.count("| VALID |") == 4
 
 
 def test_markdown_table_cells_cannot_break_the_table():

@@ -1,5 +1,5 @@
-"""deploykit/report/results.py: rows from reports (hand-built, schema-valid), failure rows, the table written as
-Parquet and CSV and read back, and reports read straight from files and folders."""
+"""deploykit/report/results.py: rows from reports (hand-built, schema-valid: benchmark and LoadGen reports), failure
+rows, the table written as Parquet and CSV and read back, and reports read straight from files and folders."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from deploykit.core.errors import InputError
 from deploykit.report import results as res
-from tests.sample_reports import make_report, samples, write_report
+from tests.sample_reports import make_loadgen_report, make_report, samples, write_report
 
 
 def test_row_from_a_bench_report_has_the_contract_columns_and_nan_for_what_is_missing():
@@ -78,14 +78,14 @@ def test_the_sweep_cell_names_the_row_and_the_executor_fills_the_run_columns():
 
 
 def test_reports_of_another_schema_need_their_row_builder():
-    with pytest.raises(InputError, match="deploykit.loadgen"):
-        res.row_from_report({"schema": "deploykit.loadgen"})
+    with pytest.raises(InputError, match=r"'deploykit.test-kind' \(known: deploykit.loadgen, deploykit.report\)"):
+        res.row_from_report({"schema": "deploykit.test-kind"})
     res.register_row_builder("deploykit.test-kind", lambda rep: {**res.empty_row(), "model": rep["m"],
                                                                   "target": "ort", "precision": "fp32", "batch": 1,
                                                                   "scenario": "server", "status": "ok"})
     try:
         row = res.row_from_report({"schema": "deploykit.test-kind", "m": "x"})
-        assert row["scenario"] == "server" and row["cell"] == "x|ort|fp32|b1|rauto|tauto"
+        assert row["scenario"] == "server" and row["cell"] == "x|ort|fp32|b1|rauto|tauto|server"
     finally:
         res._ROW_BUILDERS.pop("deploykit.test-kind")
 
@@ -162,3 +162,72 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
     (tmp_path / "x.txt").write_text("")
     with pytest.raises(InputError, match="expected a results table"):
         res.read_results(tmp_path / "x.txt")
+
+
+# ------------------------------------------------------------------------------------------ LoadGen reports
+
+MEMORY = {"rss_before_load_mb": 100.0, "rss_after_load_mb": 150.0, "rss_peak_mb": 180.0, "rss_increase_mb": 80.0,
+          "gpu_peak_mb": None, "gpu_method": None, "artifact_mb": 44.6, "method": "VmHWM"}
+
+
+def test_row_from_a_loadgen_report_uses_loadgens_numbers_and_nan_for_the_model_columns():
+    from deploykit.report.loadgen import results_fields
+
+    r = make_loadgen_report(samples(6.0, n=300), qps=20.0, achieved=19.1, valid=False, memory=MEMORY,
+                            model="deit_tiny", family="vit", target="openvino", resolution=96)
+    row = res.row_from_report(r, report_path="cells/x/r.json")
+    assert list(row) == res.COLUMN_NAMES
+    assert row["cell"] == "deit_tiny|openvino|fp32|b1|r96|t2|server@qps=20"
+    assert (row["model"], row["family"], row["target"], row["precision"], row["batch"], row["resolution"],
+            row["threads"], row["scenario"]) == ("deit_tiny", "vit", "openvino", "fp32", 1, 96, 2, "server")
+    assert (row["status"], row["reason"], row["exit_code"]) == ("ok", "", 0)  # INVALID is a result, not a failure
+    fields = results_fields(r)
+    for col in ("p50_ms", "ci_low_ms", "ci_high_ms", "p90_ms", "p99_ms", "mean_ms", "cv_pct", "items_per_s",
+                "iterations", "fidelity", "qps_achieved", "loadgen_valid", "rss_peak_mb", "artifact_mb"):
+        assert row[col] == fields[col], col
+    assert row["p99_ms"] == r["loadgen"]["latency_ms"]["p99"] and row["iterations"] == 300
+    assert (row["qps_achieved"], row["loadgen_valid"], row["items_per_s"]) == (19.1, False, 19.1)
+    # scheduled: the rate LoadGen was asked for (the cell's), not its Poisson draw's realised rate
+    assert row["qps_scheduled"] == 20.0 and r["loadgen"]["qps_scheduled"] == pytest.approx(19.4)
+    for col in ("params_m", "gmacs", "gmacs_attention", "gflops", "peak_share", "j_per_item", "gpu_peak_mb"):
+        assert math.isnan(row[col]), col
+    assert row["peak_kind"] == "" and row["git_rev"] == "f" * 40 and row["report"] == "cells/x/r.json"
+
+
+def test_loadgen_rows_of_the_other_scenarios_and_in_a_table(tmp_path):
+    offline = make_loadgen_report(samples(40.0, n=1), scenario="offline", qps=None)
+    single = make_loadgen_report(samples(5.0, n=200), scenario="singlestream", qps=None, percentile=90.0)
+    rows = [res.row_from_report(r) for r in (offline, single)]
+    assert [r["cell"] for r in rows] == ["resnet18|ort|fp32|b1|r64|t2|offline",
+                                         "resnet18|ort|fp32|b1|r64|t2|singlestream"]
+    assert all(math.isnan(r["qps_scheduled"]) and r["qps_achieved"] > 0 for r in rows)
+    # a sweep cell names the row: its key, and its QPS even where the report had none
+    cell = {"cell": "resnet18|ort|fp32|b1|r64|tauto|server@qps=5", "model": "resnet18", "target": "ort",
+            "precision": "fp32", "batch": 1, "resolution": 64, "threads": None, "scenario": "server",
+            "qps_scheduled": 5.0}
+    server = res.row_from_report(make_loadgen_report(samples(5.0), qps=5.0), cell)
+    assert server["cell"] == cell["cell"] and server["qps_scheduled"] == 5.0
+    failed = res.failed_row(cell, "failed", "target trt cannot keep requests in flight", exit_code=2)
+    assert (failed["scenario"], failed["qps_scheduled"], failed["cell"]) == ("server", 5.0, cell["cell"])
+    df = res.read_results(*res.write_results(rows + [server, failed], tmp_path)[:1])
+    assert list(df["scenario"]) == ["offline", "singlestream", "server", "server"]
+    assert df["loadgen_valid"].iloc[:3].tolist() == [True, True, True] and pd.isna(df.loc[3, "loadgen_valid"])
+    assert df.loc[2, "qps_scheduled"] == 5.0 and df.loc[3, "status"] == "failed"
+
+
+def test_loadgen_reports_read_from_files_are_validated_against_their_schema(tmp_path):
+    good = write_report(tmp_path / "runs" / "lg.json", make_loadgen_report(samples(5.0), qps=8.0))
+    write_report(tmp_path / "runs" / "bench.json", make_report(samples(4.0)))
+    df = res.read_results(tmp_path / "runs")
+    assert sorted(df["scenario"]) == ["latency", "server"]
+    assert res.load_report(good)["schema"] == "deploykit.loadgen"
+    broken = make_loadgen_report(samples(5.0))
+    del broken["loadgen"]["valid"]
+    write_report(tmp_path / "broken.json", broken)
+    with pytest.raises(InputError, match="does not match the LoadGen report schema"):
+        res.read_results(tmp_path / "broken.json")
+    with pytest.raises(InputError, match="does not match the LoadGen report schema"):
+        res.load_report(tmp_path / "broken.json")
+    (tmp_path / "other.json").write_text('{"schema": "deploykit.sweep"}')
+    with pytest.raises(InputError, match="not a deploykit report of a kind with results rows"):
+        res.load_report(tmp_path / "other.json")

@@ -16,7 +16,7 @@ import pytest
 
 from deploykit.sweep.executor import EXECUTORS, LocalExecutor, classify, last_line, make_executor
 from deploykit.sweep.spec import BenchSettings, Cell
-from tests.sample_reports import make_report, samples
+from tests.sample_reports import make_loadgen_report, make_report, samples
 
 CELL = Cell(model="resnet18", target="ort", precision="fp32", batch=1, resolution=64, label="resnet18", family="cnn")
 
@@ -46,6 +46,28 @@ def test_a_cell_that_writes_its_report_is_ok_and_its_row_comes_from_the_report(t
     assert row["report"] == f"cells/{CELL.safe_key}/r.json"
     assert row["executor"] == "local" and row["host"] and row["job_id"] == "" and row["wall_s"] > 0
     assert (tmp_path / "sweep" / "cells" / CELL.safe_key / "bench.log").read_text() == "measuring\n"
+
+
+def test_a_loadgen_cell_is_ok_from_its_loadgen_report_and_logs_to_loadgen_log(tmp_path):
+    cell = Cell(model="resnet18", target="ort", resolution=64, label="resnet18", family="cnn", scenario="server",
+                qps=5.0)
+    report = make_loadgen_report(samples(4.0), qps=5.0, valid=False, resolution=64)
+    src = tmp_path / "staged.json"
+    src.write_text(json.dumps(report))
+    cdir = tmp_path / "sweep" / "cells" / cell.safe_key
+    (row,) = list(LocalExecutor(BenchSettings(), tmp_path / "sweep", command=program(
+        f"import shutil, sys; print('LoadGen Server at 5 QPS', file=sys.stderr); "
+        f"shutil.copy({str(src)!r}, sys.argv[1] + '/lg.json')")).run([cell]))
+    assert (row["status"], row["cell"], row["scenario"], row["qps_scheduled"]) == ("ok", cell.key, "server", 5.0)
+    assert row["loadgen_valid"] is False and row["p99_ms"] == report["loadgen"]["latency_ms"]["p99"]
+    assert row["report"] == f"cells/{cell.safe_key}/lg.json"
+    assert (cdir / "loadgen.log").read_text() == "LoadGen Server at 5 QPS\n" and not (cdir / "bench.log").exists()
+    row = run(tmp_path, "import sys; print('error: target x cannot serve', file=sys.stderr); sys.exit(2)", cell=cell)
+    assert (row["status"], row["reason"], row["report"]) == ("failed", "target x cannot serve",
+                                                             f"cells/{cell.safe_key}/loadgen.log")
+    assert (row["scenario"], row["qps_scheduled"]) == ("server", 5.0)
+    row = run(tmp_path, "pass", cell=cell)
+    assert "deploykit loadgen exited 0 but wrote no report" in row["reason"]
 
 
 def test_a_failing_cell_records_its_last_stderr_line_and_exit_code(tmp_path):

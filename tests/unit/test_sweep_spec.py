@@ -1,5 +1,6 @@
-"""deploykit/sweep/spec.py: the cross product, cell keys, ParC options, skipped cells, study files ([[matrix]]
-blocks, [bench] settings) and the one-line errors."""
+"""deploykit/sweep/spec.py: the cross product, cell keys, ParC options, LoadGen scenarios and QPS, skipped cells,
+study files ([[matrix]] blocks, [bench] and [loadgen] settings) and the one-line errors; and the command line each
+cell's child runs (deploykit bench or deploykit loadgen, sweep/executor.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest
 
 from deploykit.core.errors import InputError, UsageError
 from deploykit.runtimes.base import get_runtime
-from deploykit.sweep.executor import bench_args
+from deploykit.sweep.executor import LocalExecutor, bench_args, cell_args, loadgen_args
 from deploykit.sweep.spec import BenchSettings, Cell, Matrix, build_cells, load_study, spec_from
 
 
@@ -194,3 +195,152 @@ def test_a_cell_becomes_a_bench_command_line():
     # OpenVINO would run the float rest of an int8 graph in bf16 on CPUs with bf16 units: fp32 is asked for
     joined = " ".join(bench_args(Cell(model="resnet18", target="openvino", precision="int8"), bench, "/r"))
     assert "--int8 --calib-data synthetic --calib-size 8 --precision fp32" in joined
+
+
+# ----------------------------------------------------------------------------------------------- LoadGen cells
+
+def test_scenarios_make_loadgen_cells_and_server_cells_one_per_qps():
+    cells = build_cells([Matrix(models=("resnet18",), resolution=(64,), scenario=("latency", "server", "offline"),
+                                qps=(5, 2.5))])
+    assert [c.key for c in cells] == ["resnet18|ort|fp32|b1|r64|tauto",
+                                      "resnet18|ort|fp32|b1|r64|tauto|server@qps=5",
+                                      "resnet18|ort|fp32|b1|r64|tauto|server@qps=2.5",
+                                      "resnet18|ort|fp32|b1|r64|tauto|offline"]
+    assert [(c.scenario, c.qps, c.loadgen) for c in cells] == [("latency", None, False), ("server", 5.0, True),
+                                                               ("server", 2.5, True), ("offline", None, True)]
+    d = cells[1].describe()
+    assert (d["scenario"], d["qps_scheduled"], d["cell"]) == ("server", 5.0, cells[1].key)
+    assert cells[3].describe()["qps_scheduled"] is None
+    assert len({c.safe_key for c in cells}) == 4 and "-server-q5-" in cells[1].safe_key
+    # server without qps: one cell at LoadGen's own (calibrated) rate; options come before the scenario
+    (cell,) = build_cells([Matrix(models=("parc_net_s",), resolution=(64,), parc_impl=("fft",),
+                                  scenario=("server",))])
+    assert cell.key == "parc_net_s|ort|fp32|b1|r64|tauto|parc_impl=fft|server" and cell.qps is None
+
+
+def test_latency_cells_keep_their_keys_and_folders():
+    """Existing results tables and --resume find their cells: a latency cell's key and folder are as before."""
+    plain = build_cells([Matrix(models=("resnet18", "parc_net_s"), resolution=(64,), parc_impl=("fft",))])
+    mixed = build_cells([Matrix(models=("resnet18", "parc_net_s"), resolution=(64,), parc_impl=("fft",),
+                                scenario=("latency", "server"), qps=(10,))])
+    latency = [c for c in mixed if not c.loadgen]
+    assert [c.key for c in latency] == [c.key for c in plain] == ["resnet18|ort|fp32|b1|r64|tauto",
+                                                                   "parc_net_s|ort|fp32|b1|r64|tauto|parc_impl=fft"]
+    assert [c.safe_key for c in latency] == [c.safe_key for c in plain]
+    assert plain[0].safe_key == "resnet18-ort-fp32-b1-r64-tauto-" + plain[0].safe_key.rsplit("-", 1)[1]
+    assert plain[0] == Cell(model="resnet18", target="ort", resolution=64, label="resnet18", family="cnn")
+
+
+@pytest.mark.parametrize("kw,match", [
+    ({"scenario": ("sever",)}, r"unknown scenario 'sever' \(choose from latency, server, offline"),
+    ({"qps": (5,)}, r"qps applies to server cells, and this matrix has none \(scenario latency\)"),
+    ({"scenario": ("offline",), "qps": (5,)}, "add scenario server"),
+    ({"scenario": ("server",), "qps": (0,)}, "qps must be a positive number, got 0"),
+])
+def test_bad_scenarios_and_qps_are_one_line_errors(kw, match):
+    with pytest.raises(UsageError, match=match):
+        build_cells([Matrix(models=("resnet18",), **kw)])
+
+
+def test_scenario_and_qps_flags_and_the_loadgen_settings_they_share():
+    spec = spec_from(("resnet18",), resolution=("64",), scenario=("server,offline",), qps=("5,10", "20"),
+                     bench={"latency_bound": 50.0, "duration": 2.0, "min_time": None})
+    assert [(c.scenario, c.qps) for c in spec.cells()] == [("server", 5.0), ("server", 10.0), ("server", 20.0),
+                                                           ("offline", None)]
+    assert (spec.bench.latency_bound, spec.bench.duration, spec.bench.percentile) == (50.0, 2.0, None)
+    with pytest.raises(UsageError, match="--qps: expected numbers, got 'fast'"):
+        spec_from(("resnet18",), scenario=("server",), qps=("5,fast",))
+    with pytest.raises(UsageError, match="--qps: expected positive numbers, got -1"):
+        spec_from(("resnet18",), scenario=("server",), qps=("-1",))
+    with pytest.raises(UsageError, match="latency-bound must be a positive number"):
+        spec_from(("resnet18",), bench={"latency_bound": 0.0})
+
+
+SERVING = """
+[loadgen]
+latency_bound = 50
+percentile = 90
+duration = 2
+min_queries = 64
+
+[[matrix]]
+models = ["resnet18"]
+resolution = 64
+scenario = "server"
+qps = [5, 10]
+"""
+
+
+def test_a_study_file_with_loadgen_cells_and_a_loadgen_table(tmp_path):
+    f = tmp_path / "serving.toml"
+    f.write_text(SERVING)
+    spec = spec_from(study=f)
+    assert [c.key for c in spec.cells()] == ["resnet18|ort|fp32|b1|r64|tauto|server@qps=5",
+                                             "resnet18|ort|fp32|b1|r64|tauto|server@qps=10"]
+    assert spec.bench == BenchSettings(latency_bound=50.0, percentile=90.0, duration=2.0, min_queries=64)
+    assert spec_from(study=f, bench={"duration": 5.0, "latency_bound": None}).bench.duration == 5.0  # flags win
+
+
+@pytest.mark.parametrize("table,match", [
+    ("[loadgen]\nbound = 5\n", r"\[loadgen\]: unknown key 'bound' \(loadgen settings: latency_bound, percentile"),
+    ("[loadgen]\npercentile = 100\n", r"\[loadgen\]: percentile must be between 0 and 100"),
+    ("[loadgen]\nmin_queries = 0.5\n", r"\[loadgen\]: min_queries must be a number \(whole\)"),
+    ("[loadgen]\nduration = '10s'\n", r"\[loadgen\]: duration must be a number"),
+    ("[bench]\nduration = 10\n", r"\[bench\]: unknown key 'duration' \(bench settings: min_time"),
+    ("loadgen = 1\n", "'loadgen' must be a table"),
+    ("[[matrix]]\nmodels = ['resnet18']\nqps = 'many'\n", r"#1: qps: expected numbers, got 'many'"),
+    ("[[matrix]]\nmodels = ['resnet18']\nqps = 5\n", r"#1: qps applies to server cells"),
+    ("[[matrix]]\nmodels = ['resnet18']\nscenario = 'Server'\n", r"#1: unknown scenario 'Server'"),
+])
+def test_bad_loadgen_settings_in_a_study_name_the_file_and_the_key(tmp_path, table, match):
+    f = tmp_path / "bad.toml"
+    f.write_text(table + ("" if "[[matrix]]" in table else "[[matrix]]\nmodels = ['resnet18']\n"))
+    with pytest.raises(UsageError, match=match) as exc:
+        spec_from(study=f)
+    assert str(f) in str(exc.value)
+
+
+def test_a_loadgen_cell_becomes_a_loadgen_command_line():
+    settings = BenchSettings(latency_bound=50.0, percentile=95.0, duration=2.0, min_queries=64, calib_size=8)
+    server = Cell(model="resnet18", target="openvino", batch=2, resolution=64, threads=2, scenario="server",
+                  qps=12.5)
+    args = cell_args(server, settings, "/out/cells/x", models_dir="/m")
+    assert args == loadgen_args(server, settings, "/out/cells/x", models_dir="/m")
+    assert args == ["loadgen", "resnet18", "-t", "openvino", "--batch", "2", "--resolution", "64", "--threads", "2",
+                    "--precision", "fp32", "--scenario", "server", "--qps", "12.5", "--latency-bound", "50",
+                    "--percentile", "95", "--duration", "2", "--min-queries", "64", "--report-dir", "/out/cells/x",
+                    "--json", "--models-dir", "/m"]
+    # the model part is bench's: int8 with its calibration, model options
+    int8 = Cell(model="parc_net_s", target="ort", precision="int8", options=(("parc_impl", "fft"),),
+                scenario="offline")
+    joined = " ".join(cell_args(int8, settings, "/r"))
+    assert joined.startswith("loadgen parc_net_s -t ort --batch 1 --int8 --calib-data synthetic --calib-size 8 "
+                             "--parc-impl fft --scenario offline --duration 2 --min-queries 64")
+    assert "--qps" not in joined and "--latency-bound" not in joined and "--percentile" not in joined  # offline
+    single = " ".join(cell_args(Cell(model="resnet18", target="ort", scenario="singlestream"), BenchSettings(), "/r"))
+    assert single == "loadgen resnet18 -t ort --batch 1 --precision fp32 --scenario singlestream --report-dir /r --json"
+    # a latency cell is still a bench cell
+    assert cell_args(Cell(model="resnet18", target="ort"), settings, "/r")[0] == "bench"
+
+
+def test_the_local_and_slurm_executors_run_loadgen_cells_through_the_same_argv_builder(tmp_path):
+    from deploykit.sweep.slurm import NodeRunner
+
+    cell = Cell(model="resnet18", target="ort", resolution=64, scenario="server", qps=5)
+    settings = BenchSettings(duration=2.0)
+    for ex in (LocalExecutor(settings, tmp_path), NodeRunner(settings, tmp_path, models_dir=tmp_path / "m")):
+        argv = ex.command(cell, tmp_path / "c")
+        i = argv.index("loadgen")
+        assert argv[i:] == cell_args(cell, settings, tmp_path / "c", ex.models_dir)
+
+
+def test_loadgen_cells_are_skipped_where_mlperf_loadgen_is_missing(monkeypatch):
+    import deploykit.core.lazy as lazy
+
+    real = lazy.is_installed
+    monkeypatch.setattr(lazy, "is_installed", lambda module: module != "mlperf_loadgen" and real(module))
+    m = Matrix(models=("resnet18",), resolution=(64,), scenario=("latency", "server"), qps=(5,))
+    latency, server = build_cells([m])
+    assert latency.skip is None
+    assert server.skip.startswith("MLPerf LoadGen (mlperf_loadgen) is not installed here: pip install")
+    assert all(c.skip is None for c in build_cells([m], targets_here=False))  # a cluster's node decides
