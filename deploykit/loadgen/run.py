@@ -125,6 +125,7 @@ def run_loadgen(model_ref: str, target: str, cfg: LoadgenConfig, options: Runtim
 def _serve(lg, runtime_cls, runtime, model, target, cfg, options, x, ref, ref_label, log_dir, owns, say):
     say(f"loading {model.path.name} on {target}")
     mem, load_ns = load_measured(runtime_cls, runtime, model)  # as bench: the peak over load + the LoadGen runs
+    sut = None
     try:
         runtime.set_input(x)
         first_ns = Timer(runtime.sync).time_ns(runtime.infer)
@@ -151,6 +152,8 @@ def _serve(lg, runtime_cls, runtime, model, target, cfg, options, x, ref, ref_la
         _raise_sut_errors(sut, target)
         info = runtime.info()
     finally:
+        if sut is not None:
+            sut.close()
         mem.close()
         runtime.close()
     memory["artifact_mb"] = memory_mod.artifact_mb(model.path)

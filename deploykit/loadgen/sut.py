@@ -9,7 +9,10 @@ LoadGen's query sample library is therefore a no-op: nothing to load, nothing to
   overhead.
 - Server / Offline / MultiStream: the runtime keeps N requests in flight (``Runtime.submit``: OpenVINO async
   infer requests, ONNX Runtime concurrent runs); queries wait in a FIFO for a free request; each completion
-  reports to LoadGen at once (``QuerySamplesComplete``) and starts the next waiting query.
+  reports to LoadGen at once (``QuerySamplesComplete``) and frees its request. One dispatcher thread starts the
+  waiting queries on free requests: never the runtime's completion callback itself (an OpenVINO request
+  restarted from inside its own callback waits for itself to finish: a deadlock as soon as queries queue up,
+  as in Offline).
 
 The SUT keeps its own record of every sample (issue callback -> completion, deploykit's clock) and of which
 LoadGen run it belonged to (LoadGen calls ``flush`` at the end of each run's issuing): the fallback for
@@ -34,6 +37,9 @@ class RuntimeSUT:
         self._pending: deque = deque()
         self._in_slot: list = [None] * self.requests
         self._lock = threading.Lock()
+        self._ready = threading.Condition(self._lock)  # work waiting and a request free, or closing
+        self._closed = False
+        self._dispatcher: threading.Thread | None = None
         self.step = 0  # LoadGen runs seen so far (a flush ends each)
         self.records: list[tuple[int, int, int]] = []  # (step, issue_ns, complete_ns) per sample, completion order
         self.errors: list[BaseException] = []
@@ -49,9 +55,10 @@ class RuntimeSUT:
                 return
             t = now_ns()
             step = self.step
-            with self._lock:
+            with self._ready:
                 self._pending.extend((s, t, step) for s in samples)
-            self._dispatch()
+                self._start_dispatcher()
+                self._ready.notify()
         except BaseException as exc:  # complete what is left so LoadGen does not wait forever
             self._failed(exc)
 
@@ -72,10 +79,18 @@ class RuntimeSUT:
         self._complete([self._response(sample.id, 0, 0)])
         self.records.append((self.step, t0, t1))
 
-    def _dispatch(self) -> None:
+    def _start_dispatcher(self) -> None:  # under the lock
+        if self._dispatcher is None:
+            self._dispatcher = threading.Thread(target=self._dispatch_loop, name="deploykit-sut-dispatch",
+                                                daemon=True)
+            self._dispatcher.start()
+
+    def _dispatch_loop(self) -> None:
         while True:
-            with self._lock:
-                if not self._pending or not self._free:
+            with self._ready:
+                while not self._closed and not (self._pending and self._free):
+                    self._ready.wait()
+                if self._closed:
                     return
                 slot = self._free.pop()
                 self._in_slot[slot] = self._pending.popleft()
@@ -93,10 +108,18 @@ class RuntimeSUT:
             self.records.append((step, t_issue, t))
         except BaseException as exc:
             self.errors.append(exc)
-        with self._lock:
+        with self._ready:
             self._in_slot[slot] = None
             self._free.append(slot)
-        self._dispatch()
+            self._ready.notify()
+
+    def close(self) -> None:
+        """Stop the dispatcher thread (after the last LoadGen test)."""
+        with self._ready:
+            self._closed = True
+            self._ready.notify_all()
+        if self._dispatcher is not None:
+            self._dispatcher.join(timeout=10)
 
     def _failed(self, exc: BaseException) -> None:
         self.errors.append(exc)

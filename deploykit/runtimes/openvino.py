@@ -30,6 +30,7 @@ executed layer with its ``runtimePrecision`` and the ``originalLayersNames`` mer
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -345,11 +346,26 @@ class OpenVinoRuntime(Runtime):
         self._done(slot)
 
     def submit(self, slot: int, done) -> None:
-        if done is not self._done:
+        if done != self._done:  # != not "is not": a bound method is a new object at every attribute access
             self._done = done
             for i, r in enumerate(self._reqs):
                 r.set_callback(self._on_done, i)
-        self._reqs[slot].start_async()
+        req = self._reqs[slot]
+        # A request stays busy until its completion callback has returned. A caller that frees the slot inside
+        # the callback and restarts it from another thread (LoadGen's dispatcher) can get here first: yield
+        # until the callback is done (microseconds). From inside its own callback this would never end.
+        deadline = None
+        while True:
+            try:
+                req.start_async()
+                return
+            except RuntimeError as exc:
+                if "busy" not in str(exc).lower():
+                    raise
+                deadline = deadline or time.monotonic() + 5.0
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0)
 
     def wait_all(self) -> None:
         for r in self._reqs:

@@ -211,6 +211,19 @@ def test_openvino_singlestream_and_server(resnet18_64, store):
     _assert_reproducible(server)
 
 
+def test_openvino_offline_keeps_every_request_busy(resnet18_64, store):
+    """Offline queues thousands of samples at once, so every completion finds work waiting: requests are
+    restarted as soon as they are free (once a deadlock: a request's callback re-armed on every submit while
+    another was running, and restarted from inside its own callback)."""
+    from deploykit.report.loadgen import build_report
+
+    rep = build_report(_run(store, "offline", "openvino", requests=2, duration_s=1.0))
+    lg = rep["loadgen"]
+    assert lg["valid"] is True, lg["reasons"]
+    assert len(rep["latencies"]["samples_ms"]) == lg["samples_per_query"] > 10
+    assert rep["settings"]["requests_in_flight"] == 2
+
+
 def test_a_runtime_failure_is_one_error(resnet18_64, store, monkeypatch):
     from deploykit.runtimes import ort
 
