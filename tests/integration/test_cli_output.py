@@ -60,6 +60,14 @@ def test_every_json_command_prints_only_json_on_stdout(tmp_path):
     run("models", "--family", "parc")
     run("gate", onnx, "--against", onnx, "--no-save", "--threads", "1", "--tolerance", "50%", "--min-blocks", "6",
         "--max-blocks", "6", "--block-time", "0.02", "--block-iters", "2")
+    run("peak", "--quick", "--threads", "1", "-t", "ort")
+    sweep_dir = tmp_path / "sweep"
+    run("sweep", onnx, "-t", "ort", "--threads", "1", "--min-time", "0", "--min-iters", "3", "--warmup", "1",
+        "--no-peak", "-o", str(sweep_dir))
+    assert [r["status"] for r in ran["sweep"]["rows"]] == ["ok"], ran["sweep"]
+    run("compare", str(sweep_dir), str(sweep_dir))
+    run("loadgen", onnx, "-t", "ort", "--scenario", "singlestream", "--duration", "0.3", "--threads", "1",
+        "--calibration-time", "0.2", "--no-save")
     assert set(ran) == json_commands(), "a command with --json is not covered here"
 
 

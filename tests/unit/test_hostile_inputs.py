@@ -1,6 +1,6 @@
 """Hostile and careless inputs that need no real model (a tiny hand-built ONNX graph at most): each is one clean
 line (or is handled), never a traceback, a hang or a write outside where it belongs. The cases with real models
-are in tests/integration/test_hostile_inputs.py; benchmarks/hardening_cases.md has the table of all of them."""
+are in tests/integration/test_hostile_inputs_real.py; benchmarks/hardening_cases.md has the table of all of them."""
 
 from __future__ import annotations
 

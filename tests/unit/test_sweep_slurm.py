@@ -1,7 +1,7 @@
 """deploykit/sweep/slurm.py without a cluster: the executor registered beside the local one, cells grouped into one
 job array per target (or one job per cell), squeue's answers read, the job id a cell's job finds in its
 environment, and a clear error where Slurm's commands are missing. Jobs on a real Slurm:
-tests/integration/test_sweep_slurm.py."""
+tests/integration/test_sweep_slurm_cluster.py."""
 
 from __future__ import annotations
 
