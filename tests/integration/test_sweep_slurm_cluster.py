@@ -144,7 +144,9 @@ def test_a_cell_stopped_at_its_slurm_time_limit_is_a_timeout(cluster, env, tmp_p
                 "--cell-timeout", "0", "--min-time", "300", "--max-time", "300", "--no-peak", "-o", str(out),
                 env=env, timeout=200)
     assert p.returncode == 0, p.stderr
-    assert time.monotonic() - t0 < 90  # Slurm warns the job (USR2) before its 1 min are up; it stops the cell
+    # Slurm warns the job (USR2) before its 1 min are up and it stops the cell, long before the 300 s it asked for;
+    # slurmctld checks limits every 30 s or so, so allow for that (once 91 s on a loaded machine)
+    assert time.monotonic() - t0 < 150
     (row,) = read_results(out).to_dict("records")
     print(row["job_id"], row["status"], row["reason"])
     assert row["status"] == "timeout" and "Slurm time limit of 1 min" in row["reason"]
