@@ -28,7 +28,12 @@ needs_clear_refs = pytest.mark.skipif(not os.access(CLEAR_REFS, os.W_OK) or read
 
 
 def _touch(mb: int) -> np.ndarray:
-    a = np.ones(mb * (1 << 20), dtype=np.uint8)  # written: resident, not just reserved
+    """``mb`` MB of new resident memory: a fresh anonymous mapping, written (a process that freed memory before,
+    as a test worker has, would otherwise get pages back from its allocator that are resident already)."""
+    import mmap
+
+    a = np.frombuffer(mmap.mmap(-1, mb << 20), dtype=np.uint8)
+    a[:] = 1  # written: resident, not just reserved
     return a
 
 
