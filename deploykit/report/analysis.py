@@ -19,24 +19,16 @@ import numpy as np
 import pandas as pd
 
 from deploykit.core.errors import InputError
+from deploykit.report.results import COLUMNS as RESULT_COLUMNS
+from deploykit.report.results import RESULTS_CSV, RESULTS_PARQUET
 
-# the results-table contract's columns, in order (the table's writer lives in report/results.py)
-KEY_COLUMNS = ["cell", "model", "model_options", "family", "target", "precision", "batch", "resolution", "threads",
-               "scenario"]
-COLUMNS = KEY_COLUMNS + [
-    "status", "reason", "exit_code",
-    "p50_ms", "ci_low_ms", "ci_high_ms", "p90_ms", "p99_ms", "mean_ms", "cv_pct", "items_per_s", "iterations",
-    "params_m", "gmacs", "gmacs_attention", "gflops", "peak_share", "peak_kind",
-    "rss_peak_mb", "rss_increase_mb", "gpu_peak_mb", "artifact_mb",
-    "j_per_item", "fidelity",
-    "qps_scheduled", "qps_achieved", "loadgen_valid",
-    "wall_s", "created", "host", "node", "job_id", "executor", "git_rev", "report",
-]
-STRING_COLUMNS = ["cell", "model", "model_options", "family", "target", "precision", "scenario", "status", "reason",
-                  "peak_kind", "fidelity", "created", "host", "node", "job_id", "executor", "git_rev", "report"]
-NUMERIC_COLUMNS = [c for c in COLUMNS if c not in STRING_COLUMNS and c != "loadgen_valid"]
+# the results-table contract's columns, in order: the one definition is report/results.py (which writes the table)
+COLUMNS = [c for c, _ in RESULT_COLUMNS]
+KEY_COLUMNS = COLUMNS[:COLUMNS.index("scenario") + 1]
+STRING_COLUMNS = [c for c, kind in RESULT_COLUMNS if kind == "str"]
+NUMERIC_COLUMNS = [c for c, kind in RESULT_COLUMNS if kind in ("int", "float")]
 REQUIRED = ["model", "target", "precision", "status"]
-TABLE_NAMES = ("results.parquet", "results.csv")
+TABLE_NAMES = (RESULTS_PARQUET, RESULTS_CSV)
 
 SERIES = ["model", "model_options", "target", "precision", "batch", "threads"]
 ATTENTION_FAMILIES = ("vit", "parc")
