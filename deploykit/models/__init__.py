@@ -5,12 +5,16 @@ and torchvision lazily), so listing names stays cheap. A new model module is imp
 """
 
 from deploykit.models.registry import (  # noqa: F401
+    MODEL_OPTIONS,
     MODELS,
+    ModelOption,
     ModelCfg,
     create_model,
     families,
     get_cfg,
     list_models,
+    model_options_declared,
+    models_with_option,
     model_stats,
     register_model,
 )

@@ -31,11 +31,13 @@ exported graph, never the weights or the function computed.
 
 from __future__ import annotations
 
-from deploykit.models.registry import register_model
+from deploykit.models.registry import ModelOption, declare_model_option, register_model
 from deploykit.models.traits import CNN_TRAITS
 
 PARC_IMPLS = ("conv", "fft", "matmul")
-PARC_OPTION = (("parc_impl", PARC_IMPLS),)
+PARC_OPTION = declare_model_option(ModelOption(
+    "parc_impl", PARC_IMPLS, flag="--parc-impl", label="ParC implementation", family="parc", watch="fft",
+    help="ParC implementation for ParC models (the same as --model-opt parc_impl=...)."))
 _PARC = dict(family="parc", traits=CNN_TRAITS, source="deploykit", options=PARC_OPTION)  # ParC is convolution
 
 

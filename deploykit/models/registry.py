@@ -76,6 +76,42 @@ class ModelCfg:
 MODELS: Registry[ModelCfg] = Registry("model")
 
 
+@dataclass(frozen=True)
+class ModelOption:
+    """A model option a family declares (``parc_impl``): its values, how the command line spells it, and how a study
+    report names and compares it. Every command takes it as ``--model-opt NAME=VALUE``; ``flag`` adds a convenient
+    alias (``--parc-impl``); a sweep or a gate file takes NAME as a key; the study report compares the values of
+    every declared option measured at the same settings (``label``: what one value is, in words)."""
+
+    name: str
+    choices: tuple[str, ...]
+    help: str = ""
+    flag: str | None = None
+    label: str = ""  # e.g. "ParC implementation"
+    family: str = ""  # the family that declares it (``deploykit models --family``)
+    watch: str | None = None  # a value the study report says plainly whether it is ever the fastest (e.g. fft)
+
+
+MODEL_OPTIONS: Registry[ModelOption] = Registry("model option")
+
+
+def declare_model_option(option: ModelOption) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """Declare a model option (once, in its family's module); returns the ``options`` a ``register_model`` takes
+    for models that have it (its values, the first the default)."""
+    MODEL_OPTIONS.add(option.name, option)
+    return ((option.name, option.choices),)
+
+
+def model_options_declared() -> list[ModelOption]:
+    """Every declared model option, in declaration order."""
+    return [o for _, o in MODEL_OPTIONS.items()]
+
+
+def models_with_option(name: str) -> list[str]:
+    """The registered models that take model option ``name``."""
+    return [c.name for c in list_models() if name in dict(c.options)]
+
+
 def register_model(name: str, *, family: str, traits: ModelTraits, **cfg: Any) -> Callable:
     """Decorator: register ``builder(resolution, **options) -> nn.Module`` under ``name``. ``traits`` must name a
     known int8 recipe (``models.traits.RECIPES``); ``family`` is a label."""

@@ -115,6 +115,9 @@ class Runtime(ABC):
     rank: ClassVar[int] = 100  # where `deploykit targets` lists it (lower first)
     option_groups: ClassVar[tuple[type[TargetOptions], ...]] = ()  # the option groups it reads, besides the common
     precisions: ClassVar[tuple[str, ...]] = ("fp32",)
+    # the precision to ask for when running an int8 (QDQ) file, so that the ops it leaves in float run as in the
+    # fp32 runs beside it (OpenVINO: fp32, else it runs them in bf16 on CPUs with bf16 units); None: the file's own
+    int8_float_precision: ClassVar[str | None] = None
     modes: ClassVar[tuple[str, ...]] = ("latency",)
     file_formats: ClassVar[tuple[str, ...]] = (".onnx",)  # model files the target reads
     # ONNX op types this target cannot run, each with the reason, e.g. {"DFT": "TensorRT's ONNX parser has no

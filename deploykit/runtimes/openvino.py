@@ -237,6 +237,7 @@ class OpenVinoRuntime(Runtime):
     requires = ("openvino",)
     extra = "openvino"
     precisions = ("fp32", "bf16", "fp16", "int8")  # int8 = a quantized (QDQ / FakeQuantize) file, run as given
+    int8_float_precision = "fp32"  # the float rest of an int8 file: fp32 unless asked (bf16 on bf16 CPUs)
     modes = ("latency", "throughput")
     file_formats = (".onnx", ".xml")
     rank = 20

@@ -116,13 +116,10 @@ def _model_args(cell: Cell, bench: BenchSettings) -> list[str]:
 
 
 def float_rest_may_drop(target: str) -> bool:
-    """Whether ``target`` runs int8 files and may run their float part in bf16 unless told fp32 (it declares both
-    precisions: OpenVINO, which picks bf16 on CPUs with bf16 units). Targets that run a graph in its own
-    precision (and refuse --precision fp32 for an int8 file) declare no bf16."""
+    """Whether ``target`` asks for a float precision when it runs an int8 file (``Runtime.int8_float_precision``)."""
     from deploykit.runtimes.base import get_runtime
 
-    precisions = get_runtime(target).precisions
-    return "bf16" in precisions and "int8" in precisions
+    return get_runtime(target).int8_float_precision is not None
 
 
 def child_env() -> dict[str, str]:
