@@ -107,6 +107,9 @@ def _register() -> None:
     from deploykit.cli import loadgen_cmd  # serving under load (MLPerf LoadGen)
 
     cli.add_command(loadgen_cmd.command)
+    from deploykit.cli import run_cmd  # one run spec file (a sweep's / a Slurm node's child)
+
+    cli.add_command(run_cmd.command)
 
 
 _register()

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from deploykit.cli.common import (batch_option, check_parc_impl, model_opt_option, model_options, models_dir_option,
-                                  opset_option, parc_impl_option, resolution_option, seed_option)
+from deploykit.cli.common import (batch_option, check_model_flags, model_opt_option, model_option_flags, model_options,
+                                  models_dir_option, opset_option, pop_model_flags, resolution_option, seed_option)
 from deploykit.cli.common import FiniteFloatRange  # nan / inf refused
 from deploykit.cli.runtime_options import runtime_option, target_option
 
@@ -44,33 +44,31 @@ def command() -> None:
 @seed_option(help=None)
 @opset_option(help=None)
 @model_opt_option(help=None)
-@parc_impl_option
+@model_option_flags
 @models_dir_option
 def update(model, output, gate_file, target, precision, batch, resolution, threads, graph_opt, blocks, block_time,
-           min_time, seed, opset, model_opts, parc_impl, models_dir):
+           min_time, seed, opset, model_opts, models_dir, **params):
     """Measure MODEL (or every baseline check of a gate file) and rewrite its baseline file."""
-    from deploykit.cli.common import resolve_models_dir, stderr_console
-    from deploykit.core.config import ExportConfig
+    from deploykit.bench.plan import plan_runs
+    from deploykit.cli.common import resolve_models_dir
+    from deploykit.core.config import BenchConfig, ExportConfig
     from deploykit.core.errors import UsageError
-    from deploykit.runtimes.base import get_runtime
+    from deploykit.gate.config import GateCheck
 
     mdir = resolve_models_dir(models_dir)
-    export = ExportConfig(model=model or "-", opset=opset, options=model_options(model_opts, parc_impl=parc_impl),
-                          models_dir=mdir)
-    jobs = []  # (model, target, precision, batch, resolution, threads, graph_opt, output)
+    flags = pop_model_flags(params)
+    export = ExportConfig(model=model or "-", opset=opset, options=model_options(model_opts, **flags), models_dir=mdir)
+    measure = BenchConfig(min_time=min_time, max_time=max(60.0, min_time), seed=seed, reference_workload=True,
+                          reference_blocks=blocks, reference_block_time=block_time)
     if gate_file is not None:
         if model is not None or output is not None:
             raise UsageError("give MODEL (with -o) or --config, not both")
         from deploykit.gate.gatefile import load_gate_file
 
-        checks, _ = load_gate_file(gate_file, export=export)
-        for c in checks:
-            if c.mode == "baseline":
-                jobs.append((c.candidate, c.target, c.precision, c.batch or 1, c.resolution, c.threads,
-                             c.graph_opt or "all", Path(c.reference)))
-        if not jobs:
+        checks = [c for c in load_gate_file(gate_file, export=export)[0] if c.mode == "baseline"]
+        if not checks:
             raise UsageError(f"gate file {gate_file} has no check with a baseline")
-        outs = [j[-1] for j in jobs]
+        outs = [c.reference for c in checks]
         dup = {str(o) for o in outs if outs.count(o) > 1}
         if dup:
             raise UsageError(f"gate file {gate_file}: several checks write the baseline {sorted(dup)[0]}")
@@ -80,40 +78,37 @@ def update(model, output, gate_file, target, precision, batch, resolution, threa
         if output is None:
             label = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(model).stem if model.endswith(".onnx") else model)
             output = Path("reports") / "baselines" / f"{label}-{target}.json"
-        jobs.append((model, target, precision, batch, resolution, threads, graph_opt, output))
-    if parc_impl is not None:
-        check_parc_impl(sorted({j[0] for j in jobs}), parc_impl)
-    from deploykit.core.atomic import check_output_file
-
-    for job in jobs:  # check before spending minutes on the first
-        get_runtime(job[1]).ensure_available()
-        _check_model(job[0])
-        check_output_file(job[-1], "baseline file")
-
+        checks = [GateCheck(name=model, candidate=model, mode="baseline", reference=str(output), target=target,
+                            precision=precision, batch=batch, resolution=resolution, threads=threads,
+                            values=(("graph_opt", graph_opt),), export=export)]
+    check_model_flags(sorted({c.candidate for c in checks}), flags)
     from dataclasses import replace
 
-    from deploykit.bench.pipeline import run_benchmark
+    from deploykit.core.atomic import check_output_file
+
+    jobs = [(replace(c.spec(batch=c.batch or 1), measure=measure), Path(c.reference)) for c in checks]
+    plan_runs([j[0] for j in jobs])  # check every run and output before spending minutes on the first
+    for _, out in jobs:
+        check_output_file(out, "baseline file")
+    _measure(jobs, mdir)
+
+
+def _measure(jobs, mdir) -> None:
+    from deploykit.bench.plan import run_spec
+    from deploykit.cli.common import stderr_console
     from deploykit.core.atomic import write_json
-    from deploykit.core.config import BenchConfig
     from deploykit.core.stdio import stdout_to_stderr
-    from deploykit.export.source import looks_like_file
     from deploykit.gate.run import portable_paths
-    from deploykit.models.registry import MODELS
     from deploykit.report.schema import build_report
-    from deploykit.runtimes.options import RuntimeOptions
 
     err = stderr_console()
-    for m, tgt, prec, b, res, th, go, out in jobs:
-        cfg = BenchConfig(batch=b, resolution=res, min_time=min_time, max_time=max(60.0, min_time), seed=seed,
-                          reference_workload=True, reference_blocks=blocks, reference_block_time=block_time)
-        opts = RuntimeOptions.from_settings(threads=th, graph_opt=go, precision=prec)
-        ex = replace(export, model=m) if (m in MODELS or not looks_like_file(m)) else None
+    for spec, out in jobs:
         with stdout_to_stderr():  # stdout is for the baseline's path
-            result = run_benchmark(m, tgt, cfg, opts, export=ex, say=lambda s: err.print(f"[dim]{s}[/]"))
+            result = run_spec(spec, models_dir=mdir, say=lambda s: err.print(f"[dim]{s}[/]"))
         report = portable_paths(build_report(result), mdir)  # no path of this machine in a committed file
         write_json(out, report)
         rw = report["reference_workload"]
-        err.print(f"baseline {out}: {report['model']['label']} on {tgt} p50 {report['stats']['p50']:.3f} ms; "
+        err.print(f"baseline {out}: {report['model']['label']} on {spec.target} p50 {report['stats']['p50']:.3f} ms; "
                   f"{rw['rounds']} blocks vs {rw['name']}: relative p50 {rw['relative']['p50']:.4f}")
         for w in report["warnings"]:
             err.print(f"[yellow]warning:[/] {w}")

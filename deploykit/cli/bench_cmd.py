@@ -6,13 +6,13 @@ from pathlib import Path
 
 import click
 
-from deploykit.cli.common import (CALIB_KEYS, POSITIVE, batch_option, calibration_options, check_parc_impl,
-                                  check_weights, expand_models, model_opt_option, model_options, models_dir_option,
-                                  opset_option, parc_impl_option, print_json, quantize_config, reports_dir_option,
-                                  resolution_option, resolve_models_dir, resolve_reports_dir, seed_option,
-                                  stderr_console, stdout_console, weights_options)
+from deploykit.cli.common import (POSITIVE, batch_option, calibration_options, model_opt_option, model_option_flags,
+                                  models_dir_option, opset_option, print_json, reports_dir_option, resolution_option,
+                                  resolve_models_dir, resolve_reports_dir, seed_option, stderr_console,
+                                  stdout_console, weights_options)
 from deploykit.cli.common import FiniteFloatRange  # nan / inf refused
-from deploykit.cli.runtime_options import runtime_option, runtime_options, target_option, target_options
+from deploykit.cli.runtime_options import runtime_option, target_option, target_options
+from deploykit.cli.specs import specs_from_flags
 
 
 def hardware_options(f):
@@ -54,7 +54,7 @@ def energy_options(f):
 @runtime_option("graph_opt")
 @weights_options()
 @model_opt_option()
-@parc_impl_option
+@model_option_flags
 @opset_option()
 @models_dir_option
 @reports_dir_option
@@ -78,9 +78,7 @@ def energy_options(f):
               help="Benchmark the int8 (QDQ) variant: quantized on demand with the calibration options below and "
                    "cached like any artifact (see 'deploykit quantize').")
 @calibration_options
-def command(models, targets, batch, resolution, warmup, min_time, min_iters, max_time, seed, threads, graph_opt,
-            weights, model_opts, parc_impl, opset, models_dir, report_dir, formats, no_save, as_json, wide,
-            reference_workload, reference_blocks, per_layer, top, int8, **hw):
+def command(models, targets, formats, no_save, as_json, wide, models_dir, report_dir, **params):
     """Measure MODELS on each target: model names (from 'deploykit models', any timm:NAME or tv:NAME, globs of
     names such as 'parc_*'), or .onnx files.
 
@@ -91,96 +89,73 @@ def command(models, targets, batch, resolution, warmup, min_time, min_iters, max
     reference, and the machine's fingerprint, written to <report-dir>/<stamp>-<model>-<target>.{json,md,csv}.
     The table shows the columns that fit the terminal (--wide: all of them).
     """
-    calib = {k: hw.pop(k) for k in CALIB_KEYS}
-    pretrained = hw.pop("pretrained")
-    check_weights(weights, pretrained)
-    models = expand_models(models) if models else []
-    from deploykit.core.config import BenchConfig, ExportConfig
-    from deploykit.core.errors import UsageError
-    from deploykit.models.registry import get_cfg
-    from deploykit.models.select import is_model_name
-    from deploykit.report.render import FORMATS
-    from deploykit.runtimes.base import get_runtime
+    from deploykit.bench.plan import plan_runs
+    from deploykit.core.config import BenchConfig
 
-    target_list = [t.strip() for spec in targets for t in spec.split(",") if t.strip()]
+    fmt_list = report_formats(formats)
+    measure = BenchConfig(**{k: params.pop(k) for k in BENCH_PARAMS},
+                          per_layer_top=params.pop("top"), reference_blocks=params.pop("reference_blocks"))
+    specs = specs_from_flags(models, targets, params, measure=measure, models_dir=models_dir,
+                             example=example_command)
+    execute(plan_runs(specs), models_dir=models_dir, reports_dir=None if no_save else resolve_reports_dir(report_dir),
+            formats=fmt_list, as_json=as_json, wide=wide)
+
+
+# bench's flags that are the latency measurement's (BenchConfig) under the same names
+BENCH_PARAMS = ("batch", "resolution", "warmup", "min_time", "min_iters", "max_time", "seed", "energy", "idle_time",
+                "energy_estimate_watts", "reference_workload", "per_layer")
+
+
+def report_formats(formats: str) -> list[str]:
+    """--format's list, checked (one-line errors)."""
+    from deploykit.core.errors import UsageError
+    from deploykit.report.render import FORMATS
+
     fmt_list = [f.strip() for f in formats.split(",") if f.strip()]
-    if not target_list:
-        raise UsageError(f"-t/--target {','.join(targets)!r} names no target ('deploykit targets' lists them)")
     if not fmt_list:
         raise UsageError(f"--format {formats!r} names no report format (choose from {', '.join(FORMATS)}; "
                          "--no-save writes none)")
     bad = [f for f in fmt_list if f not in FORMATS]
     if bad:
         raise UsageError(f"unknown report format {bad[0]!r} (choose from {', '.join(FORMATS)})")
-    cfg = BenchConfig(batch=batch, resolution=resolution, warmup=warmup, min_iters=min_iters, min_time=min_time,
-                      max_time=max_time, seed=seed, energy=hw["energy"], idle_time=hw["idle_time"],
-                      energy_estimate_watts=hw["energy_estimate_watts"],
-                      reference_workload=reference_workload, reference_blocks=reference_blocks,
-                      per_layer=per_layer, per_layer_top=top)
-    opts = runtime_options(hw, threads=threads, graph_opt=graph_opt,  # and every target option given in hw
-                           cache_dir=str(resolve_models_dir(models_dir) / ".cache"))
-    qcfg = quantize_config(**calib) if int8 else None  # validated before any work
-    # check everything we can before spending minutes on the first model: the targets first (a target that
-    # cannot run here is the answer, whatever else is missing), then what the command still lacks
-    for t in target_list:
-        cls = get_runtime(t)
-        cls.ensure_available()
-        cls(opts).preflight()  # mode / precision / device fit this target and this machine
-        if per_layer:
-            cls.ensure_profiles_layers()
-    if not models:
-        raise UsageError("name the model(s) to measure, e.g. '" + example_command(target_list, int8, calib["calib_data"])
-                         + "' ('deploykit models' lists them; .onnx files work too)")
-    if qcfg is not None and not qcfg.calib_data:
-        raise UsageError("--int8 needs --calib-data DIR (images preprocessed like the model's inputs) or "
-                         "'--calib-data synthetic' for a smoke test, e.g. '"
-                         + example_command(target_list, int8, None, models) + "'")
-    for m in models:
-        if is_model_name(m):
-            get_cfg(m)
-        elif not Path(m).exists():
-            from deploykit.core.errors import InputError
+    return fmt_list
 
-            raise InputError(f"ONNX file not found: {m}")
-    check_parc_impl(models, parc_impl)
-    reports_dir = resolve_reports_dir(report_dir)
-    if not no_save:
-        from deploykit.core.atomic import ensure_dir
 
-        ensure_dir(reports_dir)
-
-    from deploykit.bench.pipeline import run_benchmark
+def execute(specs, *, models_dir, reports_dir, formats=("json", "md", "csv"), as_json=False, wide=False) -> list[dict]:
+    """Run planned latency specs one after another, write each report, then print the table (or the JSON)."""
+    from deploykit.bench.plan import run_spec
     from deploykit.core.stdio import stdout_to_stderr
     from deploykit.report.render import write_report_files
     from deploykit.report.schema import build_report
 
-    err = stderr_console()
-    reports = []
-    for m in models:
-        for t in target_list:
-            export = ExportConfig(model=m, batch=batch, resolution=resolution, opset=opset,
-                                  weights=str(weights) if weights else None, pretrained=pretrained,
-                                  options=model_options(model_opts, parc_impl=parc_impl, model=m),
-                                  models_dir=resolve_models_dir(models_dir)) if is_model_name(m) else None
-            with stdout_to_stderr():  # stdout is for the table / the JSON
-                result = _run_one(err, run_benchmark, m, t, cfg, opts, export, qcfg)
-            report = build_report(result)
-            reports.append(report)
-            if not no_save:
-                paths = write_report_files(report, reports_dir, fmt_list)
-                err.print(f"[dim]report: {', '.join(str(p) for p in paths)}[/]")
-            for w in report["warnings"]:
-                err.print(f"[yellow]warning:[/] {m} on {t}: {w}")
-            energy = report.get("energy") or {}
-            if energy.get("status") == "unavailable":
-                from rich.markup import escape
+    if reports_dir is not None:
+        from deploykit.core.atomic import ensure_dir
 
-                err.print(f"[dim]energy: unavailable ({escape('; '.join(energy['reasons']))})[/]")
+        ensure_dir(reports_dir)
+    err = stderr_console()
+    mdir = resolve_models_dir(models_dir)
+    reports = []
+    for spec in specs:
+        with stdout_to_stderr():  # stdout is for the table / the JSON
+            result = _run_one(err, run_spec, spec, mdir)
+        report = build_report(result)
+        reports.append(report)
+        if reports_dir is not None:
+            paths = write_report_files(report, reports_dir, list(formats))
+            err.print(f"[dim]report: {', '.join(str(p) for p in paths)}[/]")
+        for w in report["warnings"]:
+            err.print(f"[yellow]warning:[/] {spec.model} on {spec.target}: {w}")
+        energy = report.get("energy") or {}
+        if energy.get("status") == "unavailable":
+            from rich.markup import escape
+
+            err.print(f"[dim]energy: unavailable ({escape('; '.join(energy['reasons']))})[/]")
     if as_json:
         print_json(reports[0] if len(reports) == 1 else reports)
     else:
         print_table(reports, wide=wide)
         print_layer_tables(reports, wide=wide)
+    return reports
 
 
 def example_command(targets: list[str], int8: bool, calib_data: str | None, models=("resnet50",)) -> str:
@@ -193,16 +168,16 @@ def example_command(targets: list[str], int8: bool, calib_data: str | None, mode
     return " ".join(cmd)
 
 
-def _run_one(err, run_benchmark, model, target, cfg, opts, export, qcfg=None):
+def _run_one(err, run_spec, spec, models_dir):
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    model, target, cfg = spec.model, spec.target, spec.bench_config()
     if not err.is_terminal:  # a log: one line per stage, and one when the --min-iters floor extends the run
         def on_floor(phase, iters, elapsed):
             if phase == "min-iters":
                 err.print(f"[dim]{model} on {target}: {floor_text(cfg, iters, elapsed)}[/]")
 
-        return run_benchmark(model, target, cfg, opts, export=export, say=lambda s: err.print(f"[dim]{s}[/]"),
-                             progress=on_floor, int8=qcfg)
+        return run_spec(spec, models_dir=models_dir, say=lambda s: err.print(f"[dim]{s}[/]"), progress=on_floor)
     # refreshed by hand from the measuring thread between iterations (auto_refresh would start a render
     # thread that competes with the runtime's threads for the cores being measured)
     from rich.table import Column
@@ -235,7 +210,7 @@ def _run_one(err, run_benchmark, model, target, cfg, opts, export, qcfg=None):
         progress.refresh()
 
     with progress:
-        return run_benchmark(model, target, cfg, opts, export=export, say=say, progress=on_progress, int8=qcfg)
+        return run_spec(spec, models_dir=models_dir, say=say, progress=on_progress)
 
 
 def floor_text(cfg, iters: int, elapsed: float) -> str:

@@ -55,27 +55,49 @@ def resolve_reports_dir(value: Path | None) -> Path:
     return value or default_reports_dir()
 
 
-def model_options(values: tuple[str, ...], *, parc_impl: str | None = None,
-                  model: str | None = None) -> tuple[tuple[str, str], ...]:
-    """``--model-opt key=value`` pairs, plus ``--parc-impl X`` as ``parc_impl=X``. With ``model`` (bench's
-    several models) ``--parc-impl`` goes only to models that have the option; without, always (export)."""
+def model_options(values: tuple[str, ...], *, model: str | None = None, **flags) -> tuple[tuple[str, str], ...]:
+    """``--model-opt key=value`` pairs, plus the declared model options' own flags (``flags``: name -> value, e.g.
+    ``parc_impl="fft"`` from ``--parc-impl fft``). With ``model`` (a command over several models) a flag goes only
+    to models that have the option; without, always (export of one model)."""
     out = []
     for v in values:
         key, sep, val = v.partition("=")
         if not sep or not key:
             raise click.BadParameter(f"expected key=value, got {v!r}", param_hint="--model-opt")
         out.append((key.strip().replace("-", "_"), val.strip()))
-    if parc_impl is not None and (model is None or _has_option(model, "parc_impl")):
-        out = [(k, v) for k, v in out if k != "parc_impl"] + [("parc_impl", parc_impl)]
+    for name, value in flags.items():
+        if value is not None and (model is None or _has_option(model, name)):
+            out = [(k, v) for k, v in out if k != name] + [(name, value)]
     return tuple(out)
 
 
-PARC_IMPLS = ("conv", "fft", "matmul")
+def model_option_flags(f):
+    """A flag for each model option a family declares with one (``--parc-impl``): a convenient alias of
+    ``--model-opt NAME=VALUE``, its choices and help from the declaration (``models.registry.ModelOption``)."""
+    from deploykit.models.registry import model_options_declared
+
+    for o in reversed([o for o in model_options_declared() if o.flag]):
+        f = click.option(o.flag, o.name, type=click.Choice(list(o.choices)), default=None, help=o.help or None)(f)
+    return f
 
 
-def parc_impl_option(f):
-    return click.option("--parc-impl", type=click.Choice(PARC_IMPLS), default=None,
-                        help="ParC implementation for ParC models (the same as --model-opt parc_impl=...).")(f)
+def pop_model_flags(params: dict) -> dict:
+    """The declared model options' flag values, taken out of a command's parameters (name -> value or None)."""
+    from deploykit.models.registry import model_options_declared
+
+    return {o.name: params.pop(o.name) for o in model_options_declared() if o.flag and o.name in params}
+
+
+def check_model_flags(models, flags: dict) -> None:
+    """A model option flag that none of ``models`` has is a usage error (it would silently do nothing)."""
+    from deploykit.models.registry import MODEL_OPTIONS
+
+    for name, value in flags.items():
+        if value is not None and not any(_has_option(m, name) for m in models):
+            o = MODEL_OPTIONS.get(name)
+            what = f"a {o.label}" if o.label else f"the option {name}"
+            hint = f" ('deploykit models --family {o.family}' lists them)" if o.family else ""
+            raise click.BadParameter(f"none of {', '.join(models)} has {what} to choose{hint}", param_hint=o.flag)
 
 
 # ---- model options: declared once here; each command places them and may word their help for its context
@@ -131,16 +153,9 @@ def expand_models(refs) -> list[str]:
 
 
 def _has_option(model: str, option: str) -> bool:
-    from deploykit.models.registry import MODELS
+    from deploykit.spec.run import model_option_applies
 
-    return model in MODELS and option in dict(MODELS.get(model).options)
-
-
-def check_parc_impl(models, parc_impl: str | None) -> None:
-    """--parc-impl with no ParC model among ``models`` is a usage error (it would silently do nothing)."""
-    if parc_impl is not None and not any(_has_option(m, "parc_impl") for m in models):
-        raise click.BadParameter(f"none of {', '.join(models)} has a ParC implementation to choose "
-                                 "('deploykit models --family parc' lists the ParC models)", param_hint="--parc-impl")
+    return model_option_applies(model, option)
 
 
 def stderr_console():

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from deploykit.cli.common import (batch_option, check_parc_impl, check_weights, expand_models, model_opt_option,
-                                  model_options, models_dir_option, opset_option, parc_impl_option, print_json,
+from deploykit.cli.common import (batch_option, check_model_flags, check_weights, expand_models, model_opt_option,
+                                  model_options, models_dir_option, opset_option, model_option_flags, print_json,
                                   resolution_option, resolve_models_dir, seed_option, stages, stderr_console,
                                   weights_options)
 
@@ -21,7 +21,7 @@ from deploykit.cli.common import (batch_option, check_parc_impl, check_weights, 
 @seed_option(help="Seed of the random weights and the verification input.")
 @weights_options(help="A state_dict checkpoint to load (torch.load(weights_only=True)).")
 @model_opt_option()
-@parc_impl_option
+@model_option_flags
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="Write here instead of <models-dir>/<model>/<variant>.onnx.")
 @models_dir_option
@@ -34,8 +34,8 @@ from deploykit.cli.common import (batch_option, check_parc_impl, check_weights, 
               help="Keep BatchNormalization nodes: legacy TorchScript exporter with training=PRESERVE and no "
                    "constant folding (with --no-fuse the file keeps them; for testing 'deploykit fuse').")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
-def command(model, opset, batch, resolution, dynamic_batch, seed, weights, pretrained, model_opts, parc_impl, output,
-            models_dir, force, no_verify, fuse, no_fold, as_json):
+def command(model, opset, batch, resolution, dynamic_batch, seed, weights, pretrained, model_opts, output,
+            models_dir, force, no_verify, fuse, no_fold, as_json, **flags):
     """Export MODEL (a name from 'deploykit models', any timm:NAME or tv:NAME, or a glob of names such as
     'parc_*' for each match) to ONNX, check it, and verify it in ONNX Runtime against PyTorch on the same input
     (max-abs error, cosine similarity, top-1 agreement).
@@ -55,10 +55,10 @@ def command(model, opset, batch, resolution, dynamic_batch, seed, weights, pretr
     if output and several:
         raise UsageError(f"--output names one file but {model!r} matches {len(names)} models")
     if several:
-        check_parc_impl(names, parc_impl)
+        check_model_flags(names, flags)
     cfg = ExportConfig(model=names[0], batch=batch, resolution=resolution, opset=opset, dynamic_batch=dynamic_batch,
                        seed=seed, weights=str(weights) if weights else None, pretrained=pretrained,
-                       options=model_options(model_opts, parc_impl=parc_impl),
+                       options=model_options(model_opts, **flags),
                        output=str(output) if output else None, models_dir=resolve_models_dir(models_dir),
                        force=force, verify=not no_verify, fuse=fuse, fold_bn=not no_fold)
     if output is not None:
@@ -68,7 +68,7 @@ def command(model, opset, batch, resolution, dynamic_batch, seed, weights, pretr
     err = stderr_console()
     results = []
     for name in names:
-        opts = model_options(model_opts, parc_impl=parc_impl, model=name) if several else cfg.options
+        opts = model_options(model_opts, **flags, model=name) if several else cfg.options
         with stages(err, f"exporting {name}") as say:
             results.append(export_model(replace(cfg, model=name, options=opts), progress=say, fuse=export_transform))
         if not as_json:

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import click
 
-from deploykit.cli.common import (POSITIVE, batch_option, check_parc_impl, model_opt_option, model_options,
-                                  models_dir_option, opset_option, parc_impl_option, print_json, reports_dir_option,
-                                  resolution_option, seed_option)
+from deploykit.cli.common import (POSITIVE, batch_option, check_model_flags, model_opt_option, model_option_flags,
+                                  model_options, models_dir_option, opset_option, pop_model_flags, print_json,
+                                  reports_dir_option, resolution_option, seed_option)
 from deploykit.cli.common import FINITE_FLOAT, FiniteFloatRange  # nan / inf refused
-from deploykit.cli.runtime_options import runtime_option, target_option
+from deploykit.cli.runtime_options import given_runtime_values, runtime_option, target_option, target_options
 
 METRIC_CHOICES = ("p50", "p90", "throughput")
 
@@ -98,6 +98,7 @@ def gate_config(settings: dict, **cli):
 @resolution_option(help="Input height = width [default: the baseline's / the model's].")
 @runtime_option("threads", help="Intra-op threads [default: the baseline's, else all cores].")
 @runtime_option("graph_opt", default=None, show_default=False, help="ONNX Runtime graph optimisation level [default: all].")
+@target_options(exclude=("threads", "graph_opt", "precision", "cache_dir"))
 @click.option("-m", "--metric", "metrics", multiple=True, help="p50 (default), p90, throughput; repeat or comma-separate.")
 @click.option("--tolerance", "tolerances", multiple=True, metavar="[METRIC=]PCT",
               help="Allowed slowdown, e.g. 5% or p90=10% [defaults: p50 5%, p90 10%, throughput 5%].")
@@ -108,15 +109,15 @@ def gate_config(settings: dict, **cli):
               help="Emit ::error/::warning annotations and append to $GITHUB_STEP_SUMMARY [default: when GITHUB_ACTIONS=true].")
 @opset_option()
 @model_opt_option(help="Model option for registry models.")
-@parc_impl_option
+@model_option_flags
 @models_dir_option
 @reports_dir_option
 @click.option("--no-save", is_flag=True, help="Write no gate report JSON.")
 @click.option("--json", "as_json", is_flag=True, help="Print the gate report JSON to stdout.")
 def command(candidate, against, against_rev, baseline, gate_file, target, precision, batch, resolution, threads,
             graph_opt, metrics, tolerances, alpha, correction, strict, min_blocks, max_blocks, block_time, block_iters,
-            block_warmup, time_budget, baseline_drift, seed, junit, github, opset, model_opts, parc_impl, models_dir,
-            report_dir, no_save, as_json):
+            block_warmup, time_budget, baseline_drift, seed, junit, github, opset, model_opts, models_dir,
+            report_dir, no_save, as_json, **params):
     """Fail CI when CANDIDATE got slower than a baseline -- and only then.
 
     \b
@@ -147,12 +148,15 @@ def command(candidate, against, against_rev, baseline, gate_file, target, precis
         raise UsageError("give exactly one of --against, --against-rev, --baseline, --config"
                          + (f" (got {', '.join(given)})" if given else ""))
     mdir = resolve_models_dir(models_dir)
-    export = ExportConfig(model=candidate or "-", opset=opset, options=model_options(model_opts, parc_impl=parc_impl),
+    flags = pop_model_flags(params)
+    values = {"graph_opt": graph_opt, **given_runtime_values(params)}  # every other option a target declares
+    export = ExportConfig(model=candidate or "-", opset=opset, options=model_options(model_opts, **flags),
                           models_dir=mdir)
     settings: dict = {}
     if gate_file is not None:
         per_check = {"CANDIDATE": candidate, "--target": target, "--precision": precision, "--batch": batch,
-                     "--resolution": resolution, "--threads": threads, "--graph-opt": graph_opt,
+                     "--resolution": resolution, "--threads": threads,
+                     **{f"--{k.replace('_', '-')}": v for k, v in values.items()},
                      "--metric": metrics or None, "--tolerance": tolerances or None}
         clash = [k for k, v in per_check.items() if v is not None]
         if clash:
@@ -178,10 +182,10 @@ def command(candidate, against, against_rev, baseline, gate_file, target, precis
         checks = [GateCheck(name=default_name(candidate, mode, ref, tgt, batch, resolution), candidate=candidate,
                             mode=mode, reference=ref, target=tgt,
                             metrics=tuple(GateMetric(m, tols[m]) for m in names), precision=precision, batch=batch,
-                            resolution=resolution, threads=threads, graph_opt=graph_opt, export=export)]
+                            resolution=resolution, threads=threads,
+                            values=tuple((k, v) for k, v in values.items() if v is not None), export=export)]
         source = "command line"
-    if parc_impl is not None:
-        check_parc_impl(sorted({c.candidate for c in checks}), parc_impl)
+    check_model_flags(sorted({c.candidate for c in checks}), flags)
     cfg = gate_config(settings, alpha=alpha, correction=correction, strict=strict, min_blocks=min_blocks,
                       max_blocks=max_blocks, block_time=block_time, block_iters=block_iters, block_warmup=block_warmup,
                       time_budget=time_budget, seed=seed,

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import click
 
-from deploykit.cli.common import (CALIB_KEYS, POSITIVE, batch_option, calibration_options, check_parc_impl,
-                                  check_weights, model_opt_option, model_options, models_dir_option, opset_option,
-                                  parc_impl_option, print_json, quantize_config, reports_dir_option, resolution_option,
+from deploykit.cli.common import (POSITIVE, batch_option, calibration_options, model_opt_option, model_option_flags,
+                                  models_dir_option, opset_option, print_json, reports_dir_option, resolution_option,
                                   resolve_models_dir, resolve_reports_dir, seed_option, stderr_console,
                                   stdout_console, weights_options)
-from deploykit.cli.runtime_options import runtime_option, runtime_options, target_option, target_options
+from deploykit.cli.runtime_options import runtime_option, target_option, target_options
+from deploykit.cli.specs import specs_from_flags
 
 SCENARIOS = ("server", "offline", "multistream", "singlestream")
 POSITIVE_FLOAT = click.FloatRange(min=0, min_open=True)
@@ -63,7 +63,7 @@ POSITIVE_FLOAT = click.FloatRange(min=0, min_open=True)
 @target_options(exclude=("threads", "graph_opt", "requests", "mode"))
 @weights_options()
 @model_opt_option()
-@parc_impl_option
+@model_option_flags
 @opset_option()
 @models_dir_option
 @reports_dir_option
@@ -73,8 +73,7 @@ POSITIVE_FLOAT = click.FloatRange(min=0, min_open=True)
 @calibration_options
 def command(model, target, scenario, qps, latency_bound, percentile, duration, min_queries, max_outstanding,
             samples_per_query, user_conf, find_peak, peak_method, peak_decimals, no_trace, calibration_time, batch,
-            resolution, seed, threads, graph_opt, weights, model_opts, parc_impl, opset, models_dir, report_dir,
-            no_save, as_json, int8, **hw):
+            resolution, seed, models_dir, report_dir, no_save, as_json, **params):
     """Serve MODEL under MLPerf LoadGen's load: LoadGen issues queries in its --scenario and deploykit's runtime
     answers them (the same model file, input and fidelity check as 'bench').
 
@@ -84,17 +83,12 @@ def command(model, target, scenario, qps, latency_bound, percentile, duration, m
     <report-dir>/<stamp>-<model>-<target>-loadgen-<scenario>.{json,md}, LoadGen's own log files in the .loadgen
     folder beside them. An INVALID result is a result: the exit code is 0 whenever LoadGen ran to the end.
     """
-    calib = {k: hw.pop(k) for k in CALIB_KEYS}
-    pretrained = hw.pop("pretrained")
-    check_weights(weights, pretrained)
-    from deploykit.core.config import ExportConfig
     from deploykit.core.errors import UsageError
     from deploykit.core.lazy import require
-    from deploykit.loadgen.settings import LoadgenConfig
-    from deploykit.models.select import is_model_name
+    from deploykit.spec.loadgen import LoadgenConfig
 
     require("mlperf_loadgen", "deploykit loadgen")  # missing: one line naming the extra, before any work
-    if scenario == "singlestream" and (hw.get("requests") or hw.get("streams")):
+    if scenario == "singlestream" and (params.get("requests") or params.get("streams")):
         raise UsageError("--requests/--streams apply to the scenarios with requests in flight (server, offline, "
                          "multistream); singlestream runs one request at a time")
     cfg = LoadgenConfig(scenario=scenario, qps=qps, latency_bound_ms=latency_bound, percentile=percentile,
@@ -103,46 +97,31 @@ def command(model, target, scenario, qps, latency_bound, percentile, duration, m
                         find_peak=find_peak, peak_method=peak_method, peak_decimals=peak_decimals,
                         trace=not no_trace, calibration_s=calibration_time, batch=batch, resolution=resolution,
                         seed=seed)
-    opts = runtime_options(hw, threads=threads, graph_opt=graph_opt, requests=hw.pop("requests"),
-                           mode="throughput" if cfg.concurrent else "latency",
-                           cache_dir=str(resolve_models_dir(models_dir) / ".cache"))
-    qcfg = quantize_config(**calib) if int8 else None
-    if qcfg is not None and not qcfg.calib_data:
-        raise UsageError("--int8 needs --calib-data DIR or '--calib-data synthetic' for a smoke test")
+    from deploykit.bench.plan import plan_runs
     from deploykit.loadgen.run import check_target
-    from deploykit.runtimes.base import get_runtime
 
     check_target(target, cfg)
-    cls = get_runtime(target)
-    cls.ensure_available()
-    cls(opts).preflight()
-    if is_model_name(model):
-        from deploykit.models.registry import get_cfg
+    specs = specs_from_flags([model], target, params, measure=cfg, models_dir=models_dir,
+                             runtime={"mode": "throughput" if cfg.concurrent else "latency"})
+    execute(plan_runs(specs)[0], models_dir=models_dir,
+            reports_dir=None if no_save else resolve_reports_dir(report_dir), as_json=as_json)
 
-        get_cfg(model)
-    elif not Path(model).exists():
-        from deploykit.core.errors import InputError
 
-        raise InputError(f"ONNX file not found: {model}")
-    check_parc_impl([model], parc_impl)
-    reports_dir = resolve_reports_dir(report_dir)
-    if not no_save:
+def execute(spec, *, models_dir, reports_dir, as_json=False) -> dict:
+    """Run a planned LoadGen spec, write its report (and LoadGen's logs) unless ``reports_dir`` is None, print
+    the summary (or the JSON)."""
+    from deploykit.loadgen.run import run_spec, save
+    from deploykit.report.loadgen import build_report
+
+    if reports_dir is not None:
         from deploykit.core.atomic import ensure_dir
 
         ensure_dir(reports_dir)
-    export = ExportConfig(model=model, batch=batch, resolution=resolution, opset=opset,
-                          weights=str(weights) if weights else None, pretrained=pretrained,
-                          options=model_options(model_opts, parc_impl=parc_impl, model=model),
-                          models_dir=resolve_models_dir(models_dir)) if is_model_name(model) else None
-
-    from deploykit.loadgen.run import run_loadgen, save
-    from deploykit.report.loadgen import build_report
-
     err = stderr_console()
-    result = run_loadgen(model, target, cfg, opts, export=export, int8=qcfg,
-                         say=lambda s: err.print(f"[dim]{s}[/]", markup=True, highlight=False))
+    result = run_spec(spec, models_dir=resolve_models_dir(models_dir),
+                      say=lambda s: err.print(f"[dim]{s}[/]", markup=True, highlight=False))
     try:
-        if no_save:
+        if reports_dir is None:
             report = build_report(result)
         else:
             report, paths = save(result, reports_dir)
@@ -155,6 +134,7 @@ def command(model, target, scenario, qps, latency_bound, percentile, duration, m
         print_json(report)
     else:
         print_summary(report)
+    return report
 
 
 def print_summary(report: dict) -> None:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
-from deploykit.cli.common import (POSITIVE, batch_option, calibration_options, check_parc_impl, check_weights,
+from deploykit.cli.common import (POSITIVE, batch_option, calibration_options, check_model_flags, check_weights,
                                   expand_models, model_opt_option, model_options, models_dir_option, opset_option,
-                                  parc_impl_option, print_json, quantize_config, resolution_option, resolve_models_dir,
+                                  model_option_flags, print_json, quantize_config, resolution_option, resolve_models_dir,
                                   seed_option, stages, stderr_console, weights_options)
 from deploykit.cli.common import FiniteFloatRange  # nan / inf refused
 
@@ -36,7 +36,7 @@ from deploykit.cli.common import FiniteFloatRange  # nan / inf refused
 @opset_option()
 @weights_options()
 @model_opt_option(help="Model option.")
-@parc_impl_option
+@model_option_flags
 @seed_option(help="Seed of the weights and of the data sampling.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="Write here instead of <models-dir>/<model>/int8_....onnx (.xml for nncf).")
@@ -46,8 +46,8 @@ from deploykit.cli.common import FiniteFloatRange  # nan / inf refused
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest and this run's report as JSON.")
 def command(model, calib_data, calib_size, calib_method, softmax, qdq_profile, exclude, reduce_range, quantizer,
             per_tensor, eval_data, eval_size, sensitivity, top, check_openvino, crop_pct, fidelity_samples, batch,
-            resolution, opset, weights, pretrained, model_opts, parc_impl, seed, output, models_dir, force, no_verify,
-            as_json):
+            resolution, opset, weights, pretrained, model_opts, seed, output, models_dir, force, no_verify,
+            as_json, **flags):
     """Quantize MODEL (a model name: from 'deploykit models', any timm:NAME or tv:NAME, or a glob of names such as
     'parc_*' for each match; or an fp32 .onnx file) to int8.
 
@@ -65,8 +65,7 @@ def command(model, calib_data, calib_size, calib_method, softmax, qdq_profile, e
     names = expand_models([model])
     if output and len(names) > 1:
         raise UsageError(f"--output names one file but {model!r} matches {len(names)} models")
-    if parc_impl is not None:
-        check_parc_impl(names, parc_impl)
+    check_model_flags(names, flags)
     qcfg = quantize_config(calib_data=calib_data, calib_size=calib_size, calib_method=calib_method, softmax=softmax,
                            qdq_profile=qdq_profile, exclude=exclude, reduce_range=reduce_range, quantizer=quantizer,
                            per_channel=not per_tensor, eval_data=str(eval_data) if eval_data else None,
@@ -85,7 +84,7 @@ def command(model, calib_data, calib_size, calib_method, softmax, qdq_profile, e
         if is_model_name(name):
             export = ExportConfig(model=name, batch=batch, resolution=resolution, opset=opset, seed=seed,
                                   weights=str(weights) if weights else None, pretrained=pretrained,
-                                  options=model_options(model_opts, parc_impl=parc_impl,
+                                  options=model_options(model_opts, **flags,
                                                         model=name if len(names) > 1 else None),
                                   models_dir=mdir)
         try:

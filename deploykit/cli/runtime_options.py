@@ -98,3 +98,19 @@ def runtime_options(params: dict, **values) -> RuntimeOptions:
             v = params.pop(key)
             values[spec.name] = (not v) if spec.negated else (bool(v) if spec.type is bool else v)
     return RuntimeOptions.from_settings(**values)
+
+
+def given_runtime_values(params: dict) -> dict:
+    """The declared runtime options a command's user set to other than their defaults, taken out of ``params``
+    (by option name; a ``--no-...`` flag given is its option False). For commands whose options default to
+    something else than the declarations (gate: the baseline's)."""
+    out = {}
+    for spec in declared_options():
+        key = param_name(spec) if spec.flag else None
+        if key is None or key not in params:
+            continue
+        v = params.pop(key)
+        value = (not v) if spec.negated else v
+        if value is not None and value != spec.default and not (spec.type is bool and v is False):
+            out[spec.name] = value
+    return out

@@ -21,6 +21,23 @@ def _executor_names() -> list[str]:
     return executor_names()
 
 
+def axis_options(f):
+    """A LIST flag for every option a target declares (besides --threads, --precision) and every model option a
+    family declares with a flag (--parc-impl): each value one cell (a study file takes the same names as keys).
+    Flags that only turn something off (--no-cache) are study-file keys only."""
+    from deploykit.models.registry import model_options_declared
+    from deploykit.runtimes.options import declared_options
+
+    opts = [(s.flag, s.name, f"Values of {s.flag} ({s.help.rstrip('.') if s.help else s.name}), one cell each.")
+            for s in declared_options() if s.flag and s.type is not bool and s.name not in ("threads", "precision")]
+    opts += [(o.flag, o.name, f"{o.label or o.name} values ({', '.join(o.choices)}): one cell each for the models that "
+              "have the option; other models ignore it [default: the model's].")
+             for o in model_options_declared() if o.flag]
+    for flag, name, text in reversed(opts):
+        f = click.option(flag, name, multiple=True, metavar=LIST, help=text)(f)
+    return f
+
+
 @click.command("sweep")
 @click.argument("models", nargs=-1)
 @click.option("-t", "--target", "targets", multiple=True, metavar=LIST,
@@ -30,9 +47,7 @@ def _executor_names() -> list[str]:
 @click.option("--resolution", multiple=True, metavar=LIST,
               help="Input sizes (height = width) [default: the model's / the file's].")
 @click.option("--threads", multiple=True, metavar=LIST, help="Thread counts [default: the target's].")
-@click.option("--parc-impl", multiple=True, metavar=LIST,
-              help="ParC implementations (conv, fft, matmul): one cell each for ParC models; other models ignore it "
-                   "[default: the model's].")
+@axis_options
 @click.option("--scenario", multiple=True, metavar=LIST,
               help="latency (a 'deploykit bench' cell) and/or LoadGen scenarios server, offline, multistream, "
                    "singlestream (a 'deploykit loadgen' cell) [default: latency].")
@@ -50,7 +65,7 @@ def _executor_names() -> list[str]:
 @click.option("--min-time", type=click.FloatRange(min=0), default=None, help="Per cell: bench --min-time [default: 5].")
 @click.option("--max-time", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Per cell: bench --max-time [default: 60].")
-@click.option("--min-iters", type=POSITIVE, default=None, help="Per cell: bench --min-iters [default: 50].")
+@click.option("--min-iters", type=POSITIVE, default=None, help="Per cell: bench --min-iters [default: 20].")
 @click.option("--warmup", type=click.IntRange(min=0), default=None, help="Per cell: bench --warmup [default: 10].")
 @click.option("--calib-data", default=None, metavar="DIR|synthetic",
               help="Calibration data of int8 cells [default: synthetic].")
@@ -84,11 +99,10 @@ def _executor_names() -> list[str]:
 @click.option("--slurm-array/--slurm-job-per-cell", default=None,
               help="--executor slurm: the cells of a target as one job array, or one job per cell [default: the "
                    "study's, else arrays].")
-@click.pass_context
-def command(ctx, models, targets, precision, batch, resolution, threads, parc_impl, scenario, qps, study, out,
+def command( models, targets, precision, batch, resolution, threads, scenario, qps, study, out,
             cell_timeout, min_time, max_time, min_iters, warmup, calib_data, latency_bound, duration, models_dir,
             resume, retry_failed, dry_run, as_json, no_peak, executor, slurm_partition, slurm_time_limit,
-            slurm_sbatch, slurm_array):
+            slurm_sbatch, slurm_array, **axes):
     """Run MODELS (names, globs such as 'resnet*', timm:NAME / tv:NAME, .onnx files) on every combination of
     targets, precisions, batch sizes, resolutions and thread counts: each cell is one 'deploykit bench' in its own
     child process, so a crash, a hang past --cell-timeout or an out-of-memory kill is recorded as that cell's
@@ -121,7 +135,7 @@ def command(ctx, models, targets, precision, batch, resolution, threads, parc_im
         raise UsageError(f"{given[0]} is a setting of the Slurm executor: add --executor slurm")
 
     spec = spec_from(models, targets=targets, precision=precision, batch=batch, resolution=resolution,
-                     threads=threads, parc_impl=parc_impl, scenario=scenario, qps=qps, study=study,
+                     threads=threads, scenario=scenario, qps=qps, study=study, **axes,
                      bench={"min_time": min_time, "max_time": max_time, "min_iters": min_iters, "warmup": warmup,
                             "cell_timeout": cell_timeout, "calib_data": calib_data, "latency_bound": latency_bound,
                             "duration": duration})
@@ -132,7 +146,7 @@ def command(ctx, models, targets, precision, batch, resolution, threads, parc_im
             raise UsageError("--resume needs the sweep's folder: -o OUT (or a study file with out = ...)")
         out = default_reports_dir() / f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
     p = plan(spec, out, resume=resume, retry_failed=retry_failed, targets_here=EXECUTORS.get(executor).runs_here)
-    prelude = [] if no_peak else _prelude(ctx, p, models_dir)
+    prelude = [] if no_peak else _prelude(p, models_dir)
     options = {}
     jobs = None
     if executor == "slurm":
@@ -169,21 +183,15 @@ def command(ctx, models, targets, precision, batch, resolution, threads, parc_im
     _print_summary(rows, p, out, time.monotonic() - started, as_json)
 
 
-def _prelude(ctx, p, models_dir) -> list[list[str]]:
-    """``deploykit peak`` before the cells, where this deploykit has that command and the sweep has bench cells
-    to run: per thread count of the sweep when it takes --threads (its result is cached per machine, so this is
-    quick after the first time)."""
-    peak = ctx.find_root().command.commands.get("peak") if ctx.find_root() else None
-    if peak is None:
+def _prelude(p, models_dir) -> list[list[str]]:
+    """``deploykit peak`` before the cells where the sweep has bench cells to run (only they report a share of the
+    peak): per thread count of the sweep when it has several (its result is cached per machine, so this is quick
+    after the first time)."""
+    if not any(not c.loadgen for c in p.todo):
         return []
-    params = {getattr(param, "name", None) for param in peak.params}
     threads = sorted({c.threads for c in p.todo if c.threads and not c.loadgen})
-    if not any(not c.loadgen for c in p.todo):  # only bench cells report a share of the peak
-        return []
-    extra = ["--models-dir", str(models_dir)] if models_dir is not None and "models_dir" in params else []
-    if "threads" in params and threads:
-        return [["peak", "--threads", str(t), *extra] for t in threads]
-    return [["peak", *extra]]
+    extra = ["--models-dir", str(models_dir)] if models_dir is not None else []
+    return [["peak", "--threads", str(t), *extra] for t in threads] or [["peak", *extra]]
 
 
 class _Progress:
@@ -292,7 +300,8 @@ def _print_plan(p, out: Path, as_json: bool, jobs: list[dict] | None = None) -> 
         table.add_column(col, justify="right" if col in ("batch", "resolution", "threads") else "left")
     for c in cells:
         table.add_row(escape(str(c["model"])), c["target"], c["precision"], str(c["batch"]),
-                      str(c["resolution"] or "auto"), str(c["threads"] or "auto"), c["model_options"],
+                      str(c["resolution"] or "auto"), str(c["threads"] or "auto"),
+                      ",".join(o for o in (c["model_options"], c.get("target_options")) if o),
                       *((_scenario_text(c["scenario"], c["qps"]),) if loadgen else ()), c["action"],
                       escape(c["reason"]))
     con = stdout_console()
@@ -349,7 +358,8 @@ def _print_summary(rows: list[dict], p, out: Path, wall: float, as_json: bool) -
         p50, lo, hi, ips, w = (_num(r.get(k)) for k in ("p50_ms", "ci_low_ms", "ci_high_ms", "items_per_s", "wall_s"))
         cells = {"model": escape(str(r["model"])), "target": r["target"], "prec": r["precision"],
                  "batch": _int_text(r["batch"]), "res": _int_text(r["resolution"]), "thr": _int_text(r["threads"]),
-                 "options": r.get("model_options") or "", "status": _status_markup(r["status"]),
+                 "options": ",".join(o for o in (r.get("model_options"), r.get("target_options")) if o),
+                 "status": _status_markup(r["status"]),
                  "p50 ms": f"{p50:.3f}" if ok and p50 is not None else "-",
                  "95% CI": f"{lo:.3f}-{hi:.3f}" if ok and lo is not None else "-",
                  "items/s": f"{ips:.1f}" if ok and ips is not None else "-",

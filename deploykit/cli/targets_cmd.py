@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from deploykit.cli.common import (model_opt_option, model_options, models_dir_option, parc_impl_option,
+from deploykit.cli.common import (model_opt_option, model_options, models_dir_option, model_option_flags,
                                   print_json, resolution_option, resolve_models_dir, stdout_console)
 
 
@@ -13,11 +13,11 @@ from deploykit.cli.common import (model_opt_option, model_options, models_dir_op
               help="Also tell whether each target can run this model's graph (a registry name, exported if needed "
                    "with --model-opt/--parc-impl/--resolution, or an .onnx file).")
 @model_opt_option(help="Model option (with --model).")
-@parc_impl_option
+@model_option_flags
 @resolution_option(help="Export resolution (with --model).")
 @models_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def command(model_ref, model_opts, parc_impl, resolution, models_dir, as_json):
+def command(model_ref, model_opts, resolution, models_dir, as_json, **flags):
     """Show every inference target with its status here and, when unavailable, the reason; and the ONNX
     ops a target cannot run (bench refuses such a graph before loading it, exit 3)."""
     from deploykit.runtimes.base import list_targets
@@ -29,7 +29,7 @@ def command(model_ref, model_opts, parc_impl, resolution, models_dir, as_json):
              "unsupported_ops": dict(cls.unsupported_ops)} for name, cls, av in targets]
     label = None
     if model_ref:
-        label, ops = _model_ops(model_ref, model_opts, parc_impl, resolution, models_dir)
+        label, ops = _model_ops(model_ref, model_opts, flags, resolution, models_dir)
         for row, (_, cls, _) in zip(rows, targets):
             bad = cls.graph_unsupported(ops)
             row["model"] = {"label": label, "runs": not bad, "unsupported_ops": bad}
@@ -60,7 +60,7 @@ def command(model_ref, model_opts, parc_impl, resolution, models_dir, as_json):
     stdout_console().print(table)
 
 
-def _model_ops(ref, model_opts, parc_impl, resolution, models_dir) -> tuple[str, set[str]]:
+def _model_ops(ref, model_opts, flags, resolution, models_dir) -> tuple[str, set[str]]:
     """(label, op types) of a registry model (exported, or reused from the artifact store) or an ONNX file."""
     from pathlib import Path
 
@@ -74,7 +74,7 @@ def _model_ops(ref, model_opts, parc_impl, resolution, models_dir) -> tuple[str,
     from deploykit.export.exporter import export_model
     from deploykit.passes.fuse import export_transform
 
-    cfg = ExportConfig(model=ref, resolution=resolution, options=model_options(model_opts, parc_impl=parc_impl),
+    cfg = ExportConfig(model=ref, resolution=resolution, options=model_options(model_opts, **flags),
                        models_dir=resolve_models_dir(models_dir))
     result = export_model(cfg, fuse=export_transform)
     opts = result.manifest["settings"]["options"]

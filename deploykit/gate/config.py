@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from deploykit.core.config import GRAPH_OPTS, ExportConfig, one_of, require_int, require_positive
+from deploykit.core.config import ExportConfig, require_int, require_positive
 from deploykit.core.errors import UsageError
+from deploykit.spec.run import RunSpec, from_values, value_kind
 
 GATE_METRICS = ("p50", "p90", "throughput")
 GATE_MODES = ("against", "against_rev", "baseline")
@@ -33,13 +35,15 @@ class GateMetric:
 
 @dataclass(frozen=True)
 class GateCheck:
-    """One measurement of a latency gate: the candidate against a reference, evaluated on one or more metrics.
+    """One measurement of a latency gate: the candidate run against a reference, evaluated on one or more metrics.
 
     ``mode``: ``against`` (``reference`` is an ONNX file or a model name, measured interleaved with the candidate),
     ``against_rev`` (``reference`` is a git revision: the candidate ONNX file as committed there, or a registry
     model as deploykit's code at that revision exports it), or ``baseline`` (``reference`` is a stored report
     with the reference workload). ``batch``/``resolution``/``threads`` None: the baseline's, else 1 / the
-    model's / all usable cores."""
+    model's / all usable cores. ``values``: any other runtime option a target declares or model option a family
+    declares, by name (a gate file's check keys: ``graph_opt``, ``streams``, ``parc_impl`` ...). The candidate's
+    run spec is ``spec()``; the reference side of ``against`` is the same spec on the reference model."""
 
     name: str
     candidate: str
@@ -51,8 +55,8 @@ class GateCheck:
     batch: int | None = None
     resolution: int | None = None
     threads: int | None = None
-    graph_opt: str | None = None
-    export: ExportConfig | None = None  # how a registry candidate/reference is exported (models_dir, opset ...)
+    values: tuple[tuple[str, Any], ...] = ()
+    export: ExportConfig | None = None  # the store and export settings of registry models (models_dir, opset ...)
 
     def __post_init__(self):
         if self.mode not in GATE_MODES:
@@ -65,8 +69,38 @@ class GateCheck:
         require_int("batch", self.batch, 1)
         require_int("resolution", self.resolution, 1)
         require_int("threads", self.threads, 1, 65_536)
-        if self.graph_opt is not None and self.graph_opt not in GRAPH_OPTS:
-            raise UsageError(f"graph_opt must be {one_of(GRAPH_OPTS)}, got {self.graph_opt!r}")
+        self.spec()  # every value checked now, by the run spec
+
+    def spec(self, *, batch: int | None = None, resolution: int | None = None, model: str | None = None,
+             defaults: dict[str, Any] | None = None) -> RunSpec:
+        """The run spec of the candidate (``model``: of another model, the reference of ``against``), at ``batch`` /
+        ``resolution`` where the check leaves them open; ``defaults``: runtime options where the check gives none
+        (a baseline's settings)."""
+        ex = self.export
+        model = model or self.candidate
+        base = RunSpec(model=model, target=self.target, batch=batch or self.batch or 1,
+                       resolution=self.resolution or resolution, opset=ex.opset if ex else 18,
+                       model_options=ex.options if ex is not None and _registry(model) else ())
+        given = {"threads": self.threads, **dict(self.values)}
+        vals = {**(defaults or {}), **{k: v for k, v in given.items() if v is not None}}
+        if self.precision is not None and self.precision != "int8":  # an int8 gate side is a quantized file
+            vals["precision"] = self.precision
+        if not _registry(model):  # a file's options are in the file
+            vals = {k: v for k, v in vals.items() if value_kind(k) is None or value_kind(k)[0] != "model"}
+        return from_values(vals, base=base)
+
+    def export_for(self, ref: str) -> ExportConfig | None:
+        """How registry model ``ref`` (a side of the check) is exported: with the check's model options."""
+        if not _registry(ref):
+            return None
+        spec = self.spec(model=ref)
+        return spec.export_config(self.export.models_dir if self.export else None)
+
+
+def _registry(ref: str) -> bool:
+    from deploykit.models.select import is_model_name
+
+    return is_model_name(ref)
 
 
 @dataclass(frozen=True)

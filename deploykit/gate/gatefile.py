@@ -28,7 +28,8 @@
     metrics = ["p50", "p90"]             # or metric = "p50"; p50 | p90 | throughput
     tolerance = {p50 = "5%", p90 = "10%"}  # or one value for every metric; defaults p50 5%, p90 10%, throughput 5%
     threads = 2
-    graph_opt = "all"
+    graph_opt = "all"                    # and any option a target declares ('deploykit bench --help' lists them:
+                                         # streams, requests, mode, device ...) or a model family declares (parc_impl)
 
 Relative paths (models, against, baseline) are relative to the gate file's folder; a baseline (a file
 ``deploykit baseline update -c`` writes) must stay inside the repository that holds the gate file (inside the gate
@@ -51,7 +52,16 @@ from deploykit.gate.decision import DEFAULT_TOLERANCES, parse_drift, parse_toler
 
 GATE_FILE_VERSION = 1
 CHECK_KEYS = ("name", "model", "against", "against_rev", "baseline", "target", "precision", "batch", "resolution",
-              "metric", "metrics", "tolerance", "threads", "graph_opt")
+              "metric", "metrics", "tolerance", "threads")
+
+
+def check_keys() -> list[str]:
+    """A check's keys: the gate's own, and every runtime option a target declares and model option a family
+    declares (by name: graph_opt, streams, parc_impl ...), with no list here."""
+    from deploykit.spec.run import generic_keys
+
+    return list(dict.fromkeys([*CHECK_KEYS, *(k for k in generic_keys() if k not in ("model", "weights", "pretrained",
+                                                                                    "opset"))]))
 SETTINGS_KEYS = ("alpha", "correction", "strict", "min_blocks", "max_blocks", "block_time", "block_iters", "baseline_drift",
                  "block_warmup", "time_budget", "seed")
 INT_SETTINGS = ("min_blocks", "max_blocks", "block_iters", "block_warmup", "seed")
@@ -222,7 +232,8 @@ def parse_checks(data: dict, *, where: str, base: Path | None, export: ExportCon
     defaults = data.get("defaults") or {}
     if not isinstance(defaults, dict):
         raise InputError(f"{where}: [defaults] must be a table")
-    _unknown(defaults, [k for k in CHECK_KEYS if k != "name"], f"{where} [defaults]")
+    keys = check_keys()
+    _unknown(defaults, [k for k in keys if k != "name"], f"{where} [defaults]")
     entries = data.get("check")
     if not entries:
         raise InputError(f"{where}: no checks (add one or more [[check]] tables)")
@@ -232,7 +243,7 @@ def parse_checks(data: dict, *, where: str, base: Path | None, export: ExportCon
     names: set[str] = set()
     for i, raw in enumerate(entries, 1):
         cw = f"{where} check {i}" + (f" ({raw['name']})" if isinstance(raw.get("name"), str) else "")
-        _unknown(raw, CHECK_KEYS, cw)
+        _unknown(raw, keys, cw)
         entry = {**defaults, **raw}
         if "model" not in entry:
             raise InputError(f"{cw}: missing 'model' (the candidate: a model name or an ONNX file)")
@@ -261,7 +272,7 @@ def parse_checks(data: dict, *, where: str, base: Path | None, export: ExportCon
         if threads is not None:
             threads = _int(threads, "threads", cw)
         precision = _str(entry["precision"], "precision", cw) if entry.get("precision") is not None else None
-        graph_opt = _str(entry["graph_opt"], "graph_opt", cw) if entry.get("graph_opt") is not None else None
+        values = tuple((k, v) for k, v in entry.items() if k not in CHECK_KEYS)
         combos = list(itertools.product(axes["target"], axes["batch"], axes["resolution"]))
         if mode == "baseline" and len(combos) > 1:
             raise InputError(f"{cw}: a check with a baseline cannot use lists for target/batch/resolution (one "
@@ -280,7 +291,7 @@ def parse_checks(data: dict, *, where: str, base: Path | None, export: ExportCon
             try:
                 checks.append(GateCheck(name=name, candidate=candidate, mode=mode, reference=reference, target=target,
                                         metrics=metrics, precision=precision, batch=batch, resolution=res,
-                                        threads=threads, graph_opt=graph_opt, export=export))
+                                        threads=threads, values=values, export=export))
             except DeployKitError as exc:
                 raise InputError(f"{cw}: {exc.one_line()}") from None
     return checks

@@ -56,6 +56,7 @@ def gate_document(result) -> dict:
             "reference": c.reference,
             "sides": dict(zip(("a", "b"), SIDE_NAMES[ck.mode])),
             "options": c.options,
+            "spec": c.spec,
             "target_info": c.target_info,
             "load": c.load,
             "wall_s": c.wall_s,

@@ -26,6 +26,7 @@ from deploykit.bench.interleave import (Interleaved, Round, block_config, block_
 from deploykit.core.config import ExportConfig, default_models_dir
 from deploykit.gate.config import GateCheck, GateConfig
 from deploykit.runtimes.options import RuntimeOptions
+from deploykit.spec.run import RunSpec
 from deploykit.core.errors import DeployKitError, InputError, UsageError, squash
 from deploykit.gate.decision import (INCONCLUSIVE, MIN_ROUNDS, Decision, Evidence, adaptive_level, decide_all,
                                    decide_one, effect_replicates, exit_code)
@@ -43,6 +44,7 @@ class Prepared:
     batch: int | None = None
     resolution: int | None = None
     options: RuntimeOptions = field(default_factory=RuntimeOptions)
+    spec: RunSpec | None = None  # the candidate's run spec, with what the baseline fixes
 
 
 @dataclass
@@ -62,6 +64,7 @@ class CheckResult:
     error_code: int | None = None
     wall_s: float = 0.0
     load: dict = field(default_factory=dict)
+    spec: dict | None = None  # the candidate's run spec (RunSpec.to_dict)
 
 
 @dataclass
@@ -269,18 +272,27 @@ def prepare(checks: list[GateCheck], *, tmp: Path) -> list[Prepared]:
                     raise InputError(f"{where}: {key} {mine} differs from the baseline's {theirs} "
                                      f"({c.reference}); rewrite the baseline with 'deploykit baseline update'")
             p.batch, p.resolution = shape[0], shape[-1]
-        if c.mode == "baseline":
-            s, info = p.baseline["settings"], p.baseline["target"]["info"]
-            threads = c.threads or info.get("threads") or s.get("threads")
-            graph_opt = c.graph_opt or s.get("graph_opt") or "all"
-        else:
-            threads, graph_opt = c.threads, c.graph_opt or "all"
+        defaults = baseline_options(p.baseline) if c.mode == "baseline" else {}
         try:
-            p.options = RuntimeOptions.from_settings(threads=threads, graph_opt=graph_opt, precision=c.precision)
+            p.spec = c.spec(batch=p.batch, resolution=p.resolution, defaults=defaults)
+            p.options = p.spec.runtime_options()
             get_runtime(c.target)(p.options)  # the target validates precision/mode now, not after minutes
         except DeployKitError as exc:
             raise type(exc)(f"{where}: {exc.one_line()}") from None
         out.append(p)
+    return out
+
+
+def baseline_options(rep: dict) -> dict:
+    """The runtime options a baseline ran with (every option its target declares, as its report recorded them;
+    threads: the count that ran): a check against it runs the same unless it says otherwise."""
+    from deploykit.spec.run import value_kind
+
+    s, info = rep["settings"], rep["target"]["info"]
+    out = {k: v for k, v in s.items() if v is not None and k != "precision"
+           and (value_kind(k) or ("",))[0] == "runtime"}
+    if info.get("threads"):
+        out["threads"] = info["threads"]
     return out
 
 
@@ -360,10 +372,10 @@ def _export_at_rev(src: Path, c: GateCheck, batch: int, resolution: int | None, 
            "--models-dir", str(src / "models")]
     if resolution:
         cmd += ["--resolution", str(resolution)]
-    if c.export is not None:
-        cmd += ["--opset", str(c.export.opset), "--seed", str(c.export.seed)]
-        for k, v in c.export.options:
-            cmd += ["--model-opt", f"{k}={v}"]
+    spec = c.spec(batch=batch, resolution=resolution)
+    cmd += ["--opset", str(spec.opset), "--seed", str(c.export.seed if c.export else 0)]
+    for k, v in spec.model_options:
+        cmd += ["--model-opt", f"{k}={v}"]
     say(f"exporting {c.candidate} with deploykit at {c.reference}")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
     # the child runs deploykit as committed at that revision (cwd and PYTHONPATH: its checkout) and dies with us
@@ -380,9 +392,7 @@ def _resolve(ref: str, p: Prepared, batch: int, resolution: int | None, say: Say
     from deploykit.export.source import resolve_model
     from deploykit.passes.fuse import export_transform
 
-    export = p.check.export or ExportConfig(model=ref)
-    return resolve_model(ref, batch=batch, resolution=resolution,
-                         export=replace(export, model=ref) if _is_registry(ref) else None, progress=say,
+    return resolve_model(ref, batch=batch, resolution=resolution, export=p.check.export_for(ref), progress=say,
                          fuse=export_transform)
 
 
@@ -477,8 +487,11 @@ def run_check(p: Prepared, cfg: GateConfig, level: float, budget: float | None, 
                              tuple(log_ratios(res.baseline_rounds, m.metric)) if res.baseline_rounds else None,
                              drift=cfg.baseline_drift if res.baseline_rounds else 0.0)
                     for m in c.metrics]
-    res.options = {"threads": res.target_info.get("threads", p.options.threads), "graph_opt": p.options.settings()["graph_opt"],
-                   "precision": p.options.precision, "batch": batch, **block_settings(block)}
+    res.options = {**{k: v for k, v in p.options.settings().items() if k != "cache_dir"},
+                   "threads": res.target_info.get("threads", p.options.threads), "batch": batch,
+                   **block_settings(block)}
+    if p.spec is not None:
+        res.spec = p.spec.to_dict()
     if c.mode == "baseline":
         here = fingerprint(threads=res.target_info.get("threads"))
         res.fingerprint_mismatches += mismatches(p.baseline["environment"], here)

@@ -100,6 +100,13 @@ def loadgen_options(options: RuntimeOptions, cfg: LoadgenConfig) -> RuntimeOptio
     return replace(options, mode="throughput" if cfg.concurrent else "latency")
 
 
+def run_spec(spec, *, models_dir: Path | None = None, say: Say | None = None) -> LoadgenResult:
+    """Run a LoadGen run spec (its ``measure`` is a ``LoadgenConfig``)."""
+    check_target(spec.target, spec.measure)
+    return run_loadgen(spec.model, spec.target, spec.measure, spec.runtime_options(),
+                       export=spec.export_config(models_dir), say=say, int8=spec.quantize)
+
+
 def run_loadgen(model_ref: str, target: str, cfg: LoadgenConfig, options: RuntimeOptions, *,
                 export: ExportConfig | None = None, say: Say | None = None, int8=None,
                 log_dir: Path | None = None) -> LoadgenResult:

@@ -31,6 +31,7 @@ COLUMNS: list[tuple[str, str]] = [
     # key
     ("cell", "str"), ("model", "str"), ("model_options", "str"), ("family", "str"), ("target", "str"),
     ("precision", "str"), ("batch", "int"), ("resolution", "int"), ("threads", "int"), ("scenario", "str"),
+    ("target_options", "str"),  # runtime options set besides threads and precision (streams=2,mode=throughput)
     # status
     ("status", "str"), ("reason", "str"), ("exit_code", "int"),
     # latency
@@ -52,7 +53,8 @@ COLUMNS: list[tuple[str, str]] = [
     ("executor", "str"), ("git_rev", "str"), ("report", "str"),
 ]
 COLUMN_NAMES = [c for c, _ in COLUMNS]
-KEY_COLUMNS = ("model", "model_options", "target", "precision", "batch", "resolution", "threads", "scenario")
+KEY_COLUMNS = ("model", "model_options", "target", "precision", "batch", "resolution", "threads", "scenario",
+               "target_options")
 STATUSES = ("ok", "failed", "timeout", "killed", "skipped")
 NAN = float("nan")
 
@@ -90,10 +92,9 @@ def _scaled(value, div: float) -> float:
 
 
 def options_text(options) -> str:
-    if not options:
-        return ""
-    items = options.items() if isinstance(options, dict) else options
-    return ",".join(f"{k}={v}" for k, v in sorted(items))
+    from deploykit.spec.run import options_text as text
+
+    return text(options or ())
 
 
 def scenario_key(scenario: str, qps=None) -> str:
@@ -113,12 +114,24 @@ def cell_key(row: dict) -> str:
 
     parts = [row["model"], row["target"], row["precision"], f"b{part(row['batch'])}", f"r{part(row['resolution'])}",
              f"t{part(row['threads'])}"]
-    if row.get("model_options"):
-        parts.append(row["model_options"])
+    extra = ",".join(o for o in (row.get("model_options"), row.get("target_options")) if o)
+    if extra:  # model and target options in one sorted list, as a run spec's key has them
+        parts.append(",".join(sorted(extra.split(","))))
     suffix = scenario_key(row.get("scenario") or "", row.get("qps_scheduled"))
     if suffix:
         parts.append(suffix)
     return "|".join(str(p) for p in parts)
+
+
+def target_options_text(settings: dict) -> str:
+    """The runtime options a report's settings set to other than their declared defaults, besides threads and
+    precision (the table's own columns) and where caches live: ``streams=2,mode=throughput``."""
+    from deploykit.runtimes.options import declared_options
+
+    skip = ("threads", "precision", "cache_dir")
+    return options_text({s.name: settings[s.name] for s in declared_options()
+                         if s.name in settings and s.name not in skip and s.flag is not None
+                         and settings[s.name] is not None and settings[s.name] != s.default})
 
 
 def _common_row(report: dict) -> dict:
@@ -132,7 +145,7 @@ def _common_row(report: dict) -> dict:
         "model": m["label"], "model_options": options_text((m.get("export_settings") or {}).get("options")),
         "family": m.get("family") or "", "target": t["name"], "precision": t["precision"],
         "batch": int(report["throughput"]["batch"]), "resolution": int(m["input"]["shape"][-1]),
-        "threads": int(threads) if threads else None,
+        "threads": int(threads) if threads else None, "target_options": target_options_text(st),
         "status": "ok", "reason": "", "exit_code": 0,
         "created": report.get("created", ""),
         "git_rev": str(((report.get("environment") or {}).get("deploykit") or {}).get("sha") or ""),
@@ -224,8 +237,8 @@ def row_from_report(report: dict, cell: dict | None = None, *, report_path: str 
                          f"(known: {', '.join(sorted(_ROW_BUILDERS))})")
     row = builder(report)
     if cell:
-        for col in ("model", "model_options", "family", "target", "precision", "batch", "threads", "scenario",
-                    "qps_scheduled"):
+        for col in ("model", "model_options", "target_options", "family", "target", "precision", "batch", "threads",
+                    "scenario", "qps_scheduled"):
             if cell.get(col) not in (None, ""):  # what the sweep asked for names the row (the key's values)
                 row[col] = cell[col]
     for k, v in (run or {}).items():

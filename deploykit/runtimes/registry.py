@@ -12,11 +12,20 @@ from typing import Any
 from deploykit.core.registry import Registry
 
 
+PLUGIN_GROUP = "deploykit.targets"  # entry points of installed packages that add targets (their own module each)
+
+
 def _discover() -> None:
     package = sys.modules[__package__]  # deploykit.runtimes: always imported before any of its modules
     for mod in pkgutil.iter_modules(package.__path__):
         if not mod.name.startswith("_"):
             importlib.import_module(f"{__package__}.{mod.name}")
+    # a target from another installed package: its distribution declares an entry point in the group
+    # 'deploykit.targets' naming the module that registers it (one module, as for deploykit's own targets)
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=PLUGIN_GROUP):
+        importlib.import_module(ep.value.partition(":")[0])
 
 
 TARGETS: Registry[Any] = Registry("target", loader=_discover)

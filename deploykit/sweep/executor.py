@@ -27,6 +27,7 @@ from typing import Callable, ClassVar, Iterable, Iterator
 
 from deploykit.core.errors import squash
 from deploykit.core.registry import Registry
+from deploykit.spec.run import SPEC_FILE
 from deploykit.sweep.spec import BenchSettings, Cell
 
 
@@ -57,62 +58,26 @@ def log_name(cell: Cell) -> str:
     return "loadgen.log" if cell.loadgen else LOG_NAME
 
 
-def cell_args(cell: Cell, bench: BenchSettings, report_dir: Path, models_dir: Path | None = None) -> list[str]:
-    """The deploykit arguments of one cell's child: ``deploykit bench`` for a latency cell, ``deploykit loadgen``
-    for a LoadGen cell."""
-    return (loadgen_args if cell.loadgen else bench_args)(cell, bench, report_dir, models_dir)
-
-
-def bench_args(cell: Cell, bench: BenchSettings, report_dir: Path, models_dir: Path | None = None) -> list[str]:
-    """The ``deploykit bench`` arguments of one cell."""
-    args = ["bench", *_model_args(cell, bench)]
-    args += ["--min-time", f"{bench.min_time:g}", "--max-time", f"{bench.max_time:g}",
-             "--min-iters", str(bench.min_iters), "--warmup", str(bench.warmup),
-             "--format", "json", "--report-dir", str(report_dir), "--json"]
+def cell_args(cell: Cell, bench: BenchSettings | None, report_dir: Path, models_dir: Path | None = None) -> list[str]:
+    """The deploykit arguments of one cell's child: ``deploykit run <cell folder>/spec.json`` -- the cell's run
+    spec, which ``write_cell_spec`` writes there (a latency run writes its JSON report, a LoadGen run its JSON
+    and Markdown)."""
+    args = ["run", str(Path(report_dir) / SPEC_FILE), "--report-dir", str(report_dir), "--json"]
+    if not cell.loadgen:
+        args[4:4] = ["--format", "json"]
     if models_dir is not None:
         args += ["--models-dir", str(models_dir)]
     return args
 
 
-def loadgen_args(cell: Cell, bench: BenchSettings, report_dir: Path, models_dir: Path | None = None) -> list[str]:
-    """The ``deploykit loadgen`` arguments of a LoadGen cell: its scenario and QPS, the sweep's LoadGen settings
-    where the scenario takes them (a latency bound: server; a percentile: all but offline)."""
-    args = ["loadgen", *_model_args(cell, bench), "--scenario", cell.scenario]
-    if cell.qps is not None and cell.scenario == "server":
-        args += ["--qps", f"{cell.qps:g}"]
-    if bench.latency_bound is not None and cell.scenario == "server":
-        args += ["--latency-bound", f"{bench.latency_bound:g}"]
-    if bench.percentile is not None and cell.scenario != "offline":
-        args += ["--percentile", f"{bench.percentile:g}"]
-    if bench.duration is not None:
-        args += ["--duration", f"{bench.duration:g}"]
-    if bench.min_queries is not None:
-        args += ["--min-queries", str(bench.min_queries)]
-    args += ["--report-dir", str(report_dir), "--json"]
-    if models_dir is not None:
-        args += ["--models-dir", str(models_dir)]
-    return args
+def write_cell_spec(cell: Cell, bench: BenchSettings | None, cdir: Path) -> Path:
+    """The cell's run spec file in its folder (with the sweep's settings ``bench``)."""
+    from dataclasses import replace
 
+    from deploykit.spec.run import write_spec
 
-def _model_args(cell: Cell, bench: BenchSettings) -> list[str]:
-    """What bench and loadgen take alike: the model, target, batch, resolution, threads, precision (int8 with its
-    calibration) and model options of a cell."""
-    args = [cell.model, "-t", cell.target, "--batch", str(cell.batch)]
-    if cell.resolution is not None:
-        args += ["--resolution", str(cell.resolution)]
-    if cell.threads is not None:
-        args += ["--threads", str(cell.threads)]
-    if cell.precision == "fp32":  # explicitly: OpenVINO would run bf16 on CPUs with bf16 units
-        args += ["--precision", "fp32"]
-    elif cell.precision == "int8":
-        args += ["--int8", "--calib-data", bench.calib_data]
-        if bench.calib_size is not None:
-            args += ["--calib-size", str(bench.calib_size)]
-        if float_rest_may_drop(cell.target):  # the ops left in float run in fp32, as in the fp32 cells
-            args += ["--precision", "fp32"]
-    for k, v in cell.options:
-        args += ["--parc-impl", v] if k == "parc_impl" else ["--model-opt", f"{k}={v}"]
-    return args
+    spec = (replace(cell, settings=bench) if bench is not None else cell).spec
+    return write_spec(spec, Path(cdir) / SPEC_FILE)
 
 
 def float_rest_may_drop(target: str) -> bool:
@@ -269,6 +234,7 @@ class LocalExecutor(Executor):
         cdir = self.cell_dir(cell)
         clear_dir(cdir)
         ensure_dir(cdir)
+        write_cell_spec(cell, self.bench, cdir)
         timeout = self.bench.cell_timeout or None
         t0 = time.monotonic()
         log = cdir / log_name(cell)

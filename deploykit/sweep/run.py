@@ -56,6 +56,7 @@ class Plan:
                 row = self.existing[c.key]
                 reason = f"{row['status']} in the existing table" + (f": {row['reason']}" if row.get("reason") else "")
             out.append({"cell": d["cell"], "model": d["model"], "model_options": d["model_options"],
+                        "target_options": d["target_options"],
                         "family": d["family"], "target": d["target"], "precision": d["precision"],
                         "batch": d["batch"], "resolution": d["resolution"], "threads": d["threads"],
                         "scenario": d["scenario"], "qps": d["qps_scheduled"], "action": action, "reason": reason})

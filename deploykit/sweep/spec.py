@@ -43,24 +43,36 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
+from deploykit.core.config import BenchConfig, QuantizeConfig
 from deploykit.core.errors import InputError, UsageError
 
 if TYPE_CHECKING:
     from deploykit.sweep.sbatch import SlurmSettings
 
-PRECISIONS = ("fp32", "int8")
-PARC_IMPLS = ("conv", "fft", "matmul")
 LATENCY = "latency"  # a deploykit bench cell
 LOADGEN_SCENARIOS = ("server", "offline", "multistream", "singlestream")  # deploykit loadgen cells
 SCENARIOS = (LATENCY, *LOADGEN_SCENARIOS)
 AUTO = "auto"
 
-# study-file keys of a matrix (aliases -> the one name)
+# a matrix's own keys (aliases -> the one name); any other key is a run spec value: a runtime option a target
+# declares (threads, graph_opt, streams, mode, a new target's option ...) or a model option a family declares
+# (parc_impl ...), by name or with '-' for '_' (spec/run.py: value_kind)
 MATRIX_KEYS = {"models": "models", "model": "models", "targets": "targets", "target": "targets",
                "precision": "precision", "precisions": "precision", "batch": "batch", "batches": "batch",
-               "resolution": "resolution", "resolutions": "resolution", "threads": "threads",
-               "parc_impl": "parc_impl", "parc-impl": "parc_impl", "scenario": "scenario", "scenarios": "scenario",
+               "resolution": "resolution", "resolutions": "resolution", "scenario": "scenario", "scenarios": "scenario",
                "qps": "qps"}
+
+
+def axis_name(key: str) -> str | None:
+    """The one name of a matrix key (its own, or a declared runtime / model option), or None."""
+    from deploykit.spec.run import value_kind
+
+    if key in MATRIX_KEYS:
+        return MATRIX_KEYS[key]
+    if key.endswith("s") and key[:-1].replace("-", "_") == "thread":
+        return "threads"
+    kind = value_kind(key)
+    return key.replace("-", "_") if kind is not None and kind[0] in ("runtime", "model") else None
 
 
 @dataclass(frozen=True)
@@ -68,10 +80,11 @@ class BenchSettings:
     """How every cell measures (``deploykit bench`` options; for LoadGen cells, the ``deploykit loadgen``
     settings of the study's [loadgen] table: None = loadgen's default) and the sweep's own limits."""
 
-    min_time: float = 5.0
-    max_time: float = 60.0
-    min_iters: int = 50
-    warmup: int = 10
+    # the latency stop rule: bench's defaults (core.config.BenchConfig), one definition
+    min_time: float = BenchConfig.min_time
+    max_time: float = BenchConfig.max_time
+    min_iters: int = BenchConfig.min_iters
+    warmup: int = BenchConfig.warmup
     cell_timeout: float = 1800.0  # seconds per cell, export and quantization included; 0 = none
     calib_data: str = "synthetic"  # int8 cells' calibration data (a folder, or synthetic noise)
     calib_size: int | None = None  # images used for calibration [bench's default]
@@ -105,18 +118,41 @@ class BenchSettings:
             raise UsageError(f"min-queries must be at least 1, got {self.min_queries}")
 
 
+    def measure(self, scenario: str = LATENCY, qps: float | None = None, *, batch: int = 1,
+                resolution: int | None = None):
+        """A cell's measurement: bench's latency stop rule, or a LoadGen scenario with the sweep's LoadGen settings
+        where the scenario takes them (a latency bound: server; a percentile: all but offline)."""
+        if scenario == LATENCY:
+            return BenchConfig(batch=batch, resolution=resolution, min_time=self.min_time, max_time=self.max_time,
+                               min_iters=self.min_iters, warmup=self.warmup)
+        from deploykit.spec.loadgen import LoadgenConfig
+
+        return LoadgenConfig(scenario=scenario, batch=batch, resolution=resolution,
+                             qps=qps if scenario == "server" else None,
+                             latency_bound_ms=self.latency_bound if scenario == "server" else None,
+                             percentile=self.percentile if scenario != "offline" else None,
+                             duration_s=self.duration, min_queries=self.min_queries)
+
+    def quantize(self) -> QuantizeConfig:
+        """The int8 cells' recipe: the sweep's calibration data and size (bench's defaults otherwise)."""
+        return QuantizeConfig(calib_data=self.calib_data,
+                              **({"calib_size": self.calib_size} if self.calib_size is not None else {}))
+
+
 LOADGEN_KEYS = ("latency_bound", "percentile", "duration", "min_queries")  # the study file's [loadgen] table
 BENCH_KEYS = tuple(f.name for f in fields(BenchSettings) if f.name not in LOADGEN_KEYS)
 
 
 @dataclass(frozen=True)
 class Cell:
-    """One measurement: a model on a target at one precision, batch, resolution and thread count.
+    """One measurement: a run spec (``spec``) and the matrix values that made it: a model on a target at one
+    precision, batch, resolution and thread count, with model options (``options``, e.g. (("parc_impl", "fft"),))
+    and any other runtime option a target declares (``runtime``, e.g. (("streams", 2),)).
 
     ``resolution`` / ``threads`` None: the model's (the file's) resolution / the target's default thread count.
-    ``options``: model options, e.g. (("parc_impl", "fft"),). ``scenario``: ``latency`` (a bench cell) or a
-    LoadGen scenario; ``qps``: a server cell's arrival rate (None: LoadGen's, sized by a calibration).
-    ``skip``: why the cell cannot run (None: it can)."""
+    ``scenario``: ``latency`` (a bench cell) or a LoadGen scenario; ``qps``: a server cell's arrival rate (None:
+    LoadGen's, sized by a calibration). ``skip``: why the cell cannot run (None: it can). ``settings``: the
+    sweep's measurement settings, which the spec's measurement and int8 recipe come from."""
 
     model: str
     target: str
@@ -130,11 +166,24 @@ class Cell:
     skip: str | None = field(default=None, compare=False)
     scenario: str = LATENCY
     qps: float | None = None
+    runtime: tuple[tuple[str, Any], ...] = ()
+    settings: BenchSettings | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def spec(self):
+        """The cell's run spec (spec/run.py): the one description its child runs (``deploykit run``)."""
+        from deploykit.spec.run import RunSpec, from_values
+
+        st = self.settings or BenchSettings()
+        base = RunSpec(model=self.model, target=self.target, batch=self.batch, resolution=self.resolution,
+                       measure=st.measure(self.scenario, self.qps, batch=self.batch, resolution=self.resolution))
+        values = {"precision": self.precision, "threads": self.threads, **dict(self.options), **dict(self.runtime)}
+        return from_values({k: v for k, v in values.items() if v is not None}, base=base,
+                           quantize=st.quantize() if self.precision == "int8" else None)
 
     @property
     def key(self) -> str:
-        return cell_key(self.model, self.target, self.precision, self.batch, self.resolution, self.threads,
-                        self.options, self.scenario, self.qps)
+        return self.spec.key
 
     @property
     def loadgen(self) -> bool:
@@ -146,12 +195,17 @@ class Cell:
         return options_text(self.options)
 
     @property
+    def target_options(self) -> str:
+        """The runtime options the cell sets besides threads and precision (``streams=2,mode=throughput``)."""
+        return options_text(self.runtime)
+
+    @property
     def safe_key(self) -> str:
         """A folder name for the cell: readable, and unique (a short hash of the key)."""
         label = self.label or Path(self.model).stem
         readable = "-".join(str(p) for p in (label, self.target, self.precision, f"b{self.batch}",
                                              f"r{self.resolution or AUTO}", f"t{self.threads or AUTO}",
-                                             *(v for _, v in self.options),
+                                             *(v for _, v in self.options), *(v for _, v in self.runtime),
                                              *((self.scenario,) if self.loadgen else ()),
                                              *((f"q{self.qps:g}",) if self.qps is not None else ())))
         readable = re.sub(r"[^A-Za-z0-9_.=-]+", "_", readable)[:100]
@@ -160,49 +214,56 @@ class Cell:
     def describe(self) -> dict:
         """The cell as a plain dict (the key columns of the results table, plus key and skip)."""
         return {"cell": self.key, "model": self.label or self.model, "model_options": self.model_options,
-                "family": self.family, "target": self.target, "precision": self.precision, "batch": self.batch,
-                "resolution": self.resolution, "threads": self.threads, "scenario": self.scenario,
-                "qps_scheduled": self.qps, "model_ref": self.model, "skip": self.skip}
+                "target_options": self.target_options, "family": self.family, "target": self.target,
+                "precision": self.precision, "batch": self.batch, "resolution": self.resolution,
+                "threads": self.threads, "scenario": self.scenario, "qps_scheduled": self.qps,
+                "model_ref": self.model, "skip": self.skip}
 
 
 def options_text(options) -> str:
-    """Model options as the results table writes them: ``""`` or ``parc_impl=fft`` (several: comma-joined,
-    sorted by name)."""
-    items = options.items() if isinstance(options, dict) else options
-    return ",".join(f"{k}={v}" for k, v in sorted(items))
+    """Options as the results table writes them: ``""`` or ``parc_impl=fft`` (several: comma-joined, sorted)."""
+    from deploykit.spec.run import options_text as text
+
+    return text(options)
 
 
 def cell_key(model: str, target: str, precision: str, batch: int, resolution: int | None, threads: int | None,
              options=(), scenario: str = LATENCY, qps: float | None = None) -> str:
-    """The stable key of a cell: ``model|target|precision|b<batch>|r<resolution>|t<threads>[|k=v,...]``, with
-    ``auto`` for a resolution or thread count left to the model / the target; a LoadGen cell's ends in its
-    scenario (``|server@qps=20``, ``|offline``: report/results.py's ``scenario_key``)."""
-    from deploykit.report.results import scenario_key
-
-    parts = [model, target, precision, f"b{batch}", f"r{resolution or AUTO}", f"t{threads or AUTO}"]
-    opts = options_text(options)
-    if opts:
-        parts.append(opts)
-    suffix = scenario_key(scenario, qps)
-    if suffix:
-        parts.append(suffix)
-    return "|".join(str(p) for p in parts)
+    """The stable key of a cell (its run spec's key, spec/run.py): ``model|target|precision|b<batch>|
+    r<resolution>|t<threads>[|k=v,...][|scenario]``."""
+    return Cell(model=model, target=target, precision=precision, batch=batch, resolution=resolution,
+                threads=threads, options=tuple(options.items() if isinstance(options, dict) else options),
+                scenario=scenario, qps=qps).key
 
 
-@dataclass(frozen=True)
 class Matrix:
     """One cross product. Empty tuples take the defaults: target ort, fp32, batch 1, the model's resolution, the
-    target's threads, the ParC model's default implementation."""
+    scenario latency. ``axes``: every other key, a run spec value by name (threads, parc_impl, streams, ...);
+    a model option applies to the models that have it (one cell per value), other models ignore it."""
 
-    models: tuple[str, ...] = ()
-    targets: tuple[str, ...] = ()
-    precision: tuple[str, ...] = ()
-    batch: tuple[int, ...] = ()
-    resolution: tuple[int, ...] = ()
-    threads: tuple[int, ...] = ()
-    parc_impl: tuple[str, ...] = ()
-    scenario: tuple[str, ...] = ()
-    qps: tuple[float, ...] = ()
+    OWN = ("models", "targets", "precision", "batch", "resolution", "scenario", "qps")
+
+    def __init__(self, models=(), targets=(), precision=(), batch=(), resolution=(), scenario=(), qps=(), **axes):
+        self.models, self.targets, self.precision = tuple(models), tuple(targets), tuple(precision)
+        self.batch, self.resolution = tuple(batch), tuple(resolution)
+        self.scenario, self.qps = tuple(scenario), tuple(qps)
+        self.axes = tuple((k, tuple(v)) for k, v in axes.items() if v)
+
+    def axis(self, name: str) -> tuple:
+        return dict(self.axes).get(name, ())
+
+    @property
+    def threads(self) -> tuple:
+        return self.axis("threads")
+
+    def to_dict(self) -> dict:
+        return {**{k: list(getattr(self, k)) for k in self.OWN}, **{k: list(v) for k, v in self.axes}}
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Matrix) and self.to_dict() == other.to_dict()
+
+    def __repr__(self) -> str:
+        return f"Matrix({', '.join(f'{k}={v!r}' for k, v in self.to_dict().items() if v)})"
 
 
 @dataclass(frozen=True)
@@ -215,21 +276,22 @@ class SweepSpec:
     slurm: "SlurmSettings | None" = None  # a study file's [slurm] table (used by --executor slurm)
 
     def cells(self, targets_here: bool = True) -> list[Cell]:
-        return build_cells(self.matrices, targets_here=targets_here)
+        return build_cells(self.matrices, targets_here=targets_here, settings=self.bench)
 
 
 # --------------------------------------------------------------------------------------------- building cells
 
-def build_cells(matrices: Iterable[Matrix], targets_here: bool = True) -> list[Cell]:
-    """The cells of ``matrices`` in order (model, resolution, batch, precision, target, threads, option,
-    scenario, QPS), each once (a cell in two matrices runs once). Unknown models or targets raise InputError;
-    cells a model's architecture cannot run carry a ``skip`` reason, and so do cells whose target (or, for a
-    LoadGen cell, MLPerf LoadGen) this machine lacks when ``targets_here`` (cells run here; on a cluster's nodes,
-    the node decides)."""
+def build_cells(matrices: Iterable[Matrix], targets_here: bool = True,
+                settings: BenchSettings | None = None) -> list[Cell]:
+    """The cells of ``matrices`` in order (model, resolution, batch, precision, target, then the other axes in
+    the matrix's order, scenario, QPS), each once (a cell in two matrices runs once). Unknown models or targets
+    raise InputError; cells a model's architecture cannot run carry a ``skip`` reason, and so do cells whose
+    target (or, for a LoadGen cell, MLPerf LoadGen) this machine lacks when ``targets_here`` (cells run here; on
+    a cluster's nodes, the node decides). ``settings``: the sweep's measurement settings (in each cell's spec)."""
     cells: list[Cell] = []
     seen: set[str] = set()
     for m in matrices:
-        for cell in _matrix_cells(m, targets_here):
+        for cell in _matrix_cells(m, targets_here, settings):
             if cell.key not in seen:
                 seen.add(cell.key)
                 cells.append(cell)
@@ -238,47 +300,75 @@ def build_cells(matrices: Iterable[Matrix], targets_here: bool = True) -> list[C
     return cells
 
 
-def _matrix_cells(m: Matrix, targets_here: bool = True) -> list[Cell]:
+def _matrix_cells(m: Matrix, targets_here: bool = True, settings: BenchSettings | None = None) -> list[Cell]:
+    import itertools
+
     from deploykit.models.select import expand_model_refs
+    from deploykit.runtimes.options import precision_choices
+    from deploykit.spec.run import INT8, model_option_applies, value_kind
 
     if not m.models:
         raise UsageError("a matrix has no models (give model names, globs or .onnx files)")
     models = expand_model_refs(m.models)
     targets = _targets(m.targets or ("ort",), check=targets_here)
     precisions = m.precision or ("fp32",)
+    allowed = tuple(dict.fromkeys((*precision_choices(), INT8)))
     for p in precisions:
-        if p not in PRECISIONS:
-            raise UsageError(f"unknown precision {p!r} (a sweep runs {' or '.join(PRECISIONS)})")
+        if p not in allowed:
+            raise UsageError(f"unknown precision {p!r} (a sweep runs {', '.join(allowed)})")
     for name, values in (("batch", m.batch), ("resolution", m.resolution), ("threads", m.threads)):
         for v in values:
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise UsageError(f"{name} must be a positive integer, got {v!r}")
-    for impl in m.parc_impl:
-        if impl not in PARC_IMPLS:
-            raise UsageError(f"unknown parc_impl {impl!r} (choose from {', '.join(PARC_IMPLS)})")
+    model_axes = [(k, v) for k, v in m.axes if value_kind(k)[0] == "model"]
+    runtime_axes = [(k, v) for k, v in m.axes if value_kind(k)[0] == "runtime" and k != "threads"]
+    from deploykit.models.registry import MODEL_OPTIONS
+
+    for k, vals in model_axes:  # a declared option's values are checked here, once, with the allowed ones named
+        choices = MODEL_OPTIONS.get(k).choices
+        for v in vals:
+            if v not in choices:
+                raise UsageError(f"unknown {k} {v!r} (choose from {', '.join(choices)})")
+    runtime_combos = [tuple(zip([k for k, _ in runtime_axes], combo))
+                      for combo in itertools.product(*[v for _, v in runtime_axes])] or [()]
     runs = _scenario_runs(m)
     loadgen_skip = _loadgen_skip() if targets_here and any(sc != LATENCY for sc, _ in runs) else None
     cells = []
     for model in models:
         info = _model_info(model)
-        impls = tuple((("parc_impl", i),) for i in m.parc_impl) if m.parc_impl and info["parc"] else ((),)
+        mine = [(k, v) for k, v in model_axes if model_option_applies(info["ref"], k)]  # others ignore them
+        option_combos = [tuple(zip([k for k, _ in mine], combo))
+                         for combo in itertools.product(*[v for _, v in mine])] or [()]
         for res in m.resolution or (None,):
             skip_res = _resolution_skip(info, res)
             for batch in m.batch or (1,):
                 for precision in precisions:
                     for target, target_skip in targets:
                         for threads in m.threads or (None,):
-                            for opts in impls:
-                                for scenario, qps in runs:
-                                    cells.append(Cell(model=info["ref"], target=target, precision=precision,
-                                                      batch=batch,
-                                                      resolution=res if res is not None else info["resolution"],
-                                                      threads=threads, options=opts, label=info["label"],
-                                                      family=info["family"],
-                                                      skip=skip_res or target_skip
-                                                      or (loadgen_skip if scenario != LATENCY else None),
-                                                      scenario=scenario, qps=qps))
-    return cells
+                            for opts in option_combos:
+                                for rt in runtime_combos:
+                                    for scenario, qps in runs:
+                                        cells.append(Cell(
+                                            model=info["ref"], target=target, precision=precision, batch=batch,
+                                            resolution=res if res is not None else info["resolution"],
+                                            threads=threads, options=opts, runtime=rt, label=info["label"],
+                                            family=info["family"],
+                                            skip=skip_res or target_skip
+                                            or (loadgen_skip if scenario != LATENCY else None),
+                                            scenario=scenario, qps=qps, settings=settings))
+    out = []
+    for c in cells:  # every value checked by the run spec now, before any cell runs (one line, the matrix named)
+        if c.skip is None:
+            spec = c.spec
+            if targets_here:  # the target's own rules on its options (e.g. streams on ort): the cell is skipped
+                from deploykit.runtimes.base import get_runtime
+
+                try:
+                    get_runtime(c.target)(spec.runtime_options())
+                except UsageError as exc:
+                    c = replace(c, skip=f"target {c.target} does not take these options: {exc.one_line()}")
+        out.append(c)
+    return out
 
 
 def _loadgen_skip() -> str | None:
@@ -332,11 +422,9 @@ def _model_info(ref: str) -> dict:
         path = Path(ref)
         if not path.is_file():
             raise InputError(f"model file not found: {ref}")
-        return {"ref": str(path.resolve()), "label": path.stem, "family": "", "resolution": None, "cfg": None,
-                "parc": False}
+        return {"ref": str(path.resolve()), "label": path.stem, "family": "", "resolution": None, "cfg": None}
     cfg = get_cfg(ref)  # unknown name -> InputError with close names
-    return {"ref": ref, "label": ref, "family": cfg.family or "", "resolution": cfg.resolution, "cfg": cfg,
-            "parc": "parc_impl" in dict(cfg.options)}
+    return {"ref": ref, "label": ref, "family": cfg.family or "", "resolution": cfg.resolution, "cfg": cfg}
 
 
 def _resolution_skip(info: dict, res: int | None) -> str | None:
@@ -388,24 +476,39 @@ def split_list(values, kind=str, name: str = "value") -> tuple:
 
 
 FLAG_NAMES = {"models": "model arguments", "targets": "--target", "precision": "--precision", "batch": "--batch",
-              "resolution": "--resolution", "threads": "--threads", "parc_impl": "--parc-impl",
-              "scenario": "--scenario", "qps": "--qps"}
+              "resolution": "--resolution", "scenario": "--scenario", "qps": "--qps"}
+
+
+def flag_name(name: str) -> str:
+    return FLAG_NAMES.get(name) or "--" + name.replace("_", "-")
 
 
 def matrix_from_values(values: dict[str, Any], where: str = "", flags: bool = False) -> Matrix:
-    """A Matrix from flag or study-file values (aliases allowed; see MATRIX_KEYS); ``flags``: errors name the
-    command-line flags."""
+    """A Matrix from flag or study-file values (aliases allowed; see MATRIX_KEYS; any declared runtime or model
+    option by name); ``flags``: errors name the command-line flags."""
+    from deploykit.spec.run import generic_keys, value_kind
+
     out: dict[str, tuple] = {}
     for key, value in values.items():
-        name = MATRIX_KEYS.get(key)
-        if name is None:
-            raise UsageError(f"{where}unknown key {key!r} (a matrix has: models, targets, precision, batch, "
-                             "resolution, threads, parc_impl, scenario, qps)")
+        name = axis_name(key)
+        if name is None or name in ("model", "weights", "pretrained", "opset"):
+            keys = ", ".join(dict.fromkeys([*MATRIX_KEYS.values(), *(k for k in generic_keys() if k not in
+                                                                      ("model", "target", "precision", "batch",
+                                                                       "resolution", "weights", "pretrained",
+                                                                       "opset"))]))
+            raise UsageError(f"{where}unknown key {key!r} (a matrix has: {keys})")
         if name in out:
             raise UsageError(f"{where}key {key!r} given twice")
-        kind = int if name in ("batch", "resolution", "threads") else float if name == "qps" else str
-        label = FLAG_NAMES[name] if flags else f"{where}{key}"
-        out[name] = split_list(value, kind, label)
+        kind = int if name in ("batch", "resolution") else float if name == "qps" else \
+            (value_kind(name)[1] if name not in MATRIX_KEYS.values() else str)
+        label = flag_name(name) if flags else f"{where}{key}"
+        if kind is bool:
+            vals = value if isinstance(value, list) else [value]
+            from deploykit.spec.run import coerce
+
+            out[name] = tuple(dict.fromkeys(coerce(v, bool, label) for v in vals))
+            continue
+        out[name] = split_list(value, kind if kind in (int, float) else str, label)
         if kind is int and any(v < 1 for v in out[name]):
             raise UsageError(f"{label}: expected positive integers, got {min(out[name])}")
         if kind is float and any(v <= 0 for v in out[name]):
@@ -465,8 +568,8 @@ def load_study(path: str | Path) -> tuple[list[Matrix], dict[str, Any], dict[str
         if not isinstance(table, dict):
             raise UsageError(f"{p}: '{name}' must be a table ([{name}])")
     blocks = data.pop("matrix", None)
-    top = {k: v for k, v in data.items() if k in MATRIX_KEYS}
-    rest = {k: v for k, v in data.items() if k not in MATRIX_KEYS}
+    top = {k: v for k, v in data.items() if axis_name(k) is not None}
+    rest = {k: v for k, v in data.items() if axis_name(k) is None}
     meta = {}
     for key in ("name", "description"):  # free text for people
         if key in rest:
@@ -483,8 +586,8 @@ def load_study(path: str | Path) -> tuple[list[Matrix], dict[str, Any], dict[str
     if rest:
         key = next(iter(rest))
         raise UsageError(f"{p}: unknown key {key!r} (a study has [bench], [[matrix]] blocks with models, targets, "
-                         "precision, batch, resolution, threads, parc_impl, scenario, qps; [loadgen]; [slurm]; and "
-                         "name, description, out)")
+                         "precision, batch, resolution, scenario, qps and any target or model option (threads, "
+                         "graph_opt, streams, parc_impl ...); [loadgen]; [slurm]; and name, description, out)")
     if blocks is None:
         if not top:
             raise UsageError(f"{p}: no [[matrix]] block and no models")
@@ -505,19 +608,18 @@ def load_study(path: str | Path) -> tuple[list[Matrix], dict[str, Any], dict[str
     return matrices, {**bench, **loadgen}, meta
 
 
-def spec_from(models=(), *, targets=(), precision=(), batch=(), resolution=(), threads=(), parc_impl=(),
-              scenario=(), qps=(), study: str | Path | None = None,
-              bench: dict[str, Any] | None = None) -> SweepSpec:
+def spec_from(models=(), *, targets=(), precision=(), batch=(), resolution=(), scenario=(), qps=(),
+              study: str | Path | None = None, bench: dict[str, Any] | None = None, **axes) -> SweepSpec:
     """The sweep of flags or of a study file (not both for the matrix); ``bench`` values given (not None) win over
-    the study file's [bench] and [loadgen] settings."""
+    the study file's [bench] and [loadgen] settings. ``axes``: any runtime or model option by name (threads,
+    parc_impl, streams ...), each a list of values."""
     flags = {"models": models, "targets": targets, "precision": precision, "batch": batch,
-             "resolution": resolution, "threads": threads, "parc_impl": parc_impl, "scenario": scenario,
-             "qps": qps}
+             "resolution": resolution, "scenario": scenario, "qps": qps, **axes}
     given = {k: v for k, v in flags.items() if v}
     if study is not None:
         if given:
             key = next(iter(given))
-            raise UsageError(f"{FLAG_NAMES[key]} and --study both give the matrix: put it in the study file or in "
+            raise UsageError(f"{flag_name(key)} and --study both give the matrix: put it in the study file or in "
                              "flags, not both")
         matrices, study_bench, meta = load_study(study)
         settings = bench_from_values(study_bench, where=f"{study}: ")
@@ -535,7 +637,7 @@ def spec_from(models=(), *, targets=(), precision=(), batch=(), resolution=(), t
 
 def spec_dict(spec: SweepSpec) -> dict:
     d = {"source": spec.source, "name": spec.name, "description": spec.description, "bench": asdict(spec.bench),
-         "matrices": [asdict(m) for m in spec.matrices]}
+         "matrices": [m.to_dict() for m in spec.matrices]}
     if spec.slurm is not None:
         d["slurm"] = asdict(spec.slurm)
     return d

@@ -1,0 +1,72 @@
+"""Plan and run run specs: every check a run needs, done once and before anything is measured, then the run.
+
+``plan_runs(specs)`` is what every measuring command (bench, loadgen, run, sweep cells, gate sides, baseline)
+calls after building its specs: targets first (an unknown target is exit 2, one that cannot run here exit 3,
+whatever else is wrong), then each model (known name or existing file, its options and resolution), each target
+against the run's options on this machine (precision, mode, device), the profiler where per-layer timing is asked.
+``run_spec`` measures one latency run (``bench/pipeline.run_benchmark``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from deploykit.core.config import BenchConfig
+from deploykit.core.errors import InputError, UsageError
+from deploykit.spec.run import RunSpec
+
+Say = Callable[[str], None]
+
+
+def check_target(spec: RunSpec) -> None:
+    """The target exists, can run here, and accepts the run's options (mode, precision, device, profiler)."""
+    from deploykit.runtimes.base import get_runtime
+
+    cls = get_runtime(spec.target)  # unknown -> InputError with the close names
+    cls.ensure_available()  # missing extra / hardware -> exit 3
+    cls(spec.runtime_options()).preflight()
+    if isinstance(spec.measure, BenchConfig) and spec.measure.per_layer:
+        cls.ensure_profiles_layers()
+
+
+def check_model(spec: RunSpec) -> None:
+    """The model is a known name (with options it has and a resolution it takes) or a file that exists."""
+    from deploykit.models.registry import MODELS, check_resolution, get_cfg, resolve_options
+
+    if spec.is_file:
+        if not Path(spec.model).exists():
+            raise InputError(f"ONNX file not found: {spec.model}")
+        if spec.model_options:
+            raise UsageError(f"{spec.model} is a file: model options ({', '.join(k for k, _ in spec.model_options)}) "
+                             "apply to registry models")
+        return
+    cfg = get_cfg(spec.model)  # unknown -> InputError with the close names
+    if spec.model in MODELS:  # timm: / tv: models take no deploykit options
+        resolve_options(cfg, dict(spec.model_options))
+    if spec.resolution is not None:
+        check_resolution(cfg, spec.resolution)
+
+
+def plan_runs(specs: list[RunSpec]) -> list[RunSpec]:
+    """Check every spec before the first is measured (targets first, then models); returns them unchanged."""
+    if not specs:
+        raise UsageError("nothing to run")
+    seen: set[tuple] = set()
+    for s in specs:
+        k = (s.target, s.runtime_options())
+        if k not in seen:
+            seen.add(k)
+            check_target(s)
+    for s in specs:
+        check_model(s)
+    return specs
+
+
+def run_spec(spec: RunSpec, *, models_dir: Path | None = None, say: Say | None = None,
+             progress: Callable[[str, int, float], None] | None = None):
+    """Measure one latency run: the ``BenchResult`` of ``bench/pipeline.run_benchmark``."""
+    from deploykit.bench.pipeline import run_benchmark
+
+    return run_benchmark(spec.model, spec.target, spec.bench_config(), spec.runtime_options(),
+                         export=spec.export_config(models_dir), say=say, progress=progress, int8=spec.quantize)
