@@ -165,6 +165,7 @@ class Runtime(ABC):
     unsupported_ops: ClassVar[dict[str, str]] = {}  # ONNX op type -> why this target cannot run it
 
     def __init_subclass__(cls, **kwargs):
+        # throughput mode is the CONCURRENT methods at work: derived, so the two can never disagree
         super().__init_subclass__(**kwargs)
         if "modes" in cls.__dict__:
             raise TypeError(f"{cls.__qualname__}: modes follow from capabilities (declare CONCURRENT for throughput "
@@ -350,12 +351,12 @@ def list_targets() -> list[tuple[str, type[Runtime], Availability]]:
 
 
 def _cannot_read_back(name: str) -> UsageError:
-    can = [n for n, cls in ordered_targets() if cls.reads_back_graph()]
+    can = [n for n, cls in ordered_targets() if cls.has(GRAPH_READBACK)]
     return UsageError(f"target {name} cannot read back its runtime graph (targets that can: {', '.join(can)})")
 
 
 def _no_profiler(name: str) -> UsageError:
-    can = [n for n, cls in ordered_targets() if cls.profiles_layers()]
+    can = [n for n, cls in ordered_targets() if cls.has(PER_LAYER)]
     return UsageError(f"target {name} has no per-layer profiler (--per-layer works on: {', '.join(can)})")
 
 
@@ -364,7 +365,7 @@ def read_back_target(target: str) -> type[Runtime]:
     registry's did-you-mean error (exit 2), a target without read-back a UsageError (exit 2), an unavailable one
     an UnavailableError naming what is missing (exit 3)."""
     cls = get_runtime(target)
-    if not cls.reads_back_graph():
+    if not cls.has(GRAPH_READBACK):
         raise _cannot_read_back(target)
     cls.ensure_available()
     return cls
