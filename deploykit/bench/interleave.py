@@ -215,7 +215,7 @@ def load_side(label: str, model, runtime_cls, options, *, seed: int = 0, check_o
     inference (reported apart, as in ``bench``). ``check_outputs``: compare the outputs with the model's reference
     once, before any timing -- the same check as ``bench`` (``bench.fidelity``)."""
     from deploykit.onnxio.reference import make_input
-    from deploykit.runtimes.base import ModelInput
+    from deploykit.runtimes.base import DEVICE_TIMING, ModelInput
 
     ref = None
     if check_outputs:
@@ -231,7 +231,7 @@ def load_side(label: str, model, runtime_cls, options, *, seed: int = 0, check_o
     load_ns = now_ns() - t0
     try:
         rt.set_input(x)
-        timer = Timer(rt.sync)
+        timer = Timer(rt.sync if rt.has(DEVICE_TIMING) else None)  # as bench: a device sync only where there is one
         first_ns = timer.time_ns(rt.infer)
         info = rt.info()
         fid = None

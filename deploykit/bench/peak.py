@@ -1,11 +1,11 @@
 """This machine's GEMM peak per precision, measured with the runtimes deploykit benchmarks on, and the
 efficiency of a benchmark against it.
 
-``measure_peak`` times one MatMul per GEMM shape (M x K x N: A[M, K] . B[K, N], B a constant weight) through
-the same ``Runtime`` classes, timer (bench/timer.py), stop rule (bench/runner.py) and statistics
-(bench/stats.py) as ``deploykit bench``: ONNX Runtime fp32 ``MatMul`` and int8 ``MatMulInteger`` /
-``QLinearMatMul`` (uint8 activations x int8 weights), OpenVINO fp32 (``INFERENCE_PRECISION_HINT`` f32), bf16 /
-fp16 where this CPU's ISA flags have them, and int8 (a Q/DQ MatMul, which OpenVINO runs as an int8 kernel).
+``measure_peak`` times one MatMul per GEMM shape (M x K x N: A[M, K] . B[K, N], B a constant weight) on every
+target that declares the PEAK capability, through the same timer (bench/timer.py), stop rule (bench/runner.py)
+and statistics (bench/stats.py) as ``deploykit bench``. The kernels are the targets' own
+(``Runtime.peak_kernels``, graphs in runtimes/gemm.py): ONNX Runtime fp32 ``MatMul`` and int8 ``MatMulInteger`` /
+``QLinearMatMul``, OpenVINO fp32, bf16 / fp16 (measured where this CPU's ISA flags have them) and int8 (Q/DQ).
 Per kernel and shape: p50 of the per-call times; GFLOP/s = 2 M K N / p50 (int8: GOP/s, the same count). The
 precision's measured peak is the best over kernels, runtimes and shapes. A whole model can run faster than the
 best single-shape GEMM here (a share above 100%): the shapes are a sample, not an upper bound.
@@ -33,7 +33,6 @@ from deploykit.core.config import available_cores
 
 Say = Callable[[str], None]
 
-PEAK_TARGETS = ("ort", "openvino")
 SCHEMA = "deploykit.peak"
 VERSION = 1
 
@@ -164,112 +163,29 @@ def theoretical_all(threads: int | None, cpu: dict | None = None, freq: dict | N
     return {p: theoretical_peak(cpu, threads, p, mhz, src) for p in ("fp32", "int8", "bf16", "fp16")}
 
 
-# ---- the GEMM graphs -----------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Kernel:
-    target: str
-    name: str  # e.g. "MatMul", "MatMulInteger u8s8"
-    precision: str  # the precision asked for
-    graph: str  # fp32 | matmul_integer | qlinear | qdq
-    option_precision: str | None = None  # RuntimeOptions.precision
-    input_dtype: str = "float32"
+def peak_targets() -> tuple[str, ...]:
+    """The targets with GEMM kernels to measure (the PEAK capability), in the order `deploykit targets` lists them."""
+    from deploykit.runtimes.base import PEAK, ordered_targets
 
-
-KERNELS = (
-    Kernel("ort", "MatMul", "fp32", "fp32"),
-    Kernel("ort", "MatMulInteger u8s8", "int8", "matmul_integer", input_dtype="uint8"),
-    Kernel("ort", "QLinearMatMul u8s8", "int8", "qlinear", input_dtype="uint8"),
-    Kernel("openvino", "MatMul (hint f32)", "fp32", "fp32", option_precision="fp32"),
-    Kernel("openvino", "MatMul (hint bf16)", "bf16", "fp32", option_precision="bf16"),
-    Kernel("openvino", "MatMul (hint f16)", "fp16", "fp32", option_precision="fp16"),
-    Kernel("openvino", "Q/DQ MatMul u8s8", "int8", "qdq"),
-)
+    return tuple(name for name, cls in ordered_targets() if cls.has(PEAK))
 
 
 def _has_native(cpu: dict, precision: str) -> bool:
     return per_cycle(cpu, precision) is not None
 
 
-def gemm_model(kind: str, m: int, k: int, n: int, seed: int = 0):
-    """An ONNX graph computing A[m, k] . B[k, n] with B a constant (``kind``: fp32 MatMul, matmul_integer
-    (uint8 x int8 -> int32), qlinear (QLinearMatMul uint8 x int8 -> uint8) or qdq (float input through
-    QuantizeLinear/DequantizeLinear, int8 weight through DequantizeLinear, float MatMul))."""
-    import numpy as np
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(seed)
-    init = []
-
-    def const(name, arr):
-        init.append(numpy_helper.from_array(np.asarray(arr), name))
-        return name
-
-    if kind == "fp32":
-        a = helper.make_tensor_value_info("A", TensorProto.FLOAT, [m, k])
-        y = helper.make_tensor_value_info("Y", TensorProto.FLOAT, [m, n])
-        nodes = [helper.make_node("MatMul", ["A", const("B", rng.uniform(-1, 1, (k, n)).astype(np.float32))], ["Y"])]
-    else:
-        w = rng.integers(-127, 128, (k, n), dtype=np.int8)
-        scale = 1.0 / k
-        if kind == "matmul_integer":
-            a = helper.make_tensor_value_info("A", TensorProto.UINT8, [m, k])
-            y = helper.make_tensor_value_info("Y", TensorProto.INT32, [m, n])
-            nodes = [helper.make_node("MatMulInteger", ["A", const("B", w), const("a_zp", np.uint8(128)),
-                                                        const("b_zp", np.int8(0))], ["Y"])]
-        elif kind == "qlinear":
-            a = helper.make_tensor_value_info("A", TensorProto.UINT8, [m, k])
-            y = helper.make_tensor_value_info("Y", TensorProto.UINT8, [m, n])
-            nodes = [helper.make_node("QLinearMatMul", [
-                "A", const("a_scale", np.float32(0.02)), const("a_zp", np.uint8(128)),
-                const("B", w), const("b_scale", np.float32(0.01)), const("b_zp", np.int8(0)),
-                const("y_scale", np.float32(scale)), const("y_zp", np.uint8(128))], ["Y"])]
-        elif kind == "qdq":
-            a = helper.make_tensor_value_info("A", TensorProto.FLOAT, [m, k])
-            y = helper.make_tensor_value_info("Y", TensorProto.FLOAT, [m, n])
-            nodes = [
-                helper.make_node("QuantizeLinear", ["A", const("a_scale", np.float32(0.02)),
-                                                    const("a_zp", np.uint8(128))], ["Aq"]),
-                helper.make_node("DequantizeLinear", ["Aq", "a_scale", "a_zp"], ["Ad"]),
-                helper.make_node("DequantizeLinear", [const("B", w), const("b_scale", np.float32(0.01)),
-                                                      const("b_zp", np.int8(0))], ["Bd"]),
-                helper.make_node("MatMul", ["Ad", "Bd"], ["Y"]),
-            ]
-        else:
-            raise ValueError(f"unknown GEMM graph kind {kind!r}")
-    graph = helper.make_graph(nodes, f"gemm_{kind}_{m}x{k}x{n}", [a], [y], init)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="deploykit-peak")
-    model.ir_version = 8
-    return model
-
-
-def _input(kernel: Kernel, m: int, k: int, seed: int = 0):
-    import numpy as np
-
-    rng = np.random.default_rng(seed + 1)
-    if kernel.input_dtype == "uint8":
-        return rng.integers(0, 256, (m, k), dtype=np.uint8)
-    return rng.uniform(-1, 1, (m, k)).astype(np.float32)
-
-
 # ---- measuring -------------------------------------------------------------------------------------------------
-def _measure_shape(runtime, kernel: Kernel, m: int, k: int, n: int, folder: Path, timing: Timing) -> dict:
-    import onnx
-
+def _measure_shape(runtime_cls, kernel, m: int, k: int, n: int, threads: int, folder: Path, timing: Timing) -> dict:
     from deploykit.bench.runner import measure
     from deploykit.bench.stats import summarize
     from deploykit.bench.timer import Timer
     from deploykit.core.config import BenchConfig
-    from deploykit.runtimes.base import ModelInput
+    from deploykit.runtimes.base import DEVICE_TIMING
 
-    path = folder / f"{kernel.target}-{kernel.graph}-{m}x{k}x{n}.onnx"
-    onnx.save(gemm_model(kernel.graph, m, k, n), str(path))
-    runtime.load(ModelInput(path, "A", (m, k), kernel.input_dtype,
-                            precision="int8" if kernel.graph == "qdq" else None))
+    runtime, ran = runtime_cls.gemm_session(kernel, m, k, n, threads, folder)
     try:
-        runtime.set_input(_input(kernel, m, k))
-        timer = Timer(runtime.sync)
+        timer = Timer(runtime.sync if runtime.has(DEVICE_TIMING) else None)
         timer.time_ns(runtime.infer)  # first call: lazy initialisation, not measured
-        ran = runtime.info().get("precision") if kernel.target != "ort" else kernel.precision
         cfg = BenchConfig(warmup=timing.warmup, min_iters=timing.min_iters, min_time=timing.min_time,
                           max_time=timing.max_time, energy="off", bootstrap=200)
         meas = measure(runtime.infer, cfg, batch=1, timer=timer)
@@ -282,55 +198,54 @@ def _measure_shape(runtime, kernel: Kernel, m: int, k: int, n: int, folder: Path
             "iterations": st["n"], "gflops": round(flop / (st["p50"] / 1e3) / 1e9, 2), "ran": ran}
 
 
-def _skip_reason(kernel: Kernel, cpu: dict, available: dict[str, str | None]) -> str | None:
-    if available.get(kernel.target):
-        return available[kernel.target]
+def _skip_reason(kernel, cpu: dict, unavailable: str | None) -> str | None:
+    if unavailable:
+        return unavailable
     if kernel.precision in ("bf16", "fp16") and not _has_native(cpu, kernel.precision):
         flags = "avx512_bf16 / amx_bf16" if kernel.precision == "bf16" else "avx512_fp16 / amx_fp16 / asimdhp"
         return f"this CPU has no {kernel.precision} instructions ({flags} not in its flags)"
     return None
 
 
-def measure_peak(threads: int | None = None, targets: tuple[str, ...] = PEAK_TARGETS, *, quick: bool = False,
+def measure_peak(threads: int | None = None, targets: tuple[str, ...] | None = None, *, quick: bool = False,
                  say: Say | None = None) -> dict:
-    """Measure every kernel of ``targets`` on every shape at ``threads`` threads; returns the cache entry."""
+    """Measure every kernel of ``targets`` (default: every target with the PEAK capability) on every shape at
+    ``threads`` threads; returns the cache entry."""
     from deploykit.runtimes.base import get_runtime
-    from deploykit.runtimes.options import RuntimeOptions
 
     say = say or (lambda msg: None)
     cpu = cpu_info()
     threads = threads or available_cores()
     shapes, timing = (QUICK_SHAPES, QUICK_TIMING) if quick else (SHAPES, FULL_TIMING)
-    available = {}
-    for t in targets:
-        av = get_runtime(t).availability()
-        available[t] = None if av.available else f"target {t} is unavailable here: {av.reason}"
+    targets = tuple(t for t in peak_targets() if targets is None or t in targets)
     kernels = []
     with tempfile.TemporaryDirectory(prefix="dk-peak-") as tmp:
-        for kernel in (k for k in KERNELS if k.target in targets):
-            rec = {"target": kernel.target, "kernel": kernel.name, "requested": kernel.precision}
-            why = _skip_reason(kernel, cpu, available)
-            if why:
-                say(f"{kernel.target} {kernel.name}: skipped ({why})")
-                kernels.append({**rec, "precision": kernel.precision, "skipped": why})
-                continue
-            runtime_cls = get_runtime(kernel.target)
-            rows = []
-            for m, k, n, _what in shapes:
-                opts = RuntimeOptions(threads=threads, precision=kernel.option_precision, cache=False)
-                row = _measure_shape(runtime_cls(opts), kernel, m, k, n, Path(tmp), timing)
-                say(f"{kernel.target} {kernel.name} {row['shape']}: {row['gflops']:.1f} "
-                    f"{'GOP/s' if kernel.precision == 'int8' else 'GFLOP/s'} (p50 {row['p50_ms']:.3f} ms)")
-                rows.append(row)
-            ran = {r["ran"] for r in rows}
-            precision = rows[0]["ran"] if len(ran) == 1 else kernel.precision
-            best = max(rows, key=lambda r: r["gflops"])
-            entry = {**rec, "precision": precision, "shapes": rows, "best_gflops": best["gflops"],
-                     "best_shape": best["shape"]}
-            if precision != kernel.precision:
-                entry["note"] = (f"{kernel.precision} was asked for but {', '.join(sorted(map(str, ran)))} ran "
-                                 "(read back from the runtime): counted as what ran")
-            kernels.append(entry)
+        for target in targets:
+            runtime_cls = get_runtime(target)
+            av = runtime_cls.availability()
+            unavailable = None if av.available else f"target {target} is unavailable here: {av.reason}"
+            for kernel in runtime_cls.peak_kernels():
+                rec = {"target": target, "kernel": kernel.name, "requested": kernel.precision}
+                why = _skip_reason(kernel, cpu, unavailable)
+                if why:
+                    say(f"{target} {kernel.name}: skipped ({why})")
+                    kernels.append({**rec, "precision": kernel.precision, "skipped": why})
+                    continue
+                rows = []
+                for m, k, n, _what in shapes:
+                    row = _measure_shape(runtime_cls, kernel, m, k, n, threads, Path(tmp), timing)
+                    say(f"{target} {kernel.name} {row['shape']}: {row['gflops']:.1f} "
+                        f"{'GOP/s' if kernel.precision == 'int8' else 'GFLOP/s'} (p50 {row['p50_ms']:.3f} ms)")
+                    rows.append(row)
+                ran = {r["ran"] for r in rows}
+                precision = rows[0]["ran"] if len(ran) == 1 else kernel.precision
+                best = max(rows, key=lambda r: r["gflops"])
+                entry = {**rec, "precision": precision, "shapes": rows, "best_gflops": best["gflops"],
+                         "best_shape": best["shape"]}
+                if precision != kernel.precision:
+                    entry["note"] = (f"{kernel.precision} was asked for but {', '.join(sorted(map(str, ran)))} ran "
+                                     "(read back from the runtime): counted as what ran")
+                kernels.append(entry)
     return _entry(threads, targets, quick, timing, shapes, kernels, cpu)
 
 
@@ -420,12 +335,13 @@ def save_entry(cache_dir: Path, entry: dict) -> Path:
     return path
 
 
-def peak(cache_dir: Path, threads: int | None = None, targets: tuple[str, ...] = PEAK_TARGETS, *,
+def peak(cache_dir: Path, threads: int | None = None, targets: tuple[str, ...] | None = None, *,
          force: bool = False, quick: bool = False, say: Say | None = None) -> tuple[dict, bool, Path]:
-    """This machine's peak at ``threads`` threads: the cached entry when it covers ``targets`` (a quick entry
-    only stands in for a quick request), else measured and cached. Returns (entry, from cache, cache file).
-    Kernels of targets not measured now are kept from the cached entry."""
+    """This machine's peak at ``threads`` threads: the cached entry when it covers ``targets`` (default: every
+    target with the PEAK capability; a quick entry only stands in for a quick request), else measured and cached.
+    Returns (entry, from cache, cache file). Kernels of targets not measured now are kept from the cached entry."""
     threads = threads or available_cores()
+    targets = peak_targets() if targets is None else tuple(targets)
     old = None if force else cached_entry(cache_dir, threads)
     if old is not None and set(targets) <= set(old.get("targets", [])) and (quick or not old.get("quick")):
         return old, True, cache_path(cache_dir)

@@ -18,7 +18,7 @@ from deploykit.core.config import BenchConfig, ExportConfig
 from deploykit.onnxio.reference import make_input  # noqa: F401  (re-exported for API users)
 from deploykit.export.source import ResolvedModel, resolve_model
 from deploykit.passes.fuse import export_transform
-from deploykit.runtimes.base import ModelInput, Runtime, get_runtime
+from deploykit.runtimes.base import DEVICE_TIMING, ModelInput, Runtime, get_runtime
 from deploykit.runtimes.options import RuntimeOptions
 
 Say = Callable[[str], None]
@@ -56,7 +56,7 @@ def check_graph_ops(runtime_cls: type[Runtime], model: ResolvedModel) -> None:
     """Refuse, before loading, a graph with ops the target declares it cannot run (exit 3, with the reason)."""
     if model.path.suffix != ".onnx":
         return
-    if not runtime_cls.unsupported_ops and runtime_cls.graph_unsupported is Runtime.graph_unsupported:
+    if not runtime_cls.unsupported_ops:  # graph_unsupported only narrows it: nothing to refuse
         return
     runtime_cls.ensure_supports(model_op_types(model), model.label)
 
@@ -108,7 +108,7 @@ def run_benchmark(model_ref: str, target: str, cfg: BenchConfig, options: Runtim
     try:
         runtime.set_input(x)
         # the device sync runs inside the timed interval: only for targets that have one (no no-op call on CPUs)
-        timer = Timer(runtime.sync if type(runtime).sync is not Runtime.sync else None)
+        timer = Timer(runtime.sync if runtime.has(DEVICE_TIMING) else None)
         first_ns = timer.time_ns(runtime.infer)
         outs = runtime.outputs()
         with mem.excluded():  # info() may read the runtime's optimized graph back: deploykit's memory, not the runtime's
@@ -135,9 +135,8 @@ def run_benchmark(model_ref: str, target: str, cfg: BenchConfig, options: Runtim
                 runtime.wait_all()
         else:
             say(f"measuring {model.label} on {target} (warm-up {cfg.warmup}, then {stop_rule_text(cfg)})")
-            has_device_clock = type(runtime).device_times is not Runtime.device_times
             meas = measure(runtime.infer, cfg, batch=batch, timer=timer, progress=progress,
-                           device_timer=runtime.device_times if has_device_clock else None,
+                           device_timer=runtime.device_times if runtime.has(DEVICE_TIMING) else None,
                            on_start=on_start, on_stop=on_stop)
         memory = mem.finish()  # the peak over load and measurement, before anything else runs
         ref_wl = _reference_step(runtime_cls, options, runtime, timer, model, cfg, export, say) \

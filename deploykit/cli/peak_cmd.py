@@ -28,21 +28,22 @@ def command(threads, targets, force, quick, models_dir, as_json):
     <models-dir>/.cache/peak-<machine id>.json; every bench report then gives its achieved GFLOP/s as a share
     of it (report "efficiency"). A whole model can beat a single-shape GEMM: shares above 100% happen.
     """
-    from deploykit.bench.peak import PEAK_TARGETS, peak
+    from deploykit.bench.peak import peak, peak_targets
     from deploykit.core.errors import UsageError
     from deploykit.runtimes.base import get_runtime
 
+    can = peak_targets()  # the targets that declare GEMM kernels (the PEAK capability)
     wanted = tuple(dict.fromkeys(t.strip() for spec in targets for t in spec.split(",") if t.strip()))
-    bad = [t for t in wanted if t not in PEAK_TARGETS]
+    bad = [t for t in wanted if t not in can]
     if bad:
-        raise UsageError(f"deploykit peak measures {' and '.join(PEAK_TARGETS)}, not {bad[0]!r}")
+        raise UsageError(f"deploykit peak measures {' and '.join(can)}, not {bad[0]!r}")
     if wanted:
         for t in wanted:
             get_runtime(t).ensure_available()  # asked for by name: unavailable is an error (exit 3)
     else:
-        wanted = tuple(t for t in PEAK_TARGETS if get_runtime(t).availability().available)
+        wanted = tuple(t for t in can if get_runtime(t).availability().available)
         if not wanted:
-            get_runtime(PEAK_TARGETS[0]).ensure_available()
+            get_runtime(can[0]).ensure_available()
     err = stderr_console()
     cache_dir = resolve_models_dir(models_dir) / ".cache"
     entry, cached, path = peak(cache_dir, threads, wanted, force=force, quick=quick,

@@ -20,11 +20,12 @@ from deploykit.cli.common import (model_opt_option, model_options, models_dir_op
 def command(model_ref, model_opts, resolution, models_dir, as_json, **flags):
     """Show every inference target with its status here and, when unavailable, the reason; and the ONNX
     ops a target cannot run (bench refuses such a graph before loading it, exit 3)."""
-    from deploykit.runtimes.base import list_targets
+    from deploykit.runtimes.base import CAPABILITIES, list_targets
 
     targets = list_targets()
     rows = [{"target": name, "available": av.available, "device": cls.device_kind, "description": cls.description,
              "precisions": list(cls.precisions), "modes": list(cls.modes),
+             "capabilities": [c for c in CAPABILITIES if cls.has(c)],
              "detail": av.detail if av.available else av.reason,
              "unsupported_ops": dict(cls.unsupported_ops)} for name, cls, av in targets]
     label = None
@@ -40,7 +41,7 @@ def command(model_ref, model_opts, resolution, models_dir, as_json, **flags):
     from rich.table import Table
 
     table = Table(title="deploykit targets")
-    cols = ["target", "status", "device", "description", "precisions", "modes", "detail / reason"]
+    cols = ["target", "status", "device", "description", "precisions", "modes", "capabilities", "detail / reason"]
     if any(r["unsupported_ops"] for r in rows):
         cols.append("cannot run ops")
     if label:
@@ -50,7 +51,7 @@ def command(model_ref, model_opts, resolution, models_dir, as_json, **flags):
     for r in rows:
         status = "[green]available[/]" if r["available"] else "[red]unavailable[/]"
         cells = [r["target"], status, r["device"], escape(r["description"]), ",".join(r["precisions"]),
-                 ",".join(r["modes"]), escape(r["detail"])]  # escape: "deploykit[trt]" is not markup
+                 ",".join(r["modes"]), ", ".join(r["capabilities"]) or "-", escape(r["detail"])]  # escape: "deploykit[trt]" is not markup
         if "cannot run ops" in cols:
             cells.append(", ".join(r["unsupported_ops"]))
         if label:

@@ -10,34 +10,46 @@ Options: the common ones (``options.RuntimeOptions``) and the option groups the 
 ``option_groups`` (frozen dataclasses declared next to it, e.g. ``ort.OrtOptions``); ``self.options.of(Group)``
 reads a group. deploykit.cli makes the command-line options from these declarations.
 
-Life cycle used by bench (one timer, one statistics module for all targets):
-    rt = cls(options); rt.load(path, input_spec)  -> timed as session load
+The core every target implements (one timer, one statistics module for all targets, in bench/):
+    rt = cls(options); rt.load(model)             -> timed as session load
     rt.set_input(x); rt.infer()                   -> first inference, timed apart
     rt.outputs()                                  -> outputs for the fidelity check (untimed)
-    rt.infer() ...                                -> warm-up and the measured loop (rt.sync before each stop)
+    rt.infer() ...                                -> warm-up and the measured loop
     rt.info()                                     -> what actually ran (precision, providers, threads)
+    rt.close()
 
-Throughput mode (``modes`` includes "throughput"): after ``load`` the runtime holds ``parallel_requests()``
-requests; bench calls ``submit(slot, done)`` to start request ``slot`` asynchronously and the runtime calls
-``done(slot)`` (from any thread) when it has finished. The clock reads stay in bench/ (``done`` is bench's).
+Optional capabilities: a target lists the ones it has in ``capabilities`` and implements their methods; callers
+ask ``cls.has(CAPABILITY)``, never which methods a class overrides. ``register_runtime`` checks the two agree (a
+target that declares a capability without its methods, or implements them without declaring it, fails at import):
 
-Read-back: ``runtime_graph(path)`` says what the runtime really runs for a model file -- the graph it executes
-after its own fusions and kernel choices (ONNX Runtime's optimized graph, OpenVINO's runtime model, TensorRT's
-engine layers), using the instance's own options. ``deploykit inspect --runtime NAME`` and the quantizer's report
-call it; a target that cannot read back keeps the base class's method, which raises a one-line UsageError.
+    DEVICE_TIMING   sync, device_times         GPU targets: ``sync`` waits for the device inside each timed
+                                               interval; ``device_times`` gives CUDA-event durations of the last
+                                               inference (read after ``sync``), e.g. {"compute": ns, "e2e": ns},
+                                               or None when this instance has no device clock
+    CONCURRENT      parallel_requests, submit, throughput mode (``modes`` then includes "throughput"): after
+                    wait_all                   ``load`` the runtime holds ``parallel_requests()`` requests; bench
+                                               calls ``submit(slot, done)`` to start request ``slot`` and the
+                                               runtime calls ``done(slot)`` (from any thread) when it has finished;
+                                               the clock reads stay in bench/ (``done`` is bench's)
+    PER_LAYER       profile_layers             ``profile_layers(model, x, iterations)`` runs ``iterations``
+                                               inferences in a SEPARATE session / compiled model / execution
+                                               context with the runtime's own profiler on and returns every layer's
+                                               time in every profiled inference (``LayerProfile``); bench calls it
+                                               after the timed loop and aggregates it (bench/layers.py)
+    GRAPH_READBACK  runtime_graph              ``runtime_graph(path)``: what the runtime really runs for a model
+                                               file, after its own fusions and kernel choices, with the instance's
+                                               options (``deploykit inspect --runtime``, the quantizer's report)
+    PEAK            peak_kernels, gemm_session the GEMM kernels ``deploykit peak`` measures on this target
+                                               (``GemmKernel``; the graphs are in gemm.py) and a loaded runtime
+                                               running one of them at one shape; bench/peak.py times it
 
-GPU targets may expose ``device_times()``: CUDA-event durations of the last inference (read after ``sync``),
-e.g. {"compute": ns, "e2e": ns}; bench collects them next to the host-clock samples.
-
-Per-layer profile: ``profile_layers(model, x, iterations)`` runs ``iterations`` inferences of ``model`` on ``x`` in a
-SEPARATE session / compiled model / execution context with the runtime's own profiler on (ONNX Runtime's profiling
-JSON, OpenVINO's performance counters, TensorRT's IProfiler) and returns every layer's time in every profiled
-inference (``LayerProfile``); bench calls it after the timed loop, so the profiler never touches the latency
-samples, and aggregates it (bench/layers.py). A target without a profiler keeps the base method, which raises a
-one-line UsageError.
+Without a capability the base methods stand: ``runtime_graph`` and ``profile_layers`` raise a one-line
+UsageError naming the targets that have it.
 
 A target that cannot run some ONNX op declares it in ``unsupported_ops`` (op type -> reason); bench checks
 the graph before loading so the user gets a clear error instead of a silent fallback or a late failure.
+``graph_unsupported`` may narrow that list (by the installed version), never add to it: a target with no
+``unsupported_ops`` has its graphs run unchecked.
 """
 
 from __future__ import annotations
@@ -56,6 +68,20 @@ if TYPE_CHECKING:
     import numpy as np
 
 DEFAULT_TARGET = "ort"
+
+# The optional capabilities a target declares in ``Runtime.capabilities``, each with the methods it takes
+DEVICE_TIMING = "device_timing"
+CONCURRENT = "concurrent_requests"
+PER_LAYER = "per_layer_profile"
+GRAPH_READBACK = "runtime_graph"
+PEAK = "peak_kernels"
+CAPABILITIES: dict[str, tuple[str, ...]] = {
+    DEVICE_TIMING: ("sync", "device_times"),
+    CONCURRENT: ("parallel_requests", "submit", "wait_all"),
+    PER_LAYER: ("profile_layers",),
+    GRAPH_READBACK: ("runtime_graph",),
+    PEAK: ("peak_kernels", "gemm_session"),
+}
 
 
 # ONNX activation op types a runtime may fuse into the convolution / matmul before them (read-back summaries count
@@ -106,6 +132,17 @@ class LayerProfile:
     wall_ms: tuple[float, ...] = ()  # each profiled inference's own duration (profiler on), when the runtime has it
 
 
+@dataclass(frozen=True)
+class GemmKernel:
+    """One GEMM kernel a target measures for `deploykit peak` (the PEAK capability): ``graph``, one of
+    ``gemm.GRAPHS``, asking for ``precision``."""
+
+    name: str  # e.g. "MatMul", "MatMulInteger u8s8"
+    precision: str  # the precision asked for
+    graph: str  # fp32 | matmul_integer | qlinear | qdq
+    input_dtype: str = "float32"
+
+
 class Runtime(ABC):
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
@@ -118,12 +155,46 @@ class Runtime(ABC):
     # the precision to ask for when running an int8 (QDQ) file, so that the ops it leaves in float run as in the
     # fp32 runs beside it (OpenVINO: fp32, else it runs them in bf16 on CPUs with bf16 units); None: the file's own
     int8_float_precision: ClassVar[str | None] = None
-    modes: ClassVar[tuple[str, ...]] = ("latency",)
+    # optional capabilities (CAPABILITIES): declared here, checked against the methods at registration
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+    modes: ClassVar[tuple[str, ...]] = ("latency",)  # follows from capabilities: "throughput" with CONCURRENT
     file_formats: ClassVar[tuple[str, ...]] = (".onnx",)  # model files the target reads
     # ONNX op types this target cannot run, each with the reason, e.g. {"DFT": "TensorRT's ONNX parser has no
     # DFT before 10.x"}. bench refuses such a graph before loading it (exit 3) and `deploykit targets` lists them;
-    # override ``graph_unsupported`` when the answer depends on the installed version.
+    # override ``graph_unsupported`` when the answer depends on the installed version (it narrows this list).
     unsupported_ops: ClassVar[dict[str, str]] = {}  # ONNX op type -> why this target cannot run it
+
+    def __init_subclass__(cls, **kwargs):
+        # throughput mode is the CONCURRENT methods at work: derived, so the two can never disagree
+        super().__init_subclass__(**kwargs)
+        if "modes" in cls.__dict__:
+            raise TypeError(f"{cls.__qualname__}: modes follow from capabilities (declare CONCURRENT for throughput "
+                            "mode), not set by hand")
+        cls.modes = ("latency", "throughput") if CONCURRENT in cls.capabilities else ("latency",)
+
+    @classmethod
+    def has(cls, capability: str) -> bool:
+        """Whether this target declares ``capability`` (one of CAPABILITIES)."""
+        if capability not in CAPABILITIES:
+            raise ValueError(f"unknown runtime capability {capability!r} (known: {', '.join(CAPABILITIES)})")
+        return capability in cls.capabilities
+
+    @classmethod
+    def check_capabilities(cls) -> None:
+        """Raise TypeError unless ``capabilities`` and the capability methods this class implements agree (run by
+        ``register_runtime``: a mismatch is a bug in the target module, so it fails at import)."""
+        where = f"target {cls.name or cls.__qualname__} ({cls.__module__}.{cls.__qualname__})"
+        unknown = sorted(set(cls.capabilities) - set(CAPABILITIES))
+        if unknown:
+            raise TypeError(f"{where} declares unknown capabilities {', '.join(unknown)} "
+                            f"(known: {', '.join(CAPABILITIES)})")
+        for cap, methods in CAPABILITIES.items():
+            done = [m for m in methods if _implements(cls, m)]
+            if cap in cls.capabilities and len(done) < len(methods):
+                missing = [m for m in methods if m not in done]
+                raise TypeError(f"{where} declares {cap} but does not implement {', '.join(missing)}")
+            if cap not in cls.capabilities and done:
+                raise TypeError(f"{where} implements {', '.join(done)} but does not declare {cap} in capabilities")
 
     def __init__(self, options: RuntimeOptions):
         self.options = options
@@ -196,65 +267,83 @@ class Runtime(ABC):
     def outputs(self) -> list[np.ndarray]:
         """Run once and return the outputs as numpy arrays (not timed)."""
 
-    def sync(self) -> None:  # noqa: B027 - optional hook
-        """Wait for outstanding device work (GPU targets); CPU targets are synchronous."""
+    def info(self) -> dict:
+        """What actually ran: precision, devices/providers, threads, runtime version, applied options."""
+        return {}
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release the session / engine (the runtime's memory)."""
 
     def uses_gpu(self) -> int | None:
         """Index of the NVIDIA GPU this run uses (for energy and telemetry), or None for a CPU-only run."""
         return None
 
+    # ---- optional capabilities (see CAPABILITIES): a target overrides these only with the capability declared
+    def sync(self) -> None:  # noqa: B027 - optional hook
+        """DEVICE_TIMING: wait for outstanding device work; CPU targets are synchronous."""
+
     def device_times(self) -> dict[str, int] | None:
-        """Device-side durations of the last inference in ns (CUDA events), read after ``sync``; None if the
-        target has no device clock."""
+        """DEVICE_TIMING: device-side durations of the last inference in ns (CUDA events), read after ``sync``;
+        None when this instance has no device clock."""
         return None
 
-    # throughput mode primitives (targets whose ``modes`` include "throughput")
     def parallel_requests(self) -> int:
-        """Requests this runtime keeps in flight in throughput mode (known after ``load``)."""
+        """CONCURRENT: requests this runtime keeps in flight in throughput mode (known after ``load``)."""
         return 1
 
     def submit(self, slot: int, done: Callable[[int], None]) -> None:
-        """Start inference request ``slot`` (0 .. parallel_requests()-1) on the bound input without waiting;
-        call ``done(slot)`` as soon as it has finished (from whatever thread the runtime completes on)."""
+        """CONCURRENT: start inference request ``slot`` (0 .. parallel_requests()-1) on the bound input without
+        waiting; call ``done(slot)`` as soon as it has finished (from whatever thread the runtime completes on)."""
         raise NotImplementedError(f"target {self.name} has no asynchronous submit")
 
     def wait_all(self) -> None:  # noqa: B027 - optional hook
-        """Block until every submitted request has finished (throughput mode clean-up)."""
-
-    def info(self) -> dict:
-        """What actually ran: precision, devices/providers, threads, runtime version, applied options."""
-        return {}
+        """CONCURRENT: block until every submitted request has finished (throughput mode clean-up)."""
 
     def runtime_graph(self, path: Path) -> dict:
-        """What this runtime really runs for the model file ``path``, read back from the runtime itself (fused
-        layers, the precision each one runs in), with this instance's options. Raises UsageError on targets
-        that cannot read back their runtime graph (this base implementation)."""
+        """GRAPH_READBACK: what this runtime really runs for the model file ``path``, read back from the runtime
+        itself (fused layers, the precision each one runs in), with this instance's options. Raises UsageError on
+        targets that cannot read back their runtime graph (this base implementation)."""
         raise _cannot_read_back(self.name)
 
     def profile_layers(self, model: ModelInput, x: np.ndarray, iterations: int) -> LayerProfile:
-        """Per-layer times of ``iterations`` inferences of ``model`` on ``x`` from the runtime's own profiler, in a
-        session of its own (never the timed one), with this instance's options. Raises UsageError on targets
-        without a per-layer profiler (this base implementation)."""
+        """PER_LAYER: per-layer times of ``iterations`` inferences of ``model`` on ``x`` from the runtime's own
+        profiler, in a session of its own (never the timed one), with this instance's options. Raises UsageError on
+        targets without a per-layer profiler (this base implementation)."""
         raise _no_profiler(self.name)
 
     @classmethod
+    def peak_kernels(cls) -> tuple[GemmKernel, ...]:
+        """PEAK: the GEMM kernels `deploykit peak` measures on this target (none on this base class)."""
+        return ()
+
+    @classmethod
+    def gemm_session(cls, kernel: GemmKernel, m: int, k: int, n: int, threads: int,
+                     folder: Path) -> tuple[Runtime, str]:
+        """PEAK: a runtime of this target loaded with ``kernel``'s GEMM A[m, k] . B[k, n] on ``threads`` threads
+        (graph files go to ``folder``), its input bound and its first inference still to run, with the precision it
+        runs in (read back where the runtime tells). The caller times ``infer`` and closes it."""
+        raise UsageError(f"target {cls.name} has no GEMM kernels for deploykit peak")
+
+    # thin wrappers kept for their callers
+    @classmethod
     def profiles_layers(cls) -> bool:
-        """Whether this target implements ``profile_layers``."""
-        return cls.profile_layers is not Runtime.profile_layers
+        return cls.has(PER_LAYER)
 
     @classmethod
     def ensure_profiles_layers(cls) -> None:
         """Raise the one-line UsageError of ``profile_layers`` unless this target has a per-layer profiler."""
-        if not cls.profiles_layers():
+        if not cls.has(PER_LAYER):
             raise _no_profiler(cls.name)
 
     @classmethod
     def reads_back_graph(cls) -> bool:
-        """Whether this target implements ``runtime_graph``."""
-        return cls.runtime_graph is not Runtime.runtime_graph
+        return cls.has(GRAPH_READBACK)
 
-    def close(self) -> None:  # noqa: B027 - optional hook
-        pass
+
+def _implements(cls: type[Runtime], method: str) -> bool:
+    """Whether ``cls`` or a class between it and Runtime defines ``method`` (its own, not the base's default)."""
+    mro = cls.__mro__
+    return any(method in c.__dict__ for c in mro[:mro.index(Runtime)])
 
 
 def list_targets() -> list[tuple[str, type[Runtime], Availability]]:
@@ -262,12 +351,12 @@ def list_targets() -> list[tuple[str, type[Runtime], Availability]]:
 
 
 def _cannot_read_back(name: str) -> UsageError:
-    can = [n for n, cls in ordered_targets() if cls.reads_back_graph()]
+    can = [n for n, cls in ordered_targets() if cls.has(GRAPH_READBACK)]
     return UsageError(f"target {name} cannot read back its runtime graph (targets that can: {', '.join(can)})")
 
 
 def _no_profiler(name: str) -> UsageError:
-    can = [n for n, cls in ordered_targets() if cls.profiles_layers()]
+    can = [n for n, cls in ordered_targets() if cls.has(PER_LAYER)]
     return UsageError(f"target {name} has no per-layer profiler (--per-layer works on: {', '.join(can)})")
 
 
@@ -276,7 +365,7 @@ def read_back_target(target: str) -> type[Runtime]:
     registry's did-you-mean error (exit 2), a target without read-back a UsageError (exit 2), an unavailable one
     an UnavailableError naming what is missing (exit 3)."""
     cls = get_runtime(target)
-    if not cls.reads_back_graph():
+    if not cls.has(GRAPH_READBACK):
         raise _cannot_read_back(target)
     cls.ensure_available()
     return cls

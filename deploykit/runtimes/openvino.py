@@ -37,9 +37,10 @@ from typing import TYPE_CHECKING
 
 from deploykit.core.errors import InputError, UnavailableError, UsageError, squash
 from deploykit.core.lazy import require
-from deploykit.runtimes.base import (ACTIVATIONS, Availability, LayerProfile, LayerTime, ModelInput, Runtime,
-                                     register_runtime)
-from deploykit.runtimes.options import ThroughputOptions
+from deploykit.runtimes.base import (ACTIVATIONS, CONCURRENT, GRAPH_READBACK, PEAK, PER_LAYER, Availability,
+                                     GemmKernel, LayerProfile, LayerTime, ModelInput, Runtime, register_runtime)
+from deploykit.runtimes.gemm import load_gemm
+from deploykit.runtimes.options import RuntimeOptions, ThroughputOptions
 
 if TYPE_CHECKING:
     import numpy as np
@@ -48,6 +49,15 @@ OV_PRECISION = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
 _FROM_OV = {"f32": "fp32", "bf16": "bf16", "f16": "fp16", "i8": "int8", "u8": "int8", "f64": "fp64"}
 _OV_NP_DTYPES = {"f32": "float32", "f16": "float16", "bf16": "bfloat16", "f64": "float64"}
 # device names OpenVINO knows (a name outside this list is a typo, not missing hardware)
+# `deploykit peak`: the float MatMul at each INFERENCE_PRECISION_HINT (bf16 / fp16 run only on CPUs with those
+# units: elsewhere OpenVINO falls back to f32) and a Q/DQ MatMul, which OpenVINO runs as an int8 kernel
+PEAK_KERNELS = (
+    GemmKernel("MatMul (hint f32)", "fp32", "fp32"),
+    GemmKernel("MatMul (hint bf16)", "bf16", "fp32"),
+    GemmKernel("MatMul (hint f16)", "fp16", "fp32"),
+    GemmKernel("Q/DQ MatMul u8s8", "int8", "qdq"),
+)
+
 KNOWN_DEVICES = ("CPU", "GPU", "NPU", "AUTO", "HETERO", "MULTI", "BATCH")
 META_DEVICES = ("AUTO", "HETERO", "MULTI", "BATCH")
 
@@ -238,7 +248,7 @@ class OpenVinoRuntime(Runtime):
     extra = "openvino"
     precisions = ("fp32", "bf16", "fp16", "int8")  # int8 = a quantized (QDQ / FakeQuantize) file, run as given
     int8_float_precision = "fp32"  # the float rest of an int8 file: fp32 unless asked (bf16 on bf16 CPUs)
-    modes = ("latency", "throughput")
+    capabilities = frozenset({CONCURRENT, PER_LAYER, GRAPH_READBACK, PEAK})
     file_formats = (".onnx", ".xml")
     rank = 20
     option_groups = (ThroughputOptions,)
@@ -442,6 +452,18 @@ class OpenVinoRuntime(Runtime):
             notes = ("profiled with one request in latency mode (the timed run was in throughput mode)",)
         return LayerProfile(runtime="openvino", iterations=iterations, records=records, notes=notes, wall_ms=tuple(wall),
                             profiler="OpenVINO performance counters (PERF_COUNT, InferRequest.get_profiling_info)")
+
+    @classmethod
+    def peak_kernels(cls) -> tuple[GemmKernel, ...]:
+        return PEAK_KERNELS
+
+    @classmethod
+    def gemm_session(cls, kernel: GemmKernel, m: int, k: int, n: int, threads: int, folder: Path):
+        # a float graph runs at the kernel's precision hint, the Q/DQ one as a quantized file; the hint is a request
+        # OpenVINO may not honour, so what ran is read back from the compiled model
+        hint = kernel.precision if kernel.graph == "fp32" else None
+        rt = load_gemm(cls(RuntimeOptions(threads=threads, precision=hint, cache=False)), kernel, m, k, n, folder)
+        return rt, rt.info().get("precision")
 
     def runtime_graph(self, path) -> dict:
         """Compile ``path`` (ONNX or OpenVINO IR) on this runtime's --device with INFERENCE_PRECISION_HINT from

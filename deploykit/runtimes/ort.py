@@ -29,9 +29,10 @@ from typing import TYPE_CHECKING
 
 from deploykit.core.config import GRAPH_OPTS, available_cores
 from deploykit.onnxio.session import cpu_session, load_session, session_options
-from deploykit.runtimes.base import (ACTIVATIONS, Availability, LayerProfile, LayerTime, ModelInput, Runtime,
-                                     register_runtime)
-from deploykit.runtimes.options import TargetOptions, ThroughputOptions, option
+from deploykit.runtimes.base import (ACTIVATIONS, CONCURRENT, GRAPH_READBACK, PEAK, PER_LAYER, Availability,
+                                     GemmKernel, LayerProfile, LayerTime, ModelInput, Runtime, register_runtime)
+from deploykit.runtimes.gemm import load_gemm
+from deploykit.runtimes.options import RuntimeOptions, TargetOptions, ThroughputOptions, option
 
 if TYPE_CHECKING:
     import numpy as np
@@ -43,6 +44,13 @@ ORT_INT8_KERNELS = (
     "MatMulInteger", "NhwcMaxPool", "QAttention", "QOrderedAttention",
 )
 _ORT_CONVS = ("Conv", "FusedConv", "NhwcFusedConv")
+# `deploykit peak`: the float MatMul and both int8 GEMM kernels of the CPU execution provider (uint8 activations x
+# int8 weights, the layout ONNX Runtime's quantizer writes)
+PEAK_KERNELS = (
+    GemmKernel("MatMul", "fp32", "fp32"),
+    GemmKernel("MatMulInteger u8s8", "int8", "matmul_integer", input_dtype="uint8"),
+    GemmKernel("QLinearMatMul u8s8", "int8", "qlinear", input_dtype="uint8"),
+)
 
 
 @dataclass(frozen=True)
@@ -59,7 +67,7 @@ class OrtCpuRuntime(Runtime):
     device_kind = "cpu"
     requires = ("onnxruntime",)
     precisions = ("fp32", "int8")  # int8 = a QDQ-quantized ONNX file, run as given
-    modes = ("latency", "throughput")
+    capabilities = frozenset({CONCURRENT, PER_LAYER, GRAPH_READBACK, PEAK})
     rank = 10
     option_groups = (OrtOptions, ThroughputOptions)
 
@@ -145,6 +153,15 @@ class OrtCpuRuntime(Runtime):
                         concurrency=f"{self._requests} concurrent InferenceSession.run calls, one worker thread each, "
                                     f"sharing the session's {self._threads} intra-op threads")
         return info
+
+    @classmethod
+    def peak_kernels(cls) -> tuple[GemmKernel, ...]:
+        return PEAK_KERNELS
+
+    @classmethod
+    def gemm_session(cls, kernel: GemmKernel, m: int, k: int, n: int, threads: int, folder: Path):
+        # ONNX Runtime runs each graph's ops in the types they are written in: what ran is what was asked for
+        return load_gemm(cls(RuntimeOptions(threads=threads, cache=False)), kernel, m, k, n, folder), kernel.precision
 
     def runtime_graph(self, path) -> dict:
         """The optimized graph ONNX Runtime runs for ``path`` at this runtime's --graph-opt and --threads."""

@@ -32,10 +32,12 @@ TARGETS: Registry[Any] = Registry("target", loader=_discover)
 
 
 def register_runtime(name: str):
-    """Class decorator of a target: ``@register_runtime("ort") class OrtCpuRuntime(Runtime): ...``."""
+    """Class decorator of a target: ``@register_runtime("ort") class OrtCpuRuntime(Runtime): ...``. Checks the
+    target's declared capabilities against the methods it implements (TypeError: a bug in the target module)."""
 
     def deco(cls):
         cls.name = name
+        cls.check_capabilities()
         return TARGETS.add(name, cls)
 
     return deco

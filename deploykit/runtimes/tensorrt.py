@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING
 from deploykit.core.errors import InputError, UnavailableError
 from deploykit.core.lazy import install_hint, is_installed
 from deploykit.runtimes import tensorrt_plan
-from deploykit.runtimes.base import Availability, LayerProfile, ModelInput, register_runtime
+from deploykit.runtimes.base import (DEVICE_TIMING, GRAPH_READBACK, PER_LAYER, Availability, LayerProfile, ModelInput,
+                                     register_runtime)
 from deploykit.runtimes.cuda import CudaOptions, CudaRuntime
 
 if TYPE_CHECKING:
@@ -71,6 +72,7 @@ class TensorrtRuntime(CudaRuntime):
     extra = "trt"
     precisions = ("fp32", "tf32", "fp16", "int8")
     unsupported_ops = {"DFT": _DFT}
+    capabilities = frozenset({DEVICE_TIMING, PER_LAYER, GRAPH_READBACK})
     rank = 30
     option_groups = (CudaOptions,)
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from deploykit.core.errors import UnavailableError, UsageError, squash
-from deploykit.runtimes.base import Availability, ModelInput, Runtime, register_runtime
+from deploykit.runtimes.base import DEVICE_TIMING, Availability, ModelInput, Runtime, register_runtime
 from deploykit.runtimes.cuda import CudaOptions
 from deploykit.runtimes.options import TargetOptions, option
 
@@ -53,6 +53,7 @@ class TorchRuntime(Runtime):
     device_kind = "cpu|gpu"
     requires = ("torch",)
     precisions = ("fp32", "tf32", "fp16", "bf16")
+    capabilities = frozenset({DEVICE_TIMING})  # on cuda; on cpu sync does nothing and device_times is None
     rank = 50
     option_groups = (CudaOptions, TorchOptions)
 

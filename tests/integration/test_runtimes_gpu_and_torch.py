@@ -31,6 +31,8 @@ def test_targets_lists_every_target_with_status_and_reason(cli_runner):
     for name, row in rows.items():
         assert row["detail"], f"{name} has no detail/reason"
     assert rows["openvino"]["modes"] == ["latency", "throughput"]
+    assert "concurrent_requests" in rows["openvino"]["capabilities"] and "peak_kernels" in rows["ort"]["capabilities"]
+    assert rows["torch"]["capabilities"] == ["device_timing"] and rows["ort-cuda"]["capabilities"] == []
     if not is_installed("tensorrt"):
         assert f"tensorrt not installed ({extra_hint('trt')})" in rows["trt"]["detail"]
     if not HAS_GPU:

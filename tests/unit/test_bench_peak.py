@@ -1,6 +1,6 @@
 """bench/peak.py without measuring: the theoretical peak from fingerprint dicts (AVX2 and AVX-512 machines, int8,
-bf16), the clock source, the GEMM graphs (run in real ONNX Runtime, checked against numpy), the cache and the
-efficiency of a report against it."""
+bf16), the clock source, the peak targets and their GEMM graphs (runtimes/gemm.py, run in real ONNX Runtime,
+checked against numpy), the cache and the efficiency of a report against it."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 
 from deploykit.bench import peak as P
 from deploykit.bench.fingerprint import machine_id
+from deploykit.runtimes import gemm as G
 
 AVX2_INTEL = {"arch": "x86_64", "vendor": "GenuineIntel", "family": 6, "usable_cores": 8, "physical_cores": 4,
               "isa": ["sse4_2", "avx", "avx2", "fma", "f16c"]}
@@ -67,7 +68,29 @@ def test_clock_source_is_stated():
     assert P.clock({})[0] is None
 
 
-@pytest.mark.parametrize("kind", ["fp32", "matmul_integer", "qlinear", "qdq"])
+def test_peak_targets_are_the_targets_that_declare_gemm_kernels():
+    from deploykit.runtimes.base import PEAK, get_runtime
+
+    assert P.peak_targets() == ("ort", "openvino")  # in `deploykit targets` order
+    for name in P.peak_targets():
+        cls = get_runtime(name)
+        assert cls.has(PEAK) and cls.peak_kernels()
+    assert not get_runtime("trt").has(PEAK) and get_runtime("trt").peak_kernels() == ()
+
+
+def _kernels():
+    from deploykit.runtimes.base import get_runtime
+
+    return [kk for t in P.peak_targets() for kk in get_runtime(t).peak_kernels()]
+
+
+def test_the_kernels_cover_each_precision_and_graph():
+    kernels = _kernels()
+    assert {kk.precision for kk in kernels} == {"fp32", "int8", "bf16", "fp16"}
+    assert {kk.graph for kk in kernels} == set(G.GRAPHS)
+
+
+@pytest.mark.parametrize("kind", G.GRAPHS)
 def test_gemm_graphs_compute_the_product(kind):
     """Each graph the peak is measured on computes A . B (run in real ONNX Runtime, compared with numpy)."""
     from onnx import numpy_helper
@@ -75,10 +98,10 @@ def test_gemm_graphs_compute_the_product(kind):
     from deploykit.onnxio.session import cpu_session
 
     m, k, n = 6, 32, 5
-    model = P.gemm_model(kind, m, k, n)
+    model = G.gemm_model(kind, m, k, n)
     inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    kernel = next(kk for kk in P.KERNELS if kk.graph == kind)
-    a = P._input(kernel, m, k)
+    kernel = next(kk for kk in _kernels() if kk.graph == kind)
+    a = G.gemm_input(kernel, m, k)
     y = cpu_session(model.SerializeToString(), threads=1).run(None, {"A": a})[0]
     b = inits["B"].astype(np.int64 if kind != "fp32" else np.float64)
     if kind == "fp32":
