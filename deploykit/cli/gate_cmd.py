@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
@@ -215,38 +214,18 @@ def command(candidate, against, against_rev, baseline, gate_file, target, precis
 
 
 def finish(result, *, err, reports_dir, junit, github, as_json) -> None:
-    """Write the gate's outputs and print its verdict."""
-    import time
+    """Write the gate's outputs (gate/output.py) and print its verdict."""
+    from rich.markup import escape
 
-    from deploykit.core.atomic import write_json, write_text
-    from deploykit.gate.output import annotations, gate_document, junit_xml, markdown_summary, verdict
+    from deploykit.gate.output import gate_document, verdict, write_outputs
 
-    doc = gate_document(result)
-    if reports_dir is not None:
-        path = Path(reports_dir) / f"{time.strftime('%Y%m%d-%H%M%S')}-gate.json"
-        n = 1
-        while path.exists():
-            n += 1
-            path = Path(reports_dir) / f"{time.strftime('%Y%m%d-%H%M%S')}-gate-{n}.json"
-        write_json(path, doc)
-        err.print(f"[dim]gate report: {path}[/]")
-    if junit is not None:
-        write_text(junit, junit_xml(result))
-        err.print(f"[dim]JUnit XML: {junit}[/]")
-    if github is None:
-        github = os.environ.get("GITHUB_ACTIONS") == "true"
-    if github:
-        summary = os.environ.get("GITHUB_STEP_SUMMARY")
-        if summary:
-            try:
-                with open(summary, "a", encoding="utf-8") as fh:
-                    fh.write(markdown_summary(result))
-            except OSError as exc:
-                err.print(f"[yellow]warning:[/] cannot append to $GITHUB_STEP_SUMMARY ({summary}): {exc}")
-        for line in annotations(result):
-            click.echo(line)
+    notes, annotations = write_outputs(result, reports_dir=reports_dir, junit=junit, github=github)
+    for note in notes:
+        err.print(f"[yellow]{escape(note)}[/]" if note.startswith("warning:") else f"[dim]{escape(note)}[/]")
+    for line in annotations:
+        click.echo(line)
     if as_json:
-        print_json(doc)
+        print_json(gate_document(result))
     else:
         print_table(result)
     for c in result.checks:

@@ -231,3 +231,40 @@ def annotations(result) -> list[str]:
                 hint = " (refresh the baseline with 'deploykit baseline update')" if c.check.mode == "baseline" else ""
                 out.append(workflow_command("notice", line + hint, f"Latency improvement: {c.check.name} {m.metric}"))
     return out
+
+
+def write_outputs(result, *, reports_dir=None, junit=None, github: bool | None = None,
+                  environ=None) -> tuple[list[str], list[str]]:
+    """Write what a gate leaves behind: its report JSON (``<stamp>-gate.json`` in ``reports_dir``, never over
+    another), JUnit XML (``junit``) and, on GitHub Actions (``github``; None: when GITHUB_ACTIONS=true), the job
+    summary. Returns (notes for the log, GitHub annotation lines for stdout)."""
+    import os
+    from pathlib import Path
+
+    from deploykit.core.atomic import write_json, write_text
+
+    environ = os.environ if environ is None else environ
+    notes: list[str] = []
+    if reports_dir is not None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        path, n = Path(reports_dir) / f"{stamp}-gate.json", 1
+        while path.exists():
+            n += 1
+            path = Path(reports_dir) / f"{stamp}-gate-{n}.json"
+        write_json(path, gate_document(result))
+        notes.append(f"gate report: {path}")
+    if junit is not None:
+        write_text(junit, junit_xml(result))
+        notes.append(f"JUnit XML: {junit}")
+    if github is None:
+        github = environ.get("GITHUB_ACTIONS") == "true"
+    if not github:
+        return notes, []
+    summary = environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        try:
+            with open(summary, "a", encoding="utf-8") as fh:
+                fh.write(markdown_summary(result))
+        except OSError as exc:
+            notes.append(f"warning: cannot append to $GITHUB_STEP_SUMMARY ({summary}): {exc}")
+    return notes, annotations(result)
