@@ -1,4 +1,4 @@
-"""report/analysis.py on hand-built results tables with known truths (tests/results_tables.py): reading and
+"""studyreport/analysis.py on hand-built results tables with known truths (tests/results_tables.py): reading and
 normalising tables, complexity exponents, attention crossovers, ParC implementations, int8 speed-ups, Pareto, the
 serving table of LoadGen server cells."""
 
@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from deploykit.core.errors import InputError
-from deploykit.report import analysis as A
+from deploykit.studyreport import analysis as A
 from tests.results_tables import (CNN_K, EVIL, SERVER_BOUND_MS, SERVER_QPS, SPEEDUP, VIT_CROSSOVER, contract_table,
                                   write_table)
 

@@ -1,7 +1,7 @@
-"""report/html.py and report/plots.py on hand-built results tables: one self-contained page (nothing external,
-every user string escaped), every plot present when its data is and skipped with a reason when not, the serving
-section (LoadGen server cells: latency vs QPS, their table), the Markdown rendering with PNGs beside it, and the
-plots as PNG and SVG files."""
+"""studyreport/html.py and studyreport/plots.py on hand-built results tables: one self-contained page (nothing
+external, every user string escaped), every plot present when its data is and skipped with a reason when not, the
+serving section (LoadGen server cells: latency vs QPS, their table), the Markdown rendering with PNGs beside it, and
+the plots as PNG and SVG files."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 from deploykit.core.errors import UsageError
-from deploykit.report.html import fnum, prepare, render_html, render_markdown, write_report
-from deploykit.report.plots import PLOT_NAMES
+from deploykit.studyreport.html import fnum, prepare, render_html, render_markdown, write_report
+from deploykit.studyreport.plots import PLOT_NAMES
 from tests.results_tables import EVIL, SERVER_QPS, contract_table, write_table
 
 

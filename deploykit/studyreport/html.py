@@ -21,8 +21,8 @@ import pandas as pd
 from deploykit import __version__
 from deploykit.core.atomic import ensure_dir, write_bytes, write_text
 from deploykit.core.errors import UsageError
-from deploykit.report.analysis import (Analysis, CellReports, analyze, find_table, load_results, normalize,
-                                       read_cell_reports, series_label)
+from deploykit.studyreport.analysis import (Analysis, CellReports, analyze, find_table, load_results, normalize,
+                                            read_cell_reports, series_label)
 
 FORMATS = {".html": "html", ".htm": "html", ".md": "md"}
 
@@ -41,7 +41,7 @@ class ReportData:
 def prepare(df: pd.DataFrame, *, base_dir: Path | None = None, source: str = "", title: str | None = None,
             n_boot: int = 1000, seed: int = 0) -> ReportData:
     """Analyse a results table (contract columns; ``normalize`` fills the missing ones) and draw its plots."""
-    from deploykit.report.plots import make_plots
+    from deploykit.studyreport.plots import make_plots
 
     df = normalize(df, where=source or "results table")
     cells = read_cell_reports(df, base_dir)
@@ -56,7 +56,7 @@ def write_report(results: Path | str, output: Path | str, *, plots_dir: Path | s
     """Read ``results`` (a table or a sweep folder), write ``output`` (.html or .md; Markdown puts its PNG plots
     in ``<stem>-plots/`` beside it) and, with ``plots_dir``, every plot as PNG and SVG. Returns what was written
     and which plots were skipped, with why."""
-    from deploykit.report import plots as P
+    from deploykit.studyreport import plots as P
 
     output = Path(output)
     fmt = FORMATS.get(output.suffix.lower())
@@ -176,7 +176,7 @@ def _present(df: pd.DataFrame, name: str) -> bool:
 # ----------------------------------------------------------------------------------------- the tables
 
 def results_columns(df: pd.DataFrame) -> list[Column]:
-    from deploykit.report.plots import peak_share_percent
+    from deploykit.studyreport.plots import peak_share_percent
 
     share = peak_share_percent(df["peak_share"])
     cols: list[Column] = [_col("model", "model", str)]
@@ -419,7 +419,7 @@ def _counts_html(counts: dict[str, int]) -> str:
 
 
 def render_html(rd: ReportData) -> str:
-    from deploykit.report.plots import svg_inline
+    from deploykit.studyreport.plots import svg_inline
 
     e = html.escape
     df, an = rd.df, rd.analysis
@@ -556,7 +556,7 @@ def md_table(df: pd.DataFrame, columns: list[Column]) -> str:
 
 def render_markdown(rd: ReportData, image_dir: str) -> tuple[str, dict[str, bytes]]:
     """(Markdown text, {file name: PNG bytes}); the text links the images as ``image_dir/<name>.png``."""
-    from deploykit.report.plots import png
+    from deploykit.studyreport.plots import png
 
     df, an = rd.df, rd.analysis
     out = [f"# {_md_escape(rd.title)}", "",

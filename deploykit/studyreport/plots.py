@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from deploykit.report.analysis import (Analysis, latency_rows, parse_options, pareto_front, series_label)
+from deploykit.studyreport.analysis import Analysis, latency_rows, parse_options, pareto_front, series_label
 
 RC = {"svg.fonttype": "none", "svg.hashsalt": "deploykit", "font.size": 9, "axes.titlesize": 9.5,
       "legend.fontsize": 7.5, "axes.grid": True, "grid.alpha": 0.3, "grid.linewidth": 0.6}
