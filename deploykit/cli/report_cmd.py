@@ -38,7 +38,7 @@ def command(results, output, plots_dir, title, n_boot, seed):
     """
     from deploykit.cli.common import stderr_console
     from deploykit.studyreport.analysis import find_table
-    from deploykit.studyreport.html import write_report
+    from deploykit.studyreport.report import write_report
 
     table = find_table(results)
     if output is None:

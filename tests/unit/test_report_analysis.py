@@ -156,8 +156,8 @@ def test_attention_crossover_by_time_covers_the_truth(analysis):
 
 # ------------------------------------------------------------------------------------------- ParC, int8
 
-def test_parc_table_finds_where_fft_overtakes(analysis):
-    t = analysis.parc
+def test_the_parc_impl_option_table_finds_where_fft_overtakes(analysis):
+    t = analysis.option("parc_impl").table
     assert set(t.columns) >= {"p50_conv_ms", "p50_fft_ms", "p50_matmul_ms", "fastest", "clear"}
     b1 = t[t["batch"] == 1]
     assert set(b1[b1["resolution"] >= 640]["fastest"]) == {"fft"}
