@@ -1,6 +1,7 @@
 """Hand-built results tables that follow the results-table contract (the columns a sweep writes), with known
 truths baked in, and the cell JSON reports (raw samples, environment) beside them. For the tests of
-``deploykit report`` (report/analysis.py, report/html.py, report/plots.py) without running a sweep."""
+``deploykit report`` (studyreport/analysis.py, studyreport/html.py, studyreport/plots.py) without running a
+sweep."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from deploykit.bench.stats import bootstrap_ci
-from deploykit.report.analysis import COLUMNS
+from deploykit.studyreport.analysis import COLUMNS
 
 EVIL = "evil<script>alert(1)</script>"
 RESOLUTIONS = (224, 320, 448, 640, 896)

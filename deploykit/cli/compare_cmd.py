@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from deploykit.cli.common import print_json, stdout_console
-from deploykit.report.compare import BY_CHOICES
+from deploykit.studyreport.compare import BY_CHOICES
 
 
 @click.command("compare")
@@ -37,8 +37,8 @@ def command(inputs, by, baseline, metric, as_json, output):
     one where the samples could not be read and the two medians' 95% CIs do not overlap instead.
     """
     from deploykit.core.errors import UsageError
-    from deploykit.report.compare import header_lines, load_inputs, table_rows, to_csv, to_markdown
-    from deploykit.report.compare import compare as run_compare
+    from deploykit.studyreport.compare import header_lines, load_inputs, table_rows, to_csv, to_markdown
+    from deploykit.studyreport.compare import compare as run_compare
 
     if output is not None and output.suffix not in (".md", ".csv"):
         raise UsageError(f"-o {output}: write .md or .csv")

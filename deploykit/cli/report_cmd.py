@@ -37,8 +37,8 @@ def command(results, output, plots_dir, title, n_boot, seed):
     docs/reports.md for the fit methods.
     """
     from deploykit.cli.common import stderr_console
-    from deploykit.report.analysis import find_table
-    from deploykit.report.html import write_report
+    from deploykit.studyreport.analysis import find_table
+    from deploykit.studyreport.report import write_report
 
     table = find_table(results)
     if output is None:

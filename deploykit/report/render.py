@@ -7,6 +7,7 @@ import io
 from pathlib import Path
 
 from deploykit.core.atomic import ensure_dir, write_json, write_text
+from deploykit.report import numbers as N
 from deploykit.report.schema import report_stem
 
 SUMMARY_COLUMNS = [
@@ -129,31 +130,24 @@ def _energy_status(e: dict | None) -> str:
 
 
 def fmt(key: str, value) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, str):
-        return value
-    if key == "cv":
-        return f"{value:.1%}"
-    if key in ("cosine",):
-        return f"{value:.6f}"
-    if key == "max_abs":
-        return f"{value:.2e}"
-    if key == "rel_err":
-        return f"{value:.3g}"
-    if key == "top1":
-        return f"{value:.2f}"
-    if key == "j_per_inf":
-        return f"{value:.4g}"
-    if key.endswith("_mb") or key == "gflops":
-        return f"{value:.1f}"
-    if key == "gmacs":
-        return f"{value:.3f}"
-    if key == "peak_share":
-        return f"{value:.0%}"
-    if key.endswith("_ms") or key == "items_per_s":
-        return f"{value:.3f}" if value < 100 else f"{value:.1f}"
-    return str(value)
+    """A summary cell: each column's precision, written by report/numbers.py ("-" when there is none)."""
+    if value is None or isinstance(value, str):
+        return N.MISSING if value is None else value
+    how = _CELL.get(key)
+    if how is None:
+        if key.endswith("_mb"):
+            how = (N.number, 1)
+        elif key.endswith("_ms"):
+            how = (N.ms,)
+        else:
+            return str(value)
+    return how[0](value, *how[1:])
+
+
+# column -> (numbers function, its digits): a key not here is a latency (*_ms), a size (*_mb) or shown as is
+_CELL = {"cv": (N.share, 1), "cosine": (N.number, 6), "max_abs": (N.sci, 2), "rel_err": (N.sig, 3),
+         "top1": (N.number, 2), "j_per_inf": (N.sig, 4), "gflops": (N.number, 1), "gmacs": (N.number, 3),
+         "peak_share": (N.share, 0), "items_per_s": (N.ms,)}
 
 
 # CSV rounding: well below the noise of any measurement, short enough to read
@@ -245,14 +239,14 @@ def per_layer_title(r: dict) -> str:
 def per_layer_rows(pl: dict, top: int | None = None) -> tuple[list[dict], list[dict]]:
     """Formatted rows of a report's ``per_layer`` section: op types (the ``top`` slowest) and the slowest nodes."""
     top = pl.get("top", 15) if top is None else top
-    ops = [{"op_type": t["op_type"], "time_ms": f"{t['time_ms']:.3f}", "share": f"{t['share']:.1%}",
+    ops = [{"op_type": t["op_type"], "time_ms": N.number(t["time_ms"], 3), "share": N.share(t["share"]),
             "count": str(t["count"]), "precisions": ", ".join(f"{p} x{c}" for p, c in t["precisions"].items())}
            for t in pl["by_op_type"][:top]]
     nodes = []
     for i, nd in enumerate(pl["top_nodes"][:top], 1):
         name = nd["name"] + (f" [{'+'.join(nd['fused'])}]" if nd.get("fused") else "")
         nodes.append({"rank": str(i), "name": name, "op_type": nd["op_type"], "precision": nd["precision"],
-                      "time_ms": f"{nd['time_ms']:.3f}", "share": f"{nd['share']:.1%}"})
+                      "time_ms": N.number(nd["time_ms"], 3), "share": N.share(nd["share"])})
     return ops, nodes
 
 

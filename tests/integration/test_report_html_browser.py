@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from deploykit.cli import cli
-from deploykit.report.plots import PLOT_NAMES
+from deploykit.studyreport.plots import PLOT_NAMES
 from tests.results_tables import EVIL, contract_table, write_table
 
 pytestmark = pytest.mark.slow
@@ -184,7 +184,7 @@ def report_page(tmp_path_factory):
 
 def test_the_harness_sees_console_errors(browser, tmp_path):
     """Control: a page whose external image the page's own CSP blocks, and a console.error, are both caught."""
-    from deploykit.report.html import CSP
+    from deploykit.studyreport.html import CSP
 
     page = tmp_path / "control.html"
     page.write_text(f'<!DOCTYPE html><html><head><meta http-equiv="Content-Security-Policy" content="{CSP}">'

@@ -1,4 +1,4 @@
-"""report/analysis.py on hand-built results tables with known truths (tests/results_tables.py): reading and
+"""studyreport/analysis.py on hand-built results tables with known truths (tests/results_tables.py): reading and
 normalising tables, complexity exponents, attention crossovers, ParC implementations, int8 speed-ups, Pareto, the
 serving table of LoadGen server cells."""
 
@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from deploykit.core.errors import InputError
-from deploykit.report import analysis as A
+from deploykit.studyreport import analysis as A
 from tests.results_tables import (CNN_K, EVIL, SERVER_BOUND_MS, SERVER_QPS, SPEEDUP, VIT_CROSSOVER, contract_table,
                                   write_table)
 
@@ -156,8 +156,8 @@ def test_attention_crossover_by_time_covers_the_truth(analysis):
 
 # ------------------------------------------------------------------------------------------- ParC, int8
 
-def test_parc_table_finds_where_fft_overtakes(analysis):
-    t = analysis.parc
+def test_the_parc_impl_option_table_finds_where_fft_overtakes(analysis):
+    t = analysis.option("parc_impl").table
     assert set(t.columns) >= {"p50_conv_ms", "p50_fft_ms", "p50_matmul_ms", "fastest", "clear"}
     b1 = t[t["batch"] == 1]
     assert set(b1[b1["resolution"] >= 640]["fastest"]) == {"fft"}

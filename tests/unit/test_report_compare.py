@@ -1,4 +1,4 @@
-"""deploykit/report/compare.py: cells matched across inputs or pivoted by a key, ratios to a baseline, the
+"""deploykit/studyreport/compare.py: cells matched across inputs or pivoted by a key, ratios to a baseline, the
 significance marker from the bootstrap of the ratio (both directions, and no marker for equal runs), the CI-overlap
 fallback where the raw samples are gone, and the Markdown / CSV renderings."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from deploykit.core.errors import UsageError
-from deploykit.report import compare as cmp
+from deploykit.studyreport import compare as cmp
 from deploykit.report.results import row_from_report, write_results
 from tests.sample_reports import make_loadgen_report, make_report, samples, write_report
 

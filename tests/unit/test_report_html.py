@@ -1,7 +1,7 @@
-"""report/html.py and report/plots.py on hand-built results tables: one self-contained page (nothing external,
-every user string escaped), every plot present when its data is and skipped with a reason when not, the serving
-section (LoadGen server cells: latency vs QPS, their table), the Markdown rendering with PNGs beside it, and the
-plots as PNG and SVG files."""
+"""studyreport/html.py and studyreport/plots.py on hand-built results tables: one self-contained page (nothing
+external, every user string escaped), every plot present when its data is and skipped with a reason when not, the
+serving section (LoadGen server cells: latency vs QPS, their table), the Markdown rendering with PNGs beside it, and
+the plots as PNG and SVG files."""
 
 from __future__ import annotations
 
@@ -13,8 +13,11 @@ import pandas as pd
 import pytest
 
 from deploykit.core.errors import UsageError
-from deploykit.report.html import fnum, prepare, render_html, render_markdown, write_report
-from deploykit.report.plots import PLOT_NAMES
+from deploykit.studyreport.html import render_html
+from deploykit.studyreport.markdown import render_markdown
+from deploykit.studyreport.report import prepare, write_report
+from deploykit.studyreport.sections import fnum
+from deploykit.studyreport.plots import PLOT_NAMES
 from tests.results_tables import EVIL, SERVER_QPS, contract_table, write_table
 
 
@@ -161,3 +164,25 @@ def test_the_report_format_comes_from_the_file_name(tmp_path):
                                     (float("inf"), "∞")])
 def test_number_formatting(v, text):
     assert fnum(v) == text
+
+
+def test_a_model_option_no_family_declares_is_compared_under_its_key():
+    """An option key found only in the table (``block``) gets the same analysis, section and plot as a declared one
+    (``parc_impl``), named by the key; with no watched value there is no verdict sentence."""
+    rows = [dict(model="m", model_options=f"block={v},depth=2", family="cnn", target="ort", precision="fp32",
+                 batch=1, resolution=res, threads=2, status="ok", p50_ms=s * res / 224, ci_low_ms=0.98 * s * res / 224,
+                 ci_high_ms=1.02 * s * res / 224)
+            for v, s in (("a", 1.0), ("b", 1.5)) for res in (224, 448)]
+    rd = prepare(pd.DataFrame(rows), n_boot=100)
+    t = rd.analysis.option("block").table
+    assert list(t["fastest"]) == ["a", "a"] and set(t["other_options"]) == {"depth=2"} and t["clear"].all()
+    drawn = {p.name: p for p in rd.plots if p.figure is not None}
+    assert drawn["blocks"].title == "block values vs resolution"
+    page = render_html(rd)
+    assert '<h2 id="option-block">block values</h2>' in page and '<a href="#option-block">block values</a>' in page
+    option = page[page.index('<h2 id="option-block">'):page.index('<h2 id="int8">')]
+    assert "<th>p50 a ms</th><th>p50 b ms</th>" in option and "fastest" not in option.split("<table")[0]
+    assert '<h2 id="parc">ParC implementations</h2>' in page  # the declared option keeps its (empty) section
+    assert "No model measured with two or more parc_impl values at the same settings." in page
+    text, _ = render_markdown(rd, "x")
+    assert "## block values" in text and "| p50 a ms | p50 b ms |" in text

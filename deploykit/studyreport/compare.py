@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Sequence
 
 from deploykit.core.errors import UsageError
+from deploykit.report import numbers as N
 from deploykit.report.results import KEY_COLUMNS, read_results
 
 BY_CHOICES = ("target", "precision", "model", "resolution", "threads", "batch", "model_options")
@@ -248,18 +249,13 @@ def _cell_label(cell: dict, shown: list[str]) -> str:
 
 # ------------------------------------------------------------------------------------------------- rendering
 
-def fmt_value(v: float | None, metric: str) -> str:
-    if v is None:
-        return "-"
-    return f"{v:.3f}" if abs(v) < 100 else f"{v:.1f}"
-
-
 def value_text(entry: dict | None, metric: str) -> str:
+    """A column's value with its CI where it has one: ``12.345 [12.100-12.600]``; "-" when the cell is not there."""
     if entry is None:
-        return "-"
-    text = fmt_value(entry["value"], metric)
+        return N.MISSING
+    text = N.ms(entry["value"])
     if entry.get("ci"):
-        text += f" [{fmt_value(entry['ci'][0], metric)}-{fmt_value(entry['ci'][1], metric)}]"
+        text += " " + N.interval(*entry["ci"], N.ms, sep="-")
     return text
 
 
@@ -269,7 +265,7 @@ def ratio_text(entry: dict | None) -> str:
     mark = ""
     if entry.get("significant"):
         mark = MARK if entry["test"] == "bootstrap" else MARK + "ci"
-    return f"x{entry['ratio']:.3f}{mark}"
+    return f"x{N.number(entry['ratio'], 3)}{mark}"
 
 
 def table_rows(result: dict) -> tuple[list[str], list[list[str]]]:

@@ -1,6 +1,7 @@
 """Analyses of a results table (one row per sweep cell, the columns of the results-table contract), computed
-generically from whatever cells the table holds: complexity exponents, attention crossovers, the fastest ParC
-implementation per resolution, int8 speed-ups, Pareto fronts. ``deploykit report`` renders them.
+generically from whatever cells the table holds: complexity exponents, attention crossovers, the fastest value of
+each model option (the ParC implementation, ...) per resolution, int8 speed-ups, Pareto fronts. ``deploykit
+report`` renders them.
 
 Every analysis uses the cells with status ``ok`` and the ``latency`` scenario (bench cells), and one series is
 one (model, model_options, target, precision, batch, threads) -- except the serving table, which lists the ok
@@ -14,6 +15,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -21,6 +23,9 @@ import pandas as pd
 from deploykit.core.errors import InputError
 from deploykit.report.results import COLUMNS as RESULT_COLUMNS
 from deploykit.report.results import RESULTS_CSV, RESULTS_PARQUET
+
+if TYPE_CHECKING:
+    from deploykit.models.registry import ModelOption
 
 # the results-table contract's columns, in order: the one definition is report/results.py (which writes the table)
 COLUMNS = [c for c, _ in RESULT_COLUMNS]
@@ -345,38 +350,71 @@ def attention_time_table(df: pd.DataFrame, cells: CellReports | None = None, *, 
     return pd.DataFrame(rows, columns=cols), notes
 
 
-# -------------------------------------------------------------------------------------- ParC implementations
+# ------------------------------------------------------------------------------------------- model options
 
-def parc_impl_table(df: pd.DataFrame) -> pd.DataFrame:
-    """For models measured with several ``parc_impl`` options: p50 of each implementation per (target,
-    precision, batch, threads, resolution), the fastest, and whether its lead is clear (its CI of the median
-    lies below every other implementation's)."""
+def compared_options(df: pd.DataFrame) -> list[ModelOption]:
+    """The model options the report compares (``models.registry.ModelOption``): every declared one, in declaration
+    order, then any other option key the table's ``model_options`` column holds (a model registered elsewhere, an
+    older table), described by its key alone."""
+    from deploykit.models import ModelOption, model_options_declared
+
+    declared = model_options_declared()
+    names = {o.name for o in declared}
+    found = sorted({k for text in df["model_options"].unique() for k in parse_options(text)} - names)
+    return declared + [ModelOption(k, ()) for k in found]
+
+
+def option_label(option: ModelOption) -> str:
+    """What one value of the option is, in words: its declared label (ParC implementation), else "<key> value"."""
+    return option.label or f"{option.name} value"
+
+
+def option_table(df: pd.DataFrame, name: str) -> pd.DataFrame:
+    """For models measured with several values of model option ``name``: p50 of each value per (model, its other
+    options, target, precision, batch, threads, resolution), the fastest, and whether its lead is clear (its CI
+    of the median lies below every other value's)."""
     lat = latency_rows(df).copy()
     opts = lat["model_options"].map(parse_options)
-    lat = lat[opts.map(lambda o: "parc_impl" in o).astype(bool)]
+    lat = lat[opts.map(lambda o: name in o).astype(bool)]
     if lat.empty:
         return pd.DataFrame()
     opts = lat["model_options"].map(parse_options)
-    lat["impl"] = opts.map(lambda o: o["parc_impl"])
-    lat["other_options"] = opts.map(lambda o: format_options({k: v for k, v in o.items() if k != "parc_impl"}))
-    impls = sorted(lat["impl"].unique())
+    lat["value"] = opts.map(lambda o: o[name])
+    lat["other_options"] = opts.map(lambda o: format_options({k: v for k, v in o.items() if k != name}))
+    values = sorted(lat["value"].unique())
     keys = ["model", "other_options", "target", "precision", "batch", "threads", "resolution"]
     rows = []
     for key, g in lat.groupby(keys, sort=True, dropna=False):
-        g = g.drop_duplicates("impl")
+        g = g.drop_duplicates("value")
         if len(g) < 2:
             continue
         row = dict(zip(keys, key))
-        for impl in impls:
-            m = g[g["impl"] == impl]
-            row[f"p50_{impl}_ms"] = float(m["p50_ms"].iloc[0]) if len(m) else np.nan
+        for v in values:
+            m = g[g["value"] == v]
+            row[f"p50_{v}_ms"] = float(m["p50_ms"].iloc[0]) if len(m) else np.nan
         best = g.loc[g["p50_ms"].idxmin()]
-        others = g[g["impl"] != best["impl"]]
-        row["fastest"] = best["impl"]
+        others = g[g["value"] != best["value"]]
+        row["fastest"] = best["value"]
         row["clear"] = bool(np.isfinite(best["ci_high_ms"]) and (best["ci_high_ms"] < others["ci_low_ms"]).all())
         row["next_ratio"] = float(others["p50_ms"].min() / best["p50_ms"])
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+@dataclass
+class OptionComparison:
+    """One model option's values compared at the same other settings (``option_table``)."""
+
+    option: ModelOption
+    table: pd.DataFrame
+
+    @property
+    def name(self) -> str:
+        return self.option.name
+
+    @property
+    def label(self) -> str:
+        return option_label(self.option)
 
 
 # -------------------------------------------------------------------------------------------- int8 speed-up
@@ -490,11 +528,14 @@ class Analysis:
     attention_macs: pd.DataFrame
     attention_time: pd.DataFrame
     attention_time_notes: list[str]
-    parc: pd.DataFrame
+    options: list[OptionComparison]
     int8_pairs: pd.DataFrame
     int8_model: pd.DataFrame
     int8_family: pd.DataFrame
     server: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=SERVER_COLUMNS))
+
+    def option(self, name: str) -> OptionComparison:
+        return next(o for o in self.options if o.name == name)
 
 
 def analyze(df: pd.DataFrame, cells: CellReports | None = None, *, n_boot: int = 1000, seed: int = 0) -> Analysis:
@@ -505,7 +546,7 @@ def analyze(df: pd.DataFrame, cells: CellReports | None = None, *, n_boot: int =
         attention_macs=attention_macs_table(df),
         attention_time=att_time,
         attention_time_notes=notes,
-        parc=parc_impl_table(df),
+        options=[OptionComparison(o, option_table(df, o.name)) for o in compared_options(df)],
         int8_pairs=pairs,
         int8_model=int8_by_model(pairs),
         int8_family=int8_by_family(pairs),

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from deploykit.report.analysis import (Analysis, latency_rows, parse_options, pareto_front, series_label)
+from deploykit.report import numbers as N
+from deploykit.studyreport.analysis import (Analysis, OptionComparison, latency_rows, parse_options, pareto_front,
+                                            series_label)
 
 RC = {"svg.fonttype": "none", "svg.hashsalt": "deploykit", "font.size": 9, "axes.titlesize": 9.5,
       "legend.fontsize": 7.5, "axes.grid": True, "grid.alpha": 0.3, "grid.linewidth": 0.6}
@@ -103,10 +105,6 @@ def _legend(ax, **kw):
                   frameon=False, **kw)
 
 
-def _fmt(v: float) -> str:
-    return "inf" if v == np.inf else f"{v:.2f}"
-
-
 # ------------------------------------------------------------------------------------------------ plots
 
 def plot_latency_vs_resolution(df: pd.DataFrame, an: Analysis) -> Plot:
@@ -142,9 +140,9 @@ def plot_latency_vs_resolution(df: pd.DataFrame, an: Analysis) -> Plot:
                 err = _yerr(pts)
                 all_pix.extend(pix)
                 all_y.extend(y)
-                ci = (f" [{s['k_ci_low']:.2f}, {s['k_ci_high']:.2f}]" if np.isfinite(s["k_ci_low"]) else "")
+                ci = N.interval(s["k_ci_low"], s["k_ci_high"], digits=2)
                 ax.errorbar(pix, y, yerr=err, fmt="o", ms=4, capsize=2, color=colors[lab],
-                            label=f"{lab}: k={s['k']:.2f}{ci}")
+                            label=f"{lab}: k={N.number(s['k'], 2)}" + (f" {ci}" if ci else ""))
                 xs = np.geomspace(pix.min(), pix.max(), 32)
                 ax.plot(xs, s["prefactor_ms"] * xs ** s["k"], "--", lw=1, color=colors[lab])
             _guides(ax, np.asarray(all_pix), np.asarray(all_y))
@@ -430,22 +428,30 @@ def plot_attention_share(df: pd.DataFrame, an: Analysis) -> Plot:
     return p
 
 
-def plot_parc_impls(df: pd.DataFrame, an: Analysis) -> Plot:
-    p = Plot("parc_impls", "ParC implementations vs resolution",
-             "p50 latency of each parc_impl (conv, fft, matmul) against input side length, per ParC model, one "
+def option_plot_name(name: str) -> str:
+    """The plot of a model option's values: ``parc_impl`` -> ``parc_impls``."""
+    return f"{name}s"
+
+
+def plot_option(df: pd.DataFrame, an: Analysis, oc: OptionComparison) -> Plot:
+    """p50 of each value of one model option against resolution, per model (``Analysis.options``)."""
+    values = oc.option.choices or tuple(sorted({parse_options(t).get(oc.name, "") for t in df["model_options"]}
+                                               - {""}))
+    p = Plot(option_plot_name(oc.name), f"{oc.label}s vs resolution",
+             f"p50 latency of each {oc.name} ({', '.join(values)}) against input side length, per model, one "
              "panel per target and precision (log-log).")
     lat = latency_rows(df)
-    has_impl = lat["model_options"].map(lambda s: "parc_impl" in parse_options(s)).astype(bool)
-    lat = lat[has_impl & (lat["resolution"] > 0)]
-    if lat.empty or an.parc.empty:
-        p.skipped = "no ParC model was measured with two or more parc_impl values at the same settings"
+    has = lat["model_options"].map(lambda s: oc.name in parse_options(s)).astype(bool)
+    lat = lat[has & (lat["resolution"] > 0)]
+    if lat.empty or oc.table.empty:
+        p.skipped = f"no model was measured with two or more {oc.name} values at the same settings"
         return p
     lat = lat.assign(label=_labels(lat))
     keys = ["label", "target", "precision", "batch", "threads"]
     nres = lat.groupby(keys, dropna=False)["resolution"].transform("nunique")
     lat = lat[nres >= 2]
     if lat.empty:
-        p.skipped = "no ParC implementation was measured at two or more resolutions"
+        p.skipped = f"no {oc.label} was measured at two or more resolutions"
         return p
     panels = list(lat.groupby(["target", "precision", "batch", "threads"], sort=True, dropna=False).groups)
     many_batches = len({b for _, _, b, _ in panels}) > 1
@@ -512,7 +518,7 @@ def plot_latency_vs_qps(df: pd.DataFrame, an: Analysis) -> Plot:
             for bound, pct in sorted({(b, q) for b, q in zip(sub["latency_bound_ms"], sub["percentile"])
                                       if b == b}):
                 ax.axhline(bound, color="0.25", lw=0.9, ls=":",
-                           label=f"bound {bound:g} ms" + (f" (p{pct:g})" if pct == pct else ""))
+                           label=f"bound {N.given(bound)} ms" + (f" (p{N.given(pct)})" if pct == pct else ""))
             y = np.concatenate([sub["p50_ms"].to_numpy(float), sub["p99_ms"].to_numpy(float)])
             y = y[np.isfinite(y) & (y > 0)]
             if y.size and y.max() / y.min() > 20:  # an overloaded server's tail dwarfs the rest
@@ -526,14 +532,26 @@ def plot_latency_vs_qps(df: pd.DataFrame, an: Analysis) -> Plot:
 
 
 PLOTTERS = (plot_latency_vs_resolution, plot_int8_speedup, plot_throughput_vs_batch, plot_latency_vs_gmacs,
-            plot_latency_vs_params, plot_memory, plot_peak_share, plot_attention_share, plot_parc_impls,
-            plot_latency_vs_qps)
-PLOT_NAMES = ("latency_vs_resolution", "int8_speedup", "throughput_vs_batch", "latency_vs_gmacs",
-              "latency_vs_params", "memory", "peak_share", "attention_share", "parc_impls", "latency_vs_qps")
+            plot_latency_vs_params, plot_memory, plot_peak_share, plot_attention_share)
+LAST_PLOTTERS = (plot_latency_vs_qps,)  # after the plots of the model options
+
+
+def _plot_names() -> tuple[str, ...]:
+    from deploykit.models import model_options_declared
+
+    return tuple([fn.__name__.removeprefix("plot_") for fn in PLOTTERS]
+                 + [option_plot_name(o.name) for o in model_options_declared()]
+                 + [fn.__name__.removeprefix("plot_") for fn in LAST_PLOTTERS])
+
+
+# every plot a report has, drawn or not: one per plotter and one per declared model option (a table may add one
+# for an option no model declares)
+PLOT_NAMES = _plot_names()
 
 
 def make_plots(df: pd.DataFrame, an: Analysis) -> list[Plot]:
-    return [fn(df, an) for fn in PLOTTERS]
+    return ([fn(df, an) for fn in PLOTTERS] + [plot_option(df, an, oc) for oc in an.options]
+            + [fn(df, an) for fn in LAST_PLOTTERS])
 
 
 # --------------------------------------------------------------------------------------------- renderings
