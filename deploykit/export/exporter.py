@@ -222,7 +222,8 @@ def _torch_export(model, x: np.ndarray, cfg: ExportConfig):
                 return program.model_proto
             buf = io.BytesIO()
             axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if cfg.dynamic_batch else None
-            keep_bn = {} if cfg.fold_bn else {"training": torch.onnx.TrainingMode.PRESERVE, "do_constant_folding": False}
+            keep_bn = ({} if cfg.fold_bn
+                       else {"training": torch.onnx.TrainingMode.PRESERVE, "do_constant_folding": False})
             torch.onnx.export(model, (xt,), buf, dynamo=False, opset_version=cfg.opset,
                               input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamic_axes=axes, **keep_bn)
             return onnx.load_from_string(buf.getvalue())
@@ -230,7 +231,8 @@ def _torch_export(model, x: np.ndarray, cfg: ExportConfig):
         raise
     except Exception as exc:
         msg = squash(exc, 400) or type(exc).__name__
-        raise ExportError(f"exporting {cfg.model} to ONNX opset {cfg.opset} failed: {type(exc).__name__}: {msg}") from exc
+        raise ExportError(f"exporting {cfg.model} to ONNX opset {cfg.opset} failed: "
+                          f"{type(exc).__name__}: {msg}") from exc
 
 
 def _infer_shapes(proto):
@@ -283,7 +285,8 @@ def graph_summary(proto) -> dict:
     }
 
 
-def verify_onnx_bytes(data: bytes, model, x: np.ndarray, ref: np.ndarray, tol: Tolerance, *, dynamic_batch: bool, what: str) -> dict:
+def verify_onnx_bytes(data: bytes, model, x: np.ndarray, ref: np.ndarray, tol: Tolerance, *, dynamic_batch: bool,
+                      what: str) -> dict:
     """Run the ONNX model in ONNX Runtime (CPU, default optimisations) on ``x`` and compare with PyTorch."""
     import onnxruntime as ort
 

@@ -16,7 +16,7 @@ from deploykit.export import artifacts
 from deploykit.onnxio.files import (external_data_files, graph_precision, image_input_from_specs, image_input_shape,
                                     load_onnx, model_sha256)
 from deploykit.models.registry import IMAGENET_MEAN, IMAGENET_STD, MODELS, get_cfg
-from deploykit.models.select import looks_like_file  # noqa: F401  (re-exported: callers ask here)
+from deploykit.models.select import looks_like_file  # also re-exported: callers ask here
 from deploykit.models.traits import ModelTraits
 
 
@@ -59,7 +59,8 @@ class ResolvedModel:
             d["export_settings"] = {k: v for k, v in self.manifest.get("settings", {}).items() if k != "versions"}
             d["verification_passed"] = self.manifest.get("verification", {}).get("passed")
             if self.manifest.get("settings", {}).get("precision") == "int8":
-                d["export_settings"] = {k: v for k, v in (self.manifest["settings"].get("source_settings") or {}).items()}
+                source_settings = self.manifest["settings"].get("source_settings") or {}
+                d["export_settings"] = {k: v for k, v in source_settings.items()}
                 d["quantize_settings"] = {k: v for k, v in self.manifest["settings"].items()
                                           if k not in ("versions", "source_settings")}
         return d

@@ -159,7 +159,8 @@ def resolve_options(cfg: ModelCfg, options: dict[str, Any] | None) -> dict[str, 
         if v is None:
             continue
         if k not in allowed:
-            raise UsageError(f"{cfg.name} has no option {k!r}" + (f" (it has: {', '.join(allowed)})" if allowed else ""))
+            raise UsageError(f"{cfg.name} has no option {k!r}"
+                             + (f" (it has: {', '.join(allowed)})" if allowed else ""))
         if str(v) not in allowed[k]:
             raise UsageError(f"{cfg.name}: {k} must be one of {', '.join(allowed[k])}, got {v!r}")
         out[k] = str(v)

@@ -241,7 +241,8 @@ def _apply_excludes(model, plan: QdqPlan, excludes) -> None:
             import difflib
 
             close = difflib.get_close_matches(pattern, names + sorted(types), n=3, cutoff=0.6)
-            hint = f"; did you mean {', '.join(close)}?" if close else " ('deploykit quantize --sensitivity' lists the nodes)"
+            hint = (f"; did you mean {', '.join(close)}?" if close
+                    else " ('deploykit quantize --sensitivity' lists the nodes)")
             raise UsageError(f"--exclude {pattern!r} matches no op type or node name in the graph{hint}")
         by_name += hits
         plan.nodes_to_exclude += hits

@@ -255,7 +255,8 @@ def _settings(src: Source, qcfg: QuantizeConfig, calib, pp, softmax: str, reduce
     }
 
 
-def _variant(src: Source, settings: dict, qcfg: QuantizeConfig, softmax: str, reduce_range: bool, calib_sha: str) -> str:
+def _variant(src: Source, settings: dict, qcfg: QuantizeConfig, softmax: str, reduce_range: bool,
+             calib_sha: str) -> str:
     ss = settings["source_settings"] or {}
     tag = [qcfg.quantizer + (f"-{qcfg.profile}" if qcfg.quantizer == "ort" else "")]
     if softmax != "none":
