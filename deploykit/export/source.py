@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from deploykit.core.config import ExportConfig
 from deploykit.core.errors import InputError
@@ -91,8 +91,9 @@ def resolve_model(ref: str, *, batch: int, resolution: int | None, export: Expor
         return resolved
     if looks_like_file(ref) and ref not in MODELS:
         path = Path(ref)
-        if path.suffix != ".onnx" and path.suffix in (readers or {}):
-            return _resolve_native(path, batch, resolution, readers[path.suffix])
+        reader = (readers or {}).get(path.suffix)
+        if path.suffix != ".onnx" and reader is not None:
+            return _resolve_native(path, batch, resolution, reader)
         return _resolve_file(path, batch, resolution)
     get_cfg(ref)  # unknown name -> InputError with suggestions
     from dataclasses import replace
@@ -134,6 +135,7 @@ def _resolve_file(path: Path, batch: int, resolution: int | None) -> ResolvedMod
     manifest, problem = artifacts.manifest_problem(path)
     if manifest is not None and manifest.get("sha256") != sha:
         manifest = None  # a manifest that does not describe this file's content is ignored
+    info: dict[str, Any]
     if manifest is None:
         info = {"warnings": [f"{path.name} has no deploykit manifest: images are normalised with the ImageNet "
                              "mean/std"]}
