@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from deploykit.bench.stats import loadgen_percentile  # noqa: E402
+from deploykit.bench.stats import loadgen_percentile
 
 
 def run_json(args: list[str]) -> dict:

@@ -95,7 +95,7 @@ def write_error(path: Path | str, exc: OSError) -> InputError:
     """A failed write as a one-line error: the file, and what the system said (disk full, quota, read-only ...)."""
     why = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
            errno.EROFS: "read-only file system", errno.EACCES: "permission denied", errno.EPERM: "permission denied",
-           errno.EFBIG: "file too large for this file system or limit"}.get(exc.errno, exc.strerror or str(exc))
+           errno.EFBIG: "file too large for this file system or limit"}.get(exc.errno or 0, exc.strerror or str(exc))
     return InputError(f"cannot write {path}: {why}")
 
 

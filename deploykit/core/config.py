@@ -57,6 +57,7 @@ def require_int(name: str, value, minimum: int | None = None, maximum: int | Non
         return
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise UsageError(f"{name} must be a whole number, got {value!r}")
+    value = int(value)
     if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
         bounds = f"between {minimum} and {maximum}" if minimum is not None and maximum is not None else \
             (f"at least {minimum}" if minimum is not None else f"at most {maximum}")

@@ -38,7 +38,8 @@ class Registry(Generic[T]):
     def _ensure_loaded(self) -> None:
         if not self._loaded:
             self._loaded = True  # set first: the loader imports modules that call add()
-            self._loader()
+            if self._loader is not None:
+                self._loader()
 
     def add(self, name: str, item: T) -> T:
         if name in self._items:
@@ -121,8 +122,9 @@ class Registry(Generic[T]):
         """One line for a glob that matches nothing, with close names."""
         prefix = self.namespace_of(pattern)
         pool = list(self._items)
-        if prefix is not None and self._namespaces[prefix][1] is not None:
-            pool = [f"{prefix}:{n}" for n in self._namespaces[prefix][1]()]
+        lister = self._namespaces[prefix][1] if prefix is not None else None
+        if lister is not None:
+            pool = [f"{prefix}:{n}" for n in lister()]
         close = close_to_pattern(pattern, pool)
         msg = f"no {self.kind} name matches {pattern!r}"
         if close:

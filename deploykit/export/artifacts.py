@@ -15,6 +15,7 @@ import json
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 from deploykit.core.hashing import file_sha256
 
@@ -29,7 +30,7 @@ _RES = {"type": "integer", "minimum": 1, "maximum": 65_536}
 MODEL_LABEL = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^(?!\\.{1,2}$)[^/\\\\\\x00]+$"}
 _FILE_NAME = {"type": "string", "minLength": 1, "maxLength": 255,
               "pattern": "^(?!\\.{1,2}$)[^/\\\\\\x00]+$"}  # a name in the artifact's own folder
-_SETTINGS = {
+_SETTINGS: dict[str, Any] = {
     "type": "object",
     "required": ["model", "precision", "batch", "resolution", "opset"],
     "properties": {

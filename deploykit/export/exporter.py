@@ -9,7 +9,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -76,7 +76,7 @@ def export_settings(cfg: ExportConfig) -> tuple[dict, str]:
         "seed": cfg.seed,
         "weights_sha256": weights_sha,
         "model_source_sha256": source_sha256(mcfg),
-        "pretrained": mcfg.pretrained.what if cfg.pretrained else None,
+        "pretrained": mcfg.pretrained.what if cfg.pretrained and mcfg.pretrained else None,
         "options": opts,
         "exporter": exporter_name(cfg.opset, fold_bn=cfg.fold_bn),
         "fold_bn": cfg.fold_bn,
@@ -118,7 +118,8 @@ def export_model(cfg: ExportConfig, progress=None, *, fuse: GraphTransform | Non
     res = settings["resolution"]
     weights_file = pretrained_file(mcfg) if cfg.pretrained else cfg.weights
     say(f"building {cfg.model} ({mcfg.source} {mcfg.arch or cfg.model}, "
-        + (f"{mcfg.pretrained.what} weights from {weights_file})" if cfg.pretrained else f"seed {cfg.seed})"))
+        + (f"{mcfg.pretrained.what} weights from {weights_file})" if cfg.pretrained and mcfg.pretrained
+           else f"seed {cfg.seed})"))
     model = create_model(cfg.model, resolution=res, seed=cfg.seed, weights=cfg.weights, options=settings["options"],
                          pretrained=cfg.pretrained)
     x = make_input(mcfg.input_shape(cfg.batch, res), cfg.seed)
@@ -136,7 +137,7 @@ def export_model(cfg: ExportConfig, progress=None, *, fuse: GraphTransform | Non
     proto = _infer_shapes(proto)
     check_model(proto, f"exported {cfg.model}")
     fusion = fusion_status(model, proto)
-    if cfg.fuse:
+    if cfg.fuse and fuse is not None:  # checked above
         say("fusing: identity removal, BatchNormalization folding (verified against the unfused graph)")
         proto, passes_report = fuse(proto, batch=cfg.batch, resolution=res, seed=cfg.seed)
         fusion["passes"] = passes_report
@@ -219,18 +220,22 @@ def _torch_export(model, x: np.ndarray, cfg: ExportConfig):
                 program = torch.onnx.export(model, (xt,), None, dynamo=True, opset_version=cfg.opset,
                                             input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                                             dynamic_shapes=dyn, optimize=True, verify=False)
+                assert program is not None  # dynamo=True returns the program
                 return program.model_proto
             buf = io.BytesIO()
             axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if cfg.dynamic_batch else None
-            keep_bn = {} if cfg.fold_bn else {"training": torch.onnx.TrainingMode.PRESERVE, "do_constant_folding": False}
-            torch.onnx.export(model, (xt,), buf, dynamo=False, opset_version=cfg.opset,
+            keep_bn: dict[str, Any] = ({} if cfg.fold_bn
+                       else {"training": torch.onnx.TrainingMode.PRESERVE, "do_constant_folding": False})
+            # the stub says f is a path; the TorchScript exporter writes to a file object as well
+            torch.onnx.export(model, (xt,), buf, dynamo=False, opset_version=cfg.opset,  # type: ignore[arg-type]
                               input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamic_axes=axes, **keep_bn)
             return onnx.load_from_string(buf.getvalue())
     except DeployKitError:
         raise
     except Exception as exc:
         msg = squash(exc, 400) or type(exc).__name__
-        raise ExportError(f"exporting {cfg.model} to ONNX opset {cfg.opset} failed: {type(exc).__name__}: {msg}") from exc
+        raise ExportError(f"exporting {cfg.model} to ONNX opset {cfg.opset} failed: "
+                          f"{type(exc).__name__}: {msg}") from exc
 
 
 def _infer_shapes(proto):
@@ -283,7 +288,8 @@ def graph_summary(proto) -> dict:
     }
 
 
-def verify_onnx_bytes(data: bytes, model, x: np.ndarray, ref: np.ndarray, tol: Tolerance, *, dynamic_batch: bool, what: str) -> dict:
+def verify_onnx_bytes(data: bytes, model, x: np.ndarray, ref: np.ndarray, tol: Tolerance, *, dynamic_batch: bool,
+                      what: str) -> dict:
     """Run the ONNX model in ONNX Runtime (CPU, default optimisations) on ``x`` and compare with PyTorch."""
     import onnxruntime as ort
 

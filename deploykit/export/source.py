@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from deploykit.core.config import ExportConfig
 from deploykit.core.errors import InputError
@@ -16,7 +16,7 @@ from deploykit.export import artifacts
 from deploykit.onnxio.files import (external_data_files, graph_precision, image_input_from_specs, image_input_shape,
                                     load_onnx, model_sha256)
 from deploykit.models.registry import IMAGENET_MEAN, IMAGENET_STD, MODELS, get_cfg
-from deploykit.models.select import looks_like_file  # noqa: F401  (re-exported: callers ask here)
+from deploykit.models.select import looks_like_file  # also re-exported: callers ask here
 from deploykit.models.traits import ModelTraits
 
 
@@ -59,7 +59,8 @@ class ResolvedModel:
             d["export_settings"] = {k: v for k, v in self.manifest.get("settings", {}).items() if k != "versions"}
             d["verification_passed"] = self.manifest.get("verification", {}).get("passed")
             if self.manifest.get("settings", {}).get("precision") == "int8":
-                d["export_settings"] = {k: v for k, v in (self.manifest["settings"].get("source_settings") or {}).items()}
+                source_settings = self.manifest["settings"].get("source_settings") or {}
+                d["export_settings"] = {k: v for k, v in source_settings.items()}
                 d["quantize_settings"] = {k: v for k, v in self.manifest["settings"].items()
                                           if k not in ("versions", "source_settings")}
         return d
@@ -90,8 +91,9 @@ def resolve_model(ref: str, *, batch: int, resolution: int | None, export: Expor
         return resolved
     if looks_like_file(ref) and ref not in MODELS:
         path = Path(ref)
-        if path.suffix != ".onnx" and path.suffix in (readers or {}):
-            return _resolve_native(path, batch, resolution, readers[path.suffix])
+        reader = (readers or {}).get(path.suffix)
+        if path.suffix != ".onnx" and reader is not None:
+            return _resolve_native(path, batch, resolution, reader)
         return _resolve_file(path, batch, resolution)
     get_cfg(ref)  # unknown name -> InputError with suggestions
     from dataclasses import replace
@@ -133,6 +135,7 @@ def _resolve_file(path: Path, batch: int, resolution: int | None) -> ResolvedMod
     manifest, problem = artifacts.manifest_problem(path)
     if manifest is not None and manifest.get("sha256") != sha:
         manifest = None  # a manifest that does not describe this file's content is ignored
+    info: dict[str, Any]
     if manifest is None:
         info = {"warnings": [f"{path.name} has no deploykit manifest: images are normalised with the ImageNet "
                              "mean/std"]}

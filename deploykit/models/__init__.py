@@ -21,8 +21,8 @@ from deploykit.models.registry import (  # noqa: F401
 from deploykit.models.traits import ModelTraits, QuantRecipe, register_recipe  # noqa: F401
 
 # registration order is listing order: CNNs first, then ViTs, the ParC family beside its plain counterparts
-from deploykit.models import torchvision_models  # noqa: F401,E402  isort: skip
-from deploykit.models import timm_models  # noqa: F401,E402  isort: skip
-from deploykit.models import parc_models  # noqa: F401,E402  isort: skip
-from deploykit.models import vanillanet  # noqa: F401,E402  isort: skip
-from deploykit.models import passthrough  # noqa: F401,E402  isort: skip  (timm:NAME, tv:NAME)
+from deploykit.models import torchvision_models  # noqa: F401  isort: skip
+from deploykit.models import timm_models  # noqa: F401  isort: skip
+from deploykit.models import parc_models  # noqa: F401  isort: skip
+from deploykit.models import vanillanet  # noqa: F401  isort: skip
+from deploykit.models import passthrough  # noqa: F401  isort: skip  (timm:NAME, tv:NAME)

@@ -31,6 +31,8 @@ exported graph, never the weights or the function computed.
 
 from __future__ import annotations
 
+from typing import Any
+
 from deploykit.models.registry import ModelOption, declare_model_option, register_model
 from deploykit.models.traits import CNN_TRAITS
 
@@ -38,7 +40,8 @@ PARC_IMPLS = ("conv", "fft", "matmul")
 PARC_OPTION = declare_model_option(ModelOption(
     "parc_impl", PARC_IMPLS, flag="--parc-impl", label="ParC implementation", family="parc", watch="fft",
     help="ParC implementation for ParC models (the same as --model-opt parc_impl=...)."))
-_PARC = dict(family="parc", traits=CNN_TRAITS, source="deploykit", options=PARC_OPTION)  # ParC is convolution
+# ParC is convolution
+_PARC: dict[str, Any] = dict(family="parc", traits=CNN_TRAITS, source="deploykit", options=PARC_OPTION)
 
 
 # ----------------------------------------------------------------------------------------------- ConvNeXt-XT
@@ -59,7 +62,8 @@ def _convnext_xt(impl: str | None):
                 parc = ParCHW(dim, size, impl)
                 for op in (parc.parc_h, parc.parc_w):
                     nn.init.trunc_normal_(op.weight, std=0.02)  # ConvNeXt's conv init (bias 0)
-                    nn.init.zeros_(op.bias)
+                    if op.bias is not None:
+                        nn.init.zeros_(op.bias)
                 block.block[0] = parc
     return model
 

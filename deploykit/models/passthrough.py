@@ -33,6 +33,7 @@ import difflib
 import os
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from deploykit.core.errors import InputError, squash
 from deploykit.models.registry import IMAGENET_MEAN, IMAGENET_STD, INTERPOLATIONS, MODELS, ModelCfg, PretrainedSource
@@ -207,7 +208,7 @@ def _timm_locate(name: str, pcfg: dict) -> Path:
 def _timm_build(name: str, fixed_size: bool, default_resolution: int, resolution: int, file: Path | None = None):
     import timm
 
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     if fixed_size and resolution != default_resolution:
         kwargs["img_size"] = resolution
     if file is not None:

@@ -159,7 +159,8 @@ def resolve_options(cfg: ModelCfg, options: dict[str, Any] | None) -> dict[str, 
         if v is None:
             continue
         if k not in allowed:
-            raise UsageError(f"{cfg.name} has no option {k!r}" + (f" (it has: {', '.join(allowed)})" if allowed else ""))
+            raise UsageError(f"{cfg.name} has no option {k!r}"
+                             + (f" (it has: {', '.join(allowed)})" if allowed else ""))
         if str(v) not in allowed[k]:
             raise UsageError(f"{cfg.name}: {k} must be one of {', '.join(allowed[k])}, got {v!r}")
         out[k] = str(v)
@@ -197,6 +198,7 @@ def create_model(
             with torch.device(device):
                 model = cfg.builder(r, **opts)
         elif published is not None:
+            assert cfg.pretrained is not None  # published weights are located by it
             model = cfg.pretrained.build(r, published)
         else:
             model = cfg.builder(r, **opts)
@@ -297,7 +299,7 @@ def source_sha256(cfg: ModelCfg) -> str | None:
 
 
 def model_stats(name: str, resolution: int | None = None, options: dict[str, Any] | None = None,
-                cache_dir: Path | None = None, progress=None) -> dict[str, float]:
+                cache_dir: Path | None = None, progress=None) -> dict[str, int]:
     """Parameter count and MACs (conv/linear/matmul/attention, as torch's FlopCounterMode counts them / 2)
     at ``resolution``, computed on the meta device (no memory, no weights). Cached per versions; ``progress``
     (a callable taking a message) hears about each model that is not in the cache yet."""

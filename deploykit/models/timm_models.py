@@ -1,5 +1,7 @@
 """Architectures from timm (random seeded init; pretrained=False, no hub access)."""
 
+from typing import Any
+
 from deploykit.models.registry import register_model
 from deploykit.models.traits import VIT_TRAITS
 
@@ -10,7 +12,8 @@ def _timm(arch: str, **kwargs):
     return timm.create_model(arch, pretrained=False, **kwargs)
 
 
-_VIT = dict(family="vit", traits=VIT_TRAITS, source="timm", mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+_VIT: dict[str, Any] = dict(family="vit", traits=VIT_TRAITS, source="timm", mean=(0.485, 0.456, 0.406),
+                            std=(0.229, 0.224, 0.225))
 
 
 @register_model("deit_tiny", arch="deit_tiny_patch16_224", resolution_multiple=16, description="DeiT-Ti/16", **_VIT)

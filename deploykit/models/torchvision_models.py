@@ -1,9 +1,11 @@
 """Architectures from torchvision (random seeded init; no download)."""
 
+from typing import Any
+
 from deploykit.models.registry import register_model
 from deploykit.models.traits import CNN_TRAITS, VIT_TRAITS
 
-_CNN = dict(family="cnn", traits=CNN_TRAITS, source="torchvision")
+_CNN: dict[str, Any] = dict(family="cnn", traits=CNN_TRAITS, source="torchvision")
 
 
 def _tv(arch: str, **kwargs):

@@ -34,7 +34,8 @@ def load_onnx(path: str | Path, load_external_data: bool = True):
     except DecodeError:
         raise InputError(f"{p} is not a valid ONNX file (corrupt or truncated protobuf)") from None
     except FileNotFoundError as exc:
-        raise InputError(f"{p}: external data file missing ({Path(exc.filename).name if exc.filename else exc})") from None
+        missing = Path(exc.filename).name if exc.filename else exc
+        raise InputError(f"{p}: external data file missing ({missing})") from None
     except RecursionError:
         raise InputError(f"{p} is not a valid ONNX file (nested too deeply)") from None
     except Exception as exc:  # onnx raises a variety of errors on garbage input
@@ -207,7 +208,8 @@ def output_names(model) -> list[str]:
     return [o.name for o in model.graph.output]
 
 
-def image_input_shape(model, batch: int | None, resolution: int | None, where: str = "model") -> tuple[str, tuple[int, ...], str]:
+def image_input_shape(model, batch: int | None, resolution: int | None,
+                      where: str = "model") -> tuple[str, tuple[int, ...], str]:
     """The single NCHW image input of ``model``, with symbolic dims filled from batch/resolution.
 
     Raises a clean error for non-image inputs and for batch/resolution that contradict static dims.
@@ -234,18 +236,21 @@ def image_input_from_specs(specs: list[InputSpec], batch: int | None, resolution
                          "fits it")
     n, c, h, w = spec.dims
     if not isinstance(c, int) or c not in (1, 3, 4):
-        raise InputError(f"{where}: input {spec.name!r} has shape {_fmt(spec.dims)}; expected 1, 3 or 4 channels in dim 1 (NCHW)")
+        raise InputError(f"{where}: input {spec.name!r} has shape {_fmt(spec.dims)}; "
+                         "expected 1, 3 or 4 channels in dim 1 (NCHW)")
     shape = [n, c, h, w]
     if isinstance(n, int) and n > 0:
         if batch is not None and batch != n:
-            raise UsageError(f"{where} has a fixed batch of {n}; --batch {batch} does not fit (export with --dynamic-batch or --batch {batch})")
+            raise UsageError(f"{where} has a fixed batch of {n}; --batch {batch} does not fit "
+                             f"(export with --dynamic-batch or --batch {batch})")
     else:
         shape[0] = batch or 1
     for i, name in ((2, "height"), (3, "width")):
         d = shape[i]
         if isinstance(d, int) and d > 0:
             if resolution is not None and resolution != d:
-                raise UsageError(f"{where} has a fixed {name} of {d}; --resolution {resolution} does not fit (export at --resolution {resolution})")
+                raise UsageError(f"{where} has a fixed {name} of {d}; --resolution {resolution} does not fit "
+                                 f"(export at --resolution {resolution})")
         else:
             if resolution is None:
                 raise UsageError(f"{where} has a dynamic {name}; give --resolution")

@@ -71,7 +71,8 @@ def passes(result: dict, tol: Tolerance) -> tuple[bool, str]:
     if not result["finite"]:
         return False, "output contains NaN or inf"
     if result["rel_err"] > tol.rtol:
-        return False, f"max-abs error {result['max_abs']:.3g} is {result['rel_err']:.2e} of the output range (tolerance {tol.rtol:g})"
+        return False, (f"max-abs error {result['max_abs']:.3g} is {result['rel_err']:.2e} of the output range "
+                       f"(tolerance {tol.rtol:g})")
     if result["cosine"] < tol.min_cosine:
         return False, f"cosine similarity {result['cosine']:.6f} is below {tol.min_cosine}"
     if tol.min_top1 is not None and result["top1"] is not None and result["top1"] < tol.min_top1:

@@ -43,7 +43,7 @@ def _node_name(node) -> str:
 
 def find_attention(model) -> list[AttentionSite]:
     view = GraphView(model)
-    sites = []
+    sites: list[AttentionSite] = []
     for node in model.graph.node:
         if node.op_type != "Softmax":
             continue

@@ -51,7 +51,8 @@ def _fold_one(view: GraphView, bn) -> str | None:
     x = bn.input[0]
     prod = view.producer.get(x)
     if prod is None or prod.op_type not in FOLDABLE or prod.domain not in ("", "ai.onnx"):
-        return f"input does not come from {'/'.join(FOLDABLE)}" + (f" (from {prod.op_type})" if prod is not None else "")
+        return (f"input does not come from {'/'.join(FOLDABLE)}"
+                + (f" (from {prod.op_type})" if prod is not None else ""))
     if view.single_consumer(x) is not bn:
         return f"the {prod.op_type} output is also used elsewhere"
     params = [view.constant(n) for n in bn.input[1:5]]

@@ -102,7 +102,8 @@ def fuse_model(model, pass_names=DEFAULT_PASSES, *, verify: bool = True, batch: 
         work = onnx.shape_inference.infer_shapes(work, check_type=True)
         onnx.checker.check_model(work)
     except Exception as exc:  # a pass produced an invalid graph: a bug, but say what happened
-        raise VerificationError(f"the rewritten graph fails the ONNX checker: {str(exc).splitlines()[0][:200]}") from exc
+        first = str(exc).splitlines()[0][:200]
+        raise VerificationError(f"the rewritten graph fails the ONNX checker: {first}") from exc
     result = FuseResult(model=work, before=before, after=op_histogram(work), steps=steps, pruned_initializers=pruned)
     if verify:
         if sum(s["changed"] for s in steps) == 0:

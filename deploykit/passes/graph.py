@@ -4,8 +4,12 @@ removal of nodes and unused initializers. The passes in this package are built o
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from onnx import NodeProto
 
 
 class GraphView:
@@ -19,8 +23,8 @@ class GraphView:
     def refresh(self) -> None:
         g = self.graph
         self.initializers = {t.name: t for t in g.initializer}
-        self.producer: dict[str, object] = {}
-        self.consumers: dict[str, list] = defaultdict(list)
+        self.producer: dict[str, NodeProto] = {}
+        self.consumers: dict[str, list[NodeProto]] = defaultdict(list)
         for node in g.node:
             for out in node.output:
                 if out:

@@ -205,11 +205,12 @@ def _dft_macs(n, shapes, view) -> int | None:
     return int(round(transforms * per))
 
 
-def _count_macs(model, shapes) -> tuple[int | None, dict, int, int]:
+def _count_macs(model, shapes) -> tuple[int, dict[str, int], int, int]:
     """(total MACs, MACs per op type, nodes not counted for want of a static shape, attention MACs)."""
     from deploykit.passes.graph import attr
 
-    total, by_op, unknown, attention = 0, {}, 0, 0
+    by_op: dict[str, int] = {}
+    total, unknown, attention = 0, 0, 0
     const = _constant_tensors(model)
     view = None
     for n in model.graph.node:
@@ -301,7 +302,8 @@ def quantization_summary(model) -> dict:
     view = GraphView(model)
     q = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
     dq = [n for n in model.graph.node if n.op_type == "DequantizeLinear"]
-    types, nonzero_zp, per_channel = {}, 0, 0
+    types: dict[str, int] = {}
+    nonzero_zp, per_channel = 0, 0
     weights = activations = 0
     for n in dq:
         zp = view.constant(n.input[2]) if len(n.input) > 2 and n.input[2] else None

@@ -124,7 +124,8 @@ def load_image(path: Path, pp: Preprocess) -> np.ndarray:
         raise InputError(f"image {path} is empty ({w}x{h})")
     scale = pp.resize_to / min(w, h)
     nw, nh = max(pp.resolution, round(w * scale)), max(pp.resolution, round(h * scale))
-    resample = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}[pp.interpolation]
+    resample = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC,
+                "nearest": Image.Resampling.NEAREST}[pp.interpolation]
     if (nw, nh) != (w, h):
         img = img.resize((nw, nh), resample)
     left, top = (nw - pp.resolution) // 2, (nh - pp.resolution) // 2

@@ -40,7 +40,7 @@ class OpenVinoModel:
     def __init__(self, path, *, threads: int | None = None):
         ov = require("openvino", "running models in OpenVINO")
         core = ov.Core()
-        cfg = {"INFERENCE_PRECISION_HINT": "f32"}
+        cfg: dict[str, str | int] = {"INFERENCE_PRECISION_HINT": "f32"}
         if threads:
             cfg["INFERENCE_NUM_THREADS"] = threads
         from deploykit.runtimes.openvino import check_compiles

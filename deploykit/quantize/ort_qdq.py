@@ -33,6 +33,7 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -155,7 +156,7 @@ def make_plan(pre_model, recipe: QuantRecipe, qcfg, *, family: str | None = None
         plan.softmax_overrides = {s.softmax_output: [{"scale": np.array(scale, dtype=np.float32), "zero_point": zp_val}]
                                   for s in sites}
     elif softmax == "float":
-        plan.nodes_to_exclude += [s.softmax for s in sites] + [s.pv_matmul for s in sites]
+        plan.nodes_to_exclude += [s.softmax for s in sites] + [s.pv_matmul for s in sites if s.pv_matmul]
     _apply_excludes(pre_model, plan, qcfg.exclude)
     plan.spectral = spectral_nodes(pre_model)
     plan.nodes_to_exclude = sorted(set(plan.nodes_to_exclude) | set(plan.spectral))
@@ -241,7 +242,8 @@ def _apply_excludes(model, plan: QdqPlan, excludes) -> None:
             import difflib
 
             close = difflib.get_close_matches(pattern, names + sorted(types), n=3, cutoff=0.6)
-            hint = f"; did you mean {', '.join(close)}?" if close else " ('deploykit quantize --sensitivity' lists the nodes)"
+            hint = (f"; did you mean {', '.join(close)}?" if close
+                    else " ('deploykit quantize --sensitivity' lists the nodes)")
             raise UsageError(f"--exclude {pattern!r} matches no op type or node name in the graph{hint}")
         by_name += hits
         plan.nodes_to_exclude += hits
@@ -284,7 +286,7 @@ def quantize_qdq(pre_path: Path, out_path: Path, plan: QdqPlan, calib_x: np.ndar
                  batch: int) -> None:
     """Run ``quantize_static`` on the pre-processed model; writes ``out_path`` (a temporary file)."""
     q = require("onnxruntime.quantization", "int8 quantization")
-    extra = {
+    extra: dict[str, Any] = {
         "ActivationSymmetric": plan.profile == "trt",
         "WeightSymmetric": True,
     }

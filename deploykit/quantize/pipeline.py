@@ -19,6 +19,7 @@ import json
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -214,12 +215,14 @@ def _calibration_data(qcfg: QuantizeConfig, pp, chw) -> tuple:
         calib = calib_mod.synthetic(chw, qcfg.calib_size, qcfg.seed)
         held = calib_mod.synthetic(chw, qcfg.fidelity_samples, qcfg.seed + 1)
         return calib, held.x, "synthetic noise (another seed)"
-    calib = calib_mod.load_images(qcfg.calib_data, pp, qcfg.calib_size, seed=qcfg.seed)
+    folder = qcfg.calib_data
+    assert folder, "quantize_model refuses a run without --calib-data first"
+    calib = calib_mod.load_images(folder, pp, qcfg.calib_size, seed=qcfg.seed)
     if qcfg.eval_data:
         ev = calib_mod.load_images(qcfg.eval_data, pp, qcfg.fidelity_samples, seed=qcfg.seed + 1, what="--eval-data")
         return calib, ev.x, f"{len(ev.files)} images from --eval-data"
     if calib.found > len(calib.files):
-        held = calib_mod.load_images(qcfg.calib_data, pp, qcfg.fidelity_samples, seed=qcfg.seed + 1,
+        held = calib_mod.load_images(folder, pp, qcfg.fidelity_samples, seed=qcfg.seed + 1,
                                      exclude=set(calib.files))
         return calib, held.x, f"{len(held.files)} held-out images from --calib-data (not used for calibration)"
     return calib, calib.x[:qcfg.fidelity_samples], (
@@ -255,7 +258,8 @@ def _settings(src: Source, qcfg: QuantizeConfig, calib, pp, softmax: str, reduce
     }
 
 
-def _variant(src: Source, settings: dict, qcfg: QuantizeConfig, softmax: str, reduce_range: bool, calib_sha: str) -> str:
+def _variant(src: Source, settings: dict, qcfg: QuantizeConfig, softmax: str, reduce_range: bool,
+             calib_sha: str) -> str:
     ss = settings["source_settings"] or {}
     tag = [qcfg.quantizer + (f"-{qcfg.profile}" if qcfg.quantizer == "ort" else "")]
     if softmax != "none":
@@ -403,7 +407,7 @@ def _accuracy(fp32_path: Path, qpath: Path, quantizer: str, eval_set) -> dict:
 def _evaluate_again(src: Source, dest: Path, qcfg: QuantizeConfig, eval_set, held_out, manifest,
                     models_dir: Path) -> dict:
     """Accuracy / sensitivity for a reused artifact (not cached: they depend on the data given this time)."""
-    extra = {}
+    extra: dict[str, Any] = {}
     if eval_set is not None:
         extra["accuracy"] = _accuracy(src.path, dest, qcfg.quantizer, eval_set)
     if qcfg.sensitivity:

@@ -38,10 +38,10 @@ def softmax_errors(float_model, sites: list[AttentionSite], placement: list[dict
     if not wanted:
         return []
     m = copy.deepcopy(float_model)
-    names = []
+    names: list[str] = []
     for s in wanted:
         for t in (s.softmax_output, s.v_input):
-            if t not in names:
+            if t and t not in names:
                 names.append(t)
     existing = {o.name for o in m.graph.output}
     for t in names:

@@ -18,7 +18,7 @@ from torch import nn
 
 class AffineBatchNorm2d(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training or not self.track_running_stats or self.running_var is None:
+        if self.training or not self.track_running_stats or self.running_mean is None or self.running_var is None:
             return super().forward(x)
         scale = torch.rsqrt(self.running_var + self.eps)
         shift = -self.running_mean * scale
