@@ -186,7 +186,8 @@ class NvmlMeter(Meter):
         try:
             self._start_mj = int(nv.nvmlDeviceGetTotalEnergyConsumption(self._handle))
             self._counter = True
-            method, sampled, self.poll_s = "NVML total-energy counter (nvmlDeviceGetTotalEnergyConsumption)", False, None
+            method, sampled, self.poll_s = ("NVML total-energy counter (nvmlDeviceGetTotalEnergyConsumption)", False,
+                                            None)
         except Exception as exc:
             try:
                 self._power_w()

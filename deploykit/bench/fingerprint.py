@@ -96,7 +96,8 @@ def cpu_frequency(root: Path = CPUFREQ, cpuinfo: str | None = None) -> dict:
     out: dict = {"governors": sorted(governors), "cur_freq_mhz": freqs, "readable": bool(freqs or governors)}
     if freqs:
         out.update(min_mhz=min(freqs), max_mhz=max(freqs))
-        out["max_freq_mhz"] = _int_or_none(_read(str(Path(root) / f"cpu{cpus[0]}" / "cpufreq" / "cpuinfo_max_freq")), 1000)
+        out["max_freq_mhz"] = _int_or_none(_read(str(Path(root) / f"cpu{cpus[0]}" / "cpufreq" / "cpuinfo_max_freq")),
+                                           1000)
     else:
         out["reason"] = f"{Path(root)}/cpu*/cpufreq is not readable (no cpufreq driver; usual in VMs and containers)"
         text = cpuinfo if cpuinfo is not None else (_read("/proc/cpuinfo") or "")

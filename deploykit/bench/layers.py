@@ -9,9 +9,10 @@ each of N profiled inferences; ``summarize_layers`` turns that into the report's
   see -- the call into the runtime, thread wake-ups -- and adds the profiler's own cost per node, so compare shares,
   not this total, with the measured latency). ``measured_ms`` (the timed loop's p50, profiling off) is recorded
   beside it, and ``profiled_wall_ms``, the median duration of a profiled inference by the runtime's own clock
-  (ONNX Runtime's model_run events, OpenVINO's request timer; none for TensorRT): where the profiled total runs well above it (ONNX Runtime's profiler costs about 1-3 us per node,
-  which adds up on graphs of hundreds of small nodes such as int8 transformers; or the machine was busier during
-  the profile), a note says that the shares of tiny ops are overstated, and each family also gets ``share_of_measured`` = its time / the measured latency
+  (ONNX Runtime's model_run events, OpenVINO's request timer; none for TensorRT): where the profiled total runs
+  well above it (ONNX Runtime's profiler costs about 1-3 us per node, which adds up on graphs of hundreds of small
+  nodes such as int8 transformers; or the machine was busier during the profile), a note says that the shares of
+  tiny ops are overstated, and each family also gets ``share_of_measured`` = its time / the measured latency
   (closer to the truth for large kernels such as a softmax or a matmul);
 * ``by_op_type``: per op type the summed time, its share of ``total_ms``, the number of nodes and the precisions
   they ran in (nodes per precision); ``by_precision``: time per precision ("which layers ran int8");

@@ -98,7 +98,8 @@ def per_cycle(cpu: dict, precision: str) -> tuple[float, str] | None:
                 return 64.0, "Arm dot product: SDOT 16 MACs per 128-bit instruction x 2 pipes x 2 ops"
             return None
         if "avx512_vnni" in isa and "avx512f" in isa:
-            return 2.0 * lanes * 4 * 2, f"{what} VNNI: vpdpbusd {lanes * 4} u8 x s8 MACs per instruction x 2 units x 2 ops"
+            return 2.0 * lanes * 4 * 2, (f"{what} VNNI: vpdpbusd {lanes * 4} u8 x s8 MACs per instruction "
+                                         "x 2 units x 2 ops")
         if "avx_vnni" in isa:
             return 128.0, "AVX-VNNI: vpdpbusd 32 u8 x s8 MACs per 256-bit instruction x 2 units x 2 ops"
         if "avx512bw" in isa or "avx2" in isa:

@@ -111,7 +111,8 @@ def run_benchmark(model_ref: str, target: str, cfg: BenchConfig, options: Runtim
         timer = Timer(runtime.sync if runtime.has(DEVICE_TIMING) else None)
         first_ns = timer.time_ns(runtime.infer)
         outs = runtime.outputs()
-        with mem.excluded():  # info() may read the runtime's optimized graph back: deploykit's memory, not the runtime's
+        # info() may read the runtime's optimized graph back: deploykit's memory, not the runtime's
+        with mem.excluded():
             info = runtime.info()
         precision = info.get("precision") or model.precision
         fid = fidelity(ref, outs[0], ref_label, precision)
@@ -177,7 +178,8 @@ def run_benchmark(model_ref: str, target: str, cfg: BenchConfig, options: Runtim
     # bf16 on CPUs with bf16 units unless --precision fp32)
     int8_as_built = precision == "int8" and model.precision == "int8"
     if options.precision and precision != options.precision and not int8_as_built:
-        warnings.append(info.get("precision_note") or f"--precision {options.precision} was requested but {precision} ran")
+        warnings.append(info.get("precision_note")
+                        or f"--precision {options.precision} was requested but {precision} ran")
     if info.get("cache_note"):  # e.g. a compiled blob that failed its hash check
         warnings.append(f"{target}: {info['cache_note']}")
     warnings += [f"energy: {w}" for w in energy.get("warnings", [])]
@@ -210,8 +212,8 @@ def _reference_step(runtime_cls, options, runtime, timer, model, cfg, export, sa
 
     say(f"measuring the reference workload {NAME} interleaved with {model.label} ({cfg.reference_blocks} ABBA blocks)")
     side = Side(model.label, runtime.infer, model.input_shape[0], timer)
-    return reference_step(runtime_cls, options, side, cfg, models_dir=export.models_dir if export else default_models_dir(),
-                          seed=cfg.seed)
+    return reference_step(runtime_cls, options, side, cfg,
+                          models_dir=export.models_dir if export else default_models_dir(), seed=cfg.seed)
 
 
 def _per_layer_step(runtime, model, x, cfg, say):

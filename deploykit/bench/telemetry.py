@@ -73,7 +73,8 @@ def gpu_snapshot(index: int, nvml=None) -> dict:
         cuda = _try(nv.nvmlSystemGetCudaDriverVersion)
         snap["cuda_driver"] = f"{cuda // 1000}.{cuda % 1000 // 10}" if isinstance(cuda, int) else None
         sm, mem = getattr(nv, "NVML_CLOCK_SM", 1), getattr(nv, "NVML_CLOCK_MEM", 2)
-        snap["clocks_mhz"] = {"sm": _try(nv.nvmlDeviceGetClockInfo, h, sm), "mem": _try(nv.nvmlDeviceGetClockInfo, h, mem),
+        snap["clocks_mhz"] = {"sm": _try(nv.nvmlDeviceGetClockInfo, h, sm),
+                              "mem": _try(nv.nvmlDeviceGetClockInfo, h, mem),
                               "sm_max": _try(nv.nvmlDeviceGetMaxClockInfo, h, sm),
                               "mem_max": _try(nv.nvmlDeviceGetMaxClockInfo, h, mem)}
         snap["temperature_c"] = _try(nv.nvmlDeviceGetTemperature, h, getattr(nv, "NVML_TEMPERATURE_GPU", 0))

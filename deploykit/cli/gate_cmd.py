@@ -12,40 +12,6 @@ from deploykit.cli.common import (POSITIVE, batch_option, check_model_flags, mod
 from deploykit.cli.common import FINITE_FLOAT, FiniteFloatRange  # nan / inf refused
 from deploykit.cli.runtime_options import given_runtime_values, runtime_option, target_option, target_options
 
-METRIC_CHOICES = ("p50", "p90", "throughput")
-
-
-def parse_metrics(values: tuple[str, ...]) -> list[str]:
-    from deploykit.core.errors import UsageError
-
-    names = [v.strip() for spec in values for v in spec.split(",") if v.strip()]
-    for n in names:
-        if n not in METRIC_CHOICES:
-            raise UsageError(f"unknown metric {n!r} for --metric (choose from {', '.join(METRIC_CHOICES)})")
-    if len(set(names)) != len(names):
-        raise UsageError(f"--metric lists a metric twice: {', '.join(names)}")
-    return names or ["p50"]
-
-
-def parse_tolerances(values: tuple[str, ...], metrics: list[str]) -> dict[str, float]:
-    """``--tolerance 5%`` (every metric) or ``--tolerance p90=10%`` (one metric); the rest keep their defaults."""
-    from deploykit.core.errors import UsageError
-    from deploykit.gate.decision import DEFAULT_TOLERANCES, parse_tolerance
-
-    out = {m: DEFAULT_TOLERANCES[m] for m in metrics}
-    for v in values:
-        key, sep, val = v.partition("=")
-        if sep:
-            key = key.strip()
-            if key not in metrics:
-                raise UsageError(f"--tolerance {v}: {key!r} is not one of the metrics checked ({', '.join(metrics)})")
-            out[key] = parse_tolerance(val, f"--tolerance {v}")
-        else:
-            t = parse_tolerance(v, f"--tolerance {v}")
-            out = {m: t for m in metrics}
-    return out
-
-
 def gate_options(f):
     """Options shared by the measuring commands of the gate (settings of GateConfig)."""
     opts = [
@@ -136,54 +102,17 @@ def command(candidate, against, against_rev, baseline, gate_file, target, precis
     """
     from deploykit.cli.common import resolve_models_dir, resolve_reports_dir, stderr_console
     from deploykit.core.config import ExportConfig
-    from deploykit.gate.config import GateCheck, GateMetric
-    from deploykit.core.errors import UsageError
     from deploykit.gate.decision import parse_drift
-    from deploykit.runtimes.base import DEFAULT_TARGET
+    from deploykit.gate.gatefile import checks_from_command
 
-    modes = {"--against": against, "--against-rev": against_rev, "--baseline": baseline, "--config": gate_file}
-    given = [k for k, v in modes.items() if v is not None]
-    if len(given) != 1:
-        raise UsageError("give exactly one of --against, --against-rev, --baseline, --config"
-                         + (f" (got {', '.join(given)})" if given else ""))
-    mdir = resolve_models_dir(models_dir)
     flags = pop_model_flags(params)
     values = {"graph_opt": graph_opt, **given_runtime_values(params)}  # every other option a target declares
     export = ExportConfig(model=candidate or "-", opset=opset, options=model_options(model_opts, **flags),
-                          models_dir=mdir)
-    settings: dict = {}
-    if gate_file is not None:
-        per_check = {"CANDIDATE": candidate, "--target": target, "--precision": precision, "--batch": batch,
-                     "--resolution": resolution, "--threads": threads,
-                     **{f"--{k.replace('_', '-')}": v for k, v in values.items()},
-                     "--metric": metrics or None, "--tolerance": tolerances or None}
-        clash = [k for k, v in per_check.items() if v is not None]
-        if clash:
-            raise UsageError(f"{', '.join(clash)} cannot be combined with --config: set them in the gate file")
-        from deploykit.gate.gatefile import load_gate_file
-
-        checks, settings = load_gate_file(gate_file, export=export)
-        source = str(gate_file)
-    else:
-        from deploykit.gate.gatefile import default_name
-
-        mode, ref = {"--against": ("against", against), "--against-rev": ("against_rev", against_rev),
-                     "--baseline": ("baseline", str(baseline) if baseline else None)}[given[0]]
-        if candidate is None:
-            if mode != "baseline":
-                raise UsageError(f"missing CANDIDATE (the model name or ONNX file to check {given[0]} {ref})")
-            from deploykit.gate.run import baseline_candidate, load_baseline
-
-            candidate = baseline_candidate(load_baseline(ref), ref)
-        names = parse_metrics(metrics)
-        tols = parse_tolerances(tolerances, names)
-        tgt = target or DEFAULT_TARGET
-        checks = [GateCheck(name=default_name(candidate, mode, ref, tgt, batch, resolution), candidate=candidate,
-                            mode=mode, reference=ref, target=tgt,
-                            metrics=tuple(GateMetric(m, tols[m]) for m in names), precision=precision, batch=batch,
-                            resolution=resolution, threads=threads,
-                            values=tuple((k, v) for k, v in values.items() if v is not None), export=export)]
-        source = "command line"
+                          models_dir=resolve_models_dir(models_dir))
+    checks, settings, source = checks_from_command(
+        candidate, against=against, against_rev=against_rev, baseline=baseline, gate_file=gate_file, target=target,
+        precision=precision, batch=batch, resolution=resolution, threads=threads, values=values, metrics=metrics,
+        tolerances=tolerances, export=export)
     check_model_flags(sorted({c.candidate for c in checks}), flags)
     cfg = gate_config(settings, alpha=alpha, correction=correction, strict=strict, min_blocks=min_blocks,
                       max_blocks=max_blocks, block_time=block_time, block_iters=block_iters, block_warmup=block_warmup,

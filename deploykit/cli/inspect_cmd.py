@@ -1,4 +1,5 @@
-"""deploykit inspect: what an ONNX graph holds and costs, and (with --runtime) what a runtime fused when it loaded it."""
+"""deploykit inspect: what an ONNX graph holds and costs, and (with --runtime) what a runtime fused when it
+loaded it."""
 
 from __future__ import annotations
 
@@ -70,8 +71,8 @@ def _print(file, info: dict) -> None:
     ins = ", ".join(f"{i['name']} {_shape(i['shape'])} {i['dtype']}" for i in info["inputs"])
     outs = ", ".join(f"{o['name']} {_shape(o['shape'])}" for o in info["outputs"])
     p = info["params"]
-    out.print(f"[bold]{escape(str(file))}[/]: opset {info['opset']}, {info['nodes']} nodes, precision {info['precision']}",
-              soft_wrap=True)
+    out.print(f"[bold]{escape(str(file))}[/]: opset {info['opset']}, {info['nodes']} nodes, "
+              f"precision {info['precision']}", soft_wrap=True)
     line(f"inputs: {ins}")
     line(f"outputs: {outs}")
     line("params: " + ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in p.items()))

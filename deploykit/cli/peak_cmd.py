@@ -14,7 +14,8 @@ from deploykit.cli.runtime_options import runtime_option, target_option
                help="Runtimes to measure: ort, openvino; repeat or comma-separate [default: both, where installed].")
 @click.option("--force", is_flag=True, help="Measure again even when this machine's peak is cached.")
 @click.option("--quick", is_flag=True,
-              help="Two small shapes, short timings: a smoke test, not a peak (cached as quick; a full run replaces it).")
+              help="Two small shapes, short timings: a smoke test, not a peak "
+                   "(cached as quick; a full run replaces it).")
 @models_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result (the cache entry) as JSON.")
 def command(threads, targets, force, quick, models_dir, as_json):

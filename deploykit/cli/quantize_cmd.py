@@ -8,8 +8,8 @@ import click
 
 from deploykit.cli.common import (POSITIVE, batch_option, calibration_options, check_model_flags, check_weights,
                                   expand_models, model_opt_option, model_options, models_dir_option, opset_option,
-                                  model_option_flags, print_json, quantize_config, resolution_option, resolve_models_dir,
-                                  seed_option, stages, stderr_console, weights_options)
+                                  model_option_flags, print_json, quantize_config, resolution_option,
+                                  resolve_models_dir, seed_option, stages, stderr_console, weights_options)
 from deploykit.cli.common import FiniteFloatRange  # nan / inf refused
 
 
@@ -125,10 +125,13 @@ def _print_report(err, rep: dict, top: int) -> None:
     f = rep.get("fidelity")
     if f:
         verdict = {True: "[green]pass[/]", False: "[red]FAIL[/]", None: "n/a"}[f.get("passed")]
-        err.print(f"fidelity vs fp32 on {f['samples']} inputs ({f.get('runtime')}): top-1 agreement {_fmt(f['top1'], '.3f')}, "
-                  f"top-5 {_fmt(f.get('top5_agreement'), '.3f')}, cosine min {_fmt(f['cosine'])}{_floor(f, 'min_cosine')} "
+        err.print(f"fidelity vs fp32 on {f['samples']} inputs ({f.get('runtime')}): "
+                  f"top-1 agreement {_fmt(f['top1'], '.3f')}, "
+                  f"top-5 {_fmt(f.get('top5_agreement'), '.3f')}, "
+                  f"cosine min {_fmt(f['cosine'])}{_floor(f, 'min_cosine')} "
                   f"/ mean {_fmt(f.get('cosine_mean'))}, max-abs {_fmt(f['max_abs'], '.3g')} = "
-                  f"{_fmt(f['rel_err'], '.3f')} of the output range{_floor(f, 'rtol')}, SQNR {_fmt(f['sqnr_db'], '.1f')} "
+                  f"{_fmt(f['rel_err'], '.3f')} of the output range{_floor(f, 'rtol')}, "
+                  f"SQNR {_fmt(f['sqnr_db'], '.1f')} "
                   f"dB -> {verdict}")
     ov = rep.get("openvino")
     if ov:
@@ -160,7 +163,8 @@ def _print_report(err, rep: dict, top: int) -> None:
             for b in rows:
                 e = b["error"]
                 t.add_row(str(b["index"]), f"1/{1 / e['scale']:.0f}", _fmt(e["probs_max_abs"], ".4f"),
-                          _fmt(e["probs_sqnr_db"], ".1f"), f"{e['zeroed_fraction']:.2%}", _fmt(e["attn_sqnr_db"], ".1f"))
+                          _fmt(e["probs_sqnr_db"], ".1f"), f"{e['zeroed_fraction']:.2%}",
+                          _fmt(e["attn_sqnr_db"], ".1f"))
             err.print(t)
     elif sm and sm.get("note"):
         err.print(f"softmax {sm['mode']}: {sm['note']}")
@@ -176,7 +180,8 @@ def _print_report(err, rep: dict, top: int) -> None:
                   f"{acc['prediction_agreement']:.2%}")
     sens = rep.get("sensitivity")
     if sens:
-        t = Table(title=f"sensitivity: the {min(top, len(sens))} quantized tensors with the lowest SQNR (of {len(sens)})")
+        t = Table(title=f"sensitivity: the {min(top, len(sens))} quantized tensors with the lowest SQNR "
+                        f"(of {len(sens)})")
         for col in ("kind", "tensor", "SQNR dB", "local dB", "read by (--exclude these)"):
             t.add_column(col)
         for r in sens[:top]:

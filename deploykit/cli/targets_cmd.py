@@ -50,13 +50,15 @@ def command(model_ref, model_opts, resolution, models_dir, as_json, **flags):
         table.add_column(col)
     for r in rows:
         status = "[green]available[/]" if r["available"] else "[red]unavailable[/]"
+        # escape: "deploykit[trt]" is not markup
         cells = [r["target"], status, r["device"], escape(r["description"]), ",".join(r["precisions"]),
-                 ",".join(r["modes"]), ", ".join(r["capabilities"]) or "-", escape(r["detail"])]  # escape: "deploykit[trt]" is not markup
+                 ",".join(r["modes"]), ", ".join(r["capabilities"]) or "-", escape(r["detail"])]
         if "cannot run ops" in cols:
             cells.append(", ".join(r["unsupported_ops"]))
         if label:
             bad = r["model"]["unsupported_ops"]
-            cells.append("yes" if not bad else "[red]no[/]: " + escape("; ".join(f"{op} ({why})" for op, why in bad.items())))
+            cells.append("yes" if not bad else
+                         "[red]no[/]: " + escape("; ".join(f"{op} ({why})" for op, why in bad.items())))
         table.add_row(*cells)
     stdout_console().print(table)
 

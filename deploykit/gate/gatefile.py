@@ -47,7 +47,7 @@ from pathlib import Path
 
 from deploykit.core.config import ExportConfig
 from deploykit.gate.config import GATE_METRICS, GateCheck, GateConfig, GateMetric
-from deploykit.core.errors import DeployKitError, InputError
+from deploykit.core.errors import DeployKitError, InputError, UsageError
 from deploykit.gate.decision import DEFAULT_TOLERANCES, parse_drift, parse_tolerance
 
 GATE_FILE_VERSION = 1
@@ -317,3 +317,73 @@ def load_gate_file(path: str | Path, *, export: ExportConfig | None = None) -> t
     except DeployKitError as exc:
         raise InputError(f"gate file {p} [settings]: {exc.one_line()}") from None
     return checks, settings
+
+
+# ------------------------------------------------------------------------------------- checks of the command line
+
+def parse_metrics(values: tuple[str, ...]) -> list[str]:
+    names = [v.strip() for spec in values for v in spec.split(",") if v.strip()]
+    for n in names:
+        if n not in GATE_METRICS:
+            raise UsageError(f"unknown metric {n!r} for --metric (choose from {', '.join(GATE_METRICS)})")
+    if len(set(names)) != len(names):
+        raise UsageError(f"--metric lists a metric twice: {', '.join(names)}")
+    return names or ["p50"]
+
+
+def parse_tolerances(values: tuple[str, ...], metrics: list[str]) -> dict[str, float]:
+    """``--tolerance 5%`` (every metric) or ``--tolerance p90=10%`` (one metric); the rest keep their defaults."""
+    out = {m: DEFAULT_TOLERANCES[m] for m in metrics}
+    for v in values:
+        key, sep, val = v.partition("=")
+        if sep:
+            key = key.strip()
+            if key not in metrics:
+                raise UsageError(f"--tolerance {v}: {key!r} is not one of the metrics checked ({', '.join(metrics)})")
+            out[key] = parse_tolerance(val, f"--tolerance {v}")
+        else:
+            t = parse_tolerance(v, f"--tolerance {v}")
+            out = {m: t for m in metrics}
+    return out
+
+
+def checks_from_command(candidate: str | None, *, against=None, against_rev=None, baseline=None, gate_file=None,
+                        target=None, precision=None, batch=None, resolution=None, threads=None, values=None,
+                        metrics=(), tolerances=(), export: ExportConfig | None = None) -> tuple[list[GateCheck], dict, str]:
+    """(checks, settings, source) of ``deploykit gate``'s arguments: one check from the command line (exactly one
+    of ``against``, ``against_rev``, ``baseline``) or every check of ``gate_file`` (then the per-check options
+    must not be given). ``values``: other runtime / model options by name (None: not given)."""
+    from deploykit.runtimes.base import DEFAULT_TARGET
+
+    modes = {"--against": against, "--against-rev": against_rev, "--baseline": baseline, "--config": gate_file}
+    given = [k for k, v in modes.items() if v is not None]
+    if len(given) != 1:
+        raise UsageError("give exactly one of --against, --against-rev, --baseline, --config"
+                         + (f" (got {', '.join(given)})" if given else ""))
+    values = {k: v for k, v in (values or {}).items() if v is not None}
+    if gate_file is not None:
+        per_check = {"CANDIDATE": candidate, "--target": target, "--precision": precision, "--batch": batch,
+                     "--resolution": resolution, "--threads": threads,
+                     **{f"--{k.replace('_', '-')}": v for k, v in values.items()},
+                     "--metric": metrics or None, "--tolerance": tolerances or None}
+        clash = [k for k, v in per_check.items() if v is not None]
+        if clash:
+            raise UsageError(f"{', '.join(clash)} cannot be combined with --config: set them in the gate file")
+        checks, settings = load_gate_file(gate_file, export=export)
+        return checks, settings, str(gate_file)
+    mode, ref = {"--against": ("against", against), "--against-rev": ("against_rev", against_rev),
+                 "--baseline": ("baseline", str(baseline) if baseline else None)}[given[0]]
+    if candidate is None:
+        if mode != "baseline":
+            raise UsageError(f"missing CANDIDATE (the model name or ONNX file to check {given[0]} {ref})")
+        from deploykit.gate.run import baseline_candidate, load_baseline
+
+        candidate = baseline_candidate(load_baseline(ref), ref)
+    names = parse_metrics(metrics)
+    tols = parse_tolerances(tolerances, names)
+    tgt = target or DEFAULT_TARGET
+    check = GateCheck(name=default_name(candidate, mode, ref, tgt, batch, resolution), candidate=candidate, mode=mode,
+                      reference=ref, target=tgt, metrics=tuple(GateMetric(m, tols[m]) for m in names),
+                      precision=precision, batch=batch, resolution=resolution, threads=threads,
+                      values=tuple(values.items()), export=export)
+    return [check], {}, "command line"

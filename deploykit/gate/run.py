@@ -17,13 +17,13 @@ import math
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from deploykit.bench.interleave import (Interleaved, Round, block_config, block_config_from, block_settings, load_side,
                                         log_ratios, run_interleaved, summarize_side)
-from deploykit.core.config import ExportConfig, default_models_dir
+from deploykit.core.config import default_models_dir
 from deploykit.gate.config import GateCheck, GateConfig
 from deploykit.runtimes.options import RuntimeOptions
 from deploykit.spec.run import RunSpec

@@ -133,7 +133,8 @@ def result_section(detail: DetailLog, summary: dict | None = None) -> dict:
         lat[name] = _ms(detail.last(f"result_{p}_percentile{q}_latency_ns"))
     sample_lat = None
     if multistream:
-        sample_lat = {"min": _ms(detail.last("result_min_latency_ns")), "mean": _ms(detail.last("result_mean_latency_ns")),
+        sample_lat = {"min": _ms(detail.last("result_min_latency_ns")),
+                      "mean": _ms(detail.last("result_mean_latency_ns")),
                       "max": _ms(detail.last("result_max_latency_ns"))}
         for p in LOADGEN_PERCENTILES:
             sample_lat["p" + p.rstrip("0").rstrip(".")] = _ms(detail.last(f"result_{p}_percentile_latency_ns"))
@@ -169,7 +170,8 @@ def result_section(detail: DetailLog, summary: dict | None = None) -> dict:
                    "latency_at_percentile_ms": None},
         "early_stopping": {"met": constraints["early_stopping"], "lines": es_items,
                            "estimate_ms": _ms(es_estimate) if es_estimate else None,
-                           "percentile": None if pct is None or scenario in ("Server", "Offline") else round(pct * 100, 6)},
+                           "percentile": (None if pct is None or scenario in ("Server", "Offline")
+                                          else round(pct * 100, 6))},
         "errors": detail.errors,
         "warnings": detail.warnings,
         "effective_settings": eff,
@@ -248,7 +250,8 @@ def parse_trace_samples(text) -> list[dict]:
             continue
         a = ev.get("args") or {}
         if "complete_ns" in a and "sample_seq" in a:
-            out.append({k: a.get(k) for k in ("sample_seq", "query_seq", "sample_idx", "issue_start_ns", "complete_ns")})
+            out.append({k: a.get(k)
+                        for k in ("sample_seq", "query_seq", "sample_idx", "issue_start_ns", "complete_ns")})
     out.sort(key=lambda e: e["sample_seq"])
     return out
 

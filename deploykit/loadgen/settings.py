@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
-from deploykit.core.config import one_of
-from deploykit.core.errors import InputError, UsageError
+from deploykit.core.errors import InputError
 
 from deploykit.spec.loadgen import (DEFAULT_BOUND_MS, DEFAULT_DURATION_S, DEFAULT_PERCENTILE,  # noqa: F401
                                     DEFAULT_SAMPLES_PER_QUERY, LOADGEN_SCENARIO, OUTSTANDING_BOUNDS, OUTSTANDING_FLOOR,

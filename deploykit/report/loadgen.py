@@ -169,15 +169,19 @@ def to_markdown(report: dict) -> str:
     c = lg["constraints"]
     out.append("- constraints: " + ", ".join(f"{k.replace('_', ' ')} {_yes(v)}" for k, v in c.items() if v is not None))
     if lg.get("qps_scheduled") is not None or lg.get("qps_achieved") is not None:
-        out.append(f"- samples per second: scheduled {num_text(lg.get('qps_scheduled'))}, achieved {num_text(lg.get('qps_achieved'))}"
+        out.append(f"- samples per second: scheduled {num_text(lg.get('qps_scheduled'))}, "
+                   f"achieved {num_text(lg.get('qps_achieved'))}"
                    f"; {num_text(r['throughput']['items_per_s'])} items/s (batch {r['throughput']['batch']}, "
                    f"{r['throughput']['requests_in_flight']} request(s) in flight)")
-    out.append(f"- latency ms ({lg['latency_basis']}, LoadGen's percentiles): p50 {num_text(lat['p50'])}, p90 {num_text(lat['p90'])}, "
-               f"p95 {num_text(lat['p95'])}, p99 {num_text(lat['p99'])}, p99.9 {num_text(lat['p99.9'])}, mean {num_text(lat['mean'])}, "
+    out.append(f"- latency ms ({lg['latency_basis']}, LoadGen's percentiles): p50 {num_text(lat['p50'])}, "
+               f"p90 {num_text(lat['p90'])}, "
+               f"p95 {num_text(lat['p95'])}, p99 {num_text(lat['p99'])}, p99.9 {num_text(lat['p99.9'])}, "
+               f"mean {num_text(lat['mean'])}, "
                f"min {num_text(lat['min'])}, max {num_text(lat['max'])} over {lg['query_count']} queries")
     if t.get("latency_bound_ms") is not None:
         out.append(f"- bound: p{t['percentile']:g} within {t['latency_bound_ms']:g} ms; measured "
-                   f"{num_text(t.get('latency_at_percentile_ms'))} ms; {lg.get('overlatency_query_count')} queries over the bound")
+                   f"{num_text(t.get('latency_at_percentile_ms'))} ms; "
+                   f"{lg.get('overlatency_query_count')} queries over the bound")
     es = lg["early_stopping"]
     if es["lines"]:
         est = f" (estimate {num_text(es['estimate_ms'])} ms)" if es.get("estimate_ms") is not None else ""
@@ -192,7 +196,8 @@ def to_markdown(report: dict) -> str:
         out += ["", f"## Peak Server QPS ({pk['method']})", "",
                 f"- peak: **{num_text(pk['qps'])} QPS** -- {pk['criterion']}" if pk["qps"] is not None else
                 f"- no peak: {pk['failure']}",
-                f"- {pk['method_description']}; start {pk['start_qps']:g} QPS, each step >= {pk['step_duration_s']:g} s",
+                f"- {pk['method_description']}; start {pk['start_qps']:g} QPS, "
+                f"each step >= {pk['step_duration_s']:g} s",
                 ""]
         out += ["| step | phase | QPS | meets bound | queries | achieved QPS | p50 ms | p99 ms | p at bound ms |",
                 "|---|---|---|---|---|---|---|---|---|"]
@@ -218,7 +223,8 @@ def to_markdown(report: dict) -> str:
             f"{num_text(cal['requests_per_s'])} requests/s with {cal['requests']} in flight",
             f"- load {r['timing']['load_ms']:.1f} ms, first inference {r['timing']['first_inference_ms']:.2f} ms, "
             f"LoadGen ran {r['timing']['loadgen_wall_s']:.1f} s",
-            f"- fidelity vs {f['reference']}: cosine {num_text(f.get('cosine'), 6)}, max-abs {num_text(f.get('max_abs'), 6)} -> "
+            f"- fidelity vs {f['reference']}: cosine {num_text(f.get('cosine'), 6)}, "
+            f"max-abs {num_text(f.get('max_abs'), 6)} -> "
             f"{ {True: 'pass', False: 'FAIL', None: 'no verdict'}[f['passed']] }",
             f"- machine: {env['cpu']['model']}, threads {env.get('threads')}; deploykit {env['deploykit']['version']}",
             ]

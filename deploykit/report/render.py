@@ -203,7 +203,8 @@ def to_markdown(reports: list[dict]) -> str:
             f"({t['stop_reason']}); throughput {r['throughput']['items_per_s']:.2f} items/s",
             f"- fidelity vs {r['fidelity']['reference']}: " + _fidelity_text(r["fidelity"]),
             f"- percentiles: {s['percentile_method']}",
-            f"- machine: {cpu['model']} ({cpu.get('usable_cores')} usable cores, ISA {' '.join(cpu.get('isa') or [])}), "
+            f"- machine: {cpu['model']} ({cpu.get('usable_cores')} usable cores, "
+            f"ISA {' '.join(cpu.get('isa') or [])}), "
             f"threads {env.get('threads')}, {env['os']['platform']}, Python {env['python']}",
             "- packages: " + ", ".join(f"{k} {v}" for k, v in env["packages"].items() if v),
             f"- deploykit {env['deploykit']['version']} (git {str(env['deploykit'].get('sha'))[:10]}"
@@ -214,7 +215,8 @@ def to_markdown(reports: list[dict]) -> str:
         out += _fusion_lines(r)
         if r.get("reference_workload"):  # the fixed reference workload measured beside the model
             rw = r["reference_workload"]
-            out.append(f"- reference workload {rw['name']} (sha256 {rw['sha256'][:12]}): p50 {rw['stats']['p50']:.3f} ms; "
+            out.append(f"- reference workload {rw['name']} (sha256 {rw['sha256'][:12]}): "
+                       f"p50 {rw['stats']['p50']:.3f} ms; "
                        f"model / reference p50 {rw['relative']['p50']:.4f} over {len(rw['blocks'])} interleaved blocks")
         out += [f"- **warning:** {w}" for w in r["warnings"]]
         out.append("")
@@ -299,13 +301,15 @@ def _hardware_lines(r: dict) -> list[str]:
             snap = t[when]
             cpu = snap["cpu"]
             freq = (f"{min(cpu['cur_freq_mhz'])}-{max(cpu['cur_freq_mhz'])} MHz, governor "
-                    f"{','.join(cpu['governors']) or '?'}" if cpu.get("readable") else cpu.get("reason", "not readable"))
+                    f"{','.join(cpu['governors']) or '?'}" if cpu.get("readable")
+                    else cpu.get("reason", "not readable"))
             text = f"- telemetry at {when}: CPU {freq}"
             g = snap.get("gpu")
             if g:
                 if g.get("available"):
                     clk = g.get("clocks_mhz") or {}
-                    text += (f"; GPU {g['name']} (driver {g.get('driver')}): SM {clk.get('sm')} MHz, mem {clk.get('mem')} MHz, "
+                    text += (f"; GPU {g['name']} (driver {g.get('driver')}): "
+                             f"SM {clk.get('sm')} MHz, mem {clk.get('mem')} MHz, "
                              f"{g.get('temperature_c')} C, {g.get('power_w')} W, throttle "
                              f"{','.join(g.get('throttle_reasons') or []) or 'none'}")
                 else:
@@ -320,7 +324,8 @@ def _cost_lines(r: dict) -> list[str]:
     m = r.get("memory")
     if m:
         if m.get("rss_peak_mb") is not None:
-            text = (f"- memory: RSS {m['rss_before_load_mb']:.1f} MB before load, {m['rss_after_load_mb']:.1f} MB after, "
+            text = (f"- memory: RSS {m['rss_before_load_mb']:.1f} MB before load, "
+                    f"{m['rss_after_load_mb']:.1f} MB after, "
                     f"peak {m['rss_peak_mb']:.1f} MB over load and measurement (+{m['rss_increase_mb']:.1f} MB; "
                     f"{m['method']})")
         else:

@@ -123,12 +123,13 @@ def cell_key(row: dict) -> str:
     return "|".join(str(p) for p in parts)
 
 
-def target_options_text(settings: dict) -> str:
+def target_options_text(settings: dict, loadgen: bool = False) -> str:
     """The runtime options a report's settings set to other than their declared defaults, besides threads and
-    precision (the table's own columns) and where caches live: ``streams=2,mode=throughput``."""
+    precision (the table's own columns), where caches live and, for a LoadGen report, the mode its scenario
+    decides: ``streams=2,mode=throughput``."""
     from deploykit.runtimes.options import declared_options
 
-    skip = ("threads", "precision", "cache_dir")
+    skip = ("threads", "precision", "cache_dir") + (("mode",) if loadgen else ())
     return options_text({s.name: settings[s.name] for s in declared_options()
                          if s.name in settings and s.name not in skip and s.flag is not None
                          and settings[s.name] is not None and settings[s.name] != s.default})
@@ -145,7 +146,7 @@ def _common_row(report: dict) -> dict:
         "model": m["label"], "model_options": options_text((m.get("export_settings") or {}).get("options")),
         "family": m.get("family") or "", "target": t["name"], "precision": t["precision"],
         "batch": int(report["throughput"]["batch"]), "resolution": int(m["input"]["shape"][-1]),
-        "threads": int(threads) if threads else None, "target_options": target_options_text(st),
+        "threads": int(threads) if threads else None, "target_options": target_options_text(st, report.get("schema") == _loadgen.SCHEMA),
         "status": "ok", "reason": "", "exit_code": 0,
         "created": report.get("created", ""),
         "git_rev": str(((report.get("environment") or {}).get("deploykit") or {}).get("sha") or ""),

@@ -450,7 +450,8 @@ class OpenVinoRuntime(Runtime):
         notes = ()
         if self.options.mode == "throughput":
             notes = ("profiled with one request in latency mode (the timed run was in throughput mode)",)
-        return LayerProfile(runtime="openvino", iterations=iterations, records=records, notes=notes, wall_ms=tuple(wall),
+        return LayerProfile(runtime="openvino", iterations=iterations, records=records, notes=notes,
+                            wall_ms=tuple(wall),
                             profiler="OpenVINO performance counters (PERF_COUNT, InferRequest.get_profiling_info)")
 
     @classmethod
@@ -587,7 +588,7 @@ def summarize_openvino_runtime(runtime_model, onnx_types: dict[str, str] | None 
     for op in runtime_model.get_ordered_ops():
         info = op.get_rt_info()
 
-        def get(key, default=""):
+        def get(key, default="", info=info):  # bound now: used only within this iteration
             return info[key].astype(str) if key in info else default
 
         ltype = get("layerType", op.get_type_name())

@@ -108,7 +108,7 @@ class TargetOptions:
     def __post_init__(self):
         _validate(self)
 
-    def check(self, common: RuntimeOptions) -> None:  # noqa: B027 - optional hook
+    def check(self, common: RuntimeOptions) -> None:
         """Checks against the common options (e.g. a throughput-only option in latency mode): raise UsageError."""
 
 

@@ -175,4 +175,5 @@ class OrtTensorrtRuntime(_OrtGpuRuntime):
             cache = str(ensure_dir(self.options.resolved_cache_dir("ort-trt")))
             opts.update(trt_engine_cache_enable=True, trt_engine_cache_path=cache, trt_timing_cache_enable=True,
                         trt_timing_cache_path=cache)
-        return [(self.provider, opts), ("CUDAExecutionProvider", {"device_id": self._gpu.index}), "CPUExecutionProvider"]
+        return [(self.provider, opts), ("CUDAExecutionProvider", {"device_id": self._gpu.index}),
+                "CPUExecutionProvider"]

@@ -48,7 +48,8 @@ def cudart():
         try:
             from cuda import cudart as rt  # older cuda-python
         except ImportError:
-            raise UnavailableError(f"cuda-python is not installed (needed by the trt target): {install_hint('cuda')}") from None
+            raise UnavailableError("cuda-python is not installed (needed by the trt target): "
+                                   f"{install_hint('cuda')}") from None
     return rt
 
 
@@ -160,7 +161,8 @@ class TensorrtRuntime(CudaRuntime):
                                          gpu_name=self._gpu.name, compute_capability=self._gpu.compute_capability)
         cache_dir = self.options.resolved_cache_dir("tensorrt")
         engine_path, sidecar_path = tensorrt_plan.engine_paths(cache_dir, ident)
-        timing_path = tensorrt_plan.timing_cache_path(cache_dir, trt.__version__, self._gpu.name, self._gpu.compute_capability)
+        timing_path = tensorrt_plan.timing_cache_path(cache_dir, trt.__version__, self._gpu.name,
+                                                      self._gpu.compute_capability)
         data, self._cache_note = None, "engine cache off (--no-cache)"
         if self.options.cache:
             data, self._cache_note = self._cached(engine_path, sidecar_path, ident)
@@ -244,7 +246,7 @@ class TensorrtRuntime(CudaRuntime):
 
     def set_input(self, x: np.ndarray) -> None:
         rt = self._rt
-        for name, is_in, nbytes, dptr, hptr, view in self._bufs:
+        for _name, is_in, nbytes, dptr, hptr, view in self._bufs:
             if is_in:
                 view[...] = x.astype(view.dtype, copy=False)
                 ck(rt.cudaMemcpy(dptr, hptr, nbytes, rt.cudaMemcpyKind.cudaMemcpyHostToDevice))

@@ -79,7 +79,7 @@ class RunSpec:
         if not isinstance(self.target, str) or not self.target:
             raise UsageError(f"a run needs a target, got {self.target!r}")
         require_int("--batch", self.batch, 1, MAX_ITERATIONS)
-        require_int("--resolution", self.resolution, 1, 65_536)
+        require_int("--resolution", self.resolution, 1)  # what it costs is checked against the memory there is
         require_int("--opset", self.opset, 7, 23)
         if self.pretrained and self.weights is not None:
             raise UsageError("--pretrained and --weights exclude each other (published weights or your checkpoint)")
@@ -143,12 +143,17 @@ class RunSpec:
             from deploykit.runtimes.base import get_runtime
 
             prec = get_runtime(self.target).int8_float_precision
-        return self.options if prec == self.options.precision else replace(self.options, precision=prec)
+        opts = self.options if prec == self.options.precision else replace(self.options, precision=prec)
+        if isinstance(self.measure, LoadgenConfig):  # the scenario decides whether requests are in flight
+            mode = "throughput" if self.measure.concurrent else "latency"
+            opts = opts if opts.mode == mode else replace(opts, mode=mode)
+        return opts
 
     def target_settings(self) -> dict[str, Any]:
         """The runtime options set to other than their defaults (threads and precision included), by name."""
         defaults = RuntimeOptions().settings()
-        return {k: v for k, v in self.options.settings().items() if k not in LOCAL_OPTIONS and v != defaults.get(k)}
+        skip = LOCAL_OPTIONS + (("mode",) if self.loadgen else ())  # a LoadGen scenario decides the mode
+        return {k: v for k, v in self.options.settings().items() if k not in skip and v != defaults.get(k)}
 
     def export_config(self, models_dir: Path | None = None) -> ExportConfig | None:
         """How a registry model is exported (None for a file)."""

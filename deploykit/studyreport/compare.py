@@ -81,7 +81,7 @@ def compare(inputs: Sequence[tuple[str, object]], *, by: str | None = None, metr
     frames = [(label, df) for label, df in inputs]
     if not frames:
         raise UsageError("nothing to compare: give report files, folders or results tables")
-    for label, df in frames:
+    for _label, df in frames:
         if metric not in df.columns:
             numeric = [c for c in df.columns if str(df[c].dtype).startswith(("float", "Int", "int"))]
             raise UsageError(f"unknown metric {metric!r} (choose a numeric column: {', '.join(numeric)})")

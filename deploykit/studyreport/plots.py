@@ -256,7 +256,7 @@ def plot_throughput_vs_batch(df: pd.DataFrame, an: Analysis) -> Plot:
         many_res = lat["resolution"].nunique() > 1
         for ax, (target, precision) in zip(axes, panels):
             sub = lat[(lat["target"] == target) & (lat["precision"] == precision)]
-            for (lab, res, thr), g in sub.groupby(["label", "resolution", "threads"], sort=True, dropna=False):
+            for (lab, res, _thr), g in sub.groupby(["label", "resolution", "threads"], sort=True, dropna=False):
                 g = g.sort_values("batch").drop_duplicates("batch")
                 name = f"{lab} @ {int(res)}" if many_res else lab
                 ax.plot(g["batch"], g["items_per_s"], marker=markers[str(int(res))], ms=4, color=colors[lab],

@@ -175,7 +175,7 @@ class Executor(ABC):
         run = self.run_columns(wall_s)
         cdir = self.cell_dir(cell)
         if status == "ok":
-            reports = sorted(cdir.glob("*.json"), key=lambda p: p.stat().st_mtime)
+            reports = sorted((p for p in cdir.glob("*.json") if p.name != SPEC_FILE), key=lambda p: p.stat().st_mtime)
             if not reports:
                 status, reason = "failed", f"deploykit {'loadgen' if cell.loadgen else 'bench'} exited 0 but wrote " \
                                            f"no report in {cdir}"

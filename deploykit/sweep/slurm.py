@@ -193,8 +193,9 @@ class SlurmExecutor(Executor):
         submitit = _submitit()
         missing = [c for c in COMMANDS if shutil.which(c) is None]
         if missing:
-            raise UnavailableError(f"--executor slurm needs Slurm's {', '.join(COMMANDS)} on PATH ({', '.join(missing)} "
-                                   "not found): run the sweep where jobs can be submitted (a login node)")
+            raise UnavailableError(f"--executor slurm needs Slurm's {', '.join(COMMANDS)} on PATH "
+                                   f"({', '.join(missing)} not found): "
+                                   "run the sweep where jobs can be submitted (a login node)")
         self.out = Path(self.out).resolve()
         self._records = self._read_records()
         pending: dict[str, SubmittedJob] = {}

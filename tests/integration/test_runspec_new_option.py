@@ -7,7 +7,6 @@ measures with it. Nothing in deploykit is edited for it."""
 import json
 import os
 import textwrap
-from pathlib import Path
 
 import pandas as pd
 import pytest

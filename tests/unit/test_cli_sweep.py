@@ -47,8 +47,8 @@ def test_one_line_errors(cli_runner, tmp_path):
     assert_clean_error(cli_runner.invoke(cli, ["sweep", "resnet18", "-t", "onnxruntime", "--dry-run"]), 2,
                        "unknown target 'onnxruntime'")
     assert_clean_error(cli_runner.invoke(cli, ["sweep", "--dry-run"]), 2, "no models to sweep")
-    assert_clean_error(cli_runner.invoke(cli, ["sweep", "resnet18", "--precision", "fp16", "--dry-run"]), 2,
-                       "unknown precision 'fp16'")
+    assert_clean_error(cli_runner.invoke(cli, ["sweep", "resnet18", "--precision", "fp64", "--dry-run"]), 2,
+                       "unknown precision 'fp64'")
     assert_clean_error(cli_runner.invoke(cli, ["sweep", "resnet18", "--resume", "--dry-run"]), 2,
                        "--resume needs the sweep's folder")
     bad = tmp_path / "bad.toml"
@@ -86,35 +86,18 @@ def test_compare_prints_a_table_json_and_writes_markdown_or_csv(cli_runner, tmp_
 
 
 def test_peak_runs_first_where_this_deploykit_has_it(tmp_path):
-    import click
-
+    """deploykit peak runs first where the sweep has bench cells: once per thread count the cells ask for, in the
+    sweep's artifact store; a LoadGen-only sweep needs no peak."""
     from deploykit.cli import sweep_cmd
     from deploykit.sweep.run import plan
     from deploykit.sweep.spec import spec_from
 
     p = plan(spec_from(("resnet18",), threads=("1,2",), resolution=("64",)), tmp_path / "s")
-    ctx = click.Context(sweep_cmd.command, parent=click.Context(cli))
-    if "peak" not in cli.commands:
-        assert sweep_cmd._prelude(ctx, p, None) == []  # no such command here: nothing, silently
-
-    @click.command("peak")
-    @click.option("--threads", type=int)
-    @click.option("--models-dir")
-    def peak(threads, models_dir):  # pragma: no cover - never invoked here
-        """A stand-in with the memory helper's options."""
-
-    old = cli.commands.get("peak")
-    cli.commands["peak"] = peak
-    try:
-        assert sweep_cmd._prelude(ctx, p, tmp_path / "m") == [
-            ["peak", "--threads", "1", "--models-dir", str(tmp_path / "m")],
-            ["peak", "--threads", "2", "--models-dir", str(tmp_path / "m")]]
-        assert sweep_cmd._prelude(ctx, plan(spec_from(("resnet18",)), tmp_path / "t"), None) == [["peak"]]
-    finally:
-        if old is None:
-            cli.commands.pop("peak")
-        else:
-            cli.commands["peak"] = old
+    assert sweep_cmd._prelude(p, tmp_path / "m") == [
+        ["peak", "--threads", "1", "--models-dir", str(tmp_path / "m")],
+        ["peak", "--threads", "2", "--models-dir", str(tmp_path / "m")]]
+    assert sweep_cmd._prelude(plan(spec_from(("resnet18",)), tmp_path / "t"), None) == [["peak"]]
+    assert sweep_cmd._prelude(plan(spec_from(("resnet18",), scenario=("server",)), tmp_path / "u"), None) == []
 
 
 def test_a_slurm_dry_run_lists_each_jobs_sbatch_options(cli_runner, tmp_path):

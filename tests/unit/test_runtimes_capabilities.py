@@ -23,7 +23,7 @@ def test_the_real_targets_declare_what_they_implement():
         cls = get_runtime(name)
         assert set(cls.capabilities) == caps, name
         cls.check_capabilities()  # what registration ran
-    for name, cls in TARGETS.items():
+    for _name, cls in TARGETS.items():
         cls.check_capabilities()
 
 

@@ -122,7 +122,7 @@ def test_rerunning_a_cell_starts_from_an_empty_folder(tmp_path):
     (cdir / "old-report.json").write_text("{}")
     (cdir / "leftover").mkdir()
     row = run(tmp_path, "import sys; sys.exit(1)")
-    assert row["status"] == "failed" and sorted(p.name for p in cdir.iterdir()) == ["bench.log"]
+    assert row["status"] == "failed" and sorted(p.name for p in cdir.iterdir()) == ["bench.log", "spec.json"]
 
 
 def test_executors_are_a_registry_and_the_prelude_runs_deploykit_commands(tmp_path):

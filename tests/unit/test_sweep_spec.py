@@ -8,7 +8,7 @@ import pytest
 
 from deploykit.core.errors import InputError, UsageError
 from deploykit.runtimes.base import get_runtime
-from deploykit.sweep.executor import LocalExecutor, bench_args, cell_args, loadgen_args
+from deploykit.sweep.executor import LocalExecutor, cell_args, write_cell_spec
 from deploykit.sweep.spec import BenchSettings, Cell, Matrix, build_cells, load_study, spec_from
 
 
@@ -83,7 +83,7 @@ def test_model_files_are_keyed_by_their_absolute_path_and_labelled_by_their_stem
     (Matrix(models=("resnt18",)), InputError, "unknown model 'resnt18'; did you mean 'resnet18'"),
     (Matrix(models=("resnet18",), targets=("onnx",)), InputError, "unknown target 'onnx'"),
     (Matrix(models=("nothing_like_it*",)), InputError, "no model name matches"),
-    (Matrix(models=("resnet18",), precision=("fp16",)), UsageError, "unknown precision 'fp16'"),
+    (Matrix(models=("resnet18",), precision=("fp64",)), UsageError, "unknown precision 'fp64'"),
     (Matrix(models=("resnet18",), parc_impl=("fast",)), UsageError, "unknown parc_impl 'fast'"),
     (Matrix(models=("resnet18",), batch=(0,)), UsageError, "batch must be a positive integer"),
     (Matrix(), UsageError, "no models"),
@@ -178,23 +178,34 @@ def test_study_and_matrix_flags_exclude_each_other(tmp_path):
         load_study(tmp_path / "nope.toml")
 
 
-def test_a_cell_becomes_a_bench_command_line():
+def test_a_cell_becomes_a_run_spec_file_its_child_runs(tmp_path):
+    from dataclasses import replace
+
+    from deploykit.spec.run import read_spec
+
     bench = BenchSettings(min_time=0.2, max_time=1.0, min_iters=20, warmup=3, calib_size=8)
-    fp32 = Cell(model="resnet18", target="openvino", precision="fp32", batch=4, resolution=64, threads=2)
-    args = bench_args(fp32, bench, "/out/cells/x")
-    assert args[:6] == ["bench", "resnet18", "-t", "openvino", "--batch", "4"]
-    joined = " ".join(args)
-    assert "--resolution 64 --threads 2 --precision fp32" in joined  # fp32 asked for: OpenVINO would run bf16
-    assert "--min-time 0.2 --max-time 1 --min-iters 20 --warmup 3 --format json --report-dir /out/cells/x" in joined
-    assert "--int8" not in args and "--models-dir" not in args
-    int8 = Cell(model="parc_net_s", target="ort", precision="int8", options=(("parc_impl", "fft"),))
-    joined = " ".join(bench_args(int8, bench, "/r", models_dir="/m"))
-    assert "--int8 --calib-data synthetic --calib-size 8 --parc-impl fft" in joined
-    assert "--resolution" not in joined and "--threads" not in joined and "--precision" not in joined
-    assert joined.endswith("--models-dir /m")
+    fp32 = Cell(model="resnet18", target="openvino", precision="fp32", batch=4, resolution=64, threads=2,
+                settings=bench)
+    spec = fp32.spec
+    assert (spec.model, spec.target, spec.batch, spec.resolution, spec.options.threads) == ("resnet18", "openvino",
+                                                                                              4, 64, 2)
+    assert spec.runtime_options().precision == "fp32"  # fp32 asked for: OpenVINO would run bf16
+    m = spec.measure
+    assert (m.min_time, m.max_time, m.min_iters, m.warmup) == (0.2, 1.0, 20, 3) and spec.quantize is None
+    assert spec.key == fp32.key == "resnet18|openvino|fp32|b4|r64|t2"
+    path = write_cell_spec(fp32, None, tmp_path)
+    assert read_spec(path) == spec  # the file is the spec, whole
+    assert cell_args(fp32, bench, tmp_path) == ["run", str(tmp_path / "spec.json"), "--report-dir", str(tmp_path),
+                                                "--format", "json", "--json"]
+    assert cell_args(fp32, bench, "/r", models_dir="/m")[-2:] == ["--models-dir", "/m"]
+    int8 = Cell(model="parc_net_s", target="ort", precision="int8", options=(("parc_impl", "fft"),), settings=bench)
+    spec = int8.spec
+    assert spec.int8 and spec.quantize.calib_data == "synthetic" and spec.quantize.calib_size == 8
+    assert spec.model_options == (("parc_impl", "fft"),) and spec.resolution is None and spec.options.threads is None
+    assert spec.runtime_options().precision is None  # ORT runs an int8 file as built
     # OpenVINO would run the float rest of an int8 graph in bf16 on CPUs with bf16 units: fp32 is asked for
-    joined = " ".join(bench_args(Cell(model="resnet18", target="openvino", precision="int8"), bench, "/r"))
-    assert "--int8 --calib-data synthetic --calib-size 8 --precision fp32" in joined
+    ov = replace(int8, target="openvino", options=()).spec
+    assert ov.runtime_options().precision == "fp32" and ov.precision_label == "int8"
 
 
 # ----------------------------------------------------------------------------------------------- LoadGen cells
@@ -300,37 +311,33 @@ def test_bad_loadgen_settings_in_a_study_name_the_file_and_the_key(tmp_path, tab
     assert str(f) in str(exc.value)
 
 
-def test_a_loadgen_cell_becomes_a_loadgen_command_line():
+def test_a_loadgen_cell_becomes_a_loadgen_run_spec():
     settings = BenchSettings(latency_bound=50.0, percentile=95.0, duration=2.0, min_queries=64, calib_size=8)
     server = Cell(model="resnet18", target="openvino", batch=2, resolution=64, threads=2, scenario="server",
-                  qps=12.5)
-    args = cell_args(server, settings, "/out/cells/x", models_dir="/m")
-    assert args == loadgen_args(server, settings, "/out/cells/x", models_dir="/m")
-    assert args == ["loadgen", "resnet18", "-t", "openvino", "--batch", "2", "--resolution", "64", "--threads", "2",
-                    "--precision", "fp32", "--scenario", "server", "--qps", "12.5", "--latency-bound", "50",
-                    "--percentile", "95", "--duration", "2", "--min-queries", "64", "--report-dir", "/out/cells/x",
-                    "--json", "--models-dir", "/m"]
-    # the model part is bench's: int8 with its calibration, model options
+                  qps=12.5, settings=settings)
+    spec = server.spec
+    assert spec.loadgen and spec.scenario == "server" and spec.key.endswith("|server@qps=12.5")
+    m = spec.measure
+    assert (m.qps, m.latency_bound_ms, m.percentile, m.duration_s, m.min_queries) == (12.5, 50.0, 95.0, 2.0, 64)
+    assert (m.batch, m.resolution) == (2, 64) and spec.runtime_options().precision == "fp32"
+    assert cell_args(server, settings, "/r") == ["run", "/r/spec.json", "--report-dir", "/r", "--json"]
+    # the model part is bench's: int8 with its calibration, model options; offline takes no qps/bound/percentile
     int8 = Cell(model="parc_net_s", target="ort", precision="int8", options=(("parc_impl", "fft"),),
-                scenario="offline")
-    joined = " ".join(cell_args(int8, settings, "/r"))
-    assert joined.startswith("loadgen parc_net_s -t ort --batch 1 --int8 --calib-data synthetic --calib-size 8 "
-                             "--parc-impl fft --scenario offline --duration 2 --min-queries 64")
-    assert "--qps" not in joined and "--latency-bound" not in joined and "--percentile" not in joined  # offline
-    single = " ".join(cell_args(Cell(model="resnet18", target="ort", scenario="singlestream"), BenchSettings(), "/r"))
-    assert single == "loadgen resnet18 -t ort --batch 1 --precision fp32 --scenario singlestream --report-dir /r --json"
-    # a latency cell is still a bench cell
-    assert cell_args(Cell(model="resnet18", target="ort"), settings, "/r")[0] == "bench"
+                scenario="offline", settings=settings)
+    spec = int8.spec
+    assert spec.int8 and spec.quantize.calib_size == 8 and spec.model_options == (("parc_impl", "fft"),)
+    assert (spec.measure.qps, spec.measure.latency_bound_ms, spec.measure.percentile) == (None, None, None)
+    assert (spec.measure.duration_s, spec.measure.min_queries) == (2.0, 64)
 
 
-def test_the_local_and_slurm_executors_run_loadgen_cells_through_the_same_argv_builder(tmp_path):
+def test_the_local_and_slurm_executors_run_cells_through_the_same_argv_builder(tmp_path):
     from deploykit.sweep.slurm import NodeRunner
 
     cell = Cell(model="resnet18", target="ort", resolution=64, scenario="server", qps=5)
     settings = BenchSettings(duration=2.0)
     for ex in (LocalExecutor(settings, tmp_path), NodeRunner(settings, tmp_path, models_dir=tmp_path / "m")):
         argv = ex.command(cell, tmp_path / "c")
-        i = argv.index("loadgen")
+        i = argv.index("run")
         assert argv[i:] == cell_args(cell, settings, tmp_path / "c", ex.models_dir)
 
 
