@@ -46,6 +46,7 @@ class BenchResult:
     complexity: dict | None = None  # passes/inspect.py complexity at the run's input shape (ONNX files)
     efficiency: dict | None = None  # bench/peak.py efficiency: achieved GFLOP/s and share of this machine's peak
     per_layer: dict | None = None  # bench/layers.py summary of the runtime's per-layer profile, when cfg.per_layer
+    run_spec: dict | None = None  # the run spec measured (RunSpec.to_dict), when the run came from one
 
     def settings(self) -> dict:
         """The report's settings: the measurement's, then every runtime option (common and per target group)."""

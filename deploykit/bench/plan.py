@@ -65,8 +65,11 @@ def plan_runs(specs: list[RunSpec]) -> list[RunSpec]:
 
 def run_spec(spec: RunSpec, *, models_dir: Path | None = None, say: Say | None = None,
              progress: Callable[[str, int, float], None] | None = None):
-    """Measure one latency run: the ``BenchResult`` of ``bench/pipeline.run_benchmark``."""
+    """Measure one latency run: the ``BenchResult`` of ``bench/pipeline.run_benchmark``, which carries the spec
+    (its report's ``run_spec``: ``deploykit run`` on that object measures the same run again)."""
     from deploykit.bench.pipeline import run_benchmark
 
-    return run_benchmark(spec.model, spec.target, spec.bench_config(), spec.runtime_options(),
-                         export=spec.export_config(models_dir), say=say, progress=progress, int8=spec.quantize)
+    result = run_benchmark(spec.model, spec.target, spec.bench_config(), spec.runtime_options(),
+                           export=spec.export_config(models_dir), say=say, progress=progress, int8=spec.quantize)
+    result.run_spec = spec.to_dict()
+    return result

@@ -1,4 +1,5 @@
-"""deploykit baseline: stored latency baselines (reports with the reference workload) for `deploykit gate --baseline`."""
+"""deploykit baseline: stored latency baselines (reports with the reference workload) for
+`deploykit gate --baseline`."""
 
 from __future__ import annotations
 

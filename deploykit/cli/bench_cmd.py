@@ -71,7 +71,8 @@ def energy_options(f):
               help="After the timed loop, profile each layer with the runtime's own profiler (ONNX Runtime profiling, "
                    "OpenVINO performance counters, TensorRT IProfiler) in a separate session: time per node and per "
                    "op type and the precision each layer ran in, in the report and as a table.")
-@click.option("--top", type=POSITIVE, default=15, show_default=True, help="--per-layer: slowest nodes and op types shown.")
+@click.option("--top", type=POSITIVE, default=15, show_default=True,
+              help="--per-layer: slowest nodes and op types shown.")
 @hardware_options
 @click.option("--int8", is_flag=True,
               help="Benchmark the int8 (QDQ) variant: quantized on demand with the calibration options below and "

@@ -15,7 +15,8 @@ from deploykit.cli.runtime_options import given_runtime_values, runtime_option, 
 def gate_options(f):
     """Options shared by the measuring commands of the gate (settings of GateConfig)."""
     opts = [
-        click.option("--alpha", type=FINITE_FLOAT, default=None, help="Family-wise error rate over all checks [default: 0.05]."),
+        click.option("--alpha", type=FINITE_FLOAT, default=None,
+                     help="Family-wise error rate over all checks [default: 0.05]."),
         click.option("--correction", type=click.Choice(["bonferroni", "holm", "none"]), default=None,
                      help="Multiple-comparison correction across checks [default: bonferroni]."),
         click.option("--strict/--no-strict", default=None, help="INCONCLUSIVE fails the gate (exit 5) [default: no]."),
@@ -62,16 +63,20 @@ def gate_config(settings: dict, **cli):
 @batch_option(default=None, show_default=False, help="Batch size [default: the baseline's, else 1].")
 @resolution_option(help="Input height = width [default: the baseline's / the model's].")
 @runtime_option("threads", help="Intra-op threads [default: the baseline's, else all cores].")
-@runtime_option("graph_opt", default=None, show_default=False, help="ONNX Runtime graph optimisation level [default: all].")
+@runtime_option("graph_opt", default=None, show_default=False,
+                help="ONNX Runtime graph optimisation level [default: all].")
 @target_options(exclude=("threads", "graph_opt", "precision", "cache_dir"))
-@click.option("-m", "--metric", "metrics", multiple=True, help="p50 (default), p90, throughput; repeat or comma-separate.")
+@click.option("-m", "--metric", "metrics", multiple=True,
+              help="p50 (default), p90, throughput; repeat or comma-separate.")
 @click.option("--tolerance", "tolerances", multiple=True, metavar="[METRIC=]PCT",
               help="Allowed slowdown, e.g. 5% or p90=10% [defaults: p50 5%, p90 10%, throughput 5%].")
 @gate_options
 @seed_option(default=None, show_default=False, help="Seed of the input tensor and of the bootstrap [default: 0].")
-@click.option("--junit", type=click.Path(path_type=Path), default=None, help="Write JUnit XML here (one test case per check).")
+@click.option("--junit", type=click.Path(path_type=Path), default=None,
+              help="Write JUnit XML here (one test case per check).")
 @click.option("--github/--no-github", default=None,
-              help="Emit ::error/::warning annotations and append to $GITHUB_STEP_SUMMARY [default: when GITHUB_ACTIONS=true].")
+              help="Emit ::error/::warning annotations and append to $GITHUB_STEP_SUMMARY [default: when "
+                   "GITHUB_ACTIONS=true].")
 @opset_option()
 @model_opt_option(help="Model option for registry models.")
 @model_option_flags

@@ -1,4 +1,5 @@
-"""deploykit loadgen: serving under load -- MLPerf LoadGen scenarios with a deploykit runtime as the system under test."""
+"""deploykit loadgen: serving under load -- MLPerf LoadGen scenarios with a deploykit runtime as the system under
+test."""
 
 from __future__ import annotations
 
@@ -156,8 +157,9 @@ def print_summary(report: dict) -> None:
     cols = ["QPS scheduled", "QPS achieved", "items/s", "queries", "p50", "p90", "p99", "p99.9", "max"]
     for c in cols:
         table.add_column(c, justify="right")
-    table.add_row(num_text(lg["qps_scheduled"]), num_text(lg["qps_achieved"]), num_text(report["throughput"]["items_per_s"]),
-                  str(lg["query_count"]), num_text(lat["p50"]), num_text(lat["p90"]), num_text(lat["p99"]), num_text(lat["p99.9"]),
+    table.add_row(num_text(lg["qps_scheduled"]), num_text(lg["qps_achieved"]),
+                  num_text(report["throughput"]["items_per_s"]), str(lg["query_count"]), num_text(lat["p50"]),
+                  num_text(lat["p90"]), num_text(lat["p99"]), num_text(lat["p99.9"]),
                   num_text(lat["max"]))
     out.print(table)
     t = lg["target"]
@@ -166,7 +168,8 @@ def print_summary(report: dict) -> None:
                   f"{t['latency_bound_ms']:g} ms bound")
     es = lg["early_stopping"]
     if es.get("estimate_ms") is not None:
-        out.print(f"early-stopping p{es.get('percentile') or t['percentile']:g} estimate: {num_text(es['estimate_ms'])} ms")
+        out.print(f"early-stopping p{es.get('percentile') or t['percentile']:g} estimate: "
+                  f"{num_text(es['estimate_ms'])} ms")
     pk = report.get("peak")
     if pk:
         steps = Table(title=f"peak search ({pk['method']}): {pk['criterion']}")

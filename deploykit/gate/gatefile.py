@@ -62,7 +62,8 @@ def check_keys() -> list[str]:
 
     return list(dict.fromkeys([*CHECK_KEYS, *(k for k in generic_keys() if k not in ("model", "weights", "pretrained",
                                                                                     "opset"))]))
-SETTINGS_KEYS = ("alpha", "correction", "strict", "min_blocks", "max_blocks", "block_time", "block_iters", "baseline_drift",
+SETTINGS_KEYS = ("alpha", "correction", "strict", "min_blocks", "max_blocks", "block_time", "block_iters",
+                 "baseline_drift",
                  "block_warmup", "time_budget", "seed")
 INT_SETTINGS = ("min_blocks", "max_blocks", "block_iters", "block_warmup", "seed")
 TOP_KEYS = ("version", "settings", "defaults", "check")
@@ -94,7 +95,8 @@ def read_gate_file(path: str | Path) -> dict:
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" (line {mark.line + 1})" if mark is not None else ""
-            raise InputError(f"gate file {p} is not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
+            why = getattr(exc, "problem", None) or exc
+            raise InputError(f"gate file {p} is not valid YAML{where}: {why}") from None
     elif suffix == ".toml":
         import tomllib
 
@@ -349,7 +351,8 @@ def parse_tolerances(values: tuple[str, ...], metrics: list[str]) -> dict[str, f
 
 def checks_from_command(candidate: str | None, *, against=None, against_rev=None, baseline=None, gate_file=None,
                         target=None, precision=None, batch=None, resolution=None, threads=None, values=None,
-                        metrics=(), tolerances=(), export: ExportConfig | None = None) -> tuple[list[GateCheck], dict, str]:
+                        metrics=(), tolerances=(),
+                        export: ExportConfig | None = None) -> tuple[list[GateCheck], dict, str]:
     """(checks, settings, source) of ``deploykit gate``'s arguments: one check from the command line (exactly one
     of ``against``, ``against_rev``, ``baseline``) or every check of ``gate_file`` (then the per-check options
     must not be given). ``values``: other runtime / model options by name (None: not given)."""

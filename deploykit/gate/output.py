@@ -178,7 +178,8 @@ def markdown_summary(result) -> str:
             continue
         for m, d in zip(c.check.metrics, c.decisions):
             out.append(f"| {_cell(c.check.name)} | {m.metric} | {_ICON[d.outcome]} | {_pct(d.estimate)} | "
-                       f"{_pct(d.ci[0])} to {_pct(d.ci[1])} ({d.level:.1%}) | {d.tolerance:.1%} | {d.mde:.1%} | {d.n} |")
+                       f"{_pct(d.ci[0])} to {_pct(d.ci[1])} ({d.level:.1%}) | {d.tolerance:.1%} | {d.mde:.1%} | "
+                       f"{d.n} |")
     out.append("")
     notes = []
     for c in result.checks:

@@ -433,7 +433,8 @@ def run_check(p: Prepared, cfg: GateConfig, level: float, budget: float | None, 
             res.warnings.append("the candidate artifact is byte-identical to the one the baseline measured")
     else:
         if c.mode == "against_rev":
-            path = p.rev_file if p.rev_file.suffix == ".onnx" else _export_at_rev(p.rev_file, c, batch, p.resolution, say)
+            path = p.rev_file if p.rev_file.suffix == ".onnx" else \
+                _export_at_rev(p.rev_file, c, batch, p.resolution, say)
             ref_model = _resolve(str(path), p, batch, p.resolution, say)
             ref_model.label = f"{cand.label}@{c.reference}"
         else:

@@ -72,6 +72,7 @@ class LoadgenResult:
     warnings: list[str] = field(default_factory=list)
     owns_log_dir: bool = False  # log_dir is a temporary folder run_loadgen made (``cleanup`` removes it)
     memory: dict | None = None  # bench/memory.py over load, calibration and the LoadGen runs, + artifact_mb
+    run_spec: dict | None = None  # the run spec measured (RunSpec.to_dict), when the run came from one
 
     def cleanup(self) -> None:
         """Remove LoadGen's logs when they live in a temporary folder (after ``save`` has kept a copy)."""
@@ -103,8 +104,10 @@ def loadgen_options(options: RuntimeOptions, cfg: LoadgenConfig) -> RuntimeOptio
 def run_spec(spec, *, models_dir: Path | None = None, say: Say | None = None) -> LoadgenResult:
     """Run a LoadGen run spec (its ``measure`` is a ``LoadgenConfig``)."""
     check_target(spec.target, spec.measure)
-    return run_loadgen(spec.model, spec.target, spec.measure, spec.runtime_options(),
-                       export=spec.export_config(models_dir), say=say, int8=spec.quantize)
+    result = run_loadgen(spec.model, spec.target, spec.measure, spec.runtime_options(),
+                         export=spec.export_config(models_dir), say=say, int8=spec.quantize)
+    result.run_spec = spec.to_dict()
+    return result
 
 
 def run_loadgen(model_ref: str, target: str, cfg: LoadgenConfig, options: RuntimeOptions, *,
@@ -334,7 +337,8 @@ def _step_record(phase: str, qps: float, met: bool | None, chunk_ms: list[float]
            "latency_ms": None, "latency_source": source}
     if chunk_ms:
         rec["latency_ms"] = {"p50": loadgen_percentile(chunk_ms, 50), "p90": loadgen_percentile(chunk_ms, 90),
-                             "p99": loadgen_percentile(chunk_ms, 99), "at_percentile": loadgen_percentile(chunk_ms, pct),
+                             "p99": loadgen_percentile(chunk_ms, 99),
+                             "at_percentile": loadgen_percentile(chunk_ms, pct),
                              "max": max(chunk_ms)}
     return rec
 
@@ -346,7 +350,8 @@ def _loadgen_peak(lg, sut: RuntimeSUT, cfg: LoadgenConfig, cal: Calibration, nam
     settings = build_test_settings(lg, cfg, cal, model=name, find_peak=True)
     start = settings.server_target_qps
     say(f"LoadGen FindPeakPerformance from {start:g} QPS (bound {settings.server_target_latency_ns / 1e6:g} ms at "
-        f"p{settings.server_target_latency_percentile * 100:g}; each step at least {settings.min_duration_ms / 1000:g} s)")
+        f"p{settings.server_target_latency_percentile * 100:g}; each step at least "
+        f"{settings.min_duration_ms / 1000:g} s)")
     first = sut.step
     run = _run_test(lg, sut, settings, log_dir, cfg, step=first)
     detail, _ = logs.read_run(log_dir)

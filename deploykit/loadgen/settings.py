@@ -67,8 +67,8 @@ def build_test_settings(lg, cfg: LoadgenConfig, cal: Calibration, *, model: str,
     # 1. defaults sized from the calibration (LoadGen generates queries for its min duration from these)
     s.min_duration_ms = int(round(cfg.resolved_duration_s() * 1000))
     s.single_stream_expected_latency_ns = int(max(1.0, 0.5 * lat_ns))  # over-generate: the run ends on time anyway
-    s.multi_stream_expected_latency_ns = int(max(1.0, 0.5 * lat_ns * (cfg.samples_per_query or DEFAULT_SAMPLES_PER_QUERY)
-                                                 / max(1, cal.requests)))
+    per_query = cfg.samples_per_query or DEFAULT_SAMPLES_PER_QUERY
+    s.multi_stream_expected_latency_ns = int(max(1.0, 0.5 * lat_ns * per_query / max(1, cal.requests)))
     s.offline_expected_qps = 1.25 * rate  # LoadGen issues 1.1 x this x min duration samples: the run lasts >= duration
     s.server_target_qps = peak_start_qps(cal)
     s.server_target_latency_ns = int(DEFAULT_BOUND_MS * 1e6)

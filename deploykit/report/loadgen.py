@@ -97,6 +97,8 @@ def build_report(result, *, logs_dir: str | None = None, log_files: list[str] | 
         report["peak"] = result.peak
     if getattr(result, "memory", None) is not None:
         report["memory"] = result.memory
+    if getattr(result, "run_spec", None):
+        report["run_spec"] = result.run_spec
     report = json.loads(json.dumps(report, default=_default))  # plain JSON types only
     validate(report)
     return report

@@ -74,6 +74,8 @@ def build_report(result) -> dict:
         report["quantization"] = quant
     if getattr(result, "reference_workload", None):
         report["reference_workload"] = result.reference_workload
+    if getattr(result, "run_spec", None):
+        report["run_spec"] = result.run_spec
     validate(report)
     return json.loads(json.dumps(report, default=_default))  # plain JSON types only
 

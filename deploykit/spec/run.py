@@ -159,9 +159,9 @@ class RunSpec:
         """How a registry model is exported (None for a file)."""
         if self.is_file:
             return None
-        kw = {"models_dir": Path(models_dir)} if models_dir is not None else {}
-        return ExportConfig(model=self.model, batch=self.batch, resolution=self.resolution, opset=self.opset,
-                            weights=self.weights, pretrained=self.pretrained, options=self.model_options, **kw)
+        cfg = ExportConfig(model=self.model, batch=self.batch, resolution=self.resolution, opset=self.opset,
+                           weights=self.weights, pretrained=self.pretrained, options=self.model_options)
+        return cfg if models_dir is None else replace(cfg, models_dir=Path(models_dir))
 
     def bench_config(self) -> BenchConfig:
         if not isinstance(self.measure, BenchConfig):
@@ -181,8 +181,8 @@ class RunSpec:
         extra.update({k: v for k, v in self.target_settings().items() if k not in ("threads", "precision")})
         if extra:
             parts.append(options_text(extra))
-        if self.loadgen:
-            m = self.measure
+        m = self.measure
+        if isinstance(m, LoadgenConfig):
             parts.append(f"{m.scenario}@qps={m.qps:g}" if m.scenario == "server" and m.qps is not None else m.scenario)
         return "|".join(str(p) for p in parts)
 
@@ -203,7 +203,8 @@ class RunSpec:
             "target": {"name": self.target, "options": self.target_settings()},
             "precision": self.precision,
             "quantize": None if self.quantize is None else
-            {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self.quantize).items() if k in QUANTIZE_FIELDS},
+            {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self.quantize).items()
+             if k in QUANTIZE_FIELDS},
             "batch": self.batch,
             "resolution": self.resolution,
             "measure": {"kind": "loadgen" if self.loadgen else LATENCY, **m},
@@ -243,11 +244,13 @@ class RunSpec:
             if q is not None:
                 q = _table(q, f"{where}: quantize")
                 _keys(q, QUANTIZE_FIELDS, f"{where}: quantize")
-                quant = QuantizeConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in q.items()})
+                qvals: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in q.items()}
+                quant = QuantizeConfig(**qvals)
             topts = dict(_table(target.get("options") or {}, f"{where}: target options"))
             if target.get("cache_dir") is not None:
                 topts["cache_dir"] = target["cache_dir"]
-            return cls(model=model.get("ref"), target=target.get("name"), precision=d.get("precision"),
+            return cls(model=_text(model.get("ref"), f"{where}: model ref"),
+                       target=_text(target.get("name"), f"{where}: target name"), precision=d.get("precision"),
                        batch=d.get("batch", 1), resolution=d.get("resolution"),
                        model_options=tuple(_table(model.get("options") or {}, f"{where}: model options").items()),
                        weights=model.get("weights"), pretrained=bool(model.get("pretrained", False)),
@@ -266,6 +269,12 @@ def options_text(options) -> str:
     """Options as tables write them: ``""`` or ``parc_impl=fft`` (several: comma-joined, sorted by name)."""
     items = options.items() if isinstance(options, dict) else options
     return ",".join(f"{k}={v}" for k, v in sorted(items))
+
+
+def _text(v, where: str) -> str:
+    if not isinstance(v, str):
+        raise InputError(f"{where}: expected a string, got {v!r}")
+    return v
 
 
 def _table(v, where: str) -> dict:
@@ -293,7 +302,8 @@ def runtime_options_from(values: dict[str, Any], where: str = "") -> RuntimeOpti
         name = k.replace("-", "_")
         s = specs.get(name)
         if s is None:
-            _keys({name: v}, list(specs), where or "runtime options")
+            _keys({name: v}, list(specs), where or "runtime options")  # raises, naming the close names
+            continue
         out[name] = coerce(v, s.type, f"{where + ': ' if where else ''}{s.flag or name}")
     try:
         return RuntimeOptions.from_settings(**out)
@@ -435,7 +445,7 @@ def write_spec(spec: RunSpec, path: Path) -> Path:
 
 
 def read_spec(path: str | Path) -> RunSpec:
-    """A run spec file (JSON, as ``write_spec`` or a sweep writes it)."""
+    """A run spec file (JSON, as ``write_spec`` or a sweep writes it), or a report that carries its run spec."""
     p = Path(path)
     if not p.is_file():
         raise InputError(f"run spec file not found: {p}")
@@ -445,4 +455,9 @@ def read_spec(path: str | Path) -> RunSpec:
         data = json.loads(p.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"{p} is not a JSON run spec: {exc}") from None
+    if isinstance(data, dict) and "schema" in data:  # a report: the spec it measured
+        if not isinstance(data.get("run_spec"), dict):
+            raise InputError(f"{p} is a {data.get('schema')} report without a run spec (written before reports "
+                             "carried one)")
+        data = data["run_spec"]
     return RunSpec.from_dict(data, where=str(p))

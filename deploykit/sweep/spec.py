@@ -1,5 +1,6 @@
-"""What a sweep runs: the cells (model x target x precision x batch x resolution x threads x model option x
-scenario x QPS), from flags or from a study file, and the measurement settings every cell shares.
+"""What a sweep runs: the cells (model x target x precision x batch x resolution x every other axis x scenario x
+QPS), each a run spec (spec/run.py) plus the axis values that made it, from flags or from a study file, and the
+measurement settings every cell shares.
 
 A study file is TOML with the same keys as the flags::
 
@@ -28,10 +29,11 @@ A study file is TOML with the same keys as the flags::
     partition = "bench"
 
 Without a ``[[matrix]]`` block the top-level keys are the one matrix. A value is a list or a single value; a
-string may hold a comma-separated list. ``parc_impl`` applies to ParC models only (one cell per implementation);
-other models ignore it. ``scenario``: ``latency`` (the default) is a ``deploykit bench`` cell, ``server``,
-``offline``, ``multistream`` and ``singlestream`` are ``deploykit loadgen`` cells; ``qps`` makes one server cell
-per value (the other scenarios ignore it).
+string may hold a comma-separated list. Any other key is an option a target or a model family declares, by name
+(``threads``, ``graph_opt``, ``streams``, a model option ...): one cell per value; a model option applies to the
+models that have it, other models ignore it. ``scenario``: ``latency`` (the default) is a ``deploykit bench``
+cell, ``server``, ``offline``, ``multistream`` and ``singlestream`` are ``deploykit loadgen`` cells; ``qps``
+makes one server cell per value (the other scenarios ignore it).
 """
 
 from __future__ import annotations
