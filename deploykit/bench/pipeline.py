@@ -63,15 +63,18 @@ def check_graph_ops(runtime_cls: type[Runtime], model: ResolvedModel) -> None:
 
 
 def prepare_model(model_ref: str, target: str, options: RuntimeOptions, *, batch: int, resolution: int | None,
-                  export: ExportConfig | None = None, say: Say | None = None,
-                  int8=None) -> tuple[type[Runtime], Runtime, ResolvedModel]:
+                  export: ExportConfig | None = None, say: Say | None = None, int8=None,
+                  planned: bool = False) -> tuple[type[Runtime], Runtime, ResolvedModel]:
     """The target's runtime (checked against this machine, not loaded yet) and the resolved model file it will
     run -- exported / quantized on demand, its graph checked against the target's unsupported ops. Every
-    failure here is a one-line error before any measurement (the same for bench and loadgen)."""
+    failure here is a one-line error before any measurement (the same for bench and loadgen). ``planned``: the
+    run went through ``bench/plan.plan_runs``, whose target checks are not repeated."""
     runtime_cls = get_runtime(target)  # unknown target -> did-you-mean
-    runtime_cls.ensure_available()  # missing extra / hardware -> exit 3, before any export work
+    if not planned:
+        runtime_cls.ensure_available()  # missing extra / hardware -> exit 3, before any export work
     runtime = runtime_cls(options)  # validates mode/precision for this target
-    runtime.preflight()  # e.g. the --device exists here
+    if not planned:
+        runtime.preflight()  # e.g. the --device exists here
 
     readers = {s: runtime_cls.inspect_file for s in runtime_cls.file_formats if s != ".onnx"}
     builder = None
@@ -94,13 +97,15 @@ def model_input(model: ResolvedModel) -> ModelInput:
 
 def run_benchmark(model_ref: str, target: str, cfg: BenchConfig, options: RuntimeOptions, *,
                   export: ExportConfig | None = None, say: Say | None = None,
-                  progress: Callable[[str, int, float], None] | None = None, int8=None) -> BenchResult:
+                  progress: Callable[[str, int, float], None] | None = None, int8=None,
+                  planned: bool = False) -> BenchResult:
     """``int8``: a ``QuantizeConfig`` -> benchmark the int8 variant of ``model_ref`` (built on demand, cached)."""
     say = say or (lambda msg: None)
-    if cfg.per_layer:
+    if cfg.per_layer and not planned:
         get_runtime(target).ensure_profiles_layers()  # before any export work
     runtime_cls, runtime, model = prepare_model(model_ref, target, options, batch=cfg.batch,
-                                                resolution=cfg.resolution, export=export, say=say, int8=int8)
+                                                resolution=cfg.resolution, export=export, say=say, int8=int8,
+                                                planned=planned)
     x, ref, ref_label = reference_outputs(model, cfg.seed)
 
     say(f"loading {model.path.name} on {target}")

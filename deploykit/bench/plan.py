@@ -20,10 +20,18 @@ Say = Callable[[str], None]
 
 
 def check_target(spec: RunSpec) -> None:
-    """The target exists, can run here, and accepts the run's options (mode, precision, device, profiler)."""
-    from deploykit.runtimes.base import get_runtime
+    """The target exists, can run here, and accepts the run's options (mode, precision, device, profiler); a LoadGen
+    scenario with requests in flight needs a target that keeps several (``CONCURRENT``)."""
+    from deploykit.runtimes.base import CONCURRENT, get_runtime
 
     cls = get_runtime(spec.target)  # unknown -> InputError with the close names
+    if spec.loadgen and spec.measure.concurrent and not cls.has(CONCURRENT):
+        from deploykit.runtimes.registry import ordered_targets
+
+        can = [n for n, c in ordered_targets() if c.has(CONCURRENT)]
+        raise UsageError(f"target {spec.target} cannot keep requests in flight, which --scenario "
+                         f"{spec.measure.scenario} needs (targets that can: {', '.join(can)}); --scenario "
+                         "singlestream runs on every target")
     cls.ensure_available()  # missing extra / hardware -> exit 3
     cls(spec.runtime_options()).preflight()
     if isinstance(spec.measure, BenchConfig) and spec.measure.per_layer:
@@ -64,12 +72,14 @@ def plan_runs(specs: list[RunSpec]) -> list[RunSpec]:
 
 
 def run_spec(spec: RunSpec, *, models_dir: Path | None = None, say: Say | None = None,
-             progress: Callable[[str, int, float], None] | None = None):
+             progress: Callable[[str, int, float], None] | None = None, planned: bool = False):
     """Measure one latency run: the ``BenchResult`` of ``bench/pipeline.run_benchmark``, which carries the spec
-    (its report's ``run_spec``: ``deploykit run`` on that object measures the same run again)."""
+    (its report's ``run_spec``: ``deploykit run`` on that object measures the same run again). ``planned``: the
+    spec went through ``plan_runs`` (its target checks are not done again)."""
     from deploykit.bench.pipeline import run_benchmark
 
     result = run_benchmark(spec.model, spec.target, spec.bench_config(), spec.runtime_options(),
-                           export=spec.export_config(models_dir), say=say, progress=progress, int8=spec.quantize)
+                           export=spec.export_config(models_dir), say=say, progress=progress, int8=spec.quantize,
+                           planned=planned)
     result.run_spec = spec.to_dict()
     return result

@@ -105,7 +105,7 @@ def _measure(jobs, mdir) -> None:
     err = stderr_console()
     for spec, out in jobs:
         with stdout_to_stderr():  # stdout is for the baseline's path
-            result = run_spec(spec, models_dir=mdir, say=lambda s: err.print(f"[dim]{s}[/]"))
+            result = run_spec(spec, models_dir=mdir, say=lambda s: err.print(f"[dim]{s}[/]"), planned=True)
         report = portable_paths(build_report(result), mdir)  # no path of this machine in a committed file
         write_json(out, report)
         rw = report["reference_workload"]

@@ -122,7 +122,8 @@ def report_formats(formats: str) -> list[str]:
 
 
 def execute(specs, *, models_dir, reports_dir, formats=("json", "md", "csv"), as_json=False, wide=False) -> list[dict]:
-    """Run planned latency specs one after another, write each report, then print the table (or the JSON)."""
+    """Run latency specs that went through ``plan_runs`` one after another, write each report, then print the table
+    (or the JSON)."""
     from deploykit.bench.plan import run_spec
     from deploykit.core.stdio import stdout_to_stderr
     from deploykit.report.render import write_report_files
@@ -177,7 +178,8 @@ def _run_one(err, run_spec, spec, models_dir):
             if phase == "min-iters":
                 err.print(f"[dim]{model} on {target}: {floor_text(cfg, iters, elapsed)}[/]")
 
-        return run_spec(spec, models_dir=models_dir, say=lambda s: err.print(f"[dim]{s}[/]"), progress=on_floor)
+        return run_spec(spec, models_dir=models_dir, say=lambda s: err.print(f"[dim]{s}[/]"), progress=on_floor,
+                        planned=True)
     # refreshed by hand from the measuring thread between iterations (auto_refresh would start a render
     # thread that competes with the runtime's threads for the cores being measured)
     from rich.table import Column
@@ -210,7 +212,7 @@ def _run_one(err, run_spec, spec, models_dir):
         progress.refresh()
 
     with progress:
-        return run_spec(spec, models_dir=models_dir, say=say, progress=on_progress)
+        return run_spec(spec, models_dir=models_dir, say=say, progress=on_progress, planned=True)
 
 
 def floor_text(cfg, iters: int, elapsed: float) -> str:

@@ -99,9 +99,7 @@ def command(model, target, scenario, qps, latency_bound, percentile, duration, m
                         trace=not no_trace, calibration_s=calibration_time, batch=batch, resolution=resolution,
                         seed=seed)
     from deploykit.bench.plan import plan_runs
-    from deploykit.loadgen.run import check_target
 
-    check_target(target, cfg)
     specs = specs_from_flags([model], target, params, measure=cfg, models_dir=models_dir,
                              runtime={"mode": "throughput" if cfg.concurrent else "latency"})
     execute(plan_runs(specs)[0], models_dir=models_dir,
@@ -119,7 +117,7 @@ def execute(spec, *, models_dir, reports_dir, as_json=False) -> dict:
 
         ensure_dir(reports_dir)
     err = stderr_console()
-    result = run_spec(spec, models_dir=resolve_models_dir(models_dir),
+    result = run_spec(spec, models_dir=resolve_models_dir(models_dir), planned=True,
                       say=lambda s: err.print(f"[dim]{s}[/]", markup=True, highlight=False))
     try:
         if reports_dir is None:

@@ -122,10 +122,9 @@ def command( models, targets, precision, batch, resolution, threads, scenario, q
     skipped with the reason. With --executor slurm each cell is a Slurm job (the study's [slurm] table maps
     targets to partitions, constraints and GRES); the node decides whether it can run its target.
     """
-    from deploykit.core.config import default_reports_dir
     from deploykit.core.errors import UsageError
     from deploykit.sweep.executor import EXECUTORS
-    from deploykit.sweep.run import plan
+    from deploykit.sweep.run import plan, prelude_commands, sweep_folder
     from deploykit.sweep.spec import spec_from
 
     slurm_flags = {"--slurm-partition": slurm_partition, "--slurm-time-limit": slurm_time_limit,
@@ -139,14 +138,9 @@ def command( models, targets, precision, batch, resolution, threads, scenario, q
                      bench={"min_time": min_time, "max_time": max_time, "min_iters": min_iters, "warmup": warmup,
                             "cell_timeout": cell_timeout, "calib_data": calib_data, "latency_bound": latency_bound,
                             "duration": duration})
-    if out is None and spec.bench.out:
-        out = Path(spec.bench.out)
-    if out is None:
-        if resume:
-            raise UsageError("--resume needs the sweep's folder: -o OUT (or a study file with out = ...)")
-        out = default_reports_dir() / f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = sweep_folder(spec, out, resume)
     p = plan(spec, out, resume=resume, retry_failed=retry_failed, targets_here=EXECUTORS.get(executor).runs_here)
-    prelude = [] if no_peak else _prelude(p, models_dir)
+    prelude = [] if no_peak else prelude_commands(p, models_dir)
     options = {}
     jobs = None
     if executor == "slurm":
@@ -181,17 +175,6 @@ def command( models, targets, precision, batch, resolution, threads, scenario, q
     with show:
         rows = run_sweep(p, ex, out, on_row=show.done, prelude=prelude, say=say)
     _print_summary(rows, p, out, time.monotonic() - started, as_json)
-
-
-def _prelude(p, models_dir) -> list[list[str]]:
-    """``deploykit peak`` before the cells where the sweep has bench cells to run (only they report a share of the
-    peak): per thread count of the sweep when it has several (its result is cached per machine, so this is quick
-    after the first time)."""
-    if not any(not c.loadgen for c in p.todo):
-        return []
-    threads = sorted({c.threads for c in p.todo if c.threads and not c.loadgen})
-    extra = ["--models-dir", str(models_dir)] if models_dir is not None else []
-    return [["peak", "--threads", str(t), *extra] for t in threads] or [["peak", *extra]]
 
 
 class _Progress:

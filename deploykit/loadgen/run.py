@@ -101,26 +101,28 @@ def loadgen_options(options: RuntimeOptions, cfg: LoadgenConfig) -> RuntimeOptio
     return replace(options, mode="throughput" if cfg.concurrent else "latency")
 
 
-def run_spec(spec, *, models_dir: Path | None = None, say: Say | None = None) -> LoadgenResult:
-    """Run a LoadGen run spec (its ``measure`` is a ``LoadgenConfig``)."""
-    check_target(spec.target, spec.measure)
+def run_spec(spec, *, models_dir: Path | None = None, say: Say | None = None, planned: bool = False) -> LoadgenResult:
+    """Run a LoadGen run spec (its ``measure`` is a ``LoadgenConfig``); ``planned``: it went through
+    ``bench/plan.plan_runs`` (the target checks, LoadGen's included, are not done again)."""
     result = run_loadgen(spec.model, spec.target, spec.measure, spec.runtime_options(),
-                         export=spec.export_config(models_dir), say=say, int8=spec.quantize)
+                         export=spec.export_config(models_dir), say=say, int8=spec.quantize, planned=planned)
     result.run_spec = spec.to_dict()
     return result
 
 
 def run_loadgen(model_ref: str, target: str, cfg: LoadgenConfig, options: RuntimeOptions, *,
                 export: ExportConfig | None = None, say: Say | None = None, int8=None,
-                log_dir: Path | None = None) -> LoadgenResult:
+                log_dir: Path | None = None, planned: bool = False) -> LoadgenResult:
     """Run LoadGen's scenario ``cfg`` on ``model_ref`` / ``target``. LoadGen's logs go to ``log_dir`` (None: a
     temporary folder; ``save`` keeps a copy beside the report, ``result.cleanup()`` removes it)."""
     say = say or (lambda msg: None)
     lg = require("mlperf_loadgen", "deploykit loadgen")
-    check_target(target, cfg)
+    if not planned:
+        check_target(target, cfg)
     options = loadgen_options(options, cfg)
     runtime_cls, runtime, model = prepare_model(model_ref, target, options, batch=cfg.batch,
-                                                resolution=cfg.resolution, export=export, say=say, int8=int8)
+                                                resolution=cfg.resolution, export=export, say=say, int8=int8,
+                                                planned=planned)
     x, ref, ref_label = reference_outputs(model, cfg.seed)
     owns = log_dir is None
     log_dir = Path(tempfile.mkdtemp(prefix="dk-loadgen-")) if owns else Path(log_dir)

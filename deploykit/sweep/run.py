@@ -63,6 +63,33 @@ class Plan:
         return out
 
 
+def prelude_commands(p: Plan, models_dir: Path | None) -> list[list[str]]:
+    """``deploykit peak`` before the cells where the sweep has bench cells to run (only they report a share of the
+    peak): per thread count of the sweep when it has several (its result is cached per machine, so this is quick
+    after the first time)."""
+    if not any(not c.loadgen for c in p.todo):
+        return []
+    threads = sorted({c.threads for c in p.todo if c.threads and not c.loadgen})
+    extra = ["--models-dir", str(models_dir)] if models_dir is not None else []
+    return [["peak", "--threads", str(t), *extra] for t in threads] or [["peak", *extra]]
+
+
+def sweep_folder(spec: SweepSpec, out: Path | None, resume: bool) -> Path:
+    """The sweep's folder: ``-o``, else the study's ``out``, else a new ``sweep-<time>`` in the reports folder
+    (not with --resume, which continues a folder that must be named)."""
+    import time
+
+    from deploykit.core.config import default_reports_dir
+
+    if out is None and spec.bench.out:
+        out = Path(spec.bench.out)
+    if out is None:
+        if resume:
+            raise UsageError("--resume needs the sweep's folder: -o OUT (or a study file with out = ...)")
+        out = default_reports_dir() / f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
+    return Path(out)
+
+
 def existing_rows(out: Path) -> dict[str, dict]:
     from deploykit.report.results import RESULTS_CSV, RESULTS_PARQUET, read_results
 

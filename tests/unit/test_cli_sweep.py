@@ -88,16 +88,15 @@ def test_compare_prints_a_table_json_and_writes_markdown_or_csv(cli_runner, tmp_
 def test_peak_runs_first_where_this_deploykit_has_it(tmp_path):
     """deploykit peak runs first where the sweep has bench cells: once per thread count the cells ask for, in the
     sweep's artifact store; a LoadGen-only sweep needs no peak."""
-    from deploykit.cli import sweep_cmd
-    from deploykit.sweep.run import plan
+    from deploykit.sweep.run import plan, prelude_commands
     from deploykit.sweep.spec import spec_from
 
     p = plan(spec_from(("resnet18",), threads=("1,2",), resolution=("64",)), tmp_path / "s")
-    assert sweep_cmd._prelude(p, tmp_path / "m") == [
+    assert prelude_commands(p, tmp_path / "m") == [
         ["peak", "--threads", "1", "--models-dir", str(tmp_path / "m")],
         ["peak", "--threads", "2", "--models-dir", str(tmp_path / "m")]]
-    assert sweep_cmd._prelude(plan(spec_from(("resnet18",)), tmp_path / "t"), None) == [["peak"]]
-    assert sweep_cmd._prelude(plan(spec_from(("resnet18",), scenario=("server",)), tmp_path / "u"), None) == []
+    assert prelude_commands(plan(spec_from(("resnet18",)), tmp_path / "t"), None) == [["peak"]]
+    assert prelude_commands(plan(spec_from(("resnet18",), scenario=("server",)), tmp_path / "u"), None) == []
 
 
 def test_a_slurm_dry_run_lists_each_jobs_sbatch_options(cli_runner, tmp_path):
