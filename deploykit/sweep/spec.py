@@ -452,28 +452,15 @@ def split_list(values, kind=str, name: str = "value") -> tuple:
         values = [values]
     if not isinstance(values, (list, tuple)):
         raise UsageError(f"{name}: expected a list or a value, got {type(values).__name__}")
+    from deploykit.spec.run import coerce  # the one conversion of a value from a file or a flag
+
     out = []
     for v in values:
         items = [s.strip() for s in v.split(",") if s.strip()] if isinstance(v, str) else [v]
         for item in items:
-            if kind is int:
-                if isinstance(item, bool) or isinstance(item, float):
-                    raise UsageError(f"{name}: expected integers, got {item!r}")
-                try:
-                    item = int(item)
-                except (TypeError, ValueError):
-                    raise UsageError(f"{name}: expected integers, got {item!r}") from None
-            elif kind is float:
-                try:
-                    number = None if isinstance(item, bool) else float(item)
-                except (TypeError, ValueError):
-                    number = None
-                if number is None or not math.isfinite(number):
-                    raise UsageError(f"{name}: expected numbers, got {item!r}")
-                item = number
-            elif not isinstance(item, str):
+            if kind is str and not isinstance(item, str):
                 raise UsageError(f"{name}: expected strings, got {item!r}")
-            out.append(item)
+            out.append(coerce(item, kind, name))
     return tuple(dict.fromkeys(out))
 
 

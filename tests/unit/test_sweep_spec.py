@@ -98,7 +98,7 @@ def test_flags_are_comma_separated_lists_and_name_themselves_in_errors():
                      bench={"min_time": 0.5, "max_time": None})
     assert len(spec.cells()) == 2 * 2 * 2
     assert spec.bench == BenchSettings(min_time=0.5)
-    with pytest.raises(UsageError, match="--batch: expected integers, got 'x'"):
+    with pytest.raises(UsageError, match="--batch: expected a whole number, got 'x'"):
         spec_from(("resnet18",), batch=("1,x",))
     with pytest.raises(UsageError, match="--threads: expected positive integers"):
         spec_from(("resnet18",), threads=("0",))
@@ -150,7 +150,7 @@ def test_a_study_file_with_several_matrix_blocks_and_bench_settings(tmp_path):
 @pytest.mark.parametrize("text,match", [
     ("[[matrix]]\nmodels = ['resnet18']\ncolour = 'red'\n", r"\[\[matrix\]\] #1: unknown key 'colour'"),
     ("[[matrix]]\nmodels = ['resnet18']\n[[matrix]]\ntargets = ['ort']\n", r"#2: key 'models' is missing"),
-    ("[[matrix]]\nmodels = ['resnet18']\nbatch = [1.5]\n", r"#1: batch: expected integers"),
+    ("[[matrix]]\nmodels = ['resnet18']\nbatch = [1.5]\n", r"#1: batch: expected a whole number"),
     ("[bench]\nmin_tme = 1\n[[matrix]]\nmodels = ['resnet18']\n", r"\[bench\]: unknown key 'min_tme'"),
     ("[bench]\nmin_time = 'long'\n[[matrix]]\nmodels = ['resnet18']\n", r"\[bench\]: min_time must be a number"),
     ("[bench]\nwarmup = 1.5\n[[matrix]]\nmodels = ['resnet18']\n", r"warmup must be a number \(whole\)"),
@@ -259,7 +259,7 @@ def test_scenario_and_qps_flags_and_the_loadgen_settings_they_share():
     assert [(c.scenario, c.qps) for c in spec.cells()] == [("server", 5.0), ("server", 10.0), ("server", 20.0),
                                                            ("offline", None)]
     assert (spec.bench.latency_bound, spec.bench.duration, spec.bench.percentile) == (50.0, 2.0, None)
-    with pytest.raises(UsageError, match="--qps: expected numbers, got 'fast'"):
+    with pytest.raises(UsageError, match="--qps: expected a finite number, got 'fast'"):
         spec_from(("resnet18",), scenario=("server",), qps=("5,fast",))
     with pytest.raises(UsageError, match="--qps: expected positive numbers, got -1"):
         spec_from(("resnet18",), scenario=("server",), qps=("-1",))
@@ -299,7 +299,7 @@ def test_a_study_file_with_loadgen_cells_and_a_loadgen_table(tmp_path):
     ("[loadgen]\nduration = '10s'\n", r"\[loadgen\]: duration must be a number"),
     ("[bench]\nduration = 10\n", r"\[bench\]: unknown key 'duration' \(bench settings: min_time"),
     ("loadgen = 1\n", "'loadgen' must be a table"),
-    ("[[matrix]]\nmodels = ['resnet18']\nqps = 'many'\n", r"#1: qps: expected numbers, got 'many'"),
+    ("[[matrix]]\nmodels = ['resnet18']\nqps = 'many'\n", r"#1: qps: expected a finite number, got 'many'"),
     ("[[matrix]]\nmodels = ['resnet18']\nqps = 5\n", r"#1: qps applies to server cells"),
     ("[[matrix]]\nmodels = ['resnet18']\nscenario = 'Server'\n", r"#1: unknown scenario 'Server'"),
 ])
