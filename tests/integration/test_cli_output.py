@@ -66,6 +66,9 @@ def test_every_json_command_prints_only_json_on_stdout(tmp_path):
         "--no-peak", "-o", str(sweep_dir))
     assert [r["status"] for r in ran["sweep"]["rows"]] == ["ok"], ran["sweep"]
     run("compare", str(sweep_dir), str(sweep_dir))
+    (spec_file,) = sweep_dir.glob("cells/*/spec.json")  # the cell's run spec, run again by hand
+    run("run", str(spec_file), "--no-save")
+    assert ran["run"]["run_spec"] == json.loads(spec_file.read_text())
     run("loadgen", onnx, "-t", "ort", "--scenario", "singlestream", "--duration", "0.3", "--threads", "1",
         "--calibration-time", "0.2", "--no-save")
     assert set(ran) == json_commands(), "a command with --json is not covered here"
