@@ -110,6 +110,10 @@ def _register() -> None:
     from deploykit.cli import run_cmd  # one run spec file (a sweep's / a Slurm node's child)
 
     cli.add_command(run_cmd.command)
+    from deploykit.cli import bisect_cmd, history_cmd  # latency history across commits, bisecting a regression
+
+    for mod in (history_cmd, bisect_cmd):
+        cli.add_command(mod.command)
 
 
 _register()

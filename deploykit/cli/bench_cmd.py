@@ -10,6 +10,7 @@ from deploykit.cli.common import (POSITIVE, batch_option, calibration_options, m
                                   resolve_models_dir, resolve_reports_dir, seed_option, stderr_console,
                                   stdout_console, weights_options)
 from deploykit.cli.common import FiniteFloatRange  # nan / inf refused
+from deploykit.cli.history_cmd import history_option, record
 from deploykit.cli.runtime_options import runtime_option, target_option, target_options
 from deploykit.cli.specs import specs_from_flags
 
@@ -78,7 +79,8 @@ def energy_options(f):
               help="Benchmark the int8 (QDQ) variant: quantized on demand with the calibration options below and "
                    "cached like any artifact (see 'deploykit quantize').")
 @calibration_options
-def command(models, targets, formats, no_save, as_json, wide, models_dir, report_dir, **params):
+@history_option("Append the runs to this history store (SQLite; 'deploykit history') [default: $DEPLOYKIT_HISTORY if set].")
+def command(models, targets, formats, no_save, as_json, wide, models_dir, report_dir, history, **params):
     """Measure MODELS on each target: model names (from 'deploykit models', any timm:NAME or tv:NAME, globs of
     names such as 'parc_*'), or .onnx files.
 
@@ -97,8 +99,10 @@ def command(models, targets, formats, no_save, as_json, wide, models_dir, report
                           per_layer_top=params.pop("top"), reference_blocks=params.pop("reference_blocks"))
     specs = specs_from_flags(models, targets, params, measure=measure, models_dir=models_dir,
                              example=example_command)
-    execute(plan_runs(specs), models_dir=models_dir, reports_dir=None if no_save else resolve_reports_dir(report_dir),
-            formats=fmt_list, as_json=as_json, wide=wide)
+    reports_dir = None if no_save else resolve_reports_dir(report_dir)
+    reports = execute(plan_runs(specs), models_dir=models_dir, reports_dir=reports_dir, formats=fmt_list,
+                      as_json=as_json, wide=wide)
+    record(history, reports, reports_dir=reports_dir, kind="bench")
 
 
 # bench's flags that are the latency measurement's (BenchConfig) under the same names

@@ -10,6 +10,7 @@ from deploykit.cli.common import (POSITIVE, batch_option, check_model_flags, mod
                                   model_options, models_dir_option, opset_option, pop_model_flags, print_json,
                                   reports_dir_option, resolution_option, seed_option)
 from deploykit.cli.common import FINITE_FLOAT, FiniteFloatRange  # nan / inf refused
+from deploykit.cli.history_cmd import history_option, record
 from deploykit.cli.runtime_options import given_runtime_values, runtime_option, target_option, target_options
 
 def gate_options(f):
@@ -84,10 +85,12 @@ def gate_config(settings: dict, **cli):
 @reports_dir_option
 @click.option("--no-save", is_flag=True, help="Write no gate report JSON.")
 @click.option("--json", "as_json", is_flag=True, help="Print the gate report JSON to stdout.")
+@history_option("Append the candidate's latency to this history store ('deploykit history') [default: "
+                "$DEPLOYKIT_HISTORY if set].")
 def command(candidate, against, against_rev, baseline, gate_file, target, precision, batch, resolution, threads,
             graph_opt, metrics, tolerances, alpha, correction, strict, min_blocks, max_blocks, block_time, block_iters,
             block_warmup, time_budget, baseline_drift, seed, junit, github, opset, model_opts, models_dir,
-            report_dir, no_save, as_json, **params):
+            report_dir, no_save, as_json, history, **params):
     """Fail CI when CANDIDATE got slower than a baseline -- and only then.
 
     \b
@@ -109,6 +112,7 @@ def command(candidate, against, against_rev, baseline, gate_file, target, precis
     from deploykit.core.config import ExportConfig
     from deploykit.gate.decision import parse_drift
     from deploykit.gate.gatefile import checks_from_command
+    from deploykit.gate.output import gate_document
 
     flags = pop_model_flags(params)
     values = {"graph_opt": graph_opt, **given_runtime_values(params)}  # every other option a target declares
@@ -144,6 +148,7 @@ def command(candidate, against, against_rev, baseline, gate_file, target, precis
         result = run_gate(checks, cfg, say=lambda s: err.print(f"[dim]{escape(s)}[/]"), source=source,
                           warn=lambda w: err.print(f"[yellow]warning:[/] {escape(w)}"))  # before measuring
     finish(result, err=err, reports_dir=reports_dir, junit=junit, github=github, as_json=as_json)
+    record(history, [gate_document(result)], reports_dir=reports_dir, kind="gate")
     return result.exit_code
 
 

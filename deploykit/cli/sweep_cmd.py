@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from deploykit.cli.common import POSITIVE, models_dir_option, print_json, stderr_console, stdout_console
+from deploykit.cli.history_cmd import history_option, record
 
 LIST = "LIST"
 
@@ -99,10 +100,12 @@ def axis_options(f):
 @click.option("--slurm-array/--slurm-job-per-cell", default=None,
               help="--executor slurm: the cells of a target as one job array, or one job per cell [default: the "
                    "study's, else arrays].")
+@history_option("Append every finished cell's report to this history store ('deploykit history') [default: "
+                "$DEPLOYKIT_HISTORY if set].")
 def command( models, targets, precision, batch, resolution, threads, scenario, qps, study, out,
             cell_timeout, min_time, max_time, min_iters, warmup, calib_data, latency_bound, duration, models_dir,
             resume, retry_failed, dry_run, as_json, no_peak, executor, slurm_partition, slurm_time_limit,
-            slurm_sbatch, slurm_array, **axes):
+            slurm_sbatch, slurm_array, history, **axes):
     """Run MODELS (names, globs such as 'resnet*', timm:NAME / tv:NAME, .onnx files) on every combination of
     targets, precisions, batch sizes, resolutions and thread counts: each cell is one 'deploykit bench' in its own
     child process, so a crash, a hang past --cell-timeout or an out-of-memory kill is recorded as that cell's
@@ -175,6 +178,7 @@ def command( models, targets, precision, batch, resolution, threads, scenario, q
     with show:
         rows = run_sweep(p, ex, out, on_row=show.done, prelude=prelude, say=say)
     _print_summary(rows, p, out, time.monotonic() - started, as_json)
+    record(history, folder=out / "cells", kind="sweep")
 
 
 class _Progress:

@@ -17,6 +17,7 @@ _EXTRAS = {
     "cuda": ("trt", "cuda-python"),
     "pynvml": ("nvidia", "nvidia-ml-py"),
     "mlperf_loadgen": ("loadgen", "mlcommons-loadgen"),
+    "ruptures": ("history", "ruptures"),
 }
 
 
