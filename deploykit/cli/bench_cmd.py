@@ -79,7 +79,8 @@ def energy_options(f):
               help="Benchmark the int8 (QDQ) variant: quantized on demand with the calibration options below and "
                    "cached like any artifact (see 'deploykit quantize').")
 @calibration_options
-@history_option("Append the runs to this history store (SQLite; 'deploykit history') [default: $DEPLOYKIT_HISTORY if set].")
+@history_option("Append the runs to this history store (SQLite; 'deploykit history') [default: "
+                "$DEPLOYKIT_HISTORY if set].")
 def command(models, targets, formats, no_save, as_json, wide, models_dir, report_dir, history, **params):
     """Measure MODELS on each target: model names (from 'deploykit models', any timm:NAME or tv:NAME, globs of
     names such as 'parc_*'), or .onnx files.

@@ -24,7 +24,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from deploykit.core.errors import InputError, UsageError
 
@@ -89,7 +89,7 @@ def _child_env(pythonpath_first: Path | None = None) -> dict:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
 
 
-def bisect(good: str, bad: str, *, model: str, repo: Path | None = None, gate_args: list[str] = (),
+def bisect(good: str, bad: str, *, model: str, repo: Path | None = None, gate_args: Sequence[str] = (),
            retry_blocks: int | None = None, step_timeout: float = DEFAULT_STEP_TIMEOUT_S,
            say: Callable[[str], None] = lambda s: None) -> BisectResult:
     """Find the first commit between ``good`` and ``bad`` whose artifact the gate calls a REGRESSION against

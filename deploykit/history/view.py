@@ -24,7 +24,7 @@ class Series:
 
     @property
     def values(self) -> list[float]:
-        return [float(r.rel_cost if self.normalized else r.p50) for r in self.rows]
+        return [float(r.rel_cost if self.normalized and r.rel_cost is not None else r.p50) for r in self.rows]
 
     @property
     def first(self) -> Row:
@@ -43,8 +43,9 @@ def select(rows: list[Row], *, model: str | None = None, target: str | None = No
            batch: int | None = None, resolution: int | None = None, machine: str | None = None,
            normalize: bool = False, last: int | None = None) -> list[Series]:
     """The series (run spec key, machine class) that pass the filters; ``model``: a name or a glob (of the name or
-    of an ONNX file's stem); ``machine``: a substring of the machine class. ``normalize``: the reference workload's relative cost instead of the
-    latency, and every machine in one series (points without a relative cost are left out)."""
+    of an ONNX file's stem); ``machine``: a substring of the machine class. ``normalize``: the reference
+    workload's relative cost instead of the latency, and every machine in one series (points without a relative
+    cost are left out)."""
     def keep(r: Row) -> bool:
         if model and not any(m == model or fnmatch.fnmatch(m, model) for m in (r.model, Path(r.model).stem)):
             return False
@@ -162,7 +163,7 @@ def plot_series(s: Series):
     ax.set_xticks(x[::step])
     ax.set_xticklabels([f"{short(r.commit_sha)[:7]}\n{r.created[5:10]}" for r in s.rows][::step], fontsize=6.5,
                        rotation=90)
-    ax.set_ylabel("relative cost (model / refnet-v1)" if s.normalized else "p50 latency (ms)")
+    ax.set_ylabel("relative cost (model / reference)" if s.normalized else "p50 latency (ms)")
     ax.set_title(f"{s.spec_key} on {s.machine}", fontsize=8.5)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower left")
