@@ -158,13 +158,14 @@ def plot_series(s: Series):
     for st in s.steps:
         colour = "#cf222e" if st.change > 0 else "#1a7f37"
         ax.axvline(st.index - 0.5, color=colour, lw=1.2)
-        ax.annotate(f"{st.change:+.1%}", (st.index - 0.5, max(y)), color=colour, fontsize=8, ha="left", va="top")
+        ax.annotate(f" {st.change:+.1%}", (st.index - 0.5, 0.98), xycoords=("data", "axes fraction"), color=colour,
+                    fontsize=8, ha="left", va="top", backgroundcolor="white")
     step = max(1, n // 30)
     ax.set_xticks(x[::step])
     ax.set_xticklabels([f"{short(r.commit_sha)[:7]}\n{r.created[5:10]}" for r in s.rows][::step], fontsize=6.5,
                        rotation=90)
     ax.set_ylabel("relative cost (model / reference)" if s.normalized else "p50 latency (ms)")
-    ax.set_title(f"{s.spec_key} on {s.machine}", fontsize=8.5)
+    ax.set_title(f"{s.spec_key}\n{s.machine}", fontsize=8)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
