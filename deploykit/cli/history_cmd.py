@@ -30,12 +30,16 @@ def record(history: Path | None, reports: list[dict] | None = None, *, reports_d
 
     path = history or default_path()
     commit = current_commit()
+    if folder is None:
+        rows = [r for doc in reports or [] for r in rows_from_report(doc, kind=kind, commit=commit,
+                                                                     path=report_path(doc, reports_dir))]
+        if not rows:  # e.g. a gate whose checks all failed: nothing measured, nothing to say
+            return
     with Store(path) as store:
         if folder is not None:
             _, added, _ = import_folder(store, folder, kind=kind, commit=commit) if folder.is_dir() else (0, 0, [])
         else:
-            added = store.append([r for doc in reports or [] for r in rows_from_report(
-                doc, kind=kind, commit=commit, path=report_path(doc, reports_dir))])
+            added = store.append(rows)
     stderr_console().print(f"[dim]history: {added} run(s) appended to {path}[/]")
 
 

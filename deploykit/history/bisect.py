@@ -181,7 +181,7 @@ def _gate_once(cfg: dict, cwd: Path, extra: list[str]) -> tuple[int, dict | None
         doc = json.loads(p.stdout[p.stdout.index("{"):]) if "{" in p.stdout else None
     except json.JSONDecodeError:
         doc = None
-    return p.returncode, doc, (p.stderr.strip().splitlines() or [""])[-1]
+    return p.returncode, doc, (p.stderr.strip().splitlines() or [""])[-1].removeprefix("error: ")
 
 
 def _summary(doc: dict | None) -> tuple[str, float | None, list | None]:

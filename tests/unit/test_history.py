@@ -207,3 +207,26 @@ def test_concurrent_writers_and_a_killed_one_lose_nothing(tmp_path):
 def test_row_series_identity():
     r = rows_from_report(_report(10.0))[0]
     assert isinstance(r, Row) and r.series == (r.spec_key, r.machine)
+
+
+# ------------------------------------------------------------------------------------ bisect: refusals, clean-up
+
+def test_bisect_refuses_bad_revisions_and_a_failing_gate_and_leaves_the_repository_as_found(tmp_path):
+    from tests.history_repo import build_repo, git
+
+    repo = tmp_path / "repo"
+    c = build_repo(repo, n_commits=4, plan={2: (+1, "one more conv")}, base=2, channels=4, size=8)
+    state = lambda: (git(repo, "rev-parse", "HEAD"), git(repo, "worktree", "list"),  # noqa: E731
+                     git(repo, "status", "--porcelain"), git(repo, "for-each-ref", "refs/bisect"))
+    before = state()
+    assert_clean_error(run_cli("bisect", c[3].sha, c[0].sha, "--model", "model.onnx", cwd=repo), 2,
+                       "not an ancestor")
+    assert_clean_error(run_cli("bisect", "nope", c[3].sha, "--model", "model.onnx", cwd=repo), 2, "'nope' not found")
+    assert_clean_error(run_cli("bisect", c[0].sha, c[3].sha, "--model", "absent.onnx", cwd=repo), 2,
+                       "not tracked at good")
+    # the gate refuses its options at every step: the bisect stops with the gate's own error line
+    p = run_cli("bisect", c[0].sha, c[3].sha, "--model", "model.onnx", "--gate-arg=--metric", "--gate-arg=bogus",
+                cwd=repo)
+    line = assert_clean_error(p, 2, "git bisect run did not finish", "bogus", alone=False)
+    assert line.count("error:") == 1
+    assert state() == before
