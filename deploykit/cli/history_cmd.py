@@ -69,8 +69,9 @@ def command() -> None:
               help="Relative cost (model / reference workload refnet-v1, from --reference-workload runs) instead of "
                    "ms: one series across machines.")
 @click.option("--last", type=click.IntRange(min=2), default=None, help="Only the last N points of each series.")
-@click.option("--steps/--no-steps", default=True, show_default=True,
-              help="Detect steps (change points) in each series (needs the 'history' extra: ruptures).")
+@click.option("--steps/--no-steps", default=None,
+              help="Detect steps (change points) in each series (the 'history' extra: ruptures) [default: when "
+                   "ruptures is installed, else a note says how to get it].")
 @click.option("--penalty", type=FiniteFloatRange(min=0, min_open=True), default=3.0, show_default=True,
               help="Change-point penalty x log(points), in units of the noise variance: higher, fewer steps.")
 @click.option("--alpha", type=FiniteFloatRange(min=0, max=1, min_open=True, max_open=True), default=0.01,
@@ -113,6 +114,15 @@ def show(model, target, precision, batch, resolution, machine, normalize, last, 
     series = select(rows, model=model, target=target, precision=precision, batch=batch, resolution=resolution,
                     machine=machine, normalize=normalize, last=last)
     err = stderr_console()
+    if steps is None:
+        from deploykit.core.lazy import install_hint, is_installed
+
+        steps = is_installed("ruptures")
+        if not steps:
+            from rich.markup import escape
+
+            err.print(f"[yellow]note:[/] no step detection: ruptures is not installed "
+                      f"({escape(install_hint('ruptures'))})")
     if steps:
         find_steps(series, penalty=penalty, alpha=alpha, min_change=min_frac)
     if html_out is not None:

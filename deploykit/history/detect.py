@@ -75,11 +75,11 @@ def detect(values: Sequence[float], *, penalty: float = DEFAULT_PENALTY, alpha: 
     """The significant steps of ``values`` (positive latencies, in order)."""
     from deploykit.core.lazy import require
 
+    rpt = require("ruptures", "change-point detection in 'deploykit history'")
     x = np.log(np.asarray(values, dtype=np.float64))
     n = x.size
     if n < 2 * min_segment or not np.all(np.isfinite(x)):
         return []
-    rpt = require("ruptures", "change-point detection in 'deploykit history'")
     sigma = noise_sigma(x)
     z = (x - x.mean()) / sigma
     algo = rpt.Pelt(model="l2", min_size=min_segment, jump=1).fit(z.reshape(-1, 1))

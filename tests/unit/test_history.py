@@ -230,3 +230,31 @@ def test_bisect_refuses_bad_revisions_and_a_failing_gate_and_leaves_the_reposito
     line = assert_clean_error(p, 2, "git bisect run did not finish", "bogus", alone=False)
     assert line.count("error:") == 1
     assert state() == before
+
+
+NO_RUPTURES = """
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "ruptures":
+            raise ModuleNotFoundError("No module named 'ruptures'", name=name)
+sys.meta_path.insert(0, Block())
+sys.argv = ["deploykit", *sys.argv[1:]]
+from deploykit.cli import main
+main()
+"""
+
+
+def test_history_without_the_extra_shows_the_series_and_says_how_to_get_steps(tmp_path):
+    store = tmp_path / "h.sqlite"
+    with Store(store) as s:
+        s.append(rows_from_report(_report(10.0)))
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": root}
+    p = subprocess.run([sys.executable, "-c", NO_RUPTURES, "history", "--history", str(store)], capture_output=True,
+                       text=True, env=env)
+    assert p.returncode == 0 and "resnet18" in p.stdout, p.stderr
+    assert "ruptures is not installed" in p.stderr and "[history]" in p.stderr
+    p = subprocess.run([sys.executable, "-c", NO_RUPTURES, "history", "--history", str(store), "--steps"],
+                       capture_output=True, text=True, env=env)
+    assert_clean_error(p, 3, "ruptures is not installed", "[history]")

@@ -13,7 +13,7 @@ import click
 REPO = Path(__file__).resolve().parents[2]
 
 # optional extras (and GPU-only packages) blocked in the "base install" test below
-EXTRAS = ("openvino", "nncf", "tensorrt", "cuda", "pynvml", "mlperf_loadgen", "submitit")
+EXTRAS = ("openvino", "nncf", "tensorrt", "cuda", "pynvml", "mlperf_loadgen", "submitit", "ruptures")
 
 
 def test_layering_contract_is_kept():
