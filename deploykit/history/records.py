@@ -101,7 +101,7 @@ def _bench_row(doc: dict, *, path, kind, commit, mtime) -> Row:
     rel = ((doc.get("reference_workload") or {}).get("relative") or {}).get("p50")
     created, ts = _time(doc.get("created"), mtime or time.time())
     sha, dirty = _commit_of(doc, commit)
-    return Row(content_hash=content_hash(doc, commit or ""), machine=machine_class(env), commit_sha=sha,
+    return Row(content_hash=content_hash(doc), machine=machine_class(env), commit_sha=sha,
                dirty=dirty, created=created, created_ts=ts, kind=kind, p50=float(stats["p50"]),
                p90=stats.get("p90"), p99=stats.get("p99"), ci_lo=ci[0], ci_hi=ci[1], n=stats.get("n"),
                items_per_s=tp.get("items_per_s"), rel_cost=rel, report_path=path, **fields)
@@ -122,7 +122,7 @@ def _gate_rows(doc: dict, *, path, kind, commit, mtime) -> list[Row]:
                                               if isinstance(c.get("candidate"), dict) else c.get("name"),
                                               "target": c.get("target"), "precision": c.get("precision"),
                                               "batch": None, "resolution": None})
-        out.append(Row(content_hash=content_hash(c, f"{doc.get('created')}|{i}|{commit or ''}"),
+        out.append(Row(content_hash=content_hash(c, str(i)),
                        machine=machine_class({**env, "threads": (c.get("options") or {}).get("threads")
                                               or env.get("threads")}),
                        commit_sha=sha, dirty=dirty, created=created, created_ts=ts, kind=kind,
@@ -132,8 +132,8 @@ def _gate_rows(doc: dict, *, path, kind, commit, mtime) -> list[Row]:
 
 
 def report_path(doc: dict, reports_dir: Path | None) -> str | None:
-    """The file in ``reports_dir`` that holds ``doc`` (just written by the command): the newest JSON files there
-    with the same ``created`` and schema."""
+    """The file in ``reports_dir`` that holds ``doc`` (just written by the command): among the newest JSON files
+    there, the one of the same schema with the same statistics."""
     if reports_dir is None:
         return None
     try:
@@ -145,10 +145,16 @@ def report_path(doc: dict, reports_dir: Path | None) -> str | None:
             got = json.loads(f.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             continue
-        if isinstance(got, dict) and got.get("created") == doc.get("created") and \
-                got.get("schema") == doc.get("schema") and got.get("stats") == doc.get("stats"):
+        if isinstance(got, dict) and got.get("schema") == doc.get("schema") and _numbers(got) == _numbers(doc):
             return str(f)
     return None
+
+
+def _numbers(doc: dict) -> object:
+    """What identifies a run's document whatever its time stamp: the statistics (a gate's: per check)."""
+    if doc.get("schema") == GATE_SCHEMA:
+        return [(c.get("name"), c.get("stats_ms")) for c in doc.get("checks") or []]
+    return doc.get("stats")
 
 
 def rows_from_file(path: Path, *, kind: str | None = None, commit: str | None = None) -> list[Row]:

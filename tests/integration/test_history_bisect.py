@@ -90,3 +90,30 @@ def test_history_steps_and_bisect_on_a_32_commit_repository(tmp_path):
         evidence.update({"bisect": {k: v for k, v in result.items() if k != "steps"}, "bisect_steps": result["steps"],
                          "commit_index": {c.sha: c.index for c in commits}})
         (out / "test_result.json").write_text(json.dumps(evidence, indent=1))
+
+
+def test_bench_gate_and_sweep_append_to_the_store_and_import_skips_what_they_wrote(tmp_path):
+    from tests.samples import tiny_onnx
+
+    model = tiny_onnx(tmp_path / "tiny.onnx")
+    store, reports = tmp_path / "h.sqlite", tmp_path / "reports"
+    env = {"DEPLOYKIT_COMMIT": "c0ffee" * 6 + "abcd"}
+    quick = ["-t", "ort", "--threads", "1"]
+    p = run_cli("bench", str(model), *quick, "--min-time", "0.2", "--warmup", "2", "--report-dir", str(reports),
+                "--history", str(store), env=env)
+    assert p.returncode == 0 and "history: 1 run(s) appended" in p.stderr, p.stderr
+    p = run_cli("gate", str(model), "--against", str(model), *quick, "--min-blocks", "6", "--max-blocks", "6",
+                "--block-time", "0.05", "--report-dir", str(reports), env={**env, "DEPLOYKIT_HISTORY": str(store)})
+    assert p.returncode == 0 and "history: 1 run(s) appended" in p.stderr, p.stderr
+    p = run_cli("sweep", str(model), *quick, "--min-time", "0.2", "--no-peak", "-o", str(tmp_path / "sweep"),
+                "--history", str(store), env=env)
+    assert p.returncode == 0 and "history: 1 run(s) appended" in p.stderr, p.stderr
+    with Store(store, create=False) as s:
+        rows = s.rows()
+    assert sorted(r.kind for r in rows) == ["bench", "gate", "sweep"]
+    assert {r.commit_sha for r in rows} == {env["DEPLOYKIT_COMMIT"]} and len({r.machine for r in rows}) == 1
+    bench_row = next(r for r in rows if r.kind == "bench")
+    assert bench_row.report_path and Path(bench_row.report_path).parent == reports and bench_row.ci_lo is not None
+    assert next(r for r in rows if r.kind == "gate").report_path.endswith("-gate.json")
+    p = run_cli("history", "import", str(reports), "--history", str(store))
+    assert p.returncode == 0 and "0 run(s) added, 3 in" in p.stdout, (p.stdout, p.stderr)
