@@ -110,6 +110,9 @@ def _register() -> None:
     from deploykit.cli import run_cmd  # one run spec file (a sweep's / a Slurm node's child)
 
     cli.add_command(run_cmd.command)
+    from deploykit.cli import data_cmd  # built-in image sets as folders
+
+    cli.add_command(data_cmd.command)
 
 
 _register()
