@@ -110,9 +110,10 @@ def _register() -> None:
     from deploykit.cli import run_cmd  # one run spec file (a sweep's / a Slurm node's child)
 
     cli.add_command(run_cmd.command)
-    from deploykit.cli import data_cmd  # built-in image sets as folders
+    from deploykit.cli import data_cmd, train_cmd  # built-in image sets as folders; training for accuracy
 
     cli.add_command(data_cmd.command)
+    cli.add_command(train_cmd.command)
 
 
 _register()

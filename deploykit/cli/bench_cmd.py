@@ -73,6 +73,11 @@ def energy_options(f):
                    "op type and the precision each layer ran in, in the report and as a table.")
 @click.option("--top", type=POSITIVE, default=15, show_default=True,
               help="--per-layer: slowest nodes and op types shown.")
+@click.option("--eval-data", type=click.Path(), default=None, metavar="DIR",
+              help="After the timed loop, run these labelled images (one sub-folder per class, e.g. 'deploykit data "
+                   "digits' val/) through the same session: top-1/top-5 on the runtime that ran it; for --int8 also "
+                   "the fp32 model on the same images, the drop with a paired 95% CI and McNemar's p.")
+@click.option("--eval-size", type=POSITIVE, default=None, help="--eval-data: at most this many images (seeded sample).")
 @hardware_options
 @click.option("--int8", is_flag=True,
               help="Benchmark the int8 (QDQ) variant: quantized on demand with the calibration options below and "
@@ -93,7 +98,8 @@ def command(models, targets, formats, no_save, as_json, wide, models_dir, report
     from deploykit.core.config import BenchConfig
 
     fmt_list = report_formats(formats)
-    measure = BenchConfig(**{k: params.pop(k) for k in BENCH_PARAMS},
+    eval_data = params.pop("eval_data")
+    measure = BenchConfig(**{k: params.pop(k) for k in BENCH_PARAMS}, eval_data=str(eval_data) if eval_data else None,
                           per_layer_top=params.pop("top"), reference_blocks=params.pop("reference_blocks"))
     specs = specs_from_flags(models, targets, params, measure=measure, models_dir=models_dir,
                              example=example_command)
@@ -103,7 +109,7 @@ def command(models, targets, formats, no_save, as_json, wide, models_dir, report
 
 # bench's flags that are the latency measurement's (BenchConfig) under the same names
 BENCH_PARAMS = ("batch", "resolution", "warmup", "min_time", "min_iters", "max_time", "seed", "energy", "idle_time",
-                "energy_estimate_watts", "reference_workload", "per_layer")
+                "energy_estimate_watts", "reference_workload", "per_layer", "eval_size")
 
 
 def report_formats(formats: str) -> list[str]:

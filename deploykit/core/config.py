@@ -133,6 +133,10 @@ class BenchConfig:
     per_layer: bool = False
     per_layer_top: int = 15  # slowest nodes kept in the report
     per_layer_iters: int = 20  # profiled inferences (after a few unrecorded warm-up runs)
+    # accuracy (bench/accuracy.py): after the timed loop, the session runs a labelled folder (one sub-folder per
+    # class); eval_size: at most that many images (a seeded sample)
+    eval_data: str | None = None
+    eval_size: int | None = None
 
     def __post_init__(self):
         require_int("--batch", self.batch, 1)
@@ -156,6 +160,7 @@ class BenchConfig:
         require_positive("--reference-block-time", self.reference_block_time)
         require_positive("--top", self.per_layer_top)
         require_positive("--per-layer-iters", self.per_layer_iters)
+        require_int("--eval-size", self.eval_size, 1, 10_000_000)
 
 
 QUANTIZERS = ("ort", "nncf")
