@@ -67,7 +67,8 @@ def check_graph_ops(runtime_cls: type[Runtime], model: ResolvedModel) -> None:
 
 def prepare_model(model_ref: str, target: str, options: RuntimeOptions, *, batch: int, resolution: int | None,
                   export: ExportConfig | None = None, say: Say | None = None, int8=None,
-                  planned: bool = False) -> tuple[type[Runtime], Runtime, ResolvedModel]:
+                  planned: bool = False,
+                  preprocess: dict | None = None) -> tuple[type[Runtime], Runtime, ResolvedModel]:
     """The target's runtime (checked against this machine, not loaded yet) and the resolved model file it will
     run -- exported / quantized on demand, its graph checked against the target's unsupported ops. Every
     failure here is a one-line error before any measurement (the same for bench and loadgen). ``planned``: the
@@ -86,8 +87,7 @@ def prepare_model(model_ref: str, target: str, options: RuntimeOptions, *, batch
 
         builder = int8_builder(int8)
     model = resolve_model(model_ref, batch=batch, resolution=resolution, export=export, progress=say,
-                          readers=readers, quantize=builder,
-                          fuse=export_transform)
+                          readers=readers, quantize=builder, fuse=export_transform, preprocess=preprocess)
     check_graph_ops(runtime_cls, model)
     return runtime_cls, runtime, model
 
@@ -101,14 +101,14 @@ def model_input(model: ResolvedModel) -> ModelInput:
 def run_benchmark(model_ref: str, target: str, cfg: BenchConfig, options: RuntimeOptions, *,
                   export: ExportConfig | None = None, say: Say | None = None,
                   progress: Callable[[str, int, float], None] | None = None, int8=None,
-                  planned: bool = False) -> BenchResult:
+                  planned: bool = False, preprocess: dict | None = None) -> BenchResult:
     """``int8``: a ``QuantizeConfig`` -> benchmark the int8 variant of ``model_ref`` (built on demand, cached)."""
     say = say or (lambda msg: None)
     if cfg.per_layer and not planned:
         get_runtime(target).ensure_profiles_layers()  # before any export work
     runtime_cls, runtime, model = prepare_model(model_ref, target, options, batch=cfg.batch,
                                                 resolution=cfg.resolution, export=export, say=say, int8=int8,
-                                                planned=planned)
+                                                planned=planned, preprocess=preprocess)
     x, ref, ref_label = reference_outputs(model, cfg.seed)
 
     say(f"loading {model.path.name} on {target}")

@@ -6,9 +6,9 @@ from __future__ import annotations
 import click
 
 from deploykit.cli.common import (POSITIVE, batch_option, calibration_options, model_opt_option, model_option_flags,
-                                  models_dir_option, opset_option, print_json, reports_dir_option, resolution_option,
-                                  resolve_models_dir, resolve_reports_dir, seed_option, stderr_console,
-                                  stdout_console, weights_options)
+                                  models_dir_option, opset_option, preprocess_options, print_json, reports_dir_option,
+                                  resolution_option, resolve_models_dir, resolve_reports_dir, seed_option,
+                                  stderr_console, stdout_console, weights_options)
 from deploykit.cli.common import FiniteFloatRange  # nan / inf refused
 from deploykit.cli.runtime_options import runtime_option, target_option, target_options
 from deploykit.cli.specs import specs_from_flags
@@ -78,6 +78,7 @@ def energy_options(f):
                    "digits' val/) through the same session: top-1/top-5 on the runtime that ran it; for --int8 also "
                    "the fp32 model on the same images, the drop with a paired 95% CI and McNemar's p.")
 @click.option("--eval-size", type=POSITIVE, default=None, help="--eval-data: at most this many images (seeded sample).")
+@preprocess_options
 @hardware_options
 @click.option("--int8", is_flag=True,
               help="Benchmark the int8 (QDQ) variant: quantized on demand with the calibration options below and "

@@ -8,6 +8,7 @@ import numbers
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from deploykit.core.errors import UsageError
 
@@ -196,6 +197,9 @@ class QuantizeConfig:
     fidelity_samples: int = 16
     crop_pct: float | None = None  # resize shorter side to resolution / crop_pct, then center-crop
     check_openvino: bool = False  # also run the int8 file in OpenVINO and check its fidelity
+    # the user's preprocessing of the model's inputs ((key, value) pairs: mean, std, crop_pct, interpolation,
+    # channel_order, value_range; export/source.apply_preprocess checks them), winning over the file's
+    preprocess: tuple[tuple[str, Any], ...] = ()
     seed: int = 0
     output: str | None = None
     force: bool = False
