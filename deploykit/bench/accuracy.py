@@ -13,6 +13,7 @@ which the fidelity check judged; a runtime that is fast because it computes some
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Callable
 
@@ -72,17 +73,15 @@ def evaluate(runtime, model, eval_data: str, eval_size: int | None, *, seed: int
     say(f"evaluating {model.label} on {len(labels)} labelled images of {eval_data} on {target}")
     logits = run_images(runtime, data.x, model.input_shape[0])
     classes = list(data.classes or [])
-    if logits.shape[1] < len(classes):
-        raise InputError(f"--eval-data {eval_data} has {len(classes)} classes but {model.label} outputs "
-                         f"{logits.shape[1]}: the labels and the model's classes disagree (one sub-folder per "
-                         "class, in the order of the model's outputs)")
+    labels, mapping = model_labels(classes, labels, logits.shape[1], str(eval_data), model.label)
     top1, top5 = correctness(logits, labels)
     k = int(top1.sum())
     low, high = proportion_ci(k, len(labels))
     out = {"data": str(eval_data), "n": int(len(labels)), "classes": len(classes), "runtime": target,
            "top1": k / len(labels), "top1_ci95": [low, high],
            "top5": float(top5.mean()) if logits.shape[1] > 5 else None,
-           "preprocess": pp.describe(), "predictions": [int(p) for p in np.argmax(logits, axis=1)],
+           "label_mapping": mapping, "preprocess": {**pp.describe(), "source": model.preprocess_source},
+           "predictions": [int(p) for p in np.argmax(logits, axis=1)],
            "files": list(data.files)}
     ref = _fp32_reference(model)
     if ref is not None:
@@ -95,6 +94,44 @@ def evaluate(runtime, model, eval_data: str, eval_size: int | None, *, seed: int
                        "top5": float(ref_top5.mean()) if ref_logits.shape[1] > 5 else None}
         out["vs_fp32"] = paired_accuracy(ref_top1, top1, seed=seed)
     return out
+
+
+SYNSET = re.compile(r"^n\d{8}$")
+
+
+def imagenet_synsets() -> list[str]:
+    """The 1,000 ImageNet-1k WordNet ids in class-index order (timm ships the list)."""
+    import timm.data
+
+    path = Path(timm.data.__file__).parent / "_info" / "imagenet_synsets.txt"
+    try:
+        ids = path.read_text().split()
+    except OSError as exc:
+        raise InputError(f"cannot read ImageNet's synset list from timm ({path}): {exc}") from None
+    if len(ids) != 1000:
+        raise InputError(f"timm's ImageNet synset list {path} has {len(ids)} entries, not 1000")
+    return ids
+
+
+def model_labels(classes: list[str], labels: np.ndarray, outputs: int, folder: str,
+                 label: str) -> tuple[np.ndarray, str]:
+    """The folder's labels as the model's class indices, and how they were mapped: an ImageNet-style folder
+    (synset-named classes, any subset of the 1,000) by ImageNet's class order for a 1000-class model; otherwise the
+    ImageFolder rule (sorted folder names = 0..K-1), which needs exactly as many classes as the model outputs."""
+    if classes and all(SYNSET.match(c) for c in classes) and outputs == 1000:
+        index = {s: i for i, s in enumerate(imagenet_synsets())}
+        unknown = [c for c in classes if c not in index]
+        if unknown:
+            raise InputError(f"--eval-data {folder}: {unknown[0]} is not one of ImageNet-1k's 1,000 classes "
+                             f"({len(unknown)} such folders)")
+        return np.array([index[classes[i]] for i in labels], dtype=np.int64), "imagenet-synsets"
+    if len(classes) != outputs:
+        raise InputError(f"--eval-data {folder} has {len(classes)} classes ({', '.join(classes[:3])}"
+                         f"{', ...' if len(classes) > 3 else ''}) but {label} outputs {outputs}: the labels and the "
+                         "model's classes disagree (one sub-folder per class, sorted names in the order of the "
+                         "model's outputs; ImageNet synset folders map to a 1000-class model; a model trained "
+                         "with 'deploykit train' has the folder's classes)")
+    return labels, "imagefolder"
 
 
 def _fp32_reference(model) -> Path | None:

@@ -69,3 +69,20 @@ def test_photos_are_deterministic_crops_read_as_calibration_images(tmp_path):
     pp = Preprocess(resolution=32, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), crop_pct=1.0)
     x = load_images(tmp_path / "a", pp, None).x
     assert x.shape == (6, 3, 32, 32) and float(x.std()) > 0.1  # real photos, not a constant
+
+
+def test_eval_labels_map_imagenet_synsets_and_refuse_a_mismatch():
+    from deploykit.bench.accuracy import imagenet_synsets, model_labels
+    from deploykit.core.errors import InputError
+
+    ids = imagenet_synsets()
+    assert len(ids) == 1000 and ids[0] == "n01440764"
+    classes = [ids[7], ids[500]]  # a subset of ImageNet's classes, as a user's val folder often is
+    mapped, how = model_labels(classes, np.array([0, 1, 1]), 1000, "val", "tv:resnet18")
+    assert how == "imagenet-synsets" and list(mapped) == [7, 500, 500]
+    same, how = model_labels([str(c) for c in range(10)], np.array([3, 9]), 10, "digits/val", "resnet18")
+    assert how == "imagefolder" and list(same) == [3, 9]
+    with pytest.raises(InputError, match="has 10 classes .* but resnet18 outputs 1000"):
+        model_labels([str(c) for c in range(10)], np.array([0]), 1000, "digits/val", "resnet18")
+    with pytest.raises(InputError, match="not one of ImageNet-1k's"):
+        model_labels(["n99999999"], np.array([0]), 1000, "val", "m")
