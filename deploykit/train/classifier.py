@@ -139,7 +139,7 @@ def train(cfg: TrainConfig, out: str | Path, *, say: Say | None = None) -> dict:
             "data": str(cfg.data), "train_images": int(len(x)), "val_images": int(len(va.labels)),
             "epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed,
             "train_seconds": round(seconds, 2), "val_top1_fp32_pytorch": top1,
-            "torch": torch.__version__}
+            "torch": str(torch.__version__)}
     with atomic_path(out) as tmp:
         torch.save({"state_dict": model.state_dict(), "deploykit": desc}, tmp)
     return desc
