@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from deploykit.bench import energy as energy_mod
 from deploykit.bench import memory as memory_mod
 from deploykit.bench import telemetry
@@ -47,6 +49,7 @@ class BenchResult:
     efficiency: dict | None = None  # bench/peak.py efficiency: achieved GFLOP/s and share of this machine's peak
     per_layer: dict | None = None  # bench/layers.py summary of the runtime's per-layer profile, when cfg.per_layer
     run_spec: dict | None = None  # the run spec measured (RunSpec.to_dict), when the run came from one
+    accuracy: dict | None = None  # bench/accuracy.py: top-1/top-5 on --eval-data, on this runtime; int8 vs fp32
 
     def settings(self) -> dict:
         """The report's settings: the measurement's, then every runtime option (common and per target group)."""
@@ -64,7 +67,8 @@ def check_graph_ops(runtime_cls: type[Runtime], model: ResolvedModel) -> None:
 
 def prepare_model(model_ref: str, target: str, options: RuntimeOptions, *, batch: int, resolution: int | None,
                   export: ExportConfig | None = None, say: Say | None = None, int8=None,
-                  planned: bool = False) -> tuple[type[Runtime], Runtime, ResolvedModel]:
+                  planned: bool = False,
+                  preprocess: dict | None = None) -> tuple[type[Runtime], Runtime, ResolvedModel]:
     """The target's runtime (checked against this machine, not loaded yet) and the resolved model file it will
     run -- exported / quantized on demand, its graph checked against the target's unsupported ops. Every
     failure here is a one-line error before any measurement (the same for bench and loadgen). ``planned``: the
@@ -83,8 +87,7 @@ def prepare_model(model_ref: str, target: str, options: RuntimeOptions, *, batch
 
         builder = int8_builder(int8)
     model = resolve_model(model_ref, batch=batch, resolution=resolution, export=export, progress=say,
-                          readers=readers, quantize=builder,
-                          fuse=export_transform)
+                          readers=readers, quantize=builder, fuse=export_transform, preprocess=preprocess)
     check_graph_ops(runtime_cls, model)
     return runtime_cls, runtime, model
 
@@ -98,14 +101,14 @@ def model_input(model: ResolvedModel) -> ModelInput:
 def run_benchmark(model_ref: str, target: str, cfg: BenchConfig, options: RuntimeOptions, *,
                   export: ExportConfig | None = None, say: Say | None = None,
                   progress: Callable[[str, int, float], None] | None = None, int8=None,
-                  planned: bool = False) -> BenchResult:
+                  planned: bool = False, preprocess: dict | None = None) -> BenchResult:
     """``int8``: a ``QuantizeConfig`` -> benchmark the int8 variant of ``model_ref`` (built on demand, cached)."""
     say = say or (lambda msg: None)
     if cfg.per_layer and not planned:
         get_runtime(target).ensure_profiles_layers()  # before any export work
     runtime_cls, runtime, model = prepare_model(model_ref, target, options, batch=cfg.batch,
                                                 resolution=cfg.resolution, export=export, say=say, int8=int8,
-                                                planned=planned)
+                                                planned=planned, preprocess=preprocess)
     x, ref, ref_label = reference_outputs(model, cfg.seed)
 
     say(f"loading {model.path.name} on {target}")
@@ -117,6 +120,7 @@ def run_benchmark(model_ref: str, target: str, cfg: BenchConfig, options: Runtim
         timer = Timer(runtime.sync if runtime.has(DEVICE_TIMING) else None)
         first_ns = timer.time_ns(runtime.infer)
         outs = runtime.outputs()
+        first_out = np.array(outs[0], copy=True)  # what the fidelity check judges; the timed loop must give it too
         # info() may read the runtime's optimized graph back: deploykit's memory, not the runtime's
         with mem.excluded():
             info = runtime.info()
@@ -146,6 +150,12 @@ def run_benchmark(model_ref: str, target: str, cfg: BenchConfig, options: Runtim
                            device_timer=runtime.device_times if runtime.has(DEVICE_TIMING) else None,
                            on_start=on_start, on_stop=on_stop)
         memory = mem.finish()  # the peak over load and measurement, before anything else runs
+        timed = None
+        if meas.mode == "latency":  # the timed input's output after the loop, against the evaluated one (TEST01)
+            from deploykit.bench.accuracy import timed_outputs_check
+
+            timed = timed_outputs_check(first_out, runtime.outputs()[0])
+        acc = _accuracy_step(runtime, model, cfg, target, say) if cfg.eval_data else None
         ref_wl = _reference_step(runtime_cls, options, runtime, timer, model, cfg, export, say) \
             if cfg.reference_workload else None
         tele_end = telemetry.snapshot(gpu)
@@ -180,6 +190,12 @@ def run_benchmark(model_ref: str, target: str, cfg: BenchConfig, options: Runtim
         meter.result(inferences=meas.batch * meas.iterations)
     tele = {"start": tele_start, "end": tele_end}
     warnings = _warnings(cfg, meas, stats, fid)
+    if timed is not None:
+        fid["timed_outputs"] = timed
+        if not timed["passed"]:
+            fid["passed"] = False
+            warnings.append(f"{timed['reason']} (max-abs {timed['max_abs']}): the latency was measured on something "
+                            "other than what was checked")
     # an int8 file that ran int8 is no mismatch: a float --precision then governs its float parts (e.g. OpenVINO
     # bf16 on CPUs with bf16 units unless --precision fp32)
     int8_as_built = precision == "int8" and model.precision == "int8"
@@ -207,7 +223,7 @@ def run_benchmark(model_ref: str, target: str, cfg: BenchConfig, options: Runtim
                        stats_ms=stats, fidelity=fid, environment=env, warnings=warnings, energy=energy,
                        telemetry=tele, device_timing=device_timing,
                         reference_workload=ref_wl, memory=memory, complexity=complexity, efficiency=efficiency,
-                        per_layer=per_layer)
+                        per_layer=per_layer, accuracy=acc)
 
 
 def _reference_step(runtime_cls, options, runtime, timer, model, cfg, export, say) -> dict:
@@ -220,6 +236,13 @@ def _reference_step(runtime_cls, options, runtime, timer, model, cfg, export, sa
     side = Side(model.label, runtime.infer, model.input_shape[0], timer)
     return reference_step(runtime_cls, options, side, cfg,
                           models_dir=export.models_dir if export else default_models_dir(), seed=cfg.seed)
+
+
+def _accuracy_step(runtime, model, cfg, target, say) -> dict:
+    """Top-1 / top-5 of the loaded session on the labelled folder (bench/accuracy.py), after the timed loop."""
+    from deploykit.bench.accuracy import evaluate
+
+    return evaluate(runtime, model, cfg.eval_data, cfg.eval_size, seed=cfg.seed, target=target, say=say)
 
 
 def _per_layer_step(runtime, model, x, cfg, say):

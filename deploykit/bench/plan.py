@@ -80,6 +80,6 @@ def run_spec(spec: RunSpec, *, models_dir: Path | None = None, say: Say | None =
 
     result = run_benchmark(spec.model, spec.target, spec.bench_config(), spec.runtime_options(),
                            export=spec.export_config(models_dir), say=say, progress=progress, int8=spec.quantize,
-                           planned=planned)
+                           planned=planned, preprocess=dict(spec.preprocess) or None)
     result.run_spec = spec.to_dict()
     return result

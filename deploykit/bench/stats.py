@@ -18,6 +18,7 @@ These CIs carry the measurement noise of the points, not how well the model curv
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -387,3 +388,50 @@ def fit_linear_quadratic(
     side_ci = (np.inf if lo >= big else lo, np.inf if hi >= big else hi)
     return LinearQuadraticFit(c0, c1, c2, cross_p, side, side_ci, float(np.mean(np.isinf(sides))), r2,
                               int(pa.size), level, method, span)
+
+
+# ------------------------------------------------------------------------------------------ accuracy (labels)
+
+def proportion_ci(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion (top-1 accuracy on n images): sensible at 0 and at n, unlike the
+    normal approximation."""
+    from scipy.stats import norm
+
+    if n <= 0:
+        return (float("nan"), float("nan"))
+    z = float(norm.ppf(0.5 + level / 2))
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    low = 0.0 if successes == 0 else max(0.0, centre - half)  # exact at the edges (no rounding residue)
+    high = 1.0 if successes == n else min(1.0, centre + half)
+    return (low, high)
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """McNemar's exact test of paired correctness: ``b`` images only the reference got right, ``c`` only the other;
+    the two-sided binomial p-value on the discordant pairs (1.0 when there are none)."""
+    from scipy.stats import binom
+
+    n = b + c
+    if n == 0:
+        return 1.0
+    return float(min(1.0, 2 * binom.cdf(min(b, c), n, 0.5)))
+
+
+def paired_accuracy(ref_correct, correct, *, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
+    """The accuracy change of a variant against a reference on the same images (1 = right, 0 = wrong per image):
+    ``drop`` = reference top-1 - variant top-1 (points, positive = worse), its paired bootstrap interval (images
+    resampled together), and McNemar's exact p-value with the discordant counts."""
+    a = np.asarray(ref_correct, dtype=bool)
+    v = np.asarray(correct, dtype=bool)
+    if a.shape != v.shape or a.ndim != 1 or a.size == 0:
+        raise ValueError("paired accuracy needs two equal, non-empty per-image correctness vectors")
+    d = a.astype(np.float64) - v.astype(np.float64)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, d.size, size=(n_boot, d.size))
+    reps = d[idx].mean(axis=1)
+    low, high = percentile_interval(reps, level)
+    b, c = int(np.sum(a & ~v)), int(np.sum(~a & v))
+    return {"drop": float(d.mean()), "ci95": [float(low), float(high)], "mcnemar_p": mcnemar_exact(b, c),
+            "only_reference_right": b, "only_variant_right": c, "n": int(d.size)}

@@ -114,6 +114,10 @@ def _register() -> None:
 
     for mod in (history_cmd, bisect_cmd):
         cli.add_command(mod.command)
+    from deploykit.cli import data_cmd, train_cmd  # built-in image sets as folders; training for accuracy
+
+    cli.add_command(data_cmd.command)
+    cli.add_command(train_cmd.command)
 
 
 _register()

@@ -6,9 +6,9 @@ from __future__ import annotations
 import click
 
 from deploykit.cli.common import (POSITIVE, batch_option, calibration_options, model_opt_option, model_option_flags,
-                                  models_dir_option, opset_option, print_json, reports_dir_option, resolution_option,
-                                  resolve_models_dir, resolve_reports_dir, seed_option, stderr_console,
-                                  stdout_console, weights_options)
+                                  models_dir_option, opset_option, preprocess_options, print_json, reports_dir_option,
+                                  resolution_option, resolve_models_dir, resolve_reports_dir, seed_option,
+                                  stderr_console, stdout_console, weights_options)
 from deploykit.cli.common import FiniteFloatRange  # nan / inf refused
 from deploykit.cli.history_cmd import history_option, record
 from deploykit.cli.runtime_options import runtime_option, target_option, target_options
@@ -74,6 +74,12 @@ def energy_options(f):
                    "op type and the precision each layer ran in, in the report and as a table.")
 @click.option("--top", type=POSITIVE, default=15, show_default=True,
               help="--per-layer: slowest nodes and op types shown.")
+@click.option("--eval-data", type=click.Path(), default=None, metavar="DIR",
+              help="After the timed loop, run these labelled images (one sub-folder per class, e.g. 'deploykit data "
+                   "digits' val/) through the same session: top-1/top-5 on the runtime that ran it; for --int8 also "
+                   "the fp32 model on the same images, the drop with a paired 95% CI and McNemar's p.")
+@click.option("--eval-size", type=POSITIVE, default=None, help="--eval-data: at most this many images (seeded sample).")
+@preprocess_options
 @hardware_options
 @click.option("--int8", is_flag=True,
               help="Benchmark the int8 (QDQ) variant: quantized on demand with the calibration options below and "
@@ -96,7 +102,8 @@ def command(models, targets, formats, no_save, as_json, wide, models_dir, report
     from deploykit.core.config import BenchConfig
 
     fmt_list = report_formats(formats)
-    measure = BenchConfig(**{k: params.pop(k) for k in BENCH_PARAMS},
+    eval_data = params.pop("eval_data")
+    measure = BenchConfig(**{k: params.pop(k) for k in BENCH_PARAMS}, eval_data=str(eval_data) if eval_data else None,
                           per_layer_top=params.pop("top"), reference_blocks=params.pop("reference_blocks"))
     specs = specs_from_flags(models, targets, params, measure=measure, models_dir=models_dir,
                              example=example_command)
@@ -108,7 +115,7 @@ def command(models, targets, formats, no_save, as_json, wide, models_dir, report
 
 # bench's flags that are the latency measurement's (BenchConfig) under the same names
 BENCH_PARAMS = ("batch", "resolution", "warmup", "min_time", "min_iters", "max_time", "seed", "energy", "idle_time",
-                "energy_estimate_watts", "reference_workload", "per_layer")
+                "energy_estimate_watts", "reference_workload", "per_layer", "eval_size")
 
 
 def report_formats(formats: str) -> list[str]:

@@ -243,3 +243,51 @@ def quantize_config(*, calib_data, calib_size, calib_method, softmax, qdq_profil
 
     return QuantizeConfig(calib_data=calib_data, calib_size=calib_size, calib_method=calib_method, softmax=softmax,
                           profile=qdq_profile, exclude=_split_csv(exclude), reduce_range=reduce_range, **extra)
+
+
+PREPROCESS_FLAGS = ("mean", "std", "crop_pct", "interpolation", "channel_order", "value_range")
+
+
+def preprocess_options(f=None, *, crop: bool = True):
+    """How images become the model's input, for a file whose own preprocessing is unknown or different (a user's
+    ONNX file): calibration and --eval-data read images this way; the report says which preprocessing ran and
+    where it came from (the manifest, the file's metadata, these flags, or ImageNet's default)."""
+
+    def deco(fn):
+        opts = [
+            click.option("--mean", default=None, metavar="M[,M,M]",
+                         help="Per-channel mean subtracted after scaling to --value-range [default: the model's / the "
+                              "file's; else ImageNet's]."),
+            click.option("--std", default=None, metavar="S[,S,S]", help="Per-channel std divided by."),
+            *([click.option("--crop-pct", type=FiniteFloatRange(min=0, max=1, min_open=True), default=None,
+                            help="Resize the shorter side to resolution / crop-pct, then center-crop.")]
+              if crop else []),
+            click.option("--interpolation", type=click.Choice(["bilinear", "bicubic", "nearest"]), default=None,
+                         help="Resize filter."),
+            click.option("--channel-order", type=click.Choice(["rgb", "bgr"]), default=None,
+                         help="Order of the input channels."),
+            click.option("--value-range", type=FiniteFloatRange(min=0, max=65535, min_open=True), default=None,
+                         help="Pixels scaled to [0, value-range] before mean/std: 1 (most models) or 255."),
+        ]
+        for o in reversed(opts):
+            fn = o(fn)
+        return fn
+
+    return deco(f) if f is not None else deco
+
+
+def pop_preprocess(params: dict) -> dict:
+    """The preprocessing flags given, taken out of a command's parameters (mean/std as floats)."""
+    out = {}
+    for k in PREPROCESS_FLAGS:
+        v = params.pop(k, None)
+        if v is None:
+            continue
+        if k in ("mean", "std"):
+            try:
+                v = tuple(float(x) for x in str(v).split(",") if x.strip())
+            except ValueError:
+                raise click.BadParameter(f"expected numbers separated by commas, got {v!r}",
+                                         param_hint=f"--{k}") from None
+        out[k] = v
+    return out

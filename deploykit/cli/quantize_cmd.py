@@ -7,9 +7,10 @@ from pathlib import Path
 import click
 
 from deploykit.cli.common import (POSITIVE, batch_option, calibration_options, check_model_flags, check_weights,
-                                  expand_models, model_opt_option, model_options, models_dir_option, opset_option,
-                                  model_option_flags, print_json, quantize_config, resolution_option,
-                                  resolve_models_dir, seed_option, stages, stderr_console, weights_options)
+                                  expand_models, model_opt_option, model_option_flags, model_options,
+                                  models_dir_option, opset_option, pop_preprocess, preprocess_options, print_json,
+                                  quantize_config, resolution_option, resolve_models_dir, seed_option, stages,
+                                  stderr_console, weights_options)
 from deploykit.cli.common import FiniteFloatRange  # nan / inf refused
 
 
@@ -29,6 +30,7 @@ from deploykit.cli.common import FiniteFloatRange  # nan / inf refused
 @click.option("--check-openvino", is_flag=True, help="Also run the QDQ file in OpenVINO and check its fidelity.")
 @click.option("--crop-pct", type=FiniteFloatRange(0, 1, min_open=True), default=None,
               help="Resize the shorter side to resolution / crop-pct, then center-crop [default: 0.875].")
+@preprocess_options(crop=False)
 @click.option("--fidelity-samples", type=POSITIVE, default=16, show_default=True,
               help="Held-out inputs the int8 model is compared with fp32 on.")
 @batch_option()
@@ -65,13 +67,15 @@ def command(model, calib_data, calib_size, calib_method, softmax, qdq_profile, e
     names = expand_models([model])
     if output and len(names) > 1:
         raise UsageError(f"--output names one file but {model!r} matches {len(names)} models")
+    preprocess = pop_preprocess(flags)
     check_model_flags(names, flags)
     qcfg = quantize_config(calib_data=calib_data, calib_size=calib_size, calib_method=calib_method, softmax=softmax,
                            qdq_profile=qdq_profile, exclude=exclude, reduce_range=reduce_range, quantizer=quantizer,
                            per_channel=not per_tensor, eval_data=str(eval_data) if eval_data else None,
                            eval_size=eval_size, sensitivity=sensitivity, check_openvino=check_openvino,
                            crop_pct=crop_pct, fidelity_samples=fidelity_samples, seed=seed,
-                           output=str(output) if output else None, force=force, verify=not no_verify)
+                           output=str(output) if output else None, force=force, verify=not no_verify,
+                           preprocess=tuple(preprocess.items()))
     mdir = resolve_models_dir(models_dir)
     if output is not None:
         from deploykit.core.atomic import check_output_file

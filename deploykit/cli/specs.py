@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Callable
 
 from deploykit.cli.common import (CALIB_KEYS, check_model_flags, check_weights, expand_models, model_options,
-                                  pop_model_flags, quantize_config, resolve_models_dir)
+                                  pop_model_flags, pop_preprocess, quantize_config, resolve_models_dir)
 from deploykit.cli.runtime_options import runtime_options
 
 
@@ -42,6 +42,7 @@ def specs_from_flags(models, targets, params: dict, *, measure, models_dir: Path
     calib = {k: params.pop(k) for k in CALIB_KEYS}
     int8 = params.pop("int8")
     flags = pop_model_flags(params)
+    preprocess = pop_preprocess(params)
     model_opts, opset = params.pop("model_opts"), params.pop("opset")
     opts = runtime_options(params, **(runtime or {}), cache_dir=str(resolve_models_dir(models_dir) / ".cache"))
     if params:  # a flag this function does not place: a bug in the command, not the user's error
@@ -66,5 +67,6 @@ def specs_from_flags(models, targets, params: dict, *, measure, models_dir: Path
                                  batch=measure.batch, resolution=measure.resolution,
                                  model_options=model_options(model_opts, model=m, **flags) if named else (),
                                  weights=str(weights) if weights and named else None, pretrained=pretrained and named,
-                                 opset=opset, options=opts, quantize=qcfg, measure=measure))
+                                 opset=opset, options=opts, quantize=qcfg, measure=measure,
+                                 preprocess=tuple(preprocess.items())))
     return specs

@@ -70,6 +70,9 @@ def axis_options(f):
 @click.option("--warmup", type=click.IntRange(min=0), default=None, help="Per cell: bench --warmup [default: 10].")
 @click.option("--calib-data", default=None, metavar="DIR|synthetic",
               help="Calibration data of int8 cells [default: synthetic].")
+@click.option("--eval-data", default=None, metavar="DIR",
+              help="Labelled images (one sub-folder per class) every bench cell runs after its timed loop: top-1 "
+                   "on the cell's runtime; int8 cells also the drop against fp32 with a paired 95% CI.")
 @click.option("--latency-bound", type=click.FloatRange(min=0, min_open=True), default=None, metavar="MS",
               help="Server cells: loadgen --latency-bound, at its percentile [default: 100].")
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None, metavar="S",
@@ -102,8 +105,9 @@ def axis_options(f):
                    "study's, else arrays].")
 @history_option("Append every finished cell's report to this history store ('deploykit history') [default: "
                 "$DEPLOYKIT_HISTORY if set].")
-def command( models, targets, precision, batch, resolution, threads, scenario, qps, study, out,
-            cell_timeout, min_time, max_time, min_iters, warmup, calib_data, latency_bound, duration, models_dir,
+def command(models, targets, precision, batch, resolution, threads, scenario, qps, study, out,
+            cell_timeout, min_time, max_time, min_iters, warmup, calib_data, eval_data, latency_bound, duration,
+            models_dir,
             resume, retry_failed, dry_run, as_json, no_peak, executor, slurm_partition, slurm_time_limit,
             slurm_sbatch, slurm_array, history, **axes):
     """Run MODELS (names, globs such as 'resnet*', timm:NAME / tv:NAME, .onnx files) on every combination of
@@ -139,7 +143,8 @@ def command( models, targets, precision, batch, resolution, threads, scenario, q
     spec = spec_from(models, targets=targets, precision=precision, batch=batch, resolution=resolution,
                      threads=threads, scenario=scenario, qps=qps, study=study, **axes,
                      bench={"min_time": min_time, "max_time": max_time, "min_iters": min_iters, "warmup": warmup,
-                            "cell_timeout": cell_timeout, "calib_data": calib_data, "latency_bound": latency_bound,
+                            "cell_timeout": cell_timeout, "calib_data": calib_data, "eval_data": eval_data,
+                            "latency_bound": latency_bound,
                             "duration": duration})
     out = sweep_folder(spec, out, resume)
     p = plan(spec, out, resume=resume, retry_failed=retry_failed, targets_here=EXECUTORS.get(executor).runs_here)

@@ -8,6 +8,7 @@ import numbers
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from deploykit.core.errors import UsageError
 
@@ -133,6 +134,10 @@ class BenchConfig:
     per_layer: bool = False
     per_layer_top: int = 15  # slowest nodes kept in the report
     per_layer_iters: int = 20  # profiled inferences (after a few unrecorded warm-up runs)
+    # accuracy (bench/accuracy.py): after the timed loop, the session runs a labelled folder (one sub-folder per
+    # class); eval_size: at most that many images (a seeded sample)
+    eval_data: str | None = None
+    eval_size: int | None = None
 
     def __post_init__(self):
         require_int("--batch", self.batch, 1)
@@ -156,6 +161,7 @@ class BenchConfig:
         require_positive("--reference-block-time", self.reference_block_time)
         require_positive("--top", self.per_layer_top)
         require_positive("--per-layer-iters", self.per_layer_iters)
+        require_int("--eval-size", self.eval_size, 1, 10_000_000)
 
 
 QUANTIZERS = ("ort", "nncf")
@@ -191,6 +197,9 @@ class QuantizeConfig:
     fidelity_samples: int = 16
     crop_pct: float | None = None  # resize shorter side to resolution / crop_pct, then center-crop
     check_openvino: bool = False  # also run the int8 file in OpenVINO and check its fidelity
+    # the user's preprocessing of the model's inputs ((key, value) pairs: mean, std, crop_pct, interpolation,
+    # channel_order, value_range; export/source.apply_preprocess checks them), winning over the file's
+    preprocess: tuple[tuple[str, Any], ...] = ()
     seed: int = 0
     output: str | None = None
     force: bool = False

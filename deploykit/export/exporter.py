@@ -142,6 +142,13 @@ def export_model(cfg: ExportConfig, progress=None, *, fuse: GraphTransform | Non
         proto, passes_report = fuse(proto, batch=cfg.batch, resolution=res, seed=cfg.seed)
         fusion["passes"] = passes_report
         fusion["batchnorm_in_graph_after_passes"] = passes_report["batchnorm_after"]
+    import json
+
+    from deploykit.onnxio.files import PREPROCESS_KEY, set_metadata
+
+    set_metadata(proto, PREPROCESS_KEY, json.dumps({
+        "mean": list(mcfg.mean), "std": list(mcfg.std), "crop_pct": mcfg.crop_pct, "interpolation": mcfg.interpolation,
+        "channel_order": "rgb", "value_range": 1.0}))  # the file says how to feed it, wherever it travels
     data = proto.SerializeToString()
 
     verification = {"skipped": True, "passed": True}

@@ -40,6 +40,10 @@ class ResolvedModel:
     std: tuple[float, ...] = IMAGENET_STD
     crop_pct: float | None = None
     interpolation: str = "bilinear"
+    channel_order: str = "rgb"
+    value_range: float = 1.0  # pixels scaled to [0, value_range] before mean / std
+    # where the preprocessing comes from: manifest | metadata (the file's own) | flags (the user's) | default
+    preprocess_source: str = "manifest"
     traits: ModelTraits | None = None  # None: unknown (no manifest, or a pass-through model): infer from the graph
     warnings: list[str] = field(default_factory=list)
 
@@ -52,6 +56,10 @@ class ResolvedModel:
             "family": self.family,
             "precision": self.precision,
             "input": {"name": self.input_name, "shape": list(self.input_shape), "dtype": self.input_dtype},
+            # how images become this input (calibration, --eval-data), and where that came from
+            "preprocess": {"mean": list(self.mean), "std": list(self.std), "crop_pct": self.crop_pct,
+                           "interpolation": self.interpolation, "channel_order": self.channel_order,
+                           "value_range": self.value_range, "source": self.preprocess_source},
         }
         if self.manifest:
             src = self.manifest.get("source", {})
@@ -72,7 +80,16 @@ NativeReader = Callable[[Path], tuple[list, str]]
 
 def resolve_model(ref: str, *, batch: int, resolution: int | None, export: ExportConfig | None = None,
                   progress=None, readers: dict[str, NativeReader] | None = None, quantize=None,
-                  fuse=None) -> ResolvedModel:
+                  fuse=None, preprocess: dict | None = None) -> ResolvedModel:
+    """``preprocess``: the user's preprocessing (mean, std, crop_pct, interpolation, channel_order, value_range),
+    which wins over the manifest's / the file's metadata (``apply_preprocess``); the rest as ``_resolve``."""
+    return apply_preprocess(_resolve(ref, batch=batch, resolution=resolution, export=export, progress=progress,
+                                     readers=readers, quantize=quantize, fuse=fuse), preprocess)
+
+
+def _resolve(ref: str, *, batch: int, resolution: int | None, export: ExportConfig | None = None,
+             progress=None, readers: dict[str, NativeReader] | None = None, quantize=None,
+             fuse=None) -> ResolvedModel:
     """A ready-to-run model file for ``ref`` with its single image input's concrete shape.
 
     ONNX files and registry models work everywhere; other formats (``.xml`` OpenVINO IR) only when the target
@@ -137,8 +154,7 @@ def _resolve_file(path: Path, batch: int, resolution: int | None) -> ResolvedMod
         manifest = None  # a manifest that does not describe this file's content is ignored
     info: dict[str, Any]
     if manifest is None:
-        info = {"warnings": [f"{path.name} has no deploykit manifest: images are normalised with the ImageNet "
-                             "mean/std"]}
+        info = _from_metadata(proto, path)
         if problem:
             info["warnings"].insert(0, f"{problem}: ignored")
         label = path.stem
@@ -147,6 +163,81 @@ def _resolve_file(path: Path, batch: int, resolution: int | None) -> ResolvedMod
         info = _from_manifest(manifest, label)
     return ResolvedModel(label=label, kind="onnx-file", path=path, sha256=sha, input_name=name, input_shape=shape,
                          input_dtype=dtype, precision=graph_precision(proto), manifest=manifest, **info)
+
+
+PREPROCESS_KEYS = ("mean", "std", "crop_pct", "interpolation", "channel_order", "value_range")
+
+
+def _from_metadata(proto, path: Path) -> dict:
+    """The preprocessing a file without a manifest states in its metadata (``deploykit.preprocess``), else
+    ImageNet's with a warning that says so."""
+    import json
+
+    from deploykit.onnxio.files import PREPROCESS_KEY, get_metadata
+
+    raw = get_metadata(proto, PREPROCESS_KEY)
+    if raw is not None:
+        try:
+            values = json.loads(raw)
+            if not isinstance(values, dict):
+                raise ValueError("not an object")
+            return {**_checked_preprocess(values, f"{path.name} metadata {PREPROCESS_KEY}"),
+                    "preprocess_source": "metadata", "warnings": []}
+        except (ValueError, InputError) as exc:
+            return {"preprocess_source": "default", "warnings": [
+                f"{path.name}: its {PREPROCESS_KEY} metadata is unusable ({exc}): images are normalised with the "
+                "ImageNet mean/std (state the file's with --mean/--std ...)"]}
+    return {"preprocess_source": "default", "warnings": [
+        f"{path.name} has no deploykit manifest and no preprocessing metadata: images are normalised with the "
+        "ImageNet mean/std (state the file's with --mean, --std, --crop-pct, --channel-order, --value-range)"]}
+
+
+def _checked_preprocess(values: dict, where: str) -> dict:
+    """Preprocessing values (from a file's metadata or the user's flags), checked: 1 or 3 finite means, positive
+    stds, crop in (0, 1], a known interpolation, rgb/bgr, a positive value range."""
+    import math
+
+    out: dict[str, Any] = {}
+    for k, v in values.items():
+        if k not in PREPROCESS_KEYS:
+            raise InputError(f"{where}: unknown preprocessing key {k!r} (known: {', '.join(PREPROCESS_KEYS)})")
+        if v is None:
+            continue
+        if k in ("mean", "std"):
+            vals = tuple(float(x) for x in (v if isinstance(v, (list, tuple)) else [v]))
+            if len(vals) not in (1, 3) or not all(math.isfinite(x) for x in vals) or \
+                    (k == "std" and not all(x > 0 for x in vals)):
+                raise InputError(f"{where}: {k} must be 1 or 3 finite numbers{' above 0' if k == 'std' else ''}, "
+                                 f"got {v!r}")
+            out[k] = vals * 3 if len(vals) == 1 else vals
+        elif k == "crop_pct":
+            if not (isinstance(v, (int, float)) and 0 < float(v) <= 1):
+                raise InputError(f"{where}: crop_pct must be in (0, 1], got {v!r}")
+            out[k] = float(v)
+        elif k == "interpolation":
+            if v not in ("bilinear", "bicubic", "nearest"):
+                raise InputError(f"{where}: interpolation must be bilinear, bicubic or nearest, got {v!r}")
+            out[k] = v
+        elif k == "channel_order":
+            if v not in ("rgb", "bgr"):
+                raise InputError(f"{where}: channel_order must be rgb or bgr, got {v!r}")
+            out[k] = v
+        else:
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and 0 < float(v) <= 65535):
+                raise InputError(f"{where}: value_range must be a positive number (1 or 255), got {v!r}")
+            out[k] = float(v)
+    return out
+
+
+def apply_preprocess(model: ResolvedModel, values: dict | None) -> ResolvedModel:
+    """``model`` with the preprocessing the user stated (``--mean`` ...), which wins over the file's."""
+    from dataclasses import replace
+
+    if not values:
+        return model
+    checked = _checked_preprocess(dict(values), "preprocessing")
+    warnings = [w for w in model.warnings if "ImageNet mean/std" not in w]
+    return replace(model, **checked, preprocess_source="flags", warnings=warnings)
 
 
 def _registered(model: str | None):
@@ -169,4 +260,6 @@ def _from_manifest(manifest: dict, where: str) -> dict:
     family = src.get("family") or (cfg.family if cfg is not None else None)
     return {"family": family, "traits": traits,
             "mean": tuple(src.get("mean") or IMAGENET_MEAN), "std": tuple(src.get("std") or IMAGENET_STD),
-            "crop_pct": src.get("crop_pct"), "interpolation": src.get("interpolation") or "bilinear"}
+            "crop_pct": src.get("crop_pct"), "interpolation": src.get("interpolation") or "bilinear",
+            "channel_order": src.get("channel_order") or "rgb", "value_range": float(src.get("value_range") or 1.0),
+            "preprocess_source": "manifest"}

@@ -260,6 +260,7 @@ def load_weights(model, path: str | Path) -> None:
     if not isinstance(state, dict) or not all(hasattr(v, "shape") for v in state.values()):
         raise InputError(f"weights {p} is not a state_dict of tensors")
     state = {k.removeprefix("module."): v for k, v in state.items()}
+    _fit_head(model, state)  # a checkpoint trained for another number of classes (deploykit train) brings its head
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -275,6 +276,46 @@ def load_weights(model, path: str | Path) -> None:
             parts.append(f"{len(wrong)} with wrong shape (e.g. {k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)})")
         raise InputError(f"weights {p} do not fit {type(model).__name__}: " + "; ".join(parts))
     model.load_state_dict(state, strict=True)
+
+
+def classifier_head(model) -> tuple[str, Any] | None:
+    """(name, module) of the model's final classifier: its last ``nn.Linear`` (torchvision's ``fc`` /
+    ``classifier.1``, timm's ``head`` / ``head.fc``), or None."""
+    from torch import nn
+
+    last = None
+    for name, mod in model.named_modules():
+        if isinstance(mod, nn.Linear):
+            last = (name, mod)
+    return last
+
+
+def set_num_classes(model, n: int) -> None:
+    """Replace the final classifier with one of ``n`` outputs (same input width; seeded by the caller's RNG)."""
+    from torch import nn
+
+    head = classifier_head(model)
+    if head is None:
+        raise UsageError(f"{type(model).__name__} has no final linear classifier to give {n} classes")
+    name, lin = head
+    if lin.out_features == n:
+        return
+    parent = model.get_submodule(name.rpartition(".")[0]) if "." in name else model
+    setattr(parent, name.rpartition(".")[2], nn.Linear(lin.in_features, n, bias=lin.bias is not None))
+
+
+def _fit_head(model, state: dict) -> None:
+    """When a checkpoint's final classifier has another number of outputs than the model's (and the same input
+    width), the model takes the checkpoint's number of classes: a model trained on 10 digits loads as a
+    10-class model."""
+    head = classifier_head(model)
+    if head is None:
+        return
+    name, lin = head
+    w = state.get(f"{name}.weight")
+    if w is None or len(w.shape) != 2 or w.shape[1] != lin.in_features or w.shape[0] == lin.out_features:
+        return
+    set_num_classes(model, int(w.shape[0]))
 
 
 def source_sha256(cfg: ModelCfg) -> str | None:

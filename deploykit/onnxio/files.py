@@ -318,3 +318,22 @@ def op_types(model) -> set[str]:
     for f in model.functions:
         walk(f.node)
     return found
+
+
+# where an exporter records how images become the model's input (deploykit's own exports write it; a user's file
+# may carry it too): JSON with mean, std, crop_pct, interpolation, channel_order, value_range
+PREPROCESS_KEY = "deploykit.preprocess"
+
+
+def set_metadata(proto, key: str, value: str) -> None:
+    """Set ``key`` in the model's metadata_props (replacing an earlier value)."""
+    for prop in proto.metadata_props:
+        if prop.key == key:
+            prop.value = value
+            return
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = key, value
+
+
+def get_metadata(proto, key: str) -> str | None:
+    return next((p.value for p in proto.metadata_props if p.key == key), None)

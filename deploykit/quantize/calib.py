@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deploykit.core.errors import InputError
+from deploykit.core.errors import InputError, UsageError
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm")
 DEFAULT_CROP_PCT = 0.875  # the ImageNet evaluation convention (resize 256, crop 224)
@@ -38,6 +38,14 @@ class Preprocess:
     std: tuple[float, ...] = (0.229, 0.224, 0.225)
     crop_pct: float = DEFAULT_CROP_PCT
     interpolation: str = "bilinear"
+    channel_order: str = "rgb"  # rgb | bgr (the order of the model's input channels)
+    value_range: float = 1.0  # pixels scaled to [0, value_range] before mean/std: 1 (most models) or 255
+
+    def __post_init__(self):
+        if self.channel_order not in ("rgb", "bgr"):
+            raise UsageError(f"channel order must be rgb or bgr, got {self.channel_order!r}")
+        if not (math.isfinite(self.value_range) and 0 < self.value_range <= 65535):
+            raise UsageError(f"value range must be a positive number (1 or 255), got {self.value_range}")
 
     @property
     def resize_to(self) -> int:
@@ -130,9 +138,11 @@ def load_image(path: Path, pp: Preprocess) -> np.ndarray:
         img = img.resize((nw, nh), resample)
     left, top = (nw - pp.resolution) // 2, (nh - pp.resolution) // 2
     img = img.crop((left, top, left + pp.resolution, top + pp.resolution))
-    arr = np.asarray(img, dtype=np.float32) / 255.0
+    arr = np.asarray(img, dtype=np.float32) * np.float32(pp.value_range / 255.0)
     if arr.ndim == 2:
         arr = arr[:, :, None]
+    elif pp.channel_order == "bgr":
+        arr = arr[:, :, ::-1]
     mean = np.asarray(pp.mean, dtype=np.float32).reshape(1, 1, -1)
     std = np.asarray(pp.std, dtype=np.float32).reshape(1, 1, -1)
     arr = (arr - mean) / std

@@ -88,6 +88,10 @@ def quantize_model(ref: str, qcfg: QuantizeConfig, *, export: ExportConfig | Non
                          "(or '--calib-data synthetic' for a smoke test on noise)")
     models_dir = Path(models_dir or (export.models_dir if export else default_models_dir()))
     src = _resolve_source(ref, batch=batch, resolution=resolution, export=export, models_dir=models_dir, say=say)
+    if qcfg.preprocess:  # the user's preprocessing wins over the file's (export/source.apply_preprocess)
+        from deploykit.export.source import apply_preprocess
+
+        src.model = apply_preprocess(src.model, dict(qcfg.preprocess))
     has_attention = src.has_attention
     warnings = list(src.warnings)
     n, c, h, w = src.input_shape
@@ -95,7 +99,8 @@ def quantize_model(ref: str, qcfg: QuantizeConfig, *, export: ExportConfig | Non
         raise UsageError(f"{src.label}: input is {h}x{w}; deploykit calibrates square inputs only")
     pp = calib_mod.Preprocess(resolution=h, channels=c, mean=src.mean, std=src.std,
                               crop_pct=qcfg.crop_pct or src.crop_pct or calib_mod.DEFAULT_CROP_PCT,
-                              interpolation=src.interpolation)
+                              interpolation=src.interpolation, channel_order=src.channel_order,
+                              value_range=src.value_range)
 
     # data first: the calibration tensor's hash is part of the artifact's identity
     say("reading calibration data")
@@ -429,8 +434,10 @@ def _evaluate_again(src: Source, dest: Path, qcfg: QuantizeConfig, eval_set, hel
 
 def _manifest(src: Source, dest: Path, settings: dict, report: dict, qpath: Path) -> dict:
     source = dict(src.manifest.get("source", {})) if src.manifest else {
-        "model": src.label, "family": src.family, "weights": None, "mean": list(src.mean), "std": list(src.std),
-        "traits": src.traits.describe()}
+        "model": src.label, "family": src.family, "weights": None, "traits": src.traits.describe()}
+    # the preprocessing the calibration used (the user's, the file's, or the manifest's), for every later reader
+    source.update(mean=list(src.mean), std=list(src.std), crop_pct=src.crop_pct, interpolation=src.interpolation,
+                  channel_order=src.channel_order, value_range=src.value_range)
     source.update(fp32_artifact=str(Path(src.path).resolve()), fp32_sha256=src.sha256)  # absolute: any cwd
     stored = dict(report)
     if "sensitivity" in stored:

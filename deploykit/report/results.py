@@ -46,6 +46,9 @@ COLUMNS: list[tuple[str, str]] = [
     ("j_per_item", "float"),
     # fidelity
     ("fidelity", "str"),
+    # accuracy on labelled images (--eval-data), on the runtime; acc_drop: fp32 top-1 - this top-1 (points, paired)
+    ("top1", "float"), ("top5", "float"), ("acc_drop", "float"), ("acc_drop_ci_low", "float"),
+    ("acc_drop_ci_high", "float"), ("acc_mcnemar_p", "float"),
     # loadgen
     ("qps_scheduled", "float"), ("qps_achieved", "float"), ("loadgen_valid", "bool"),
     # run
@@ -182,6 +185,13 @@ def _bench_row(report: dict) -> dict:
     elif not math.isnan(_num(eff.get("share_of_theoretical"))):
         row["peak_share"], row["peak_kind"] = _num(eff["share_of_theoretical"]), "theoretical"
     row["j_per_item"] = _measured_j_per_item(report.get("energy"))
+    acc = report.get("accuracy") or {}
+    row["top1"], row["top5"] = _num(acc.get("top1")), _num(acc.get("top5"))
+    paired = acc.get("vs_fp32") or {}
+    ci = paired.get("ci95") or [None, None]
+    row["acc_drop"], row["acc_drop_ci_low"], row["acc_drop_ci_high"] = (_num(paired.get("drop")), _num(ci[0]),
+                                                                         _num(ci[1]))
+    row["acc_mcnemar_p"] = _num(paired.get("mcnemar_p"))
     return row
 
 

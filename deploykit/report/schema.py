@@ -76,6 +76,8 @@ def build_report(result) -> dict:
         report["reference_workload"] = result.reference_workload
     if getattr(result, "run_spec", None):
         report["run_spec"] = result.run_spec
+    if getattr(result, "accuracy", None):
+        report["accuracy"] = result.accuracy
     validate(report)
     return json.loads(json.dumps(report, default=_default))  # plain JSON types only
 

@@ -72,6 +72,9 @@ class RunSpec:
     options: RuntimeOptions = field(default_factory=RuntimeOptions)
     quantize: QuantizeConfig | None = None
     measure: BenchConfig | LoadgenConfig = field(default_factory=BenchConfig)
+    # the user's preprocessing of the inputs (mean, std, crop_pct, interpolation, channel_order, value_range),
+    # winning over the manifest's / the file's metadata; () = the model's own
+    preprocess: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self):
         if not isinstance(self.model, str) or not self.model.strip():
@@ -102,6 +105,11 @@ class RunSpec:
             object.__setattr__(self, "precision", self.options.precision)
         elif self.precision not in (None, INT8) and self.options.precision != self.precision:
             object.__setattr__(self, "options", replace(self.options, precision=self.precision))
+        pre = tuple(sorted((str(k), tuple(v) if isinstance(v, list) else v) for k, v in dict(self.preprocess).items()
+                           if v is not None))
+        object.__setattr__(self, "preprocess", pre)
+        if pre and self.quantize is not None and self.quantize.preprocess != pre:  # calibration reads it too
+            object.__setattr__(self, "quantize", replace(self.quantize, preprocess=pre))
         if not isinstance(self.measure, (BenchConfig, LoadgenConfig)):
             raise TypeError(f"measure must be a BenchConfig or a LoadgenConfig, not {type(self.measure).__name__}")
         # the measurement's batch / resolution are the run's (one value, not two)
@@ -199,7 +207,8 @@ class RunSpec:
         d: dict[str, Any] = {
             "version": SPEC_VERSION,
             "model": {"ref": self.model, "options": dict(self.model_options), "weights": self.weights,
-                      "pretrained": self.pretrained, "opset": self.opset},
+                      "pretrained": self.pretrained, "opset": self.opset,
+                      "preprocess": {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.preprocess}},
             "target": {"name": self.target, "options": self.target_settings()},
             "precision": self.precision,
             "quantize": None if self.quantize is None else
@@ -223,7 +232,7 @@ class RunSpec:
             raise InputError(f"{where}: run spec version {d.get('version')!r} is not supported (this deploykit reads "
                              f"version {SPEC_VERSION})")
         model = _table(d.get("model"), f"{where}: model")
-        _keys(model, ("ref", "options", "weights", "pretrained", "opset"), f"{where}: model")
+        _keys(model, ("ref", "options", "weights", "pretrained", "opset", "preprocess"), f"{where}: model")
         target = _table(d.get("target"), f"{where}: target")
         _keys(target, ("name", "options", "cache_dir"), f"{where}: target")
         measure = _table(d.get("measure"), f"{where}: measure")
@@ -255,7 +264,8 @@ class RunSpec:
                        model_options=tuple(_table(model.get("options") or {}, f"{where}: model options").items()),
                        weights=model.get("weights"), pretrained=bool(model.get("pretrained", False)),
                        opset=model.get("opset", 18), options=runtime_options_from(topts, where), quantize=quant,
-                       measure=meas)
+                       measure=meas,
+                       preprocess=tuple(_table(model.get("preprocess") or {}, f"{where}: model preprocess").items()))
         except (UsageError, TypeError) as exc:
             msg = exc.one_line() if isinstance(exc, UsageError) else str(exc)
             raise InputError(f"{where}: {msg}") from None

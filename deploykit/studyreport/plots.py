@@ -319,6 +319,45 @@ def plot_latency_vs_params(df: pd.DataFrame, an: Analysis) -> Plot:
     return _plot_pareto(df, "params_m", "latency_vs_params", "parameters", "millions")
 
 
+def plot_latency_vs_accuracy(df: pd.DataFrame, an: Analysis) -> Plot:
+    p = Plot("latency_vs_accuracy", "Latency vs accuracy with the Pareto front",
+             "p50 latency against top-1 accuracy on the labelled images (--eval-data), measured on the runtime "
+             "that ran each variant: one panel per model, a point per target and precision (batch and resolution "
+             "as measured). The line joins the Pareto front: variants no other variant beats with at least their "
+             "accuracy at no more latency -- the variants worth shipping.")
+    lat = latency_rows(df)
+    if "top1" not in lat.columns:
+        p.skipped = "the table has no top1 column (run the cells with --eval-data)"
+        return p
+    lat = lat[lat["top1"].notna()]
+    if lat.empty:
+        p.skipped = "no ok cell was measured with --eval-data (top1)"
+        return p
+    lat = lat.assign(label=_labels(lat), variant=lat["target"] + " " + lat["precision"])
+    models = sorted(lat["label"].unique())
+    with _rc():
+        fig, axes = _figure(len(models), legend=sorted(lat["variant"].unique()) + ["Pareto front (00)"])
+        colors = _palette(lat["variant"])
+        markers = _markers(lat["variant"])
+        for ax, model in zip(axes, models):
+            sub = lat[lat["label"] == model]
+            for var, g in sub.groupby("variant", sort=True):
+                ax.scatter(100 * g["top1"], g["p50_ms"], s=24, color=colors[var], marker=markers[var], label=var,
+                           zorder=3)
+            front = pareto_front(sub["top1"], sub["p50_ms"])
+            f = sub[front].sort_values("top1")
+            if len(f):
+                ax.step(100 * f["top1"], f["p50_ms"], where="pre", color="0.15", lw=1.1, zorder=2,
+                        label=f"Pareto front ({len(f)})")
+            ax.set_yscale("log")
+            ax.set_xlabel("top-1 accuracy (%)")
+            ax.set_ylabel("p50 latency (ms)")
+            ax.set_title(str(model))
+            _legend(ax)
+    p.figure = fig
+    return p
+
+
 def plot_memory(df: pd.DataFrame, an: Analysis) -> Plot:
     p = Plot("memory", "Memory per model",
              "Left: peak resident set size of the benchmark process (median over the model's cells) per target "
@@ -532,7 +571,7 @@ def plot_latency_vs_qps(df: pd.DataFrame, an: Analysis) -> Plot:
 
 
 PLOTTERS = (plot_latency_vs_resolution, plot_int8_speedup, plot_throughput_vs_batch, plot_latency_vs_gmacs,
-            plot_latency_vs_params, plot_memory, plot_peak_share, plot_attention_share)
+            plot_latency_vs_params, plot_latency_vs_accuracy, plot_memory, plot_peak_share, plot_attention_share)
 LAST_PLOTTERS = (plot_latency_vs_qps,)  # after the plots of the model options
 
 

@@ -244,3 +244,43 @@ def test_linear_quadratic_fit_of_a_linear_curve_never_crosses():
 def test_linear_quadratic_fit_rejects_degenerate_input(x, y, msg):
     with pytest.raises(ValueError, match=msg):
         stats.fit_linear_quadratic(x, y)
+
+
+# ------------------------------------------------------------------------------------------------- accuracy
+def test_mcnemar_exact_matches_the_binomial_test():
+    from scipy.stats import binomtest
+
+    from deploykit.bench.stats import mcnemar_exact
+
+    for b, c in ((0, 0), (3, 0), (10, 2), (7, 9), (30, 12)):
+        expect = 1.0 if b + c == 0 else binomtest(min(b, c), b + c, 0.5).pvalue
+        assert mcnemar_exact(b, c) == pytest.approx(expect)
+
+
+def test_paired_accuracy_drop_interval_and_counts():
+    from deploykit.bench.stats import paired_accuracy
+
+    rng = np.random.default_rng(0)
+    ref = rng.random(400) < 0.95
+    var = ref.copy()
+    var[np.flatnonzero(ref)[:20]] = False  # 20 images the variant gets wrong that the reference got right
+    out = paired_accuracy(ref, var, seed=1)
+    assert out["drop"] == pytest.approx(20 / 400)
+    assert out["only_reference_right"] == 20 and out["only_variant_right"] == 0
+    assert out["ci95"][0] > 0 and out["ci95"][0] < out["drop"] < out["ci95"][1]
+    assert out["mcnemar_p"] < 1e-4
+    same = paired_accuracy(ref, ref)
+    assert same["drop"] == 0 and same["ci95"] == [0.0, 0.0] and same["mcnemar_p"] == 1.0
+    with pytest.raises(ValueError):
+        paired_accuracy(ref, ref[:10])
+
+
+def test_proportion_ci_is_sensible_at_the_edges():
+    from deploykit.bench.stats import proportion_ci
+
+    low, high = proportion_ci(359, 359)
+    assert high == 1.0 and 0.98 < low < 1.0
+    low, high = proportion_ci(0, 50)
+    assert low == 0.0 and 0 < high < 0.1
+    low, high = proportion_ci(180, 360)
+    assert low < 0.5 < high and high - low == pytest.approx(2 * 1.96 * (0.25 / 360) ** 0.5, rel=0.05)
