@@ -4,7 +4,8 @@
 
 The recipe is plain and the same for every family: AdamW with a one-cycle learning rate, label smoothing 0.1,
 random shifts of up to 1/8 of the side and +-10% scale (an affine grid with border padding; ViTs need it on a
-set this small), the model's own preprocessing (mean/std). The val split is only evaluated, at the end, in
+set this small), the model's own preprocessing (mean/std, resize and center crop, as export, calibration and
+--eval-data apply it). The val split is only evaluated, at the end, in
 PyTorch fp32: the checkpoint records its top-1, the epochs, seed, wall time and the split's description.
 """
 
@@ -79,13 +80,14 @@ def train(cfg: TrainConfig, out: str | Path, *, say: Say | None = None) -> dict:
 
     from deploykit.core.atomic import atomic_path, check_output_file
     from deploykit.models.registry import create_model, get_cfg, set_num_classes
-    from deploykit.quantize.calib import Preprocess, load_labelled
+    from deploykit.quantize.calib import DEFAULT_CROP_PCT, Preprocess, load_labelled
 
     say = say or (lambda msg: None)
     mcfg = get_cfg(cfg.model)
     out = check_output_file(Path(out), "checkpoint")
-    pp = Preprocess(resolution=cfg.resolution, channels=mcfg.channels, mean=mcfg.mean, std=mcfg.std, crop_pct=1.0,
-                    interpolation=mcfg.interpolation)
+    # the model's own preprocessing, as every later reader (export manifest, calibration, --eval-data) applies it
+    pp = Preprocess(resolution=cfg.resolution, channels=mcfg.channels, mean=mcfg.mean, std=mcfg.std,
+                    crop_pct=mcfg.crop_pct or DEFAULT_CROP_PCT, interpolation=mcfg.interpolation)
     say("reading the train and val folders")
     tr = load_labelled(_split(cfg.data, "train"), pp, what="train data")
     va = load_labelled(_split(cfg.data, "val"), pp, what="val data")
