@@ -30,10 +30,10 @@ def specs_from_flags(models, targets, params: dict, *, measure, models_dir: Path
     for). ``runtime``: runtime option values the command sets itself (loadgen's mode). Targets are checked
     first (unknown: exit 2, unavailable here: exit 3), then what the command still lacks (models, calibration
     data: the message shows a complete command, built by ``example(targets, int8, calib_data, models)``)."""
-    from deploykit.bench.plan import check_target
+    from deploykit.bench.plan import check_qdq_profile, check_target
     from deploykit.core.errors import UsageError
     from deploykit.models.select import is_model_name
-    from deploykit.spec.run import INT8, RunSpec
+    from deploykit.spec.run import INT8, RunSpec, quantize_for
 
     weights, pretrained = params.pop("weights"), params.pop("pretrained")
     check_weights(weights, pretrained)
@@ -48,6 +48,8 @@ def specs_from_flags(models, targets, params: dict, *, measure, models_dir: Path
         raise TypeError(f"unplaced parameters: {', '.join(params)}")
     qcfg = quantize_config(**calib) if int8 else None  # validated before any work
     for t in target_list:  # a target that cannot run here is the answer, whatever else is missing
+        if qcfg is not None:  # the Q/DQ profile follows the target unless --profile names one it can run
+            check_qdq_profile(t, quantize_for(qcfg, t))
         check_target(RunSpec(model="-", target=t, options=opts, measure=measure))
     if not models:
         raise UsageError("name the model(s) to measure, e.g. '"
