@@ -85,6 +85,27 @@ def cli(debug: bool) -> None:
     """
 
 
+# each command's line in 'deploykit --help': whole sentences that fit 80 columns (click would cut the docstring's
+# first sentence mid-word at the terminal's width)
+SHORT_HELP = {
+    "baseline": "Store and update baselines for 'gate --baseline FILE'.",
+    "bench": "Measure models on targets: latency, throughput, fidelity.",
+    "compare": "Compare reports, folders or results tables side by side.",
+    "export": "Export a model to ONNX, verified against PyTorch.",
+    "fuse": "Fold BatchNorm into Conv / Gemm; other graph passes.",
+    "gate": "Fail CI when a candidate got slower than a baseline.",
+    "inspect": "Ops, parameters, MACs and shapes of an ONNX file.",
+    "loadgen": "Serve a model under MLPerf LoadGen's load (QPS, p99).",
+    "models": "List the models deploykit can build.",
+    "peak": "Measure this machine's GEMM peak per precision.",
+    "quantize": "Quantize a model to int8 (QDQ), with fidelity checks.",
+    "report": "Render a sweep or bench reports as an HTML / Markdown page.",
+    "run": "Measure the run described by a run spec file.",
+    "sweep": "Run a matrix of models x targets x settings.",
+    "targets": "Show every target, whether it works here, and why not.",
+}
+
+
 def _register() -> None:
     from deploykit.cli import bench_cmd, export_cmd, fuse_cmd, inspect_cmd, models_cmd, quantize_cmd, targets_cmd
 
@@ -110,6 +131,8 @@ def _register() -> None:
     from deploykit.cli import run_cmd  # one run spec file (a sweep's / a Slurm node's child)
 
     cli.add_command(run_cmd.command)
+    for name, cmd in cli.commands.items():
+        cmd.short_help = SHORT_HELP.get(name, cmd.short_help)
 
 
 _register()
