@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 
 import click
 
@@ -59,7 +60,8 @@ def energy_options(f):
 @reports_dir_option
 @click.option("--format", "formats", default="json,md,csv", show_default=True, help="Report files to write.")
 @click.option("--no-save", is_flag=True, help="Write no report files.")
-@click.option("--json", "as_json", is_flag=True, help="Print the JSON report(s) to stdout.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the reports to stdout as a JSON list (one element per model x target, also for one).")
 @click.option("--wide", is_flag=True,
               help="Show every column of the table, however wide [default: the columns that fit the terminal].")
 @click.option("--reference-workload", is_flag=True,
@@ -136,6 +138,7 @@ def execute(specs, *, models_dir, reports_dir, formats=("json", "md", "csv"), as
     err = stderr_console()
     mdir = resolve_models_dir(models_dir)
     reports = []
+    said: list[tuple[str, list[str]]] = []  # (run, its warnings): summarised once, under the table
     for spec in specs:
         with stdout_to_stderr():  # stdout is for the table / the JSON
             result = _run_one(err, run_spec, spec, mdir)
@@ -144,19 +147,54 @@ def execute(specs, *, models_dir, reports_dir, formats=("json", "md", "csv"), as
         if reports_dir is not None:
             paths = write_report_files(report, reports_dir, list(formats))
             err.print(f"[dim]report: {', '.join(str(p) for p in paths)}[/]")
-        for w in report["warnings"]:
-            err.print(f"[yellow]warning:[/] {spec.model} on {spec.target}: {w}")
+        said.append((f"{spec.model} on {spec.target}", list(report["warnings"])))
         energy = report.get("energy") or {}
         if energy.get("status") == "unavailable":
-            from rich.markup import escape
-
-            err.print(f"[dim]energy: unavailable ({escape('; '.join(energy['reasons']))})[/]")
+            said[-1][1].append(f"energy: unavailable ({'; '.join(energy['reasons'])})")
     if as_json:
-        print_json(reports[0] if len(reports) == 1 else reports)
+        print_json(reports)  # always a list, one element per run (docs/cli.md: "bench --json")
     else:
         print_table(reports, wide=wide)
         print_layer_tables(reports, wide=wide)
+    from rich.markup import escape
+
+    for line in warning_lines(said):
+        dim = line.startswith("energy: unavailable")
+        err.print(f"[dim]{escape(line)}[/]" if dim else f"[yellow]warning:[/] {escape(line)}")
     return reports
+
+
+_CV = re.compile(r"^high variation: CV ([0-9.]+%) > ([0-9.]+%)")
+
+
+def warning_lines(per_run: list[tuple[str, list[str]]]) -> list[str]:
+    """Each thing said once: ``per_run`` is (run label, its warnings). The same text in several runs is one line
+    naming them ("all 6 runs" when it is every run); the high-variation warnings are one short line with each
+    run's CV."""
+    total = len(per_run)
+    by_text: dict[str, list[str]] = {}
+    cvs: list[str] = []
+    limit = ""
+    for label, warns in per_run:
+        for w in dict.fromkeys(warns):
+            m = _CV.match(w)
+            if m:
+                cvs.append(f"{label} {m.group(1)}")
+                limit = m.group(2)
+            else:
+                by_text.setdefault(w, []).append(label)
+    lines = []
+    if cvs:
+        lines.append(f"high variation (CV > {limit}) in {len(cvs)} of {total} run{'s' if total > 1 else ''}: "
+                     f"{', '.join(cvs)}; a noisy machine? compare medians by their 95% CIs")
+    for text, labels in by_text.items():
+        if total == 1:
+            lines.append(text)
+        elif len(labels) == total:
+            lines.append(f"{text} [all {total} runs]")
+        else:
+            lines.append(f"{text} [{', '.join(labels)}]")
+    return lines
 
 
 def example_command(targets: list[str], int8: bool, calib_data: str | None, models=("resnet50",)) -> str:
