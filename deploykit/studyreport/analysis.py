@@ -42,15 +42,18 @@ ATTENTION_FAMILIES = ("vit", "parc")
 # ------------------------------------------------------------------------------------------------ reading
 
 def find_table(path: Path | str) -> Path:
-    """The results table at ``path``: a .parquet/.csv file, or a sweep folder holding results.parquet or
-    results.csv. Raises InputError (one line) when there is none."""
+    """The results table at ``path``: a .parquet/.csv file, a sweep folder holding results.parquet or
+    results.csv, or a folder of report JSON files (``deploykit bench`` / ``loadgen`` reports: the folder itself is
+    returned, ``load_results`` builds the table from them). Raises InputError (one line) when there is none."""
     p = Path(path)
     if p.is_dir():
         for name in TABLE_NAMES:
             if (p / name).is_file():
                 return p / name
-        raise InputError(f"{p} holds no results table ({' or '.join(TABLE_NAMES)}); give a sweep folder or a "
-                         "results .parquet/.csv file")
+        if _report_files(p):
+            return p
+        raise InputError(f"{p} holds no results table ({' or '.join(TABLE_NAMES)}) and no report JSON files; give a "
+                         "sweep folder, a folder of bench reports or a results .parquet/.csv file")
     if not p.exists():
         raise InputError(f"results table {p} does not exist")
     if p.suffix.lower() not in (".parquet", ".csv"):
@@ -58,10 +61,31 @@ def find_table(path: Path | str) -> Path:
     return p
 
 
+def _report_files(folder: Path) -> list[Path]:
+    """The JSON files directly in ``folder`` that say they are deploykit reports (a quick look at their start)."""
+    out = []
+    for f in sorted(folder.glob("*.json")):
+        try:
+            with f.open("rb") as fh:
+                head = fh.read(4096)
+        except OSError:
+            continue
+        if b'"schema"' in head and b'"deploykit.' in head:
+            out.append(f)
+    return out
+
+
 def load_results(path: Path | str) -> tuple[pd.DataFrame, Path]:
     """(table, folder its ``report`` paths are relative to). Missing contract columns are added empty (NaN /
     ""); a table without the required columns or without rows raises InputError."""
     p = find_table(path)
+    if p.is_dir():  # a folder of bench / loadgen reports: one row per report, as compare reads them
+        from deploykit.report.results import rows_from_report_files
+
+        rows = rows_from_report_files(_report_files(p), root=p, skip_other=True)
+        if not rows:
+            raise InputError(f"{p} holds no deploykit report JSON files")
+        return normalize(pd.DataFrame(rows), where=str(p)), p
     try:
         if p.suffix.lower() == ".parquet":
             df = pd.read_parquet(p)
