@@ -304,9 +304,30 @@ def print_table(reports: list[dict], wide: bool = False, console=None) -> None:
     cols = [Col(k, heads[k], right=k not in TEXT_COLUMNS, priority=prio[k]) for k, _ in BENCH_COLUMNS
             if k not in drop]
     print_fitted(console or stdout_console(), cols, rows, wide=wide, title="deploykit bench",
-                 caption="latency in ms per batch; 95% CI: bootstrap CI of the median; p90/p99 '-': fewer than 10 "
-                         "samples beyond them (the report has every number)",
-                 hidden_note="--wide shows them; the report files have every number")
+                 caption=table_caption(reports), hidden_note="--wide shows them; the report files have every number")
+
+
+def table_caption(reports: list[dict]) -> str:
+    """What the bench table's numbers need said: the units, why a p90 / p99 is '-' (and the --min-iters that
+    shows it), and why items/s is not batch / p50 where the two differ by more than 10%."""
+    from deploykit.bench.stats import samples_needed
+
+    notes = ["latency in ms per batch; 95% CI: bootstrap CI of the median"]
+    hidden = [q for q in (90, 99) if any(not (r["stats"].get("tails_supported") or {}).get(f"p{q}", True)
+                                         for r in reports)]
+    if hidden:
+        it = "them" if len(hidden) > 1 else "it"
+        needs = ", ".join(f"p{q} needs {samples_needed(q)}" for q in hidden)
+        notes.append(f"{'/'.join(f'p{q}' for q in hidden)} '-': fewer than 10 samples beyond {it} ({needs} "
+                     f"iterations: --min-iters {samples_needed(hidden[-1])} shows {it}; the report has every number)")
+    off = [r for r in reports if r["stats"].get("p50") and r["throughput"].get("items_per_s")
+           and r["throughput"].get("mode") != "throughput"
+           and abs(r["throughput"]["items_per_s"] * r["stats"]["p50"] / (1e3 * r["throughput"].get("batch", 1)) - 1)
+           > 0.10]
+    if off:
+        notes.append("items/s = batch x iterations / wall time, so it follows the mean latency: below batch / p50 "
+                     f"when a run has slow outliers ({len(off)} run{'s' if len(off) > 1 else ''} here)")
+    return "; ".join(notes)
 
 
 # per-layer tables: columns by priority (lower = kept first on a narrow terminal)

@@ -138,3 +138,28 @@ def test_bench_warnings_are_said_once():
     assert lines[1] == f"{energy} [all 6 runs]"
     assert lines[2] == "only 3 iterations [resnet18 on ort]"
     assert warning_lines([("resnet18 on ort", [energy, energy])]) == [energy]  # one run: said as is, once
+
+
+def test_the_fingerprint_mismatch_names_the_cpu_flags_not_hashes():
+    from deploykit.bench.fingerprint import mismatches
+
+    base = {"cpu": {"model": "Xeon", "flags_sha256": "ecfefe0f" * 8, "isa": ["avx2", "avx512f", "avx512_vnni"]},
+            "threads": 4, "packages": {}}
+    here = {"cpu": {"model": "Xeon", "flags_sha256": "fb86c92f" * 8, "isa": ["avx2"]}, "threads": 4, "packages": {}}
+    (line,) = mismatches(base, here)
+    assert line == "isa: only the first has avx512_vnni, avx512f; only the second has nothing extra"
+    assert "ecfefe0f" not in line
+    same_tracked = {**here, "cpu": {**here["cpu"], "flags_sha256": "0" * 64}}
+    assert "not in the extensions deploykit tracks (avx2 on both)" in mismatches(here, same_tracked)[0]
+
+
+def test_the_bench_caption_says_what_a_dash_needs_and_why_items_per_s_differs():
+    from deploykit.cli.bench_cmd import table_caption
+    from tests.unit.test_cli_tables import make_report
+
+    rep = make_report("resnet18", "cnn", {}, "ort", 20.0, n=300)  # p90 supported, p99 not
+    cap = table_caption([rep])
+    assert "p99 '-': fewer than 10 samples beyond it (p99 needs 1000 iterations: --min-iters 1000 shows it" in cap
+    assert "items/s" not in cap  # 1000 / mean within 10% of 1000 / p50 here
+    rep["throughput"]["items_per_s"] = 1e3 / 20.0 * 0.7  # slow outliers pull the mean up
+    assert "items/s = batch x iterations / wall time" in table_caption([rep])
