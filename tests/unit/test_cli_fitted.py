@@ -163,3 +163,18 @@ def test_the_bench_caption_says_what_a_dash_needs_and_why_items_per_s_differs():
     assert "items/s" not in cap  # 1000 / mean within 10% of 1000 / p50 here
     rep["throughput"]["items_per_s"] = 1e3 / 20.0 * 0.7  # slow outliers pull the mean up
     assert "items/s = batch x iterations / wall time" in table_caption([rep])
+
+
+def test_sweep_dry_run_says_how_long_it_may_take(cli_runner, tmp_path):
+    import json
+
+    args = ["sweep", "resnet18", "deit_tiny", "-t", "ort,openvino", "--resolution", "64", "--min-time", "1",
+            "--max-time", "10", "--dry-run", "--no-peak", "-o", str(tmp_path / "s")]
+    r = cli_runner.invoke(cli, [*args, "--json"])
+    assert r.exit_code == 0, r.stderr
+    est = json.loads(r.stdout)["estimate"]
+    assert (est["cells"], est["exports"], est["int8_builds"]) == (4, 2, 0)
+    assert est["low_s"] == 4 * (1 + 5) and est["high_s"] == 4 * (10 + 5) + 2 * 20
+    r = cli_runner.invoke(cli, args, env=PIPED)
+    assert "estimated time: 24 s to 2 min -- an estimate: 4 cells x" in r.stdout
+    check_piped(r.stdout)
