@@ -35,7 +35,9 @@ POSITIVE_FLOAT = click.FloatRange(min=0, min_open=True)
               help="Target latency percentile: server and multistream [default: 99], singlestream [default: 90].")
 @click.option("--duration", type=POSITIVE_FLOAT, default=None, metavar="S",
               help="LoadGen's minimum duration in seconds (each find-peak step) [default: 10, LoadGen's].")
-@click.option("--min-queries", type=POSITIVE, default=None, help="LoadGen's minimum query count [default: 100].")
+@click.option("--min-queries", type=POSITIVE, default=None,
+              help="LoadGen's minimum query count [default: what early stopping needs at the target percentile with "
+                   "a few late queries: 690 at p99, 140 at p95, 100 at p90 and for offline].")
 @click.option("--max-outstanding", type=click.IntRange(min=0), default=None,
               help="server: stop issuing (INVALID) once this many queries are outstanding; 0 = never [default: the "
                    "backlog the SUT needs 4x the bound to clear, at least 64].")
@@ -140,7 +142,7 @@ def print_summary(report: dict) -> None:
     from rich.markup import escape
 
     from deploykit.cli.tables import Col, print_fitted
-    from deploykit.report.loadgen import num_text
+    from deploykit.report.loadgen import num_text, qps_note
 
     out = stdout_console()
     lg = report["loadgen"]
@@ -162,6 +164,8 @@ def print_summary(report: dict) -> None:
                               "p50": num_text(lat["p50"]), "p90": num_text(lat["p90"]), "p99": num_text(lat["p99"]),
                               "p999": num_text(lat["p99.9"]), "max": num_text(lat["max"])}],
                  title="LoadGen's measurements (latency in ms)", hidden_note="--json shows them")
+    if qps_note(lg):
+        out.print(escape(qps_note(lg)))
     t = lg["target"]
     if t.get("latency_bound_ms") is not None:
         out.print(f"p{t['percentile']:g} {num_text(t.get('latency_at_percentile_ms'))} ms against the "

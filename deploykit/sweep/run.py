@@ -17,6 +17,7 @@ from typing import Callable, Iterator
 
 from deploykit.core.errors import EXIT_INTERRUPTED, DeployKitError, UsageError
 from deploykit.models.select import is_model_name
+from deploykit.spec.loadgen import DEFAULT_PERCENTILE, default_min_queries
 from deploykit.sweep.spec import BenchSettings, Cell, SweepSpec
 
 FAILED = ("failed", "timeout", "killed")
@@ -64,6 +65,9 @@ class Plan:
             st = c.settings or BenchSettings()
             if c.loadgen:
                 dur = st.duration if st.duration is not None else LOADGEN_MIN_DURATION_S
+                if c.scenario == "server" and c.qps:  # LoadGen also waits for its minimum query count
+                    pct = st.percentile if st.percentile is not None else DEFAULT_PERCENTILE["server"]
+                    dur = max(dur, (st.min_queries or default_min_queries(pct)) / c.qps)
                 low, high = low + dur + CELL_START_S, high + dur * 2 + CELL_START_S  # find-peak steps: more
             else:
                 low, high = low + st.min_time + CELL_START_S, high + st.max_time + CELL_START_S
