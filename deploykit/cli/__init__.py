@@ -90,6 +90,7 @@ def cli(debug: bool) -> None:
 SHORT_HELP = {
     "baseline": "Store and update baselines for 'gate --baseline FILE'.",
     "bench": "Measure models on targets: latency, throughput, fidelity.",
+    "cache": "See and prune the artifact store (exports, int8, blobs).",
     "compare": "Compare reports, folders or results tables side by side.",
     "export": "Export a model to ONNX, verified against PyTorch.",
     "fuse": "Fold BatchNorm into Conv / Gemm; other graph passes.",
@@ -131,6 +132,9 @@ def _register() -> None:
     from deploykit.cli import run_cmd  # one run spec file (a sweep's / a Slurm node's child)
 
     cli.add_command(run_cmd.command)
+    from deploykit.cli import cache_cmd  # the artifact store: list and prune
+
+    cli.add_command(cache_cmd.command)
     for name, cmd in cli.commands.items():
         cmd.short_help = SHORT_HELP.get(name, cmd.short_help)
 

@@ -23,6 +23,21 @@ def split_targets(targets) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+def cache_dir(models: list[str], models_dir: Path | None, int8: bool) -> Path:
+    """Where the runtimes' compiled blobs and the complexity counts go: the artifact store's .cache; for a run on
+    plain ONNX files only (no export, no int8 build) with no store named or present here, the user's cache, so
+    that 'deploykit bench x.onnx --no-save' leaves nothing in the working directory."""
+    import os
+
+    from deploykit.core.config import default_models_dir, user_cache_dir
+    from deploykit.models.select import is_model_name
+
+    if (models_dir is None and "DEPLOYKIT_MODELS" not in os.environ and models and not int8
+            and not any(is_model_name(m) for m in models) and not default_models_dir().exists()):
+        return user_cache_dir()
+    return resolve_models_dir(models_dir) / ".cache"
+
+
 def specs_from_flags(models, targets, params: dict, *, measure, models_dir: Path | None,
                      example: Callable[..., str] | None = None, runtime: dict | None = None) -> list:
     """The run specs of a command's flags: every model x every target. ``params`` holds the command's other
@@ -43,7 +58,7 @@ def specs_from_flags(models, targets, params: dict, *, measure, models_dir: Path
     int8 = params.pop("int8")
     flags = pop_model_flags(params)
     model_opts, opset = params.pop("model_opts"), params.pop("opset")
-    opts = runtime_options(params, **(runtime or {}), cache_dir=str(resolve_models_dir(models_dir) / ".cache"))
+    opts = runtime_options(params, **(runtime or {}), cache_dir=str(cache_dir(models, models_dir, int8)))
     if params:  # a flag this function does not place: a bug in the command, not the user's error
         raise TypeError(f"unplaced parameters: {', '.join(params)}")
     qcfg = quantize_config(**calib) if int8 else None  # validated before any work

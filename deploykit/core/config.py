@@ -27,6 +27,12 @@ def default_models_dir() -> Path:
     return Path(os.environ.get("DEPLOYKIT_MODELS", "models"))
 
 
+def user_cache_dir() -> Path:
+    """This user's deploykit cache, outside any working directory: $XDG_CACHE_HOME/deploykit or ~/.cache/deploykit
+    (compiled blobs and complexity counts of runs on plain ONNX files, which need no artifact store)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "deploykit"
+
+
 def default_reports_dir() -> Path:
     """Report folder: $DEPLOYKIT_REPORTS or ./reports."""
     return Path(os.environ.get("DEPLOYKIT_REPORTS", "reports"))

@@ -5,6 +5,7 @@ Real subprocesses (stdout and stderr are pipes, not terminals), tiny models: Res
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 import pytest
@@ -71,6 +72,10 @@ def test_every_json_command_prints_only_json_on_stdout(tmp_path):
     assert ran["run"][0]["run_spec"] == json.loads(spec_file.read_text())  # a latency spec: bench's list
     run("loadgen", onnx, "-t", "ort", "--scenario", "singlestream", "--duration", "0.3", "--threads", "1",
         "--calibration-time", "0.2", "--no-save")
+    run("cache list")
+    assert any(e["model"] == "resnet18" and e["manifest"] for e in ran["cache list"]["entries"]), ran["cache list"]
+    run("cache prune", "--keep", "0", "--dry-run")
+    assert ran["cache prune"]["bytes"] > 0 and Path(onnx).is_file()  # a dry run removes nothing
     assert set(ran) == json_commands(), "a command with --json is not covered here"
 
 
