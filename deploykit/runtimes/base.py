@@ -162,6 +162,8 @@ class Runtime(ABC):
     capabilities: ClassVar[frozenset[str]] = frozenset()
     modes: ClassVar[tuple[str, ...]] = ("latency",)  # follows from capabilities: "throughput" with CONCURRENT
     file_formats: ClassVar[tuple[str, ...]] = (".onnx",)  # model files the target reads
+    # what the target loads: the model file, or (torch) the PyTorch module the file was exported from
+    loads: ClassVar[str] = "file"
     # ONNX op types this target cannot run, each with the reason, e.g. {"DFT": "TensorRT's ONNX parser has no
     # DFT before 10.x"}. bench refuses such a graph before loading it (exit 3) and `deploykit targets` lists them;
     # override ``graph_unsupported`` when the answer depends on the installed version (it narrows this list).

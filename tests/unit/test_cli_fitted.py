@@ -178,3 +178,15 @@ def test_sweep_dry_run_says_how_long_it_may_take(cli_runner, tmp_path):
     r = cli_runner.invoke(cli, args, env=PIPED)
     assert "estimated time: 24 s to 2 min -- an estimate: 4 cells x" in r.stdout
     check_piped(r.stdout)
+
+
+def test_an_unknown_pass_lists_the_passes(cli_runner, tmp_path):
+    from tests.conftest import assert_clean_error
+    from tests.unit.test_runtimes_tensorrt_plan import qdq_model
+
+    import onnx
+
+    f = tmp_path / "m.onnx"
+    onnx.save(qdq_model(), f)
+    r = cli_runner.invoke(cli, ["fuse", str(f), "--pass", "relu", "-o", str(tmp_path / "o.onnx")])
+    assert_clean_error(r, 2, "unknown pass 'relu' (known passes: identity, fold-bn)")
