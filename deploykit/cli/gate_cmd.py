@@ -183,7 +183,7 @@ def print_table(result) -> None:
     from deploykit.gate.decision import IMPROVEMENT, INCONCLUSIVE, PASS, REGRESSION
 
     style = {PASS: "green", IMPROVEMENT: "cyan", INCONCLUSIVE: "yellow", REGRESSION: "bold red"}
-    cols = [Col("check", "check", priority=1), Col("metric", "metric", priority=4),
+    cols = [Col("check", "check", priority=1, wrap=28), Col("metric", "metric", priority=4),
             Col("outcome", "outcome", priority=2), Col("change", "change", right=True, priority=3),
             Col("interval", "interval", priority=5), Col("level", "level", right=True, priority=8),
             Col("tolerance", "tolerance", right=True, priority=7), Col("mde", "MDE", right=True, priority=9),
