@@ -59,7 +59,7 @@ def main() -> None:
     def deploykit_side():
         out = run([*dk, "bench", path, "--target", "ort", "--threads", str(args.threads), "--warmup",
                    str(args.warmup), "--min-time", str(args.seconds), "--min-iters", "50", "--json", "--no-save"])
-        rep = json.loads(out)
+        (rep,) = json.loads(out)  # bench --json: a list, one report per run
         results["deploykit"].append(rep["stats"]["p50"])
         return rep["stats"]["p50"], rep["timing"]["iterations"]
 

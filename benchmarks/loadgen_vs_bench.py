@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from deploykit.bench.stats import loadgen_percentile
 
 
-def run_json(args: list[str]) -> dict:
+def run_json(args: list[str]):
     cmd = [sys.executable, "-m", "deploykit", *args, "--json", "--no-save"]
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:
@@ -65,7 +65,7 @@ def main() -> None:
         return rows["loadgen"][-1]
 
     def bench_side():
-        r = run_json(bench_args)
+        (r,) = run_json(bench_args)  # bench --json: a list, one report per run
         s = r["timing"]["samples_ms"]
         rows["bench"].append({"p90": r["stats"]["p90"], "p90_loadgen_rule": loadgen_percentile(s, 90),
                               "p50": r["stats"]["p50"], "n": len(s)})

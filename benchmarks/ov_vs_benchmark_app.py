@@ -109,7 +109,7 @@ def side_deploykit(args, model: Path, mode: str) -> dict:
            *args.dk_args.split()]
     if args.precision != "default":
         cmd += ["--precision", args.precision]
-    rep = json.loads(_run(cmd, "deploykit bench").stdout)
+    (rep,) = json.loads(_run(cmd, "deploykit bench").stdout)  # bench --json: a list, one report per run
     info = rep["target"]["info"]
     return {"deploykit": rep["stats"]["p50"], "deploykit_items_per_s": rep["throughput"]["items_per_s"],
             "deploykit_iterations": rep["timing"]["iterations"], "deploykit_ran": info.get("inference_precision_hint"),

@@ -185,6 +185,23 @@ def comparable_key(fp: dict, target: str | None = None) -> dict:
 
 
 def mismatches(a: dict, b: dict) -> list[str]:
-    """Human-readable differences between two fingerprints' comparable keys."""
+    """Human-readable differences between two fingerprints' comparable keys: what differs, in words (the CPU
+    flags by name, not the hashes of the flag sets)."""
     ka, kb = comparable_key(a), comparable_key(b)
-    return [f"{k}: {ka.get(k)} vs {kb.get(k)}" for k in sorted(set(ka) | set(kb)) if ka.get(k) != kb.get(k)]
+    out = []
+    for k in sorted(set(ka) | set(kb)):
+        if ka.get(k) == kb.get(k):
+            continue
+        out.append(_isa_difference(a, b) if k == "isa" else f"{k}: {ka.get(k)} vs {kb.get(k)}")
+    return out
+
+
+def _isa_difference(a: dict, b: dict) -> str:
+    """The CPU flag sets differ: the instruction-set extensions (of those deploykit tracks) only one side has."""
+    fa, fb = (set((fp.get("cpu") or {}).get("isa") or ()) for fp in (a, b))
+    only_a, only_b = sorted(fa - fb), sorted(fb - fa)
+    if not only_a and not only_b:
+        return ("isa: the CPU flag sets differ, but not in the extensions deploykit tracks "
+                f"({', '.join(sorted(fa)) or 'none recorded'} on both)")
+    return (f"isa: only the first has {', '.join(only_a) or 'nothing extra'}; only the second has "
+            f"{', '.join(only_b) or 'nothing extra'}")

@@ -111,7 +111,9 @@ def run_benchmark(model_ref: str, target: str, cfg: BenchConfig, options: Runtim
                                                 planned=planned, preprocess=preprocess)
     x, ref, ref_label = reference_outputs(model, cfg.seed)
 
-    say(f"loading {model.path.name} on {target}")
+    what = (f"the PyTorch module of {(model.manifest or {}).get('settings', {}).get('model') or model.path.stem}"
+            if runtime_cls.loads == "module" else model.path.name)
+    say(f"loading {what} on {target}")
     mem, load_ns = load_measured(runtime_cls, runtime, model)
     meter = None
     try:

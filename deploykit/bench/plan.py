@@ -12,11 +12,44 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from deploykit.core.config import BenchConfig
+from deploykit.core.config import BenchConfig, QuantizeConfig
 from deploykit.core.errors import InputError, UsageError
 from deploykit.spec.run import RunSpec
 
 Say = Callable[[str], None]
+
+
+def check_qdq_profile(target: str, recipe: QuantizeConfig | None) -> None:
+    """An int8 recipe whose Q/DQ profile target ``target`` cannot run (uint8 / asymmetric Q/DQ on TensorRT) is
+    refused before anything is exported or quantized, with the flag that fixes it."""
+    from deploykit.runtimes.base import get_runtime
+
+    cls = get_runtime(target)
+    if recipe is None or recipe.profile is None or recipe.profile == cls.qdq_profile or cls.qdq_profile == "cpu":
+        return
+    raise UsageError(f"target {target} runs {cls.qdq_profile}-profile int8 files only (signed int8 Q/DQ, zero points "
+                     f"0); --profile {recipe.profile} quantizes activations as uint8, which it refuses: use --profile "
+                     f"{cls.qdq_profile} (or leave --profile out: it follows the target)")
+
+
+def check_qdq_file(spec: RunSpec) -> None:
+    """A quantized ONNX file given to a target that cannot run its Q/DQ nodes is refused before it is loaded."""
+    from deploykit.runtimes.base import get_runtime
+
+    cls = get_runtime(spec.target)
+    if cls.qdq_profile == "cpu" or spec.int8 or Path(spec.model).suffix.lower() != ".onnx":
+        return
+    import onnx
+
+    try:
+        proto = onnx.load(spec.model, load_external_data=False)
+    except Exception:  # not readable as ONNX: the loader says why later, with its own message
+        return
+    problems = cls.qdq_problems(proto)
+    if problems:
+        raise UsageError(f"{spec.model}: target {spec.target} cannot run its Q/DQ nodes: {'; '.join(problems)}; "
+                         f"quantize the float model again with --profile {cls.qdq_profile} (deploykit quantize "
+                         f"MODEL --profile {cls.qdq_profile}, or bench MODEL -t {spec.target} --int8)")
 
 
 def check_target(spec: RunSpec) -> None:
@@ -32,6 +65,8 @@ def check_target(spec: RunSpec) -> None:
         raise UsageError(f"target {spec.target} cannot keep requests in flight, which --scenario "
                          f"{spec.measure.scenario} needs (targets that can: {', '.join(can)}); --scenario "
                          "singlestream runs on every target")
+    if spec.int8:  # a recipe the target cannot run is the user's to fix, wherever this runs
+        check_qdq_profile(spec.target, spec.quantize)
     cls.ensure_available()  # missing extra / hardware -> exit 3
     cls(spec.runtime_options()).preflight()
     if isinstance(spec.measure, BenchConfig) and spec.measure.per_layer:
@@ -45,6 +80,7 @@ def check_model(spec: RunSpec) -> None:
     if spec.is_file:
         if not Path(spec.model).exists():
             raise InputError(f"ONNX file not found: {spec.model}")
+        check_qdq_file(spec)
         if spec.model_options:
             raise UsageError(f"{spec.model} is a file: model options ({', '.join(k for k, _ in spec.model_options)}) "
                              "apply to registry models")
@@ -62,7 +98,7 @@ def plan_runs(specs: list[RunSpec]) -> list[RunSpec]:
         raise UsageError("nothing to run")
     seen: set[tuple] = set()
     for s in specs:
-        k = (s.target, s.runtime_options())
+        k = (s.target, s.runtime_options(), s.quantize)
         if k not in seen:
             seen.add(k)
             check_target(s)

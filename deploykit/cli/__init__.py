@@ -85,6 +85,32 @@ def cli(debug: bool) -> None:
     """
 
 
+# each command's line in 'deploykit --help': whole sentences that fit 80 columns (click would cut the docstring's
+# first sentence mid-word at the terminal's width)
+SHORT_HELP = {
+    "baseline": "Store and update baselines for 'gate --baseline FILE'.",
+    "bisect": "Find the commit that made a model slower (git bisect + gate).",
+    "bench": "Measure models on targets: latency, throughput, fidelity.",
+    "cache": "See and prune the artifact store (exports, int8, blobs).",
+    "compare": "Compare reports, folders or results tables side by side.",
+    "data": "Write built-in labelled images (digits, photos) as folders.",
+    "export": "Export a model to ONNX, verified against PyTorch.",
+    "fuse": "Fold BatchNorm into Conv / Gemm; other graph passes.",
+    "gate": "Fail CI when a candidate got slower than a baseline.",
+    "history": "Latency series across commits, their steps, the store.",
+    "inspect": "Ops, parameters, MACs and shapes of an ONNX file.",
+    "loadgen": "Serve a model under MLPerf LoadGen's load (QPS, p99).",
+    "models": "List the models deploykit can build.",
+    "peak": "Measure this machine's GEMM peak per precision.",
+    "quantize": "Quantize a model to int8 (QDQ), with fidelity checks.",
+    "report": "Render a sweep or bench reports as an HTML / Markdown page.",
+    "run": "Measure the run described by a run spec file.",
+    "sweep": "Run a matrix of models x targets x settings.",
+    "targets": "Show every target, whether it works here, and why not.",
+    "train": "Train a registry model on a labelled folder (CPU, seeded).",
+}
+
+
 def _register() -> None:
     from deploykit.cli import bench_cmd, export_cmd, fuse_cmd, inspect_cmd, models_cmd, quantize_cmd, targets_cmd
 
@@ -118,6 +144,11 @@ def _register() -> None:
 
     cli.add_command(data_cmd.command)
     cli.add_command(train_cmd.command)
+    from deploykit.cli import cache_cmd  # the artifact store: list and prune
+
+    cli.add_command(cache_cmd.command)
+    for name, cmd in cli.commands.items():
+        cmd.short_help = SHORT_HELP.get(name, cmd.short_help)
 
 
 _register()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 
 import click
 
@@ -60,7 +61,8 @@ def energy_options(f):
 @reports_dir_option
 @click.option("--format", "formats", default="json,md,csv", show_default=True, help="Report files to write.")
 @click.option("--no-save", is_flag=True, help="Write no report files.")
-@click.option("--json", "as_json", is_flag=True, help="Print the JSON report(s) to stdout.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the reports to stdout as a JSON list (one element per model x target, also for one).")
 @click.option("--wide", is_flag=True,
               help="Show every column of the table, however wide [default: the columns that fit the terminal].")
 @click.option("--reference-workload", is_flag=True,
@@ -148,6 +150,7 @@ def execute(specs, *, models_dir, reports_dir, formats=("json", "md", "csv"), as
     err = stderr_console()
     mdir = resolve_models_dir(models_dir)
     reports = []
+    said: list[tuple[str, list[str]]] = []  # (run, its warnings): summarised once, under the table
     for spec in specs:
         with stdout_to_stderr():  # stdout is for the table / the JSON
             result = _run_one(err, run_spec, spec, mdir)
@@ -156,19 +159,54 @@ def execute(specs, *, models_dir, reports_dir, formats=("json", "md", "csv"), as
         if reports_dir is not None:
             paths = write_report_files(report, reports_dir, list(formats))
             err.print(f"[dim]report: {', '.join(str(p) for p in paths)}[/]")
-        for w in report["warnings"]:
-            err.print(f"[yellow]warning:[/] {spec.model} on {spec.target}: {w}")
+        said.append((f"{spec.model} on {spec.target}", list(report["warnings"])))
         energy = report.get("energy") or {}
         if energy.get("status") == "unavailable":
-            from rich.markup import escape
-
-            err.print(f"[dim]energy: unavailable ({escape('; '.join(energy['reasons']))})[/]")
+            said[-1][1].append(f"energy: unavailable ({'; '.join(energy['reasons'])})")
     if as_json:
-        print_json(reports[0] if len(reports) == 1 else reports)
+        print_json(reports)  # always a list, one element per run (docs/cli.md: "bench --json")
     else:
         print_table(reports, wide=wide)
         print_layer_tables(reports, wide=wide)
+    from rich.markup import escape
+
+    for line in warning_lines(said):
+        dim = line.startswith("energy: unavailable")
+        err.print(f"[dim]{escape(line)}[/]" if dim else f"[yellow]warning:[/] {escape(line)}")
     return reports
+
+
+_CV = re.compile(r"^high variation: CV ([0-9.]+%) > ([0-9.]+%)")
+
+
+def warning_lines(per_run: list[tuple[str, list[str]]]) -> list[str]:
+    """Each thing said once: ``per_run`` is (run label, its warnings). The same text in several runs is one line
+    naming them ("all 6 runs" when it is every run); the high-variation warnings are one short line with each
+    run's CV."""
+    total = len(per_run)
+    by_text: dict[str, list[str]] = {}
+    cvs: list[str] = []
+    limit = ""
+    for label, warns in per_run:
+        for w in dict.fromkeys(warns):
+            m = _CV.match(w)
+            if m:
+                cvs.append(f"{label} {m.group(1)}")
+                limit = m.group(2)
+            else:
+                by_text.setdefault(w, []).append(label)
+    lines = []
+    if cvs:
+        lines.append(f"high variation (CV > {limit}) in {len(cvs)} of {total} run{'s' if total > 1 else ''}: "
+                     f"{', '.join(cvs)}; a noisy machine? compare medians by their 95% CIs")
+    for text, labels in by_text.items():
+        if total == 1:
+            lines.append(text)
+        elif len(labels) == total:
+            lines.append(f"{text} [all {total} runs]")
+        else:
+            lines.append(f"{text} [{', '.join(labels)}]")
+    return lines
 
 
 def example_command(targets: list[str], int8: bool, calib_data: str | None, models=("resnet50",)) -> str:
@@ -278,9 +316,30 @@ def print_table(reports: list[dict], wide: bool = False, console=None) -> None:
     cols = [Col(k, heads[k], right=k not in TEXT_COLUMNS, priority=prio[k]) for k, _ in BENCH_COLUMNS
             if k not in drop]
     print_fitted(console or stdout_console(), cols, rows, wide=wide, title="deploykit bench",
-                 caption="latency in ms per batch; 95% CI: bootstrap CI of the median; p90/p99 '-': fewer than 10 "
-                         "samples beyond them (the report has every number)",
-                 hidden_note="--wide shows them; the report files have every number")
+                 caption=table_caption(reports), hidden_note="--wide shows them; the report files have every number")
+
+
+def table_caption(reports: list[dict]) -> str:
+    """What the bench table's numbers need said: the units, why a p90 / p99 is '-' (and the --min-iters that
+    shows it), and why items/s is not batch / p50 where the two differ by more than 10%."""
+    from deploykit.bench.stats import samples_needed
+
+    notes = ["latency in ms per batch; 95% CI: bootstrap CI of the median"]
+    hidden = [q for q in (90, 99) if any(not (r["stats"].get("tails_supported") or {}).get(f"p{q}", True)
+                                         for r in reports)]
+    if hidden:
+        it = "them" if len(hidden) > 1 else "it"
+        needs = ", ".join(f"p{q} needs {samples_needed(q)}" for q in hidden)
+        notes.append(f"{'/'.join(f'p{q}' for q in hidden)} '-': fewer than 10 samples beyond {it} ({needs} "
+                     f"iterations: --min-iters {samples_needed(hidden[-1])} shows {it}; the report has every number)")
+    off = [r for r in reports if r["stats"].get("p50") and r["throughput"].get("items_per_s")
+           and r["throughput"].get("mode") != "throughput"
+           and abs(r["throughput"]["items_per_s"] * r["stats"]["p50"] / (1e3 * r["throughput"].get("batch", 1)) - 1)
+           > 0.10]
+    if off:
+        notes.append("items/s = batch x iterations / wall time, so it follows the mean latency: below batch / p50 "
+                     f"when a run has slow outliers ({len(off)} run{'s' if len(off) > 1 else ''} here)")
+    return "; ".join(notes)
 
 
 # per-layer tables: columns by priority (lower = kept first on a narrow terminal)

@@ -222,9 +222,10 @@ def calibration_options(f):
         click.option("--softmax", type=click.Choice(["float", "int8"]), default=None,
                      help="Attention softmax path [default: int8 for ViTs (fixed [0,1] output scale), float for "
                           "--quantizer nncf]."),
-        click.option("--profile", "qdq_profile", type=click.Choice(["cpu", "trt"]), default="cpu", show_default=True,
+        click.option("--profile", "qdq_profile", type=click.Choice(["cpu", "trt"]), default=None,
                      help="cpu: uint8 activations (ONNX Runtime/OpenVINO CPU); trt: symmetric int8, zero points 0 "
-                          "(TensorRT explicit quantization)."),
+                          "(TensorRT explicit quantization) [default: with a target, its own (trt for trt, "
+                          "ort-trt), else cpu]."),
         click.option("--exclude", multiple=True, metavar="OP|NODE",
                      help="Op types or node names (globs) to keep in float; repeat or comma-separate."),
         click.option("--reduce-range/--no-reduce-range", default=None,

@@ -181,23 +181,29 @@ def finish(result, *, err, reports_dir, junit, github, as_json) -> None:
 
 
 def print_table(result) -> None:
-    from rich.table import Table
+    from rich.text import Text
 
     from deploykit.cli.common import stdout_console
+    from deploykit.cli.tables import Col, print_fitted
     from deploykit.gate.decision import IMPROVEMENT, INCONCLUSIVE, PASS, REGRESSION
 
     style = {PASS: "green", IMPROVEMENT: "cyan", INCONCLUSIVE: "yellow", REGRESSION: "bold red"}
-    table = Table(title="deploykit gate (change = candidate vs baseline; interval at the corrected level; "
-                        "MDE = smallest slowdown this run detects with 80% power)")
-    for col in ("check", "metric", "outcome", "change", "interval", "level", "tolerance", "MDE", "blocks", "why"):
-        table.add_column(col, justify="right" if col in ("change", "level", "tolerance", "MDE", "blocks") else "left")
+    cols = [Col("check", "check", priority=1, wrap=28), Col("metric", "metric", priority=4),
+            Col("outcome", "outcome", priority=2), Col("change", "change", right=True, priority=3),
+            Col("interval", "interval", priority=5), Col("level", "level", right=True, priority=8),
+            Col("tolerance", "tolerance", right=True, priority=7), Col("mde", "MDE", right=True, priority=9),
+            Col("blocks", "blocks", right=True, priority=10), Col("why", "why", priority=6, wrap=24)]
+    rows = []
     for c in result.checks:
         if c.error:
-            table.add_row(c.check.name, ",".join(m.metric for m in c.check.metrics), "[red]ERROR[/]", "", "", "", "",
-                          "", "", c.error)
+            rows.append({"check": c.check.name, "metric": ",".join(m.metric for m in c.check.metrics),
+                         "outcome": Text("ERROR", style="red"), "why": c.error})
             continue
         for m, d in zip(c.check.metrics, c.decisions):
-            table.add_row(c.check.name, m.metric, f"[{style[d.outcome]}]{d.outcome}[/]", f"{d.estimate:+.1%}",
-                          f"{d.ci[0]:+.1%} .. {d.ci[1]:+.1%}", f"{d.level:.1%}", f"{d.tolerance:.1%}", f"{d.mde:.1%}",
-                          str(d.n), d.reason + "".join(f"; {n}" for n in d.notes))
-    stdout_console().print(table)
+            rows.append({"check": c.check.name, "metric": m.metric, "outcome": Text(d.outcome, style=style[d.outcome]),
+                         "change": f"{d.estimate:+.1%}", "interval": f"{d.ci[0]:+.1%} .. {d.ci[1]:+.1%}",
+                         "level": f"{d.level:.1%}", "tolerance": f"{d.tolerance:.1%}", "mde": f"{d.mde:.1%}",
+                         "blocks": str(d.n), "why": d.reason + "".join(f"; {n}" for n in d.notes)})
+    print_fitted(stdout_console(), cols, rows, title="deploykit gate",
+                 caption="change = candidate vs baseline; interval at the corrected level; MDE = smallest slowdown "
+                         "this run detects with 80% power", hidden_note="--json shows them")

@@ -35,7 +35,9 @@ POSITIVE_FLOAT = click.FloatRange(min=0, min_open=True)
               help="Target latency percentile: server and multistream [default: 99], singlestream [default: 90].")
 @click.option("--duration", type=POSITIVE_FLOAT, default=None, metavar="S",
               help="LoadGen's minimum duration in seconds (each find-peak step) [default: 10, LoadGen's].")
-@click.option("--min-queries", type=POSITIVE, default=None, help="LoadGen's minimum query count [default: 100].")
+@click.option("--min-queries", type=POSITIVE, default=None,
+              help="LoadGen's minimum query count [default: what early stopping needs at the target percentile with "
+                   "a few late queries: 690 at p99, 140 at p95, 100 at p90 and for offline].")
 @click.option("--max-outstanding", type=click.IntRange(min=0), default=None,
               help="server: stop issuing (INVALID) once this many queries are outstanding; 0 = never [default: the "
                    "backlog the SUT needs 4x the bound to clear, at least 64].")
@@ -138,9 +140,9 @@ def execute(spec, *, models_dir, reports_dir, as_json=False) -> dict:
 
 def print_summary(report: dict) -> None:
     from rich.markup import escape
-    from rich.table import Table
 
-    from deploykit.report.loadgen import num_text
+    from deploykit.cli.tables import Col, print_fitted
+    from deploykit.report.loadgen import num_text, qps_note
 
     out = stdout_console()
     lg = report["loadgen"]
@@ -151,15 +153,19 @@ def print_summary(report: dict) -> None:
               f"{report['settings']['requests_in_flight']} request(s) in flight: {verdict}")
     for why in lg["reasons"]:
         out.print(f"  - {escape(why)}")
-    table = Table(title="LoadGen's measurements (latency in ms)")
-    cols = ["QPS scheduled", "QPS achieved", "items/s", "queries", "p50", "p90", "p99", "p99.9", "max"]
-    for c in cols:
-        table.add_column(c, justify="right")
-    table.add_row(num_text(lg["qps_scheduled"]), num_text(lg["qps_achieved"]),
-                  num_text(report["throughput"]["items_per_s"]), str(lg["query_count"]), num_text(lat["p50"]),
-                  num_text(lat["p90"]), num_text(lat["p99"]), num_text(lat["p99.9"]),
-                  num_text(lat["max"]))
-    out.print(table)
+    cols = [Col("sched", "QPS scheduled", right=True, priority=6),
+            Col("achieved", "QPS achieved", right=True, priority=5),
+            Col("items", "items/s", right=True, priority=4), Col("queries", "queries", right=True, priority=7),
+            Col("p50", "p50", right=True, priority=1), Col("p90", "p90", right=True, priority=2),
+            Col("p99", "p99", right=True, priority=3), Col("p999", "p99.9", right=True, priority=8),
+            Col("max", "max", right=True, priority=9)]
+    print_fitted(out, cols, [{"sched": num_text(lg["qps_scheduled"]), "achieved": num_text(lg["qps_achieved"]),
+                              "items": num_text(report["throughput"]["items_per_s"]), "queries": str(lg["query_count"]),
+                              "p50": num_text(lat["p50"]), "p90": num_text(lat["p90"]), "p99": num_text(lat["p99"]),
+                              "p999": num_text(lat["p99.9"]), "max": num_text(lat["max"])}],
+                 title="LoadGen's measurements (latency in ms)", hidden_note="--json shows them")
+    if qps_note(lg):
+        out.print(escape(qps_note(lg)))
     t = lg["target"]
     if t.get("latency_bound_ms") is not None:
         out.print(f"p{t['percentile']:g} {num_text(t.get('latency_at_percentile_ms'))} ms against the "
@@ -170,14 +176,18 @@ def print_summary(report: dict) -> None:
                   f"{num_text(es['estimate_ms'])} ms")
     pk = report.get("peak")
     if pk:
-        steps = Table(title=f"peak search ({pk['method']}): {pk['criterion']}")
-        for c in ("step", "phase", "QPS", "meets bound", "queries", "achieved QPS", "p at bound ms"):
-            steps.add_column(c, justify="right")
-        for i, st in enumerate(pk["steps"], 1):
-            lm = st.get("latency_ms") or {}
-            steps.add_row(str(i), st["phase"], f"{st['qps']:.6g}", {True: "yes", False: "NO", None: "-"}[st["met"]],
-                          str(st["queries"]), num_text(st.get("achieved_qps")), num_text(lm.get("at_percentile")))
-        out.print(steps)
+        cols = [Col("step", "step", right=True, priority=1), Col("phase", "phase", priority=5),
+                Col("qps", "QPS", right=True, priority=2), Col("met", "meets bound", right=True, priority=3),
+                Col("queries", "queries", right=True, priority=6),
+                Col("achieved", "achieved QPS", right=True, priority=7),
+                Col("p", "p at bound ms", right=True, priority=4)]
+        rows = [{"step": str(i), "phase": st["phase"], "qps": f"{st['qps']:.6g}",
+                 "met": {True: "yes", False: "NO", None: "-"}[st["met"]], "queries": str(st["queries"]),
+                 "achieved": num_text(st.get("achieved_qps")),
+                 "p": num_text((st.get("latency_ms") or {}).get("at_percentile"))}
+                for i, st in enumerate(pk["steps"], 1)]
+        print_fitted(out, cols, rows, title=f"peak search ({pk['method']}): {pk['criterion']}",
+                     hidden_note="--json shows them")
         if pk["qps"] is not None:
             out.print(f"peak Server QPS: [bold]{pk['qps']:.6g}[/]")
         else:

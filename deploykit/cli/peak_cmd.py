@@ -62,38 +62,41 @@ def _unit(precision: str) -> str:
 
 def _print(entry: dict) -> None:
     from rich.markup import escape
-    from rich.table import Table
+
+    from deploykit.cli.tables import Col, print_fitted
 
     out = stdout_console()
-    quick = " [yellow](--quick: not a real peak)[/]" if entry.get("quick") else ""
-    table = Table(title=f"GEMM peak at {entry['threads']} threads, measured {entry['measured_at'][:16]}{quick}")
-    for col, just in (("precision", "left"), ("best measured", "right"), ("runtime / kernel", "left"),
-                      ("shape MxKxN", "left"), ("theoretical", "right"), ("measured / theoretical", "right")):
-        table.add_column(col, justify=just)
+    quick = " (--quick: not a real peak)" if entry.get("quick") else ""
+    cols = [Col("precision", "precision", priority=1), Col("best", "best measured", right=True, priority=2),
+            Col("kernel", "runtime / kernel", priority=4), Col("shape", "shape MxKxN", priority=6),
+            Col("theo", "theoretical", right=True, priority=3), Col("share", "share", right=True, priority=5)]
     theo = entry.get("theoretical", {})
+    rows = []
     for p in ("fp32", "bf16", "fp16", "int8"):
         b, th = entry["best"].get(p), theo.get(p)
         if b is None and th is None:
             continue
-        table.add_row(p, f"{b['gflops']:.1f} {_unit(p)}" if b else "-",
-                      escape(f"{b['target']} {b['kernel']}") if b else "not measured",
-                      b["shape"] if b else "-", f"{th['gflops']:.1f}" if th else "-",
-                      f"{b['gflops'] / th['gflops']:.0%}" if b and th else "-")
-    out.print(table)
-    shapes = [s["shape"] for s in entry.get("shapes", [])]
-    detail = Table(title="per kernel and shape (" + _unit("fp32") + "; int8 kernels " + _unit("int8") + ")")
-    detail.add_column("runtime / kernel")
-    detail.add_column("ran")
-    for s in shapes:
-        detail.add_column(s, justify="right")
+        rows.append({"precision": p, "best": f"{b['gflops']:.1f} {_unit(p)}" if b else "-",
+                     "kernel": f"{b['target']} {b['kernel']}" if b else "not measured",
+                     "shape": b["shape"] if b else "-",
+                     "theo": f"{th['gflops']:.1f}" if th else "-",
+                     "share": f"{b['gflops'] / th['gflops']:.0%}" if b and th else "-"})
+    print_fitted(out, cols, rows, title=f"GEMM peak at {entry['threads']} threads, measured "
+                                        f"{entry['measured_at'][:16]}{quick}",
+                 caption="share = best measured / theoretical", hidden_note="--json shows them")
+    # per kernel and shape, one row each (a column per shape would not fit 80 columns with more than three)
+    dcols = [Col("kernel", "runtime / kernel", priority=1), Col("ran", "ran", priority=3),
+             Col("shape", "shape MxKxN", priority=2), Col("gflops", "GFLOP/s (int8: GOP/s)", right=True, priority=1)]
+    drows = []
     for k in entry["kernels"]:
+        name = f"{k['target']} {k['kernel']}"
         if k.get("skipped"):
-            detail.add_row(escape(f"{k['target']} {k['kernel']}"), "skipped", *(["-"] * len(shapes)))
+            drows.append({"kernel": name, "ran": "skipped", "shape": "-", "gflops": "-"})
             continue
-        by = {r["shape"]: r["gflops"] for r in k["shapes"]}
-        detail.add_row(escape(f"{k['target']} {k['kernel']}"), k["precision"],
-                       *[f"{by[s]:.1f}" if s in by else "-" for s in shapes])
-    out.print(detail)
+        for r in k["shapes"]:
+            drows.append({"kernel": name, "ran": k["precision"], "shape": r["shape"], "gflops": f"{r['gflops']:.1f}"})
+            name = ""  # the kernel named once, on its first shape
+    print_fitted(out, dcols, drows, title="per kernel and shape", hidden_note="--json shows them")
     for k in entry["kernels"]:
         if k.get("skipped") or k.get("note"):
             out.print(f"{escape(k['target'] + ' ' + k['kernel'])}: {escape(k.get('skipped') or k['note'])}")

@@ -70,7 +70,8 @@ def command(model, calib_data, calib_size, calib_method, softmax, qdq_profile, e
     preprocess = pop_preprocess(flags)
     check_model_flags(names, flags)
     qcfg = quantize_config(calib_data=calib_data, calib_size=calib_size, calib_method=calib_method, softmax=softmax,
-                           qdq_profile=qdq_profile, exclude=exclude, reduce_range=reduce_range, quantizer=quantizer,
+                           qdq_profile=qdq_profile or "cpu", exclude=exclude, reduce_range=reduce_range,
+                           quantizer=quantizer,
                            per_channel=not per_tensor, eval_data=str(eval_data) if eval_data else None,
                            eval_size=eval_size, sensitivity=sensitivity, check_openvino=check_openvino,
                            crop_pct=crop_pct, fidelity_samples=fidelity_samples, seed=seed,

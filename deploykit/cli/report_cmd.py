@@ -21,7 +21,8 @@ from deploykit.cli.common import seed_option
               help="Bootstrap replicates for the CIs of the fitted exponents and crossovers.")
 @seed_option(help="Seed of those bootstrap replicates.")
 def command(results, output, plots_dir, title, n_boot, seed):
-    """Render RESULTS (a sweep folder, or a results .parquet/.csv table) as one self-contained HTML page, or
+    """Render RESULTS (a sweep folder, a folder of bench reports, or a results .parquet/.csv table) as one
+    self-contained HTML page, or
     Markdown with its plots as PNG files, with the analysis tables a scaling study needs.
 
     \b
@@ -41,8 +42,8 @@ def command(results, output, plots_dir, title, n_boot, seed):
     from deploykit.studyreport.report import write_report
 
     table = find_table(results)
-    if output is None:
-        output = table.parent / "report.html"
+    if output is None:  # a folder of bench reports is its own place
+        output = (table if table.is_dir() else table.parent) / "report.html"
     summary = write_report(table, output, plots_dir=plots_dir, title=title, n_boot=n_boot, seed=seed)
     console = stderr_console()
     from rich.markup import escape

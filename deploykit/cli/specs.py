@@ -23,6 +23,21 @@ def split_targets(targets) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+def cache_dir(models: list[str], models_dir: Path | None, int8: bool) -> Path:
+    """Where the runtimes' compiled blobs and the complexity counts go: the artifact store's .cache; for a run on
+    plain ONNX files only (no export, no int8 build) with no store named or present here, the user's cache, so
+    that 'deploykit bench x.onnx --no-save' leaves nothing in the working directory."""
+    import os
+
+    from deploykit.core.config import default_models_dir, user_cache_dir
+    from deploykit.models.select import is_model_name
+
+    if (models_dir is None and "DEPLOYKIT_MODELS" not in os.environ and models and not int8
+            and not any(is_model_name(m) for m in models) and not default_models_dir().exists()):
+        return user_cache_dir()
+    return resolve_models_dir(models_dir) / ".cache"
+
+
 def specs_from_flags(models, targets, params: dict, *, measure, models_dir: Path | None,
                      example: Callable[..., str] | None = None, runtime: dict | None = None) -> list:
     """The run specs of a command's flags: every model x every target. ``params`` holds the command's other
@@ -30,10 +45,10 @@ def specs_from_flags(models, targets, params: dict, *, measure, models_dir: Path
     for). ``runtime``: runtime option values the command sets itself (loadgen's mode). Targets are checked
     first (unknown: exit 2, unavailable here: exit 3), then what the command still lacks (models, calibration
     data: the message shows a complete command, built by ``example(targets, int8, calib_data, models)``)."""
-    from deploykit.bench.plan import check_target
+    from deploykit.bench.plan import check_qdq_profile, check_target
     from deploykit.core.errors import UsageError
     from deploykit.models.select import is_model_name
-    from deploykit.spec.run import INT8, RunSpec
+    from deploykit.spec.run import INT8, RunSpec, quantize_for
 
     weights, pretrained = params.pop("weights"), params.pop("pretrained")
     check_weights(weights, pretrained)
@@ -44,11 +59,13 @@ def specs_from_flags(models, targets, params: dict, *, measure, models_dir: Path
     flags = pop_model_flags(params)
     preprocess = pop_preprocess(params)
     model_opts, opset = params.pop("model_opts"), params.pop("opset")
-    opts = runtime_options(params, **(runtime or {}), cache_dir=str(resolve_models_dir(models_dir) / ".cache"))
+    opts = runtime_options(params, **(runtime or {}), cache_dir=str(cache_dir(models, models_dir, int8)))
     if params:  # a flag this function does not place: a bug in the command, not the user's error
         raise TypeError(f"unplaced parameters: {', '.join(params)}")
     qcfg = quantize_config(**calib) if int8 else None  # validated before any work
     for t in target_list:  # a target that cannot run here is the answer, whatever else is missing
+        if qcfg is not None:  # the Q/DQ profile follows the target unless --profile names one it can run
+            check_qdq_profile(t, quantize_for(qcfg, t))
         check_target(RunSpec(model="-", target=t, options=opts, measure=measure))
     if not models:
         raise UsageError("name the model(s) to measure, e.g. '"

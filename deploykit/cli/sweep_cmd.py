@@ -272,32 +272,45 @@ def _scenario_text(scenario: str, qps) -> str:
     return scenario + (f" @ {q:g} QPS" if q is not None else "")
 
 
+def _duration(seconds: float) -> str:
+    """``45 s``, ``12 min``, ``2 h 05 min``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    h, m = divmod(round(seconds / 60), 60)
+    return f"{h} h {m:02d} min"
+
+
 def _print_plan(p, out: Path, as_json: bool, jobs: list[dict] | None = None) -> None:
     cells = p.listing()
+    est = p.estimate()
     if as_json:
         counts = {a: p.count(a) for a in ("run", "skip", "done", "kept")}
-        listing = {"out": str(out), "cells": cells, "counts": counts}
+        listing = {"out": str(out), "cells": cells, "counts": counts, "estimate": est}
         if jobs is not None:
             listing["slurm_jobs"] = jobs
         print_json(listing)
         return
-    from rich.markup import escape
-    from rich.table import Table
+    from deploykit.cli.tables import Col, print_fitted
 
-    table = Table(title=f"deploykit sweep --dry-run: {len(cells)} cells, {p.count('run')} to run -> {out}")
     loadgen = any(c["scenario"] != "latency" for c in cells)
-    cols = ["model", "target", "precision", "batch", "resolution", "threads", "options",
-            *(("scenario",) if loadgen else ()), "action", "reason"]
-    for col in cols:
-        table.add_column(col, justify="right" if col in ("batch", "resolution", "threads") else "left")
-    for c in cells:
-        table.add_row(escape(str(c["model"])), c["target"], c["precision"], str(c["batch"]),
-                      str(c["resolution"] or "auto"), str(c["threads"] or "auto"),
-                      ",".join(o for o in (c["model_options"], c.get("target_options")) if o),
-                      *((_scenario_text(c["scenario"], c["qps"]),) if loadgen else ()), c["action"],
-                      escape(c["reason"]))
+    cols = [Col("model", "model", priority=1), Col("target", "target", priority=2),
+            Col("precision", "precision", priority=3), Col("batch", "batch", right=True, priority=6),
+            Col("resolution", "resolution", right=True, priority=4), Col("threads", "threads", right=True, priority=7),
+            Col("options", "options", priority=8), *((Col("scenario", "scenario", priority=5),) if loadgen else ()),
+            Col("action", "action", priority=2), Col("reason", "reason", priority=9, wrap=20)]
+    rows = [{"model": str(c["model"]), "target": c["target"], "precision": c["precision"], "batch": str(c["batch"]),
+             "resolution": str(c["resolution"] or "auto"), "threads": str(c["threads"] or "auto"),
+             "options": ",".join(o for o in (c["model_options"], c.get("target_options")) if o),
+             "scenario": _scenario_text(c["scenario"], c["qps"]), "action": c["action"], "reason": c["reason"]}
+            for c in cells]
     con = stdout_console()
-    con.print(table)
+    print_fitted(con, cols, rows, title=f"deploykit sweep --dry-run: {len(cells)} cells, {p.count('run')} to run "
+                                        f"-> {out}", hidden_note="--json shows them")
+    if est["cells"]:
+        con.print(f"estimated time: {_duration(est['low_s'])} to {_duration(est['high_s'])} -- an estimate: "
+                  f"{est['basis']}", markup=False, highlight=False)
     for job in jobs or []:
         n = len(job["cells"])
         con.print(f"slurm {'job array' if job['array'] else 'job'}: {n} cell{'s' if n > 1 else ''} "

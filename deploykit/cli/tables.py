@@ -3,7 +3,9 @@
 A table is a list of ``Col`` (display order) and rows of strings. ``fit_table`` keeps the columns that fit the
 console's width, most important first (``Col.priority``, lower first), and leaves out the rest, naming them in
 the caption; ``wide`` keeps them all (the lines may then be longer than the terminal). Every column is
-``no_wrap`` with ``overflow="fold"``: a cell is never shortened to "…"; the column set is what gives way.
+``no_wrap`` with ``overflow="fold"``: a cell is never shortened to "…"; the column set is what gives way. A
+column of prose (a reason, a description) may instead wrap at word boundaries (``Col.wrap``: the narrowest it is
+squeezed to). Lines printed to a pipe or a file carry no trailing spaces. Every command's table goes through here.
 """
 
 from __future__ import annotations
@@ -23,22 +25,31 @@ class Col:
     header: str
     right: bool = False  # right-justified (numbers)
     priority: int = 100  # lower = kept first when the width is short
+    wrap: int | None = None  # prose that may wrap at word boundaries, down to this many columns (None: one line)
 
 
-def _table(cols: list[Col], rows: list[dict], title: str | None, caption: str | None) -> Table:
+def _cell(value) -> Text:
+    return value if isinstance(value, Text) else Text(str(value))  # plain text: a label is never markup
+
+
+def _table(cols: list[Col], rows: list[dict], title: str | None, caption: str | None,
+           squeeze: bool = False) -> Table:
     t = Table(title=title, caption=caption, box=box.SIMPLE_HEAD, title_justify="left", caption_justify="left",
               pad_edge=False, collapse_padding=True, show_edge=False)
     for c in cols:
-        t.add_column(c.header, justify="right" if c.right else "left", no_wrap=True, overflow="fold")
+        t.add_column(c.header, justify="right" if c.right else "left", no_wrap=c.wrap is None, overflow="fold",
+                     max_width=c.wrap if squeeze and c.wrap else None)
     for r in rows:
-        t.add_row(*[Text(str(r.get(c.key, ""))) for c in cols])  # plain text: a label is never markup
+        t.add_row(*[_cell(r.get(c.key, "")) for c in cols])
     return t
 
 
 def natural_width(cols: list[Col], rows: list[dict]) -> int:
-    """The width the table needs to show every cell of ``cols`` on one line (title and caption aside)."""
+    """The width the table needs to show every cell of ``cols`` whole (prose columns wrapped to their ``wrap``
+    width; title and caption aside)."""
     buf = io.StringIO()
-    Console(file=buf, width=100_000, color_system=None, legacy_windows=False).print(_table(cols, rows, None, None))
+    Console(file=buf, width=100_000, color_system=None, legacy_windows=False).print(
+        _table(cols, rows, None, None, squeeze=True))
     return max((len(line.rstrip()) for line in buf.getvalue().splitlines()), default=0)
 
 
@@ -70,6 +81,18 @@ def fit_table(cols: list[Col], rows: list[dict], *, width: int, wide: bool = Fal
 def print_fitted(console: Console, cols: list[Col], rows: list[dict], *, wide: bool = False, **kw) -> None:
     """Print ``fit_table`` on ``console`` at its width (wider with ``wide`` when the table needs it)."""
     table, width = fit_table(cols, rows, width=console.width, wide=wide, **kw)
+    print_table(console, table, width)
+
+
+def print_table(console: Console, table, width: int | None = None) -> None:
+    """Print a rich renderable at ``width`` (the console's by default); to a pipe or a file without the trailing
+    spaces rich pads lines with."""
+    width = max(width or console.width, console.width)
     if width > console.width:
         console = Console(file=console.file, width=width, highlight=False, force_terminal=console.is_terminal)
-    console.print(table)
+    if console.is_terminal:
+        console.print(table)
+        return
+    with console.capture() as cap:
+        console.print(table)
+    console.file.write("".join(line.rstrip() + "\n" for line in cap.get().splitlines()))

@@ -37,30 +37,31 @@ def command(model_ref, model_opts, resolution, models_dir, as_json, **flags):
     if as_json:
         print_json(rows)
         return
-    from rich.markup import escape
-    from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title="deploykit targets")
-    cols = ["target", "status", "device", "description", "precisions", "modes", "capabilities", "detail / reason"]
+    from deploykit.cli.tables import Col, print_fitted
+
+    cols = [Col("target", "target", priority=1), Col("status", "status", priority=2),
+            Col("device", "device", priority=5), Col("description", "description", priority=9, wrap=30),
+            Col("precisions", "precisions", priority=4), Col("modes", "modes", priority=7),
+            Col("capabilities", "capabilities", priority=8, wrap=16),
+            Col("detail", "detail / reason", priority=3, wrap=24)]
     if any(r["unsupported_ops"] for r in rows):
-        cols.append("cannot run ops")
+        cols.append(Col("ops", "cannot run ops", priority=6, wrap=12))
     if label:
-        cols.append(f"runs {label}")
-    for col in cols:
-        table.add_column(col)
+        cols.append(Col("runs", f"runs {label}", priority=2, wrap=24))
+    cells = []
     for r in rows:
-        status = "[green]available[/]" if r["available"] else "[red]unavailable[/]"
-        # escape: "deploykit[trt]" is not markup
-        cells = [r["target"], status, r["device"], escape(r["description"]), ",".join(r["precisions"]),
-                 ",".join(r["modes"]), ", ".join(r["capabilities"]) or "-", escape(r["detail"])]
-        if "cannot run ops" in cols:
-            cells.append(", ".join(r["unsupported_ops"]))
+        cell = {"target": r["target"], "device": r["device"], "description": r["description"],
+                "status": Text("available", style="green") if r["available"] else Text("unavailable", style="red"),
+                "precisions": ",".join(r["precisions"]), "modes": ",".join(r["modes"]),
+                "capabilities": ", ".join(r["capabilities"]) or "-", "detail": r["detail"],
+                "ops": ", ".join(r["unsupported_ops"])}
         if label:
             bad = r["model"]["unsupported_ops"]
-            cells.append("yes" if not bad else
-                         "[red]no[/]: " + escape("; ".join(f"{op} ({why})" for op, why in bad.items())))
-        table.add_row(*cells)
-    stdout_console().print(table)
+            cell["runs"] = "yes" if not bad else "no: " + "; ".join(f"{op} ({why})" for op, why in bad.items())
+        cells.append(cell)
+    print_fitted(stdout_console(), cols, cells, title="deploykit targets", hidden_note="--json shows them")
 
 
 def _model_ops(ref, model_opts, flags, resolution, models_dir) -> tuple[str, set[str]]:

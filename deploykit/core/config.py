@@ -28,6 +28,12 @@ def default_models_dir() -> Path:
     return Path(os.environ.get("DEPLOYKIT_MODELS", "models"))
 
 
+def user_cache_dir() -> Path:
+    """This user's deploykit cache, outside any working directory: $XDG_CACHE_HOME/deploykit or ~/.cache/deploykit
+    (compiled blobs and complexity counts of runs on plain ONNX files, which need no artifact store)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "deploykit"
+
+
 def default_reports_dir() -> Path:
     """Report folder: $DEPLOYKIT_REPORTS or ./reports."""
     return Path(os.environ.get("DEPLOYKIT_REPORTS", "reports"))
@@ -178,7 +184,8 @@ class QuantizeConfig:
     softmax: float | int8; None = int8 for ViTs with the ORT quantizer, float otherwise (NNCF keeps it float).
     profile: cpu = uint8 asymmetric activations, int8 per-channel weights (ONNX Runtime / OpenVINO CPU);
              trt = int8 symmetric activations and weights, zero points 0 (what TensorRT accepts; OpenVINO and
-             ONNX Runtime run it too, slower on ORT's CPU kernels).
+             ONNX Runtime run it too, slower on ORT's CPU kernels); None = the target's (``Runtime.qdq_profile``,
+             set by the run spec: trt on TensorRT-backed targets, cpu elsewhere).
     reduce_range: 7-bit weights; None = auto (on x86 CPUs without VNNI, as ONNX Runtime recommends).
     """
 
@@ -187,7 +194,7 @@ class QuantizeConfig:
     calib_method: str = "minmax"
     quantizer: str = "ort"
     softmax: str | None = None
-    profile: str = "cpu"
+    profile: str | None = "cpu"
     reduce_range: bool | None = None
     per_channel: bool = True
     exclude: tuple[str, ...] = ()
@@ -211,9 +218,9 @@ class QuantizeConfig:
         require_positive("--fidelity-samples", self.fidelity_samples)
         for name, value, allowed in (("--calib-method", self.calib_method, CALIB_METHODS),
                                      ("--quantizer", self.quantizer, QUANTIZERS),
-                                     ("--profile", self.profile, QDQ_PROFILES)):
+                                     ("--profile", self.profile, (*QDQ_PROFILES, None))):
             if value not in allowed:
-                raise UsageError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+                raise UsageError(f"{name} must be one of {', '.join(a for a in allowed if a)}, got {value!r}")
         if self.softmax is not None and self.softmax not in SOFTMAX_MODES:
             raise UsageError(f"--softmax must be float or int8, got {self.softmax!r}")
         if self.crop_pct is not None and not 0 < self.crop_pct <= 1:
@@ -221,5 +228,5 @@ class QuantizeConfig:
         if self.quantizer == "nncf" and self.calib_method == "entropy":
             raise UsageError("--calib-method entropy is an ONNX Runtime calibrator; with --quantizer nncf use "
                              "minmax or percentile")
-        if self.quantizer == "nncf" and self.profile != "cpu":
+        if self.quantizer == "nncf" and self.profile not in (None, "cpu"):
             raise UsageError("--profile applies to the ONNX Runtime QDQ quantizer (--quantizer ort)")

@@ -91,6 +91,9 @@ class Registry(Generic[T]):
         if self.kind in ("model", "target"):
             more = "".join(f", or {p}:NAME" for p in self._namespaces)
             msg += f" ('deploykit {self.kind}s' lists them{more})"
+        elif self._items and len(self._items) <= 30:  # no command lists them: the message does
+            plural = self.kind + ("es" if self.kind.endswith("s") else "s")
+            msg += f" (known {plural}: {', '.join(self._items)})"
         return msg
 
     def __contains__(self, name: str) -> bool:

@@ -21,7 +21,8 @@ from deploykit.core.errors import InputError
 
 from deploykit.spec.loadgen import (DEFAULT_BOUND_MS, DEFAULT_DURATION_S, DEFAULT_PERCENTILE,  # noqa: F401
                                     DEFAULT_SAMPLES_PER_QUERY, LOADGEN_SCENARIO, OUTSTANDING_BOUNDS, OUTSTANDING_FLOOR,
-                                    PEAK_METHODS, QSL_SIZE, SCENARIOS, LoadgenConfig, check_user_conf)
+                                    PEAK_METHODS, QSL_SIZE, SCENARIOS, LoadgenConfig, check_user_conf,
+                                    default_min_queries)
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,9 @@ def build_test_settings(lg, cfg: LoadgenConfig, cal: Calibration, *, model: str,
     s.server_target_latency_ns = int(DEFAULT_BOUND_MS * 1e6)
     if sc == "server":
         s.server_max_async_queries = auto_max_outstanding(cal, cfg.resolved_bound_ms())
+    pct = cfg.resolved_percentile()
+    if pct is not None:  # enough queries for early stopping at the percentile: VALID on a first try where it can be
+        s.min_query_count = default_min_queries(pct)
     # 2. LoadGen's user.conf
     if cfg.user_conf:
         apply_user_conf(s, cfg.user_conf, model=model, scenario=cfg.loadgen_scenario)

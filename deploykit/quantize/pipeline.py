@@ -137,8 +137,8 @@ def quantize_model(ref: str, qcfg: QuantizeConfig, *, export: ExportConfig | Non
             report = dict(manifest.get("quantization", {}))
             if eval_set is not None or qcfg.sensitivity:
                 report.update(_evaluate_again(src, dest, qcfg, eval_set, held_out, manifest, models_dir))
-            return QuantizeResult(dest, manifest, True, time.perf_counter() - t0, report,
-                                  warnings + manifest.get("quantization", {}).get("warnings", []))
+            return QuantizeResult(dest, manifest, True, time.perf_counter() - t0, report,  # each warning once
+                                  list(dict.fromkeys(warnings + manifest.get("quantization", {}).get("warnings", []))))
     check_output_file(dest, "--output" if qcfg.output else "int8 artifact")
 
     # every scratch file (ours and ONNX Runtime's pre.quant.* / ort.quant.* / calibration folders) in one per-run

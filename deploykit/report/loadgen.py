@@ -5,6 +5,8 @@ the benchmark report's schema), rendered as Markdown, and reduced to the results
 
 from __future__ import annotations
 
+import math
+
 import json
 import time
 from functools import lru_cache
@@ -175,6 +177,8 @@ def to_markdown(report: dict) -> str:
                    f"achieved {num_text(lg.get('qps_achieved'))}"
                    f"; {num_text(r['throughput']['items_per_s'])} items/s (batch {r['throughput']['batch']}, "
                    f"{r['throughput']['requests_in_flight']} request(s) in flight)")
+    if qps_note(lg):
+        out.append(f"- {qps_note(lg)}")
     out.append(f"- latency ms ({lg['latency_basis']}, LoadGen's percentiles): p50 {num_text(lat['p50'])}, "
                f"p90 {num_text(lat['p90'])}, "
                f"p95 {num_text(lat['p95'])}, p99 {num_text(lat['p99'])}, p99.9 {num_text(lat['p99.9'])}, "
@@ -242,6 +246,21 @@ def _yes(v) -> str:
     return {True: "yes", False: "NO", None: "-"}[v]
 
 
+def qps_note(lg: dict) -> str | None:
+    """Why a Server run's scheduled QPS is not the QPS asked for (None when they agree within 0.5%): LoadGen draws
+    Poisson arrivals at the asked rate, so the schedule of a finite run differs from it by chance."""
+    asked = (lg.get("effective_settings") or {}).get("target_qps")
+    sched, n = lg.get("qps_scheduled"), lg.get("query_count")
+    if lg.get("scenario") != "Server" or not isinstance(asked, (int, float)) or not isinstance(sched, (int, float)) \
+            or asked <= 0 or abs(sched / asked - 1) <= 0.005:
+        return None
+    spread = f" (about +-{100 / math.sqrt(n):.0f}% over {n} queries: 1/sqrt(queries))" if isinstance(n, int) and n > 0 \
+        else ""
+    return (f"QPS scheduled {num_text(sched)} for {asked:g} asked: LoadGen draws Poisson arrival times at the asked "
+            f"rate, so a finite run's schedule differs from it by chance{spread}; a longer --duration or more "
+            "--min-queries brings the two closer")
+
+
 def num_text(v, digits: int = 3) -> str:
     if v is None or not isinstance(v, (int, float)):
         return "-"
@@ -249,4 +268,4 @@ def num_text(v, digits: int = 3) -> str:
 
 
 __all__ = ["SCHEMA", "SCHEMA_VERSION", "build_report", "validate", "load_report",
-           "to_markdown", "results_fields", "loadgen_stem", "json_schema", "num_text"]
+           "to_markdown", "results_fields", "loadgen_stem", "json_schema", "num_text", "qps_note"]

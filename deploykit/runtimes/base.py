@@ -155,10 +155,15 @@ class Runtime(ABC):
     # the precision to ask for when running an int8 (QDQ) file, so that the ops it leaves in float run as in the
     # fp32 runs beside it (OpenVINO: fp32, else it runs them in bf16 on CPUs with bf16 units); None: the file's own
     int8_float_precision: ClassVar[str | None] = None
+    # the Q/DQ profile an int8 file for this target is quantized with when --profile is not given (QuantizeConfig:
+    # cpu = uint8 asymmetric activations, trt = signed int8 symmetric, which TensorRT-backed targets need)
+    qdq_profile: ClassVar[str] = "cpu"
     # optional capabilities (CAPABILITIES): declared here, checked against the methods at registration
     capabilities: ClassVar[frozenset[str]] = frozenset()
     modes: ClassVar[tuple[str, ...]] = ("latency",)  # follows from capabilities: "throughput" with CONCURRENT
     file_formats: ClassVar[tuple[str, ...]] = (".onnx",)  # model files the target reads
+    # what the target loads: the model file, or (torch) the PyTorch module the file was exported from
+    loads: ClassVar[str] = "file"
     # ONNX op types this target cannot run, each with the reason, e.g. {"DFT": "TensorRT's ONNX parser has no
     # DFT before 10.x"}. bench refuses such a graph before loading it (exit 3) and `deploykit targets` lists them;
     # override ``graph_unsupported`` when the answer depends on the installed version (it narrows this list).
@@ -240,6 +245,11 @@ class Runtime(ABC):
         if bad:
             reasons = "; ".join(f"{op}: {why}" for op, why in bad.items())
             raise UnavailableError(f"target {cls.name} cannot run {what}: it has {', '.join(bad)} ops ({reasons})")
+
+    @classmethod
+    def qdq_problems(cls, model) -> list[str]:
+        """Why this target cannot run the quantized ONNX graph ``model`` (an onnx ModelProto); [] when it can."""
+        return []
 
     @classmethod
     def inspect_file(cls, path: Path) -> tuple[list, str]:

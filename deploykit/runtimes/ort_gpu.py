@@ -159,6 +159,13 @@ class OrtTensorrtRuntime(_OrtGpuRuntime):
     description = "ONNX Runtime, TensorRT execution provider (onnxruntime-gpu + TensorRT)"
     provider = "TensorrtExecutionProvider"
     rank = 41
+    qdq_profile = "trt"  # the TensorRT execution provider takes signed, symmetric int8 Q/DQ only
+
+    @classmethod
+    def qdq_problems(cls, model) -> list[str]:
+        from deploykit.runtimes.tensorrt_plan import qdq_report
+
+        return qdq_report(model).problems
 
     def _precision(self, model: ModelInput) -> str:
         wanted = self.options.precision

@@ -76,6 +76,11 @@ class TensorrtRuntime(CudaRuntime):
     capabilities = frozenset({DEVICE_TIMING, PER_LAYER, GRAPH_READBACK})
     rank = 30
     option_groups = (CudaOptions,)
+    qdq_profile = "trt"  # TensorRT takes signed, symmetric int8 Q/DQ only
+
+    @classmethod
+    def qdq_problems(cls, model) -> list[str]:
+        return tensorrt_plan.qdq_report(model).problems
 
     @classmethod
     def graph_unsupported(cls, op_types: set[str]) -> dict[str, str]:

@@ -49,6 +49,7 @@ class TorchOptions(TargetOptions):
 
 @register_runtime("torch")
 class TorchRuntime(Runtime):
+    loads = "module"  # the registry model's PyTorch module, not the ONNX file
     description = "PyTorch eager (or torch.compile) on cpu or cuda; registry models only"
     device_kind = "cpu|gpu"
     requires = ("torch",)

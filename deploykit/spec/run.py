@@ -47,6 +47,25 @@ QUANTIZE_FIELDS = ("calib_data", "calib_size", "calib_method", "quantizer", "sof
                    "per_channel", "exclude", "seed")
 
 
+def target_qdq_profile(target: str) -> str:
+    """The Q/DQ profile target ``target`` runs (``Runtime.qdq_profile``: trt on TensorRT-backed targets, cpu
+    elsewhere); cpu for a name no target has (the plan refuses the name itself)."""
+    from deploykit.runtimes.base import get_runtime
+
+    try:
+        return get_runtime(target).qdq_profile
+    except InputError:
+        return "cpu"
+
+
+def quantize_for(recipe: QuantizeConfig, target: str) -> QuantizeConfig:
+    """``recipe`` with its profile chosen for ``target`` where it names none (``profile`` None); NNCF builds its
+    own int8 files (the profile is an ONNX Runtime quantizer setting)."""
+    if recipe.profile is not None:
+        return recipe
+    return replace(recipe, profile=target_qdq_profile(target) if recipe.quantizer == "ort" else "cpu")
+
+
 def _is_file_ref(ref: str) -> bool:
     from deploykit.models.select import is_model_name
 
@@ -97,6 +116,8 @@ class RunSpec:
             if not self.quantize.calib_data:
                 raise UsageError("--int8 needs --calib-data DIR (images preprocessed like the model's inputs) or "
                                  "'--calib-data synthetic' for a smoke test")
+            if self.quantize.profile is None:  # the Q/DQ profile follows the target (trt: signed int8)
+                object.__setattr__(self, "quantize", quantize_for(self.quantize, self.target))
         elif self.quantize is not None:
             raise UsageError(f"a quantization recipe was given for a {self.precision or 'float'} run (use precision "
                              "int8)")
@@ -424,6 +445,9 @@ def from_values(values: dict[str, Any], *, base: RunSpec | None = None, where: s
         if precision not in (None, INT8):
             runtime["precision"] = precision
     recipe = (quantize or base.quantize) if precision == INT8 else None
+    if (recipe is not None and recipe is base.quantize and run.get("target", base.target) != base.target
+            and recipe.profile == target_qdq_profile(base.target)):
+        recipe = replace(recipe, profile=None)  # the base's profile was its target's: it follows the new target
     try:
         return replace(base, **run, precision=precision, model_options=tuple(model_opts.items()),
                        options=runtime_options_from(runtime, where), quantize=recipe)

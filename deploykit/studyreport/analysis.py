@@ -42,15 +42,18 @@ ATTENTION_FAMILIES = ("vit", "parc")
 # ------------------------------------------------------------------------------------------------ reading
 
 def find_table(path: Path | str) -> Path:
-    """The results table at ``path``: a .parquet/.csv file, or a sweep folder holding results.parquet or
-    results.csv. Raises InputError (one line) when there is none."""
+    """The results table at ``path``: a .parquet/.csv file, a sweep folder holding results.parquet or
+    results.csv, or a folder of report JSON files (``deploykit bench`` / ``loadgen`` reports: the folder itself is
+    returned, ``load_results`` builds the table from them). Raises InputError (one line) when there is none."""
     p = Path(path)
     if p.is_dir():
         for name in TABLE_NAMES:
             if (p / name).is_file():
                 return p / name
-        raise InputError(f"{p} holds no results table ({' or '.join(TABLE_NAMES)}); give a sweep folder or a "
-                         "results .parquet/.csv file")
+        if _report_files(p):
+            return p
+        raise InputError(f"{p} holds no results table ({' or '.join(TABLE_NAMES)}) and no report JSON files; give a "
+                         "sweep folder, a folder of bench reports or a results .parquet/.csv file")
     if not p.exists():
         raise InputError(f"results table {p} does not exist")
     if p.suffix.lower() not in (".parquet", ".csv"):
@@ -58,10 +61,31 @@ def find_table(path: Path | str) -> Path:
     return p
 
 
+def _report_files(folder: Path) -> list[Path]:
+    """The JSON files directly in ``folder`` that say they are deploykit reports (a quick look at their start)."""
+    out = []
+    for f in sorted(folder.glob("*.json")):
+        try:
+            with f.open("rb") as fh:
+                head = fh.read(4096)
+        except OSError:
+            continue
+        if b'"schema"' in head and b'"deploykit.' in head:
+            out.append(f)
+    return out
+
+
 def load_results(path: Path | str) -> tuple[pd.DataFrame, Path]:
     """(table, folder its ``report`` paths are relative to). Missing contract columns are added empty (NaN /
     ""); a table without the required columns or without rows raises InputError."""
     p = find_table(path)
+    if p.is_dir():  # a folder of bench / loadgen reports: one row per report, as compare reads them
+        from deploykit.report.results import rows_from_report_files
+
+        rows = rows_from_report_files(_report_files(p), root=p, skip_other=True)
+        if not rows:
+            raise InputError(f"{p} holds no deploykit report JSON files")
+        return normalize(pd.DataFrame(rows), where=str(p)), p
     try:
         if p.suffix.lower() == ".parquet":
             df = pd.read_parquet(p)
@@ -110,6 +134,56 @@ def latency_rows(df: pd.DataFrame) -> pd.DataFrame:
     """The ok bench cells with a positive p50."""
     m = (df["status"] == "ok") & df["scenario"].isin(["latency", ""]) & (df["p50_ms"] > 0)
     return df[m]
+
+
+SUMMARY_MAX_ROWS = 24  # the summary's rows before it keeps to one resolution / thread count
+
+
+def latency_summary(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str], list[str]]:
+    """The answer first: (rows, targets, where). One row per model (with its options and, where they vary,
+    precision, resolution and thread count), the p50 and its CI on each target as columns ``p50|<target>``,
+    ``lo|<target>``, ``hi|<target>``, the fastest target and its lead over the next (``fastest``, ``lead``). At the
+    smallest batch; past ``SUMMARY_MAX_ROWS`` rows at the most measured resolution (and thread count) only --
+    ``where`` says which (the results table has every cell)."""
+    lat = latency_rows(df)
+    if lat.empty:
+        return pd.DataFrame(), [], []
+    where = []
+    b = lat["batch"].fillna(1)
+    if b.nunique() > 1:
+        where.append(f"batch {int(b.min())}")
+    lat = lat[b == b.min()]
+    keys = ["model", "model_options", "precision", "resolution", "threads"]
+    for col, unit in (("resolution", " px"), ("threads", " threads")):
+        if lat.groupby(keys, dropna=False).ngroups > SUMMARY_MAX_ROWS and lat[col].nunique() > 1:
+            common = lat[col].mode().iloc[0]
+            lat = lat[lat[col] == common]
+            where.append(f"{int(common)}{unit}")
+    vary = {c: lat[c].nunique(dropna=False) > 1 for c in ("precision", "resolution", "threads")}
+    targets = sorted(lat["target"].unique())
+    rows = []
+    for key, g in lat.groupby(keys, dropna=False, sort=True):
+        model, opts, precision, res, threads = key
+        label = series_label(model, opts)
+        label += f" · {precision}" if vary["precision"] else ""
+        label += f" · {int(res)} px" if vary["resolution"] and res == res else ""
+        label += f" · {int(threads)} threads" if vary["threads"] and threads == threads else ""
+        row: dict = {"label": label}
+        for t in targets:
+            cell = g[g["target"] == t]
+            if len(cell):
+                c = cell.iloc[0]
+                row[f"p50|{t}"], row[f"lo|{t}"], row[f"hi|{t}"] = c["p50_ms"], c["ci_low_ms"], c["ci_high_ms"]
+        measured = sorted((row[f"p50|{t}"], t) for t in targets if f"p50|{t}" in row)
+        row["fastest"] = measured[0][1] if len(measured) > 1 else ""
+        row["lead"] = measured[1][0] / measured[0][0] if len(measured) > 1 else np.nan
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    for t in targets:
+        for k in ("p50", "lo", "hi"):
+            if f"{k}|{t}" not in out.columns:
+                out[f"{k}|{t}"] = np.nan
+    return out, targets, where
 
 
 def series_label(model: str, options: str) -> str:

@@ -29,10 +29,11 @@ h3 { font-size: 1.02rem; margin: 1.3rem 0 .4rem; }
 nav ul { margin: .4rem 0; padding-left: 1.2rem; columns: 2; }
 table { border-collapse: collapse; margin: .4rem 0 1rem; font-size: 12.5px; }
 th, td { border: 1px solid #d0d7de; padding: .22rem .5rem; text-align: left; vertical-align: top; }
-th { background: #f6f8fa; position: sticky; top: 0; }
+th { background: #f6f8fa; position: sticky; top: 0; font-weight: 600; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 tr:nth-child(even) td { background: #fbfcfd; }
 .scroll { overflow-x: auto; max-width: 100%; }
+table.wide { font-size: 11px; } table.wide th, table.wide td { padding: .15rem .25rem; }
 figure { margin: 1rem 0 1.8rem; }
 figure svg { max-width: 100%; height: auto; display: block; }
 figcaption { color: #57606a; font-size: 12.5px; max-width: 70rem; margin-top: .3rem; }
@@ -44,6 +45,9 @@ code { font-size: 12px; background: #f6f8fa; padding: 0 .2rem; border-radius: 3p
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
 
+WIDE_COLUMNS = 12
+
+
 def html_table(df: pd.DataFrame, columns: list[Column], *, cls: str = "") -> str:
     e = html.escape
     num = [is_numeric(h) for h, _ in columns]
@@ -53,6 +57,7 @@ def html_table(df: pd.DataFrame, columns: list[Column], *, cls: str = "") -> str
         tds = "".join(f'<td class="num">{e(str(f(r)))}</td>' if n else f"<td>{e(str(f(r)))}</td>"
                       for (_, f), n in zip(columns, num))
         body.append(f"<tr>{tds}</tr>")
+    cls = cls or ("wide" if len(columns) > WIDE_COLUMNS else "")  # many columns: smaller, so 1280 px holds them
     c = f' class="{e(cls)}"' if cls else ""
     return f'<div class="scroll"><table{c}><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
@@ -109,6 +114,9 @@ def section_html(s: Section, level: int = 2) -> list[str]:
                 continue
             out.append(f'<figure id="plot-{e(p.name)}"><h3>{e(p.title)}</h3>{svg_inline(p.figure, "svg-" + p.name)}'
                        f"<figcaption>{e(p.caption)}</figcaption></figure>")
+    if s.missing:
+        out.append('<ul class="note">' + "".join(f'<li id="{e(a)}"><b>{e(what)}</b> — {e(why)}</li>'
+                                                 for a, what, why in s.missing) + "</ul>")
     if s.table is not None:
         out.append(html_table(s.table.df, s.table.columns))
     elif s.skipped:

@@ -58,6 +58,9 @@ def section_markdown(s: Section, image_dir: str, images: dict[str, bytes], level
             images[f"{p.name}.png"] = png(p.figure)
             out += [f"{'#' * (level + 1)} {md_escape(p.title)}", "",
                     f"![{md_escape(p.title)}]({image_dir}/{p.name}.png)", "", md_escape(p.caption), ""]
+    for anchor, what, why in s.missing:
+        out += [f"*Not {'drawn' if not anchor.startswith('skipped-section-') else 'shown'}: {md_escape(what)} — "
+                f"{md_escape(why)}.*", ""]
     if s.table is not None:
         out += [md_table(s.table.df, s.table.columns), ""]
     elif s.skipped:

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from deploykit.report import numbers as N
-from deploykit.studyreport.analysis import (Analysis, OptionComparison, latency_rows, parse_options, pareto_front,
-                                            series_label)
+from deploykit.studyreport.analysis import (Analysis, OptionComparison, latency_rows, latency_summary,
+                                            parse_options, pareto_front, series_label)
 
 RC = {"svg.fonttype": "none", "svg.hashsalt": "deploykit", "font.size": 9, "axes.titlesize": 9.5,
       "legend.fontsize": 7.5, "axes.grid": True, "grid.alpha": 0.3, "grid.linewidth": 0.6}
@@ -149,6 +149,7 @@ def plot_latency_vs_resolution(df: pd.DataFrame, an: Analysis) -> Plot:
             ax.set_xscale("log")
             ax.set_yscale("log")
             _side_ticks(ax, all_pix)
+            _readable_log(ax, "y")
             ax.set_xlabel("input pixels (tick labels: side length)")
             ax.set_ylabel("p50 latency (ms)")
             ax.set_title(_panel_title(target, precision, batch, many_batches, threads, many_threads))
@@ -191,6 +192,26 @@ def _side_ticks(ax, pixels) -> None:
         sides = sides[:: math.ceil(len(sides) / 8)]
     ax.set_xticks([s * s for s in sides], [str(s) for s in sides])
     ax.xaxis.set_minor_locator(_null_locator())
+
+
+def _tick_text(v: float) -> str:
+    """A log axis's tick as a plain number: 0.5, 2, 30, 400, 5000 (not 5×10⁻¹)."""
+    if v <= 0 or not math.isfinite(v):
+        return ""
+    return f"{v:g}" if 1e-3 <= v < 1e6 else f"{v:.0e}"
+
+
+def _readable_log(ax, axis: str = "y") -> None:
+    """Plain-number ticks on a log axis: 1-2-5 per decade when it spans three decades or fewer, else one per
+    decade; no minor labels (matplotlib's default labels minor ticks like ``8×10⁰`` on short axes)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    a = ax.yaxis if axis == "y" else ax.xaxis
+    lo, hi = ax.get_ylim() if axis == "y" else ax.get_xlim()
+    decades = math.log10(hi / lo) if lo > 0 and hi > lo else 99.0
+    a.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0) if decades <= 3 else (1.0,)))
+    a.set_major_formatter(FuncFormatter(lambda v, _pos: _tick_text(v)))
+    a.set_minor_formatter(NullFormatter())
 
 
 def _null_locator():
@@ -302,6 +323,8 @@ def _plot_pareto(df: pd.DataFrame, column: str, name: str, what: str, unit: str)
                         label=f"Pareto front ({len(f)})")
             ax.set_xscale("log")
             ax.set_yscale("log")
+            _readable_log(ax, "x")
+            _readable_log(ax, "y")
             ax.set_xlabel(f"{what} per item ({unit})")
             ax.set_ylabel("p50 latency (ms)")
             batch = sub["batch"].min()
@@ -512,6 +535,7 @@ def plot_option(df: pd.DataFrame, an: Analysis, oc: OptionComparison) -> Plot:
             rs = sorted(sub["resolution"].unique())
             ax.set_xticks(rs, [str(int(r)) for r in rs])
             ax.xaxis.set_minor_locator(_null_locator())
+            _readable_log(ax, "y")
             ax.set_xlabel("input side length (px)")
             ax.set_ylabel("p50 latency (ms)")
             ax.set_title(_panel_title(target, precision, batch, many_batches, threads, many_threads))
@@ -562,6 +586,7 @@ def plot_latency_vs_qps(df: pd.DataFrame, an: Analysis) -> Plot:
             y = y[np.isfinite(y) & (y > 0)]
             if y.size and y.max() / y.min() > 20:  # an overloaded server's tail dwarfs the rest
                 ax.set_yscale("log")
+                _readable_log(ax, "y")
             ax.set_xlabel("achieved QPS (queries/s)")
             ax.set_ylabel("latency (ms)")
             ax.set_title(_panel_title(target, precision, batch, many_batches, threads, many_threads))
@@ -570,8 +595,47 @@ def plot_latency_vs_qps(df: pd.DataFrame, an: Analysis) -> Plot:
     return p
 
 
-PLOTTERS = (plot_latency_vs_resolution, plot_int8_speedup, plot_throughput_vs_batch, plot_latency_vs_gmacs,
-            plot_latency_vs_params, plot_latency_vs_accuracy, plot_memory, plot_peak_share, plot_attention_share)
+def plot_latency_summary(df: pd.DataFrame, an: Analysis) -> Plot:
+    """The answer first: p50 per model (a row) and target (a bar), with its 95% CI."""
+    rows, targets, where = latency_summary(df)
+    p = Plot("latency_summary", "p50 latency per model and target",
+             "p50 latency of each model on each target, with the bootstrap 95% CI of the median as whiskers"
+             + (f" (at {', '.join(where)}; the results table has every cell)" if where else "") + ". Shorter is "
+             "faster.")
+    if rows.empty:
+        p.skipped = "no ok latency cell in the table"
+        return p
+    labels = list(rows["label"])
+    with _rc():
+        height = max(2.2, 0.26 * len(labels) * max(1, len(targets)) ** 0.5 + 1.2)
+        fig, (ax,) = _figure(1, panel=(9.0, height), legend=targets)
+        colors = _palette(targets)
+        width = 0.8 / len(targets)
+        y = np.arange(len(labels))
+        for j, t in enumerate(targets):
+            v = rows[f"p50|{t}"].to_numpy(float)
+            lo = np.clip(v - rows[f"lo|{t}"].to_numpy(float), 0, None)
+            hi = np.clip(rows[f"hi|{t}"].to_numpy(float) - v, 0, None)
+            err = np.nan_to_num(np.vstack([lo, hi]))
+            ax.barh(y + (j - (len(targets) - 1) / 2) * width, v, width, xerr=err, capsize=2, color=colors[t],
+                    label=t)
+        vals = rows[[f"p50|{t}" for t in targets]].to_numpy(float)
+        vals = vals[np.isfinite(vals) & (vals > 0)]
+        if vals.size and vals.max() / vals.min() > 20:
+            ax.set_xscale("log")
+            _readable_log(ax, "x")
+        ax.set_yticks(y, labels)
+        ax.invert_yaxis()  # the first model on top, as in the table
+        ax.set_xlabel("p50 latency (ms)")
+        ax.set_title("p50 latency" + (f" ({', '.join(where)})" if where else ""))
+        _legend(ax, title="target")
+    p.figure = fig
+    return p
+
+
+PLOTTERS = (plot_latency_summary, plot_latency_vs_resolution, plot_int8_speedup, plot_throughput_vs_batch,
+            plot_latency_vs_gmacs, plot_latency_vs_params, plot_latency_vs_accuracy, plot_memory, plot_peak_share,
+            plot_attention_share)
 LAST_PLOTTERS = (plot_latency_vs_qps,)  # after the plots of the model options
 
 

@@ -55,6 +55,13 @@ class Section:
     skipped: str | None = None
     after: list[str] = field(default_factory=list)
     parts: list[Section] = field(default_factory=list)
+    # the "Not shown" section only: (anchor, what, why) of each analysis and plot the table has no data for
+    missing: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def has_data(self) -> bool:
+        """Whether the section shows anything measured (a table, a drawn plot, a finding, a part that does)."""
+        return (self.table is not None or any(p.figure is not None for p in self.plots) or bool(self.text)
+                or any(p.has_data() for p in self.parts))
 
 
 # ------------------------------------------------------------------------------------------- cell texts
@@ -288,8 +295,29 @@ def _table(df: pd.DataFrame, columns: list[Column]) -> Table | None:
     return Table(df, columns) if len(df) else None
 
 
+SUMMARY_PLOT = "latency_summary"
+
+
+def summary_section(rd: ReportData) -> Section:
+    """The answer first: p50 per model and target, as a chart and a table, with the fastest target per row."""
+    from deploykit.studyreport.analysis import latency_summary
+
+    rows, targets, where = latency_summary(rd.df)
+    cols: list[Column] = [("model", lambda r: r["label"])]
+    for t in targets:
+        cols.append((f"{t} p50 ms", lambda r, t=t: fnum(r[f"p50|{t}"])))
+    if len(targets) > 1:
+        cols.append(("fastest (lead over the next)",
+                     lambda r: f"{r['fastest']} ({fx(r['lead'])})" if r["fastest"] else ""))
+    plots = [p for p in rd.plots if p.name == SUMMARY_PLOT and p.figure is not None]
+    return Section("summary", "Summary", nav="Summary",
+                   notes=[f"At {', '.join(where)}; the results table below has every cell."] if where else [],
+                   plots=plots, table=_table(rows, cols) if len(rows) else None,
+                   skipped="No cell finished ok in the latency scenario.")
+
+
 def plots_section(rd: ReportData) -> Section:
-    return Section("plots", "Plots", plots=list(rd.plots))
+    return Section("plots", "Plots", plots=[p for p in rd.plots if p.figure is not None and p.name != SUMMARY_PLOT])
 
 
 def exponents_section(an: Analysis) -> Section:
@@ -342,23 +370,42 @@ def serving_section(an: Analysis) -> Section:
                    skipped="No LoadGen server cell (scenario server) finished ok.")
 
 
+SAME_HEADERS = ("options", "family", "target", "precision", "batch", "res", "threads", "scenario")
+
+
 def results_section(df: pd.DataFrame) -> Section:
+    """Every ok cell; a column with one value in every row is said once above the table (a narrower table)."""
     ok = df[df["status"] == "ok"]
+    cols = results_columns(ok)
+    same = []
+    if len(ok) > 1:
+        keep = []
+        for header, f in cols:
+            values = {str(f(r)) for _, r in ok.iterrows()} if header in SAME_HEADERS else set()
+            if len(values) == 1:
+                value = values.pop()
+                if value:
+                    same.append(f"{header} {value}")
+            else:
+                keep.append((header, f))
+        cols = keep
     return Section("results", f"Results ({len(ok)} ok cells)", nav="Results",
-                   table=_table(ok, results_columns(ok)), skipped="No cell finished ok.")
+                   notes=[f"Every row: {' · '.join(same)}."] if same else [],
+                   table=_table(ok, cols), skipped="No cell finished ok.")
 
 
 def failed_section(df: pd.DataFrame) -> Section:
     bad = df[df["status"] != "ok"]
     return Section("failed", f"Cells not ok ({len(bad)})", nav="Cells not ok",
-                   table=_table(bad, failed_columns(bad)), text=[] if len(bad) else ["None."])
+                   table=_table(bad, failed_columns(bad)), skipped="Every cell finished ok.")
 
 
 def methods_section() -> Section:
     return Section("methods", "Methods", text=list(METHODS))
 
 
-FIXED_IDS = ("plots", "exponents", "attention", "int8", "serving", "results", "failed", "methods")
+FIXED_IDS = ("summary", "plots", "not-shown", "exponents", "attention", "int8", "serving", "results", "failed",
+             "methods")
 
 
 def option_anchor(oc: OptionComparison, taken: set[str]) -> str:
@@ -368,7 +415,8 @@ def option_anchor(oc: OptionComparison, taken: set[str]) -> str:
 
 
 def build_sections(rd: ReportData) -> list[Section]:
-    """Every section of the report, in page order."""
+    """The sections of the report with something to show, in page order (the summary first), then one "Not shown"
+    section naming each analysis and plot the table has no data for, and why."""
     an = rd.analysis
     taken = set(FIXED_IDS)
     options = []
@@ -376,8 +424,30 @@ def build_sections(rd: ReportData) -> list[Section]:
         anchor = option_anchor(oc, taken)
         taken.add(anchor)
         options.append(option_section(oc, anchor))
-    return [plots_section(rd), exponents_section(an), attention_section(an), *options, int8_section(an),
-            serving_section(an), results_section(rd.df), failed_section(rd.df), methods_section()]
+    every = [summary_section(rd), plots_section(rd), exponents_section(an), attention_section(an), *options,
+             int8_section(an), serving_section(an), results_section(rd.df), failed_section(rd.df)]
+    shown: list[Section] = []
+    missing: list[tuple[str, str, str]] = []
+    for s in every:
+        if not s.has_data():
+            if s.skipped and s.id not in ("plots", "failed"):
+                missing.append((f"skipped-section-{s.id}", s.title, s.skipped))
+            for part in s.parts:
+                missing.append((f"skipped-section-{s.id}-{len(missing)}", f"{s.title}: {part.title}",
+                                part.skipped or ""))
+            continue
+        if s.parts:
+            for part in s.parts:
+                if not part.has_data():
+                    missing.append((f"skipped-section-{s.id}-{len(missing)}", f"{s.title}: {part.title}",
+                                    part.skipped or ""))
+            s.parts = [part for part in s.parts if part.has_data()]
+        shown.append(s)
+    missing += [(f"skipped-{p.name}", p.title, p.skipped or "") for p in rd.plots if p.figure is None]
+    if missing:
+        shown.append(Section("not-shown", "Not shown for this table", nav="Not shown", missing=missing,
+                             notes=["Analyses and plots with no data in this table, and what they need."]))
+    return shown + [methods_section()]
 
 
 # ------------------------------------------------------------------------------------------------ header

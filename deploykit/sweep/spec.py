@@ -136,8 +136,9 @@ class BenchSettings:
                              duration_s=self.duration, min_queries=self.min_queries)
 
     def quantize(self) -> QuantizeConfig:
-        """The int8 cells' recipe: the sweep's calibration data and size (bench's defaults otherwise)."""
-        return QuantizeConfig(calib_data=self.calib_data,
+        """The int8 cells' recipe: the sweep's calibration data and size (bench's defaults otherwise); its Q/DQ
+        profile follows each cell's target (the run spec chooses it: trt on TensorRT-backed targets)."""
+        return QuantizeConfig(calib_data=self.calib_data, profile=None,
                               **({"calib_size": self.calib_size} if self.calib_size is not None else {}))
 
 

@@ -93,7 +93,7 @@ def test_bench_json_to_stdout_and_reports_written(cli_runner, tmp_path, resnet18
     out = tmp_path / "reports"
     r = cli_runner.invoke(cli, ["bench", str(resnet18_64.path), *QUICK[2:], "--report-dir", str(out), "--json"])
     assert r.exit_code == 0, r.stderr
-    rep = json.loads(r.stdout)
+    (rep,) = json.loads(r.stdout)  # bench --json: always a list, one report per run
     assert rep["schema"] == "deploykit.report" and rep["model"]["label"] == "resnet18"
     written = sorted(p.suffix for p in files_under(out))
     assert written == [".csv", ".json", ".md"]

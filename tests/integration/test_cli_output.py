@@ -5,6 +5,7 @@ Real subprocesses (stdout and stderr are pipes, not terminals), tiny models: Res
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 import pytest
@@ -55,7 +56,7 @@ def test_every_json_command_prints_only_json_on_stdout(tmp_path):
     run("inspect", onnx)
     p = run("bench", onnx, "--no-save", "--warmup", "1", "--min-iters", "3", "--min-time", "0", "--threads", "1",
             "--energy", "off")
-    assert ran["bench"]["model"]["label"] == "resnet18" and "measuring resnet18 on ort" in p.stderr
+    assert [r["model"]["label"] for r in ran["bench"]] == ["resnet18"] and "measuring resnet18 on ort" in p.stderr
     run("targets")
     run("models", "--family", "parc")
     run("gate", onnx, "--against", onnx, "--no-save", "--threads", "1", "--tolerance", "50%", "--min-blocks", "6",
@@ -68,9 +69,13 @@ def test_every_json_command_prints_only_json_on_stdout(tmp_path):
     run("compare", str(sweep_dir), str(sweep_dir))
     (spec_file,) = sweep_dir.glob("cells/*/spec.json")  # the cell's run spec, run again by hand
     run("run", str(spec_file), "--no-save")
-    assert ran["run"]["run_spec"] == json.loads(spec_file.read_text())
+    assert ran["run"][0]["run_spec"] == json.loads(spec_file.read_text())  # a latency spec: bench's list
     run("loadgen", onnx, "-t", "ort", "--scenario", "singlestream", "--duration", "0.3", "--threads", "1",
         "--calibration-time", "0.2", "--no-save")
+    run("cache list")
+    assert any(e["model"] == "resnet18" and e["manifest"] for e in ran["cache list"]["entries"]), ran["cache list"]
+    run("cache prune", "--keep", "0", "--dry-run")
+    assert ran["cache prune"]["bytes"] > 0 and Path(onnx).is_file()  # a dry run removes nothing
     assert set(ran) == json_commands(), "a command with --json is not covered here"
 
 

@@ -266,7 +266,7 @@ def test_bench_with_the_reference_workload(cli_runner, resnet18_64, tmp_path):
                                 "--min-time", "0", "--reference-workload", "--reference-blocks", "6", "--json",
                                 "--report-dir", str(tmp_path)])
     assert r.exit_code == 0, r.stderr
-    rep = json.loads(r.stdout)
+    (rep,) = json.loads(r.stdout)
     rw = rep["reference_workload"]
     assert rw["rounds"] == 6 and rw["name"] == "refnet-v1" and set(rw["relative"]) == {"p50", "p90", "throughput"}
     assert "reference workload refnet-v1" in next(tmp_path.glob("*.md")).read_text()

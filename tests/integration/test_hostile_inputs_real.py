@@ -85,7 +85,7 @@ def test_a_timm_model_with_external_data_works_from_another_folder(cli_runner, t
     (tmp_path / "tmp").mkdir()
     r = invoke(cli_runner, "bench", model, *FAST, "--json", "--no-save")
     assert r.exit_code == 0, r.stderr
-    assert json.loads(r.stdout)["fidelity"]["passed"] is True
+    assert json.loads(r.stdout)[0]["fidelity"]["passed"] is True
     r = invoke(cli_runner, "inspect", model, "--json")
     assert r.exit_code == 0, r.stderr
     r = invoke(cli_runner, "fuse", model, "-o", work / "fused.onnx", "--json")
@@ -95,7 +95,7 @@ def test_a_timm_model_with_external_data_works_from_another_folder(cli_runner, t
     assert r.exit_code == 0, r.stderr
     int8 = Path(json.loads(r.stdout)["path"])
     r = invoke(cli_runner, "bench", int8, *FAST, "--json", "--no-save")
-    assert r.exit_code == 0 and json.loads(r.stdout)["target"]["precision"] == "int8", r.stderr
+    assert r.exit_code == 0 and json.loads(r.stdout)[0]["target"]["precision"] == "int8", r.stderr
     assert scratch(tmp_path / "tmp") == []  # nothing of ORT's quantization left in TMPDIR
 
 
@@ -104,7 +104,7 @@ def test_gate_and_openvino_on_a_model_with_external_data(cli_runner, timm_extern
     model = timm_external["repvgg_a0"]
     monkeypatch.chdir(tmp_path)
     r = invoke(cli_runner, "bench", model, *FAST, "-t", "openvino", "--json", "--no-save")
-    assert r.exit_code == 0 and json.loads(r.stdout)["fidelity"]["passed"] is True, r.stderr
+    assert r.exit_code == 0 and json.loads(r.stdout)[0]["fidelity"]["passed"] is True, r.stderr
     r = invoke(cli_runner, "gate", model, "--against", model, *GATE_FAST, "--json")
     assert r.exit_code in (0, 5) and "do not match" not in r.stderr, r.stderr
     # a committed file with external data, at a git revision: the data file comes from that revision too
@@ -145,7 +145,7 @@ def test_a_rebuilt_artifact_at_the_same_path_gets_a_new_reference(cli_runner, tm
         assert r.exit_code == 0, r.stderr
         r = invoke(cli_runner, "bench", "x.onnx", *FAST, "--json", "--no-save")
         assert r.exit_code == 0, r.stderr
-        fid = json.loads(r.stdout)["fidelity"]
+        fid = json.loads(r.stdout)[0]["fidelity"]
         assert fid["passed"] is True and fid["reference"] == "pytorch fp32 (cpu)", fid  # not seed 0's cached outputs
 
 
@@ -171,14 +171,14 @@ def test_weights_given_by_a_relative_path_are_found_from_any_folder(cli_runner, 
     monkeypatch.chdir(b)
     r = invoke(cli_runner, "bench", art, *FAST, "--json", "--no-save")
     assert r.exit_code == 0, r.stderr
-    fid = json.loads(r.stdout)["fidelity"]
+    fid = json.loads(r.stdout)[0]["fidelity"]
     assert fid["reference"] == "pytorch fp32 (cpu)" and fid["passed"] is True
     for ref in art.parent.glob("*.npz"):
         ref.unlink()
     (a / "w.pt").rename(a / "moved.pt")  # the weights are gone: said, and the ONNX Runtime reference is used
     r = invoke(cli_runner, "bench", art, *FAST, "--json", "--no-save")
     assert r.exit_code == 0, r.stderr
-    assert "which are gone" in json.loads(r.stdout)["fidelity"]["reference"]
+    assert "which are gone" in json.loads(r.stdout)[0]["fidelity"]["reference"]
 
 
 def _private_store(resnet18_64, tmp_path) -> Path:
@@ -194,7 +194,7 @@ def test_a_corrupt_reference_cache_is_rebuilt(cli_runner, resnet18_64, tmp_path)
     r = invoke(cli_runner, "bench", "resnet18", "--resolution", "64", *FAST, "--models-dir", store, "--json",
                "--no-save")
     assert r.exit_code == 0, r.stderr
-    assert json.loads(r.stdout)["fidelity"]["passed"] is True and ref.read_bytes() != b"garbage"
+    assert json.loads(r.stdout)[0]["fidelity"]["passed"] is True and ref.read_bytes() != b"garbage"
 
 
 # ------------------------------------------------------------------------------------- 4. blobs, gate's check
@@ -217,11 +217,11 @@ def test_a_corrupted_openvino_blob_of_the_same_size_is_compiled_again(cli_runner
     blob.write_bytes(bytes(data))
     r = invoke(cli_runner, *args)
     assert r.exit_code == 0, r.stderr
-    rep = json.loads(r.stdout)
+    (rep,) = json.loads(r.stdout)
     assert rep["target"]["info"]["loaded_from_cache"] is False and "SHA-256" in rep["target"]["info"]["cache_note"]
     assert rep["fidelity"]["passed"] is True
     r = invoke(cli_runner, *args)  # the blob compiled again is recorded and reused
-    assert json.loads(r.stdout)["target"]["info"]["loaded_from_cache"] is True
+    assert json.loads(r.stdout)[0]["target"]["info"]["loaded_from_cache"] is True
 
 
 def test_the_gate_checks_both_sides_outputs_before_timing(cli_runner, resnet18_64, tmp_path):
@@ -372,7 +372,7 @@ def test_a_read_only_store_still_serves_its_valid_artifacts(cli_runner, resnet18
     r = invoke(cli_runner, "bench", "resnet18", "--resolution", "64", "-t", target, *FAST, "--models-dir", store,
                "--json", "--no-save")
     assert r.exit_code == 0, r.stderr
-    assert json.loads(r.stdout)["fidelity"]["passed"] is True
+    assert json.loads(r.stdout)[0]["fidelity"]["passed"] is True
 
 
 # ------------------------------------------------------------------------------------- 10. compile child killed

@@ -187,7 +187,7 @@ def test_pretrained_torchvision_weights_come_from_the_torch_hub_cache(tmp_path):
     p = run_cli("bench", "tv:squeezenet1_1", "--pretrained", *QUICK, "--seed", "1", "--models-dir", store,
                 "--no-save", "--json", env=env)
     assert p.returncode == 0, p.stderr
-    rep = json.loads(p.stdout)
+    (rep,) = json.loads(p.stdout)
     assert rep["fidelity"]["reference"].startswith("pytorch") and rep["fidelity"]["passed"]
     assert rep["model"]["path"] == pre["path"]
 

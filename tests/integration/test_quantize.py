@@ -216,7 +216,7 @@ def test_bench_int8_reports_what_ran_in_int8(deit_tiny_64, tmp_path, cli_runner)
                                 str(tmp_path / "r"), "--warmup", "1", "--min-iters", "3", "--min-time", "0",
                                 "--json"])
     assert r.exit_code == 0, r.stderr
-    rep = json.loads(r.stdout)
+    (rep,) = json.loads(r.stdout)
     validate(rep)
     assert rep["target"]["precision"] == "int8" and rep["fidelity"]["passed"]
     assert rep["fidelity"]["tolerance"]["min_cosine"] == FLOOR_COSINE

@@ -220,3 +220,51 @@ def test_report_loads_without_errors_and_the_plots_render(browser, report_page, 
     assert ink_share(page) > 0.03
     print(f"screenshot {page.shape[1]}x{page.shape[0]}: {distinct_colours(page)} colours, "
           f"{100 * ink_share(page):.1f}% ink -> {tmp_path / 'report.png'}")
+
+
+@pytest.fixture(scope="module")
+def four_cell_page(tmp_path_factory):
+    """A small sweep as a new user runs it: two models on two targets, fp32, one resolution and batch."""
+    from click.testing import CliRunner
+
+    folder = tmp_path_factory.mktemp("four")
+    df = contract_table(folder, families=("cnn", "vit"), evil=False)
+    df = df[(df["status"] == "ok") & (df["precision"] == "fp32") & (df["resolution"] == 224) & (df["batch"] == 1)]
+    assert len(df) == 4
+    write_table(df, folder)
+    res = CliRunner().invoke(cli, ["report", str(folder), "--n-boot", "100"])
+    assert res.exit_code == 0, res.output + str(res.exception)
+    return folder / "report.html"
+
+
+def no_sideways_scroll(browser) -> None:
+    assert browser.evaluate("document.documentElement.scrollWidth") <= \
+        browser.evaluate("document.documentElement.clientWidth")
+    wide = browser.evaluate("Array.from(document.querySelectorAll('.scroll')).map(d => d.scrollWidth - d.clientWidth)")
+    assert max(wide, default=0) <= 0, wide  # no table scrolls sideways at 1280 px
+
+
+def test_a_small_sweep_leads_with_the_answer_at_1280_px(browser, four_cell_page, tmp_path):
+    browser.open(four_cell_page.as_uri())
+    assert browser.errors() == []
+    no_sideways_scroll(browser)
+    ids = browser.evaluate("Array.from(document.querySelectorAll('h2')).map(h => h.id)")
+    assert ids[0] == "summary" and ids[-2:] == ["not-shown", "methods"], ids
+    assert "exponents" not in ids and "int8" not in ids and "serving" not in ids  # sections without data
+    text = browser.evaluate("document.body.innerText")
+    assert "Not drawn" not in text.split("Not shown for this table")[0]  # no notice before the answer
+    box = browser.evaluate("""(() => { const r = document.querySelector('#svg-latency_summary')
+        .getBoundingClientRect(); return {x: r.left + scrollX, y: r.top + scrollY, width: r.width,
+        height: r.height}; })()""")
+    assert box["y"] < 900 and box["width"] > 500, box  # the summary chart is on the first screen
+    shot = browser.screenshot({k: box[k] for k in ("x", "y", "width", "height")})
+    assert distinct_colours(shot) > 50 and ink_share(shot) > 0.05
+    ticks = browser.evaluate("Array.from(document.querySelectorAll('svg text')).map(t => t.textContent)")
+    assert not [t for t in ticks if "×10" in t or "10^" in t], ticks  # log ticks as plain numbers
+
+
+def test_the_study_page_does_not_scroll_sideways_at_1280_px(browser, report_page):
+    browser.open(report_page.as_uri())
+    no_sideways_scroll(browser)
+    ids = browser.evaluate("Array.from(document.querySelectorAll('h2')).map(h => h.id)")
+    assert ids[0] == "summary" and ids.index("results") < ids.index("methods")

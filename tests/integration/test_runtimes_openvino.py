@@ -162,7 +162,7 @@ def test_cli_openvino_throughput_report(cli_runner, resnet18_64, tmp_path):
             "--warmup", "1", "--min-iters", "6", "--min-time", "0", "--report-dir", str(tmp_path), "--json"]
     r = cli_runner.invoke(cli, args)
     assert r.exit_code == 0, r.stderr
-    rep = json.loads(r.stdout)
+    (rep,) = json.loads(r.stdout)
     assert rep["throughput"]["mode"] == "throughput" and rep["target"]["info"]["performance_hint"] == "THROUGHPUT"
     assert rep["energy"]["status"] in ("measured", "unavailable")
     if rep["energy"]["status"] == "unavailable":

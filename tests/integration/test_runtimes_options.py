@@ -119,7 +119,7 @@ def test_cli_flags_reach_the_report(cli_runner, resnet18_64):
     r = cli_runner.invoke(cli, ["bench", str(resnet18_64.path), *QUICK, "--graph-opt", "extended", "--no-transfers",
                                 "--no-cache"])
     assert r.exit_code == 0, r.stderr
-    rep = json.loads(r.stdout)
+    (rep,) = json.loads(r.stdout)
     s = rep["settings"]
     assert [k for k in s if k in REPORT_KEYS] == REPORT_KEYS
     assert (s["graph_opt"], s["transfers"], s["cache"], s["cuda_graphs"], s["threads"]) == ("extended", False, False,
@@ -181,7 +181,7 @@ def test_a_new_target_is_one_module(tmp_path, resnet18_64):
 
     run = _with_new_target(tmp_path, "bench", str(resnet18_64.path), "-t", "dk-echo", "--echo-level", "3", *QUICK)
     assert run.returncode == 0, run.stderr
-    rep = json.loads(run.stdout)
+    (rep,) = json.loads(run.stdout)
     assert rep["target"]["name"] == "dk-echo" and rep["target"]["info"]["echo_level"] == 3
     assert rep["settings"]["echo_level"] == 3 and rep["settings"]["graph_opt"] == "all"
 

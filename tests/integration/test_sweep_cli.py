@@ -124,8 +124,10 @@ def test_a_cell_past_the_cell_timeout_is_recorded_as_timeout(tmp_path, env):
 def test_server_cells_one_per_qps_and_the_report_plots_latency_vs_qps(tmp_path, env):
     pytest.importorskip("mlperf_loadgen")
     out = tmp_path / "serving"
-    p = run_cli("sweep", "resnet18", "-t", "ort", "--resolution", "64", "--threads", "1", "--scenario", "server",
-                "--qps", "5,10", "--duration", "2", "-o", str(out), "--json", env=env, timeout=300)
+    study = tmp_path / "serving.toml"  # LoadGen's early-stopping default (690 queries at p99) would take minutes
+    study.write_text('[loadgen]\nmin_queries = 20\n\n[[matrix]]\nmodels = ["resnet18"]\ntargets = ["ort"]\n'
+                     'resolution = [64]\nthreads = [1]\nscenario = ["server"]\nqps = [5, 10]\n')
+    p = run_cli("sweep", "--study", str(study), "--duration", "2", "-o", str(out), "--json", env=env, timeout=300)
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["counts"]["ok"] == 2
     assert not (out / "cells" / "peak.log").exists()  # no bench cell to give a share of the peak

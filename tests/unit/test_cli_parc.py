@@ -80,7 +80,7 @@ def test_bench_refuses_a_graph_with_an_op_the_target_declares_unsupported(layer_
     r = cli_runner.invoke(cli, ["bench", str(layer_files["conv"]), "-t", "ort", "--no-save", "--json",
                                 "--min-iters", "3", "--min-time", "0", "--warmup", "1"])
     assert r.exit_code == 0, r.stderr
-    report = json.loads(r.stdout)
+    (report,) = json.loads(r.stdout)
     assert report["fidelity"]["passed"] and report["timing"]["iterations"] >= 3
 
 

@@ -46,3 +46,23 @@ def test_an_unknown_output_format_is_a_one_line_error(cli_runner, tmp_path):
 def _write(path, text):
     path.write_text(text)
     return path
+
+
+def test_report_builds_the_table_from_a_folder_of_bench_reports(cli_runner, tmp_path):
+    """A user who ran `deploykit bench` gets a page from its reports folder (as `compare` reads it), beside them."""
+    import json
+
+    from tests.unit.test_cli_tables import make_report
+
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    for i, (model, target, p50) in enumerate([("resnet18", "ort", 3.2), ("resnet18", "openvino", 2.1),
+                                              ("deit_tiny", "ort", 4.4)]):
+        rep = make_report(model, "cnn", {}, target, p50, seed=i)
+        (folder / f"2026-{model}-{target}.json").write_text(json.dumps(rep))
+    (folder / "notes.json").write_text('{"not": "a report"}')  # other JSON files are left out
+    r = cli_runner.invoke(cli, ["report", str(folder), "--n-boot", "100"])
+    assert r.exit_code == 0, r.stderr
+    assert "3 cells (3 ok)" in r.stderr
+    page = (folder / "report.html").read_text(encoding="utf-8")
+    assert "deit_tiny" in page and "openvino" in page

@@ -76,7 +76,7 @@ def test_user_conf_sits_between_defaults_and_explicit_options(tmp_path):
     s = build_test_settings(lg, LoadgenConfig(scenario="server", user_conf=str(conf)), CAL, model="resnet18")
     assert s.server_target_qps == 77 and s.min_duration_ms == 3000  # the file beats deploykit's defaults
     assert s.server_target_latency_ns == 30_000_000
-    assert s.min_query_count == 100  # a key for another model does not apply
+    assert s.min_query_count == 690  # a key for another model does not apply (the early-stopping default at p99)
     assert s.mode == lg.TestMode.PerformanceOnly  # the file cannot switch to accuracy mode
     # only the file: LoadGen's mlperf.conf (10-minute runs) is not loaded
     assert s.max_duration_ms == 0 and s.min_duration_ms != 600000
@@ -111,3 +111,28 @@ def test_record_is_what_was_asked():
     rec = LoadgenConfig(scenario="multistream", samples_per_query=4, seed=3).record()
     assert rec["scenario"] == "multistream" and rec["samples_per_query"] == 4 and rec["percentile"] == 99
     assert rec["latency_bound_ms"] is None and rec["duration_s"] == 10 and rec["peak_method"] is None
+
+
+def test_the_default_min_queries_lets_early_stopping_pass_at_the_percentile():
+    """A first try (`loadgen --scenario server --qps 20 --duration 5`) asks for enough queries that LoadGen's early
+    stopping can be met at p99 (459 with no late query: 0.99^459 <= 1%), with room for a few late ones."""
+    from deploykit.spec.loadgen import default_min_queries
+
+    assert [default_min_queries(p) for p in (90, 95, 99)] == [100, 140, 690]
+    assert 0.99 ** 459 <= 0.01 < 0.99 ** 458
+    s = build_test_settings(lg, LoadgenConfig(scenario="server", qps=20, duration_s=5), CAL, model="m")
+    assert s.min_query_count == 690
+    s = build_test_settings(lg, LoadgenConfig(scenario="server", qps=20, min_queries=50), CAL, model="m")
+    assert s.min_query_count == 50  # an explicit --min-queries wins
+
+
+def test_a_scheduled_qps_that_differs_from_the_asked_one_is_explained():
+    from deploykit.report.loadgen import qps_note
+
+    lg_section = {"scenario": "Server", "qps_scheduled": 18.514, "query_count": 100,
+                  "effective_settings": {"target_qps": 20.0}}
+    note = qps_note(lg_section)
+    assert note.startswith("QPS scheduled 18.514 for 20 asked: LoadGen draws Poisson arrival times")
+    assert "about +-10% over 100 queries" in note
+    assert qps_note({**lg_section, "qps_scheduled": 20.02}) is None
+    assert qps_note({**lg_section, "scenario": "Offline"}) is None

@@ -104,10 +104,12 @@ def _sparse_table() -> pd.DataFrame:
 def test_plots_without_data_are_skipped_with_a_reason():
     rd = prepare(_sparse_table(), source="sparse.csv", n_boot=100)
     skipped = {p.name: p.skipped for p in rd.plots if p.figure is None}
-    assert set(skipped) == set(PLOT_NAMES)
+    assert set(skipped) == set(PLOT_NAMES) - {"latency_summary"}  # two ok cells: the summary chart is the answer
     page = render_html(rd)
     for p in rd.plots:
-        assert f'id="skipped-{p.name}"' in page and p.skipped
+        if p.figure is None:  # listed once, under "Not shown", not as notices opening the page
+            assert f'id="skipped-{p.name}"' in page and p.skipped
+    assert page.index('id="summary"') < page.index('id="results"') < page.index('id="not-shown"')
     assert "two or more resolutions" in skipped["latency_vs_resolution"]
     assert "int8 twin" in skipped["int8_speedup"]
     assert skipped["latency_vs_qps"] == "no ok LoadGen server cell (scenario server) in the table"
@@ -150,7 +152,7 @@ def test_markdown_table_cells_cannot_break_the_table():
     df = _sparse_table()
     df.loc[0, "model"] = "a|b"
     text, images = render_markdown(prepare(df, n_boot=100), "x")
-    assert "a\\|b" in text and images == {}
+    assert "a\\|b" in text and set(images) == {"latency_summary.png"}
 
 
 def test_the_report_format_comes_from_the_file_name(tmp_path):
@@ -180,9 +182,38 @@ def test_a_model_option_no_family_declares_is_compared_under_its_key():
     assert drawn["blocks"].title == "block values vs resolution"
     page = render_html(rd)
     assert '<h2 id="option-block">block values</h2>' in page and '<a href="#option-block">block values</a>' in page
-    option = page[page.index('<h2 id="option-block">'):page.index('<h2 id="int8">')]
+    start = page.index('<h2 id="option-block">')
+    option = page[start:page.index("<h2", start + 1)]
     assert "<th>p50 a ms</th><th>p50 b ms</th>" in option and "fastest" not in option.split("<table")[0]
-    assert '<h2 id="parc">ParC implementations</h2>' in page  # the declared option keeps its (empty) section
-    assert "No model measured with two or more parc_impl values at the same settings." in page
+    assert '<h2 id="parc">' not in page  # the declared option's empty section: one line under "Not shown"
+    assert ('id="skipped-section-parc"><b>ParC implementations</b> — No model measured with two or more parc_impl '
+            'values at the same settings.') in page
     text, _ = render_markdown(rd, "x")
     assert "## block values" in text and "| p50 a ms | p50 b ms |" in text
+
+
+def test_the_page_leads_with_a_summary_and_shows_only_sections_with_data():
+    """Two models on two targets: the summary (chart and table, the fastest target per model) comes first; the
+    analyses without data are one list under "Not shown", not empty sections; log ticks are plain numbers."""
+    from deploykit.studyreport.analysis import latency_summary
+    from deploykit.studyreport.plots import _tick_text
+
+    df = pd.DataFrame({
+        "model": ["a", "a", "b", "b"], "model_options": "", "family": "cnn", "target": ["ort", "ov", "ort", "ov"],
+        "precision": "fp32", "batch": 1, "resolution": 224, "threads": 2, "status": "ok",
+        "p50_ms": [2.0, 1.0, 30.0, 45.0], "ci_low_ms": [1.9, 0.9, 29.0, 44.0], "ci_high_ms": [2.1, 1.1, 31.0, 46.0]})
+    rd = prepare(df, n_boot=100)
+    rows, targets, where = latency_summary(rd.df)
+    assert targets == ["ort", "ov"] and where == []
+    assert list(rows["label"]) == ["a", "b"] and list(rows["fastest"]) == ["ov", "ort"]
+    assert list(rows["lead"]) == [2.0, 1.5]
+    page = render_html(rd)
+    ids = re.findall(r'<h2 id="([^"]+)"', page)
+    assert ids[0] == "summary" and ids[-2:] == ["not-shown", "methods"]
+    assert "exponents" not in ids and "int8" not in ids and "failed" not in ids
+    summary = page[page.index('<h2 id="summary">'):page.index("<h2", page.index('<h2 id="summary">') + 1)]
+    assert '<svg id="svg-latency_summary"' in summary and "<th>fastest (lead over the next)</th>" in summary
+    assert "<td>a</td>" in summary and "ov (2.00×)" in summary
+    results = page[page.index('<h2 id="results">'):]
+    assert "Every row: family cnn · precision fp32 · batch 1 · res 224 · threads 2." in results
+    assert [_tick_text(v) for v in (0.5, 2, 30, 400, 5000)] == ["0.5", "2", "30", "400", "5000"]
