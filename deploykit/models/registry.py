@@ -418,3 +418,22 @@ def _save_stats_cache(cache_dir: Path | None, cache: dict) -> None:
         write_json(p, cache)
     except Exception:  # a cache that cannot be written is not an error
         pass
+
+
+def compute_shipped_stats() -> dict:
+    """Every registry model at its default resolution and options, counted now (no cache, no shipped table): the
+    table ``models/shipped_stats.py`` ships."""
+    from deploykit.models import shipped_stats
+
+    out = {}
+    for cfg in list_models():
+        opts = resolve_options(cfg, None)
+        out[shipped_stats.key(cfg.name, cfg.resolution, opts)] = count_stats(cfg.name, cfg.resolution, opts)
+    return out
+
+
+if __name__ == "__main__":  # python -m deploykit.models.registry: rewrite the shipped counts
+    from deploykit.models import shipped_stats as _shipped
+
+    _shipped.FILE.write_text(json.dumps(compute_shipped_stats(), indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    print(f"wrote {_shipped.FILE}")

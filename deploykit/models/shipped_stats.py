@@ -2,7 +2,8 @@
 so that the first ``deploykit models`` prints at once instead of counting 17 models on the meta device (~25 s).
 Other resolutions and options are counted on demand and cached (``registry.model_stats``). An architecture's counts
 do not depend on the library versions; ``tests/unit/test_models_shipped_stats.py`` recounts them (slow) so that a
-change to a builder cannot leave a stale entry. Regenerate with ``python -m deploykit.models.shipped_stats``.
+change to a builder cannot leave a stale entry. Regenerate with ``python -m deploykit.models.registry`` (which
+counts them: ``registry.compute_shipped_stats``; this module only reads the table, so the registry can use it).
 """
 
 from __future__ import annotations
@@ -32,19 +33,3 @@ def lookup(name: str, resolution: int, options: dict) -> dict[str, int] | None:
     if isinstance(entry, dict) and all(isinstance(entry.get(k), int) for k in ("params", "macs")):
         return {"params": entry["params"], "macs": entry["macs"]}
     return None
-
-
-def compute_all() -> dict:
-    """Every registry model at its default resolution and options, counted now (no cache, no shipped table)."""
-    from deploykit.models.registry import count_stats, list_models, resolve_options
-
-    out = {}
-    for cfg in list_models():
-        opts = resolve_options(cfg, None)
-        out[key(cfg.name, cfg.resolution, opts)] = count_stats(cfg.name, cfg.resolution, opts)
-    return out
-
-
-if __name__ == "__main__":
-    FILE.write_text(json.dumps(compute_all(), indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    print(f"wrote {FILE}")
