@@ -7,7 +7,9 @@ its cost is their median (as bench/interleave.Block.cost("p50")). One inference 
 
 with time t counted in inferences, so a burst can start or end inside a round and hit A and B unequally.
 Noise kinds:
-  iid      log-normal noise, sigma 3%
+  iid      log-normal noise, sigma 3% (a quiet machine)
+  noisy    log-normal noise, sigma 25%: rounds whose log-ratios spread by ~20%, as the A/A gates of the issue
+           (MDE 17-65%) -- where re-testing at every look shows most
   heavy    Student-t (2 degrees of freedom) on the log scale, scale 2%: rare blocks several times slower
   bursty   an on/off load: busy and idle spells of 40-300 inferences each (0.2-1.5 s of a 5 ms model, as the
            background load of tests/integration/test_gate_under_load.py); while busy, inferences are slowed by
@@ -39,7 +41,7 @@ from typing import Callable
 
 import numpy as np
 
-KINDS = ("iid", "heavy", "bursty", "drift")
+KINDS = ("iid", "noisy", "heavy", "bursty", "drift")
 SAMPLES = 5  # inferences per block (the gate's --block-iters default)
 
 
@@ -49,6 +51,8 @@ def simulate(kind: str, step: float, n_rounds: int, seed: int, samples: int = SA
     t_total = n_rounds * 2 * samples
     if kind == "iid":
         log_noise = rng.normal(0.0, 0.03, t_total)
+    elif kind == "noisy":
+        log_noise = rng.normal(0.0, 0.25, t_total)
     elif kind == "heavy":
         log_noise = 0.02 * rng.standard_t(2, t_total)
     elif kind == "bursty":
