@@ -137,6 +137,7 @@ def compare(inputs: Sequence[tuple[str, object]], *, by: str | None = None, metr
     constant = {d: next(iter(cells))[i] for i, d in enumerate(dims) if d not in shown}
     samples = _SampleCache()
     between = between_run_variation(repeats.values())
+    noisy_cells = 0
     tested = {"bootstrap": 0, "ci-overlap": 0}
     rows = []
     for ident, slot in cells.items():
@@ -149,7 +150,9 @@ def compare(inputs: Sequence[tuple[str, object]], *, by: str | None = None, metr
                 continue
             v = _num(r.get(metric))
             entry = {"value": v, "ci": _ci(r) if metric == "p50_ms" else None, "ratio": None, "ratio_ci": None,
-                     "significant": None, "real": None, "test": "baseline" if col == base else "none"}
+                     "significant": None, "real": None, "test": "baseline" if col == base else "none",
+                     "noisy": _flag(r.get("noisy"))}
+            noisy_cells += bool(entry["noisy"])
             if col != base and b is not None and v is not None and _num(b.get(metric)):
                 entry["ratio"] = v / _num(b.get(metric))
                 _test(entry, metric, r, b, samples, level, n_boot, notes, str(col), str(base))
@@ -167,6 +170,9 @@ def compare(inputs: Sequence[tuple[str, object]], *, by: str | None = None, metr
         notes.append(f"{tested['ci-overlap']} ratio(s) tested by non-overlapping 95% CIs of the median (raw samples "
                      f"unavailable); {tested['bootstrap']} by the bootstrap of the ratio")
     notes += samples.machine_notes()
+    if noisy_cells:
+        notes.append(f"{noisy_cells} value(s) come from runs flagged noisy (CV above 10% or a burst within the run; "
+                     "'noisy' in their values): their ratios say as much about the machine as about the model")
     if between is None:
         notes.append("between-run variation unknown: no cell has repeated runs in one column, so no "
                      f"difference is starred; {WEAK} marks a ratio outside the runs' own noise only (runs minutes "
@@ -206,6 +212,15 @@ def between_run_variation(groups, level: float = 0.95) -> dict | None:
     half = float(t.ppf(1 - (1 - level) / 2, df)) * sd * math.sqrt(2)
     return {"sd": math.expm1(sd), "log_sd": sd, "df": df, "groups": k, "half_width": math.expm1(half),
             "log_half_width": half}
+
+
+def _flag(v) -> bool | None:
+    if v is None or str(v) == "<NA>":
+        return None
+    try:
+        return bool(v)
+    except (TypeError, ValueError):
+        return None
 
 
 def _real(entry: dict, between: dict | None, level: float) -> bool | None:

@@ -244,3 +244,17 @@ def test_linear_quadratic_fit_of_a_linear_curve_never_crosses():
 def test_linear_quadratic_fit_rejects_degenerate_input(x, y, msg):
     with pytest.raises(ValueError, match=msg):
         stats.fit_linear_quadratic(x, y)
+
+
+def test_noise_flags_name_a_spread_run_and_a_run_whose_halves_differ():
+    rng = np.random.default_rng(0)
+    steady = 10 * (1 + 0.02 * rng.standard_normal(300))
+    assert stats.noise_flags(steady) == []
+    bursty = steady.copy()
+    bursty[rng.random(300) < 0.15] *= 2.5  # another job's bursts: some iterations 2.5x slower
+    (why,) = stats.noise_flags(bursty)
+    assert why.startswith("CV ")
+    stepped = np.concatenate([steady[:150], 1.10 * steady[150:]])  # a load arrived half-way
+    (why,) = stats.noise_flags(stepped)
+    assert why.startswith("second half +") and "burst test" in why  # ~ +10%
+    assert stats.noise_flags(steady[:10]) == [] and stats.noise_flags([5.0]) == []
