@@ -138,7 +138,7 @@ def results_columns(df: pd.DataFrame) -> list[Column]:
     if _present(df, "peak_share"):
         cols.append(("% of peak", lambda r: fpct(share.get(r.name, np.nan))
                      + (f" ({r['peak_kind']})" if r["peak_kind"] and r["peak_kind"] != "measured" else "")))
-    for name, header in (("rss_peak_mb", "RSS peak MB"), ("gpu_peak_mb", "GPU peak MB"),
+    for name, header in (("rss_increase_mb", "RSS +MB"), ("gpu_peak_mb", "GPU peak MB"),
                          ("artifact_mb", "artifact MB"), ("j_per_item", "J/item"), ("qps_achieved", "QPS")):
         if _present(df, name):
             cols.append(_col(name, header))
