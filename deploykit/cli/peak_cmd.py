@@ -75,7 +75,8 @@ def _print(entry: dict) -> None:
         b, th = entry["best"].get(p), theo.get(p)
         if b is None and th is None:
             continue
-        rng = f" ({b['range'][0]:.0f}-{b['range'][1]:.0f} over {b.get('rounds')} rounds)" if b and b.get("range") else ""
+        rng = (f" ({b['range'][0]:.0f}-{b['range'][1]:.0f} over {b.get('rounds')} rounds)"
+               if b and b.get("range") else "")
         table.add_row(p, f"{b['gflops']:.1f} {_unit(p)}{rng}" if b else "-",
                       escape(f"{b['target']} {b['kernel']}") if b else "not measured",
                       b["shape"] if b else "-", f"{th['gflops']:.1f}" if th else "-",
