@@ -472,7 +472,9 @@ def run_check(p: Prepared, cfg: GateConfig, level: float, budget: float | None, 
                 evs = evidence(rounds)
                 decs = [decide_one(ev, level) for ev in evs]
                 say(f"{c.name}: {len(rounds)} blocks: " + "; ".join(
-                    f"{m.metric} {d.estimate:+.1%} [{d.ci[0]:+.1%}, {d.ci[1]:+.1%}] MDE {d.mde:.1%} -> {d.outcome}"
+                    f"{m.metric} {d.estimate:+.1%} "
+                    + (f"[{d.ci[0]:+.1%}, {d.ci[1]:+.1%}] MDE {d.mde:.1%}" if math.isfinite(d.mde)
+                       else "[unbounded yet]") + f" -> {d.outcome}"
                     for m, d in zip(c.metrics, decs)))
                 # settled: decided, or held INCONCLUSIVE by a drift allowance that no number of blocks can get
                 # under the tolerance (PASS is out of reach)
