@@ -9,8 +9,8 @@ Two tests, and the marker says which passed:
     test); other metrics get no test. This knows only the noise *inside* each run: two identical runs minutes
     apart on a shared machine differ by 5-25% while each run's own interval is +-1%.
   * between-run (``real``): the difference must also exceed the variation between independent runs, estimated
-    from the inputs' repeats -- the same cell measured more than once in one column (a sweep with repeats,
-    several reports of one model): the pooled standard deviation s of log(metric) within those groups, with
+    from the inputs' repeats -- the same cell measured more than once in one column (a folder holding several
+    reports of one cell): the pooled standard deviation s of log(metric) within those groups, with
     sum(n - 1) degrees of freedom; a ratio r is real when |log r| > t(df, 0.975) x s x sqrt(2) and it is
     significant within-run. Without repeats the between-run variation is unknown and nothing is starred:
     ``*`` real (``*ci``: by the CI-overlap fallback), ``~`` significant within-run only (between-run unknown).
@@ -176,8 +176,8 @@ def compare(inputs: Sequence[tuple[str, object]], *, by: str | None = None, metr
     if between is None:
         notes.append("between-run variation unknown: no cell has repeated runs in one column, so no "
                      f"difference is starred; {WEAK} marks a ratio outside the runs' own noise only (runs minutes "
-                     "apart on a shared machine often differ by more); repeat the runs (e.g. sweep --repeats) to "
-                     "estimate it")
+                     "apart on a shared machine often differ by more); give an input several runs of the same cells "
+                     "(a folder holding each cell's reports) to estimate it")
         test = (f"{WEAK}: the {level:.0%} bootstrap CI of the ratio to {base} (raw samples, within-run noise only) "
                 f"excludes 1 ('{WEAK}ci': non-overlapping CIs of the median); between-run variation unknown, so "
                 f"no {MARK}")
