@@ -11,6 +11,9 @@ from benchmarks.background_load import BurstLoad
 from deploykit.cli import cli
 from tests.integration.test_gate_cli import FAST, slow_2x  # noqa: F401  (the fixture)
 
+# the load these tests start must not slow the tests of the parallel part: run with no other test beside them
+pytestmark = pytest.mark.serial
+
 
 def gate_json(cli_runner, *args) -> dict:
     r = cli_runner.invoke(cli, ["gate", *args, *FAST, "--json", "--no-save"])
