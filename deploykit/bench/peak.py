@@ -208,46 +208,92 @@ def _skip_reason(kernel, cpu: dict, unavailable: str | None) -> str | None:
     return None
 
 
+ROUNDS = 3  # interleaved rounds over every kernel and shape: a load that comes and goes hits one round, not all
+DISAGREE = 0.10  # rounds of a kernel's best shape further apart than this (range / median): re-measured once
+
+
+def _combine(rows: list[dict]) -> dict:
+    """One shape's rounds as one row: the round with the median p50 (its GFLOP/s), and every round's GFLOP/s."""
+    mid = sorted(rows, key=lambda r: r["p50_ms"])[(len(rows) - 1) // 2]
+    g = [r["gflops"] for r in rows]
+    return {**mid, "rounds_gflops": g, "spread": round((max(g) - min(g)) / mid["gflops"], 4) if mid["gflops"] else 0.0}
+
+
 def measure_peak(threads: int | None = None, targets: tuple[str, ...] | None = None, *, quick: bool = False,
-                 say: Say | None = None) -> dict:
+                 say: Say | None = None, rounds: int = ROUNDS) -> dict:
     """Measure every kernel of ``targets`` (default: every target with the PEAK capability) on every shape at
-    ``threads`` threads; returns the cache entry."""
+    ``threads`` threads, in ``rounds`` interleaved rounds (each kernel and shape once per round, a round's stop
+    rule 1/rounds of the time); a shape's figure is its median round, a kernel's best shape carries the range of
+    its rounds, and a kernel whose best shape's rounds disagree by more than DISAGREE is measured for another
+    ``rounds`` rounds, with a warning. Returns the cache entry."""
+    from dataclasses import replace
+
     from deploykit.runtimes.base import get_runtime
 
     say = say or (lambda msg: None)
     cpu = cpu_info()
     threads = threads or available_cores()
     shapes, timing = (QUICK_SHAPES, QUICK_TIMING) if quick else (SHAPES, FULL_TIMING)
+    rounds = max(1, rounds)
+    per_round = replace(timing, min_time=timing.min_time / rounds)
     targets = tuple(t for t in peak_targets() if targets is None or t in targets)
-    kernels = []
+    kernels: list[dict] = []
+    work = []  # (entry index, runtime class, kernel)
+    for target in targets:
+        runtime_cls = get_runtime(target)
+        av = runtime_cls.availability()
+        unavailable = None if av.available else f"target {target} is unavailable here: {av.reason}"
+        for kernel in runtime_cls.peak_kernels():
+            rec = {"target": target, "kernel": kernel.name, "requested": kernel.precision}
+            why = _skip_reason(kernel, cpu, unavailable)
+            if why:
+                say(f"{target} {kernel.name}: skipped ({why})")
+                kernels.append({**rec, "precision": kernel.precision, "skipped": why})
+                continue
+            work.append((len(kernels), runtime_cls, kernel))
+            kernels.append(rec)
+    measured: dict[int, list[list[dict]]] = {i: [[] for _ in shapes] for i, _, _ in work}
+    warnings: list[str] = []
     with tempfile.TemporaryDirectory(prefix="dk-peak-") as tmp:
-        for target in targets:
-            runtime_cls = get_runtime(target)
-            av = runtime_cls.availability()
-            unavailable = None if av.available else f"target {target} is unavailable here: {av.reason}"
-            for kernel in runtime_cls.peak_kernels():
-                rec = {"target": target, "kernel": kernel.name, "requested": kernel.precision}
-                why = _skip_reason(kernel, cpu, unavailable)
-                if why:
-                    say(f"{target} {kernel.name}: skipped ({why})")
-                    kernels.append({**rec, "precision": kernel.precision, "skipped": why})
-                    continue
-                rows = []
-                for m, k, n, _what in shapes:
-                    row = _measure_shape(runtime_cls, kernel, m, k, n, threads, Path(tmp), timing)
-                    say(f"{target} {kernel.name} {row['shape']}: {row['gflops']:.1f} "
+
+        def one_round(items, r: int) -> None:
+            for i, runtime_cls, kernel in items:
+                for j, (m, k, n, _what) in enumerate(shapes):
+                    row = _measure_shape(runtime_cls, kernel, m, k, n, threads, Path(tmp), per_round)
+                    say(f"round {r + 1}: {kernels[i]['target']} {kernel.name} {row['shape']}: {row['gflops']:.1f} "
                         f"{'GOP/s' if kernel.precision == 'int8' else 'GFLOP/s'} (p50 {row['p50_ms']:.3f} ms)")
-                    rows.append(row)
-                ran = {r["ran"] for r in rows}
-                precision = rows[0]["ran"] if len(ran) == 1 else kernel.precision
-                best = max(rows, key=lambda r: r["gflops"])
-                entry = {**rec, "precision": precision, "shapes": rows, "best_gflops": best["gflops"],
-                         "best_shape": best["shape"]}
-                if precision != kernel.precision:
-                    entry["note"] = (f"{kernel.precision} was asked for but {', '.join(sorted(map(str, ran)))} ran "
-                                     "(read back from the runtime): counted as what ran")
-                kernels.append(entry)
-    return _entry(threads, targets, quick, timing, shapes, kernels, cpu)
+                    measured[i][j].append(row)
+
+        for r in range(rounds):
+            one_round(work, r)
+        again = [w for w in work if max(_combine(rs)["spread"] for rs in measured[w[0]]) > DISAGREE]
+        if again:
+            for w in again:
+                warnings.append(f"{kernels[w[0]]['target']} {w[2].name}: its rounds disagreed by more than "
+                                f"{DISAGREE:.0%} (the machine was busy in some of them); measured {rounds} more")
+                say("warning: " + warnings[-1])
+            for r in range(rounds):
+                one_round(again, rounds + r)
+    for i, _runtime_cls, kernel in work:
+        rows = [_combine(rs) for rs in measured[i]]
+        ran = {r["ran"] for r in rows}
+        precision = rows[0]["ran"] if len(ran) == 1 else kernel.precision
+        best = max(rows, key=lambda r: r["gflops"])
+        entry = {**kernels[i], "precision": precision, "shapes": rows, "best_gflops": best["gflops"],
+                 "best_shape": best["shape"], "best_range": [min(best["rounds_gflops"]), max(best["rounds_gflops"])],
+                 "rounds": len(best["rounds_gflops"])}
+        if best["spread"] > DISAGREE:
+            warnings.append(f"{entry['target']} {kernel.name}: rounds still {best['spread']:.0%} apart at "
+                            f"{best['shape']} ({', '.join(f'{g:g}' for g in best['rounds_gflops'])}); measure the "
+                            "peak again on a quiet machine (deploykit peak --force)")
+        if precision != kernel.precision:
+            entry["note"] = (f"{kernel.precision} was asked for but {', '.join(sorted(map(str, ran)))} ran "
+                             "(read back from the runtime): counted as what ran")
+        kernels[i] = entry
+    out = _entry(threads, targets, quick, timing, shapes, kernels, cpu)
+    out["rounds"] = rounds
+    out["warnings"] = warnings + out["warnings"]
+    return out
 
 
 def _entry(threads, targets, quick, timing, shapes, kernels, cpu) -> dict:
@@ -294,7 +340,7 @@ def best_per_precision(kernels: list[dict]) -> dict:
         p = kern["precision"]
         if p not in best or kern["best_gflops"] > best[p]["gflops"]:
             best[p] = {"gflops": kern["best_gflops"], "target": kern["target"], "kernel": kern["kernel"],
-                       "shape": kern["best_shape"]}
+                       "shape": kern["best_shape"], "range": kern.get("best_range"), "rounds": kern.get("rounds")}
     return best
 
 
@@ -398,7 +444,15 @@ def efficiency(*, macs: int, batch: int, p50_ms: float, items_per_s: float | Non
     if th and best["gflops"] > th["gflops"]:
         out["theoretical_basis"] += (f"; the measured peak {best['gflops']:g} exceeds it: the clock read is below "
                                      "the clock the cores run at, so this share is too high")
-    out["peak_source"] = (f"measured by `deploykit peak` {entry.get('measured_at', '')[:10]}"
+    rng = best.get("range")
+    if rng and best.get("gflops"):
+        half = (rng[1] - rng[0]) / 2 / best["gflops"]
+        noise = f", rounds {rng[0]:g}-{rng[1]:g} ({best.get('rounds')} rounds, +-{half:.0%})"
+    else:
+        noise = ", one round (no spread known: re-measure with `deploykit peak --force`)"
+    out["peak_measured_at"] = entry.get("measured_at")
+    out["peak_range_gflops"] = rng
+    out["peak_source"] = (f"measured by `deploykit peak` {entry.get('measured_at', '')[:10]}{noise}"
                           f"{' (--quick: small shapes, not a real peak)' if entry.get('quick') else ''}: "
                           f"{best['target']} {best['kernel']} at {best['shape']}, {threads} threads, best over "
                           f"{len(entry.get('shapes', []))} GEMM shapes ({cache_path(cache_dir)})")

@@ -296,6 +296,13 @@ def _cost(model: ResolvedModel, memory: dict, export, options: RuntimeOptions, s
 def load_measured(runtime_cls: type[Runtime], runtime: Runtime, model: ResolvedModel):
     """Load ``model`` on ``runtime`` inside the memory tracker: (the tracker, the load time in ns). The tracker
     holds the RSS before the load and resets the peak there; it is closed again when the load fails."""
+    import importlib
+
+    for name in runtime_cls.requires:  # the runtime's own libraries are the process's, not the model's: in first
+        try:  # (on first use an export may have imported them already; on reuse the load would count them)
+            importlib.import_module(name)
+        except ImportError:
+            pass
     mem = memory_mod.MemoryTracker(runtime.uses_gpu(), torch_cuda="torch" in runtime_cls.requires)
     mem.start()
     t0 = now_ns()

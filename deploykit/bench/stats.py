@@ -116,6 +116,40 @@ def summarize(samples: Sequence[float] | np.ndarray, *, n_boot: int = 2000, seed
     }
 
 
+NOISY_CV = 0.10  # a run whose samples spread more than this (coefficient of variation) is flagged noisy
+NOISY_SHIFT = 0.05  # ... or whose two halves' medians differ by more than this, beyond chance (p < NOISY_P)
+NOISY_P = 0.001
+
+
+def noise_flags(samples: Sequence[float] | np.ndarray, *, cv_limit: float = NOISY_CV,
+                shift_limit: float = NOISY_SHIFT) -> list[str]:
+    """Why a run's samples (in the order they were measured) are not one steady level -- empty when they are.
+
+    Two checks: the coefficient of variation above ``cv_limit`` (another job's bursts make some iterations 2-3x
+    slower), and a burst test: the medians of the first and second half of the run differ by more than
+    ``shift_limit`` and a Mann-Whitney U test of the two halves says so with p < 0.001 (the machine changed speed
+    during the run: a load came or went). A noisy run's median and its CI describe the machine's mix of states
+    more than the model."""
+    a = np.asarray(samples, dtype=np.float64)
+    out: list[str] = []
+    if a.size < 2:
+        return out
+    mean = float(a.mean())
+    cv = float(a.std(ddof=1)) / mean if mean > 0 else 0.0
+    if cv > cv_limit:
+        out.append(f"CV {cv:.0%} > {cv_limit:.0%}")
+    if a.size >= 20:
+        half = a.size // 2
+        m1, m2 = float(np.median(a[:half])), float(np.median(a[half:]))
+        if m1 > 0 and m2 > 0 and abs(np.log(m2 / m1)) > np.log1p(shift_limit):
+            from scipy.stats import mannwhitneyu
+
+            p = float(mannwhitneyu(a[:half], a[half:], alternative="two-sided").pvalue)
+            if p < NOISY_P:
+                out.append(f"second half {m2 / m1 - 1:+.0%} vs the first (burst test, p < {NOISY_P:g})")
+    return out
+
+
 SUPPORT = 10  # samples that must lie beyond a percentile (on its nearer side) before deploykit trusts it
 
 

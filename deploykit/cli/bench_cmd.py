@@ -280,7 +280,7 @@ BENCH_COLUMNS = [
     ("model", 1), ("variant", 2), ("target", 3), ("precision", 4), ("input", 13), ("p50_ms", 5), ("ci95_ms", 6),
     ("p90_ms", 10), ("p99_ms", 11), ("cv", 9), ("items_per_s", 7), ("mode", 8), ("j_per_inf", 14),
     ("first_ms", 16), ("iterations", 12), ("top1", 17), ("cosine", 18), ("rel_err", 19), ("fidelity", 8),
-    ("rss_peak_mb", 15),
+    ("rss_increase_mb", 15),  # the model's memory: the increase over its load, not the process's history
 ]
 TEXT_COLUMNS = ("model", "variant", "target", "precision", "input", "fidelity", "mode")
 

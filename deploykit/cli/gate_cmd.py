@@ -100,7 +100,7 @@ def command(candidate, against, against_rev, baseline, gate_file, target, precis
     deploykit gate -c gate.toml                            many checks from a gate file
 
     Both sides run in the same process, alternating in short blocks (A B, B A, A B, ... after warm-up);
-    the decision uses the per-block log-ratios with a bootstrap confidence interval over blocks:
+    the decision uses the per-round log-ratios with a confidence sequence over rounds (valid at every look):
     PASS (upper bound below the tolerance, and the run sensitive enough to see it), REGRESSION (lower
     bound above zero and the estimate above the tolerance), INCONCLUSIVE (blocks are added up to
     --max-blocks, then it is reported), IMPROVEMENT (faster beyond the tolerance; passes).

@@ -76,7 +76,9 @@ def _print(entry: dict) -> None:
         b, th = entry["best"].get(p), theo.get(p)
         if b is None and th is None:
             continue
-        rows.append({"precision": p, "best": f"{b['gflops']:.1f} {_unit(p)}" if b else "-",
+        rng = (f" ({b['range'][0]:.0f}-{b['range'][1]:.0f} over {b.get('rounds')} rounds)"
+               if b and b.get("range") else "")
+        rows.append({"precision": p, "best": f"{b['gflops']:.1f} {_unit(p)}{rng}" if b else "-",
                      "kernel": f"{b['target']} {b['kernel']}" if b else "not measured",
                      "shape": b["shape"] if b else "-",
                      "theo": f"{th['gflops']:.1f}" if th else "-",

@@ -76,11 +76,16 @@ def specs_from_flags(models, targets, params: dict, *, measure, models_dir: Path
                          "'--calib-data synthetic' for a smoke test"
                          + (", e.g. '" + example(target_list, int8, None, models) + "'" if example else ""))
     check_model_flags(models, flags)
+    precision = INT8 if int8 else opts.precision
+    if precision is None and len(target_list) > 1:
+        # like with like: several targets side by side all run fp32 unless told otherwise (OpenVINO would pick
+        # bf16 on a CPU with bf16 units, next to ONNX Runtime's fp32), as a sweep does; the tables say what ran
+        precision = "fp32"
     specs = []
     for m in models:
         named = is_model_name(m)
         for t in target_list:
-            specs.append(RunSpec(model=m, target=t, precision=INT8 if int8 else opts.precision,
+            specs.append(RunSpec(model=m, target=t, precision=precision,
                                  batch=measure.batch, resolution=measure.resolution,
                                  model_options=model_options(model_opts, model=m, **flags) if named else (),
                                  weights=str(weights) if weights and named else None, pretrained=pretrained and named,

@@ -82,6 +82,9 @@ def axis_options(f):
               help="Continue the sweep in --out: cells already ok in its table are not run again (nor failed ones, "
                    "without --retry-failed).")
 @click.option("--retry-failed", is_flag=True, help="With --resume: run the failed, timed-out and killed cells again.")
+@click.option("--remeasure-noisy", is_flag=True,
+              help="With --resume: run again the cells the table flags noisy (CV above 10%, or the run's two halves at "
+                   "different speeds: a load came or went).")
 @click.option("--dry-run", is_flag=True, help="List the cells and what would happen to each; run nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary (or the --dry-run list) as JSON.")
 @click.option("--no-peak", is_flag=True,
@@ -107,9 +110,8 @@ def axis_options(f):
                 "$DEPLOYKIT_HISTORY if set].")
 def command(models, targets, precision, batch, resolution, threads, scenario, qps, study, out,
             cell_timeout, min_time, max_time, min_iters, warmup, calib_data, eval_data, latency_bound, duration,
-            models_dir,
-            resume, retry_failed, dry_run, as_json, no_peak, executor, slurm_partition, slurm_time_limit,
-            slurm_sbatch, slurm_array, history, **axes):
+            models_dir, resume, retry_failed, remeasure_noisy, dry_run, as_json, no_peak, executor, slurm_partition,
+            slurm_time_limit, slurm_sbatch, slurm_array, history, **axes):
     """Run MODELS (names, globs such as 'resnet*', timm:NAME / tv:NAME, .onnx files) on every combination of
     targets, precisions, batch sizes, resolutions and thread counts: each cell is one 'deploykit bench' in its own
     child process, so a crash, a hang past --cell-timeout or an out-of-memory kill is recorded as that cell's
@@ -147,7 +149,8 @@ def command(models, targets, precision, batch, resolution, threads, scenario, qp
                             "latency_bound": latency_bound,
                             "duration": duration})
     out = sweep_folder(spec, out, resume)
-    p = plan(spec, out, resume=resume, retry_failed=retry_failed, targets_here=EXECUTORS.get(executor).runs_here)
+    p = plan(spec, out, resume=resume, retry_failed=retry_failed, targets_here=EXECUTORS.get(executor).runs_here,
+             remeasure_noisy=remeasure_noisy)
     prelude = [] if no_peak else prelude_commands(p, models_dir)
     options = {}
     jobs = None

@@ -29,7 +29,7 @@ from deploykit.runtimes.options import RuntimeOptions
 from deploykit.spec.run import RunSpec
 from deploykit.core.errors import DeployKitError, InputError, UsageError, squash
 from deploykit.gate.decision import (INCONCLUSIVE, MIN_ROUNDS, Decision, Evidence, adaptive_level, decide_all,
-                                   decide_one, effect_replicates, exit_code)
+                                   decide_one, exit_code)
 
 Say = Callable[[str], None]
 
@@ -467,11 +467,14 @@ def run_check(p: Prepared, cfg: GateConfig, level: float, budget: float | None, 
                                  drift=cfg.baseline_drift if base_lr else 0.0) for m in c.metrics]
 
             def enough(rounds) -> bool:
-                decs, evs = [], evidence(rounds)
-                for ev in evs:
-                    decs.append(decide_one(effect_replicates(ev, n_boot=cfg.n_boot, seed=cfg.seed), ev, level))
+                # a look: the decision's interval is a confidence sequence, valid at every look at once, so the
+                # gate may stop at the first look that decides (and the final decide_all is one more look)
+                evs = evidence(rounds)
+                decs = [decide_one(ev, level) for ev in evs]
                 say(f"{c.name}: {len(rounds)} blocks: " + "; ".join(
-                    f"{m.metric} {d.estimate:+.1%} [{d.ci[0]:+.1%}, {d.ci[1]:+.1%}] MDE {d.mde:.1%} -> {d.outcome}"
+                    f"{m.metric} {d.estimate:+.1%} "
+                    + (f"[{d.ci[0]:+.1%}, {d.ci[1]:+.1%}] MDE {d.mde:.1%}" if math.isfinite(d.mde)
+                       else "[unbounded yet]") + f" -> {d.outcome}"
                     for m, d in zip(c.metrics, decs)))
                 # settled: decided, or held INCONCLUSIVE by a drift allowance that no number of blocks can get
                 # under the tolerance (PASS is out of reach)

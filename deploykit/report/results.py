@@ -37,6 +37,7 @@ COLUMNS: list[tuple[str, str]] = [
     # latency
     ("p50_ms", "float"), ("ci_low_ms", "float"), ("ci_high_ms", "float"), ("p90_ms", "float"), ("p99_ms", "float"),
     ("mean_ms", "float"), ("cv_pct", "float"), ("items_per_s", "float"), ("iterations", "int"),
+    ("noisy", "bool"),  # bench.stats.noise_flags: CV above 10% or the run's two halves at different levels
     # model
     ("params_m", "float"), ("gmacs", "float"), ("gmacs_attention", "float"), ("gflops", "float"),
     ("peak_share", "float"), ("peak_kind", "str"),
@@ -173,6 +174,7 @@ def _bench_row(report: dict) -> dict:
         "p99_ms": _num(s["p99"]), "mean_ms": _num(s["mean"]), "cv_pct": _scaled(s["cv"], 0.01),
         "items_per_s": _num(report["throughput"]["items_per_s"]), "iterations": int(report["timing"]["iterations"]),
         "fidelity": {True: "pass", False: "FAIL", None: "n/a"}[report["fidelity"].get("passed")],
+        "noisy": _noisy(report),
     })
     cx = (m.get("complexity") or {})
     row["params_m"] = _scaled(cx.get("params"), 1e6)
@@ -193,6 +195,19 @@ def _bench_row(report: dict) -> dict:
                                                                          _num(ci[1]))
     row["acc_mcnemar_p"] = _num(paired.get("mcnemar_p"))
     return row
+
+
+def _noisy(report: dict) -> bool | None:
+    """Whether the report's raw samples (in measured order) are flagged by ``bench.stats.noise_flags``."""
+    from deploykit.bench.stats import noise_flags
+
+    samples = (report.get("timing") or {}).get("samples_ms")
+    if not isinstance(samples, list) or not samples:
+        return None
+    try:
+        return bool(noise_flags(samples))
+    except (TypeError, ValueError):
+        return None
 
 
 def _loadgen_row(report: dict) -> dict:

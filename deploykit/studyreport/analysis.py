@@ -300,13 +300,20 @@ def exponent_table(df: pd.DataFrame, cells: CellReports | None = None, *, n_boot
                    seed: int = 0) -> pd.DataFrame:
     """Per series with at least two resolutions: latency = a * pixels**k fitted on log-log (pixels =
     resolution**2) with the bootstrap CI of k; k_first / k_last are the slopes of the first and last segment
-    (how k changes with resolution)."""
+    (how k changes with resolution). Cells the table flags ``noisy`` (bench.stats.noise_flags) are left out of
+    the fit while at least two quiet resolutions remain; ``noisy_excluded`` counts them (``noisy_used``: noisy
+    cells the fit had to keep)."""
     from deploykit.bench.stats import fit_power_law
 
     rows = []
     lat = latency_rows(df)
     for key, g in lat.groupby(SERIES, sort=True, dropna=False):
-        pts = _series_points(g)
+        noisy = g["noisy"].fillna(False).astype(bool) if "noisy" in g else pd.Series(False, index=g.index)
+        pts = _series_points(g[~noisy])
+        excluded, used = int(noisy.sum()), 0
+        if len(pts) < 2:  # too few quiet points: fit them all, and say the fit rests on noisy cells
+            pts = _series_points(g)
+            excluded, used = 0, int(noisy[pts.index].sum())
         if len(pts) < 2:
             continue
         res = pts["resolution"].to_numpy(dtype=float)
@@ -319,10 +326,11 @@ def exponent_table(df: pd.DataFrame, cells: CellReports | None = None, *, n_boot
             "resolutions": _res_text(res), "points": len(pts),
             "k": fit.k, "k_ci_low": fit.ci[0] if fit.ci else np.nan, "k_ci_high": fit.ci[1] if fit.ci else np.nan,
             "prefactor_ms": fit.prefactor, "r2": fit.r2, "k_first": float(slopes[0]), "k_last": float(slopes[-1]),
-            "ci_method": fit.method,
+            "ci_method": fit.method, "noisy_excluded": excluded, "noisy_used": used,
         })
     return pd.DataFrame(rows, columns=SERIES + ["family", "resolutions", "points", "k", "k_ci_low", "k_ci_high",
-                                                "prefactor_ms", "r2", "k_first", "k_last", "ci_method"])
+                                                "prefactor_ms", "r2", "k_first", "k_last", "ci_method",
+                                                "noisy_excluded", "noisy_used"])
 
 
 def _res_text(res) -> str:

@@ -1,11 +1,19 @@
 """Side-by-side comparison of results: rows are cells, columns are inputs (or the values of one key column,
 ``by``), each value shown with its ratio to a baseline column and a marker where the difference is real.
 
-"Real": the bootstrap 95% confidence interval of the ratio (``bench.stats.ratio_ci``: the two runs' raw samples,
-read from their JSON reports, resampled independently) excludes 1. Where the raw samples cannot be read (a CSV
-whose reports are gone, a metric with no sample statistic), p50 falls back to the reports' own 95% intervals of
-the median: real when the two intervals do not overlap (a stricter test); other metrics get no marker. Each
-value says which test it got.
+Two tests, and the marker says which passed:
+  * within-run (``significant``): the bootstrap 95% confidence interval of the ratio (``bench.stats.ratio_ci``: the
+    two runs' raw samples, read from their JSON reports, resampled independently) excludes 1. Where the raw
+    samples cannot be read (a CSV whose reports are gone, a metric with no sample statistic), p50 falls back to
+    the reports' own 95% intervals of the median: significant when the two intervals do not overlap (a stricter
+    test); other metrics get no test. This knows only the noise *inside* each run: two identical runs minutes
+    apart on a shared machine differ by 5-25% while each run's own interval is +-1%.
+  * between-run (``real``): the difference must also exceed the variation between independent runs, estimated
+    from the inputs' repeats -- the same cell measured more than once in one column (a folder holding several
+    reports of one cell): the pooled standard deviation s of log(metric) within those groups, with
+    sum(n - 1) degrees of freedom; a ratio r is real when |log r| > t(df, 0.975) x s x sqrt(2) and it is
+    significant within-run. Without repeats the between-run variation is unknown and nothing is starred:
+    ``*`` real (``*ci``: by the CI-overlap fallback), ``~`` significant within-run only (between-run unknown).
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ BY_CHOICES = ("target", "precision", "model", "resolution", "threads", "batch", 
 SAMPLE_TESTS = {"p50_ms": ("median", False), "mean_ms": ("mean", False), "p90_ms": (90, False),
                 "p99_ms": (99, False), "items_per_s": ("mean", True)}
 MARK = "*"
+WEAK = "~"  # significant within the runs, between-run variation unknown
 
 
 def input_label(path: str | Path) -> str:
@@ -89,6 +98,7 @@ def compare(inputs: Sequence[tuple[str, object]], *, by: str | None = None, metr
     cells: dict[tuple, dict] = {}  # identity -> {column: row}
     columns: list = []
     dupes = 0
+    repeats: dict[tuple, list[float]] = {}  # (identity, column) -> the metric of every run of it
     for label, df in frames:
         for row in df.to_dict("records"):
             if row.get("status") != "ok":
@@ -98,6 +108,9 @@ def compare(inputs: Sequence[tuple[str, object]], *, by: str | None = None, metr
             if col not in columns:
                 columns.append(col)
             slot = cells.setdefault(ident, {})
+            v = _num(row.get(metric))
+            if v is not None and v > 0:
+                repeats.setdefault((ident, col), []).append(v)
             if col in slot:
                 dupes += 1
                 if str(row.get("created") or "") < str(slot[col].get("created") or ""):
@@ -123,6 +136,8 @@ def compare(inputs: Sequence[tuple[str, object]], *, by: str | None = None, metr
     shown = [d for i, d in enumerate(dims) if len({ident[i] for ident in cells}) > 1 or d == "model"]
     constant = {d: next(iter(cells))[i] for i, d in enumerate(dims) if d not in shown}
     samples = _SampleCache()
+    between = between_run_variation(repeats.values())
+    noisy_cells = 0
     tested = {"bootstrap": 0, "ci-overlap": 0}
     rows = []
     for ident, slot in cells.items():
@@ -135,10 +150,13 @@ def compare(inputs: Sequence[tuple[str, object]], *, by: str | None = None, metr
                 continue
             v = _num(r.get(metric))
             entry = {"value": v, "ci": _ci(r) if metric == "p50_ms" else None, "ratio": None, "ratio_ci": None,
-                     "significant": None, "test": "baseline" if col == base else "none"}
+                     "significant": None, "real": None, "test": "baseline" if col == base else "none",
+                     "noisy": _flag(r.get("noisy"))}
+            noisy_cells += bool(entry["noisy"])
             if col != base and b is not None and v is not None and _num(b.get(metric)):
                 entry["ratio"] = v / _num(b.get(metric))
                 _test(entry, metric, r, b, samples, level, n_boot, notes, str(col), str(base))
+                entry["real"] = _real(entry, between, level)
                 if entry["test"] in tested:
                     tested[entry["test"]] += 1
             values[str(col)] = entry
@@ -152,10 +170,64 @@ def compare(inputs: Sequence[tuple[str, object]], *, by: str | None = None, metr
         notes.append(f"{tested['ci-overlap']} ratio(s) tested by non-overlapping 95% CIs of the median (raw samples "
                      f"unavailable); {tested['bootstrap']} by the bootstrap of the ratio")
     notes += samples.machine_notes()
+    if noisy_cells:
+        notes.append(f"{noisy_cells} value(s) come from runs flagged noisy (CV above 10% or a burst within the run; "
+                     "'noisy' in their values): their ratios say as much about the machine as about the model")
+    if between is None:
+        notes.append("between-run variation unknown: no cell has repeated runs in one column, so no "
+                     f"difference is starred; {WEAK} marks a ratio outside the runs' own noise only (runs minutes "
+                     "apart on a shared machine often differ by more); give an input several runs of the same cells "
+                     "(a folder holding each cell's reports) to estimate it")
+        test = (f"{WEAK}: the {level:.0%} bootstrap CI of the ratio to {base} (raw samples, within-run noise only) "
+                f"excludes 1 ('{WEAK}ci': non-overlapping CIs of the median); between-run variation unknown, so "
+                f"no {MARK}")
+    else:
+        test = (f"{MARK}: the ratio to {base} exceeds the between-run variation (sd {between['sd']:.1%} of "
+                f"log({metric}) from {between['groups']} repeated cell(s), {between['df']} df; {level:.0%} "
+                f"interval of a difference +-{between['half_width']:.1%}) and its {level:.0%} within-run "
+                f"bootstrap CI excludes 1 ('ci': non-overlapping CIs of the median); {WEAK}: within-run only")
     return {"metric": metric, "by": by or "input", "columns": labels, "baseline": str(base), "dims": shown,
-            "constant": constant, "level": level, "rows": rows, "notes": notes,
-            "test": f"{MARK}: the {level:.0%} bootstrap CI of the ratio to {base} (raw samples) excludes 1; "
-                    "'ci' when tested by non-overlapping CIs of the median instead"}
+            "constant": constant, "level": level, "rows": rows, "notes": notes, "between_run": between,
+            "test": test}
+
+
+def between_run_variation(groups, level: float = 0.95) -> dict | None:
+    """The pooled standard deviation of log(value) between runs of the same cell (``groups``: the values of each
+    cell's repeated runs), its degrees of freedom, and the half-width of the ``level`` interval of the log-ratio of
+    two independent runs; None without any repeat."""
+    ss, df, k = 0.0, 0, 0
+    for g in groups:
+        if len(g) < 2:
+            continue
+        logs = [math.log(v) for v in g]
+        mean = sum(logs) / len(logs)
+        ss += sum((x - mean) ** 2 for x in logs)
+        df += len(logs) - 1
+        k += 1
+    if df == 0:
+        return None
+    from scipy.stats import t
+
+    sd = math.sqrt(ss / df)
+    half = float(t.ppf(1 - (1 - level) / 2, df)) * sd * math.sqrt(2)
+    return {"sd": math.expm1(sd), "log_sd": sd, "df": df, "groups": k, "half_width": math.expm1(half),
+            "log_half_width": half}
+
+
+def _flag(v) -> bool | None:
+    if v is None or str(v) == "<NA>":
+        return None
+    try:
+        return bool(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def _real(entry: dict, between: dict | None, level: float) -> bool | None:
+    """Significant within the runs and beyond the between-run variation; None when that is unknown."""
+    if between is None or entry.get("significant") is None or not entry.get("ratio"):
+        return None
+    return bool(entry["significant"] and abs(math.log(entry["ratio"])) > between["log_half_width"])
 
 
 def _ci(r: dict) -> list[float] | None:
@@ -263,8 +335,12 @@ def ratio_text(entry: dict | None) -> str:
     if entry is None or entry.get("ratio") is None:
         return ""
     mark = ""
-    if entry.get("significant"):
-        mark = MARK if entry["test"] == "bootstrap" else MARK + "ci"
+    if entry.get("real"):
+        mark = MARK
+    elif entry.get("significant") and entry.get("real") is None:
+        mark = WEAK
+    if mark and entry["test"] == "ci-overlap":
+        mark += "ci"
     return f"x{N.number(entry['ratio'], 3)}{mark}"
 
 
@@ -312,11 +388,13 @@ def to_csv(result: dict) -> str:
     dims = list(result["dims"]) + [d for d in result["constant"]]
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(dims + [result["by"], result["metric"], "ci_low", "ci_high", "ratio", "ratio_ci_low",
-                       "ratio_ci_high", "real", "test"])
+                       "ratio_ci_high", "within_run", "real", "test"])
     for r in result["rows"]:
         key = [r["cell"].get(d, result["constant"].get(d, "")) for d in dims]
         for c, e in r["values"].items():
             ci, rci = e.get("ci") or ["", ""], e.get("ratio_ci") or ["", ""]
+            real = e.get("real")
             w.writerow(key + [c, e["value"], *ci, "" if e["ratio"] is None else e["ratio"], *rci,
-                              "" if e["significant"] is None else e["significant"], e["test"]])
+                              "" if e["significant"] is None else e["significant"], "" if real is None else real,
+                              e["test"]])
     return buf.getvalue()

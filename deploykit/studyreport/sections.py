@@ -145,7 +145,7 @@ def results_columns(df: pd.DataFrame) -> list[Column]:
     if _present(df, "peak_share"):
         cols.append(("% of peak", lambda r: fpct(share.get(r.name, np.nan))
                      + (f" ({r['peak_kind']})" if r["peak_kind"] and r["peak_kind"] != "measured" else "")))
-    for name, header in (("rss_peak_mb", "RSS peak MB"), ("gpu_peak_mb", "GPU peak MB"),
+    for name, header in (("rss_increase_mb", "RSS +MB"), ("gpu_peak_mb", "GPU peak MB"),
                          ("artifact_mb", "artifact MB"), ("j_per_item", "J/item"), ("qps_achieved", "QPS")):
         if _present(df, name):
             cols.append(_col(name, header))
@@ -329,7 +329,20 @@ def exponents_section(an: Analysis) -> Section:
                "pixels, k = 2: quadratic. The CI is a bootstrap over each point's median (measurement noise); the "
                "first/last segment slopes show how k changes with resolution."],
         table=_table(t, EXPONENT_COLUMNS), skipped="No series with two or more resolutions.",
-        after=["CI basis: " + " | ".join(methods)] if methods else [])
+        after=(["CI basis: " + " | ".join(methods)] if methods else []) + noisy_fit_notes(t))
+
+
+def noisy_fit_notes(t) -> list[str]:
+    """What the exponent fits did with cells flagged noisy (CV above 10% or a burst within the run)."""
+    out = []
+    for _, r in t.iterrows():
+        name = " ".join(str(r[c]) for c in ("model", "target", "precision") if c in r and str(r[c]))
+        if int(r.get("noisy_excluded", 0) or 0):
+            out.append(f"{name}: {int(r['noisy_excluded'])} noisy cell(s) left out of the fit")
+        if int(r.get("noisy_used", 0) or 0):
+            out.append(f"{name}: the fit rests on {int(r['noisy_used'])} noisy cell(s) (too few quiet ones); "
+                       "re-measure them (deploykit sweep --resume --remeasure-noisy)")
+    return out
 
 
 def attention_section(an: Analysis) -> Section:

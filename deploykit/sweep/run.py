@@ -138,15 +138,18 @@ def existing_rows(out: Path) -> dict[str, dict]:
 
 
 def plan(spec: SweepSpec, out: Path, *, resume: bool = False, retry_failed: bool = False,
-         targets_here: bool = True) -> Plan:
+         targets_here: bool = True, remeasure_noisy: bool = False) -> Plan:
     """Each cell's action. Without ``resume`` an out folder that already holds a table is refused (nothing is
     overwritten by accident); with it, cells ok in the table are kept, failed ones too unless ``retry_failed``
-    (whichever executor ran them). ``targets_here``: cells run on this machine, so a target unavailable here
-    skips its cells (an executor whose cells run elsewhere passes False: ``Executor.runs_here``)."""
+    (whichever executor ran them), ok ones flagged noisy too unless ``remeasure_noisy``. ``targets_here``: cells
+    run on this machine, so a target unavailable here skips its cells (an executor whose cells run elsewhere
+    passes False: ``Executor.runs_here``)."""
     cells = spec.cells(targets_here=targets_here)
     rows = existing_rows(out)
     if retry_failed and not resume:
         raise UsageError("--retry-failed re-runs the failed cells of an existing sweep: use it with --resume")
+    if remeasure_noisy and not resume:
+        raise UsageError("--remeasure-noisy re-runs the noisy cells of an existing sweep: use it with --resume")
     if rows and not resume:
         raise UsageError(f"{out} already holds a sweep's results ({len(rows)} cells): pass --resume to continue it, "
                          "or choose another -o folder")
@@ -155,13 +158,21 @@ def plan(spec: SweepSpec, out: Path, *, resume: bool = False, retry_failed: bool
         row = rows.get(c.key)
         if c.skip:
             actions[c.key] = "skip"
-        elif row is not None and row["status"] == "ok":
+        elif row is not None and row["status"] == "ok" and not (remeasure_noisy and _flagged(row.get("noisy"))):
             actions[c.key] = "done"
         elif row is not None and row["status"] in FAILED and not retry_failed:
             actions[c.key] = "kept"
         else:
             actions[c.key] = "run"
     return Plan(cells=cells, actions=actions, existing=rows)
+
+
+def _flagged(v) -> bool:
+    """A table's nullable boolean (True, numpy True, pandas NA, None) as a plain bool."""
+    try:
+        return bool(v) if v is not None and str(v) != "<NA>" else False
+    except (TypeError, ValueError):
+        return False
 
 
 @dataclass

@@ -129,3 +129,22 @@ def test_export_and_bench_as_a_subprocess(tmp_path):
     assert len(list((tmp_path / "r").glob("*-deit_tiny-ort.json"))) == 1
     p = run_cli("bench", "deit_tiny", "--batch", "-2", env=env)
     assert_clean_error(p, 2, "--batch")
+
+
+def test_bench_on_several_targets_runs_them_all_in_fp32_unless_told(cli_runner, tmp_path, resnet18_64):
+    """Like with like: ORT beside OpenVINO, no --precision: both asked for fp32 (OpenVINO would pick bf16 on a CPU
+    with bf16 units); one target alone keeps its own default; an explicit --precision is what runs."""
+    from deploykit.runtimes.base import get_runtime
+
+    if not get_runtime("openvino").availability().available:
+        pytest.skip("openvino is not installed here")
+    r = cli_runner.invoke(cli, ["bench", str(resnet18_64.path), *QUICK[2:], "-t", "ort,openvino", "--no-save",
+                                "--json"])
+    assert r.exit_code == 0, r.stderr
+    docs = json.loads(r.stdout)
+    assert [d["target"]["name"] for d in docs] == ["ort", "openvino"]
+    assert [d["settings"]["precision"] for d in docs] == ["fp32", "fp32"]
+    alone = cli_runner.invoke(cli, ["bench", str(resnet18_64.path), *QUICK[2:], "-t", "openvino", "--no-save",
+                                    "--json"])
+    assert alone.exit_code == 0, alone.stderr
+    assert json.loads(alone.stdout)["settings"]["precision"] is None  # OpenVINO's own choice, recorded as ran

@@ -26,6 +26,9 @@ def test_peak_quick_json_is_measured_then_cached(tmp_path, resnet18_64, store):
             assert k["precision"] in ("bf16", "fp16")  # only where the CPU lacks the instructions
             continue
         assert len(k["shapes"]) == 2 and all(r["gflops"] > 0 and r["iterations"] >= 3 for r in k["shapes"])
+        # interleaved rounds: every shape measured in each, its figure the median round, the best with its range
+        assert k["rounds"] >= 3 and all(len(r["rounds_gflops"]) == k["rounds"] for r in k["shapes"])
+        assert k["best_range"][0] <= k["best_gflops"] <= k["best_range"][1]
         row = k["shapes"][0]
         assert row["gflops"] == pytest.approx(2 * row["m"] * row["k"] * row["n"] / (row["p50_ms"] / 1e3) / 1e9,
                                               rel=1e-3)
@@ -49,6 +52,8 @@ def test_peak_quick_json_is_measured_then_cached(tmp_path, resnet18_64, store):
     assert e["peak_measured_gflops"] == out["best"]["fp32"]["gflops"]
     assert e["share_of_measured"] == pytest.approx(e["gflops"] / e["peak_measured_gflops"], rel=1e-3)
     assert "--quick" in e["peak_source"] and str(cache) in e["peak_source"]
+    assert "rounds" in e["peak_source"] and e["peak_range_gflops"] == out["best"]["fp32"]["range"]
+    assert e["peak_measured_at"] == out["measured_at"]
 
 
 @pytest.mark.slow

@@ -284,3 +284,17 @@ def test_proportion_ci_is_sensible_at_the_edges():
     assert low == 0.0 and 0 < high < 0.1
     low, high = proportion_ci(180, 360)
     assert low < 0.5 < high and high - low == pytest.approx(2 * 1.96 * (0.25 / 360) ** 0.5, rel=0.05)
+
+
+def test_noise_flags_name_a_spread_run_and_a_run_whose_halves_differ():
+    rng = np.random.default_rng(0)
+    steady = 10 * (1 + 0.02 * rng.standard_normal(300))
+    assert stats.noise_flags(steady) == []
+    bursty = steady.copy()
+    bursty[rng.random(300) < 0.15] *= 2.5  # another job's bursts: some iterations 2.5x slower
+    (why,) = stats.noise_flags(bursty)
+    assert why.startswith("CV ")
+    stepped = np.concatenate([steady[:150], 1.10 * steady[150:]])  # a load arrived half-way
+    (why,) = stats.noise_flags(stepped)
+    assert why.startswith("second half +") and "burst test" in why  # ~ +10%
+    assert stats.noise_flags(steady[:10]) == [] and stats.noise_flags([5.0]) == []

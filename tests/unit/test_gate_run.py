@@ -39,9 +39,10 @@ def test_a_tolerance_under_the_baselines_noise_floor_is_said_and_one_above_is_no
     (w,) = certification_warnings([check(floor - 0.01)], GateConfig())
     assert f"about {floor:.1%}" in w and "INCONCLUSIVE" in w
     assert certification_warnings([check(floor + 0.01)], GateConfig()) == []
-    # two metrics: each is judged at the corrected (stricter) level
-    assert len(certification_warnings([check(floor + 0.01, floor + 0.01, metrics=("p50", "p90"))],
-                                      GateConfig())) >= 1
+    # three metrics: each is judged at the corrected (stricter) level, whose floor is higher
+    assert baseline_floor(log_ratios(rounds, "p50"), drift=0.10, level=1 - 0.05 / 3) > floor + 0.01
+    assert len(certification_warnings([check(floor + 0.01, floor + 0.01, floor + 0.01,
+                                             metrics=("p50", "p90", "throughput"))], GateConfig())) >= 1
 
 
 def test_portable_paths_keep_no_path_of_this_machine(tmp_path):

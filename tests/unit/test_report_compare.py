@@ -44,8 +44,11 @@ def test_columns_per_input_with_ratios_and_the_marker_both_ways(tmp_path):
     head, body = cmp.table_rows(result)
     assert head == ["cell", "before p50_ms", "after p50_ms", "after / before"]
     line = {ln[0]: ln for ln in body}
-    assert line["resnet18"][3].endswith("*") and line["deit_tiny"][3].endswith("*")
-    assert not line["mobilenet_v2"][3].endswith("*")
+    # one run per cell: the between-run variation is unknown, so significant within the runs is all it can say
+    assert result["between_run"] is None and slower["real"] is None
+    assert line["resnet18"][3].endswith(cmp.WEAK) and line["deit_tiny"][3].endswith(cmp.WEAK)
+    assert not line["mobilenet_v2"][3].endswith(cmp.WEAK) and "*" not in "".join(ln[3] for ln in body)
+    assert any("between-run variation unknown" in n for n in result["notes"])
     # the other baseline turns the ratios over
     flipped = cmp.compare(cmp.load_inputs([a, b]), baseline="after")
     r18 = next(r for r in flipped["rows"] if r["cell"]["model"] == "resnet18")["values"]["before"]
@@ -94,7 +97,7 @@ def test_without_raw_samples_p50_falls_back_to_non_overlapping_cis(tmp_path):
     vals = {r["cell"]["model"]: r["values"]["b"] for r in result["rows"]}
     assert vals["resnet18"]["test"] == "ci-overlap" and vals["resnet18"]["significant"] is True
     assert vals["m2"]["test"] == "ci-overlap" and vals["m2"]["significant"] is False
-    assert cmp.ratio_text(vals["resnet18"]).endswith("*ci")
+    assert cmp.ratio_text(vals["resnet18"]).endswith(cmp.WEAK + "ci")
     assert any("non-overlapping" in n for n in result["notes"])
     # other metrics have no CI to fall back on: no marker, and they say so
     p99 = cmp.compare(cmp.load_inputs([a, b]), metric="p99_ms")
@@ -139,7 +142,45 @@ def test_markdown_and_csv_renderings(tmp_path):
     b = write_report(tmp_path / "b.json", make_report(samples(12.0, seed=2)))
     result = cmp.compare(cmp.load_inputs([a, b]))
     md = cmp.to_markdown(result)
-    assert "| cell | a p50_ms | b p50_ms | b / a |" in md and "| x1.199* |" in md
+    assert "| cell | a p50_ms | b p50_ms | b / a |" in md and "| x1.199~ |" in md
+    assert "between-run variation unknown" in md
     lines = cmp.to_csv(result).splitlines()
     assert lines[0].split(",")[:3] == ["model", "model_options", "target"]
-    assert len(lines) == 3 and lines[2].split(",")[-2:] == ["True", "bootstrap"]
+    assert lines[0].split(",")[-3:] == ["within_run", "real", "test"]
+    assert len(lines) == 3 and lines[2].split(",")[-3:] == ["True", "", "bootstrap"]
+
+
+def test_three_identical_runs_compared_are_not_starred(tmp_path):
+    """Three runs of the same model on the same machine, one after the other: their within-run intervals may
+    exclude each other (a shared machine), but nothing supports a claim of a difference -- no star."""
+    paths = [write_report(tmp_path / f"run{i}.json", make_report(samples(10.0 * (1 + 0.05 * i), seed=i)))
+             for i in range(3)]
+    result = cmp.compare(cmp.load_inputs(paths))
+    _, body = cmp.table_rows(result)
+    assert not any("*" in cell for cell in body[0])
+    assert result["between_run"] is None and "between-run variation unknown" in result["test"]
+
+
+def test_repeated_runs_estimate_the_between_run_variation(tmp_path):
+    """Repeats of the same cells in each input: a 20% change beyond a ~2% between-run spread is starred; the same
+    change within a ~15% between-run spread is not."""
+    import math
+
+    def run(folder, scale, spreads, seed0):
+        reps = []
+        for k, sp in enumerate(spreads):
+            for model, base in (("resnet18", 10.0), ("m2", 5.0)):
+                reps.append(make_report(samples(base * scale * sp, seed=seed0 + k), model=model,
+                                        created=f"2026-01-0{k + 1}T00:00:00+0000"))
+        return _sweep(folder, reps)
+
+    quiet = cmp.compare(cmp.load_inputs([run(tmp_path / "qa", 1.0, (1.0, 1.02, 0.98), 0),
+                                         run(tmp_path / "qb", 1.2, (1.0, 1.02, 0.98), 10)]))
+    assert quiet["between_run"]["df"] == 8 and quiet["between_run"]["sd"] == pytest.approx(0.02, abs=0.01)
+    v = next(r for r in quiet["rows"] if r["cell"]["model"] == "resnet18")["values"]["qb"]
+    assert v["real"] is True and cmp.ratio_text(v).endswith("*")
+    noisy = cmp.compare(cmp.load_inputs([run(tmp_path / "na", 1.0, (1.0, 1.2, 0.85), 0),
+                                         run(tmp_path / "nb", 1.2, (1.0, 1.2, 0.85), 10)]))
+    assert noisy["between_run"]["log_sd"] > 0.1 and math.isfinite(noisy["between_run"]["half_width"])
+    w = next(r for r in noisy["rows"] if r["cell"]["model"] == "resnet18")["values"]["nb"]
+    assert w["significant"] is True and w["real"] is False and "*" not in cmp.ratio_text(w)

@@ -23,13 +23,17 @@ SPEC = SweepSpec(matrices=(Matrix(models=("resnet18",), resolution=(64, 96, 128)
                            Matrix(models=("swin_tiny",), resolution=(48,))))  # 48 px: swin_tiny needs >= 64
 
 
-def fake_bench(tmp_path, fail=(), hang=()):
+def fake_bench(tmp_path, fail=(), hang=(), noisy=()):
     """A ``command`` hook: the child copies a report into the cell's folder, or fails / hangs for the cells whose
-    resolution is in ``fail`` / ``hang`` (a hanging child writes its pid to <folder>/pid)."""
+    resolution is in ``fail`` / ``hang`` (a hanging child writes its pid to <folder>/pid); the reports of the
+    cells in ``noisy`` ran 40% slower in their second half (a load came)."""
     staged = {}
     for res in (64, 96, 128):
         f = tmp_path / f"report{res}.json"
-        f.write_text(json.dumps(make_report(samples(res / 10.0), resolution=res)))
+        s = samples(res / 10.0)
+        if res in noisy:
+            s = s[:100] + [v * 1.4 for v in s[100:]]
+        f.write_text(json.dumps(make_report(s, resolution=res)))
         staged[res] = f
 
     def command(cell, report_dir):
@@ -87,6 +91,19 @@ def test_resume_keeps_finished_cells_and_retry_failed_runs_the_failed_again(tmp_
     smaller = SweepSpec(matrices=(Matrix(models=("resnet18",), resolution=(64,)),))
     run_sweep(plan(smaller, out, resume=True), LocalExecutor(BenchSettings(), out, command=fake_bench(tmp_path)), out)
     assert len(read_results(out)) == 4
+
+
+def test_remeasure_noisy_runs_the_cells_flagged_noisy_again(tmp_path):
+    out = tmp_path / "sweep"
+    run_sweep(plan(SPEC, out), LocalExecutor(BenchSettings(), out, command=fake_bench(tmp_path, noisy=(128,))), out)
+    assert list(read_results(out)["noisy"].fillna(False)) == [False, False, True, False]
+    with pytest.raises(UsageError, match="--remeasure-noisy .* with --resume"):
+        plan(SPEC, out, remeasure_noisy=True)
+    assert not plan(SPEC, out, resume=True).todo  # a noisy cell is still a finished one
+    p = plan(SPEC, out, resume=True, remeasure_noisy=True)
+    assert [c.resolution for c in p.todo] == [128]
+    run_sweep(p, LocalExecutor(BenchSettings(), out, command=fake_bench(tmp_path)), out)
+    assert list(read_results(out)["noisy"].fillna(False)) == [False, False, False, False]
 
 
 @pytest.mark.parametrize("signum,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
