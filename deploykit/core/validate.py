@@ -26,21 +26,11 @@ def _no_constant(name: str):
 
 def read_json(path: str | Path, what: str = "file"):
     """The JSON value in ``path``; a missing, unreadable, non-UTF-8, oversized or invalid file (NaN and Infinity
-    included) is an InputError naming it."""
-    p = Path(path)
-    try:
-        if p.stat().st_size > MAX_JSON_BYTES:
-            raise InputError(f"{what} {p} is too large to be one ({p.stat().st_size / 1e6:.0f} MB)")
-        text = p.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{what} not found: {p}") from None
-    except IsADirectoryError:
-        raise InputError(f"{what} {p} is a folder, not a file") from None
-    except UnicodeDecodeError:
-        raise InputError(f"{what} {p} is not JSON (not UTF-8 text)") from None
-    except OSError as exc:
-        raise InputError(f"cannot read {what} {p}: {exc.strerror or exc}") from None
-    return parse_json(text, f"{what} {p}")
+    included), a FIFO, a device or a folder is an InputError naming it (``core.guarded``: the opened descriptor is
+    checked, so nothing blocks or reads without end)."""
+    from deploykit.core.guarded import read_json as guarded_json
+
+    return guarded_json(path, max_bytes=MAX_JSON_BYTES, what=what, follow=True)
 
 
 def parse_json(text: str, where: str = "JSON"):

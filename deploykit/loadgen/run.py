@@ -21,6 +21,7 @@ from deploykit.bench.pipeline import load_measured, prepare_model
 from deploykit.bench.runner import measure, measure_throughput
 from deploykit.bench.stats import PERCENTILE_METHOD, loadgen_percentile, summarize
 from deploykit.bench.timer import Timer, now_ns
+from deploykit.core.atomic import make_temp_dir, tmp_prefix
 from deploykit.core.config import BenchConfig, ExportConfig
 from deploykit.core.errors import InputError, UsageError, squash
 from deploykit.core.lazy import require
@@ -125,7 +126,7 @@ def run_loadgen(model_ref: str, target: str, cfg: LoadgenConfig, options: Runtim
                                                 planned=planned)
     x, ref, ref_label = reference_outputs(model, cfg.seed)
     owns = log_dir is None
-    log_dir = Path(tempfile.mkdtemp(prefix="dk-loadgen-")) if owns else Path(log_dir)
+    log_dir = make_temp_dir("loadgen") if owns else Path(log_dir)  # swept by the next run when this one is killed
     try:
         return _serve(lg, runtime_cls, runtime, model, target, cfg, options, x, ref, ref_label, log_dir, owns, say)
     except BaseException:
@@ -492,7 +493,7 @@ def keep_logs(src: Path, dest: Path) -> list[str]:
     ensure_dir(dest.parent)
     if dest.exists():
         raise InputError(f"{dest} exists already")
-    tmp = Path(tempfile.mkdtemp(prefix=".dk-tmp-" + dest.name + ".", dir=dest.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=tmp_prefix(dest.name[:150]) + ".", dir=dest.parent))
     kept = []
     try:
         for f in sorted(p for p in Path(src).rglob("*") if p.is_file()):

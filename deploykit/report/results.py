@@ -12,8 +12,8 @@ samples), relative to the table's folder when the report lies under it.
 
 from __future__ import annotations
 
-import json
 import math
+import os
 import time
 from pathlib import Path
 from typing import Callable, Iterable
@@ -367,35 +367,75 @@ def _read_one(p: Path, absolute_reports: bool):
     raise InputError(f"{p}: expected a results table (.parquet, .csv), a report (.json) or a folder of them")
 
 
-def _read_table(p: Path, absolute_reports: bool):
+# a results table is at most this big on disk, in rows, and (Parquet) once decompressed: a sweep of 10^5 cells is
+# ~50 MB of CSV
+MAX_TABLE_BYTES = 256 * 1024 * 1024
+MAX_TABLE_ROWS = 1_000_000
+MAX_TABLE_DECOMPRESSED = 2 * 1024 * 1024 * 1024
+
+
+def read_table_file(p: Path, *, csv_dtype: dict, csv_na: dict, what: str = "results table"):
+    """The DataFrame in the .parquet / .csv file ``p``, read through the guarded boundary (a regular file, no link
+    through which, at most MAX_TABLE_BYTES), with at most MAX_TABLE_ROWS rows and a Parquet file's declared
+    decompressed size at most MAX_TABLE_DECOMPRESSED, checked from its footer before anything is decompressed."""
+    import io
+
     import pandas as pd
 
-    try:
-        if p.suffix == ".parquet":
-            df = pd.read_parquet(p)
-        else:
-            df = pd.read_csv(p, dtype={c: str for c, k in COLUMNS if k == "str"}, keep_default_na=False,
-                             na_values={c: [""] for c, k in COLUMNS if k != "str"})
-    except Exception as exc:  # pyarrow / pandas raise many kinds for a corrupt or foreign file
-        from deploykit.core.errors import squash
+    from deploykit.core.errors import squash
+    from deploykit.core.guarded import read_bytes
 
-        raise InputError(f"{p} is not a readable results table: {squash(exc, 200)}") from None
+    data = read_bytes(p, max_bytes=MAX_TABLE_BYTES, what=what, follow=True)
+    try:
+        if p.suffix.lower() == ".parquet":
+            import pyarrow.parquet as pq
+
+            meta = pq.ParquetFile(io.BytesIO(data)).metadata
+            rows = meta.num_rows
+            size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+            if rows > MAX_TABLE_ROWS:
+                raise InputError(f"{what} {p} has {rows:,} rows (at most {MAX_TABLE_ROWS:,})")
+            if size > MAX_TABLE_DECOMPRESSED:
+                raise InputError(f"{what} {p} decompresses to {size / 1e9:.1f} GB (at most "
+                                 f"{MAX_TABLE_DECOMPRESSED / 1e9:.1f} GB): not a results table")
+            return pd.read_parquet(io.BytesIO(data))
+        if data.count(b"\n") > MAX_TABLE_ROWS + 1:
+            raise InputError(f"{what} {p} has more than {MAX_TABLE_ROWS:,} rows")
+        return pd.read_csv(io.BytesIO(data), dtype=csv_dtype, keep_default_na=False, na_values=csv_na)
+    except InputError:
+        raise
+    except Exception as exc:  # pyarrow / pandas raise many kinds for a corrupt or foreign file
+        raise InputError(f"cannot read {what} {p}: it is not a readable results table: {squash(exc, 200)}") from None
+
+
+def _read_table(p: Path, absolute_reports: bool):
+    df = read_table_file(p, csv_dtype={c: str for c, k in COLUMNS if k == "str"},
+                         csv_na={c: [""] for c, k in COLUMNS if k != "str"})
     missing = [c for c in ("cell", "model", "target", "status") if c not in df.columns]
     if missing:
         raise InputError(f"{p} is not a deploykit results table (no {missing[0]!r} column)")
     df = _typed(df)
     if absolute_reports:
+        from deploykit.core.guarded import inside
+
         root = p.parent.resolve()
-        df["report"] = df["report"].map(lambda r: str((root / r).resolve()) if r else "")
+        df["report"] = df["report"].map(lambda r: str(inside(root, r, what=f"{p}: report path")) if r else "")
     return df
 
 
 def _looks_like_report(f: Path) -> bool:
+    from deploykit.core.guarded import open_regular
+
     try:
-        with open(f, "rb") as fh:
-            head = fh.read(200)
+        fd = open_regular(f, what="report")
+    except InputError:
+        return False
+    try:
+        head = os.read(fd, 200)
     except OSError:
         return False
+    finally:
+        os.close(fd)
     return b'"schema"' in head and b"deploykit." in head
 
 
@@ -405,12 +445,9 @@ def rows_from_report_files(files: Iterable[Path], root: Path | None = None, abso
     instead of refusing them."""
     rows = []
     for f in files:
-        try:
-            data = json.loads(Path(f).read_text())
-        except UnicodeDecodeError:
-            raise InputError(f"{f} is not a JSON report (not text)") from None
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{f} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+        from deploykit.core.validate import read_json
+
+        data = read_json(f, "report")  # guarded: a regular file, size-capped, NaN / Infinity refused
         if skip_other and not (isinstance(data, dict) and data.get("schema") in _ROW_BUILDERS):
             continue
         check = _VALIDATORS.get(data.get("schema")) if isinstance(data, dict) else None

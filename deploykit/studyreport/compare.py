@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from pathlib import Path
 from typing import Sequence
@@ -198,12 +197,15 @@ class _SampleCache:
         if not path or not isinstance(path, str) or not path.endswith(".json"):
             return None
         if path not in self._samples:
+            from deploykit.core.errors import InputError
+            from deploykit.core.guarded import read_json
+
             try:
-                data = json.loads(Path(path).read_text())
+                data = read_json(path, what="report")  # guarded: a regular file, size-capped, no NaN
                 s = data["timing"]["samples_ms"]
                 self._samples[path] = s if isinstance(s, list) and s else None
                 self._env[path] = data.get("environment")
-            except (OSError, ValueError, KeyError, TypeError):
+            except (InputError, KeyError, TypeError):
                 self._samples[path] = None
                 self._env[path] = None
         return self._samples[path]
