@@ -93,6 +93,8 @@ def load_checkpoint(file: Path, what: str) -> dict:
     (a pickle that names anything but tensors and plain containers is refused, one line). torchvision's own loader
     uses ``weights_only=False``: a malicious pickle in $TORCH_HOME/hub/checkpoints would run."""
     import pickle
+    import re
+    import warnings
 
     import torch
 
@@ -106,10 +108,14 @@ def load_checkpoint(file: Path, what: str) -> dict:
 
             state = load_file(str(file), device="cpu")
         else:
-            state = torch.load(file, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch's note on the pickle protocol
+                state = torch.load(file, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, ValueError, EOFError, OSError, AttributeError, TypeError) as exc:
-        raise InputError(f"{what}: the cached weights file {file} cannot be loaded as plain weights (refused: it is "
-                         f"corrupt or holds more than tensors): {squash(exc, 200)}") from None
+        detail = re.search(r"WeightsUnpickler error:\s*(.+?)(\n\n|$)", str(exc), re.S)
+        why = squash(detail.group(1) if detail else str(exc).split(". ")[0], 160)
+        raise InputError(f"{what}: the cached weights file {file} is refused: it is not plain weights ({why}); "
+                         "nothing in it was run") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
