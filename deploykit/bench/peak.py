@@ -300,8 +300,8 @@ def best_per_precision(kernels: list[dict]) -> dict:
 
 # ---- the cache -------------------------------------------------------------------------------------------------
 # what a cache file must look like to be used (else it is absent and measured again): a CPU's GEMM peak is far
-# below 10^6 GFLOP/s, and every number finite (core.guarded.read_cache_json)
-_GFLOPS = {"type": "number", "exclusiveMinimum": 0, "maximum": 1e6}
+# below 10^6 GFLOP/s and far above 0.01, and every number finite (core.guarded.read_cache_json)
+_GFLOPS = {"type": "number", "minimum": 0.01, "maximum": 1e6}
 CACHE_SCHEMA = {
     "type": "object", "required": ["schema", "version", "entries"],
     "properties": {"entries": {"type": "object", "additionalProperties": {

@@ -100,6 +100,7 @@ def load_checkpoint(file: Path, what: str) -> dict:
 
     from deploykit.core.guarded import open_regular
 
+    state: Any
     os.close(open_regular(file, what=f"{what} weights file", follow=True))  # a regular file: no FIFO, no device
     verify_hash_prefix(file, what)
     try:

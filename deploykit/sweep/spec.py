@@ -536,10 +536,11 @@ def bench_from_values(values: dict[str, Any], where: str = "", base: BenchSettin
             continue
         want = types[name]
         ok = isinstance(value, str) if want is str else (
-            isinstance(value, (int, float)) and not isinstance(value, bool) and (want is float or value == int(value)))
+            isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            and (want is float or value == int(value)))
         if not ok:
             raise UsageError(f"{where}{key} must be {'a string' if want is str else 'a number'}"
-                             f"{' (whole)' if want is int else ''}, got {value!r}")
+                             f"{' (whole)' if want is int else ''}{'' if want is str else ', finite'}, got {value!r}")
         kw[name] = want(value)
     try:
         return replace(base, **kw)
