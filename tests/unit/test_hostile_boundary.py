@@ -450,3 +450,66 @@ def test_8_temporary_folders_follow_the_swept_scheme(tmp_path):
     with atomic.run_dir(tmp_path, "peak"):
         pass
     assert not left.exists()
+
+
+# ------------------------------------------------------------------------ 9. per-layer numbers
+
+def _if_model(path: Path) -> Path:
+    import numpy as np
+    import onnx
+    from onnx import TensorProto as T
+    from onnx import helper as h
+
+    w = h.make_tensor("W", T.FLOAT, [192, 192], np.random.default_rng(0).random(192 * 192).astype(np.float32))
+
+    def branch(name):
+        return h.make_graph([h.make_node("MatMul", ["x", "W"], [name + "_m"], name=name + "_mm"),
+                             h.make_node("Relu", [name + "_m"], [name + "_y"], name=name + "_relu")], name, [],
+                            [h.make_tensor_value_info(name + "_y", T.FLOAT, [192, 192])])
+
+    g = h.make_graph([h.make_node("ReduceSum", ["x"], ["s"], keepdims=0, name="sum"),
+                      h.make_node("Greater", ["s", "zero"], ["c"], name="gt"),
+                      h.make_node("If", ["c"], ["y"], then_branch=branch("then"), else_branch=branch("else"),
+                                  name="the_if")], "g",
+                     [h.make_tensor_value_info("x", T.FLOAT, [192, 192])],
+                     [h.make_tensor_value_info("y", T.FLOAT, [192, 192])],
+                     initializer=[w, h.make_tensor("zero", T.FLOAT, [], [0.0])])
+    onnx.save(h.make_model(g, opset_imports=[h.make_opsetid("", 18)]), path)
+    return path
+
+
+def test_9_a_per_layer_time_does_not_count_an_if_subgraph_twice(tmp_path):
+    """A real ONNX Runtime profile of a graph whose If runs a MatMul: the If's kernel time holds the MatMul's,
+    which is also timed on its own; the layer total must stay within the profiled inferences' own time."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from deploykit.bench.layers import summarize_layers
+    from deploykit.runtimes.base import LayerProfile
+    from deploykit.runtimes.ort import ort_run_ms, parse_ort_profile
+
+    so = ort.SessionOptions()
+    so.enable_profiling = True
+    so.profile_file_prefix = str(tmp_path / "prof")
+    so.intra_op_num_threads = 1
+    sess = ort.InferenceSession(str(_if_model(tmp_path / "if.onnx")), so, providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(1).random((192, 192)).astype(np.float32)
+    for _ in range(13):
+        sess.run(None, {"x": x})
+    events = json.loads(Path(sess.end_profiling()).read_text())
+    wall = ort_run_ms(events)[3:]
+    s = summarize_layers(LayerProfile(runtime="onnxruntime", profiler="ort", iterations=10,
+                                      records=parse_ort_profile(events, skip_runs=3), wall_ms=tuple(wall)))
+    assert "If" not in {t["op_type"] for t in s["by_op_type"]}
+    assert s["total_ms"] <= max(wall) * 1.05, (s["total_ms"], wall)
+
+
+def test_9_b_openvino_does_not_label_an_fp32_if_as_int8(tmp_path):
+    """A real OpenVINO compile of the same fp32 graph: its If (whose condition is a boolean, stored as u8) is not
+    an int8 layer in the read-back summary."""
+    ov = pytest.importorskip("openvino")
+    from deploykit.runtimes.openvino import summarize_openvino_runtime
+
+    cm = ov.Core().compile_model(str(_if_model(tmp_path / "if.onnx")), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    s = summarize_openvino_runtime(cm.get_runtime_model())
+    assert s["int8_layers"] == {}, s["runtime_precisions"]
