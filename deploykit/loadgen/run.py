@@ -18,7 +18,7 @@ from deploykit.bench import memory as memory_mod
 from deploykit.bench.fidelity import fidelity, reference_outputs
 from deploykit.bench.fingerprint import fingerprint
 from deploykit.bench.pipeline import load_measured, prepare_model
-from deploykit.bench.runner import measure, measure_throughput
+from deploykit.bench.runner import first_inference, measure, measure_throughput
 from deploykit.bench.stats import PERCENTILE_METHOD, loadgen_percentile, summarize
 from deploykit.bench.timer import Timer, now_ns
 from deploykit.core.atomic import make_temp_dir, tmp_prefix
@@ -141,7 +141,7 @@ def _serve(lg, runtime_cls, runtime, model, target, cfg, options, x, ref, ref_la
     sut = None
     try:
         runtime.set_input(x)
-        first_ns = Timer(runtime.sync).time_ns(runtime.infer)
+        first_ns = first_inference(runtime.infer, Timer(runtime.sync), "LoadGen's first inference")
         outs = runtime.outputs()
         with mem.excluded():  # info() may read the runtime's optimized graph back: deploykit's memory
             info = runtime.info()

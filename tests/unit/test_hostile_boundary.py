@@ -513,3 +513,28 @@ def test_9_b_openvino_does_not_label_an_fp32_if_as_int8(tmp_path):
     cm = ov.Core().compile_model(str(_if_model(tmp_path / "if.onnx")), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     s = summarize_openvino_runtime(cm.get_runtime_model())
     assert s["int8_layers"] == {}, s["runtime_precisions"]
+
+
+# ------------------------------------------------------------------------ 6. runtime failures mid-run
+
+def test_6_a_model_that_fails_on_some_inferences_is_one_line_with_what_was_measured(tmp_path):
+    """A real graph that fails in ONNX Runtime now and then (a random index one past the end on ~1% of runs):
+    wherever the failure falls (reference run, first inference, warm-up or the timed loop) it is one line and
+    exit 2; in the timed loop the line says how many inferences were timed before it."""
+    import onnx
+    from onnx import TensorProto as T
+    from onnx import helper as h
+
+    nodes = [h.make_node("RandomUniform", [], ["r"], shape=[1], low=0.0, high=1.01, dtype=T.FLOAT),
+             h.make_node("Cast", ["r"], ["i"], to=T.INT64), h.make_node("Gather", ["one", "i"], ["g"]),
+             h.make_node("ReduceSum", ["g"], ["gs"], keepdims=0), h.make_node("Mul", ["x", "gs"], ["y"])]
+    g = h.make_graph(nodes, "flaky", [h.make_tensor_value_info("x", T.FLOAT, [1, 3, 8, 8])],
+                     [h.make_tensor_value_info("y", T.FLOAT, [1, 3, 8, 8])],
+                     initializer=[h.make_tensor("one", T.FLOAT, [1], [1.0])])
+    onnx.save(h.make_model(g, opset_imports=[h.make_opsetid("", 18)]), tmp_path / "flaky.onnx")
+    p = dk("bench", tmp_path / "flaky.onnx", "--min-iters", "100000", "--min-time", "0", "--max-time", "60",
+           "--warmup", "1", "--no-save", "--threads", "1", "--energy", "off")
+    if "timed loop" in p.stderr:
+        clean_error(p, "timed inference(s) before it", "out of data bounds")
+    else:
+        clean_error(p, "failed", "out of data bounds")
