@@ -170,7 +170,12 @@ def _tv_pretrained_build(arch: str, name: str, weights, resolution: int, file: P
     # loaded here (hash verified, weights only), handed to torchvision's builder in place of its own loader, which
     # would unpickle the cached file with weights_only=False; the builder keeps its own handling of the weights
     # (the parameters it sets for them, key fixes such as densenet's)
-    state = load_checkpoint(Path(file), f"tv:{name} --pretrained")
+    return tv_build_with_state(arch, name, weights, resolution, load_checkpoint(Path(file), f"tv:{name} --pretrained"))
+
+
+def tv_build_with_state(arch: str, name: str, weights, resolution: int, state: dict):
+    """torchvision's builder for ``weights``, given the state dict ``load_checkpoint`` read instead of reading the
+    file itself."""
     import torchvision.models._api as tv_api
 
     def verified(url, *args, **kwargs):
