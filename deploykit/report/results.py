@@ -94,6 +94,8 @@ def _scaled(value, div: float) -> float:
 def options_text(options) -> str:
     from deploykit.spec.run import options_text as text
 
+    if options and not isinstance(options, dict):  # a report's model options are a mapping (found by fuzzing)
+        raise InputError(f"model options must be a mapping of name to value, got {str(options)[:80]!r}")
     return text(options or ())
 
 
@@ -296,7 +298,9 @@ def _typed(df):
         elif kind == "float":
             df[col] = pd.to_numeric(s, errors="coerce").astype("float64")
         elif kind == "int":
-            df[col] = pd.to_numeric(s, errors="coerce").round().astype("Int64")
+            num = pd.to_numeric(s, errors="coerce")
+            # inf / -inf in a whole-number column is missing (found by fuzzing: it crashed the conversion)
+            df[col] = num.where(num.abs() != math.inf).round().astype("Int64")
         elif kind == "bool":
             df[col] = s.map(_to_bool).astype("boolean")
     extra = [c for c in df.columns if c not in COLUMN_NAMES]  # a later version's columns are kept, after ours
@@ -454,7 +458,10 @@ def rows_from_report_files(files: Iterable[Path], root: Path | None = None, abso
         if check is not None:
             check(data, str(f))
         path = Path(f).resolve() if absolute or root is None else _relative(Path(f), root)
-        rows.append(row_from_report(data, report_path=path))
+        try:
+            rows.append(row_from_report(data, report_path=path))
+        except InputError as exc:
+            raise InputError(f"{f}: {exc}") from None
     return rows
 
 

@@ -188,12 +188,10 @@ class Executor(ABC):
                                            f"no report in {cdir}"
             else:
                 try:
-                    report = load_report(reports[-1])
-                except DeployKitError as exc:
-                    status, reason = "failed", exc.one_line()
-                else:
-                    return row_from_report(report, cell.describe(), report_path=reports[-1].relative_to(self.out),
-                                           run=run)
+                    return row_from_report(load_report(reports[-1]), cell.describe(),
+                                           report_path=reports[-1].relative_to(self.out), run=run)
+                except DeployKitError as exc:  # a report that is not one (its file named), not a crash of the sweep
+                    status, reason = "failed", f"{reports[-1].name}: {exc.one_line()}"
         logs = [p for p in (cdir / log_name(cell), log) if p is not None and p.is_file()]
         run["git_rev"] = _own_git_rev()
         return failed_row(cell.describe(), status, reason, exit_code=returncode, run=run,

@@ -408,7 +408,9 @@ def test_complexity_cache_reader_returns_counts_or_counts_again(folder, data):
 def _results_csv(data) -> str:
     from deploykit.report.results import COLUMN_NAMES
 
-    cols = data.draw(st.lists(st.sampled_from(COLUMN_NAMES + ["x", ""]), min_size=1, max_size=12), label="cols")
+    required = ["cell", "model", "target", "status"] if data.draw(st.booleans(), label="required") else []
+    cols = required + data.draw(st.lists(st.sampled_from(COLUMN_NAMES + ["x", ""]), min_size=1, max_size=12),
+                                label="cols")
     cell = st.one_of(st.sampled_from(["", "nan", "inf", "-inf", "-1", "1e309", "ok", "failed", "=1+1", "../x.json",
                                       "/etc/passwd", "1.5", "2"]), st.text(max_size=8))
     rows = data.draw(st.lists(st.lists(cell, min_size=len(cols), max_size=len(cols)), max_size=6), label="rows")
