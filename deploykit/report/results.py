@@ -213,13 +213,19 @@ register_row_builder(SCHEMA, _bench_row, validate)
 register_row_builder(_loadgen.SCHEMA, _loadgen_row, _loadgen.validate)
 
 
+def _schema_of(data) -> str | None:
+    """A document's ``schema`` when it is a string (a list or a mapping there is no schema; found by fuzzing)."""
+    schema = data.get("schema") if isinstance(data, dict) else None
+    return schema if isinstance(schema, str) else None
+
+
 def load_report(path: str | Path) -> dict:
     """A report file of any kind with a row builder, validated against its own schema (a benchmark or a LoadGen
     report); anything else is a one-line InputError."""
     from deploykit.core.validate import read_json
 
     data = read_json(path, "report")  # NaN / Infinity are not JSON: refused here
-    schema = data.get("schema") if isinstance(data, dict) else None
+    schema = _schema_of(data)
     check = _VALIDATORS.get(schema)
     if check is None:
         raise InputError(f"{path} is not a deploykit report of a kind with results rows (schema {schema!r}; "
@@ -234,12 +240,18 @@ def row_from_report(report: dict, cell: dict | None = None, *, report_path: str 
     name the row (``cell`` key, model as the sweep named it, requested threads/options) where given; ``run``:
     run columns (wall_s, host, node, job_id, executor) the executor knows; ``report_path``: the ``report``
     column."""
-    schema = report.get("schema") if isinstance(report, dict) else None
+    schema = _schema_of(report)
     builder = _ROW_BUILDERS.get(schema)
     if builder is None:
         raise InputError(f"cannot make a results row from a report with schema {schema!r} "
                          f"(known: {', '.join(sorted(_ROW_BUILDERS))})")
-    row = builder(report)
+    try:
+        row = builder(report)
+    except (AttributeError, TypeError, KeyError, ValueError, IndexError) as exc:
+        # the schema leaves some sections open; a report whose values there have other shapes is refused in one
+        # line rather than crashing report / compare / a sweep (found by fuzzing)
+        raise InputError(f"a section of the report has values of unexpected types ({type(exc).__name__}: "
+                         f"{str(exc)[:120]})") from None
     if cell:
         for col in ("model", "model_options", "target_options", "family", "target", "precision", "batch", "threads",
                     "scenario", "qps_scheduled"):
@@ -452,9 +464,9 @@ def rows_from_report_files(files: Iterable[Path], root: Path | None = None, abso
         from deploykit.core.validate import read_json
 
         data = read_json(f, "report")  # guarded: a regular file, size-capped, NaN / Infinity refused
-        if skip_other and not (isinstance(data, dict) and data.get("schema") in _ROW_BUILDERS):
+        if skip_other and _schema_of(data) not in _ROW_BUILDERS:
             continue
-        check = _VALIDATORS.get(data.get("schema")) if isinstance(data, dict) else None
+        check = _VALIDATORS.get(_schema_of(data))
         if check is not None:
             check(data, str(f))
         path = Path(f).resolve() if absolute or root is None else _relative(Path(f), root)
