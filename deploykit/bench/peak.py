@@ -300,7 +300,7 @@ def best_per_precision(kernels: list[dict]) -> dict:
 
 # ---- the cache -------------------------------------------------------------------------------------------------
 # what a cache file must look like to be used (else it is absent and measured again): a CPU's GEMM peak is far
-# below 10^6 GFLOP/s and far above 0.01, and every number finite (core.guarded.read_cache_json)
+# below 10^6 GFLOP/s and far above 0.01, and every number finite (core.validate.read_cache_json)
 _GFLOPS = {"type": "number", "minimum": 0.01, "maximum": 1e6}
 CACHE_SCHEMA = {
     "type": "object", "required": ["schema", "version", "entries"],
@@ -318,7 +318,7 @@ def cache_path(cache_dir: Path, mid: str | None = None) -> Path:
 
 
 def load_cache(cache_dir: Path, mid: str | None = None) -> dict | None:
-    from deploykit.core.guarded import read_cache_json
+    from deploykit.core.validate import read_cache_json
 
     # guarded: a link, a FIFO, a device, an oversized file, NaN / Infinity or a shape other than ours is absent
     data = read_cache_json(cache_path(cache_dir, mid), max_bytes=4 * 1024 * 1024, schema=CACHE_SCHEMA)

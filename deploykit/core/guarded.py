@@ -1,12 +1,12 @@
 """The one guarded boundary for the files deploykit reads, the folders it owns and the paths a file names.
 
-Reading (``read_bytes`` / ``read_text`` / ``read_json`` / ``read_cache_json``): the file is opened without
+Reading (``read_bytes`` / ``read_text`` / ``read_json``): the file is opened without
 following a final symbolic link (``follow=False``, the default: files in folders deploykit owns -- caches, a
 sweep's folder, a cell's report) and non-blocking (a FIFO cannot hang the open); the *opened descriptor* is checked
 to be a regular file (not a FIFO, a device such as /dev/zero, a socket or a folder), and its size against a cap
 before a byte is read (and again while reading: a file that grows is refused). A cache that fails any of it is
-absent (``read_cache_json`` returns None: the caller rebuilds it); a user's file is a one-line ``InputError``
-naming the file.
+absent (``core.validate.read_cache_json`` returns None: the caller rebuilds it); a user's file is a one-line
+``InputError`` naming the file.
 
 Paths taken from a file (a results table's ``report`` column, a manifest's paths) go through ``inside``: resolved
 strictly inside the folder that holds the file, or refused.
@@ -29,7 +29,7 @@ import stat
 import sys
 import time
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Iterator
 
 from deploykit.core.errors import InputError
 
@@ -116,10 +116,22 @@ def read_text(path: str | Path, *, max_bytes: int = MAX_SMALL_BYTES, what: str =
         raise InputError(f"{what} {p} is not UTF-8 text") from None
 
 
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def parse_json(text: str, where: str = "JSON"):
+    """The JSON value of ``text`` (NaN and Infinity refused), or a one-line InputError naming ``where``."""
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{where} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    except (ValueError, RecursionError) as exc:
+        raise InputError(f"{where} is not valid JSON ({str(exc)[:120] or type(exc).__name__})") from None
+
+
 def read_json(path: str | Path, *, max_bytes: int = MAX_JSON_BYTES, what: str = "file", follow: bool = False):
     """The JSON value in ``path`` (NaN and Infinity refused), or a one-line InputError naming the file."""
-    from deploykit.core.validate import parse_json
-
     p = Path(path)
     data = read_bytes(p, max_bytes=max_bytes, what=what, follow=follow)
     try:
@@ -127,22 +139,6 @@ def read_json(path: str | Path, *, max_bytes: int = MAX_JSON_BYTES, what: str = 
     except UnicodeDecodeError:
         raise InputError(f"{what} {p} is not JSON (not UTF-8 text)") from None
     return parse_json(text, f"{what} {p}")
-
-
-def read_cache_json(path: str | Path, *, max_bytes: int = MAX_CACHE_BYTES, schema: dict | None = None) -> Any:
-    """A cache's JSON value, or None when it is missing or unusable in any way (a link, a FIFO, a device, too
-    large, not JSON, a non-finite number, not fitting ``schema``): an invalid cache is an absent one."""
-    from deploykit.core.validate import first_non_finite, valid
-
-    try:
-        data = read_json(path, max_bytes=max_bytes, what="cache")
-    except InputError:
-        return None
-    if first_non_finite(data) is not None:
-        return None
-    if schema is not None and not valid(data, schema):
-        return None
-    return data
 
 
 def inside(root: str | Path, rel: str | Path, *, what: str = "path") -> Path:

@@ -102,7 +102,7 @@ def cached_complexity(path, sha256: str, input_shape, cache_dir=None, proto=None
     if cache_dir is not None:
         name = f"v{COMPLEXITY_CACHE_VERSION}-{sha256[:32]}-{'x'.join(map(str, shape))}.json"
         file = Path(cache_dir) / "complexity" / name
-        from deploykit.core.guarded import read_cache_json
+        from deploykit.core.validate import read_cache_json
 
         cached = read_cache_json(file, max_bytes=1024 * 1024, schema=COMPLEXITY_SCHEMA)
         if cached is not None:  # an invalid cache (a link, a FIFO, absurd or non-finite numbers) is rebuilt

@@ -186,7 +186,7 @@ SWEEP_FILE = "sweep.json"
 def read_sweep_file(out: Path) -> dict | None:
     """``out/sweep.json`` as a dict, or None where there is none or it is unusable (a link, a FIFO, a device, not
     JSON): read through the guarded boundary."""
-    from deploykit.core.guarded import read_cache_json
+    from deploykit.core.validate import read_cache_json
 
     data = read_cache_json(out / SWEEP_FILE, max_bytes=16 * 1024 * 1024)
     return data if isinstance(data, dict) else None

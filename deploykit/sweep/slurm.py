@@ -219,7 +219,7 @@ class SlurmExecutor(Executor):
 
     def _read_records(self) -> dict[str, dict]:
 
-        from deploykit.core.guarded import read_cache_json
+        from deploykit.core.validate import read_cache_json
 
         data = read_cache_json(self.out / JOBS_DIR / JOBS_FILE)  # guarded: anything unusable is no record
         return {k: v for k, v in data.items() if isinstance(v, dict) and v.get("job_id")} if isinstance(data, dict) \

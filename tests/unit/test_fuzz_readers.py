@@ -393,7 +393,7 @@ def test_peak_cache_reader_returns_a_usable_entry_or_none(folder, data):
 @FUZZ
 @given(st.data())
 def test_complexity_cache_reader_returns_counts_or_counts_again(folder, data):
-    from deploykit.core.guarded import read_cache_json
+    from deploykit.core.validate import read_cache_json
     from deploykit.passes.inspect import COMPLEXITY_SCHEMA
 
     sample = {"params": 10, "macs": 100, "macs_attention": 0, "macs_by_op": {"Conv": 100}, "uncounted_nodes": 0,
