@@ -300,9 +300,16 @@ def test_4_c_a_parquet_table_of_millions_of_rows_is_refused_before_it_is_expande
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    n = 3_000_000  # run-length encoded: a small file, gigabytes once read into Python objects
-    table = pa.table({"cell": pa.array(["c"] * n), "model": pa.array(["m"] * n), "target": pa.array(["ort"] * n),
-                      "status": pa.array(["ok"] * n), "reason": pa.array(["x" * 200] * n)})
+    import numpy as np
+
+    n = 3_000_000  # dictionary- and run-length encoded: a small file, gigabytes once read into Python objects
+    zeros = pa.array(np.zeros(n, dtype=np.int32))
+
+    def col(value):
+        return pa.DictionaryArray.from_arrays(zeros, pa.array([value]))
+
+    table = pa.table({"cell": col("c"), "model": col("m"), "target": col("ort"), "status": col("ok"),
+                      "reason": col("x" * 200)})
     pq.write_table(table, tmp_path / "results.parquet", compression="zstd")
     assert (tmp_path / "results.parquet").stat().st_size < 2_000_000
     clean_error(dk("compare", tmp_path / "results.parquet", mem_gb=3), "rows (at most")
