@@ -73,10 +73,18 @@ def reference_outputs(model: ResolvedModel, seed: int) -> tuple[np.ndarray, np.n
         return x, reference_f32(model.path, x), "openvino cpu f32 (an IR file: no PyTorch or ONNX reference)"
     fp32_source = _int8_source_file(m)
     why = f" ({weights_gone})" if weights_gone else ""
-    if fp32_source is not None:
-        return x, _ort_unoptimized(model, x, fp32_source), \
-            f"fp32 source ONNX, onnxruntime cpu, graph optimisations disabled{why}"
-    return x, _ort_unoptimized(model, x), f"onnxruntime cpu, graph optimisations disabled{why}"
+    try:
+        if fp32_source is not None:
+            return x, _ort_unoptimized(model, x, fp32_source), \
+                f"fp32 source ONNX, onnxruntime cpu, graph optimisations disabled{why}"
+        return x, _ort_unoptimized(model, x), f"onnxruntime cpu, graph optimisations disabled{why}"
+    except Exception as exc:  # the model fails in ONNX Runtime's reference run: one line, not a traceback
+        from deploykit.core.errors import RunFailure, runtime_raised, squash
+
+        if not runtime_raised(exc):
+            raise
+        raise RunFailure(f"the reference run of {model.path.name} (onnxruntime cpu) failed: {squash(exc, 200)}; "
+                         "nothing was measured") from None
 
 
 def _weights_file(manifest: dict, settings: dict) -> tuple[str | None, str | None]:

@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 
 from deploykit.bench.stats import percentile
-from deploykit.runtimes.base import LayerProfile
+from deploykit.runtimes.base import CONTROL_FLOW_OPS, LayerProfile
 
 DEFAULT_TOP = 15
 DEFAULT_ITERATIONS = 20
@@ -66,7 +66,14 @@ def summarize_layers(profile: LayerProfile, top: int = DEFAULT_TOP, measured_ms:
     """The report's ``per_layer`` section for a runtime's raw profile (see the module docstring); ``measured_ms``:
     the timed loop's p50 latency (profiling off), when comparable (latency mode)."""
     nodes: dict[tuple[str, str], dict] = {}
+    # ONNX Runtime times a control-flow node (If, Loop, Scan) over the whole of its subgraph, whose nodes it also
+    # times one by one: the control-flow node's own time is left out, or every subgraph node counts twice
+    inclusive = profile.runtime == "onnxruntime"
+    left_out: dict[str, float] = defaultdict(float)
     for r in profile.records:
+        if inclusive and r.op_type in CONTROL_FLOW_OPS:
+            left_out[f"{r.name} ({r.op_type})"] += r.ms / max(1, profile.iterations)
+            continue
         key = (r.name, r.op_type)
         node = nodes.get(key)
         if node is None:
@@ -107,6 +114,9 @@ def summarize_layers(profile: LayerProfile, top: int = DEFAULT_TOP, measured_ms:
             row["fused"] = list(nd["fused"])
         top_nodes.append(row)
     notes = list(profile.notes)
+    if left_out:
+        notes.append("control-flow node(s) " + ", ".join(f"{k} {v:.3f} ms" for k, v in left_out.items())
+                     + " left out of the totals: their time is that of their subgraphs' nodes, counted one by one")
     wall = float(percentile(profile.wall_ms, 50)) if profile.wall_ms else None
     if measured_ms and total > OVERHEAD_NOTE_RATIO * measured_ms:
         slower = (f"; the profiled inferences themselves took {wall:.3f} ms ({wall / measured_ms:.1f}x)"

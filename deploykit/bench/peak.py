@@ -21,8 +21,6 @@ folder); ``efficiency`` reads that cache.
 
 from __future__ import annotations
 
-import json
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -254,7 +252,9 @@ def measure_peak(threads: int | None = None, targets: tuple[str, ...] | None = N
             kernels.append(rec)
     measured: dict[int, list[list[dict]]] = {i: [[] for _ in shapes] for i, _, _ in work}
     warnings: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="dk-peak-") as tmp:
+    from deploykit.core.atomic import run_dir
+
+    with run_dir(None, "peak") as tmp:  # the one scheme of temporary folders: a killed run's is swept next time
 
         def one_round(items, r: int) -> None:
             for i, runtime_cls, kernel in items:
@@ -345,17 +345,29 @@ def best_per_precision(kernels: list[dict]) -> dict:
 
 
 # ---- the cache -------------------------------------------------------------------------------------------------
+# what a cache file must look like to be used (else it is absent and measured again): a CPU's GEMM peak is far
+# below 10^6 GFLOP/s and far above 0.01, and every number finite (core.validate.read_cache_json)
+_GFLOPS = {"type": "number", "minimum": 0.01, "maximum": 1e6}
+CACHE_SCHEMA = {
+    "type": "object", "required": ["schema", "version", "entries"],
+    "properties": {"entries": {"type": "object", "additionalProperties": {
+        "type": "object", "required": ["threads", "best"],
+        "properties": {"threads": {"type": "integer", "minimum": 1, "maximum": 65536},
+                       "best": {"type": "object", "additionalProperties": {
+                           "type": "object", "required": ["gflops", "target", "kernel", "shape"],
+                           "properties": {"gflops": _GFLOPS, "target": {"type": "string"},
+                                          "kernel": {"type": "string"}, "shape": {"type": "string"}}}}}}}},
+}
 def cache_path(cache_dir: Path, mid: str | None = None) -> Path:
     """``<cache_dir>/peak-<machine id>.json``; ``cache_dir`` is the artifact store's ``.cache`` folder."""
     return Path(cache_dir) / f"peak-{mid or machine_id()}.json"
 
 
 def load_cache(cache_dir: Path, mid: str | None = None) -> dict | None:
-    p = cache_path(cache_dir, mid)
-    try:
-        data = json.loads(p.read_text())
-    except (OSError, ValueError):
-        return None
+    from deploykit.core.validate import read_cache_json
+
+    # guarded: a link, a FIFO, a device, an oversized file, NaN / Infinity or a shape other than ours is absent
+    data = read_cache_json(cache_path(cache_dir, mid), max_bytes=4 * 1024 * 1024, schema=CACHE_SCHEMA)
     if not isinstance(data, dict) or data.get("schema") != SCHEMA or data.get("version") != VERSION:
         return None
     return data

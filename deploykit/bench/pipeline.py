@@ -13,7 +13,7 @@ from deploykit.bench import memory as memory_mod
 from deploykit.bench import telemetry
 from deploykit.bench.fidelity import fidelity, reference_outputs
 from deploykit.bench.fingerprint import fingerprint
-from deploykit.bench.runner import STOP_MAX_TIME, Measurement, measure, measure_throughput
+from deploykit.bench.runner import STOP_MAX_TIME, Measurement, first_inference, measure, measure_throughput
 from deploykit.bench.stats import PERCENTILE_METHOD, summarize, tail_supported
 from deploykit.bench.timer import Timer, now_ns
 from deploykit.core.config import BenchConfig, ExportConfig
@@ -120,7 +120,7 @@ def run_benchmark(model_ref: str, target: str, cfg: BenchConfig, options: Runtim
         runtime.set_input(x)
         # the device sync runs inside the timed interval: only for targets that have one (no no-op call on CPUs)
         timer = Timer(runtime.sync if runtime.has(DEVICE_TIMING) else None)
-        first_ns = timer.time_ns(runtime.infer)
+        first_ns = first_inference(runtime.infer, timer)
         outs = runtime.outputs()
         first_out = np.array(outs[0], copy=True)  # what the fidelity check judges; the timed loop must give it too
         # info() may read the runtime's optimized graph back: deploykit's memory, not the runtime's

@@ -24,6 +24,7 @@ from typing import Callable
 
 from deploykit.bench.timer import Timer, now_ns
 from deploykit.core.config import BenchConfig
+from deploykit.core.errors import RunFailure, runtime_raised, squash
 
 # progress callback: (phase, iterations done, elapsed seconds in the phase)
 Progress = Callable[[str, int, float], None]
@@ -90,35 +91,44 @@ def measure(infer: Callable[[], object], cfg: BenchConfig, *, batch: int, timer:
     timer = timer or Timer()
     tick = int(progress_every_s * 1e9)
 
-    warm = []
-    start = now_ns()
-    for _ in range(cfg.warmup):
-        warm.append(timer.time_ns(infer))
-    if progress:
-        progress("warmup", len(warm), (now_ns() - start) / 1e9)
-
-    rule = StopRule(cfg, progress)
+    warm: list[int] = []
     samples: list[int] = []
-    device: dict[str, list[int]] = {}
-    append = samples.append
-    time_ns = timer.time_ns
-    if on_start:
-        on_start()
-    start = now_ns()
-    next_tick = start + tick
-    while True:
-        append(time_ns(infer))
-        if device_timer is not None:
-            for kind, ns in (device_timer() or {}).items():
-                device.setdefault(kind, []).append(ns)
-        t = now_ns()
-        elapsed = t - start
-        reason = rule.reason(len(samples), elapsed)
-        if reason is not None:
-            break
-        if progress is not None and t >= next_tick:
-            progress("measure", len(samples), elapsed / 1e9)
-            next_tick = t + tick
+    try:
+        start = now_ns()
+        for _ in range(cfg.warmup):
+            warm.append(timer.time_ns(infer))
+        if progress:
+            progress("warmup", len(warm), (now_ns() - start) / 1e9)
+
+        rule = StopRule(cfg, progress)
+        device: dict[str, list[int]] = {}
+        append = samples.append
+        time_ns = timer.time_ns
+        if on_start:
+            on_start()
+        start = now_ns()
+        next_tick = start + tick
+        while True:
+            append(time_ns(infer))
+            if device_timer is not None:
+                for kind, ns in (device_timer() or {}).items():
+                    device.setdefault(kind, []).append(ns)
+            t = now_ns()
+            elapsed = t - start
+            reason = rule.reason(len(samples), elapsed)
+            if reason is not None:
+                break
+            if progress is not None and t >= next_tick:
+                progress("measure", len(samples), elapsed / 1e9)
+                next_tick = t + tick
+    except Exception as exc:
+        if not runtime_raised(exc):
+            raise
+        where = f"inference {len(samples) + 1} of the timed loop" if samples or len(warm) == cfg.warmup else \
+            f"warm-up inference {len(warm) + 1}"
+        done = f"{len(samples)} timed inference(s) before it" + (
+            f" (p50 {sorted(samples)[len(samples) // 2] / 1e6:.3f} ms)" if samples else "")
+        raise RunFailure(f"the runtime failed on {where}: {squash(exc, 200)}; {done}") from None
     wall = now_ns() - start
     if on_stop:
         on_stop()
@@ -126,6 +136,16 @@ def measure(infer: Callable[[], object], cfg: BenchConfig, *, batch: int, timer:
         progress("done", len(samples), wall / 1e9)
     return Measurement(batch=batch, samples_ns=samples, wall_ns=wall, stop_reason=reason, warmup_ns=warm,
                        device_ns=device)
+
+
+def first_inference(infer: Callable[[], object], timer: Timer, what: str = "the first inference") -> int:
+    """``timer.time_ns(infer)`` of a run's first inference; a runtime's failure there is one line (RunFailure)."""
+    try:
+        return timer.time_ns(infer)
+    except Exception as exc:
+        if not runtime_raised(exc):
+            raise
+        raise RunFailure(f"the runtime failed on {what}: {squash(exc, 200)}; nothing was measured") from None
 
 
 class RequestTimeout(RuntimeError):

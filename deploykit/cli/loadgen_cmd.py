@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from deploykit.cli.common import (POSITIVE, batch_option, calibration_options, model_opt_option, model_option_flags,
+from deploykit.cli.common import (POSITIVE, FiniteFloatRange, batch_option, calibration_options, model_opt_option,
+                                  model_option_flags,
                                   models_dir_option, opset_option, print_json, reports_dir_option, resolution_option,
                                   resolve_models_dir, resolve_reports_dir, seed_option, stderr_console,
                                   stdout_console, weights_options)
@@ -15,7 +16,7 @@ from deploykit.cli.runtime_options import runtime_option, target_option, target_
 from deploykit.cli.specs import specs_from_flags
 
 SCENARIOS = ("server", "offline", "multistream", "singlestream")
-POSITIVE_FLOAT = click.FloatRange(min=0, min_open=True)
+POSITIVE_FLOAT = FiniteFloatRange(min=0, min_open=True)
 
 
 @click.command("loadgen")
@@ -31,7 +32,7 @@ POSITIVE_FLOAT = click.FloatRange(min=0, min_open=True)
                    "expected rate [default: from a short calibration].")
 @click.option("--latency-bound", type=POSITIVE_FLOAT, default=None, metavar="MS",
               help="server: the latency bound in ms at --percentile [default: 100, LoadGen's].")
-@click.option("--percentile", type=click.FloatRange(min=0, max=100, min_open=True, max_open=True), default=None,
+@click.option("--percentile", type=FiniteFloatRange(min=0, max=100, min_open=True, max_open=True), default=None,
               help="Target latency percentile: server and multistream [default: 99], singlestream [default: 90].")
 @click.option("--duration", type=POSITIVE_FLOAT, default=None, metavar="S",
               help="LoadGen's minimum duration in seconds (each find-peak step) [default: 10, LoadGen's].")

@@ -17,7 +17,7 @@ from deploykit.cli.common import seed_option
 @click.option("--plots", "plots_dir", type=click.Path(path_type=Path), default=None, metavar="DIR",
               help="Also write every plot as PNG and SVG into DIR (for READMEs).")
 @click.option("--title", default=None, help="Page title [default: 'deploykit report: <sweep folder>'].")
-@click.option("--n-boot", type=click.IntRange(min=100), default=1000, show_default=True,
+@click.option("--n-boot", type=click.IntRange(min=100, max=1_000_000), default=1000, show_default=True,
               help="Bootstrap replicates for the CIs of the fitted exponents and crossovers.")
 @seed_option(help="Seed of those bootstrap replicates.")
 def command(results, output, plots_dir, title, n_boot, seed):

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import click
 
-from deploykit.cli.common import POSITIVE, models_dir_option, print_json, stderr_console, stdout_console
+from deploykit.cli.common import (POSITIVE, FiniteFloatRange, models_dir_option, print_json, stderr_console,
+                                  stdout_console)
 from deploykit.cli.history_cmd import history_option, record
 
 LIST = "LIST"
@@ -61,10 +62,10 @@ def axis_options(f):
 @click.option("-o", "--out", type=click.Path(path_type=Path), default=None,
               help="The sweep's folder: results.parquet, results.csv, cells/<cell>/ reports [default: the study's "
                    "'out', else reports/sweep-<time> under $DEPLOYKIT_REPORTS or ./reports].")
-@click.option("--cell-timeout", type=click.FloatRange(min=0), default=None,
+@click.option("--cell-timeout", type=FiniteFloatRange(min=0), default=None,
               help="Seconds a cell may take, export and quantization included; 0 = no limit [default: 1800].")
-@click.option("--min-time", type=click.FloatRange(min=0), default=None, help="Per cell: bench --min-time [default: 5].")
-@click.option("--max-time", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--min-time", type=FiniteFloatRange(min=0), default=None, help="Per cell: bench --min-time [default: 5].")
+@click.option("--max-time", type=FiniteFloatRange(min=0, min_open=True), default=None,
               help="Per cell: bench --max-time [default: 60].")
 @click.option("--min-iters", type=POSITIVE, default=None, help="Per cell: bench --min-iters [default: 20].")
 @click.option("--warmup", type=click.IntRange(min=0), default=None, help="Per cell: bench --warmup [default: 10].")
@@ -73,14 +74,17 @@ def axis_options(f):
 @click.option("--eval-data", default=None, metavar="DIR",
               help="Labelled images (one sub-folder per class) every bench cell runs after its timed loop: top-1 "
                    "on the cell's runtime; int8 cells also the drop against fp32 with a paired 95% CI.")
-@click.option("--latency-bound", type=click.FloatRange(min=0, min_open=True), default=None, metavar="MS",
+@click.option("--latency-bound", type=FiniteFloatRange(min=0, min_open=True), default=None, metavar="MS",
               help="Server cells: loadgen --latency-bound, at its percentile [default: 100].")
-@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None, metavar="S",
+@click.option("--duration", type=FiniteFloatRange(min=0, min_open=True), default=None, metavar="S",
               help="LoadGen cells: loadgen --duration, LoadGen's minimum duration [default: 10].")
 @models_dir_option
 @click.option("--resume", is_flag=True,
               help="Continue the sweep in --out: cells already ok in its table are not run again (nor failed ones, "
                    "without --retry-failed).")
+@click.option("--force-resume", is_flag=True,
+              help="With --resume: continue even though the bench settings differ from the ones the folder's cells "
+                   "were measured with (its sweep.json); the table then mixes both.")
 @click.option("--retry-failed", is_flag=True, help="With --resume: run the failed, timed-out and killed cells again.")
 @click.option("--remeasure-noisy", is_flag=True,
               help="With --resume: run again the cells the table flags noisy (CV above 10%, or the run's two halves at "
@@ -110,8 +114,8 @@ def axis_options(f):
                 "$DEPLOYKIT_HISTORY if set].")
 def command(models, targets, precision, batch, resolution, threads, scenario, qps, study, out,
             cell_timeout, min_time, max_time, min_iters, warmup, calib_data, eval_data, latency_bound, duration,
-            models_dir, resume, retry_failed, remeasure_noisy, dry_run, as_json, no_peak, executor, slurm_partition,
-            slurm_time_limit, slurm_sbatch, slurm_array, history, **axes):
+            models_dir, resume, force_resume, retry_failed, remeasure_noisy, dry_run, as_json, no_peak, executor,
+            slurm_partition, slurm_time_limit, slurm_sbatch, slurm_array, history, **axes):
     """Run MODELS (names, globs such as 'resnet*', timm:NAME / tv:NAME, .onnx files) on every combination of
     targets, precisions, batch sizes, resolutions and thread counts: each cell is one 'deploykit bench' in its own
     child process, so a crash, a hang past --cell-timeout or an out-of-memory kill is recorded as that cell's
@@ -149,6 +153,12 @@ def command(models, targets, precision, batch, resolution, threads, scenario, qp
                             "latency_bound": latency_bound,
                             "duration": duration})
     out = sweep_folder(spec, out, resume)
+    if force_resume and not resume:
+        raise UsageError("--force-resume goes with --resume")
+    if resume:
+        from deploykit.sweep.run import check_resume_settings
+
+        check_resume_settings(out, spec, force=force_resume)
     p = plan(spec, out, resume=resume, retry_failed=retry_failed, targets_here=EXECUTORS.get(executor).runs_here,
              remeasure_noisy=remeasure_noisy)
     prelude = [] if no_peak else prelude_commands(p, models_dir)
@@ -168,10 +178,18 @@ def command(models, targets, precision, batch, resolution, threads, scenario, qp
         _print_plan(p, out, as_json, jobs)
         return
     from deploykit.core.atomic import ensure_dir
+    from deploykit.core.guarded import folder_lock
+
+    ensure_dir(out)
+    with folder_lock(out, "sweep folder"):  # a second sweep into it is refused, naming this one
+        _run(p, spec, out, executor, models_dir, options, prelude, as_json)
+    record(history, folder=out / "cells", kind="sweep")  # the history store, after the folder's lock is released
+
+
+def _run(p, spec, out: Path, executor: str, models_dir, options: dict, prelude, as_json: bool) -> None:
     from deploykit.sweep.executor import make_executor
     from deploykit.sweep.run import record_run, run_sweep
 
-    ensure_dir(out)
     record_run(out, spec, sys.argv[1:])
     err = stderr_console()
     show = _Progress(err, p)
@@ -186,7 +204,6 @@ def command(models, targets, precision, batch, resolution, threads, scenario, qp
     with show:
         rows = run_sweep(p, ex, out, on_row=show.done, prelude=prelude, say=say)
     _print_summary(rows, p, out, time.monotonic() - started, as_json)
-    record(history, folder=out / "cells", kind="sweep")
 
 
 class _Progress:

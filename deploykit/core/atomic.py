@@ -193,6 +193,18 @@ def run_dir(base: Path | str | None, purpose: str = "run", *, redirect_tempfile:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def make_temp_dir(purpose: str, base: Path | str | None = None) -> Path:
+    """A new temporary folder ``<base or the system's temporary folder>/.dk-tmp-<pid>@<host>-<purpose>.<random>``
+    that the caller removes; what killed runs left there (``sweep_stale``) is removed first. The one naming scheme
+    of deploykit's temporary folders, so a folder a SIGKILL left behind is the next run's to remove."""
+    folder = Path(base) if base is not None else Path(tempfile.gettempdir())
+    sweep_stale(folder)
+    try:
+        return Path(tempfile.mkdtemp(prefix=tmp_prefix(purpose) + ".", dir=folder))
+    except OSError as exc:
+        raise write_error(folder, exc) from None
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

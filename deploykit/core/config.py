@@ -21,6 +21,16 @@ GRAPH_OPTS = ("disable", "basic", "extended", "all")
 # sanity bound on iteration counts (a file must not be able to make a run last for years); what a batch or a
 # resolution costs is checked against the memory there is (onnxio.reference.check_fits)
 MAX_ITERATIONS = 100_000_000
+# the other bounds on the numbers a command, a study file, a run spec or a user.conf gives: one definition each,
+# checked by require_int / require_positive where the setting is made (run spec, BenchConfig, LoadgenConfig,
+# BenchSettings, runtime options, user.conf)
+MAX_SEED = 2**32 - 1  # numpy's SeedSequence takes non-negative seeds; a negative --seed is refused everywhere
+MAX_THREADS = max(256, 4 * (os.cpu_count() or 1))  # more threads than this only oversubscribes (and 1000 hangs)
+MAX_SECONDS = 7 * 24 * 3600.0  # a time setting (cell timeout, min/max time, LoadGen duration): at most a week
+MAX_QPS = 1e7  # a LoadGen rate (queries/s)
+# queries of one LoadGen test (its min query count; qps x duration): LoadGen schedules them all in memory first
+MAX_QUERIES = 100_000_000
+MAX_BOOTSTRAP = 10_000_000  # bootstrap resamples
 
 
 def default_models_dir() -> Path:
@@ -94,7 +104,7 @@ class ExportConfig:
     def __post_init__(self):
         require_int("--batch", self.batch, 1)
         require_int("--resolution", self.resolution, 1)
-        require_int("--seed", self.seed)
+        require_int("--seed", self.seed, 0, MAX_SEED)
         require_int("--opset", self.opset)
         if not 7 <= self.opset <= 23:
             raise UsageError(f"--opset must be between 7 and 23, got {self.opset}")
@@ -154,11 +164,11 @@ class BenchConfig:
         require_int("--resolution", self.resolution, 1)
         require_int("--warmup", self.warmup, 0, MAX_ITERATIONS)
         require_int("--min-iters", self.min_iters, 1, MAX_ITERATIONS)
-        require_int("--seed", self.seed)
-        require_positive("--min-time", self.min_time, allow_zero=True)
-        require_positive("--max-time", self.max_time)
+        require_int("--seed", self.seed, 0, MAX_SEED)
+        require_positive("--min-time", self.min_time, allow_zero=True, maximum=MAX_SECONDS)
+        require_positive("--max-time", self.max_time, maximum=MAX_SECONDS)
         require_positive("--cv-warn", self.cv_warn, allow_zero=True)
-        require_int("bootstrap resamples", self.bootstrap, 0, 10_000_000)
+        require_int("bootstrap resamples", self.bootstrap, 0, MAX_BOOTSTRAP)
         require_int("--reference-blocks", self.reference_blocks)
         if self.max_time < self.min_time:
             raise UsageError(f"--max-time ({self.max_time}s) must not be below --min-time ({self.min_time}s)")

@@ -59,6 +59,18 @@ class VerificationError(DeployKitError):
     """An exported/converted artifact does not reproduce its reference within tolerance."""
 
 
+class RunFailure(DeployKitError):
+    """The runtime failed while running the model (an inference of the timed loop, LoadGen's first inference,
+    calibration): one line saying where and what was measured before it, exit 2."""
+
+
+def runtime_raised(exc: BaseException) -> bool:
+    """Whether ``exc`` is a runtime's own failure (ONNX Runtime's Fail / RuntimeException / InvalidArgument, OpenVINO's
+    and TensorRT's RuntimeError) rather than a bug of deploykit's."""
+    module = type(exc).__module__ or ""
+    return module.startswith(("onnxruntime", "openvino", "tensorrt")) or type(exc) is RuntimeError
+
+
 class UnavailableError(DeployKitError):
     """A target, device or optional dependency is not available on this machine."""
 

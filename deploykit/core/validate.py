@@ -10,46 +10,37 @@ them and no setting or measurement is ever meant to be one.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
+from typing import Any
 
 from deploykit.core.errors import InputError
+from deploykit.core.guarded import MAX_CACHE_BYTES
+from deploykit.core.guarded import read_json as guarded_json
 
 # a JSON file deploykit reads is at most this big (a report with 10^6 samples is ~20 MB)
 MAX_JSON_BYTES = 256 * 1024 * 1024
 
 
-def _no_constant(name: str):
-    raise ValueError(f"{name} is not a number JSON allows")
-
-
 def read_json(path: str | Path, what: str = "file"):
     """The JSON value in ``path``; a missing, unreadable, non-UTF-8, oversized or invalid file (NaN and Infinity
-    included) is an InputError naming it."""
-    p = Path(path)
-    try:
-        if p.stat().st_size > MAX_JSON_BYTES:
-            raise InputError(f"{what} {p} is too large to be one ({p.stat().st_size / 1e6:.0f} MB)")
-        text = p.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{what} not found: {p}") from None
-    except IsADirectoryError:
-        raise InputError(f"{what} {p} is a folder, not a file") from None
-    except UnicodeDecodeError:
-        raise InputError(f"{what} {p} is not JSON (not UTF-8 text)") from None
-    except OSError as exc:
-        raise InputError(f"cannot read {what} {p}: {exc.strerror or exc}") from None
-    return parse_json(text, f"{what} {p}")
+    included), a FIFO, a device or a folder is an InputError naming it (``core.guarded``: the opened descriptor is
+    checked, so nothing blocks or reads without end)."""
+    return guarded_json(path, max_bytes=MAX_JSON_BYTES, what=what, follow=True)
 
 
-def parse_json(text: str, where: str = "JSON"):
+def read_cache_json(path: str | Path, *, max_bytes: int = MAX_CACHE_BYTES, schema: dict | None = None) -> Any:
+    """A cache's JSON value, or None when it is missing or unusable in any way (a link, a FIFO, a device, too
+    large, not JSON, a non-finite number, not fitting ``schema``): an invalid cache is an absent one."""
     try:
-        return json.loads(text, parse_constant=_no_constant)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{where} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
-    except (ValueError, RecursionError) as exc:
-        raise InputError(f"{where} is not valid JSON ({str(exc)[:120] or type(exc).__name__})") from None
+        data = guarded_json(path, max_bytes=max_bytes, what="cache")
+    except InputError:
+        return None
+    if first_non_finite(data) is not None:
+        return None
+    if schema is not None and not valid(data, schema):
+        return None
+    return data
 
 
 def first_non_finite(obj, path: str = "") -> str | None:

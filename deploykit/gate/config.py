@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from deploykit.core.config import ExportConfig, require_int, require_positive
+from deploykit.core.config import MAX_SEED, ExportConfig, require_int, require_positive
 from deploykit.core.errors import UsageError
 from deploykit.spec.run import RunSpec, from_values, value_kind
 
@@ -143,7 +143,7 @@ class GateConfig:
         require_int("--block-iters", self.block_iters, 1, MAX_BLOCK_ITERS)
         require_int("--block-warmup", self.block_warmup, 0, MAX_BLOCK_WARMUP)
         require_positive("--time-budget", self.time_budget)
-        require_int("--seed", self.seed)
+        require_int("--seed", self.seed, 0, MAX_SEED)
         require_int("bootstrap resamples", self.n_boot, maximum=10_000_000)
         if self.n_boot < 200:
             raise UsageError(f"bootstrap resamples must be at least 200, got {self.n_boot}")

@@ -72,17 +72,10 @@ MATRIX_KEYS = ("target", "batch", "resolution")
 
 def read_gate_file(path: str | Path) -> dict:
     """The raw mapping in a TOML or YAML gate file."""
+    from deploykit.core.guarded import read_text
+
     p = Path(path)
-    if not p.exists():
-        raise InputError(f"gate file not found: {p}")
-    if not p.is_file():
-        raise InputError(f"gate file {p} is not a file")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise InputError(f"gate file {p} is not text (UTF-8)") from None
-    except OSError as exc:
-        raise InputError(f"cannot read gate file {p}: {exc.strerror or exc}") from None
+    text = read_text(p, what="gate file", follow=True)  # guarded: a regular file (no FIFO, no device), <= 4 MiB
     suffix = p.suffix.lower()
     if suffix in (".yaml", ".yml"):
         try:

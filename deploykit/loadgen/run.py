@@ -18,9 +18,10 @@ from deploykit.bench import memory as memory_mod
 from deploykit.bench.fidelity import fidelity, reference_outputs
 from deploykit.bench.fingerprint import fingerprint
 from deploykit.bench.pipeline import load_measured, prepare_model
-from deploykit.bench.runner import measure, measure_throughput
+from deploykit.bench.runner import first_inference, measure, measure_throughput
 from deploykit.bench.stats import PERCENTILE_METHOD, loadgen_percentile, summarize
 from deploykit.bench.timer import Timer, now_ns
+from deploykit.core.atomic import make_temp_dir, tmp_prefix
 from deploykit.core.config import BenchConfig, ExportConfig
 from deploykit.core.errors import InputError, UsageError, squash
 from deploykit.core.lazy import require
@@ -125,7 +126,7 @@ def run_loadgen(model_ref: str, target: str, cfg: LoadgenConfig, options: Runtim
                                                 planned=planned)
     x, ref, ref_label = reference_outputs(model, cfg.seed)
     owns = log_dir is None
-    log_dir = Path(tempfile.mkdtemp(prefix="dk-loadgen-")) if owns else Path(log_dir)
+    log_dir = make_temp_dir("loadgen") if owns else Path(log_dir)  # swept by the next run when this one is killed
     try:
         return _serve(lg, runtime_cls, runtime, model, target, cfg, options, x, ref, ref_label, log_dir, owns, say)
     except BaseException:
@@ -140,7 +141,7 @@ def _serve(lg, runtime_cls, runtime, model, target, cfg, options, x, ref, ref_la
     sut = None
     try:
         runtime.set_input(x)
-        first_ns = Timer(runtime.sync).time_ns(runtime.infer)
+        first_ns = first_inference(runtime.infer, Timer(runtime.sync), "LoadGen's first inference")
         outs = runtime.outputs()
         with mem.excluded():  # info() may read the runtime's optimized graph back: deploykit's memory
             info = runtime.info()
@@ -492,7 +493,7 @@ def keep_logs(src: Path, dest: Path) -> list[str]:
     ensure_dir(dest.parent)
     if dest.exists():
         raise InputError(f"{dest} exists already")
-    tmp = Path(tempfile.mkdtemp(prefix=".dk-tmp-" + dest.name + ".", dir=dest.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=tmp_prefix(dest.name[:150]) + ".", dir=dest.parent))
     kept = []
     try:
         for f in sorted(p for p in Path(src).rglob("*") if p.is_file()):

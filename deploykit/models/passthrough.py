@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import threading
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ from deploykit.core.errors import InputError, squash
 from deploykit.models.registry import IMAGENET_MEAN, IMAGENET_STD, INTERPOLATIONS, MODELS, ModelCfg, PretrainedSource
 
 TIMM, TV = "timm", "tv"
+_TV_LOADER_LOCK = threading.Lock()
 
 
 def _unknown(prefix: str, name: str, known: list[str], lister: str) -> InputError:
@@ -60,6 +62,66 @@ def _interpolation(value: str, where: str) -> str:
 def _build_error(where: str, resolution: int, exc: Exception) -> InputError:
     return InputError(f"cannot build {where} at resolution {resolution}: {type(exc).__name__}: "
                       f"{squash(exc, 240) or type(exc).__name__}")
+
+
+# ------------------------------------------------------------------------------------------- cached checkpoints
+# torch.hub's rule for the hash in a published file's name (``resnet18-f37072fd.pth``: the first hex digits of the
+# file's SHA-256), checked by torch only when it downloads
+_HASH_IN_NAME = r"-([a-f0-9]{6,})\."
+
+
+def verify_hash_prefix(file: Path, what: str) -> None:
+    """Refuse a cached weights file whose name carries a SHA-256 prefix its content does not have: it is not the
+    published file (a corrupt or substituted one), and is never labelled as the published weights."""
+    import re
+
+    from deploykit.core.hashing import file_sha256
+
+    m = re.search(_HASH_IN_NAME, Path(file).name)
+    if m is None:
+        return
+    digest = file_sha256(file)
+    if not digest.startswith(m.group(1)):
+        raise InputError(f"{what}: the cached file {file} does not match the SHA-256 prefix in its name ({m.group(1)}; "
+                         f"its content hashes to {digest[:len(m.group(1))]}): not the published weights; delete it and "
+                         "copy the published file there")
+
+
+def load_checkpoint(file: Path, what: str) -> dict:
+    """The state dict in a cached weights file, loaded without running any code it holds: the hash prefix in its
+    name verified, ``.safetensors`` through safetensors, anything else through ``torch.load(weights_only=True)``
+    (a pickle that names anything but tensors and plain containers is refused, one line). torchvision's own loader
+    uses ``weights_only=False``: a malicious pickle in $TORCH_HOME/hub/checkpoints would run."""
+    import pickle
+    import re
+    import warnings
+
+    import torch
+
+    from deploykit.core.guarded import open_regular
+
+    state: Any
+    os.close(open_regular(file, what=f"{what} weights file", follow=True))  # a regular file: no FIFO, no device
+    verify_hash_prefix(file, what)
+    try:
+        if str(file).endswith(".safetensors"):
+            from safetensors.torch import load_file
+
+            state = load_file(str(file), device="cpu")
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch's note on the pickle protocol
+                state = torch.load(file, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, ValueError, EOFError, OSError, AttributeError, TypeError) as exc:
+        detail = re.search(r"WeightsUnpickler error:\s*(.+?)(\n\n|$)", str(exc), re.S)
+        why = squash(detail.group(1) if detail else str(exc).split(". ")[0], 160)
+        raise InputError(f"{what}: the cached weights file {file} is refused: it is not plain weights ({why}); "
+                         "nothing in it was run") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise InputError(f"{what}: the cached weights file {file} holds a {type(state).__name__}, not a state dict")
+    return state
 
 
 # ------------------------------------------------------------------------------------------------- torchvision
@@ -105,7 +167,29 @@ def _tv_locate(name: str, weights) -> Path:
 def _tv_pretrained_build(arch: str, name: str, weights, resolution: int, file: Path):
     if Path(file).resolve() != _tv_cache_file(weights.url).resolve():
         raise InputError(f"tv:{name}: torchvision loads {weights} from {_tv_cache_file(weights.url)}, not {file}")
-    return _tv_build(arch, resolution, weights=weights)
+    # loaded here (hash verified, weights only), handed to torchvision's builder in place of its own loader, which
+    # would unpickle the cached file with weights_only=False; the builder keeps its own handling of the weights
+    # (the parameters it sets for them, key fixes such as densenet's)
+    return tv_build_with_state(arch, name, weights, resolution, load_checkpoint(Path(file), f"tv:{name} --pretrained"))
+
+
+def tv_build_with_state(arch: str, name: str, weights, resolution: int, state: dict):
+    """torchvision's builder for ``weights``, given the state dict ``load_checkpoint`` read instead of reading the
+    file itself."""
+    import torchvision.models._api as tv_api
+
+    def verified(url, *args, **kwargs):
+        if url != weights.url:
+            raise InputError(f"tv:{name}: torchvision asked for {url}, not {weights.url}")
+        return state
+
+    with _TV_LOADER_LOCK:
+        original = tv_api.load_state_dict_from_url
+        tv_api.load_state_dict_from_url = verified
+        try:
+            return _tv_build(arch, resolution, weights=weights)
+        finally:
+            tv_api.load_state_dict_from_url = original
 
 
 def resolve_tv(name: str) -> ModelCfg:
@@ -212,6 +296,9 @@ def _timm_build(name: str, fixed_size: bool, default_resolution: int, resolution
     if fixed_size and resolution != default_resolution:
         kwargs["img_size"] = resolution
     if file is not None:
+        # checked first: the hash in its name, and that it loads as plain weights (timm then loads it with
+        # weights_only=True itself; an older timm would not)
+        load_checkpoint(Path(file), f"timm:{name} --pretrained")
         kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": str(file), "source": None})
     try:
         return timm.create_model(name, pretrained=kwargs.pop("pretrained", False), **kwargs)

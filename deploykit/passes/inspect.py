@@ -81,6 +81,13 @@ def complexity(model, input_shape: tuple[int, ...] | list[int]) -> dict:
             "uncounted_nodes": unknown, "source": note}
 
 
+_COUNT = {"type": "integer", "minimum": 0, "maximum": 10**16}
+# a cached entry must look like this to be used (else it is counted again): whole non-negative counts, bounded
+COMPLEXITY_SCHEMA = {
+    "type": "object", "required": ["params", "macs", "macs_attention", "macs_by_op", "uncounted_nodes", "source"],
+    "properties": {"params": _COUNT, "macs": _COUNT, "macs_attention": _COUNT, "uncounted_nodes": _COUNT,
+                   "macs_by_op": {"type": "object", "additionalProperties": _COUNT}, "source": {"type": "string"}},
+}
 COMPLEXITY_CACHE_VERSION = 1  # bump when the counting rules change: cached entries of older rules are ignored
 
 
@@ -88,7 +95,6 @@ def cached_complexity(path, sha256: str, input_shape, cache_dir=None, proto=None
     """``complexity`` of the ONNX file ``path`` (content hash ``sha256``) at ``input_shape``, cached as
     ``<cache_dir>/complexity/<sha256>-<shape>.json`` (shape inference of a large graph takes a while; the file's
     hash and the shape decide the answer). ``proto``: the graph if the caller has it loaded."""
-    import json
     from pathlib import Path
 
     shape = tuple(int(d) for d in input_shape)
@@ -96,10 +102,11 @@ def cached_complexity(path, sha256: str, input_shape, cache_dir=None, proto=None
     if cache_dir is not None:
         name = f"v{COMPLEXITY_CACHE_VERSION}-{sha256[:32]}-{'x'.join(map(str, shape))}.json"
         file = Path(cache_dir) / "complexity" / name
-        try:
-            return json.loads(file.read_text())
-        except (OSError, ValueError):
-            pass
+        from deploykit.core.validate import read_cache_json
+
+        cached = read_cache_json(file, max_bytes=1024 * 1024, schema=COMPLEXITY_SCHEMA)
+        if cached is not None:  # an invalid cache (a link, a FIFO, absurd or non-finite numbers) is rebuilt
+            return cached
     if proto is None:
         from deploykit.onnxio.files import load_onnx
 

@@ -164,14 +164,22 @@ def csv_value(key: str, value):
     return float(f"{value:.4g}")  # max_abs, rel_err, j_per_inf: 4 significant digits
 
 
+def md(text) -> str:
+    from deploykit.core.escape import md as escape_md  # labels and paths are text, never Markdown
+
+    return escape_md(text)
+
+
 def to_csv(reports: list[dict]) -> str:
+    from deploykit.core.escape import csv_cell  # a label starting with = + - @ is a formula to a spreadsheet
+
     buf = io.StringIO()
     cols = csv_columns()
     w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n", extrasaction="ignore")
     w.writeheader()
     for r in reports:
         row = summary_row(r)
-        w.writerow({k: csv_value(k, row.get(k)) for k in cols})
+        w.writerow({k: csv_cell(csv_value(k, row.get(k))) for k in cols})
     return buf.getvalue()
 
 
@@ -179,7 +187,7 @@ def markdown_table(reports: list[dict]) -> str:
     rows = [summary_row(r) for r in reports]
     head = "| " + " | ".join(h for _, h in SUMMARY_COLUMNS) + " |"
     sep = "|" + "|".join("---" for _ in SUMMARY_COLUMNS) + "|"
-    body = ["| " + " | ".join(fmt(k, row[k]) for k, _ in SUMMARY_COLUMNS) + " |" for row in rows]
+    body = ["| " + " | ".join(md(fmt(k, row[k])) for k, _ in SUMMARY_COLUMNS) + " |" for row in rows]
     return "\n".join([head, sep, *body])
 
 
@@ -189,10 +197,10 @@ def to_markdown(reports: list[dict]) -> str:
         env, s, t = r["environment"], r["stats"], r["timing"]
         cpu = env["cpu"]
         out += [
-            f"## {r['model']['label']}{' (' + variant_text(r) + ')' if variant_text(r) else ''} on "
-            f"{r['target']['name']} ({r['target']['precision']})",
+            md(f"## {r['model']['label']}{' (' + variant_text(r) + ')' if variant_text(r) else ''} on "
+               f"{r['target']['name']} ({r['target']['precision']})"),
             "",
-            f"- artifact: `{r['model']['path']}` (sha256 {r['model']['sha256'][:12]})",
+            f"- artifact: {md(r['model']['path'])} (sha256 {r['model']['sha256'][:12]})",
             f"- target: {r['target']['description']}; " + ", ".join(f"{k}={v}" for k, v in r["target"]["info"].items()
                                                                    if k != "fusion"),
             f"- latency ms: p50 {s['p50']:.3f} (95% CI {s['median_ci95'][0]:.3f}-{s['median_ci95'][1]:.3f}), "

@@ -12,8 +12,8 @@ samples), relative to the table's folder when the report lies under it.
 
 from __future__ import annotations
 
-import json
 import math
+import os
 import time
 from pathlib import Path
 from typing import Callable, Iterable
@@ -98,6 +98,8 @@ def _scaled(value, div: float) -> float:
 def options_text(options) -> str:
     from deploykit.spec.run import options_text as text
 
+    if options and not isinstance(options, dict):  # a report's model options are a mapping (found by fuzzing)
+        raise InputError(f"model options must be a mapping of name to value, got {str(options)[:80]!r}")
     return text(options or ())
 
 
@@ -236,13 +238,19 @@ register_row_builder(SCHEMA, _bench_row, validate)
 register_row_builder(_loadgen.SCHEMA, _loadgen_row, _loadgen.validate)
 
 
+def _schema_of(data) -> str | None:
+    """A document's ``schema`` when it is a string (a list or a mapping there is no schema; found by fuzzing)."""
+    schema = data.get("schema") if isinstance(data, dict) else None
+    return schema if isinstance(schema, str) else None
+
+
 def load_report(path: str | Path) -> dict:
     """A report file of any kind with a row builder, validated against its own schema (a benchmark or a LoadGen
     report); anything else is a one-line InputError."""
     from deploykit.core.validate import read_json
 
     data = read_json(path, "report")  # NaN / Infinity are not JSON: refused here
-    schema = data.get("schema") if isinstance(data, dict) else None
+    schema = _schema_of(data)
     check = _VALIDATORS.get(schema)
     if check is None:
         raise InputError(f"{path} is not a deploykit report of a kind with results rows (schema {schema!r}; "
@@ -257,12 +265,18 @@ def row_from_report(report: dict, cell: dict | None = None, *, report_path: str 
     name the row (``cell`` key, model as the sweep named it, requested threads/options) where given; ``run``:
     run columns (wall_s, host, node, job_id, executor) the executor knows; ``report_path``: the ``report``
     column."""
-    schema = report.get("schema") if isinstance(report, dict) else None
+    schema = _schema_of(report)
     builder = _ROW_BUILDERS.get(schema)
     if builder is None:
         raise InputError(f"cannot make a results row from a report with schema {schema!r} "
                          f"(known: {', '.join(sorted(_ROW_BUILDERS))})")
-    row = builder(report)
+    try:
+        row = builder(report)
+    except (AttributeError, TypeError, KeyError, ValueError, IndexError) as exc:
+        # the schema leaves some sections open; a report whose values there have other shapes is refused in one
+        # line rather than crashing report / compare / a sweep (found by fuzzing)
+        raise InputError(f"a section of the report has values of unexpected types ({type(exc).__name__}: "
+                         f"{str(exc)[:120]})") from None
     if cell:
         for col in ("model", "model_options", "target_options", "family", "target", "precision", "batch", "threads",
                     "scenario", "qps_scheduled"):
@@ -321,7 +335,9 @@ def _typed(df):
         elif kind == "float":
             df[col] = pd.to_numeric(s, errors="coerce").astype("float64")
         elif kind == "int":
-            df[col] = pd.to_numeric(s, errors="coerce").round().astype("Int64")
+            num = pd.to_numeric(s, errors="coerce")
+            # inf / -inf in a whole-number column is missing (found by fuzzing: it crashed the conversion)
+            df[col] = num.where(num.abs() != math.inf).round().astype("Int64")
         elif kind == "bool":
             df[col] = s.map(_to_bool).astype("boolean")
     extra = [c for c in df.columns if c not in COLUMN_NAMES]  # a later version's columns are kept, after ours
@@ -392,35 +408,75 @@ def _read_one(p: Path, absolute_reports: bool):
     raise InputError(f"{p}: expected a results table (.parquet, .csv), a report (.json) or a folder of them")
 
 
-def _read_table(p: Path, absolute_reports: bool):
+# a results table is at most this big on disk, in rows, and (Parquet) once decompressed: a sweep of 10^5 cells is
+# ~50 MB of CSV
+MAX_TABLE_BYTES = 256 * 1024 * 1024
+MAX_TABLE_ROWS = 1_000_000
+MAX_TABLE_DECOMPRESSED = 2 * 1024 * 1024 * 1024
+
+
+def read_table_file(p: Path, *, csv_dtype: dict, csv_na: dict, what: str = "results table"):
+    """The DataFrame in the .parquet / .csv file ``p``, read through the guarded boundary (a regular file, no link
+    through which, at most MAX_TABLE_BYTES), with at most MAX_TABLE_ROWS rows and a Parquet file's declared
+    decompressed size at most MAX_TABLE_DECOMPRESSED, checked from its footer before anything is decompressed."""
+    import io
+
     import pandas as pd
 
-    try:
-        if p.suffix == ".parquet":
-            df = pd.read_parquet(p)
-        else:
-            df = pd.read_csv(p, dtype={c: str for c, k in COLUMNS if k == "str"}, keep_default_na=False,
-                             na_values={c: [""] for c, k in COLUMNS if k != "str"})
-    except Exception as exc:  # pyarrow / pandas raise many kinds for a corrupt or foreign file
-        from deploykit.core.errors import squash
+    from deploykit.core.errors import squash
+    from deploykit.core.guarded import read_bytes
 
-        raise InputError(f"{p} is not a readable results table: {squash(exc, 200)}") from None
+    data = read_bytes(p, max_bytes=MAX_TABLE_BYTES, what=what, follow=True)
+    try:
+        if p.suffix.lower() == ".parquet":
+            import pyarrow.parquet as pq
+
+            meta = pq.ParquetFile(io.BytesIO(data)).metadata
+            rows = meta.num_rows
+            size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+            if rows > MAX_TABLE_ROWS:
+                raise InputError(f"{what} {p} has {rows:,} rows (at most {MAX_TABLE_ROWS:,})")
+            if size > MAX_TABLE_DECOMPRESSED:
+                raise InputError(f"{what} {p} decompresses to {size / 1e9:.1f} GB (at most "
+                                 f"{MAX_TABLE_DECOMPRESSED / 1e9:.1f} GB): not a results table")
+            return pd.read_parquet(io.BytesIO(data))
+        if data.count(b"\n") > MAX_TABLE_ROWS + 1:
+            raise InputError(f"{what} {p} has more than {MAX_TABLE_ROWS:,} rows")
+        return pd.read_csv(io.BytesIO(data), dtype=csv_dtype, keep_default_na=False, na_values=csv_na)
+    except InputError:
+        raise
+    except Exception as exc:  # pyarrow / pandas raise many kinds for a corrupt or foreign file
+        raise InputError(f"cannot read {what} {p}: it is not a readable results table: {squash(exc, 200)}") from None
+
+
+def _read_table(p: Path, absolute_reports: bool):
+    df = read_table_file(p, csv_dtype={c: str for c, k in COLUMNS if k == "str"},
+                         csv_na={c: [""] for c, k in COLUMNS if k != "str"})
     missing = [c for c in ("cell", "model", "target", "status") if c not in df.columns]
     if missing:
         raise InputError(f"{p} is not a deploykit results table (no {missing[0]!r} column)")
     df = _typed(df)
     if absolute_reports:
+        from deploykit.core.guarded import inside
+
         root = p.parent.resolve()
-        df["report"] = df["report"].map(lambda r: str((root / r).resolve()) if r else "")
+        df["report"] = df["report"].map(lambda r: str(inside(root, r, what=f"{p}: report path")) if r else "")
     return df
 
 
 def _looks_like_report(f: Path) -> bool:
+    from deploykit.core.guarded import open_regular
+
     try:
-        with open(f, "rb") as fh:
-            head = fh.read(200)
+        fd = open_regular(f, what="report")
+    except InputError:
+        return False
+    try:
+        head = os.read(fd, 200)
     except OSError:
         return False
+    finally:
+        os.close(fd)
     return b'"schema"' in head and b"deploykit." in head
 
 
@@ -430,19 +486,19 @@ def rows_from_report_files(files: Iterable[Path], root: Path | None = None, abso
     instead of refusing them."""
     rows = []
     for f in files:
-        try:
-            data = json.loads(Path(f).read_text())
-        except UnicodeDecodeError:
-            raise InputError(f"{f} is not a JSON report (not text)") from None
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{f} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
-        if skip_other and not (isinstance(data, dict) and data.get("schema") in _ROW_BUILDERS):
+        from deploykit.core.validate import read_json
+
+        data = read_json(f, "report")  # guarded: a regular file, size-capped, NaN / Infinity refused
+        if skip_other and _schema_of(data) not in _ROW_BUILDERS:
             continue
-        check = _VALIDATORS.get(data.get("schema")) if isinstance(data, dict) else None
+        check = _VALIDATORS.get(_schema_of(data))
         if check is not None:
             check(data, str(f))
         path = Path(f).resolve() if absolute or root is None else _relative(Path(f), root)
-        rows.append(row_from_report(data, report_path=path))
+        try:
+            rows.append(row_from_report(data, report_path=path))
+        except InputError as exc:
+            raise InputError(f"{f}: {exc}") from None
     return rows
 
 

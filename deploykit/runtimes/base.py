@@ -120,6 +120,11 @@ class LayerTime:
     fused: tuple[str, ...] = ()  # what the runtime merged into this node (original nodes, fusion passes)
 
 
+# control-flow ops: their time holds their subgraphs' nodes, and their "precision" is their condition's (a boolean,
+# stored as u8: not int8 compute)
+CONTROL_FLOW_OPS = ("If", "Loop", "Scan", "TensorIterator")
+
+
 @dataclass(frozen=True)
 class LayerProfile:
     """What ``Runtime.profile_layers`` returns: the raw per-layer times of ``iterations`` profiled inferences."""

@@ -37,8 +37,9 @@ from typing import TYPE_CHECKING
 
 from deploykit.core.errors import InputError, UnavailableError, UsageError, squash
 from deploykit.core.lazy import require
-from deploykit.runtimes.base import (ACTIVATIONS, CONCURRENT, GRAPH_READBACK, PEAK, PER_LAYER, Availability,
-                                     GemmKernel, LayerProfile, LayerTime, ModelInput, Runtime, register_runtime)
+from deploykit.runtimes.base import (ACTIVATIONS, CONCURRENT, CONTROL_FLOW_OPS, GRAPH_READBACK, PEAK, PER_LAYER,
+                                     Availability, GemmKernel, LayerProfile, LayerTime, ModelInput, Runtime,
+                                     register_runtime)
 from deploykit.runtimes.gemm import load_gemm
 from deploykit.runtimes.options import RuntimeOptions, ThroughputOptions
 
@@ -594,7 +595,7 @@ def summarize_openvino_runtime(runtime_model, onnx_types: dict[str, str] | None 
         ltype = get("layerType", op.get_type_name())
         if ltype in ("Const", "Input", "Output", "Parameter", "Result"):
             continue
-        prec = get("runtimePrecision", "?")
+        prec = get("runtimePrecision", "?") if ltype not in CONTROL_FLOW_OPS else "control"  # not its condition's u8
         layers[ltype] += 1
         precisions.setdefault(ltype, Counter())[prec] += 1
         names = [n for n in get("originalLayersNames").split(",") if n]
@@ -651,7 +652,8 @@ def ov_layer_records(iteration: int, infos, merged: dict[str, tuple[str, ...]] |
         if str(p.status).rsplit(".", 1)[-1] != "EXECUTED":
             continue  # NOT_RUN (constant, reshape in place), OPTIMIZED_OUT
         out.append(LayerTime(iteration=iteration, name=p.node_name, op_type=p.node_type,
-                             ms=p.real_time.total_seconds() * 1000.0, precision=exec_precision(p.exec_type),
+                             ms=p.real_time.total_seconds() * 1000.0,
+                             precision=None if p.node_type in CONTROL_FLOW_OPS else exec_precision(p.exec_type),
                              exec_type=p.exec_type, fused=merged.get(p.node_name, ())))
     return out
 

@@ -32,7 +32,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from deploykit.core.config import available_cores, default_models_dir, one_of, require_positive
+from deploykit.core.config import (MAX_THREADS, available_cores, default_models_dir, one_of, require_int,
+                                   require_positive)
 from deploykit.core.errors import UsageError
 from deploykit.runtimes.registry import ordered_targets
 
@@ -96,6 +97,8 @@ def _validate(obj) -> None:
             continue
         if spec.min is not None:
             require_positive(label, value, allow_zero=spec.min == 0)
+        if spec.name == "threads":
+            require_int(label, value, 1, MAX_THREADS)  # 1000 threads hang a session past SIGTERM
         choices = spec.choices if not callable(spec.choices) else None
         if choices and value not in choices:
             raise UsageError(f"{label} must be {one_of(choices)}, got {value!r}")

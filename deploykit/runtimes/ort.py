@@ -20,7 +20,6 @@ its activation fused), and are reported in ``fused``.
 from __future__ import annotations
 
 import json
-import tempfile
 import threading
 from collections import Counter
 from dataclasses import dataclass
@@ -190,7 +189,9 @@ class OrtCpuRuntime(Runtime):
         import onnxruntime as ort
 
         threads = self.options.resolved_threads()
-        with tempfile.TemporaryDirectory(prefix="dk-ortprof-") as tmp:
+        from deploykit.core.atomic import run_dir
+
+        with run_dir(None, "ortprof") as tmp:  # one scheme of temporary folders: a killed run's is swept next time
             so = session_options(ort, threads, self.graph_opt)
             so.enable_profiling = True
             so.profile_file_prefix = str(Path(tmp) / "profile")

@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploykit.core.config import one_of
+from deploykit.core.config import MAX_QPS, MAX_QUERIES, MAX_SECONDS, one_of, require_int, require_positive
 from deploykit.core.errors import InputError, UsageError
 
 SCENARIOS = ("server", "offline", "multistream", "singlestream")
@@ -91,6 +91,18 @@ class LoadgenConfig:
             raise UsageError(f"--peak-method must be {one_of(PEAK_METHODS)}, got {self.peak_method!r}")
         if not self.calibration_s > 0:
             raise UsageError(f"calibration time must be positive, got {self.calibration_s}")
+        # the bounds (core.config): LoadGen allocates its whole query schedule up front, so a rate, a duration or a
+        # query count past them ends in bad_alloc / SIGSEGV inside LoadGen instead of an error
+        require_positive("--qps", self.qps, maximum=MAX_QPS)
+        require_positive("--duration", self.duration_s, maximum=MAX_SECONDS)
+        require_int("--min-queries", self.min_queries, 1, MAX_QUERIES)
+        require_int("--max-outstanding", self.max_outstanding, 0, MAX_QUERIES)
+        require_int("--samples-per-query", self.samples_per_query, 1, 1_000_000)
+        require_positive("calibration time", self.calibration_s, maximum=MAX_SECONDS)
+        if self.qps is not None and self.qps * self.resolved_duration_s() > MAX_QUERIES:
+            raise UsageError(f"--qps {self.qps:g} for {self.resolved_duration_s():g} s is "
+                             f"{self.qps * self.resolved_duration_s():.3g} queries, more than LoadGen can schedule "
+                             f"here (at most {MAX_QUERIES:.0e}): lower --qps or --duration")
         if self.user_conf is not None:
             if not Path(self.user_conf).is_file():
                 raise InputError(f"LoadGen user.conf not found: {self.user_conf}")
@@ -144,24 +156,63 @@ class LoadgenConfig:
 def check_user_conf(path: str) -> None:
     """Refuse, before any work, a user.conf LoadGen would reject: the first bad line, named (LoadGen's own
     grammar: ``key = value`` with a number for value; a line whose first word is ``#`` is a comment)."""
-    try:
-        text = Path(path).read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read the LoadGen user.conf {path}: {exc}") from None
+    from deploykit.core.guarded import read_text
+
+    text = read_text(path, max_bytes=1024 * 1024, what="LoadGen user.conf", follow=True)
     for n, line in enumerate(text.splitlines(), 1):
         state = 0  # 0 = key, 1 = '=', 2 = value
+        key = ""
         for tok in line.split():
             if tok == "#" and state != 2:
                 break
+            if state == 0:
+                key = tok
             if state == 2:
                 if not _is_number(tok):
                     raise InputError(f"{path} line {n}: LoadGen needs a number after '=', got {tok!r}")
+                _check_user_conf_value(path, n, key, tok)
                 continue
             if state == 1 and tok != "=":
                 raise InputError(f"{path} line {n}: LoadGen expects 'model.scenario.key = value', got {line.strip()!r}")
             state += 1
         if state in (1, 2) and not _has_value(line):
             raise InputError(f"{path} line {n}: no value in {line.strip()!r}")
+
+
+# the keys LoadGen's user.conf reader looks up (TestSettings::FromConfig), with the bounds deploykit puts on their
+# values (core.config): an unknown key is a typo LoadGen would ignore without a word; a value past a bound ends in
+# bad_alloc or SIGSEGV inside LoadGen (a target_qps of 1e300 schedules more queries than there is memory)
+_MS = MAX_SECONDS * 1000
+USER_CONF_KEYS: dict[str, tuple[float, float]] = {
+    "target_qps": (1e-9, MAX_QPS), "target_latency": (0, _MS), "target_latency_percentile": (0, 100),
+    "min_duration": (0, _MS), "max_duration": (0, _MS), "min_query_count": (0, MAX_QUERIES),
+    "max_query_count": (0, MAX_QUERIES), "performance_sample_count_override": (0, MAX_QUERIES),
+    "max_async_queries": (0, MAX_QUERIES), "samples_per_query": (1, 1_000_000),
+    "coalesce_queries": (0, 1), "print_timestamps": (0, 1), "performance_issue_unique": (0, 1),
+    "performance_issue_same": (0, 1), "performance_issue_same_index": (0, MAX_QUERIES),
+    "sample_concatenate_permutation": (0, 1), "use_token_latencies": (0, 1), "infer_token_latencies": (0, 1),
+    "ttft_latency": (0, _MS * 1e6), "tpot_latency": (0, _MS * 1e6), "token_latency_scaling_factor": (0, 1e9),
+    "accuracy_log_probability": (0, 1), "accuracy_log_sampling_target": (0, MAX_QUERIES),
+    "server_num_issue_query_threads": (0, 1024), "test05": (0, 1), "mode": (0, 4),
+    **{k: (0, 2**64 - 1) for k in ("qsl_rng_seed", "sample_index_rng_seed", "schedule_rng_seed",
+                                   "accuracy_log_rng_seed", "test05_qsl_rng_seed", "test05_sample_index_rng_seed",
+                                   "test05_schedule_rng_seed")},
+}
+
+
+def _check_user_conf_value(path, n: int, key: str, tok: str) -> None:
+    name = key.rsplit(".", 1)[-1]
+    if name not in USER_CONF_KEYS:
+        raise InputError(f"{path} line {n}: {name!r} is not a key LoadGen reads from a user.conf (known: "
+                         f"{', '.join(sorted(USER_CONF_KEYS))})")
+    try:
+        value = float(int(tok, 0)) if tok.lstrip("+-").isdigit() or tok.lower().startswith(("0x", "0o", "0b")) \
+            else float(tok)
+    except (ValueError, OverflowError):
+        value = math.inf
+    lo, hi = USER_CONF_KEYS[name]
+    if not (math.isfinite(value) and lo <= value <= hi):
+        raise InputError(f"{path} line {n}: {name} = {tok} is out of range (between {lo:g} and {hi:g})")
 
 
 def _is_number(tok: str) -> bool:

@@ -480,15 +480,11 @@ def write_spec(spec: RunSpec, path: Path) -> Path:
 
 def read_spec(path: str | Path) -> RunSpec:
     """A run spec file (JSON, as ``write_spec`` or a sweep writes it), or a report that carries its run spec."""
+    from deploykit.core.guarded import read_json
+
     p = Path(path)
-    if not p.is_file():
-        raise InputError(f"run spec file not found: {p}")
-    if p.stat().st_size > 1_000_000:
-        raise InputError(f"{p} is too large for a run spec ({p.stat().st_size} bytes)")
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{p} is not a JSON run spec: {exc}") from None
+    # guarded: a regular file, at most 64 MiB (a report that carries its spec), NaN / Infinity refused
+    data = read_json(p, max_bytes=64 * 1024 * 1024, what="run spec file", follow=True)
     if isinstance(data, dict) and "schema" in data:  # a report: the spec it measured
         if not isinstance(data.get("run_spec"), dict):
             raise InputError(f"{p} is a {data.get('schema')} report without a run spec (written before reports "

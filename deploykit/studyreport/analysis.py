@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from deploykit.core.errors import InputError
+from deploykit.core.guarded import inside, read_json
 from deploykit.report.results import COLUMNS as RESULT_COLUMNS
 from deploykit.report.results import RESULTS_CSV, RESULTS_PARQUET
 
@@ -32,6 +33,7 @@ COLUMNS = [c for c, _ in RESULT_COLUMNS]
 KEY_COLUMNS = COLUMNS[:COLUMNS.index("scenario") + 1]
 STRING_COLUMNS = [c for c, kind in RESULT_COLUMNS if kind == "str"]
 NUMERIC_COLUMNS = [c for c, kind in RESULT_COLUMNS if kind in ("int", "float")]
+SIGNED_COLUMNS = ("exit_code", "rss_increase_mb")  # may be below zero (a signal, memory given back)
 REQUIRED = ["model", "target", "precision", "status"]
 TABLE_NAMES = (RESULTS_PARQUET, RESULTS_CSV)
 
@@ -63,13 +65,23 @@ def find_table(path: Path | str) -> Path:
 
 def _report_files(folder: Path) -> list[Path]:
     """The JSON files directly in ``folder`` that say they are deploykit reports (a quick look at their start)."""
+    import os
+
+    from deploykit.core.errors import InputError as _NotRegular
+    from deploykit.core.guarded import open_regular
+
     out = []
     for f in sorted(folder.glob("*.json")):
+        try:  # regular files only, not through a link: a FIFO or a device named *.json cannot hang the look
+            fd = open_regular(f, what="report")
+        except _NotRegular:
+            continue
         try:
-            with f.open("rb") as fh:
-                head = fh.read(4096)
+            head = os.read(fd, 4096)
         except OSError:
             continue
+        finally:
+            os.close(fd)
         if b'"schema"' in head and b'"deploykit.' in head:
             out.append(f)
     return out
@@ -86,16 +98,10 @@ def load_results(path: Path | str) -> tuple[pd.DataFrame, Path]:
         if not rows:
             raise InputError(f"{p} holds no deploykit report JSON files")
         return normalize(pd.DataFrame(rows), where=str(p)), p
-    try:
-        if p.suffix.lower() == ".parquet":
-            df = pd.read_parquet(p)
-        else:
-            na = {c: ["", "nan", "NaN", "NA", "None"] for c in NUMERIC_COLUMNS}
-            df = pd.read_csv(p, dtype={c: str for c in STRING_COLUMNS}, keep_default_na=False, na_values=na)
-    except Exception as exc:  # pyarrow / the csv parser raise many kinds
-        from deploykit.core.errors import squash
+    from deploykit.report.results import read_table_file
 
-        raise InputError(f"cannot read results table {p}: {squash(exc, 200)}") from None
+    df = read_table_file(p, csv_dtype={c: str for c in STRING_COLUMNS},
+                         csv_na={c: ["", "nan", "NaN", "NA", "None"] for c in NUMERIC_COLUMNS})
     return normalize(df, where=str(p)), p.parent
 
 
@@ -115,7 +121,11 @@ def normalize(df: pd.DataFrame, where: str = "results table") -> pd.DataFrame:
     for c in STRING_COLUMNS:
         out[c] = out[c].map(lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v))
     for c in NUMERIC_COLUMNS:
-        out[c] = pd.to_numeric(out[c], errors="coerce").astype("float64")
+        # a value no measurement gives (inf, or below zero where only a signed column may be) is missing, not a
+        # point to fit or plot
+        col = pd.to_numeric(out[c], errors="coerce").astype("float64")
+        bad = ~np.isfinite(col) | ((col < 0) & (c not in SIGNED_COLUMNS))
+        out[c] = col.mask(bad)
     out["loadgen_valid"] = out["loadgen_valid"].map(_verdict).astype(object)
     if (out["scenario"] == "").all():
         out["scenario"] = "latency"
@@ -229,10 +239,10 @@ def read_cell_reports(df: pd.DataFrame, base_dir: Path | None) -> CellReports:
         rel = row["report"]
         if not rel or row["status"] != "ok":
             continue
-        path = Path(rel) if Path(rel).is_absolute() or base_dir is None else Path(base_dir) / rel
         try:
-            rep = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            path = Path(rel) if base_dir is None else inside(base_dir, rel, what="report path")
+            rep = read_json(path, what="cell report")
+        except InputError:
             out.unreadable += 1
             continue
         if not isinstance(rep, dict):

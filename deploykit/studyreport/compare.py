@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from pathlib import Path
 from typing import Sequence
@@ -242,6 +241,11 @@ def _test(entry: dict, metric: str, r: dict, b: dict, samples: "_SampleCache", l
     how = SAMPLE_TESTS.get(metric)
     if how is not None:
         sa, sb = samples.get(r.get("report")), samples.get(b.get("report"))
+        bad = samples.bad.get(r.get("report")) or samples.bad.get(b.get("report"))
+        if bad:  # a report whose samples are not numbers (NaN, inf, text): no verdict, not "no difference"
+            entry.update(significant=None, test="not comparable")
+            notes.append(f"{col} vs {base}: not comparable: {bad}")
+            return
         if sa is not None and sb is not None:
             stat, inverse = how
             fn = percentile_stat(stat) if isinstance(stat, (int, float)) else stat
@@ -249,6 +253,10 @@ def _test(entry: dict, metric: str, r: dict, b: dict, samples: "_SampleCache", l
                 _, lo, hi = ratio_ci(sb, sa, fn, level=level, n_boot=n_boot)
             else:
                 _, lo, hi = ratio_ci(sa, sb, fn, level=level, n_boot=n_boot)
+            if not (math.isfinite(lo) and math.isfinite(hi)):  # NaN / inf samples: no verdict, not "no difference"
+                entry.update(significant=None, test="not comparable")
+                notes.append(f"{col} vs {base}: the samples hold non-finite values; not comparable")
+                return
             entry.update(ratio_ci=[lo, hi], significant=bool(lo > 1 or hi < 1), test="bootstrap")
             samples.check_machines(r.get("report"), b.get("report"), col, base)
             return
@@ -263,6 +271,7 @@ class _SampleCache:
 
     def __init__(self):
         self._samples: dict[str, list | None] = {}
+        self.bad: dict[str, str] = {}  # reports whose samples are unusable (NaN, inf, text): why
         self._env: dict[str, dict | None] = {}
         self._machine: dict[tuple[str, str], str] = {}
 
@@ -270,12 +279,23 @@ class _SampleCache:
         if not path or not isinstance(path, str) or not path.endswith(".json"):
             return None
         if path not in self._samples:
+            from deploykit.core.errors import InputError
+            from deploykit.core.guarded import read_json
+
             try:
-                data = json.loads(Path(path).read_text())
+                data = read_json(path, what="report")  # guarded: a regular file, size-capped, no NaN
                 s = data["timing"]["samples_ms"]
                 self._samples[path] = s if isinstance(s, list) and s else None
                 self._env[path] = data.get("environment")
-            except (OSError, ValueError, KeyError, TypeError):
+                if s and not all(isinstance(x, (int, float)) and math.isfinite(x) and x > 0 for x in s):
+                    self._samples[path] = None
+                    self.bad[path] = f"{path}: timing/samples_ms holds values that are not positive finite numbers"
+            except InputError as exc:
+                self._samples[path] = None
+                self._env[path] = None
+                if "not valid JSON" in str(exc) or "finite" in str(exc):
+                    self.bad[path] = exc.one_line()
+            except (KeyError, TypeError):
                 self._samples[path] = None
                 self._env[path] = None
         return self._samples[path]
@@ -373,12 +393,14 @@ def header_lines(result: dict) -> list[str]:
 
 
 def to_markdown(result: dict) -> str:
+    from deploykit.core.escape import md  # labels come from file names and tables: text, never markup
+
     head, body = table_rows(result)
-    out = [f"# deploykit compare: {result['metric']}", ""] + [f"- {ln}" for ln in header_lines(result)] + [""]
-    out.append("| " + " | ".join(head) + " |")
+    out = [f"# deploykit compare: {md(result['metric'])}", ""] + [f"- {md(ln)}" for ln in header_lines(result)] + [""]
+    out.append("| " + " | ".join(md(h) for h in head) + " |")
     out.append("|" + "|".join("---" for _ in head) + "|")
-    out += ["| " + " | ".join(x.replace("|", "\\|") for x in line) + " |" for line in body]
-    out += [""] + [f"- {n}" for n in result["notes"]]
+    out += ["| " + " | ".join([md(line[0])] + [x.replace("|", "\\|") for x in line[1:]]) + " |" for line in body]
+    out += [""] + [f"- {md(n)}" for n in result["notes"]]
     return "\n".join(out) + "\n"
 
 
@@ -389,12 +411,14 @@ def to_csv(result: dict) -> str:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(dims + [result["by"], result["metric"], "ci_low", "ci_high", "ratio", "ratio_ci_low",
                        "ratio_ci_high", "within_run", "real", "test"])
+    from deploykit.core.escape import csv_cell  # a label starting with = + - @ is a formula to a spreadsheet
+
     for r in result["rows"]:
-        key = [r["cell"].get(d, result["constant"].get(d, "")) for d in dims]
+        key = [csv_cell(r["cell"].get(d, result["constant"].get(d, ""))) for d in dims]
         for c, e in r["values"].items():
             ci, rci = e.get("ci") or ["", ""], e.get("ratio_ci") or ["", ""]
             real = e.get("real")
-            w.writerow(key + [c, e["value"], *ci, "" if e["ratio"] is None else e["ratio"], *rci,
+            w.writerow(key + [csv_cell(c), e["value"], *ci, "" if e["ratio"] is None else e["ratio"], *rci,
                               "" if e["significant"] is None else e["significant"], "" if real is None else real,
                               e["test"]])
     return buf.getvalue()

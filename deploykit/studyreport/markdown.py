@@ -4,7 +4,6 @@ inline HTML) and table cells cannot break their table."""
 
 from __future__ import annotations
 
-import html
 
 import pandas as pd
 
@@ -14,7 +13,9 @@ from deploykit.studyreport.sections import (Column, ReportData, Section, build_s
 
 
 def md_escape(text: str) -> str:
-    return html.escape(str(text)).replace("|", "\\|").replace("\n", " ")
+    from deploykit.core.escape import md  # the one Markdown escaping (HTML, links, images, pipes, newlines)
+
+    return md(text)
 
 
 def md_table(df: pd.DataFrame, columns: list[Column]) -> str:

@@ -20,7 +20,9 @@ from deploykit.studyreport.analysis import (Analysis, OptionComparison, latency_
                                             parse_options, pareto_front, series_label)
 
 RC = {"svg.fonttype": "none", "svg.hashsalt": "deploykit", "font.size": 9, "axes.titlesize": 9.5,
-      "legend.fontsize": 7.5, "axes.grid": True, "grid.alpha": 0.3, "grid.linewidth": 0.6}
+      "legend.fontsize": 7.5, "axes.grid": True, "grid.alpha": 0.3, "grid.linewidth": 0.6,
+      # labels are model and file names: a '$' in one is text, not mathtext (an odd '$' made matplotlib raise)
+      "text.parse_math": False}
 PANEL_W, PANEL_H = 5.4, 3.6
 
 

@@ -104,8 +104,15 @@ def signal_name(num: int) -> str:
 
 def last_line(path: Path) -> str:
     """The last non-empty line of a log (``error: `` taken off), or ""."""
+    from deploykit.core.errors import InputError
+    from deploykit.core.guarded import open_regular
+
     try:
-        with open(path, "rb") as fh:
+        fd = open_regular(path, what="log")
+    except InputError:  # missing, a link, a FIFO, a device: no line from it
+        return ""
+    try:
+        with os.fdopen(fd, "rb") as fh:
             fh.seek(0, os.SEEK_END)
             fh.seek(max(0, fh.tell() - 16384))
             text = fh.read().decode("utf-8", "replace")
@@ -181,12 +188,10 @@ class Executor(ABC):
                                            f"no report in {cdir}"
             else:
                 try:
-                    report = load_report(reports[-1])
-                except DeployKitError as exc:
-                    status, reason = "failed", exc.one_line()
-                else:
-                    return row_from_report(report, cell.describe(), report_path=reports[-1].relative_to(self.out),
-                                           run=run)
+                    return row_from_report(load_report(reports[-1]), cell.describe(),
+                                           report_path=reports[-1].relative_to(self.out), run=run)
+                except DeployKitError as exc:  # a report that is not one (its file named), not a crash of the sweep
+                    status, reason = "failed", f"{reports[-1].name}: {exc.one_line()}"
         logs = [p for p in (cdir / log_name(cell), log) if p is not None and p.is_file()]
         run["git_rev"] = _own_git_rev()
         return failed_row(cell.describe(), status, reason, exit_code=returncode, run=run,
@@ -257,7 +262,10 @@ class LocalExecutor(Executor):
     def _run_child(self, argv: list[str], log: Path, timeout: float | None) -> tuple[int | None, bool]:
         from deploykit.core.child import die_with_parent
 
-        with open(log, "wb") as err:
+        from deploykit.core.guarded import open_for_write, real_parent
+
+        real_parent(log)  # a cells/ folder that is a link is refused; a link at the log is replaced, not followed
+        with open_for_write(log) as err:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
                                     env=child_env(), start_new_session=True, preexec_fn=die_with_parent)
             self._proc = proc
@@ -287,15 +295,12 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 
 def clear_dir(cdir: Path) -> None:
-    """Empty a cell's folder before (re)running it: its report and log are the latest run's only."""
-    if cdir.is_dir():
-        for f in cdir.iterdir():
-            if f.is_file() or f.is_symlink():
-                f.unlink()
-            else:
-                import shutil
+    """Empty a cell's folder before (re)running it: its report and log are the latest run's only. A link where the
+    folder (or a file in it) should be is removed, never followed: nothing outside the sweep's folder is emptied
+    (``core.guarded.clear_dir``); a ``cells`` folder that is a link is refused."""
+    from deploykit.core.guarded import clear_dir as guarded_clear
 
-                shutil.rmtree(f)
+    guarded_clear(cdir)
 
 
 def executor_names() -> list[str]:

@@ -153,6 +153,9 @@ def plan(spec: SweepSpec, out: Path, *, resume: bool = False, retry_failed: bool
     if rows and not resume:
         raise UsageError(f"{out} already holds a sweep's results ({len(rows)} cells): pass --resume to continue it, "
                          "or choose another -o folder")
+    if not resume and ((out / SWEEP_FILE).exists() or (out / SWEEP_FILE).is_symlink()):
+        raise UsageError(f"{out} already holds a sweep ({SWEEP_FILE}): pass --resume to continue it, or choose "
+                         "another -o folder")
     actions = {}
     for c in cells:
         row = rows.get(c.key)
@@ -229,10 +232,36 @@ class _Signals:
 SWEEP_FILE = "sweep.json"
 
 
+def read_sweep_file(out: Path) -> dict | None:
+    """``out/sweep.json`` as a dict, or None where there is none or it is unusable (a link, a FIFO, a device, not
+    JSON): read through the guarded boundary."""
+    from deploykit.core.validate import read_cache_json
+
+    data = read_cache_json(out / SWEEP_FILE, max_bytes=16 * 1024 * 1024)
+    return data if isinstance(data, dict) else None
+
+
+def check_resume_settings(out: Path, spec: SweepSpec, force: bool = False) -> None:
+    """With --resume: refuse settings other than the ones ``out``'s cells were measured with (the bench settings
+    recorded in its sweep.json; the folder and the cell timeout may change), unless ``force``: a resumed sweep
+    never mixes cells measured two ways without being told to."""
+    from dataclasses import asdict
+
+    old = read_sweep_file(out)
+    recorded = (old or {}).get("spec", {}).get("bench") if isinstance((old or {}).get("spec"), dict) else None
+    if not isinstance(recorded, dict) or force:
+        return
+    now = asdict(spec.bench)
+    changed = [k for k in now if k not in ("out", "cell_timeout") and k in recorded and recorded[k] != now[k]]
+    if changed:
+        what = ", ".join(f"{k} {recorded[k]!r} -> {now[k]!r}" for k in changed)
+        raise UsageError(f"--resume with other settings than {out}'s cells were measured with ({what}): run with the "
+                         "same settings, choose another -o folder, or pass --force-resume to mix them")
+
+
 def record_run(out: Path, spec: SweepSpec, argv: list[str]) -> Path:
     """Write ``out/sweep.json``: the sweep's spec (study name, matrices, bench settings) as last run, and every
     run of it so far (start time, command line, deploykit version)."""
-    import json
     import sys
 
     from deploykit import __version__
@@ -241,11 +270,9 @@ def record_run(out: Path, spec: SweepSpec, argv: list[str]) -> Path:
 
     path = out / SWEEP_FILE
     runs = []
-    try:
-        old = json.loads(path.read_text())
+    old = read_sweep_file(out)
+    if old is not None:
         runs = [r for r in old.get("runs", []) if isinstance(r, dict)]
-    except (OSError, ValueError, AttributeError):
-        pass
     runs.append({"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "argv": list(argv),
                  "python": sys.executable, "deploykit": __version__})
     return write_json(path, {"schema": "deploykit.sweep", "spec": spec_dict(spec), "runs": runs})

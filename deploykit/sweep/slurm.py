@@ -218,12 +218,10 @@ class SlurmExecutor(Executor):
     # ------------------------------------------------------------------------ jobs.json: picking jobs up
 
     def _read_records(self) -> dict[str, dict]:
-        import json
 
-        try:
-            data = json.loads((self.out / JOBS_DIR / JOBS_FILE).read_text())
-        except (OSError, ValueError):
-            return {}
+        from deploykit.core.validate import read_cache_json
+
+        data = read_cache_json(self.out / JOBS_DIR / JOBS_FILE)  # guarded: anything unusable is no record
         return {k: v for k, v in data.items() if isinstance(v, dict) and v.get("job_id")} if isinstance(data, dict) \
             else {}
 

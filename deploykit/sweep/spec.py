@@ -45,7 +45,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
-from deploykit.core.config import BenchConfig, QuantizeConfig
+from deploykit.core.config import (MAX_ITERATIONS, MAX_QUERIES, MAX_SECONDS, BenchConfig, QuantizeConfig,
+                                   require_int, require_positive)
 from deploykit.core.errors import InputError, UsageError
 
 if TYPE_CHECKING:
@@ -118,7 +119,16 @@ class BenchSettings:
             raise UsageError(f"percentile must be between 0 and 100 (exclusive), got {self.percentile}")
         if self.min_queries is not None and self.min_queries < 1:
             raise UsageError(f"min-queries must be at least 1, got {self.min_queries}")
-
+        # finite and within core.config's bounds (NaN passes every comparison above: a NaN cell timeout was no
+        # limit at all, a NaN min-time in a study's [bench] failed every cell late)
+        for name in ("min_time", "cell_timeout", "max_time", "latency_bound", "duration"):
+            require_positive(name.replace("_", "-"), getattr(self, name),
+                             allow_zero=name in ("min_time", "cell_timeout"),
+                             maximum=MAX_SECONDS if name != "latency_bound" else MAX_SECONDS * 1000)
+        require_positive("percentile", self.percentile)
+        for name, top in (("min_iters", MAX_ITERATIONS), ("warmup", MAX_ITERATIONS), ("calib_size", 10_000_000),
+                          ("min_queries", MAX_QUERIES)):
+            require_int(name.replace("_", "-"), getattr(self, name), None, top)
 
     def measure(self, scenario: str = LATENCY, qps: float | None = None, *, batch: int = 1,
                 resolution: int | None = None):
@@ -527,10 +537,11 @@ def bench_from_values(values: dict[str, Any], where: str = "", base: BenchSettin
             continue
         want = types[name]
         ok = isinstance(value, str) if want is str else (
-            isinstance(value, (int, float)) and not isinstance(value, bool) and (want is float or value == int(value)))
+            isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            and (want is float or value == int(value)))
         if not ok:
             raise UsageError(f"{where}{key} must be {'a string' if want is str else 'a number'}"
-                             f"{' (whole)' if want is int else ''}, got {value!r}")
+                             f"{' (whole)' if want is int else ''}{'' if want is str else ', finite'}, got {value!r}")
         kw[name] = want(value)
     try:
         return replace(base, **kw)
@@ -543,13 +554,11 @@ def load_study(path: str | Path) -> tuple[list[Matrix], dict[str, Any], dict[str
     a study file (TOML). Errors name the file and the key at fault."""
     import tomllib
 
+    from deploykit.core.guarded import read_text
+
     p = Path(path)
-    if not p.is_file():
-        raise InputError(f"study file not found: {p}")
-    try:
-        data = tomllib.loads(p.read_text())
-    except UnicodeDecodeError:
-        raise InputError(f"{p} is not a TOML study file (not text)") from None
+    try:  # guarded: a regular file (not a FIFO or a device), at most 4 MiB
+        data = tomllib.loads(read_text(p, what="study file", follow=True))
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{p} is not valid TOML: {exc}") from None
     bench = data.pop("bench", {})

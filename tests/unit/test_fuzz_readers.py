@@ -362,3 +362,162 @@ def test_onnx_reader_loads_or_says_why(folder, onnx_bytes, data):
                 image_input_shape(model, 1, 8, where="f.onnx")
             except DeployKitError:
                 pass
+
+
+# ------------------------------------------------------------------------ issue 25: the readers behind core/guarded
+# Each reads through core/guarded (a regular file, a size cap, NaN refused): whatever the file holds, a cache reader
+# returns something usable or nothing, a table or input reader loads or says why in one line.
+
+def _peak_sample() -> dict:
+    best = {"fp32": {"gflops": 150.0, "target": "ort", "kernel": "gemm", "shape": "512x512x512"}}
+    return {"schema": "deploykit.peak", "version": 1, "machine_id": "m",
+            "entries": {"2": {"threads": 2, "best": best, "kernels": [], "theoretical": {}, "warnings": []}}}
+
+
+@FUZZ
+@given(st.data())
+def test_peak_cache_reader_returns_a_usable_entry_or_none(folder, data):
+    from deploykit.bench import peak as P
+    from deploykit.bench.fingerprint import machine_id
+
+    _write(folder, f"peak-{machine_id()}.json", json_text(data, _peak_sample()))
+    with no_hang():
+        entry = P.cached_entry(folder, 2)
+        event("absent (invalid)" if entry is None else "loaded")
+        e = P.efficiency(macs=10**9, batch=1, p50_ms=10.0, precision="fp32", threads=2, cache_dir=folder, cpu={},
+                         freq={})
+        share = e["share_of_measured"]
+        assert share is None or (math.isfinite(share) and 0 < share < 1e8)
+
+
+@FUZZ
+@given(st.data())
+def test_complexity_cache_reader_returns_counts_or_counts_again(folder, data):
+    from deploykit.core.validate import read_cache_json
+    from deploykit.passes.inspect import COMPLEXITY_SCHEMA
+
+    sample = {"params": 10, "macs": 100, "macs_attention": 0, "macs_by_op": {"Conv": 100}, "uncounted_nodes": 0,
+              "source": "x"}
+    p = _write(folder, "complexity.json", json_text(data, sample))
+    with no_hang():
+        c = read_cache_json(p, schema=COMPLEXITY_SCHEMA)
+        event("absent (invalid)" if c is None else "loaded")
+        assert c is None or (isinstance(c["macs"], int) and 0 <= c["macs"] <= 10**16)
+
+
+def _results_csv(data) -> str:
+    from deploykit.report.results import COLUMN_NAMES
+
+    required = ["cell", "model", "target", "status"] if data.draw(st.booleans(), label="required") else []
+    cols = required + data.draw(st.lists(st.sampled_from(COLUMN_NAMES + ["x", ""]), min_size=1, max_size=12),
+                                label="cols")
+    cell = st.one_of(st.sampled_from(["", "nan", "inf", "-inf", "-1", "1e309", "ok", "failed", "=1+1", "../x.json",
+                                      "/etc/passwd", "1.5", "2"]), st.text(max_size=8))
+    rows = data.draw(st.lists(st.lists(cell, min_size=len(cols), max_size=len(cols)), max_size=6), label="rows")
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(cols)
+    w.writerows(rows)
+    text = buf.getvalue()
+    return text[: data.draw(st.integers(0, len(text)), label="cut")] if data.draw(st.booleans()) else text
+
+
+@FUZZ
+@given(st.data())
+def test_results_table_readers_load_or_say_why(folder, data):
+    from deploykit.report.results import read_results
+    from deploykit.studyreport.analysis import load_results
+
+    t = folder / "table"
+    t.mkdir(exist_ok=True)
+    _write(t, "results.csv", _results_csv(data))
+    with no_hang():
+        for read in (lambda: read_results(t / "results.csv", absolute_reports=True),
+                     lambda: load_results(t / "results.csv")):
+            try:
+                read()
+                event("loaded")
+            except InputError as exc:
+                event(_why(exc))
+
+
+@FUZZ
+@given(st.data())
+def test_cell_report_reader_loads_or_says_why(folder, data):
+    from deploykit.report.results import load_report, row_from_report
+    from tests.sample_reports import make_report, samples
+
+    p = _write(folder, "cell.json", json_text(data, make_report(samples(5.0, n=20))))
+    with no_hang():
+        try:
+            row_from_report(load_report(p), report_path="cell.json")
+            event("loaded")
+        except InputError as exc:
+            event(_why(exc))
+
+
+def _toml_value(data):
+    return data.draw(st.one_of(st.sampled_from(["nan", "inf", "-1", "1e300", "0", "2.5", '"x"', "[]", "true",
+                                                "9223372036854775807", '"../x"', "[1, nan]"]),
+                               st.integers(-2**40, 2**40).map(str)), label="value")
+
+
+@FUZZ
+@given(st.data())
+def test_study_file_reader_loads_or_says_why(folder, data):
+    from deploykit.sweep.spec import load_study, spec_from
+
+    keys = ["min_time", "max_time", "min_iters", "warmup", "cell_timeout", "duration", "latency_bound",
+            "percentile", "min_queries", "calib_size", "nonsense"]
+    bench = "\n".join(f"{k} = {_toml_value(data)}" for k in data.draw(st.lists(st.sampled_from(keys), max_size=4,
+                                                                               unique=True), label="keys"))
+    text = f'models = ["resnet18"]\ntarget = ["ort"]\nbatch = {_toml_value(data)}\n[bench]\n{bench}\n'
+    if data.draw(st.booleans(), label="raw"):
+        text = data.draw(st.text(max_size=120), label="text")
+    p = _write(folder, "study.toml", text)
+    with no_hang():
+        try:
+            load_study(p)
+            spec_from((), study=str(p))
+            event("loaded")
+        except DeployKitError as exc:
+            event(_why(exc) if isinstance(exc, InputError) else "UsageError")
+
+
+@FUZZ
+@given(st.data())
+def test_user_conf_reader_accepts_or_says_why(folder, data):
+    from deploykit.spec.loadgen import USER_CONF_KEYS, check_user_conf
+
+    key = st.one_of(st.sampled_from(sorted(USER_CONF_KEYS)), st.text(alphabet="abcdefgh_", min_size=1, max_size=8))
+    value = st.one_of(st.sampled_from(["1e300", "nan", "inf", "-1", "0x10", "1e11", "5", "0.5", "fast", ""]),
+                      st.integers(-2**70, 2**70).map(str))
+    lines = data.draw(st.lists(st.tuples(st.sampled_from(["*.Server.", "m.Offline.", "", "*.*."]), key, value),
+                               max_size=5), label="lines")
+    text = "\n".join(f"{a}{k} = {v}" for a, k, v in lines)
+    if data.draw(st.booleans(), label="raw"):
+        text = data.draw(st.text(max_size=120), label="text")
+    p = _write(folder, "user.conf", text)
+    with no_hang():
+        try:
+            check_user_conf(str(p))
+            event("accepted")
+        except InputError as exc:
+            event(_why(exc))
+
+
+@FUZZ
+@given(st.data())
+def test_run_spec_reader_loads_or_says_why(folder, data):
+    from deploykit.spec.run import RunSpec, read_spec
+
+    p = _write(folder, "spec.json", json_text(data, RunSpec(model="resnet18", resolution=64).to_dict()))
+    with no_hang():
+        try:
+            read_spec(p)
+            event("loaded")
+        except DeployKitError as exc:
+            event(_why(exc) if isinstance(exc, InputError) else type(exc).__name__)
