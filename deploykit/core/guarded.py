@@ -263,3 +263,36 @@ def folder_lock(folder: str | Path, what: str = "folder") -> Iterator[Path]:
         yield path
     finally:
         fh.close()
+
+
+@contextlib.contextmanager
+def build_lock(dest: str | Path, say=None) -> Iterator[Path]:
+    """Hold the lock of one artifact build (``.<name>.lock`` beside ``dest``), waiting -- and saying whom for --
+    while another process builds the same artifact: two runs that need it build it once, the second then reuses
+    it (the caller checks again once it holds the lock)."""
+    import fcntl
+
+    dest = Path(dest)
+    path = dest.parent / f".{dest.name}.lock"
+    real_parent(path)
+    fh = open_for_write(path, append=True)
+    try:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            if say is not None:
+                say(f"waiting for {_holder_of(path)} to finish building {dest.name}")
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)  # a signal (Ctrl-C, SIGTERM) still ends the wait
+        os.ftruncate(fh.fileno(), 0)
+        os.write(fh.fileno(), (json.dumps(_holder()) + "\n").encode())
+        yield path
+    finally:
+        fh.close()
+
+
+def _holder_of(lock: Path) -> str:
+    try:
+        h = json.loads(read_text(lock, max_bytes=65536, what="lock file"))
+        return f"pid {h.get('pid')} on {h.get('host')}"
+    except (InputError, ValueError, AttributeError):
+        return "another process"

@@ -113,7 +113,18 @@ def export_model(cfg: ExportConfig, progress=None, *, fuse: GraphTransform | Non
         if manifest is not None:  # reuse needs no write: a read-only store serves its artifacts
             return ExportResult(dest, manifest, True, time.perf_counter() - t0)
     ensure_dir(dest.parent)
+    from deploykit.core.guarded import build_lock
 
+    with build_lock(dest, say):  # one build of an artifact at a time; a second run waits, then reuses it
+        if not cfg.force:
+            manifest = artifacts.reusable(dest, settings)
+            if manifest is not None:
+                return ExportResult(dest, manifest, True, time.perf_counter() - t0)
+        return _build(cfg, dest, settings, variant, say, t0, fuse)
+
+
+def _build(cfg: ExportConfig, dest: Path, settings: dict, variant: str, say, t0: float,
+           fuse: GraphTransform | None) -> ExportResult:
     mcfg = get_cfg(cfg.model)
     res = settings["resolution"]
     weights_file = pretrained_file(mcfg) if cfg.pretrained else cfg.weights
@@ -160,7 +171,7 @@ def export_model(cfg: ExportConfig, progress=None, *, fuse: GraphTransform | Non
             raise ExportError(f"{cfg.model}: ONNX output does not match PyTorch: {verification['reason']} "
                               "(nothing was written; --no-verify keeps the file anyway)")
 
-    manifest = {
+    manifest: dict[str, Any] = {
         "schema": artifacts.MANIFEST_SCHEMA,
         "schema_version": artifacts.MANIFEST_VERSION,
         "created": artifacts.now_iso(),

@@ -140,14 +140,40 @@ def quantize_model(ref: str, qcfg: QuantizeConfig, *, export: ExportConfig | Non
             return QuantizeResult(dest, manifest, True, time.perf_counter() - t0, report,  # each warning once
                                   list(dict.fromkeys(warnings + manifest.get("quantization", {}).get("warnings", []))))
     check_output_file(dest, "--output" if qcfg.output else "int8 artifact")
+    from deploykit.core.guarded import build_lock
 
+    with build_lock(dest, say):  # one build of an int8 artifact at a time; a second run waits, then reuses it
+        if not qcfg.force:
+            manifest = _reusable(dest, settings)
+            if manifest is not None:
+                report = dict(manifest.get("quantization", {}))
+                if eval_set is not None or qcfg.sensitivity:
+                    report.update(_evaluate_again(src, dest, qcfg, eval_set, held_out, manifest, models_dir))
+                return QuantizeResult(dest, manifest, True, time.perf_counter() - t0, report,
+                                      list(dict.fromkeys(warnings + manifest.get("quantization", {}).get("warnings",
+                                                                                                         []))))
+        return _quantize(src, qcfg, dest, settings, calib, held_out, eval_set, pp, fid_note, warnings, reduce_range,
+                         rr_reason, models_dir, say, t0)
+
+
+def _quantize(src, qcfg, dest, settings, calib, held_out, eval_set, pp, fid_note, warnings, reduce_range, rr_reason,
+              models_dir, say, t0) -> QuantizeResult:
+    """Build, check and write the int8 artifact (under its build lock)."""
     # every scratch file (ours and ONNX Runtime's pre.quant.* / ort.quant.* / calibration folders) in one per-run
     # folder of the store: removed on any exit, and swept by the next run when this one is killed
     with run_dir(models_dir, "quantize", redirect_tempfile=True) as tmp:
-        if qcfg.quantizer == "ort":
-            report, qpath, qproto = _build_ort(src, qcfg, calib, held_out, tmp, say)
-        else:
-            report, qpath, qproto = _build_nncf(src, qcfg, calib, held_out, tmp, say, reduce_range)
+        try:
+            if qcfg.quantizer == "ort":
+                report, qpath, qproto = _build_ort(src, qcfg, calib, held_out, tmp, say)
+            else:
+                report, qpath, qproto = _build_nncf(src, qcfg, calib, held_out, tmp, say, reduce_range)
+        except Exception as exc:  # the runtime failing on the model during calibration: one line, not its stack
+            from deploykit.core.errors import DeployKitError, RunFailure, runtime_raised, squash
+
+            if isinstance(exc, DeployKitError) or not runtime_raised(exc):
+                raise
+            raise RunFailure(f"{src.label}: the runtime failed while calibrating / quantizing it "
+                             f"({qcfg.quantizer}): {squash(exc, 300)}") from None
         report["reduce_range"] = {"enabled": reduce_range, "reason": rr_reason}
         report["calibration"] = {**calib.describe(), "method": qcfg.calib_method, "preprocess": pp.describe(),
                                  "fidelity_inputs": fid_note}

@@ -544,3 +544,25 @@ def test_6_a_model_that_fails_on_some_inferences_is_one_line_with_what_was_measu
         clean_error(p, "timed inference(s) before it", "out of data bounds")
     else:
         clean_error(p, "failed", "out of data bounds")
+
+
+def test_6_b_a_model_the_runtime_fails_on_while_quantizing_is_one_line(tmp_path):
+    """A real graph ONNX Runtime fails on at every run (an index one past the end): quantizing it ends in one line,
+    exit 2, wherever the failure falls (its reference run, calibration), never ONNX Runtime's stack."""
+    import onnx
+    from onnx import TensorProto as T
+    from onnx import helper as h
+
+    from tests.samples import tiny_onnx
+
+    base = onnx.load(str(tiny_onnx(tmp_path / "t.onnx", shape=(1, 3, 8, 8))))
+    g = base.graph
+    g.initializer.extend([h.make_tensor("one", T.FLOAT, [1], [1.0]), h.make_tensor("idx", T.INT64, [1], [1])])
+    g.node.insert(0, h.make_node("Gather", ["one", "idx"], ["gone"], name="bad_gather"))
+    g.node.insert(1, h.make_node("Mul", ["input", "gone"], ["scaled"], name="scale"))
+    g.node[2].input[0] = "scaled"  # the conv now reads the broken branch
+    onnx.save(base, tmp_path / "broken.onnx")
+    p = dk("quantize", tmp_path / "broken.onnx", "--calib-data", "synthetic", "--calib-size", "4",
+           "--fidelity-samples", "2", "--models-dir", tmp_path / "m", "-o", tmp_path / "q.onnx")
+    clean_error(p)
+    assert not (tmp_path / "q.onnx").exists()
