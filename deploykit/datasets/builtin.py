@@ -19,10 +19,12 @@ leaves nothing half-written.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -70,10 +72,24 @@ def _fresh(out: Path, force: bool) -> Path:
     return Path(tempfile.mkdtemp(prefix=tmp_prefix(out.name) + ".", dir=out.parent))
 
 
-def _publish(tmp: Path, out: Path) -> None:
+@contextlib.contextmanager
+def _building(out: Path, force: bool) -> Iterator[Path]:
+    """A temporary folder beside ``out`` to write the set into; removed when the writing fails or is interrupted."""
+    tmp = _fresh(out, force)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _publish(tmp: Path, out: Path, desc: dict) -> dict:
+    """The set's description beside it, then the finished folder renamed onto ``out``."""
+    (tmp / DATASET_FILE).write_text(json.dumps(desc, indent=1) + "\n")
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)
+    return desc
 
 
 def write_digits(out: str | Path, *, size: int = 32, val_fraction: float = 0.2, seed: int = 0,
@@ -88,8 +104,7 @@ def write_digits(out: str | Path, *, size: int = 32, val_fraction: float = 0.2, 
     out = Path(out)
     images, labels = _digits()
     train, val = split_indices(len(labels), val_fraction, seed)
-    tmp = _fresh(out, force)
-    try:
+    with _building(out, force) as tmp:
         for part, idx in (("train", train), ("val", val)):
             for i in idx:
                 folder = tmp / part / str(int(labels[i]))
@@ -101,12 +116,7 @@ def write_digits(out: str | Path, *, size: int = 32, val_fraction: float = 0.2, 
                 "val_fraction": val_fraction, "classes": [str(c) for c in range(10)],
                 "counts": {"train": int(len(train)), "val": int(len(val))},
                 "split": {"train": [int(i) for i in train], "val": [int(i) for i in val]}}
-        (tmp / DATASET_FILE).write_text(json.dumps(desc, indent=1) + "\n")
-        _publish(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return desc
+        return _publish(tmp, out, desc)
 
 
 def _photo_path(package: str, name: str) -> Path:
@@ -138,8 +148,7 @@ def write_photos(out: str | Path, *, count: int = 256, size: int = 224, seed: in
     if not sources:
         raise InputError("no bundled photographs found (scikit-learn and matplotlib ship them)")
     rng = np.random.default_rng(seed)
-    tmp = _fresh(out, force)
-    try:
+    with _building(out, force) as tmp:
         opened = [Image.open(p).convert("RGB") for p, _ in sources]
         crops = []
         for k in range(count):
@@ -160,9 +169,4 @@ def write_photos(out: str | Path, *, count: int = 256, size: int = 224, seed: in
                           "flip": flip})
         desc = {"set": "photos", "size": size, "count": count, "seed": seed,
                 "sources": [{"file": p.name, "licence": lic} for p, lic in sources], "crops": crops}
-        (tmp / DATASET_FILE).write_text(json.dumps(desc, indent=1) + "\n")
-        _publish(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return desc
+        return _publish(tmp, out, desc)
