@@ -1,9 +1,10 @@
 """Parameter and MAC counts shipped with deploykit for every registry model at its default resolution and options,
 so that the first ``deploykit models`` prints at once instead of counting 17 models on the meta device (~25 s).
 Other resolutions and options are counted on demand and cached (``registry.model_stats``). An architecture's counts
-do not depend on the library versions; ``tests/unit/test_models_shipped_stats.py`` recounts them (slow) so that a
-change to a builder cannot leave a stale entry. Regenerate with ``python -m deploykit.models.registry`` (which
-counts them: ``registry.compute_shipped_stats``; this module only reads the table, so the registry can use it).
+do not depend on the library versions; ``tests/integration/test_models_shipped_stats_recount.py`` recounts them
+(slow) so that a change to a builder cannot leave a stale entry. Regenerate with ``python -m
+deploykit.models.registry`` (which counts them: ``registry.compute_shipped_stats``; this module only reads the
+table, so the registry can use it).
 """
 
 from __future__ import annotations

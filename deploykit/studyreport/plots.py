@@ -375,6 +375,7 @@ def plot_latency_vs_accuracy(df: pd.DataFrame, an: Analysis) -> Plot:
                 ax.step(100 * f["top1"], f["p50_ms"], where="pre", color="0.15", lw=1.1, zorder=2,
                         label=f"Pareto front ({len(f)})")
             ax.set_yscale("log")
+            _readable_log(ax, "y")
             ax.set_xlabel("top-1 accuracy (%)")
             ax.set_ylabel("p50 latency (ms)")
             ax.set_title(str(model))

@@ -147,4 +147,4 @@ def test_bench_on_several_targets_runs_them_all_in_fp32_unless_told(cli_runner, 
     alone = cli_runner.invoke(cli, ["bench", str(resnet18_64.path), *QUICK[2:], "-t", "openvino", "--no-save",
                                     "--json"])
     assert alone.exit_code == 0, alone.stderr
-    assert json.loads(alone.stdout)["settings"]["precision"] is None  # OpenVINO's own choice, recorded as ran
+    assert json.loads(alone.stdout)[0]["settings"]["precision"] is None  # OpenVINO's own choice, recorded as ran

@@ -76,7 +76,19 @@ def test_every_json_command_prints_only_json_on_stdout(tmp_path):
     assert any(e["model"] == "resnet18" and e["manifest"] for e in ran["cache list"]["entries"]), ran["cache list"]
     run("cache prune", "--keep", "0", "--dry-run")
     assert ran["cache prune"]["bytes"] > 0 and Path(onnx).is_file()  # a dry run removes nothing
-    assert set(ran) == json_commands(), "a command with --json is not covered here"
+    store = tmp_path / "history.sqlite"
+    p = run_cli("history", "import", str(sweep_dir), "--history", str(store), env=env)
+    assert p.returncode == 0, p.stderr
+    run("history show", "--history", str(store))
+    digits = tmp_path / "digits"
+    run("data digits", "-o", str(digits), "--size", "32")
+    assert ran["data digits"]["counts"] == {"train": 1438, "val": 359}
+    run("data photos", "-o", str(tmp_path / "photos"), "--count", "2", "--size", "16")
+    run("train", "resnet18", "--data", str(digits), "--resolution", "32", "--epochs", "1", "--threads", "1",
+        "-o", str(tmp_path / "r18.pt"))
+    assert ran["train"]["classes"] == [str(c) for c in range(10)]
+    # bisect --json needs a git history of the model: tests/integration/test_history_bisect.py reads its JSON
+    assert set(ran) | {"bisect"} == json_commands(), "a command with --json is not covered here"
 
 
 def test_piped_bench_says_when_the_min_iters_floor_extends_the_run(tmp_path, resnet18_64):

@@ -339,7 +339,7 @@ def test_missing_gate_file_and_not_text(cli_runner, tmp_path):
     assert_clean_error(gate(cli_runner, "-c", str(tmp_path / "nope.toml")), 2, "gate file not found")
     p = tmp_path / "bin.toml"
     p.write_bytes(b"\xff\xfe\x00garbage")
-    assert_clean_error(gate(cli_runner, "-c", str(p)), 2, "not text")
+    assert_clean_error(gate(cli_runner, "-c", str(p)), 2, "not utf-8 text")
 
 
 def test_yaml_gate_file_parses_and_without_pyyaml_says_use_toml(cli_runner, tmp_path, monkeypatch):

@@ -109,7 +109,8 @@ def test_a_file_without_a_manifest_gets_traits_from_its_graph(resnet18_64, deit_
         assert src.traits_from == "graph" and src.recipe.name == recipe and src.family == recipe
         assert src.traits == ModelTraits(attention=recipe == "vit", recipe=recipe)
         joined = " ".join(src.warnings)
-        assert "no deploykit manifest" in joined and "ImageNet" in joined
+        # no manifest, but the export's own metadata says how to feed it (not ImageNet's default, silently)
+        assert src.preprocess_source == "metadata" and "ImageNet" not in joined
         assert f"quantized with the '{recipe}' recipe" in joined
         assert ("attention blocks found" if recipe == "vit" else "attention blocks not found") in joined
 

@@ -34,4 +34,4 @@ def test_a_second_build_waits_for_the_first_and_names_it(tmp_path):
     with build_lock(dest, say=said.append):  # free: no wait, nothing said
         pass
     assert said == []
-    assert not dest.exists()  # the lock is a file of its own beside the artifact
+    assert not dest.exists() and list(tmp_path.iterdir()) == []  # the lock adds nothing to the artifact's folder
