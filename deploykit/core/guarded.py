@@ -269,16 +269,18 @@ def folder_lock(folder: str | Path, what: str = "folder") -> Iterator[Path]:
 def build_lock(dest: str | Path, say=None) -> Iterator[Path]:
     """Hold the lock of one artifact build, waiting -- and saying whom for -- while another process builds the same
     artifact: two runs that need it build it once, the second then reuses it (the caller checks again once it
-    holds the lock). The lock file lives in this user's folder of build locks in the temporary folder, named by
-    the artifact's absolute path: nothing is added to the store (an artifact's folder holds artifacts only), and
-    a lock file is never removed while in use (removing one would let a third process lock a new file)."""
+    holds the lock). The lock file lives in this user's deploykit cache (``build-locks/``), named by the artifact's
+    absolute path: nothing is added to the store (an artifact's folder holds artifacts only) or to the temporary
+    folder, and a lock file is never removed while in use (removing one would let a third process lock a new
+    file)."""
     import fcntl
     import hashlib
-    import tempfile
+
+    from deploykit.core.config import user_cache_dir
 
     dest = Path(dest)
-    folder = Path(tempfile.gettempdir()) / f"deploykit-build-locks-{os.getuid()}"
-    folder.mkdir(mode=0o700, exist_ok=True)
+    folder = user_cache_dir() / "build-locks"
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     st = os.lstat(folder)
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
         raise InputError(f"{folder} is not a folder of this user's; remove it (deploykit keeps its build locks there)")
