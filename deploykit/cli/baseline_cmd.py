@@ -114,14 +114,3 @@ def _measure(jobs, mdir) -> None:
         for w in report["warnings"]:
             err.print(f"[yellow]warning:[/] {w}")
         click.echo(str(out))
-
-
-def _check_model(ref: str) -> None:
-    from deploykit.core.errors import InputError
-    from deploykit.export.source import looks_like_file
-    from deploykit.models.registry import MODELS, get_cfg
-
-    if ref in MODELS or not looks_like_file(ref):
-        get_cfg(ref)
-    elif not Path(ref).is_file():
-        raise InputError(f"ONNX file not found: {ref}")

@@ -80,13 +80,6 @@ def write_cell_spec(cell: Cell, bench: BenchSettings | None, cdir: Path) -> Path
     return write_spec(spec, Path(cdir) / SPEC_FILE)
 
 
-def float_rest_may_drop(target: str) -> bool:
-    """Whether ``target`` asks for a float precision when it runs an int8 file (``Runtime.int8_float_precision``)."""
-    from deploykit.runtimes.base import get_runtime
-
-    return get_runtime(target).int8_float_precision is not None
-
-
 def child_env() -> dict[str, str]:
     """The environment of a child: ours, with the folder of the deploykit package we run from first on its import
     path (the child runs the same deploykit code as the sweep, a checkout's included)."""
