@@ -48,6 +48,7 @@ from pathlib import Path
 from deploykit.core.config import ExportConfig
 from deploykit.gate.config import GATE_METRICS, GateCheck, GateConfig, GateMetric
 from deploykit.core.errors import DeployKitError, InputError, UsageError
+from deploykit.spec.run import unknown_keys
 from deploykit.gate.decision import DEFAULT_TOLERANCES, parse_drift, parse_tolerance
 
 GATE_FILE_VERSION = 1
@@ -104,14 +105,6 @@ def read_gate_file(path: str | Path) -> dict:
     return data
 
 
-def _unknown(keys, allowed, where: str) -> None:
-    for k in keys:
-        if k not in allowed:
-            close = difflib.get_close_matches(str(k), allowed, n=1, cutoff=0.6)
-            hint = f"; did you mean {close[0]!r}?" if close else f" (known: {', '.join(allowed)})"
-            raise InputError(f"{where}: unknown key {k!r}{hint}")
-
-
 def _int(value, key: str, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InputError(f"{where}: {key} must be a positive integer, got {value!r}")
@@ -130,7 +123,7 @@ def parse_settings(raw: dict | None, where: str) -> dict:
         return {}
     if not isinstance(raw, dict):
         raise InputError(f"{where}: [settings] must be a table")
-    _unknown(raw, SETTINGS_KEYS, f"{where} [settings]")
+    unknown_keys(raw, SETTINGS_KEYS, f"{where} [settings]")
     out = {}
     for k, v in raw.items():
         if k == "strict":
@@ -167,7 +160,7 @@ def _metrics(entry: dict, where: str) -> tuple[GateMetric, ...]:
     out = []
     for n in names:
         if isinstance(tol, dict):
-            _unknown(tol, list(GATE_METRICS), f"{where} tolerance")
+            unknown_keys(tol, list(GATE_METRICS), f"{where} tolerance")
             t = tol.get(n, DEFAULT_TOLERANCES[n])
         else:
             t = DEFAULT_TOLERANCES[n] if tol is None else tol
@@ -217,7 +210,7 @@ def _repository_root(folder: Path) -> Path:
 
 def parse_checks(data: dict, *, where: str, base: Path | None, export: ExportConfig | None = None) -> list[GateCheck]:
     """The checks of a gate file mapping, the matrix keys (target, batch, resolution) expanded."""
-    _unknown(data, TOP_KEYS, where)
+    unknown_keys(data, TOP_KEYS, where)
     version = data.get("version")
     if version is None:
         raise InputError(f"{where}: missing 'version = {GATE_FILE_VERSION}' (the gate file format version)")
@@ -228,7 +221,7 @@ def parse_checks(data: dict, *, where: str, base: Path | None, export: ExportCon
     if not isinstance(defaults, dict):
         raise InputError(f"{where}: [defaults] must be a table")
     keys = check_keys()
-    _unknown(defaults, [k for k in keys if k != "name"], f"{where} [defaults]")
+    unknown_keys(defaults, [k for k in keys if k != "name"], f"{where} [defaults]")
     entries = data.get("check")
     if not entries:
         raise InputError(f"{where}: no checks (add one or more [[check]] tables)")
@@ -238,7 +231,7 @@ def parse_checks(data: dict, *, where: str, base: Path | None, export: ExportCon
     names: set[str] = set()
     for i, raw in enumerate(entries, 1):
         cw = f"{where} check {i}" + (f" ({raw['name']})" if isinstance(raw.get("name"), str) else "")
-        _unknown(raw, keys, cw)
+        unknown_keys(raw, keys, cw)
         entry = {**defaults, **raw}
         if "model" not in entry:
             raise InputError(f"{cw}: missing 'model' (the candidate: a model name or an ONNX file)")

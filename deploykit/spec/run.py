@@ -248,23 +248,25 @@ class RunSpec:
         """The inverse of ``to_dict``; every problem is one InputError naming ``where`` and the field."""
         if not isinstance(d, dict):
             raise InputError(f"{where}: expected a JSON object, got {type(d).__name__}")
-        _keys(d, ("version", "model", "target", "precision", "quantize", "batch", "resolution", "measure"), where)
+        unknown_keys(d, ("version", "model", "target", "precision", "quantize", "batch", "resolution", "measure"),
+                     where)
         if d.get("version") != SPEC_VERSION:
             raise InputError(f"{where}: run spec version {d.get('version')!r} is not supported (this deploykit reads "
                              f"version {SPEC_VERSION})")
         model = _table(d.get("model"), f"{where}: model")
-        _keys(model, ("ref", "options", "weights", "pretrained", "opset", "preprocess"), f"{where}: model")
+        unknown_keys(model, ("ref", "options", "weights", "pretrained", "opset", "preprocess"), f"{where}: model")
         target = _table(d.get("target"), f"{where}: target")
-        _keys(target, ("name", "options", "cache_dir"), f"{where}: target")
+        unknown_keys(target, ("name", "options", "cache_dir"), f"{where}: target")
         measure = _table(d.get("measure"), f"{where}: measure")
         kind = measure.get("kind", LATENCY)
         mvals = {k: v for k, v in measure.items() if k != "kind"}
         try:
             if kind == LATENCY:
-                _keys(mvals, [f.name for f in fields(BenchConfig) if f.name not in _BENCH_OWN], f"{where}: measure")
+                unknown_keys(mvals, [f.name for f in fields(BenchConfig) if f.name not in _BENCH_OWN],
+                             f"{where}: measure")
                 meas: BenchConfig | LoadgenConfig = BenchConfig(**mvals)
             elif kind == "loadgen":
-                _keys(mvals, [f.name for f in fields(LoadgenConfig) if f.name not in _LOADGEN_OWN[:2]],
+                unknown_keys(mvals, [f.name for f in fields(LoadgenConfig) if f.name not in _LOADGEN_OWN[:2]],
                       f"{where}: measure")
                 meas = LoadgenConfig(**mvals)
             else:
@@ -273,7 +275,7 @@ class RunSpec:
             quant = None
             if q is not None:
                 q = _table(q, f"{where}: quantize")
-                _keys(q, QUANTIZE_FIELDS, f"{where}: quantize")
+                unknown_keys(q, QUANTIZE_FIELDS, f"{where}: quantize")
                 qvals: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in q.items()}
                 quant = QuantizeConfig(**qvals)
             topts = dict(_table(target.get("options") or {}, f"{where}: target options"))
@@ -314,7 +316,9 @@ def _table(v, where: str) -> dict:
     return v
 
 
-def _keys(d: dict, allowed, where: str) -> None:
+def unknown_keys(d, allowed, where: str) -> None:
+    """Refuse the first key of ``d`` not in ``allowed``: one InputError naming ``where``, with the closest known
+    key (or the known keys). The one check of keys a file gives (run specs, gate files)."""
     import difflib
 
     for k in d:
@@ -333,7 +337,7 @@ def runtime_options_from(values: dict[str, Any], where: str = "") -> RuntimeOpti
         name = k.replace("-", "_")
         s = specs.get(name)
         if s is None:
-            _keys({name: v}, list(specs), where or "runtime options")  # raises, naming the close names
+            unknown_keys({name: v}, list(specs), where or "runtime options")  # raises, naming the close names
             continue
         out[name] = coerce(v, s.type, f"{where + ': ' if where else ''}{s.flag or name}")
     try:
@@ -429,7 +433,7 @@ def from_values(values: dict[str, Any], *, base: RunSpec | None = None, where: s
         kind = value_kind(key)
         name = key.replace("-", "_")
         if kind is None:
-            _keys({key: value}, generic_keys(), where or "run")
+            unknown_keys({key: value}, generic_keys(), where or "run")
             continue
         where_key = f"{label}{name}"
         if kind[0] == "run":
