@@ -69,6 +69,11 @@ def evaluate(runtime, model, eval_data: str, eval_size: int | None, *, seed: int
     say = say or (lambda msg: None)
     pp = preprocess_of(model)
     data = load_labelled(eval_data, pp, eval_size, seed=seed, what="--eval-data")
+    if model.precision == "int8" and model.manifest:
+        from deploykit.quantize.calib import refuse_overlap
+
+        calibration = (model.manifest.get("quantization") or {}).get("calibration") or {}
+        refuse_overlap(data, calibration.get("image_digests"))
     labels = np.asarray(data.labels)
     say(f"evaluating {model.label} on {len(labels)} labelled images of {eval_data} on {target}")
     logits = run_images(runtime, data.x, model.input_shape[0])

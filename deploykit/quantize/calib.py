@@ -75,9 +75,16 @@ class ImageSet:
             h.update(self.labels.astype(np.int64).tobytes())
         return h.hexdigest()
 
+    def digests(self) -> list[str]:
+        """A short digest of each preprocessed image: the same picture preprocessed the same way has the same one,
+        whatever its file is called or where it lies (how a held-out set is checked against a calibration set)."""
+        return [hashlib.sha256(np.ascontiguousarray(im).tobytes()).hexdigest()[:16] for im in self.x]
+
     def describe(self) -> dict:
         d = {"folder": self.folder, "images_found": self.found, "images_used": len(self.files),
              "non_images_skipped": self.skipped, "sha256": self.sha256}
+        if self.folder != SYNTHETIC:
+            d["image_digests"] = self.digests()
         if self.classes is not None:
             d["classes"] = len(self.classes)
         return d
@@ -219,3 +226,15 @@ def synthetic(shape: tuple[int, ...], n: int, seed: int = 0) -> ImageSet:
 
     x = make_input((n, *shape), seed=10_000 + seed)
     return ImageSet(x=x, files=[f"synthetic-{i}" for i in range(n)], folder=SYNTHETIC, found=n, skipped=0)
+
+
+def refuse_overlap(held_out: ImageSet, calib_digests: list[str] | None, *, what: str = "--eval-data") -> None:
+    """An ``InputError`` when images of ``held_out`` are among the calibration images (by their digests): accuracy
+    measured on images the int8 ranges were fitted to is not a held-out accuracy."""
+    if not calib_digests:
+        return
+    seen = set(calib_digests)
+    shared = [f for f, d in zip(held_out.files, held_out.digests()) if d in seen]
+    if shared:
+        raise InputError(f"{what}: {len(shared)} of its {len(held_out.files)} images calibrated this int8 model "
+                         f"(e.g. {shared[0]}); evaluate on images the calibration never saw (e.g. the val split)")

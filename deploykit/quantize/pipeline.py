@@ -110,6 +110,8 @@ def quantize_model(ref: str, qcfg: QuantizeConfig, *, export: ExportConfig | Non
     eval_set = None
     if qcfg.eval_data:
         eval_set = calib_mod.load_labelled(qcfg.eval_data, pp, qcfg.eval_size, seed=qcfg.seed)
+        if calib.folder != calib_mod.SYNTHETIC:
+            calib_mod.refuse_overlap(eval_set, calib.digests())
 
     softmax = "none"
     if has_attention:
