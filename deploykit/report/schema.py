@@ -105,6 +105,10 @@ def quantization_section(result) -> dict | None:
                                                     "passed")},
         "accuracy": q.get("accuracy"),
         "attention_blocks": len(q.get("softmax", {}).get("blocks", []) or []),
+        # the error the int8 softmax adds, per attention block (quantize/softmax.py), where its output is int8
+        "softmax_errors": [{"index": b.get("index"), **{k: b["error"].get(k) for k in (
+            "probs_sqnr_db", "attn_sqnr_db", "zeroed_fraction", "probs_max_abs")}}
+            for b in (q.get("softmax", {}).get("blocks") or []) if isinstance(b.get("error"), dict)],
         "int8_kernels_ran": fusion.get("int8_kernels"),
         "softmax_kernels_ran": fusion.get("softmax"),
     }

@@ -94,9 +94,10 @@ def train(cfg: TrainConfig, out: str | Path, *, say: Say | None = None) -> dict:
     if tr.classes != va.classes:
         raise InputError(f"{cfg.data}: train/ and val/ hold different classes ({len(tr.classes or [])} vs "
                          f"{len(va.classes or [])})")
-    overlap = set(tr.files) & set(va.files)
+    seen = set(tr.digests())
+    overlap = [f for f, d in zip(va.files, va.digests()) if d in seen]  # by content: copies under any name
     if overlap:
-        raise InputError(f"{cfg.data}: {len(overlap)} images are in both train/ and val/ (e.g. {next(iter(overlap))})")
+        raise InputError(f"{cfg.data}: {len(overlap)} images of val/ are also in train/ (e.g. val/{overlap[0]})")
     classes = list(tr.classes or [])
     if cfg.threads:
         torch.set_num_threads(cfg.threads)

@@ -86,3 +86,21 @@ def test_eval_labels_map_imagenet_synsets_and_refuse_a_mismatch():
         model_labels([str(c) for c in range(10)], np.array([0]), 1000, "digits/val", "resnet18")
     with pytest.raises(InputError, match="not one of ImageNet-1k's"):
         model_labels(["n99999999"], np.array([0]), 1000, "val", "m")
+
+
+def test_training_refuses_a_val_split_holding_training_images_by_content(digits, tmp_path):
+    """A train image copied into val/ under another name: training stops before it starts, naming the copy."""
+    import shutil
+
+    from deploykit.core.errors import InputError
+    from deploykit.train.classifier import TrainConfig, train
+
+    out, _ = digits
+    leaky = tmp_path / "leaky"
+    shutil.copytree(out, leaky)
+    src = sorted((leaky / "train" / "4").glob("*.png"))[0]
+    shutil.copy(src, leaky / "val" / "4" / "renamed.png")
+    with pytest.raises(InputError, match=r"1 images of val/ are also in train/ \(e.g. val/4/renamed.png\)"):
+        train(TrainConfig(model="resnet18", data=str(leaky), resolution=16, epochs=1, seed=0, threads=1),
+              tmp_path / "w.pt")
+    assert not (tmp_path / "w.pt").exists()
