@@ -56,17 +56,21 @@ def check_target(spec: RunSpec) -> None:
     """The target exists, can run here, and accepts the run's options (mode, precision, device, profiler); a LoadGen
     scenario with requests in flight needs a target that keeps several (``CONCURRENT``)."""
     from deploykit.runtimes.base import CONCURRENT, get_runtime
+    from deploykit.runtimes.registry import ordered_targets
 
     cls = get_runtime(spec.target)  # unknown -> InputError with the close names
     if spec.loadgen and spec.measure.concurrent and not cls.has(CONCURRENT):
-        from deploykit.runtimes.registry import ordered_targets
-
         can = [n for n, c in ordered_targets() if c.has(CONCURRENT)]
         raise UsageError(f"target {spec.target} cannot keep requests in flight, which --scenario "
                          f"{spec.measure.scenario} needs (targets that can: {', '.join(can)}); --scenario "
                          "singlestream runs on every target")
     if spec.int8:  # a recipe the target cannot run is the user's to fix, wherever this runs
         check_qdq_profile(spec.target, spec.quantize)
+        if spec.quantize is not None and spec.quantize.quantizer == "nncf" and ".xml" not in cls.file_formats:
+            readers = [n for n, c in ordered_targets() if ".xml" in c.file_formats]
+            raise UsageError(f"--quantizer nncf writes OpenVINO IR, which target {spec.target} does not read "
+                             f"(targets that do: {', '.join(readers)}); --quantizer ort writes a QDQ ONNX file "
+                             "every target runs")
     cls.ensure_available()  # missing extra / hardware -> exit 3
     cls(spec.runtime_options()).preflight()
     if isinstance(spec.measure, BenchConfig) and spec.measure.per_layer:

@@ -230,20 +230,26 @@ def calibration_options(f):
                      help="Op types or node names (globs) to keep in float; repeat or comma-separate."),
         click.option("--reduce-range/--no-reduce-range", default=None,
                      help="7-bit weights [default: on for x86 CPUs without VNNI, as ONNX Runtime advises]."),
+        click.option("--quantizer", type=click.Choice(["ort", "nncf"]), default="ort", show_default=True,
+                     help="ort: ONNX Runtime static QDQ (an ONNX file for ORT, OpenVINO and TensorRT); nncf: NNCF "
+                          "for OpenVINO (IR .xml/.bin)."),
     ]
     for opt in reversed(opts):
         f = opt(f)
     return f
 
 
-CALIB_KEYS = ("calib_data", "calib_size", "calib_method", "softmax", "qdq_profile", "exclude", "reduce_range")
+CALIB_KEYS = ("calib_data", "calib_size", "calib_method", "softmax", "qdq_profile", "exclude", "reduce_range",
+              "quantizer")
 
 
-def quantize_config(*, calib_data, calib_size, calib_method, softmax, qdq_profile, exclude, reduce_range, **extra):
+def quantize_config(*, calib_data, calib_size, calib_method, softmax, qdq_profile, exclude, reduce_range,
+                    quantizer="ort", **extra):
     from deploykit.core.config import QuantizeConfig
 
     return QuantizeConfig(calib_data=calib_data, calib_size=calib_size, calib_method=calib_method, softmax=softmax,
-                          profile=qdq_profile, exclude=_split_csv(exclude), reduce_range=reduce_range, **extra)
+                          profile=qdq_profile, exclude=_split_csv(exclude), reduce_range=reduce_range,
+                          quantizer=quantizer, **extra)
 
 
 PREPROCESS_FLAGS = ("mean", "std", "crop_pct", "interpolation", "channel_order", "value_range")

@@ -17,9 +17,6 @@ from deploykit.cli.common import FiniteFloatRange  # nan / inf refused
 @click.command("quantize")
 @click.argument("model")
 @calibration_options
-@click.option("--quantizer", type=click.Choice(["ort", "nncf"]), default="ort", show_default=True,
-              help="ort: ONNX Runtime static QDQ (an ONNX file for ORT, OpenVINO and TensorRT); nncf: NNCF for "
-                   "OpenVINO (IR .xml/.bin).")
 @click.option("--per-tensor", is_flag=True, help="Per-tensor weight scales instead of per-channel.")
 @click.option("--eval-data", type=click.Path(path_type=Path), default=None,
               help="Labelled images, one sub-folder per class (sorted names = class indices): real top-1/top-5 "

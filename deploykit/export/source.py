@@ -6,7 +6,7 @@ The one resolver: bench, quantize and gate all ask here for a model file with it
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -101,8 +101,16 @@ def _resolve(ref: str, *, batch: int, resolution: int | None, export: ExportConf
 
     ``fuse``: the graph passes a registry model's export runs (``export.exporter.export_model``)."""
     if quantize is not None:
-        path = quantize(ref, batch, resolution, export, progress)
-        resolved = _resolve_file(Path(path), batch, None)
+        path = Path(quantize(ref, batch, resolution, export, progress))
+        reader = (readers or {}).get(path.suffix)
+        if path.suffix != ".onnx" and reader is not None:  # NNCF's IR, on the target that reads it
+            resolved = _resolve_native(path, batch, None, reader)
+            manifest, _ = artifacts.manifest_problem(path)  # the builder has just checked it against the files
+            if manifest is not None:
+                resolved = replace(resolved, label=manifest["settings"]["model"], manifest=manifest,
+                                   **_from_manifest(manifest, manifest["settings"]["model"]))
+        else:
+            resolved = _resolve_file(path, batch, None)
         if resolved.manifest is not None and resolved.manifest["settings"].get("model") in MODELS:
             resolved.kind = "registry"
         return resolved
@@ -113,8 +121,6 @@ def _resolve(ref: str, *, batch: int, resolution: int | None, export: ExportConf
             return _resolve_native(path, batch, resolution, reader)
         return _resolve_file(path, batch, resolution)
     get_cfg(ref)  # unknown name -> InputError with suggestions
-    from dataclasses import replace
-
     from deploykit.export.exporter import export_model
 
     ecfg = replace(export or ExportConfig(model=ref), model=ref, batch=batch, resolution=resolution)

@@ -126,3 +126,24 @@ def test_a_runtime_fast_because_it_computes_something_else_is_caught(tmp_path):
     honest = run_cli("bench", *args, "-t", "ort", env=env)
     (h,) = (lambda v: v if isinstance(v, list) else [v])(json.loads(honest.stdout))
     assert h["fidelity"]["timed_outputs"]["passed"] is True
+
+
+def test_nncf_int8_is_evaluated_on_openvino_against_its_fp32_source(trained):
+    """bench --quantizer nncf: the IR NNCF writes runs (and is evaluated) on OpenVINO, paired with the fp32 file it
+    was quantized from; a target that cannot read IR is refused before anything is built."""
+    root, data, desc = trained
+    env = {"DEPLOYKIT_MODELS": str(root / "models"), "DEPLOYKIT_REPORTS": str(root / "reports")}
+    common = ["resnet18", "--weights", str(root / "r18.pt"), "--resolution", "32", "--min-time", "0.2",
+              "--warmup", "2", "--threads", "2", "--energy", "off", "--eval-data", str(data / "val"), "--json",
+              "--no-save", "--int8", "--quantizer", "nncf", "--calib-data", str(data / "train"), "--calib-size", "64"]
+    p = run_cli("bench", *common, "-t", "ort", env=env)
+    assert p.returncode == 2 and "--quantizer nncf writes OpenVINO IR, which target ort does not read" in p.stderr
+    assert "statistics" not in p.stderr.lower()  # refused at plan time: no calibration ran
+    p = run_cli("bench", *common, "-t", "openvino", env=env)
+    assert p.returncode == 0, p.stderr
+    (r,) = (lambda v: v if isinstance(v, list) else [v])(json.loads(p.stdout))
+    assert r["model"]["path"].endswith(".xml") and r["quantization"]["quantizer"] == "nncf"
+    assert r["run_spec"]["quantize"]["quantizer"] == "nncf"
+    acc = r["accuracy"]
+    assert acc["runtime"] == "openvino" and acc["n"] == desc["val_images"]
+    assert acc["fp32"]["path"].endswith(".onnx") and abs(acc["vs_fp32"]["drop"]) < 0.1
