@@ -82,6 +82,11 @@ def prepare_model(model_ref: str, target: str, options: RuntimeOptions, *, batch
 
     readers = {s: runtime_cls.inspect_file for s in runtime_cls.file_formats if s != ".onnx"}
     builder = None
+    if int8 is not None and int8.softmax == "auto":  # measured on this target and machine (cached)
+        from deploykit.bench.softmax_auto import resolve_softmax
+
+        int8, _ = resolve_softmax(model_ref, target, options, int8, batch=batch, resolution=resolution, export=export,
+                                  say=say, preprocess=preprocess)
     if int8 is not None:
         from deploykit.quantize.pipeline import int8_builder
 

@@ -31,8 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from deploykit.explain.mapping import Mapped, SourceGraph, map_graph, map_node
-from deploykit.runtimes.base import LayerNode, LayerProfile
+from deploykit.bench.layermap import SourceGraph, is_int8, map_profile
 from deploykit.spec.run import RunSpec
 
 BUCKETS = ("int8_layers", "float_layers", "qdq", "reformat", "fusion", "unmapped")
@@ -189,44 +188,6 @@ def _by_kind(s: Side) -> dict:
 
 # ---- building the explanation ----------------------------------------------------------------------------------
 
-def _is_int8(precision: str | None) -> bool:
-    return bool(precision) and precision.split("->")[-1] == "int8"
-
-
-def map_profile(profile: LayerProfile, src: SourceGraph) -> list[dict]:
-    """Every executed node of ``profile`` with its median time and precision (``bench/layers.node_times``), mapped
-    to ``src``, and each Q/DQ node's int8 neighbours (``qdq_to``)."""
-    from deploykit.bench.layers import node_times
-
-    times, _ = node_times(profile)
-    mapped = map_graph(profile.graph, src)
-    graph = {n.name: n for n in profile.graph}
-    rows = []
-    for (name, op), t in times.items():
-        m = mapped.get(name)
-        if m is None or m.op_type != op:  # a profiled node the graph read-back does not name: by name alone
-            m = map_node(graph.get(name) or LayerNode(name=name, op_type=op), src)
-            if m.op_type != op:
-                m = Mapped(name, op, m.kind, m.source, m.absorbed, m.how)
-        rows.append({"name": name, "op_type": op, "time_ms": t["time_ms"], "precision": t["precision"],
-                     "kind": m.kind, "source": m.source, "absorbed": list(m.absorbed), "how": m.how, "qdq_to": []})
-    int8 = {r["name"] for r in rows if r["kind"] == "layer" and _is_int8(r["precision"])}
-    consumers: dict[str, list[str]] = defaultdict(list)
-    for n in profile.graph:
-        for i in n.inputs:
-            consumers[i].append(n.name)
-    for r in rows:
-        if r["kind"] != "qdq":
-            continue
-        node = graph.get(r["name"])
-        if node is None:
-            continue
-        after = [c for c in consumers.get(r["name"], []) if c in int8]
-        before = [p for p in node.inputs if p in int8]
-        r["qdq_to"] = before if r["op_type"] == "DequantizeLinear" else (after or before)
-    return rows
-
-
 def compare(a_rows: list[dict], b_rows: list[dict], src: SourceGraph) -> tuple[list[dict], dict[str, float]]:
     """Per source node (a vs b) and the buckets of the gap (see the module docstring)."""
     per: dict[str, dict] = {}
@@ -247,7 +208,7 @@ def compare(a_rows: list[dict], b_rows: list[dict], src: SourceGraph) -> tuple[l
                 e = entry(r["source"])
                 e[f"{side}_ms"] += r["time_ms"]
                 e[f"{side}_ops"][r["op_type"]] += 1
-                e[f"{side}_prec"]["int8" if _is_int8(r["precision"]) else "float"] += 1
+                e[f"{side}_prec"]["int8" if is_int8(r["precision"]) else "float"] += 1
                 for ab in r["absorbed"]:
                     entry(ab)[f"{side}_absorbed"] = True
             else:
@@ -298,7 +259,7 @@ def _excludable(path: Path) -> frozenset[str]:
         return frozenset()
     import onnx
 
-    from deploykit.explain.mapping import QDQ_OPS
+    from deploykit.bench.layermap import QDQ_OPS
 
     m = onnx.load(str(path), load_external_data=False)
     return frozenset(n.name for n in m.graph.node if n.name and n.op_type not in QDQ_OPS)

@@ -1,4 +1,5 @@
-"""Map the nodes a runtime executed back to the nodes of the float source graph (the fp32 ONNX file).
+"""Map the nodes a runtime executed (a per-layer profile) back to the nodes of the float source graph (the fp32 ONNX
+file): the per-node times of ``bench/layers.node_times``, each node a layer, Q/DQ, reformat or unmapped.
 
 What the runtimes give (``LayerProfile.graph``, ``runtimes/base.LayerNode``):
 
@@ -20,10 +21,12 @@ OpenVINO's ``Reorder``) are ``reformat``; what maps to no source node is ``unmap
 from __future__ import annotations
 
 import re
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploykit.runtimes.base import LayerNode
+from deploykit.bench.layers import node_times
+from deploykit.runtimes.base import LayerNode, LayerProfile
 
 QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "FakeQuantize"})
 # layout / precision conversions a runtime inserts (always reformat), and op types that are reformat when they map
@@ -126,6 +129,10 @@ def map_node(node: LayerNode, src: SourceGraph) -> Mapped:
         for t in (*node.outputs, *name_candidates(node.name)):
             p = src.producer.get(t) or src.producer.get(strip_tensor(t))
             if p:
+                if op in REFORMAT_IF_UNMAPPED and src.op_types.get(p) != op:
+                    # a layout change the runtime put after the node that writes the tensor (an NHWC Transpose
+                    # after a QLinearConv): not that node's own work
+                    return Mapped(node.name, op, "reformat", how="tensor")
                 return Mapped(node.name, op, "layer", p, how="tensor")
     elif not node.origins:  # no source graph to check against (an OpenVINO IR pair): the runtime's own names
         return Mapped(node.name, op, "layer", _TOKEN.sub("", node.name), how="name")
@@ -137,3 +144,39 @@ def map_node(node: LayerNode, src: SourceGraph) -> Mapped:
 def map_graph(graph: tuple[LayerNode, ...], src: SourceGraph) -> dict[str, Mapped]:
     """Every executed node by name, mapped."""
     return {n.name: map_node(n, src) for n in graph}
+
+
+def is_int8(precision: str | None) -> bool:
+    return bool(precision) and precision.split("->")[-1] == "int8"
+
+
+def map_profile(profile: LayerProfile, src: SourceGraph) -> list[dict]:
+    """Every executed node of ``profile`` with its median time and precision (``bench/layers.node_times``), mapped
+    to ``src``, and each Q/DQ node's int8 neighbours (``qdq_to``)."""
+    times, _ = node_times(profile)
+    mapped = map_graph(profile.graph, src)
+    graph = {n.name: n for n in profile.graph}
+    rows = []
+    for (name, op), t in times.items():
+        m = mapped.get(name)
+        if m is None or m.op_type != op:  # a profiled node the graph read-back does not name: by name alone
+            m = map_node(graph.get(name) or LayerNode(name=name, op_type=op), src)
+            if m.op_type != op:
+                m = Mapped(name, op, m.kind, m.source, m.absorbed, m.how)
+        rows.append({"name": name, "op_type": op, "time_ms": t["time_ms"], "precision": t["precision"],
+                     "kind": m.kind, "source": m.source, "absorbed": list(m.absorbed), "how": m.how, "qdq_to": []})
+    int8 = {r["name"] for r in rows if r["kind"] == "layer" and is_int8(r["precision"])}
+    consumers: dict[str, list[str]] = defaultdict(list)
+    for n in profile.graph:
+        for i in n.inputs:
+            consumers[i].append(n.name)
+    for r in rows:
+        if r["kind"] != "qdq":
+            continue
+        node = graph.get(r["name"])
+        if node is None:
+            continue
+        after = [c for c in consumers.get(r["name"], []) if c in int8]
+        before = [p for p in node.inputs if p in int8]
+        r["qdq_to"] = before if r["op_type"] == "DequantizeLinear" else (after or before)
+    return rows
