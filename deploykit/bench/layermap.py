@@ -9,8 +9,9 @@ What the runtimes give (``LayerProfile.graph``, ``runtimes/base.LayerNode``):
   ``_nchwc`` on the output tensor's name; its output tensors keep the file's tensor names, with the quantizer's
   ``_QuantizeLinear_Output`` / ``_DequantizeLinear_Output`` suffixes on a quantized graph. A node is mapped by its
   name, then by those names with the suffixes removed, then by the producer of its output tensors.
-* OpenVINO records the file's nodes merged into each executed node (``originalLayersNames``): the first one that is
-  a node of the source graph (the executed node's own name when it is one of them) is the node it stands for, the
+* OpenVINO records the file's nodes merged into each executed node (``originalLayersNames``): of those that are
+  nodes of the source graph, the one of the executed node's op family (a FullyConnected's MatMul), else a matmul or
+  convolution (a fused attention or conv + activation subgraph), else its namesake is the node it stands for; the
   others were fused into it.
 
 Nodes that only exist because of quantization (QuantizeLinear / DequantizeLinear / FakeQuantize) are ``qdq``; layout
@@ -25,7 +26,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploykit.bench.layers import node_times
+from deploykit.bench.layers import family_of, node_times
 from deploykit.runtimes.base import LayerNode, LayerProfile
 
 QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "FakeQuantize"})
@@ -106,6 +107,19 @@ class Mapped:
     how: str = ""  # name | tensor | origins (what the mapping rests on)
 
 
+def _lead_rank(origin: str, node: LayerNode, src: SourceGraph) -> int:
+    """Which of the source nodes merged into an executed node it stands for: one of its own op family (a
+    FullyConnected stands for its MatMul), else a matmul or convolution (the work of a fused attention or
+    conv + activation subgraph), else the one it is named after, else the first."""
+    op = src.op_types.get(origin, "")
+    fam = family_of(op)
+    if fam is not None and fam == family_of(node.op_type):
+        return 0
+    if fam in ("matmul", "conv"):
+        return 1
+    return 2 if origin == node.name else 3
+
+
 def map_node(node: LayerNode, src: SourceGraph) -> Mapped:
     """Map one executed node to the source graph (see the module docstring)."""
     op = node.op_type
@@ -116,7 +130,7 @@ def map_node(node: LayerNode, src: SourceGraph) -> Mapped:
     if node.origins:
         names = [o for o in node.origins if src.has(o)]
         if names:
-            lead = node.name if node.name in names else names[0]
+            lead = min(names, key=lambda o: _lead_rank(o, node, src))
             return Mapped(node.name, op, "layer", lead, tuple(n for n in names if n != lead), "origins")
     if _TOKEN.sub("", node.name).endswith(("_QuantizeLinear", "_DequantizeLinear")) and not (
             src.known and src.has(node.name)):  # OpenVINO's quantize subgraphs keep the Q node's name

@@ -3,7 +3,7 @@
 ``explain(a, b)`` builds (or reuses) both runs' artifacts with the run spec's own machinery (export, the int8 build
 with its cache), profiles both per layer on their targets (``Runtime.profile_layers``, the same profile
 ``bench --per-layer`` takes) and maps every executed node back to the nodes of the float source graph
-(``explain/mapping.py``). Each node's time is its median over the profiled inferences (``bench/layers.node_times``:
+(``bench/layermap.py``). Each node's time is its median over the profiled inferences (``bench/layers.node_times``:
 the same per-node times and totals as the report's ``per_layer`` section).
 
 The gap ``total_b - total_a`` of the profiled layer times is split into buckets that add up to it exactly (every

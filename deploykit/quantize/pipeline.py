@@ -37,7 +37,7 @@ from deploykit.core.hashing import file_sha256
 from deploykit.quantize import calib as calib_mod
 from deploykit.quantize.floors import INT8_FLOOR
 
-RECIPE_VERSION = 3  # bump when the op-type choices or Q/DQ placement change: old int8 artifacts are rebuilt
+RECIPE_VERSION = 4  # bump when the op-type choices or Q/DQ placement change: old int8 artifacts are rebuilt
 SENSITIVITY_SAMPLES = 4
 SOFTMAX_SAMPLES = 4
 
