@@ -12,18 +12,17 @@ model (every block runs the same kernels at the same shape).
 The decision and its numbers are cached in ``<models dir>/.cache/softmax-auto-<key>.json``, keyed on the machine
 (``fingerprint.machine_id``), the target and its options, and both artifacts' content hashes: a second run reuses it
 without measuring. It is recorded in the chosen artifact's manifest (``quantization.softmax_auto``) and returned.
-A model without attention blocks, and the NNCF quantizer (which keeps the softmax float), get the default.
+A model without attention blocks, and the NNCF quantizer (which keeps the softmax float), get the default. The
+builds are made by ``bench/pipeline.resolve_softmax`` (which ``prepare_model`` calls for ``--softmax auto``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
-from deploykit.core.config import ExportConfig, QuantizeConfig, default_models_dir
 from deploykit.runtimes.options import RuntimeOptions
 
 AUTO = "auto"
@@ -46,35 +45,18 @@ def cache_path(models_dir: Path, key: str) -> Path:
     return Path(models_dir) / ".cache" / f"softmax-auto-{key[:20]}.json"
 
 
-def resolve_softmax(model_ref: str, target: str, options: RuntimeOptions, qcfg: QuantizeConfig, *, batch: int,
-                    resolution: int | None, export: ExportConfig | None = None, say: Say | None = None,
-                    preprocess: dict | None = None, iterations: int = ITERATIONS) -> tuple[QuantizeConfig, dict]:
-    """``qcfg`` with its ``softmax`` decided (``auto`` -> int8 | float | None for the default), and the record of
-    the decision (see the module docstring). Other values pass through unchanged, with an empty record."""
-    if qcfg.softmax != AUTO:
-        return qcfg, {}
-    say = say or (lambda msg: None)
-    if qcfg.quantizer != "ort":
-        return replace(qcfg, softmax=None), {"decision": None, "reason": "NNCF keeps the softmax float"}
-    from deploykit.bench.pipeline import prepare_model
-
-    builds = {}
-    for mode in ("int8", "float"):
-        _, runtime, model = prepare_model(model_ref, target, options, batch=batch, resolution=resolution,
-                                          export=export, say=say, int8=replace(qcfg, softmax=mode), planned=True,
-                                          preprocess=preprocess)
-        settings = (model.manifest or {}).get("settings", {})
-        if settings.get("softmax") in (None, "none"):  # no attention blocks in the graph: the default
-            return replace(qcfg, softmax=None), {"decision": None, "reason": "no attention blocks in the graph"}
-        builds[mode] = (runtime, model)
+def decide(builds: dict, target: str, options: RuntimeOptions, models_dir: Path, *, say: Say,
+           iterations: int = ITERATIONS) -> dict:
+    """The decision between the two builds (``{"int8": (runtime, ModelInput, manifest), "float": ...}``, both
+    int8 artifacts of an attention model) on ``target``: the cached record when there is one, else measured now
+    and cached (see the module docstring); recorded in the chosen artifact's manifest either way."""
     from deploykit.bench.fingerprint import machine_id
 
     mid = machine_id()
     key_obj = {"version": CACHE_VERSION, "machine": mid, "target": target,
                "options": {k: v for k, v in options.settings().items() if k != "cache_dir"},
-               "artifacts": {m: (b[1].manifest or {}).get("sha256") for m, b in builds.items()}}
+               "artifacts": {m: (b[2] or {}).get("sha256") for m, b in builds.items()}}
     key = hashlib.sha256(json.dumps(key_obj, sort_keys=True, default=str).encode()).hexdigest()
-    models_dir = Path(export.models_dir) if export and export.models_dir else default_models_dir()
     path = cache_path(models_dir, key)
     from deploykit.core.validate import read_cache_json
 
@@ -92,27 +74,26 @@ def resolve_softmax(model_ref: str, target: str, options: RuntimeOptions, qcfg: 
             pass
         record = {**record, "cached": False, "cache": str(path)}
     _record_in_manifest(builds[record["decision"]][1].path, record)
-    return replace(qcfg, softmax=record["decision"]), record
+    return record
 
 
 def _measure(builds: dict, target: str, mid: str, iterations: int, say: Say) -> dict:
     import onnx
 
     from deploykit.bench.layermap import SourceGraph, map_profile
-    from deploykit.bench.pipeline import model_input
     from deploykit.onnxio.reference import make_input
     from deploykit.passes.attention import find_attention
 
     out: dict = {"version": CACHE_VERSION, "target": target, "machine_id": mid, "iterations": iterations}
-    for mode, (runtime, model) in builds.items():
+    for mode, (runtime, model, manifest) in builds.items():
         say(f"--softmax auto: profiling the {mode}-softmax build on {target} ({iterations} inferences)")
-        fp32 = ((model.manifest or {}).get("source") or {}).get("fp32_artifact")
+        fp32 = ((manifest or {}).get("source") or {}).get("fp32_artifact")
         src = SourceGraph.load(Path(fp32) if fp32 and Path(fp32).is_file() else None)
         sites = find_attention(onnx.load(str(src.path), load_external_data=False)) if src.known else []
         softmax = {s.softmax for s in sites}
         core = softmax | {s.pv_matmul for s in sites if s.pv_matmul}
-        x = make_input(model.input_shape, 0, model.input_dtype)
-        rows = map_profile(runtime.profile_layers(model_input(model), x, iterations), src)
+        x = make_input(model.shape, 0, model.dtype)
+        rows = map_profile(runtime.profile_layers(model, x, iterations), src)
         sm = [r for r in rows if r["kind"] == "layer" and r["source"] in softmax]
         out[mode] = {
             "softmax_ms": sum(r["time_ms"] for r in sm),

@@ -108,7 +108,7 @@ def command(model, calib_data, calib_size, calib_method, softmax, qdq_profile, e
             with stages(err, f"quantizing {name}") as say:
                 cfg, auto = qcfg, None
                 if auto_options is not None:
-                    from deploykit.bench.softmax_auto import resolve_softmax
+                    from deploykit.bench.pipeline import resolve_softmax
 
                     cfg, auto = resolve_softmax(name, target, auto_options, qcfg, batch=batch, resolution=resolution,
                                                 export=export, say=say, preprocess=preprocess or None)

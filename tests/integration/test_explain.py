@@ -166,7 +166,7 @@ def test_openvino_maps_through_original_layer_names(deit_tiny_64, store):
 
 
 def test_softmax_auto_decides_by_measurement_and_reuses_the_decision(deit_tiny_64, store):
-    from deploykit.bench.softmax_auto import resolve_softmax
+    from deploykit.bench.pipeline import resolve_softmax
     from deploykit.export import artifacts
 
     fp32, int8 = specs(softmax="auto")
@@ -190,7 +190,7 @@ def test_softmax_auto_decides_by_measurement_and_reuses_the_decision(deit_tiny_6
 
 
 def test_softmax_auto_is_the_default_without_attention(resnet18_64, store):
-    from deploykit.bench.softmax_auto import resolve_softmax
+    from deploykit.bench.pipeline import resolve_softmax
 
     _, int8 = specs(model="resnet18", softmax="auto")
     cfg, rec = resolve_softmax("resnet18", "ort", int8.runtime_options(), int8.quantize, batch=1, resolution=64,
