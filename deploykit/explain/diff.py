@@ -330,6 +330,13 @@ def explain(a: RunSpec, b: RunSpec, *, iterations: int = DEFAULT_ITERATIONS, pro
                           artifact=str(model.path), total_ms=float(sum(r["time_ms"] for r in rows)),
                           wall_ms=float(percentile(list(prof.wall_ms), 50)) if prof.wall_ms else None,
                           executed=tuple(rows)))
+    from deploykit.bench.layers import OVERHEAD_NOTE_RATIO
+
+    for key, s in zip("ab", sides):
+        if s.wall_ms and s.total_ms > OVERHEAD_NOTE_RATIO * s.wall_ms:
+            notes.append(f"{key}: the layer times add up to {s.total_ms / s.wall_ms:.1f}x the profiled inference's own "
+                         f"duration ({s.total_ms:.3f} vs {s.wall_ms:.3f} ms): the profiler's cost per node (or other "
+                         "load) inflates the buckets of many small nodes (Q/DQ, reformats) most")
     if sides[0].label == sides[1].label:
         sides = [Side(**{**s.__dict__, "label": f"{s.label} ({k})"}) for s, k in zip(sides, "ab")]
     return Explanation(a=sides[0], b=sides[1], source_graph=str(src_path) if src_path else None,

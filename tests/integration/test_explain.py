@@ -204,3 +204,22 @@ def test_quantize_softmax_auto_needs_a_target_it_can_measure_on(tmp_path):
 
     with pytest.raises(UsageError, match="auto"):
         quantize_model("deit_tiny", replace(RECIPE, softmax="auto"), models_dir=tmp_path)
+
+
+def test_explain_takes_two_onnx_files_and_two_spec_files(ort_pair, store, tmp_path):
+    from deploykit.spec.run import write_spec
+
+    fp32, int8, e = ort_pair
+    p = run_cli("explain", e.a.artifact, e.b.artifact, "--threads", "1", "--iterations", "2", "--json")
+    assert p.returncode == 0, p.stderr
+    j = json.loads(p.stdout)
+    assert j["a"]["int8"] is False and j["b"]["int8"] is True  # the int8 file is recognised by its graph
+    assert j["source_graph"] == e.source_graph  # the float file itself
+    assert sum(j["buckets"].values()) == pytest.approx(j["delta_ms"], abs=1e-9)
+    assert any(n["op_type"] == "Softmax" and n["ran_b"] == "int8" for n in j["nodes"])
+    a_file, b_file = write_spec(fp32, tmp_path / "a.json"), write_spec(int8, tmp_path / "b.json")
+    p = run_cli("explain", str(a_file), str(b_file), "--iterations", "2", "--models-dir", str(store), "--json")
+    assert p.returncode == 0, p.stderr
+    j = json.loads(p.stdout)
+    assert j["a"]["spec"] == fp32.to_dict() and j["b"]["spec"] == int8.to_dict()
+    assert j["b"]["artifact"] == e.b.artifact  # the same cached int8 build
