@@ -147,7 +147,7 @@ def render(e, top: int) -> None:
     b_rows.append({"bucket": f"total (profiled {ms(e.a.total_ms)} -> {ms(e.b.total_ms)} ms)",
                    "delta": _signed(e.delta_ms)})
     print_fitted(con, b_cols, b_rows, title=None)
-    con.print(e.verdict(), highlight=False, markup=False)
+    con.print(e.verdict(), highlight=False, markup=False, soft_wrap=True)
     slow = e.slower_in_int8()
     if slow:
         shown = ", ".join(slow[:6]) + (f" and {len(slow) - 6} more" if len(slow) > 6 else "")
