@@ -152,9 +152,9 @@ def render(e, top: int) -> None:
     if slow:
         shown = ", ".join(slow[:6]) + (f" and {len(slow) - 6} more" if len(slow) > 6 else "")
         con.print(f"slower in int8 than in float ({len(slow)}): {shown} -- quantize --exclude keeps them float",
-                  highlight=False, markup=False)
+                  highlight=False, markup=False, soft_wrap=True)
     for note in e.notes:
-        con.print(f"note: {note}", highlight=False, markup=False)
+        con.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
 
 
 _BUCKET_TEXT = {"int8_layers": "layers that ran int8", "float_layers": "layers in float in both",
