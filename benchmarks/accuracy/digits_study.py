@@ -91,6 +91,11 @@ def main(argv=None) -> int:
            env=env, log=log)
     paths = {"train": str(data / "train"), "photos": str(photos), "synthetic": "synthetic"}
     results = {"resolution": a.resolution, "epochs": a.epochs, "models": {}}
+    done: dict[tuple[str, str], dict] = {}  # a rerun keeps every row that succeeded and retries the others
+    if (out / "results.json").is_file():
+        results = json.loads((out / "results.json").read_text())
+        done = {(m, r["variant"]): r for m, v in results["models"].items() for r in v.get("rows", [])
+                if "error" not in r}
     for model in [m.strip() for m in a.models.split(",") if m.strip()]:
         weights = out / f"{model}.pt"
         info = json.loads((out / f"{model}.train.json").read_text()) if (out / f"{model}.train.json").is_file() \
@@ -106,13 +111,16 @@ def main(argv=None) -> int:
                   "--min-time", "1", "--energy", "off", "--eval-data", str(data / "val"), "--json", "--no-save",
                   "--calib-size", str(a.calib_size)]
         rows = []
-        for target in ("ort", "openvino"):
-            r = dk("bench", *common, "-t", target, "--precision", "fp32", env=env, log=log)
-            rows.append(_row(f"{target} fp32", target, first(r) if r else None))
-        for name, flags, target in variants(model, a.quick):
+        todo = [(f"{t} fp32", ["--precision", "fp32"], t) for t in ("ort", "openvino")] + variants(model, a.quick)
+        for name, flags, target in todo:
+            if (model, name) in done:
+                rows.append(done[(model, name)])
+                continue
             flags = [f.format(**paths) for f in flags]
             r = dk("bench", *common, "-t", target, *flags, env=env, log=log)
             rows.append(_row(name, target, first(r) if r else None))
+            results["models"][model] = {"train": info, "rows": rows}
+            (out / "results.json").write_text(json.dumps(results, indent=1))
         results["models"][model] = {"train": info, "rows": rows}
         (out / "results.json").write_text(json.dumps(results, indent=1))
     (out / "table.md").write_text(table(results))
