@@ -92,6 +92,7 @@ class BenchSettings:
     calib_data: str = "synthetic"  # int8 cells' calibration data (a folder, or synthetic noise)
     calib_size: int | None = None  # images used for calibration [bench's default]
     softmax: str | None = None  # int8 cells' attention softmax: float | int8 | auto [the quantizer's default]
+    eval_data: str | None = None  # labelled images every latency cell is evaluated on (bench --eval-data)
     out: str | None = None  # the sweep's folder (results table, cell reports)
     latency_bound: float | None = None  # LoadGen server cells: the latency bound (ms) at the percentile
     percentile: float | None = None  # LoadGen cells with a latency target (not offline): its percentile (%)
@@ -139,7 +140,7 @@ class BenchSettings:
         where the scenario takes them (a latency bound: server; a percentile: all but offline)."""
         if scenario == LATENCY:
             return BenchConfig(batch=batch, resolution=resolution, min_time=self.min_time, max_time=self.max_time,
-                               min_iters=self.min_iters, warmup=self.warmup)
+                               min_iters=self.min_iters, warmup=self.warmup, eval_data=self.eval_data)
         from deploykit.spec.loadgen import LoadgenConfig
 
         return LoadgenConfig(scenario=scenario, batch=batch, resolution=resolution,
@@ -528,7 +529,7 @@ def bench_from_values(values: dict[str, Any], where: str = "", base: BenchSettin
     base = base or BenchSettings()
     kw = {}
     types = {"min_time": float, "max_time": float, "cell_timeout": float, "min_iters": int, "warmup": int,
-             "calib_size": int, "calib_data": str, "softmax": str, "out": str, "latency_bound": float,
+             "calib_size": int, "calib_data": str, "softmax": str, "eval_data": str, "out": str, "latency_bound": float,
              "percentile": float, "duration": float, "min_queries": int}
     allowed = keys or tuple(types)
     for key, value in values.items():

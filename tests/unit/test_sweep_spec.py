@@ -360,3 +360,14 @@ def test_a_study_sets_the_int8_cells_softmax_auto_included():
     assert bench_from_values({}).quantize().softmax is None
     with pytest.raises(UsageError, match="softmax must be one of float, int8, auto"):
         bench_from_values({"softmax": "fast"})
+
+
+def test_eval_data_reaches_every_latency_cell_measurement():
+    """sweep --eval-data / a study's [bench] eval_data: each latency cell's run spec evaluates on the folder (it
+    was refused as an unknown bench key before)."""
+    from deploykit.sweep.spec import BENCH_KEYS, bench_from_values
+
+    assert "eval_data" in BENCH_KEYS
+    s = bench_from_values({"eval_data": "data/digits/val"}, keys=BENCH_KEYS)
+    assert s.measure(batch=1, resolution=32).eval_data == "data/digits/val"
+    assert bench_from_values({}).measure().eval_data is None
