@@ -376,6 +376,8 @@ def plot_latency_vs_accuracy(df: pd.DataFrame, an: Analysis) -> Plot:
                         label=f"Pareto front ({len(f)})")
             ax.set_yscale("log")
             _readable_log(ax, "y")
+            lo, hi = ax.get_xlim()
+            ax.set_xlim(max(lo, 0.0), min(hi, 100.5))  # no axis past 100% (one accuracy: matplotlib pads it +-5%)
             ax.set_xlabel("top-1 accuracy (%)")
             ax.set_ylabel("p50 latency (ms)")
             ax.set_title(str(model))

@@ -439,9 +439,20 @@ def _model_info(ref: str) -> dict:
         path = Path(ref)
         if not path.is_file():
             raise InputError(f"model file not found: {ref}")
-        return {"ref": str(path.resolve()), "label": path.stem, "family": "", "resolution": None, "cfg": None}
+        return {"ref": str(path.resolve()), "label": _file_label(path), "family": "", "resolution": None,
+                "cfg": None}
     cfg = get_cfg(ref)  # unknown name -> InputError with close names
     return {"ref": ref, "label": ref, "family": cfg.family or "", "resolution": cfg.resolution, "cfg": cfg}
+
+
+def _file_label(path: Path) -> str:
+    """A file as tables show it: its stem, after the model it was built from where deploykit's manifest beside it
+    says (an artifact's stem alone, fp32_b1_r64_op18_wa1e2f0c0, does not say which model it is)."""
+    from deploykit.export.artifacts import manifest_problem
+
+    manifest, _ = manifest_problem(path)
+    model = ((manifest or {}).get("settings") or {}).get("model")
+    return f"{model} ({path.stem})" if isinstance(model, str) and model and model != path.stem else path.stem
 
 
 def _resolution_skip(info: dict, res: int | None) -> str | None:

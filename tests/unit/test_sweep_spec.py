@@ -371,3 +371,23 @@ def test_eval_data_reaches_every_latency_cell_measurement():
     s = bench_from_values({"eval_data": "data/digits/val"}, keys=BENCH_KEYS)
     assert s.measure(batch=1, resolution=32).eval_data == "data/digits/val"
     assert bench_from_values({}).measure().eval_data is None
+
+
+def test_a_deploykit_artifact_file_is_labelled_by_the_model_it_was_built_from(tmp_path):
+    """An artifact's stem (fp32_b1_r64_...) says nothing; its manifest says which model it is. A file without a
+    manifest (or with a broken one) keeps its stem."""
+    import json as _json
+
+    from deploykit.export.artifacts import MANIFEST_SCHEMA, MANIFEST_VERSION, manifest_path
+    from deploykit.sweep.spec import _model_info
+    from tests.samples import tiny_onnx
+
+    art = tiny_onnx(tmp_path / "fp32_b1_r16_op18_wabc.onnx", shape=(1, 3, 16, 16))
+    assert _model_info(str(art))["label"] == "fp32_b1_r16_op18_wabc"
+    manifest_path(art).write_text(_json.dumps({
+        "schema": MANIFEST_SCHEMA, "schema_version": MANIFEST_VERSION, "artifact": art.name, "sha256": "0" * 64,
+        "settings": {"model": "resnet18", "precision": "fp32", "batch": 1, "resolution": 16, "opset": 18},
+        "source": {"model": "resnet18"}}))
+    assert _model_info(str(art))["label"] == "resnet18 (fp32_b1_r16_op18_wabc)"
+    manifest_path(art).write_text("{not json")
+    assert _model_info(str(art))["label"] == "fp32_b1_r16_op18_wabc"
