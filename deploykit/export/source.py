@@ -101,8 +101,11 @@ def _resolve(ref: str, *, batch: int, resolution: int | None, export: ExportConf
 
     ``fuse``: the graph passes a registry model's export runs (``export.exporter.export_model``)."""
     if quantize is not None:
-        path = quantize(ref, batch, resolution, export, progress)
-        resolved = _resolve_file(Path(path), batch, None)
+        path = Path(quantize(ref, batch, resolution, export, progress))
+        reader = (readers or {}).get(path.suffix)
+        if path.suffix != ".onnx" and reader is not None:  # NNCF's OpenVINO IR, for the target that reads it
+            return _native_artifact(path, batch, reader, ref)
+        resolved = _resolve_file(path, batch, None)
         if resolved.manifest is not None and resolved.manifest["settings"].get("model") in MODELS:
             resolved.kind = "registry"
         return resolved
@@ -141,6 +144,21 @@ def _resolve_native(path: Path, batch: int, resolution: int | None, reader: Nati
                     h.update(chunk)
     return ResolvedModel(label=path.stem, kind="native-file", path=path, sha256=h.hexdigest(), input_name=name,
                          input_shape=shape, input_dtype=dtype, precision=precision)
+
+
+def _native_artifact(path: Path, batch: int, reader: NativeReader, ref: str) -> ResolvedModel:
+    """An int8 artifact in a target's own format (NNCF's IR) as the target reads it, with its manifest's facts
+    (precision, preprocessing, the fp32 file it was made from)."""
+    resolved = _resolve_native(path, batch, None, reader)
+    manifest, _problem = artifacts.manifest_problem(path)
+    if manifest is not None:
+        resolved.manifest = manifest
+        resolved.precision = manifest.get("settings", {}).get("precision") or resolved.precision
+        for k, v in _from_manifest(manifest, ref).items():
+            setattr(resolved, k, v)
+        if manifest.get("settings", {}).get("model") in MODELS:
+            resolved.kind = "registry"
+    return resolved
 
 
 def _resolve_file(path: Path, batch: int, resolution: int | None) -> ResolvedModel:
