@@ -84,7 +84,7 @@ def command(model, objective, targets, budget, max_drop, eval_data, eval_size, m
     accuracy drop on --eval-data, memory) before any timing; the survivors are timed by successive halving within
     --budget; the winner is proven A/B (interleaved, anytime-valid: faster / tie / slower) against the runner-up and
     the default fp32. Writes tune.json (every candidate and decision with its numbers), spec.json (the winner's run
-    spec: 'deploykit run spec.json'), gate.toml ('deploykit gate --file gate.toml' keeps it from regressing) and
+    spec: 'deploykit run spec.json'), gate.toml ('deploykit gate -c gate.toml' keeps it from regressing) and
     report.html. Exit 0: a winner; 1: no candidate meets the constraints."""
     import time
 

@@ -9,7 +9,7 @@ import math
 from pathlib import Path
 
 from deploykit.core.errors import InputError
-from deploykit.tune.search import State, TuneResult, TuneSettings, _num, row_of
+from deploykit.tune.search import State, TuneResult, TuneSettings, _num
 
 SPEC_OUT = "spec.json"
 GATE_OUT = "gate.toml"
@@ -69,7 +69,7 @@ def write_gate(state: State, result: TuneResult, settings: TuneSettings) -> tupl
     spec = w.spec
     metric = settings.ab_metric
     lines = [f"# deploykit tune {spec.model}: the chosen variant ({w.label()}) must stay no slower than",
-             f"# {ref.label()} on {spec.target}; run: deploykit gate --file {GATE_OUT}",
+             f"# {ref.label()} on {spec.target}; run: deploykit gate -c {GATE_OUT}",
              "version = 1", "", "[settings]", "min_blocks = 10", "max_blocks = 60", "", "[[check]]",
              f"name = {_toml_str('tuned ' + spec.model + ' ' + w.label())}", f"model = {_toml_str(wp)}",
              f"against = {_toml_str(rp)}", f"target = {_toml_str(spec.target)}"]

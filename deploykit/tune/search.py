@@ -43,8 +43,10 @@ BUILD_S = 30.0
 AB_SHARE = 0.15  # of the budget kept for the A/B proofs
 MIN_RUNG_S = 0.5
 MAX_RUNG_S = 20.0
-AB_MIN_S = 8.0  # an A/B's least cost: two loads and the minimum ABBA rounds
-AB_LOAD_S = 3.0
+AB_LOAD_S = 3.0  # loading one side (its artifact is built by then)
+AB_ROUNDS = 8  # the fewest ABBA rounds an A/B runs
+AB_BLOCK = {"block_time": 0.2, "block_iters": 3, "block_warmup": 1}
+AB_PAIRS = 3  # A/Bs the budget keeps room for: against the runner-up, the default fp32, another target's int8
 
 
 @dataclass(frozen=True)
@@ -282,10 +284,26 @@ def row_of(state: State, stage: str, c: Candidate) -> dict | None:
     return state.rows.get(f"{stage}:{c.cid}")
 
 
+def ab_cost(state: State) -> float:
+    """What one A/B costs at least (seconds): two loads, the pre-warm, the fewest rounds of two blocks each --
+    from the slowest p50 the checks measured (else a guess)."""
+    p50 = [_num(r.get("p50_ms")) / 1e3 for k, r in state.rows.items() if r.get("status") == "ok"]
+    p50 = [x for x in p50 if math.isfinite(x)]
+    slow = max(p50) if p50 else 0.05
+    block = max(AB_BLOCK["block_time"], (AB_BLOCK["block_iters"] + AB_BLOCK["block_warmup"]) * slow)
+    return 2 * AB_LOAD_S + 10 * slow + AB_ROUNDS * 2 * block
+
+
+def ab_reserve(state: State, settings: TuneSettings) -> float:
+    """The part of the budget kept for the A/B proofs: room for ``AB_PAIRS`` of them, at least ``AB_SHARE``, at
+    most 40% of the budget."""
+    return min(0.4 * settings.budget_s, max(AB_SHARE * settings.budget_s, AB_PAIRS * ab_cost(state)))
+
+
 def check_stage(state: State, runner: Runner, settings: TuneSettings, base: RunSpec) -> list[Candidate]:
     """Build and check every candidate while the budget allows; the survivors, in candidate order."""
     stage = "check"
-    reserve = settings.budget_s * (AB_SHARE + 0.25)  # the A/B and at least one timed rung
+    timing = settings.budget_s * 0.25  # at least one timed rung
     k = scale(base)
 
     def est(c: Candidate) -> float:
@@ -301,7 +319,7 @@ def check_stage(state: State, runner: Runner, settings: TuneSettings, base: RunS
     mandatory = {c.cid for c in state.candidates if c.role in ("fp32-default", "int8-default")}
 
     def limit(cell: TuneCell) -> float | None:
-        left = settings.budget_s - state.elapsed() - reserve
+        left = settings.budget_s - state.elapsed() - timing - ab_reserve(state, settings)
         e = est(state.by_id(cell.cid))
         if cell.cid in mandatory:
             return max(e * 3, 60.0)
@@ -420,12 +438,13 @@ def halving(state: State, runner: Runner, settings: TuneSettings, survivors: lis
     last: dict[str, float] = {}
     alive = list(survivors)
     k = 0
-    ab_reserve = settings.budget_s * AB_SHARE
+    reserve = ab_reserve(state, settings)
+    state.result["ab_reserve_s"] = reserve
     rungs_left = max(1, math.ceil(math.log2(max(len(alive), 2) / 2)) + 1)
     while alive:
         stage = f"rung{k}"
         o = overhead(state)
-        left = settings.budget_s - state.elapsed() - ab_reserve
+        left = settings.budget_s - state.elapsed() - reserve
         # the rungs left cost about n * (o + t) each with n halving and t doubling: sum ~ 2 n o + rungs n t
         n = len(alive)
         t = (left - 2 * n * o) / (n * rungs_left)
@@ -447,8 +466,8 @@ def halving(state: State, runner: Runner, settings: TuneSettings, survivors: lis
         cells = [cell_of(c, replace(c.spec, measure=rung_measure(settings, c.spec, t)), stage) for c in order]
         protect = protected(alive, last)
 
-        def limit(cell: TuneCell, t=t, o=o) -> float | None:
-            remaining = settings.budget_s - state.elapsed() - ab_reserve
+        def limit(cell: TuneCell, t=t, o=o, protect=protect, k=k) -> float | None:
+            remaining = settings.budget_s - state.elapsed() - reserve
             if remaining < (o + t) and cell.cid not in protect and k > 0:
                 return None
             return (o + t) * 4
@@ -575,7 +594,7 @@ def ab(a: Candidate, b: Candidate, settings: TuneSettings, budget_s: float, say:
                     d = decide_one(Evidence(tuple(log_ratios(rounds, metric)), tol), level)
                     return d.outcome != INCONCLUSIVE
 
-                run = run_interleaved(side_a.side, side_b.side, block_config(block_time=0.2), min_rounds=8,
+                run = run_interleaved(side_a.side, side_b.side, block_config(**AB_BLOCK), min_rounds=AB_ROUNDS,
                                       max_rounds=200, time_budget_s=max(2.0, budget_s), enough=enough)
             finally:
                 side_b.close()
@@ -693,6 +712,52 @@ def run_tune(base: RunSpec, space: SpaceSettings, settings: TuneSettings, out: P
     return result
 
 
+def _ab_once(state: State, settings: TuneSettings, what: str, a: Candidate, b: Candidate, pending: int,
+             say: Say) -> dict:
+    """B against A once (a resumed tune reuses the verdict it has; the pair measured the other way round is
+    reused as it is, A and B named), within the share of the budget left for the ``pending`` A/Bs."""
+    done = next((x for x in state.ab if {x["a"], x["b"]} == {a.cid, b.cid} and x.get("outcome") not in
+                 ("error", "not run")), None)
+    if done is not None:
+        if done["a"] == a.cid:
+            done["what"] = what
+            return done
+        res = flipped(done, what)  # measured the other way round: the same rounds, read from B's side
+        state.ab.append(res)
+        return res
+    left = settings.budget_s - state.elapsed()
+    least = ab_cost(state)
+    if state.ab and left < least:
+        res = {"what": what, "a": a.cid, "a_label": a.label(), "b": b.cid, "b_label": b.label(),
+               "outcome": "not run", "verdict": "not run",
+               "reason": f"the budget left ({max(left, 0):.0f} s) is below an A/B (~{least:.0f} s)"}
+    else:
+        # the loads come on top of the rounds' budget
+        res = ab(a, b, settings, max(2.0, left / pending - 2 * AB_LOAD_S), say)
+        res["what"] = what
+    state.ab.append(res)
+    return res
+
+
+FLIP = {"faster": "slower", "slower": "faster"}
+
+
+def flipped(rec: dict, what: str) -> dict:
+    """An A/B record read from the other side (A and B swapped): faster <-> slower, the change inverted."""
+    d = dict(rec.get("decision") or {})
+    if d:
+        inv = [(1.0 / (1.0 + x) - 1.0) if isinstance(x, (int, float)) and x > -1 else None
+               for x in (d.get("estimate"), *(d.get("ci") or [None, None]))]
+        d.update(estimate=inv[0], ci=[inv[2], inv[1]])
+    return {**{k: v for k, v in rec.items() if k not in ("decision", "a_stats", "b_stats")},
+            "what": what, "a": rec["b"], "a_label": rec["b_label"], "b": rec["a"], "b_label": rec["a_label"],
+            "a_stats": rec.get("b_stats"), "b_stats": rec.get("a_stats"), "decision": d or None,
+            "verdict": FLIP.get(rec.get("verdict"), rec.get("verdict")),
+            "outcome": {"IMPROVEMENT": "REGRESSION", "REGRESSION": "IMPROVEMENT"}.get(rec.get("outcome"),
+                                                                                     rec.get("outcome")),
+            "reason": f"the same interleaved rounds as '{rec.get('what')}', read from this side: {rec.get('reason')}"}
+
+
 def meets(state: State, settings: TuneSettings, c: Candidate) -> bool:
     return any(d["candidate"] == c.cid and d["stage"] == "check" and d["decision"] == "kept" for d in state.decisions)
 
@@ -711,37 +776,27 @@ def finish(state: State, settings: TuneSettings, ranked: list[Candidate], say: S
         failed = [d for d in state.decisions if d["stage"] == "check" and d["decision"] != "kept"]
         reason = (f"no candidate met the constraints ({len(failed)} of {len(state.candidates)} dropped at their check"
                   + (f"; first: {failed[0]['label']}: {failed[0]['reason']}" if failed else "") + ")")
+    state.ab = [a for a in state.ab if a.get("a") and a.get("b")]
+    if winner is not None and runner_up is not None:
+        res = _ab_once(state, settings, "winner vs runner-up", runner_up, winner, 3, say)
+        if res.get("verdict") == "slower":  # the interleaved A/B outweighs a short rung: the runner-up wins
+            state.decide(winner, "ab", "replaced", f"slower than the runner-up in the A/B ({res.get('reason')})")
+            state.decide(runner_up, "ab", "chosen", "faster than the rung's winner in the A/B")
+            winner, runner_up = runner_up, winner
+            ranked = [winner, runner_up] + [c for c in ranked if c not in (winner, runner_up)]
     pairs: list[tuple[str, Candidate, Candidate]] = []
     if winner is not None:
         fp32 = next((c for c in state.candidates if c.role == "fp32-default" and c.target == winner.target), None)
         if fp32 is not None:
             pairs.append(("winner vs default fp32 (same target)", fp32, winner))
-        if runner_up is not None:
-            pairs.append(("winner vs runner-up", runner_up, winner))
-        # the tuned (best) int8 of every other target against that target's fp32
+        # the tuned (best) int8 of every target against that target's fp32
         for target in dict.fromkeys(c.target for c in ranked):
             best = next((c for c in ranked if c.spec.int8 and c.target == target), None)
             ref = next((f for f in state.candidates if f.role == "fp32-default" and f.target == target), None)
             if best is not None and ref is not None and best is not winner:
                 pairs.append((f"tuned int8 on {target} vs its default fp32", ref, best))
-    state.ab = [a for a in state.ab if a.get("a") and a.get("b")]
     for i, (what, a, b) in enumerate(pairs):
-        done = next((x for x in state.ab if x["a"] == a.cid and x["b"] == b.cid and x.get("outcome") != "error"),
-                    None)
-        if done is not None:
-            done["what"] = what
-            continue
-        left = settings.budget_s - state.elapsed()
-        if i > 0 and left < AB_MIN_S:
-            state.ab.append({"what": what, "a": a.cid, "a_label": a.label(), "b": b.cid, "b_label": b.label(),
-                             "outcome": "not run", "verdict": "not run",
-                             "reason": f"the budget left ({max(left, 0):.0f} s) is below an A/B (~{AB_MIN_S:.0f} s)"})
-            continue
-        # the loads and the minimum rounds come on top of the rounds' budget
-        share = max(2.0, (left - AB_LOAD_S * (len(pairs) - i)) / (len(pairs) - i))
-        res = ab(a, b, settings, share, say)
-        res["what"] = what
-        state.ab.append(res)
+        _ab_once(state, settings, what, a, b, len(pairs) - i, say)
     wall = state.elapsed()
     total = wall + sum(float(r.get("wall_s") or 0) for r in state.runs[:-1])
     state.runs[-1]["wall_s"] = wall
