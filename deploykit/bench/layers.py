@@ -62,9 +62,11 @@ def _share(part: float, total: float) -> float:
 OVERHEAD_NOTE_RATIO = 1.25  # profiled total / measured latency above which the profiler's cost gets a note
 
 
-def summarize_layers(profile: LayerProfile, top: int = DEFAULT_TOP, measured_ms: float | None = None) -> dict:
-    """The report's ``per_layer`` section for a runtime's raw profile (see the module docstring); ``measured_ms``:
-    the timed loop's p50 latency (profiling off), when comparable (latency mode)."""
+def node_times(profile: LayerProfile) -> tuple[dict[tuple[str, str], dict], dict[str, float]]:
+    """Every profiled node, by (name, op type): ``{"name", "op_type", "time_ms"`` (its median over the profiled
+    inferences), ``"precision"`` (the one it ran in most), ``"exec_type", "fused"}``; and the control-flow nodes left
+    out (their time is their subgraphs' nodes'). ``summarize_layers`` and ``deploykit explain`` both start here, so
+    their totals agree."""
     nodes: dict[tuple[str, str], dict] = {}
     # ONNX Runtime times a control-flow node (If, Loop, Scan) over the whole of its subgraph, whose nodes it also
     # times one by one: the control-flow node's own time is left out, or every subgraph node counts twice
@@ -87,6 +89,13 @@ def summarize_layers(profile: LayerProfile, top: int = DEFAULT_TOP, measured_ms:
         times += [0.0] * max(0, n - len(times))  # not run in some inferences: 0 there
         node["time_ms"] = float(percentile(times, 50))  # the median (bench/stats.py's percentile definition)
         node["precision"] = node.pop("precisions").most_common(1)[0][0]
+    return nodes, dict(left_out)
+
+
+def summarize_layers(profile: LayerProfile, top: int = DEFAULT_TOP, measured_ms: float | None = None) -> dict:
+    """The report's ``per_layer`` section for a runtime's raw profile (see the module docstring); ``measured_ms``:
+    the timed loop's p50 latency (profiling off), when comparable (latency mode)."""
+    nodes, left_out = node_times(profile)
     total = sum(nd["time_ms"] for nd in nodes.values())
 
     by_type: dict[str, dict] = {}

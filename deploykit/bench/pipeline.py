@@ -82,6 +82,9 @@ def prepare_model(model_ref: str, target: str, options: RuntimeOptions, *, batch
 
     readers = {s: runtime_cls.inspect_file for s in runtime_cls.file_formats if s != ".onnx"}
     builder = None
+    if int8 is not None and int8.softmax == "auto":  # measured on this target and machine (cached)
+        int8, _ = resolve_softmax(model_ref, target, options, int8, batch=batch, resolution=resolution, export=export,
+                                  say=say, preprocess=preprocess)
     if int8 is not None:
         from deploykit.quantize.pipeline import int8_builder
 
@@ -90,6 +93,35 @@ def prepare_model(model_ref: str, target: str, options: RuntimeOptions, *, batch
                           readers=readers, quantize=builder, fuse=export_transform, preprocess=preprocess)
     check_graph_ops(runtime_cls, model)
     return runtime_cls, runtime, model
+
+
+def resolve_softmax(model_ref: str, target: str, options: RuntimeOptions, qcfg, *, batch: int,
+                    resolution: int | None, export: ExportConfig | None = None, say: Say | None = None,
+                    preprocess: dict | None = None) -> tuple:
+    """``--softmax auto`` (``bench/softmax_auto.py``): ``qcfg`` with its softmax decided on ``target`` -- int8 or
+    float, whichever build ran its attention core faster here; None (the default) without attention blocks or with
+    the NNCF quantizer -- and the record of the decision. Other values pass through with an empty record."""
+    from dataclasses import replace
+
+    from deploykit.bench import softmax_auto
+    from deploykit.core.config import default_models_dir
+
+    if qcfg.softmax != softmax_auto.AUTO:
+        return qcfg, {}
+    say = say or (lambda msg: None)
+    if qcfg.quantizer != "ort":
+        return replace(qcfg, softmax=None), {"decision": None, "reason": "NNCF keeps the softmax float"}
+    builds = {}
+    for mode in ("int8", "float"):
+        _, runtime, model = prepare_model(model_ref, target, options, batch=batch, resolution=resolution,
+                                          export=export, say=say, int8=replace(qcfg, softmax=mode), planned=True,
+                                          preprocess=preprocess)
+        if (model.manifest or {}).get("settings", {}).get("softmax") in (None, "none"):  # no attention blocks
+            return replace(qcfg, softmax=None), {"decision": None, "reason": "no attention blocks in the graph"}
+        builds[mode] = (runtime, model_input(model), model.manifest)
+    models_dir = Path(export.models_dir) if export and export.models_dir else default_models_dir()
+    record = softmax_auto.decide(builds, target, options, models_dir, say=say)
+    return replace(qcfg, softmax=record["decision"]), record
 
 
 def model_input(model: ResolvedModel) -> ModelInput:

@@ -94,6 +94,7 @@ SHORT_HELP = {
     "cache": "See and prune the artifact store (exports, int8, blobs).",
     "compare": "Compare reports, folders or results tables side by side.",
     "data": "Write built-in labelled images (digits, photos) as folders.",
+    "explain": "Why one run is slower than another, layer by layer.",
     "export": "Export a model to ONNX, verified against PyTorch.",
     "fuse": "Fold BatchNorm into Conv / Gemm; other graph passes.",
     "gate": "Fail CI when a candidate got slower than a baseline.",
@@ -137,6 +138,9 @@ def _register() -> None:
     from deploykit.cli import run_cmd  # one run spec file (a sweep's / a Slurm node's child)
 
     cli.add_command(run_cmd.command)
+    from deploykit.cli import explain_cmd  # two runs side by side per layer (why int8 is not faster)
+
+    cli.add_command(explain_cmd.command)
     from deploykit.cli import bisect_cmd, history_cmd  # latency history across commits, bisecting a regression
 
     for mod in (history_cmd, bisect_cmd):

@@ -219,8 +219,9 @@ def calibration_options(f):
                      help="Calibration images used (a seeded sample when the folder has more)."),
         click.option("--calib-method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
                      show_default=True, help="How activation ranges are chosen from the calibration data."),
-        click.option("--softmax", type=click.Choice(["float", "int8"]), default=None,
-                     help="Attention softmax path [default: int8 for ViTs (fixed [0,1] output scale), float for "
+        click.option("--softmax", type=click.Choice(["float", "int8", "auto"]), default=None,
+                     help="Attention softmax path; auto: both measured per layer on the target, the faster kept "
+                          "(cached per machine) [default: int8 for ViTs (fixed [0,1] output scale), float for "
                           "--quantizer nncf]."),
         click.option("--profile", "qdq_profile", type=click.Choice(["cpu", "trt"]), default=None,
                      help="cpu: uint8 activations (ONNX Runtime/OpenVINO CPU); trt: symmetric int8, zero points 0 "

@@ -12,6 +12,7 @@ from deploykit.cli.common import (POSITIVE, batch_option, calibration_options, c
                                   quantize_config, resolution_option, resolve_models_dir, seed_option, stages,
                                   stderr_console, weights_options)
 from deploykit.cli.common import FiniteFloatRange  # nan / inf refused
+from deploykit.cli.runtime_options import runtime_option, target_option
 
 
 @click.command("quantize")
@@ -46,10 +47,12 @@ from deploykit.cli.common import FiniteFloatRange  # nan / inf refused
 @click.option("--force", is_flag=True, help="Rebuild even if an int8 artifact with the same settings exists.")
 @click.option("--no-verify", is_flag=True, help="Keep the file even when it is below the fidelity floor.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest and this run's report as JSON.")
+@target_option(help="The target --softmax auto measures both softmax builds on.")
+@runtime_option("threads", help="Threads of the --softmax auto measurement [default: the target's].")
 def command(model, calib_data, calib_size, calib_method, softmax, qdq_profile, exclude, reduce_range, quantizer,
             per_tensor, eval_data, eval_size, sensitivity, top, check_openvino, crop_pct, fidelity_samples, batch,
             resolution, opset, weights, pretrained, model_opts, seed, output, models_dir, force, no_verify,
-            as_json, **flags):
+            as_json, target, threads, **flags):
     """Quantize MODEL (a model name: from 'deploykit models', any timm:NAME or tv:NAME, or a glob of names such as
     'parc_*' for each match; or an fp32 .onnx file) to int8.
 
@@ -82,6 +85,15 @@ def command(model, calib_data, calib_size, calib_method, softmax, qdq_profile, e
         from deploykit.core.atomic import check_output_file
 
         check_output_file(output, "--output")
+    auto_options = None
+    if qcfg.softmax == "auto":  # measured on the target: it must run here and profile layers, before any work
+        from deploykit.runtimes.base import get_runtime
+        from deploykit.runtimes.options import RuntimeOptions
+
+        cls = get_runtime(target)
+        cls.ensure_available()
+        cls.ensure_profiles_layers()
+        auto_options = RuntimeOptions(threads=threads, precision=cls.int8_float_precision)
     err = stderr_console()
     results = []
     for name in names:
@@ -94,8 +106,16 @@ def command(model, calib_data, calib_size, calib_method, softmax, qdq_profile, e
                                   models_dir=mdir)
         try:
             with stages(err, f"quantizing {name}") as say:
-                result = quantize_model(name, qcfg, export=export, batch=batch, resolution=resolution,
+                cfg, auto = qcfg, None
+                if auto_options is not None:
+                    from deploykit.bench.pipeline import resolve_softmax
+
+                    cfg, auto = resolve_softmax(name, target, auto_options, qcfg, batch=batch, resolution=resolution,
+                                                export=export, say=say, preprocess=preprocess or None)
+                result = quantize_model(name, cfg, export=export, batch=batch, resolution=resolution,
                                         models_dir=mdir, progress=say)
+                if auto is not None:
+                    result.report["softmax_auto"] = auto
         except QuantizeVerificationError as exc:
             _print_report(err, exc.report, top)
             raise
@@ -127,6 +147,14 @@ def _floor(f: dict, key: str) -> str:
 def _print_report(err, rep: dict, top: int) -> None:
     from rich.table import Table
 
+    auto = rep.get("softmax_auto")
+    if auto and auto.get("decision"):
+        i, fl = auto["int8"], auto["float"]
+        err.print(f"--softmax auto on {auto['target']}: {auto['decision']} (softmax + P.V matmul + Q/DQ: int8-softmax "
+                  f"build {i['cost_ms']:.3f} ms, float-softmax build {fl['cost_ms']:.3f} ms"
+                  f"{'; cached decision' if auto.get('cached') else ''})")
+    elif auto:
+        err.print(f"--softmax auto: the default ({auto.get('reason')})")
     f = rep.get("fidelity")
     if f:
         verdict = {True: "[green]pass[/]", False: "[red]FAIL[/]", None: "n/a"}[f.get("passed")]

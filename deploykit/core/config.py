@@ -182,7 +182,7 @@ class BenchConfig:
 
 QUANTIZERS = ("ort", "nncf")
 CALIB_METHODS = ("minmax", "entropy", "percentile")
-SOFTMAX_MODES = ("float", "int8")
+SOFTMAX_MODES = ("float", "int8", "auto")
 QDQ_PROFILES = ("cpu", "trt")
 
 
@@ -191,7 +191,8 @@ class QuantizeConfig:
     """How to build an int8 artifact (``deploykit quantize``, ``bench --int8``).
 
     calib_data: a folder of images (searched recursively), or "synthetic" for a smoke test (seeded noise).
-    softmax: float | int8; None = int8 for ViTs with the ORT quantizer, float otherwise (NNCF keeps it float).
+    softmax: float | int8 | auto; None = int8 for ViTs with the ORT quantizer, float otherwise (NNCF keeps it float);
+             auto = whichever of the two ran faster on the run's target on this machine (bench/softmax_auto.py).
     profile: cpu = uint8 asymmetric activations, int8 per-channel weights (ONNX Runtime / OpenVINO CPU);
              trt = int8 symmetric activations and weights, zero points 0 (what TensorRT accepts; OpenVINO and
              ONNX Runtime run it too, slower on ORT's CPU kernels); None = the target's (``Runtime.qdq_profile``,
@@ -232,7 +233,7 @@ class QuantizeConfig:
             if value not in allowed:
                 raise UsageError(f"{name} must be one of {', '.join(a for a in allowed if a)}, got {value!r}")
         if self.softmax is not None and self.softmax not in SOFTMAX_MODES:
-            raise UsageError(f"--softmax must be float or int8, got {self.softmax!r}")
+            raise UsageError(f"--softmax must be float, int8 or auto, got {self.softmax!r}")
         if self.crop_pct is not None and not 0 < self.crop_pct <= 1:
             raise UsageError(f"--crop-pct must be in (0, 1], got {self.crop_pct}")
         if self.quantizer == "nncf" and self.calib_method == "entropy":

@@ -158,6 +158,15 @@ def make_plan(pre_model, recipe: QuantRecipe, qcfg, *, family: str | None = None
     elif softmax == "float":
         plan.nodes_to_exclude += [s.softmax for s in sites] + [s.pv_matmul for s in sites if s.pv_matmul]
     _apply_excludes(pre_model, plan, qcfg.exclude)
+    # an excluded softmax stays float only when what reads it does too: with its P.V matmul quantized, the
+    # DequantizeLinear -> Softmax -> QuantizeLinear left around it is fused back into a QLinearSoftmax by ONNX
+    # Runtime (the same rule as --softmax float, per block)
+    user = set(plan.excluded_by_user.get("nodes", ()))
+    for s in sites:
+        if s.softmax in user and s.pv_matmul and s.pv_matmul not in plan.nodes_to_exclude:
+            plan.nodes_to_exclude.append(s.pv_matmul)
+            plan.excluded_by_user.setdefault("with_softmax", []).append(s.pv_matmul)
+            plan.softmax_overrides.pop(s.softmax_output, None)
     plan.spectral = spectral_nodes(pre_model)
     plan.nodes_to_exclude = sorted(set(plan.nodes_to_exclude) | set(plan.spectral))
     plan.float_concats = float_concats(pre_model, plan.op_types, plan.nodes_to_exclude)
@@ -247,17 +256,8 @@ def _apply_excludes(model, plan: QdqPlan, excludes) -> None:
             raise UsageError(f"--exclude {pattern!r} matches no op type or node name in the graph{hint}")
         by_name += hits
         plan.nodes_to_exclude += hits
-        if plan.softmax == "int8" and any(n for n in hits if _op_of(model, n) == "Softmax"):
-            pass  # an excluded Softmax keeps float there (reported per attention block)
     plan.nodes_to_exclude = sorted(set(plan.nodes_to_exclude))
     plan.excluded_by_user = {"op_types": by_type, "nodes": sorted(set(by_name))}
-
-
-def _op_of(model, name: str) -> str | None:
-    for n in model.graph.node:
-        if n.name == name:
-            return n.op_type
-    return None
 
 
 class _Reader:

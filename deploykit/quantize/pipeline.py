@@ -37,7 +37,7 @@ from deploykit.core.hashing import file_sha256
 from deploykit.quantize import calib as calib_mod
 from deploykit.quantize.floors import INT8_FLOOR
 
-RECIPE_VERSION = 3  # bump when the op-type choices or Q/DQ placement change: old int8 artifacts are rebuilt
+RECIPE_VERSION = 4  # bump when the op-type choices or Q/DQ placement change: old int8 artifacts are rebuilt
 SENSITIVITY_SAMPLES = 4
 SOFTMAX_SAMPLES = 4
 
@@ -86,6 +86,9 @@ def quantize_model(ref: str, qcfg: QuantizeConfig, *, export: ExportConfig | Non
     if not qcfg.calib_data:  # before any work (an export can take minutes)
         raise UsageError("--calib-data DIR is required: a folder of images, preprocessed like the model's inputs "
                          "(or '--calib-data synthetic' for a smoke test on noise)")
+    if qcfg.softmax == "auto":  # a measurement on a target: bench/softmax_auto.resolve_softmax decides it first
+        raise UsageError("--softmax auto is decided by measuring both softmax builds on a target: give the target "
+                         "(deploykit quantize MODEL --softmax auto -t ort, or bench / run with --softmax auto)")
     models_dir = Path(models_dir or (export.models_dir if export else default_models_dir()))
     src = _resolve_source(ref, batch=batch, resolution=resolution, export=export, models_dir=models_dir, say=say)
     if qcfg.preprocess:  # the user's preprocessing wins over the file's (export/source.apply_preprocess)

@@ -126,6 +126,19 @@ CONTROL_FLOW_OPS = ("If", "Loop", "Scan", "TensorIterator")
 
 
 @dataclass(frozen=True)
+class LayerNode:
+    """One node of the graph a runtime executed, as its profiler names it (``LayerTime.name``): which nodes feed it
+    and what of the loaded file it stands for -- the facts ``deploykit explain`` maps back to the source graph."""
+
+    name: str
+    op_type: str
+    inputs: tuple[str, ...] = ()  # the runtime nodes whose outputs it reads
+    outputs: tuple[str, ...] = ()  # the tensor names it writes, where the runtime keeps the file's (ONNX Runtime)
+    origins: tuple[str, ...] = ()  # the file's nodes merged into it, where the runtime records them (OpenVINO's
+    # originalLayersNames)
+
+
+@dataclass(frozen=True)
 class LayerProfile:
     """What ``Runtime.profile_layers`` returns: the raw per-layer times of ``iterations`` profiled inferences."""
 
@@ -135,6 +148,7 @@ class LayerProfile:
     records: list[LayerTime]
     notes: tuple[str, ...] = ()
     wall_ms: tuple[float, ...] = ()  # each profiled inference's own duration (profiler on), when the runtime has it
+    graph: tuple[LayerNode, ...] = ()  # the executed graph, when the runtime can read it back (empty otherwise)
 
 
 @dataclass(frozen=True)

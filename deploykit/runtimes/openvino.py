@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING
 from deploykit.core.errors import InputError, UnavailableError, UsageError, squash
 from deploykit.core.lazy import require
 from deploykit.runtimes.base import (ACTIVATIONS, CONCURRENT, CONTROL_FLOW_OPS, GRAPH_READBACK, PEAK, PER_LAYER,
-                                     Availability, GemmKernel, LayerProfile, LayerTime, ModelInput, Runtime,
+                                     Availability, GemmKernel, LayerNode, LayerProfile, LayerTime, ModelInput, Runtime,
                                      register_runtime)
 from deploykit.runtimes.gemm import load_gemm
 from deploykit.runtimes.options import RuntimeOptions, ThroughputOptions
@@ -443,6 +443,7 @@ class OpenVinoRuntime(Runtime):
         for _ in range(PROFILE_WARMUP):
             req.infer()
         merged = _original_layers(cm, _onnx_op_types(model.path))
+        graph = ov_layer_graph(cm)
         records, wall = [], []
         for i in range(iterations):
             req.infer()
@@ -452,7 +453,7 @@ class OpenVinoRuntime(Runtime):
         if self.options.mode == "throughput":
             notes = ("profiled with one request in latency mode (the timed run was in throughput mode)",)
         return LayerProfile(runtime="openvino", iterations=iterations, records=records, notes=notes,
-                            wall_ms=tuple(wall),
+                            wall_ms=tuple(wall), graph=graph,
                             profiler="OpenVINO performance counters (PERF_COUNT, InferRequest.get_profiling_info)")
 
     @classmethod
@@ -656,6 +657,24 @@ def ov_layer_records(iteration: int, infos, merged: dict[str, tuple[str, ...]] |
                              precision=None if p.node_type in CONTROL_FLOW_OPS else exec_precision(p.exec_type),
                              exec_type=p.exec_type, fused=merged.get(p.node_name, ())))
     return out
+
+
+def ov_layer_graph(cm) -> tuple[LayerNode, ...]:
+    """The compiled model's runtime graph as ``LayerNode``s (friendly names, as the performance counters name the
+    nodes), each with the nodes that feed it and the file's nodes merged into it (``originalLayersNames``); empty
+    when it cannot be read back (the profile stands without it)."""
+    out = []
+    try:
+        for op in cm.get_runtime_model().get_ordered_ops():
+            info = op.get_rt_info()
+            ltype = info["layerType"].astype(str) if "layerType" in info else op.get_type_name()
+            origins = tuple(n for n in info["originalLayersNames"].astype(str).split(",") if n) \
+                if "originalLayersNames" in info else ()
+            inputs = tuple(dict.fromkeys(i.get_source_output().get_node().get_friendly_name() for i in op.inputs()))
+            out.append(LayerNode(name=op.get_friendly_name(), op_type=ltype, inputs=inputs, origins=origins))
+    except Exception:
+        return ()
+    return tuple(out)
 
 
 def _original_layers(cm, onnx_types: dict[str, str]) -> dict[str, tuple[str, ...]]:

@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING
 from deploykit.core.config import GRAPH_OPTS, available_cores
 from deploykit.onnxio.session import cpu_session, load_session, session_options
 from deploykit.runtimes.base import (ACTIVATIONS, CONCURRENT, GRAPH_READBACK, PEAK, PER_LAYER, Availability,
-                                     GemmKernel, LayerProfile, LayerTime, ModelInput, Runtime, register_runtime)
+                                     GemmKernel, LayerNode, LayerProfile, LayerTime,
+                                     ModelInput, Runtime, register_runtime)
 from deploykit.runtimes.gemm import load_gemm
 from deploykit.runtimes.options import RuntimeOptions, TargetOptions, ThroughputOptions, option
 
@@ -195,17 +196,19 @@ class OrtCpuRuntime(Runtime):
             so = session_options(ort, threads, self.graph_opt)
             so.enable_profiling = True
             so.profile_file_prefix = str(Path(tmp) / "profile")
+            so.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")  # the graph the profile names
             sess = load_session(ort, str(model.path), so, ["CPUExecutionProvider"], str(model.path))
             feed = {model.input_name: x}
             for _ in range(PROFILE_WARMUP + iterations):
                 sess.run(None, feed)
             events = json.loads(Path(sess.end_profiling()).read_text())
+            graph = ort_layer_graph(Path(tmp) / "optimized.onnx")
         notes = ("profiled one inference at a time (the timed run was in throughput mode)",) \
             if self.options.mode == "throughput" else ()
         return LayerProfile(runtime="onnxruntime", iterations=iterations, notes=notes,
                             profiler="ONNX Runtime profiling JSON (SessionOptions.enable_profiling, node kernel times)",
                             records=parse_ort_profile(events, skip_runs=PROFILE_WARMUP),
-                            wall_ms=tuple(ort_run_ms(events)[PROFILE_WARMUP:]))
+                            wall_ms=tuple(ort_run_ms(events)[PROFILE_WARMUP:]), graph=graph)
 
 
 class _RunPool:
@@ -333,6 +336,24 @@ def ort_node_name(event_name: str) -> tuple[str, tuple[str, ...]]:
     if clean.endswith("_nchwc"):
         fused += ("NCHWc layout",)
     return clean, fused
+
+
+def ort_layer_graph(path: Path) -> tuple[LayerNode, ...]:
+    """The optimized graph a profiled session wrote (``optimized_model_filepath``) as ``LayerNode``s named like the
+    profile's node events; empty when it could not be written or read (the profile stands without it)."""
+    try:
+        import onnx
+
+        opt = onnx.load(str(path), load_external_data=False)
+    except Exception:
+        return ()
+    producer = {}
+    for n in opt.graph.node:
+        for o in n.output:
+            producer[o] = ort_node_name(n.name + "_kernel_time")[0]
+    return tuple(LayerNode(name=ort_node_name(n.name + "_kernel_time")[0], op_type=n.op_type,
+                           inputs=tuple(dict.fromkeys(producer[i] for i in n.input if i in producer)),
+                           outputs=tuple(o for o in n.output if o)) for n in opt.graph.node)
 
 
 def _dtype(type_shapes) -> str | None:

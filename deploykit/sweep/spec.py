@@ -45,8 +45,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
-from deploykit.core.config import (MAX_ITERATIONS, MAX_QUERIES, MAX_SECONDS, BenchConfig, QuantizeConfig,
-                                   require_int, require_positive)
+from deploykit.core.config import (MAX_ITERATIONS, MAX_QUERIES, MAX_SECONDS, SOFTMAX_MODES, BenchConfig,
+                                   QuantizeConfig, require_int, require_positive)
 from deploykit.core.errors import InputError, UsageError
 
 if TYPE_CHECKING:
@@ -91,6 +91,7 @@ class BenchSettings:
     cell_timeout: float = 1800.0  # seconds per cell, export and quantization included; 0 = none
     calib_data: str = "synthetic"  # int8 cells' calibration data (a folder, or synthetic noise)
     calib_size: int | None = None  # images used for calibration [bench's default]
+    softmax: str | None = None  # int8 cells' attention softmax: float | int8 | auto [the quantizer's default]
     out: str | None = None  # the sweep's folder (results table, cell reports)
     latency_bound: float | None = None  # LoadGen server cells: the latency bound (ms) at the percentile
     percentile: float | None = None  # LoadGen cells with a latency target (not offline): its percentile (%)
@@ -111,6 +112,8 @@ class BenchSettings:
             raise UsageError(f"warmup must be non-negative, got {self.warmup}")
         if self.calib_size is not None and self.calib_size < 1:
             raise UsageError(f"calib-size must be at least 1, got {self.calib_size}")
+        if self.softmax is not None and self.softmax not in SOFTMAX_MODES:
+            raise UsageError(f"softmax must be one of {', '.join(SOFTMAX_MODES)}, got {self.softmax!r}")
         for name in ("latency_bound", "duration"):
             v = getattr(self, name)
             if v is not None and not (math.isfinite(v) and v > 0):
@@ -148,7 +151,7 @@ class BenchSettings:
     def quantize(self) -> QuantizeConfig:
         """The int8 cells' recipe: the sweep's calibration data and size (bench's defaults otherwise); its Q/DQ
         profile follows each cell's target (the run spec chooses it: trt on TensorRT-backed targets)."""
-        return QuantizeConfig(calib_data=self.calib_data, profile=None,
+        return QuantizeConfig(calib_data=self.calib_data, profile=None, softmax=self.softmax,
                               **({"calib_size": self.calib_size} if self.calib_size is not None else {}))
 
 
@@ -525,8 +528,8 @@ def bench_from_values(values: dict[str, Any], where: str = "", base: BenchSettin
     base = base or BenchSettings()
     kw = {}
     types = {"min_time": float, "max_time": float, "cell_timeout": float, "min_iters": int, "warmup": int,
-             "calib_size": int, "calib_data": str, "out": str, "latency_bound": float, "percentile": float,
-             "duration": float, "min_queries": int}
+             "calib_size": int, "calib_data": str, "softmax": str, "out": str, "latency_bound": float,
+             "percentile": float, "duration": float, "min_queries": int}
     allowed = keys or tuple(types)
     for key, value in values.items():
         name = key.replace("-", "_")

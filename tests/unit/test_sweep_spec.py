@@ -351,3 +351,12 @@ def test_loadgen_cells_are_skipped_where_mlperf_loadgen_is_missing(monkeypatch):
     assert latency.skip is None
     assert server.skip.startswith("MLPerf LoadGen (mlperf_loadgen) is not installed here: pip install")
     assert all(c.skip is None for c in build_cells([m], targets_here=False))  # a cluster's node decides
+
+
+def test_a_study_sets_the_int8_cells_softmax_auto_included():
+    from deploykit.sweep.spec import bench_from_values
+
+    assert bench_from_values({"softmax": "auto"}).quantize().softmax == "auto"
+    assert bench_from_values({}).quantize().softmax is None
+    with pytest.raises(UsageError, match="softmax must be one of float, int8, auto"):
+        bench_from_values({"softmax": "fast"})
