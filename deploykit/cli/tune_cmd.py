@@ -119,7 +119,8 @@ def command(model, objective, targets, budget, max_drop, eval_data, eval_size, m
     settings = TuneSettings(objective=objective, budget_s=seconds, max_drop=max_drop,
                             eval_data=str(eval_data) if eval_data else None, eval_size=eval_size,
                             max_memory=max_memory, latency_bound=latency_bound, executor=executor,
-                            executor_options=ex_opts, models_dir=str(models_dir) if models_dir else None, seed=seed)
+                            executor_options=ex_opts, models_dir=str(models_dir) if models_dir else None, seed=seed,
+                            fallback=not no_fallback)
     if out is None:
         stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(model).stem if model.endswith(".onnx") else model)
         out = default_reports_dir() / "tune" / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"

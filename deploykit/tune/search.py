@@ -41,6 +41,7 @@ START_S = 6.0
 EXPORT_S = 20.0
 BUILD_S = 30.0
 AB_SHARE = 0.15  # of the budget kept for the A/B proofs
+FALLBACK_SHARE = 0.25  # of the budget the halving leaves for the fallback stage
 MIN_RUNG_S = 0.5
 MAX_RUNG_S = 20.0
 AB_LOAD_S = 3.0  # loading one side (its artifact is built by then)
@@ -66,6 +67,7 @@ class TuneSettings:
     seed: int = 0
     ab_tolerance: float | None = None  # None: the gate's default for the metric
     check_iters: int = 5
+    fallback: bool = True  # the fallback stage runs (budget kept for it)
 
     def __post_init__(self):
         if not (math.isfinite(self.budget_s) and self.budget_s > 0):
@@ -300,6 +302,11 @@ def ab_reserve(state: State, settings: TuneSettings) -> float:
     return min(0.4 * settings.budget_s, max(AB_SHARE * settings.budget_s, AB_PAIRS * ab_cost(state)))
 
 
+def fallback_reserve(settings: TuneSettings) -> float:
+    """The part of the budget the halving leaves for the fallback stage (when it runs)."""
+    return FALLBACK_SHARE * settings.budget_s if settings.fallback else 0.0
+
+
 def check_stage(state: State, runner: Runner, settings: TuneSettings, base: RunSpec) -> list[Candidate]:
     """Build and check every candidate while the budget allows; the survivors, in candidate order."""
     stage = "check"
@@ -364,11 +371,11 @@ def accuracy_drop(state: State, c: Candidate, row: dict) -> tuple[float, float, 
     return 100 * (ref - float(row["top1"])), math.nan, math.nan, f"top-1 against the fp32 default ({who})"
 
 
-def judge_checks(state: State, settings: TuneSettings) -> list[Candidate]:
+def judge_checks(state: State, settings: TuneSettings, cands: list[Candidate] | None = None,
+                 stage: str = "check") -> list[Candidate]:
     """Drop what failed its check (crash, fidelity, accuracy, memory), recording why with the numbers."""
-    stage = "check"
     kept = []
-    for c in state.candidates:
+    for c in (state.candidates if cands is None else cands):
         row = row_of(state, stage, c)
         if row is None:
             if not any(d["candidate"] == c.cid and d["stage"] == stage for d in state.decisions):
@@ -438,8 +445,8 @@ def halving(state: State, runner: Runner, settings: TuneSettings, survivors: lis
     last: dict[str, float] = {}
     alive = list(survivors)
     k = 0
-    reserve = ab_reserve(state, settings)
-    state.result["ab_reserve_s"] = reserve
+    reserve = ab_reserve(state, settings) + fallback_reserve(settings)
+    state.result["reserve_s"] = reserve
     rungs_left = max(1, math.ceil(math.log2(max(len(alive), 2) / 2)) + 1)
     while alive:
         stage = f"rung{k}"
@@ -636,7 +643,7 @@ def summary_points(state: State, settings: TuneSettings) -> list[dict]:
         if fr is None:
             continue
         stage, r = fr
-        chk = row_of(state, "check", c) or {}
+        chk = row_of(state, "check", c) or row_of(state, "fbcheck", c) or {}
         drop = accuracy_drop(state, c, chk)[:3] if settings.eval_data else (math.nan,) * 3
         pts.append({"id": c.cid, "label": c.label(), "role": c.role, "stage": stage, **c.choices(),
                     "objective": objective_value(r, settings), "cost": cost(r, settings),
@@ -755,7 +762,38 @@ def flipped(rec: dict, what: str) -> dict:
             "verdict": FLIP.get(rec.get("verdict"), rec.get("verdict")),
             "outcome": {"IMPROVEMENT": "REGRESSION", "REGRESSION": "IMPROVEMENT"}.get(rec.get("outcome"),
                                                                                      rec.get("outcome")),
-            "reason": f"the same interleaved rounds as '{rec.get('what')}', read from this side: {rec.get('reason')}"}
+            "reason": _flipped_reason(rec, d)}
+
+
+def _flipped_reason(rec: dict, d: dict) -> str:
+    src = f"the rounds of '{rec.get('what')}' read from this side"
+    est, ci = d.get("estimate"), d.get("ci") or [None, None]
+    if not isinstance(est, (int, float)) or None in ci:
+        return f"{src}: {rec.get('reason')}"
+    word = FLIP.get(rec.get("verdict"), rec.get("verdict"))
+    how = f"{'slower' if est > 0 else 'faster'} by {abs(est):.1%} (interval {ci[0]:+.1%} to {ci[1]:+.1%})"
+    return f"{how}; {src}" if word in ("faster", "slower") else f"{word}: {how}; {src}"
+
+
+def per_target(state: State, ranked: list[Candidate]) -> dict:
+    """Per target: its default fp32, its best int8 (the tuned int8) and whether int8 pays there -- by the A/B
+    against the default fp32 where one ran, else by the last rung -- and what the target's answer is."""
+    out = {}
+    for target in dict.fromkeys(c.target for c in state.candidates):
+        fp32 = next((c for c in state.candidates if c.role == "fp32-default" and c.target == target), None)
+        int8 = next((c for c in ranked if c.spec.int8 and c.target == target), None)
+        rec = next((a for a in state.ab if fp32 is not None and int8 is not None and a.get("a") == fp32.cid
+                    and a.get("b") == int8.cid), None)
+        verdict = rec.get("verdict") if rec else None
+        pays = None if int8 is None else (verdict == "faster" if verdict in ("faster", "tie", "slower") else None)
+        answer = int8 if pays else fp32
+        out[target] = {"fp32": fp32.cid if fp32 else None, "tuned_int8": int8.cid if int8 else None,
+                       "int8_vs_fp32": verdict, "int8_pays": pays,
+                       "answer": answer.cid if answer else None,
+                       "why": ("int8 faster than fp32 in the A/B" if pays else
+                               "int8 not faster than fp32 in the A/B: the answer on this runtime is its fp32"
+                               if pays is False else "no A/B decided it: the answer on this runtime is its fp32")}
+    return out
 
 
 def meets(state: State, settings: TuneSettings, c: Candidate) -> bool:
@@ -796,11 +834,20 @@ def finish(state: State, settings: TuneSettings, ranked: list[Candidate], say: S
             if best is not None and ref is not None and best is not winner:
                 pairs.append((f"tuned int8 on {target} vs its default fp32", ref, best))
     for i, (what, a, b) in enumerate(pairs):
-        _ab_once(state, settings, what, a, b, len(pairs) - i, say)
+        res = _ab_once(state, settings, what, a, b, len(pairs) - i, say)
+        if what.startswith("winner vs default fp32") and res.get("verdict") == "slower" and winner is not a:
+            # never an answer slower than the default fp32 on its own runtime: the default fp32 is the answer
+            state.decide(b, "ab", "replaced", f"slower than the default fp32 on {b.target} in the A/B "
+                         f"({res.get('reason')})")
+            state.decide(a, "ab", "chosen", f"the default fp32: faster than the rung's winner on {a.target}")
+            runner_up, winner = winner, a
+            ranked = [winner, runner_up] + [c for c in ranked if c not in (winner, runner_up)]
+    state.result["per_target"] = per_target(state, ranked)
     wall = state.elapsed()
     total = wall + sum(float(r.get("wall_s") or 0) for r in state.runs[:-1])
     state.runs[-1]["wall_s"] = wall
     state.result = {
+        **{k: v for k, v in state.result.items() if k in ("per_target", "explain", "reserve_s")},
         "objective": settings.objective,
         "winner": winner.to_json() if winner else None,
         "runner_up": runner_up.to_json() if runner_up else None,
