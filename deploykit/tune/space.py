@@ -157,6 +157,17 @@ def model_has_attention(model: str) -> bool:
     return bool(getattr(traits, "attention", True))
 
 
+def file_has_attention(path: str) -> bool:
+    """A model file's attention trait, from its manifest where deploykit exported it; True where unknown."""
+    from pathlib import Path
+
+    from deploykit.export.artifacts import manifest_problem
+
+    manifest, _ = manifest_problem(Path(path))
+    traits = ((manifest or {}).get("source") or {}).get("traits")
+    return bool(traits.get("attention", True)) if isinstance(traits, dict) else True
+
+
 @dataclass(frozen=True)
 class SpaceSettings:
     """What to search (``deploykit tune`` flags)."""
@@ -176,7 +187,7 @@ def generate(base: RunSpec, st: SpaceSettings, *, isa: set[str] | None = None) -
     from deploykit.runtimes.base import CONCURRENT, get_runtime
 
     isa = machine_isa() if isa is None else isa
-    attention = model_has_attention(base.model) if not base.is_file else True
+    attention = model_has_attention(base.model) if not base.is_file else file_has_attention(base.model)
     first: list[Candidate] = []
     second: list[Candidate] = []
     rest: list[Candidate] = []
