@@ -125,9 +125,11 @@ def run_fallback(state: State, runner: Runner, settings: TuneSettings, ranked: l
             continue
         for s in sets:
             c = with_exclude(int8, s)
-            if all(x.cid != c.cid for x in state.candidates):
+            known = next((x for x in state.candidates if x.cid == c.cid), None)  # a resumed tune has it
+            if known is None:
                 state.candidates.append(c)
-                new.append(c)
+            if all(x.cid != c.cid for x in new):
+                new.append(known or c)
         more = " ..." if len(slower) > 4 else ""
         state.decide(int8, "fallback", "sets", f"{len(sets)} float fallback sets from its per-layer profile "
                      f"({len(slower)} layers slower in int8: {', '.join(slower[:4])}{more})",

@@ -337,7 +337,8 @@ def check_stage(state: State, runner: Runner, settings: TuneSettings, base: RunS
             return None
         return max(e * 3, 60.0)
 
-    cells = [cell_of(c, replace(c.spec, measure=check_measure(settings, base)), stage) for c in state.candidates]
+    first = [c for c in state.candidates if c.role != "fallback"]  # fallback sets are the fallback stage's
+    cells = [cell_of(c, replace(c.spec, measure=check_measure(settings, base)), stage) for c in first]
     # defaults first (the references), then the others
     cells.sort(key=lambda cell: cell.cid not in mandatory)
     t0 = state.elapsed()
@@ -375,7 +376,7 @@ def judge_checks(state: State, settings: TuneSettings, cands: list[Candidate] | 
                  stage: str = "check") -> list[Candidate]:
     """Drop what failed its check (crash, fidelity, accuracy, memory), recording why with the numbers."""
     kept = []
-    for c in (state.candidates if cands is None else cands):
+    for c in ([c for c in state.candidates if c.role != "fallback"] if cands is None else cands):
         row = row_of(state, stage, c)
         if row is None:
             if not any(d["candidate"] == c.cid and d["stage"] == stage for d in state.decisions):
