@@ -44,8 +44,9 @@ def command(a_ref, b_ref, a_set, b_set, target, threads, resolution, batch, iter
     deploykit explain runs/a/spec.json runs/b/report.json           two run specs (or reports that carry one)
     deploykit explain model.onnx model_int8.onnx                    two ONNX files
 
-    A and B are model names, ONNX files, or run spec / report JSON files; with A alone, B is the same model. For
-    a model name with no precision given on either side, A is fp32 and B int8. The int8 build is the quantize
+    A and B are model names, ONNX files, or run spec / report JSON files; with A alone, B is the same model. A
+    model name alone (no --a / --b) compares fp32 (A) with int8 (B); otherwise a model side without a precision runs
+    fp32. The int8 build is the quantize
     pipeline's (cached); --calib-data defaults to synthetic here (the kernels that run, and so the time, do not
     depend on the calibration values; the accuracy does). Layer times come from the runtime's profiler (as in
     'bench --per-layer'): their sum runs above the measured latency by the profiler's cost per node.
@@ -88,7 +89,9 @@ def _specs(a_ref, b_ref, a_set, b_set, *, target, threads, resolution, batch, ca
     b_ref = b_ref or a_ref
     common = {"target": target, "threads": threads, "resolution": resolution, "batch": batch}
     common = {k: v for k, v in common.items() if v is not None}
-    pair = not any("precision" in v for v in (a_vals, b_vals))
+    # one model, nothing said about either side: the question users ask, fp32 vs int8; otherwise a side without a
+    # precision runs fp32 (like for like: OpenVINO would pick bf16 on a CPU with bf16 units)
+    pair = not a_vals and not b_vals
 
     def build(ref: str, vals: dict, default_precision: str | None) -> RunSpec:
         if ref.lower().endswith(".json"):
@@ -104,8 +107,8 @@ def _specs(a_ref, b_ref, a_set, b_set, *, target, threads, resolution, batch, ca
         return from_values(values, base=RunSpec(model=ref), quantize=qcfg)
 
     same = b_ref == a_ref and not a_ref.lower().endswith(".json")
-    a = build(a_ref, a_vals, "fp32" if same and pair else None)
-    b = build(b_ref, b_vals, "int8" if same and pair else None)
+    a = build(a_ref, a_vals, "fp32")
+    b = build(b_ref, b_vals, "int8" if same and pair else "fp32")
     if a.to_dict() == b.to_dict():
         raise UsageError("A and B are the same run: give a second model / file, or tell them apart with --a / --b "
                          "(e.g. --b precision=int8, --b target=openvino)")
@@ -144,14 +147,14 @@ def render(e, top: int) -> None:
     b_rows.append({"bucket": f"total (profiled {ms(e.a.total_ms)} -> {ms(e.b.total_ms)} ms)",
                    "delta": _signed(e.delta_ms)})
     print_fitted(con, b_cols, b_rows, title=None)
-    con.print(e.verdict(), highlight=False, markup=False)
+    con.print(e.verdict(), highlight=False, markup=False, soft_wrap=True)
     slow = e.slower_in_int8()
     if slow:
         shown = ", ".join(slow[:6]) + (f" and {len(slow) - 6} more" if len(slow) > 6 else "")
         con.print(f"slower in int8 than in float ({len(slow)}): {shown} -- quantize --exclude keeps them float",
-                  highlight=False, markup=False)
+                  highlight=False, markup=False, soft_wrap=True)
     for note in e.notes:
-        con.print(f"note: {note}", highlight=False, markup=False)
+        con.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
 
 
 _BUCKET_TEXT = {"int8_layers": "layers that ran int8", "float_layers": "layers in float in both",

@@ -110,13 +110,24 @@ class Explanation:
         for n in self.nodes:
             if n[f"ran_{q}"] != "int8" or n[f"ran_{f}"] != "float":
                 continue
-            if self.excludable and n["node"] not in self.excludable:
+            name = self.exclude_name(n["node"])
+            if name is None:
                 continue
             cost = n[f"{q}_ms"] + n[f"{q}_qdq_ms"]
             base = n[f"{f}_ms"]
             if cost - base > min_ms and cost > min_ratio * base:
-                hits.append((cost - base, n["node"]))
-        return tuple(name for _, name in sorted(hits, key=lambda h: -h[0]))
+                hits.append((cost - base, name))
+        return tuple(dict.fromkeys(name for _, name in sorted(hits, key=lambda h: -h[0])))
+
+    def exclude_name(self, node: str) -> str | None:
+        """The name ``QuantizeConfig.exclude`` takes for float-graph node ``node``: its own, or the one the
+        quantizer's pre-processing gave it (``node_MatMul_11`` -> ``node_MatMul_11/MatMulAddFusion``, a MatMul + Add
+        fused into a Gemm); None when the int8 graph has no such node. Unchecked (its own name) without an int8 ONNX
+        file."""
+        if not self.excludable or node in self.excludable:
+            return node
+        hits = sorted(n for n in self.excludable if n.split("/")[0] == node)
+        return hits[0] if len(hits) == 1 else None
 
     def top(self, k: int = 10) -> list[dict]:
         return sorted(self.nodes, key=lambda n: -abs(n["delta_ms"]))[:k]
@@ -126,20 +137,22 @@ class Explanation:
         d = self.delta_ms
         subj = f"{self.b.label if d > 0 else self.a.label} is slower by {abs(d):.3f} ms"
         sign = 1 if d >= 0 else -1
-        causes = []
+        slower, faster = ("b", "a") if d >= 0 else ("a", "b")
+        causes: list[tuple[float, str]] = []
         for f in self.families():
-            if f["delta_ms"] * sign <= 0:
-                continue
-            ran = self._ran_as(f["op_type"], "b" if sign > 0 else "a")
-            causes.append((abs(f["delta_ms"]), f"{ran} x{f['nodes']} {_signed(f['delta_ms'] * sign)} ms"))
+            ran = self._ran_as(f["op_type"], slower if f["delta_ms"] * sign > 0 else faster)
+            causes.append((f["delta_ms"] * sign, f"{ran} x{f['nodes']} {_signed(abs(f['delta_ms']))} ms"))
         for key in ("qdq", "reformat"):
             v = self.buckets[key] * sign
-            if v > 0:
-                causes.append((v, f"{'Q/DQ' if key == 'qdq' else 'reformat'} {_signed(v)} ms"))
-        causes.sort(key=lambda c: -c[0])
-        tail = ", ".join(c for _, c in causes[:3])
-        return f"{subj} (profiled layer time {self.a.total_ms:.3f} -> {self.b.total_ms:.3f} ms)" + \
-            (f": {tail}" if tail else "")
+            causes.append((v, f"{'Q/DQ' if key == 'qdq' else 'reformats'} {_signed(abs(v))} ms"))
+        pro = [c for v, c in sorted(causes, key=lambda c: -c[0]) if v > 0][:3]
+        con = [c for v, c in sorted(causes, key=lambda c: c[0]) if v < 0][:2]
+        text = f"{subj} (profiled layer time {self.a.total_ms:.3f} -> {self.b.total_ms:.3f} ms)"
+        if pro:
+            text += ": " + ", ".join(pro)
+        if con:
+            text += f"; {getattr(self, faster).label} loses on: " + ", ".join(con)
+        return text
 
     def _ran_as(self, op_type: str, side: str) -> str:
         """``Softmax as QLinearSoftmax``: the runtime op types a source op type ran as on one side."""
@@ -330,6 +343,13 @@ def explain(a: RunSpec, b: RunSpec, *, iterations: int = DEFAULT_ITERATIONS, pro
                           artifact=str(model.path), total_ms=float(sum(r["time_ms"] for r in rows)),
                           wall_ms=float(percentile(list(prof.wall_ms), 50)) if prof.wall_ms else None,
                           executed=tuple(rows)))
+    from deploykit.bench.layers import OVERHEAD_NOTE_RATIO
+
+    for key, s in zip("ab", sides):
+        if s.wall_ms and s.total_ms > OVERHEAD_NOTE_RATIO * s.wall_ms:
+            notes.append(f"{key}: the layer times add up to {s.total_ms / s.wall_ms:.1f}x the profiled inference's own "
+                         f"duration ({s.total_ms:.3f} vs {s.wall_ms:.3f} ms): the profiler's cost per node (or other "
+                         "load) inflates the buckets of many small nodes (Q/DQ, reformats) most")
     if sides[0].label == sides[1].label:
         sides = [Side(**{**s.__dict__, "label": f"{s.label} ({k})"}) for s, k in zip(sides, "ab")]
     return Explanation(a=sides[0], b=sides[1], source_graph=str(src_path) if src_path else None,
