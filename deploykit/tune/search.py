@@ -68,6 +68,7 @@ class TuneSettings:
     ab_tolerance: float | None = None  # None: the gate's default for the metric
     check_iters: int = 5
     fallback: bool = True  # the fallback stage runs (budget kept for it)
+    max_rung_s: float = MAX_RUNG_S  # the longest a candidate is timed in one rung
 
     def __post_init__(self):
         if not (math.isfinite(self.budget_s) and self.budget_s > 0):
@@ -464,7 +465,7 @@ def halving(state: State, runner: Runner, settings: TuneSettings, survivors: lis
                     state.decide(c, stage, "not timed further", f"the budget left ({max(left, 0):.0f} s) is below "
                                  f"another rung ({n} cells x ~{o + MIN_RUNG_S:.0f} s)")
                 break
-        t = min(t, MAX_RUNG_S)
+        t = min(t, settings.max_rung_s)
         prev = next((s for s in state.stages if s["stage"] == stage), None)
         if prev is not None:  # resumed: the rung keeps the time it was planned with (its rows are comparable)
             t = prev["seconds"]

@@ -129,7 +129,8 @@ def test_a_crash_is_a_result_and_the_search_goes_on(trained, tmp_path, monkeypat
     cands = [c for c in generate(base, space) if c.role in ("fp32-default", "int8-default")]
     bad_spec = replace(cands[1].spec, quantize=replace(cands[1].spec.quantize, calib_data=str(empty)))
     bad = Candidate(candidate_id(bad_spec), bad_spec)
-    res = run_tune(base, space, TuneSettings(budget_s=90), tmp_path / "t", candidates=[cands[0], bad, cands[1]])
+    res = run_tune(base, space, TuneSettings(budget_s=240, max_rung_s=1.0), tmp_path / "t",
+                   candidates=[cands[0], bad, cands[1]])
     d = {x["candidate"]: x for x in res.state.decisions if x["stage"] == "check"}
     assert d[bad.cid]["decision"] == "dropped" and d[bad.cid]["reason"].startswith("failed: ")
     assert "no-images" in d[bad.cid]["reason"] or "image" in d[bad.cid]["reason"]
