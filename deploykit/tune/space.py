@@ -118,7 +118,7 @@ def cell_of(c: Candidate, spec: RunSpec, stage: str) -> TuneCell:
     label = Path(spec.model).stem if spec.is_file else spec.model
     return TuneCell(model=spec.model, target=spec.target, precision=spec.precision_label, batch=spec.batch,
                     resolution=spec.resolution, threads=spec.options.threads, label=label,
-                    fixed=spec, cid=c.cid, stage=stage)
+                    scenario=spec.scenario, fixed=spec, cid=c.cid, stage=stage)
 
 
 def machine_isa() -> set[str]:
