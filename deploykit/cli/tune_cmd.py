@@ -50,7 +50,7 @@ def parse_budget(text: str) -> float:
 @click.option("--max-memory", type=FiniteFloatRange(min=0, min_open=True), default=None, metavar="MB",
               help="Largest peak memory (RSS, MB) a candidate may use.")
 @click.option("--latency-bound", type=FiniteFloatRange(min=0, min_open=True), default=None, metavar="MS",
-              help="--objective server: the p99 latency bound the peak QPS must meet.")
+              help="--objective server: the latency bound (ms, at p90) the peak QPS must meet.")
 @click.option("--threads", type=POSITIVE, default=None, help="Intra-op threads of every candidate [default: all "
                                                              "usable cores].")
 @resolution_option()
