@@ -32,11 +32,19 @@ def last_rung(state: State) -> tuple[str, float] | None:
     return s["stage"], float(s["seconds"])
 
 
-def latest_cost(state: State, settings: TuneSettings, c: Candidate) -> float:
+def clearly_faster(state: State, settings: TuneSettings, a: Candidate, b: Candidate) -> bool:
+    """Whether ``a`` beat ``b`` in their latest rungs with the intervals apart (latency objectives: the p50's
+    bootstrap 95% intervals; the others: by more than 5%). Overlap is "not clearly": the fallback stage runs."""
     from deploykit.tune.search import final_row
 
-    fr = final_row(state, c)
-    return cost(fr[1], settings) if fr is not None and fr[0] != "check" else math.inf
+    ra, rb = final_row(state, a), final_row(state, b)
+    if ra is None or rb is None:
+        return False
+    if settings.objective == "latency":
+        hi, lo = _num(ra[1].get("ci_high_ms")), _num(rb[1].get("ci_low_ms"))
+        if math.isfinite(hi) and math.isfinite(lo):
+            return hi < lo
+    return cost(ra[1], settings) < 0.95 * cost(rb[1], settings)
 
 
 def explain_cost(state: State, a: Candidate, b: Candidate) -> float:
@@ -79,12 +87,11 @@ def run_fallback(state: State, runner: Runner, settings: TuneSettings, ranked: l
         int8 = next((c for c in ranked if c.spec.int8 and c.target == target), None)
         if fp32 is None or int8 is None:
             continue
-        ci, cf = latest_cost(state, settings, int8), latest_cost(state, settings, fp32)
         numbers = {"int8_value": objective_value_of(state, settings, int8),
                    "fp32_value": objective_value_of(state, settings, fp32)}
-        if ci < cf:
-            state.decide(int8, "fallback", "not needed", f"the best int8 on {target} is faster than its fp32",
-                         **numbers)
+        if clearly_faster(state, settings, int8, fp32):
+            state.decide(int8, "fallback", "not needed", f"the best int8 on {target} is faster than its fp32 (their "
+                         "95% intervals apart)", **numbers)
             continue
         q = int8.spec.quantize
         if q is None or q.quantizer != "ort":

@@ -732,8 +732,11 @@ def _ab_once(state: State, settings: TuneSettings, what: str, a: Candidate, b: C
                  ("error", "not run")), None)
     if done is not None:
         if done["a"] == a.cid:
-            done["what"] = what
-            return done
+            if done.get("what") == what:
+                return done
+            res = {**done, "what": what, "reason": f"{done.get('reason')} (the rounds of '{done.get('what')}')"}
+            state.ab.append(res)
+            return res
         res = flipped(done, what)  # measured the other way round: the same rounds, read from B's side
         state.ab.append(res)
         return res
