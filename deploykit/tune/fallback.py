@@ -15,13 +15,13 @@ from typing import Callable
 
 from deploykit.core.errors import DeployKitError
 from deploykit.tune.search import (MIN_RUNG_S, Candidate, Runner, State, TuneSettings, ab_reserve, cell_of,
-                                   check_measure, cost, judge_checks, objective_value, overhead, row_of, rung_measure,
+                                   check_measure, cost, extra_rung, judge_checks, objective_value, overhead, row_of,
                                    _num)
 from deploykit.tune.space import with_exclude
 
 Say = Callable[[str], None]
 MAX_SETS = 3  # exclude sets tried per target
-EXPLAIN_ITERATIONS = 20
+EXPLAIN_ITERATIONS = 10
 
 
 def last_rung(state: State) -> tuple[str, float] | None:
@@ -153,39 +153,7 @@ def run_fallback(state: State, runner: Runner, settings: TuneSettings, ranked: l
 
     runner.run(cells, limit_s=check_limit)
     kept = judge_checks(state, settings, new, stage=stage)
-    race = ranked + kept
-    k = int(last[0][4:]) + 1
-    rung = f"rung{k}"
-    t = rung_s or last[1]
-    prev = next((s for s in state.stages if s.get("stage") == rung), None)
-    if prev is not None:
-        t = prev["seconds"]
-    if not any(s.get("stage") == rung for s in state.stages):
-        state.stages.append({"stage": rung, "seconds": t, "planned_overhead_s": overhead(state),
-                             "candidates": len(race), "why": "fallback"})
-    rcells = [cell_of(c, replace(c.spec, measure=rung_measure(settings, c.spec, t)), rung) for c in race]
-
-    def rung_limit(cell) -> float | None:
-        left = settings.budget_s - state.elapsed() - ab_reserve(state, settings) / 2
-        return None if left < overhead(state) + t else (overhead(state) + t) * 4
-
-    runner.run(rcells, limit_s=rung_limit)
-    measured = [c for c in race if (row_of(state, rung, c) or {}).get("status") == "ok"
-                and math.isfinite(cost(row_of(state, rung, c), settings))]
-    if len(measured) < len(race):  # a cut rung ranks nothing fairly: the halving's ranking stands, plus what ran
-        for c in race:
-            if c not in measured:
-                state.decide(c, rung, "not timed", "the fallback rung did not measure it (budget or failure)")
-        if not any(c in measured for c in kept):
-            return ranked
-    measured.sort(key=lambda c: cost(row_of(state, rung, c), settings))
-    for i, c in enumerate(measured):
-        r = row_of(state, rung, c) or {}
-        state.decide(c, rung, "final", f"rank {i + 1} of {len(measured)} in the fallback rung (every candidate still "
-                     "in the race, and the fallback sets that passed their checks)", rank=i + 1,
-                     value=objective_value(r, settings), ci_low_ms=_num(r.get("ci_low_ms")),
-                     ci_high_ms=_num(r.get("ci_high_ms")))
-    return measured + [c for c in ranked if c not in measured]
+    return extra_rung(state, runner, settings, ranked + kept, rung_s, "fallback", keep=ranked, must=kept)
 
 
 def objective_value_of(state: State, settings: TuneSettings, c: Candidate) -> float | None:

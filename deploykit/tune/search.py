@@ -533,6 +533,59 @@ def halving(state: State, runner: Runner, settings: TuneSettings, survivors: lis
     return sorted(alive, key=lambda c: last.get(c.cid, math.inf))
 
 
+def extra_rung(state: State, runner: Runner, settings: TuneSettings, race: list[Candidate], seconds: float | None,
+               why: str, *, keep: list[Candidate], must: list[Candidate] | None = None) -> list[Candidate]:
+    """One more rung for ``race`` after the halving (the fallback sets beside every candidate still in it, or the
+    time left spent on the last ones): every candidate measured again, the same ``seconds`` each, and ranked by it.
+    A rung the budget cuts short ranks nothing fairly: ``keep`` (the ranking so far) stands then, plus what ran of
+    ``must``."""
+    rungs = [s for s in state.stages if str(s.get("stage", "")).startswith("rung") and "seconds" in s]
+    k = max((int(s["stage"][4:]) for s in rungs), default=-1) + 1
+    prev_seconds = max(rungs, key=lambda s: int(s["stage"][4:]))["seconds"] if rungs else MIN_RUNG_S
+    rung = f"rung{k}"
+    done = next((s for s in state.stages if s.get("stage") == rung), None)
+    t = done["seconds"] if done is not None else (seconds or prev_seconds)
+    if done is None:
+        state.stages.append({"stage": rung, "seconds": t, "planned_overhead_s": overhead(state),
+                             "candidates": len(race), "why": why})
+    cells = [cell_of(c, replace(c.spec, measure=rung_measure(settings, c.spec, t)), rung) for c in race]
+
+    def limit(cell: TuneCell) -> float | None:
+        left = settings.budget_s - state.elapsed() - ab_reserve(state, settings) / 2
+        return None if left < overhead(state) + t else (overhead(state) + t) * 4
+
+    runner.run(cells, limit_s=limit)
+    measured = [c for c in race if (row_of(state, rung, c) or {}).get("status") == "ok"
+                and math.isfinite(cost(row_of(state, rung, c), settings))]
+    if len(measured) < len(race):
+        for c in race:
+            if c not in measured:
+                state.decide(c, rung, "not timed", f"the {why} rung did not measure it (budget or failure)")
+        if must is None or not any(c in measured for c in must):
+            return keep
+    measured.sort(key=lambda c: cost(row_of(state, rung, c), settings))
+    for i, c in enumerate(measured):
+        r = row_of(state, rung, c) or {}
+        state.decide(c, rung, "final", f"rank {i + 1} of {len(measured)} in the {why} rung (every candidate still "
+                     "in the race measured again)", rank=i + 1, value=objective_value(r, settings),
+                     ci_low_ms=_num(r.get("ci_low_ms")), ci_high_ms=_num(r.get("ci_high_ms")))
+    return measured + [c for c in keep if c not in measured]
+
+
+def spend_the_rest(state: State, runner: Runner, settings: TuneSettings, ranked: list[Candidate]) -> list[Candidate]:
+    """Time left beyond the A/B's share after the halving (and the fallback stage): one more, longer rung for the
+    best few (at most four), so that the winner is chosen on the longest measurement the budget allows."""
+    race = ranked[:4]
+    if len(race) < 2:
+        return ranked
+    o = overhead(state)
+    left = settings.budget_s - state.elapsed() - ab_reserve(state, settings)
+    t = min(settings.max_rung_s, left / len(race) - o)
+    if t < 2 * MIN_RUNG_S:
+        return ranked
+    return extra_rung(state, runner, settings, race, t, "time left", keep=ranked)
+
+
 def _inv(c: float, settings: TuneSettings) -> float:
     return c if settings.lower_is_better else (1.0 / c if c else math.nan)
 
@@ -719,6 +772,8 @@ def run_tune(base: RunSpec, space: SpaceSettings, settings: TuneSettings, out: P
     ranked = halving(state, runner, settings, survivors) if survivors else []
     if extra_stage is not None and ranked:
         ranked = extra_stage(state, runner, ranked)
+    if ranked:
+        ranked = spend_the_rest(state, runner, settings, ranked)
     result = finish(state, settings, ranked, say)
     save(state, settings, base, space)
     return result
