@@ -62,6 +62,9 @@ def parse_budget(text: str) -> float:
               help="Calibration methods the int8 candidates try (repeat) [default: minmax, percentile].")
 @click.option("--graph-opt", "graph_opts", multiple=True, type=click.Choice(["disable", "basic", "extended"]),
               help="ONNX Runtime graph optimisation levels to try besides its default 'all' (repeat).")
+@click.option("--max-candidates", type=POSITIVE, default=None,
+              help="Search at most this many candidates: every target's default fp32 and int8, and a seeded sample "
+                   "of the others [default: all].")
 @click.option("--no-fallback", is_flag=True,
               help="Do not try int8 candidates with float fallback sets (from the per-layer profiles).")
 @click.option("--executor", type=click.Choice(["local", "slurm"]), default="local", show_default=True,
@@ -76,8 +79,8 @@ def parse_budget(text: str) -> float:
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of inputs and samples.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result (tune.json's answer) as JSON.")
 def command(model, objective, targets, budget, max_drop, eval_data, eval_size, max_memory, latency_bound, threads,
-            resolution, weights, pretrained, calib_data, calib_size, calib_methods, graph_opts, no_fallback,
-            executor, slurm_partition, out, resume, models_dir, seed, as_json):
+            resolution, weights, pretrained, calib_data, calib_size, calib_methods, graph_opts, max_candidates,
+            no_fallback, executor, slurm_partition, out, resume, models_dir, seed, as_json):
     """Find the fastest variant of MODEL that keeps its accuracy: every available target (or -t), every precision
     this machine runs (bf16 only where the CPU has it), int8 with each softmax path, calibration method and
     quantizer, and the targets' settings. Each candidate is built and checked once (fidelity floors, or the
@@ -124,10 +127,12 @@ def command(model, objective, targets, budget, max_drop, eval_data, eval_size, m
     if out is None:
         stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(model).stem if model.endswith(".onnx") else model)
         out = default_reports_dir() / "tune" / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-    execute(base, space, settings, out, resume=resume, fallback=not no_fallback, as_json=as_json)
+    execute(base, space, settings, out, resume=resume, fallback=not no_fallback, as_json=as_json,
+            max_candidates=max_candidates)
 
 
-def execute(base, space, settings, out: Path, *, resume: bool, fallback: bool, as_json: bool) -> None:
+def execute(base, space, settings, out: Path, *, resume: bool, fallback: bool, as_json: bool,
+            max_candidates: int | None = None) -> None:
     from rich.markup import escape
 
     from deploykit.bench.plan import plan_runs
@@ -135,7 +140,7 @@ def execute(base, space, settings, out: Path, *, resume: bool, fallback: bool, a
     from deploykit.core.atomic import ensure_dir
     from deploykit.tune import output
     from deploykit.tune.search import run_tune
-    from deploykit.tune.space import generate
+    from deploykit.tune.space import generate, sample
 
     err = stderr_console()
 
@@ -145,6 +150,7 @@ def execute(base, space, settings, out: Path, *, resume: bool, fallback: bool, a
     cands = generate(base, space)
     if not cands:
         raise UsageError("no candidate to tune: none of the targets runs a precision this machine has")
+    cands, left_out = sample(cands, max_candidates, settings.seed)
     # every check that needs no measurement, before the first cell (unknown model or target: exit 2 / 3)
     if settings.executor == "local":  # on Slurm the nodes decide what runs there (as a sweep's cells)
         plan_runs([c.spec for c in cands if c.role == "fp32-default"] or [cands[0].spec])
@@ -155,7 +161,8 @@ def execute(base, space, settings, out: Path, *, resume: bool, fallback: bool, a
         extra = fallback_stage(settings, say)
     ensure_dir(out)
     with folder_lock(out, "tune folder"):
-        result = run_tune(base, space, settings, out, resume=resume, say=say, candidates=cands, extra_stage=extra)
+        result = run_tune(base, space, settings, out, resume=resume, say=say, candidates=cands, extra_stage=extra,
+                          left_out=left_out)
         spec_path = output.write_spec(result.state, result)
         gate_path, gate_why = output.write_gate(result.state, result, settings)
         result.state.result["files"] = {"spec": str(spec_path) if spec_path else None,

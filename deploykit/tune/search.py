@@ -727,6 +727,7 @@ class TuneResult:
 
 def run_tune(base: RunSpec, space: SpaceSettings, settings: TuneSettings, out: Path, *, resume: bool = False,
              say: Say | None = None, candidates: list[Candidate] | None = None,
+             left_out: list[Candidate] | None = None,
              extra_stage: Callable[[State, Runner, list[Candidate]], list[Candidate]] | None = None) -> TuneResult:
     """The whole search into ``out`` (see the module docstring)."""
     from deploykit.core.atomic import ensure_dir
@@ -765,6 +766,9 @@ def run_tune(base: RunSpec, space: SpaceSettings, settings: TuneSettings, out: P
     state.runs.append({"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "resumed": prev is not None,
                        "budget_s": settings.budget_s})
     runner = Runner(state, settings, base, space, say)
+    for c in left_out or []:
+        state.decide(c, "sample", "not sampled", "the space is bigger than --max-candidates: a seeded sample of the "
+                     "non-reference candidates is searched")
     save(state, settings, base, space)
     say(f"tune: {len(state.candidates)} candidates, budget {settings.budget_s:.0f} s")
     survivors = check_stage(state, runner, settings, base)

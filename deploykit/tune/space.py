@@ -243,6 +243,20 @@ def generate(base: RunSpec, st: SpaceSettings, *, isa: set[str] | None = None) -
     return first + second + rest
 
 
+def sample(cands: list[Candidate], limit: int | None, seed: int = 0) -> tuple[list[Candidate], list[Candidate]]:
+    """At most ``limit`` candidates when the space is bigger: every reference (each target's default fp32 and
+    int8) and a seeded uniform sample of the others, in the generated order; (kept, left out)."""
+    if limit is None or len(cands) <= limit:
+        return list(cands), []
+    import random
+
+    refs = [c for c in cands if c.role in ("fp32-default", "int8-default")]
+    others = [c for c in cands if c not in refs]
+    picked = set(id(c) for c in random.Random(seed).sample(others, max(0, limit - len(refs))))
+    kept = [c for c in cands if c in refs or id(c) in picked]
+    return kept, [c for c in cands if c not in kept]
+
+
 def with_exclude(c: Candidate, exclude: tuple[str, ...]) -> Candidate:
     """Int8 candidate ``c`` with the graph nodes ``exclude`` left in float (a fallback set)."""
     q = c.spec.quantize

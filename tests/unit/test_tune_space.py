@@ -147,3 +147,15 @@ def test_report_escapes_what_it_did_not_write(tmp_path: Path):
     assert "<script>" not in text and "&lt;script&gt;" in text
     assert "<img src=x>" not in text and "<b>winner" not in text
     assert "default-src 'none'" in text and not math.isnan(res.wall_s)
+
+
+def test_a_space_too_big_is_sampled_keeping_the_references():
+    from deploykit.tune.space import sample
+
+    cands = generate(RunSpec(model="deit_tiny", resolution=32), _space("ort", "openvino"), isa={"avx512_bf16"})
+    kept, out = sample(cands, 6, seed=0)
+    refs = {c.cid for c in cands if c.role in ("fp32-default", "int8-default")}
+    assert len(kept) == 6 and refs <= {c.cid for c in kept}
+    assert {c.cid for c in kept} | {c.cid for c in out} == {c.cid for c in cands} and not set(kept) & set(out)
+    assert [c.cid for c in sample(cands, 6, seed=0)[0]] == [c.cid for c in kept]  # seeded
+    assert sample(cands, None)[0] == cands
