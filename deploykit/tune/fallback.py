@@ -94,10 +94,17 @@ def run_fallback(state: State, runner: Runner, settings: TuneSettings, ranked: l
                          "95% intervals apart)", **numbers)
             continue
         q = int8.spec.quantize
-        if q is None or q.quantizer != "ort":
-            state.decide(int8, "fallback", "not tried", "float fallback sets are built by the ONNX Runtime "
-                         f"quantizer; this int8 is {q.quantizer if q else 'not quantized here'}'s", **numbers)
-            continue
+        if q is None or q.quantizer != "ort":  # exclude sets are the ONNX Runtime quantizer's: its best int8 here
+            alt = next((c for c in ranked if c.spec.int8 and c.target == target and c.spec.quantize is not None
+                        and c.spec.quantize.quantizer == "ort"), None)
+            if alt is None:
+                state.decide(int8, "fallback", "not tried", "float fallback sets are built by the ONNX Runtime "
+                             f"quantizer; this int8 is {q.quantizer if q else 'not quantized here'}'s and no ONNX "
+                             "Runtime int8 is left in the race on this target", **numbers)
+                continue
+            state.decide(int8, "fallback", "base", f"float fallback sets are built by the ONNX Runtime quantizer: "
+                         f"they start from {alt.label()} (this int8 is {q.quantizer if q else '?'}'s)", **numbers)
+            int8 = alt
         left = settings.budget_s - state.elapsed() - ab_reserve(state, settings)
         o = overhead(state)
         n_sets, t_fb, fixed = 0, 0.0, 0.0
