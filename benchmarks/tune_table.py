@@ -47,7 +47,8 @@ def rows_of(doc: dict) -> list[list[str]]:
         settings = ", ".join(f"{k}={v}" for k, v in sorted((c.get("settings") or {}).items()) if k != "threads")
         acc = (f"{_f(p['drop_points'])} pts" if p and p.get("drop_points") is not None
                else (p or {}).get("fidelity") or "not timed")
-        out.append([doc["model"], role, c["target"], c["precision"], c.get("softmax") or "-",
+        prec = c["precision"] if c["precision"] != "int8" else f"int8 ({c.get('quantizer')}, {c.get('calib_method')})"
+        out.append([doc["model"], role, c["target"], prec, c.get("softmax") or "-",
                     str(len(c.get("fallback") or [])) if c["precision"] == "int8" else "-", settings or "-",
                     f"{_f(p['p50_ms'])} [{_f(p['ci_low_ms'])}, {_f(p['ci_high_ms'])}] ({p['stage']})" if p else
                     "dropped / not timed", acc, "; ".join(verdicts) or "-"])
