@@ -801,7 +801,7 @@ def _ab_once(state: State, settings: TuneSettings, what: str, a: Candidate, b: C
         return res
     left = settings.budget_s - state.elapsed()
     least = ab_cost(state)
-    if left < least:  # an A/B that cannot fit is not started: the budget holds
+    if left < least and a.cid != b.cid:  # an A/B that cannot fit is not started (one run against itself costs nothing)
         res = {"what": what, "a": a.cid, "a_label": a.label(), "b": b.cid, "b_label": b.label(),
                "outcome": "not run", "verdict": "not run",
                "reason": f"the budget left ({max(left, 0):.0f} s) is below an A/B (~{least:.0f} s)"}
