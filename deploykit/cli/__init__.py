@@ -109,6 +109,7 @@ SHORT_HELP = {
     "sweep": "Run a matrix of models x targets x settings.",
     "targets": "Show every target, whether it works here, and why not.",
     "train": "Train a registry model on a labelled folder (CPU, seeded).",
+    "tune": "Find the fastest variant that keeps its accuracy, proven A/B.",
 }
 
 
@@ -151,6 +152,9 @@ def _register() -> None:
     from deploykit.cli import cache_cmd  # the artifact store: list and prune
 
     cli.add_command(cache_cmd.command)
+    from deploykit.cli import tune_cmd  # the search for the fastest variant that keeps its accuracy
+
+    cli.add_command(tune_cmd.command)
     for name, cmd in cli.commands.items():
         cmd.short_help = SHORT_HELP.get(name, cmd.short_help)
 

@@ -103,14 +103,9 @@ def _resolve(ref: str, *, batch: int, resolution: int | None, export: ExportConf
     if quantize is not None:
         path = Path(quantize(ref, batch, resolution, export, progress))
         reader = (readers or {}).get(path.suffix)
-        if path.suffix != ".onnx" and reader is not None:  # NNCF's IR, on the target that reads it
-            resolved = _resolve_native(path, batch, None, reader)
-            manifest, _ = artifacts.manifest_problem(path)  # the builder has just checked it against the files
-            if manifest is not None:
-                resolved = replace(resolved, label=manifest["settings"]["model"], manifest=manifest,
-                                   **_from_manifest(manifest, manifest["settings"]["model"]))
-        else:
-            resolved = _resolve_file(path, batch, None)
+        if path.suffix != ".onnx" and reader is not None:  # NNCF's OpenVINO IR, for the target that reads it
+            return _native_artifact(path, batch, reader, ref)
+        resolved = _resolve_file(path, batch, None)
         if resolved.manifest is not None and resolved.manifest["settings"].get("model") in MODELS:
             resolved.kind = "registry"
         return resolved
@@ -147,6 +142,22 @@ def _resolve_native(path: Path, batch: int, resolution: int | None, reader: Nati
                     h.update(chunk)
     return ResolvedModel(label=path.stem, kind="native-file", path=path, sha256=h.hexdigest(), input_name=name,
                          input_shape=shape, input_dtype=dtype, precision=precision)
+
+
+def _native_artifact(path: Path, batch: int, reader: NativeReader, ref: str) -> ResolvedModel:
+    """An int8 artifact in a target's own format (NNCF's IR) as the target reads it, with its manifest's facts
+    (precision, preprocessing, the fp32 file it was made from)."""
+    resolved = _resolve_native(path, batch, None, reader)
+    manifest, _problem = artifacts.manifest_problem(path)
+    if manifest is not None:
+        resolved.manifest = manifest
+        resolved.label = manifest.get("settings", {}).get("model") or resolved.label
+        resolved.precision = manifest.get("settings", {}).get("precision") or resolved.precision
+        for k, v in _from_manifest(manifest, ref).items():
+            setattr(resolved, k, v)
+        if manifest.get("settings", {}).get("model") in MODELS:
+            resolved.kind = "registry"
+    return resolved
 
 
 def _resolve_file(path: Path, batch: int, resolution: int | None) -> ResolvedModel:

@@ -70,6 +70,9 @@ def test_every_json_command_prints_only_json_on_stdout(tmp_path):
     (spec_file,) = sweep_dir.glob("cells/*/spec.json")  # the cell's run spec, run again by hand
     run("run", str(spec_file), "--no-save")
     assert ran["run"][0]["run_spec"] == json.loads(spec_file.read_text())  # a latency spec: bench's list
+    run("tune", onnx, "-t", "ort", "--threads", "1", "--budget", "40s", "--calib-method", "minmax", "--calib-size",
+        "8", "-o", str(tmp_path / "tune"))
+    assert ran["tune"]["winner"] is not None and ran["tune"]["budget_s"] == 40
     run("loadgen", onnx, "-t", "ort", "--scenario", "singlestream", "--duration", "0.3", "--threads", "1",
         "--calibration-time", "0.2", "--no-save")
     run("cache list")
