@@ -73,6 +73,10 @@ def test_every_json_command_prints_only_json_on_stdout(tmp_path):
     run("tune", onnx, "-t", "ort", "--threads", "1", "--budget", "40s", "--calib-method", "minmax", "--calib-size",
         "8", "-o", str(tmp_path / "tune"))
     assert ran["tune"]["winner"] is not None and ran["tune"]["budget_s"] == 40
+    run("explain", onnx, "--b", "precision=int8", "-t", "ort", "--threads", "1", "--calib-data", "synthetic",
+        "--calib-size", "8", "--iterations", "3")
+    e = ran["explain"]
+    assert sum(e["buckets"].values()) == pytest.approx(e["delta_ms"], abs=1e-6), e["buckets"]
     run("loadgen", onnx, "-t", "ort", "--scenario", "singlestream", "--duration", "0.3", "--threads", "1",
         "--calibration-time", "0.2", "--no-save")
     run("cache list")
