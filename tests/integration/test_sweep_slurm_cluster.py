@@ -210,8 +210,15 @@ def test_ctrl_c_cancels_the_sweeps_own_jobs_and_no_other(cluster, env, tmp_path)
         assert proc.returncode == 130, stderr
         assert stderr.strip().splitlines()[-1].startswith("error: sweep interrupted by SIGINT") and "Traceback" not in stderr
         assert f"slurm: cancelled the 2 jobs of this sweep that had not finished: {' '.join(sorted(ours))}" in stderr
-        states = dict(ln.split("|")[::2] for ln in squeue(cluster, "%i|%j|%T", "--states=all"))
-        assert all(states.get(j, "CANCELLED") == "CANCELLED" for j in ours), states
+        # a running job being killed passes through COMPLETING first (slow on a loaded node): wait for it to settle
+        deadline = time.monotonic() + 60
+        while True:
+            states = dict(ln.split("|")[::2] for ln in squeue(cluster, "%i|%j|%T", "--states=all"))
+            if not any(states.get(j) in ("COMPLETING", "RUNNING", "PENDING") for j in ours) or \
+                    time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert all(states.get(j, "CANCELLED") == "CANCELLED" for j in ours), {j: states.get(j) for j in ours}
         assert states[other] in ("PENDING", "RUNNING"), states  # the other job lives on
         assert not out.joinpath("results.parquet").exists() or len(read_results(out)) == 0
     finally:
