@@ -148,3 +148,25 @@ PartitionName={partition} Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSu
     except Exception:
         cluster.stop()
         raise
+
+
+def running_cluster(tmp_path_factory, what: str):
+    """A module fixture's body: the one-node cluster for ``what`` (the tests it serves), skipped with the reason
+    printed where it cannot start; on teardown every job still known is cancelled and the daemons stopped."""
+    import pytest
+
+    reason = unavailable_reason()
+    if reason is not None:
+        print(f"\nskipping {what}: {reason}")
+        pytest.skip(reason)
+    c = start_cluster(tmp_path_factory.mktemp("slurm"))
+    try:
+        yield c
+    finally:
+        print(f"\nstopping the test cluster (PIDs {c.pids})")
+        p = subprocess.run(["squeue", "-h", "-r", "-o", "%i"], env={**os.environ, **c.env}, capture_output=True,
+                           text=True, timeout=60)
+        jobs = [ln.strip() for ln in p.stdout.splitlines() if ln.strip()]
+        if jobs:
+            subprocess.run(["scancel", *jobs], env={**os.environ, **c.env}, capture_output=True, timeout=60)
+        c.stop()

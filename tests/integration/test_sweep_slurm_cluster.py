@@ -20,7 +20,7 @@ import pytest
 from deploykit.report.results import read_results
 from deploykit.runtimes.base import get_runtime
 from tests.conftest import run_cli
-from tests.slurm_cluster import start_cluster, unavailable_reason
+from tests.slurm_cluster import running_cluster
 
 pytestmark = pytest.mark.slow
 
@@ -30,19 +30,7 @@ TARGETS = ["ort", "openvino"] if get_runtime("openvino").availability().availabl
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    reason = unavailable_reason()
-    if reason is not None:
-        print(f"\nskipping the Slurm tests: {reason}")
-        pytest.skip(reason)
-    c = start_cluster(tmp_path_factory.mktemp("slurm"))
-    try:
-        yield c
-    finally:
-        print(f"\nstopping the test cluster (PIDs {c.pids})")
-        jobs = squeue(c, "%i")
-        if jobs:
-            subprocess.run(["scancel", *jobs], env={**os.environ, **c.env}, capture_output=True, timeout=60)
-        c.stop()
+    yield from running_cluster(tmp_path_factory, "the Slurm tests")
 
 
 @pytest.fixture(scope="module")

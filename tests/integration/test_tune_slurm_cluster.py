@@ -5,34 +5,18 @@ its answer are the same as a local tune's."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 
 import pytest
 
 from tests.conftest import run_cli
-from tests.slurm_cluster import start_cluster, unavailable_reason
+from tests.slurm_cluster import running_cluster
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    reason = unavailable_reason()
-    if reason is not None:
-        print(f"\nskipping the Slurm tune test: {reason}")
-        pytest.skip(reason)
-    c = start_cluster(tmp_path_factory.mktemp("slurm-tune"))
-    try:
-        yield c
-    finally:
-        print(f"\nstopping the test cluster (PIDs {c.pids})")
-        p = subprocess.run(["squeue", "-h", "-o", "%i"], env={**os.environ, **c.env}, capture_output=True, text=True,
-                           timeout=60)
-        jobs = [ln.strip() for ln in p.stdout.splitlines() if ln.strip()]
-        if jobs:
-            subprocess.run(["scancel", *jobs], env={**os.environ, **c.env}, capture_output=True, timeout=60)
-        c.stop()
+    yield from running_cluster(tmp_path_factory, "the Slurm tune test")
 
 
 def test_tune_through_slurm(cluster, tmp_path):
