@@ -137,3 +137,16 @@ def assert_clean_error(proc_or_result, code: int, *needles: str, alone: bool = T
 
 def files_under(path: Path) -> list[Path]:
     return sorted(p for p in Path(path).rglob("*") if p.is_file()) if Path(path).exists() else []
+
+
+def train_on_digits(root: Path, *, epochs: int, size: int = 32) -> tuple[Path, dict]:
+    """scikit-learn's digits written as a folder under ``root`` and a ResNet-18 trained on its train split (seeded,
+    2 threads): (the data folder, the training description); the checkpoint is ``root / "r18.pt"``."""
+    from deploykit.datasets.builtin import write_digits
+    from deploykit.train.classifier import TrainConfig, train
+
+    data = root / "digits"
+    write_digits(data, size=size, seed=0)
+    desc = train(TrainConfig(model="resnet18", data=str(data), resolution=size, epochs=epochs, seed=0, threads=2),
+                 root / "r18.pt")
+    return data, desc

@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import run_cli, train_on_digits
 
 pytestmark = pytest.mark.slow
 
@@ -18,14 +18,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """Digits at 32 px and a ResNet-18 trained on them for one epoch (~75% val top-1; ~25 s on 2 quiet cores)."""
-    from deploykit.datasets.builtin import write_digits
-    from deploykit.train.classifier import TrainConfig, train
-
     root = tmp_path_factory.mktemp("acc")
-    data = root / "digits"
-    write_digits(data, size=32, seed=0)
-    desc = train(TrainConfig(model="resnet18", data=str(data), resolution=32, epochs=1, seed=0, threads=2),
-                 root / "r18.pt")
+    data, desc = train_on_digits(root, epochs=1)
     return root, data, desc
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, assert_clean_error, run_cli
+from tests.conftest import REPO, assert_clean_error, run_cli, train_on_digits
 
 pytestmark = pytest.mark.slow
 
@@ -24,13 +24,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """Digits at 32 px and a ResNet-18 trained on them (seconds on 2 cores), and a store for the module."""
-    from deploykit.datasets.builtin import write_digits
-    from deploykit.train.classifier import TrainConfig, train
-
     root = tmp_path_factory.mktemp("tune")
-    data = root / "digits"
-    write_digits(data, size=32, seed=0)
-    train(TrainConfig(model="resnet18", data=str(data), resolution=32, epochs=2, seed=0, threads=2), root / "r18.pt")
+    data, _ = train_on_digits(root, epochs=2)
     return root, data
 
 
