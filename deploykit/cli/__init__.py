@@ -168,6 +168,9 @@ def _on_sigterm(signum, frame) -> None:
 
 
 def main() -> None:
+    # Ctrl-C / kill -INT stops every command cleanly, also when started as a background job of a script (whose
+    # shell ignores SIGINT for it, and Python keeps an inherited ignore): as the sweep's own handler does
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if hasattr(signal, "SIGTERM"):
         signal.signal(signal.SIGTERM, _on_sigterm)
     cli.main()
