@@ -225,6 +225,7 @@ def load_side(label: str, model, runtime_cls, options, *, seed: int = 0, check_o
     else:
         x = make_input(model.input_shape, seed, model.input_dtype)
     rt = runtime_cls(options)
+    rt.share_process()  # the other side is (or will be) loaded in this process too
     t0 = now_ns()
     rt.load(ModelInput(model.path, model.input_name, model.input_shape, model.input_dtype, manifest=model.manifest,
                        precision=model.precision))

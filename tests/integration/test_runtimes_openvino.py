@@ -252,3 +252,23 @@ def test_the_compile_child_ignores_modules_in_the_working_directory(tmp_path, mo
     (user / "openvino.py").write_text("import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)\n")
     monkeypatch.chdir(user)
     check_compiles(path, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})  # no "OpenVINO crashed" error
+
+
+def test_a_model_sharing_its_process_with_another_is_not_pinned_to_cores(resnet18_64):
+    """Both sides of an interleaved A/B (gate, tune) load in one process: OpenVINO pins a compiled model's threads
+    and marks those cores used, so each side is compiled with pinning off, read back from the compiled model."""
+    from deploykit.bench.interleave import load_side
+    from deploykit.export.source import resolve_model
+    from deploykit.runtimes.openvino import OpenVinoRuntime
+
+    model = resolve_model(str(resnet18_64.path), batch=1, resolution=None)
+    opts = RuntimeOptions(precision="fp32", threads=2)
+    a = load_side("A", model, OpenVinoRuntime, opts)
+    b = load_side("B", model, OpenVinoRuntime, opts)
+    try:
+        assert a.info["cpu_pinning"] is False and b.info["cpu_pinning"] is False
+        a.side.infer(), b.side.infer()
+    finally:
+        a.close(), b.close()
+    alone = OpenVinoRuntime(opts)  # a bench run has the process to itself: OpenVINO's own choice stays
+    assert "ENABLE_CPU_PINNING" not in alone._config()
