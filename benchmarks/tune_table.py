@@ -1,7 +1,8 @@
 """The closing-note table of issue 22 from ``deploykit tune`` folders: per model, the default fp32 and default int8
 of each target and the tuned variant (target, precision, softmax, fallback set, settings), with the p50 and its
 95% CI (the last rung that measured it), the accuracy drop or fidelity, the A/B verdicts and the wall time against
-the budget.
+the budget. Each target's answer (ANSWER) is its tuned int8 where the A/B found it faster than that target's
+default fp32, else the default fp32: a tuned int8 that is not faster is shown, never shipped.
 
     python benchmarks/tune_table.py reports/tune/*-224/tune.json
 """
@@ -34,6 +35,14 @@ def rows_of(doc: dict) -> list[list[str]]:
             show.append((best, "tuned int8"))
         elif best is not None:
             show = [(cid, role + " = tuned int8" if cid == best else role) for cid, role in show]
+    # OpenVINO + NNCF next to the rest: its best-measured candidate, where the search had one and it is not shown yet
+    nncf = sorted((p["cost"], cid) for cid, p in pts.items() if cands[cid].get("quantizer") == "nncf"
+                  and isinstance(p.get("cost"), (int, float)))
+    if nncf and nncf[0][1] not in dict(show):
+        show.append((nncf[0][1], "best NNCF int8"))
+    # each target's answer: its tuned int8 where the A/B found it faster than the default fp32, else that fp32
+    answers = {t.get("answer"): tgt for tgt, t in (doc.get("per_target") or {}).items() if t.get("answer")}
+    show = [(cid, role + f" = ANSWER on {answers[cid]}" if cid in answers else role) for cid, role in show]
     if winner is not None:
         show = [(cid, role + " = WINNER" if cid == winner else role) for cid, role in show]
         if winner not in dict(show):

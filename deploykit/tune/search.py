@@ -890,25 +890,44 @@ def finish(state: State, settings: TuneSettings, ranked: list[Candidate], say: S
             winner, runner_up = runner_up, winner
             ranked = [winner, runner_up] + [c for c in ranked if c not in (winner, runner_up)]
     pairs: list[tuple[str, Candidate, Candidate]] = []
-    if winner is not None:
-        fp32 = next((c for c in state.candidates if c.role == "fp32-default" and c.target == winner.target), None)
+
+    def vs_own_fp32(w: Candidate | None) -> None:
+        fp32 = next((c for c in state.candidates if c.role == "fp32-default" and c.target == w.target), None) \
+            if w is not None else None
         if fp32 is not None:
-            pairs.append(("winner vs default fp32 (same target)", fp32, winner))
+            pairs.append(("winner vs default fp32 (same target)", fp32, w))
+
+    vs_own_fp32(winner)
+    if winner is not None:
         # the tuned (best) int8 of every target against that target's fp32
         for target in dict.fromkeys(c.target for c in ranked):
             best = next((c for c in ranked if c.spec.int8 and c.target == target), None)
             ref = next((f for f in state.candidates if f.role == "fp32-default" and f.target == target), None)
             if best is not None and ref is not None and best is not winner:
                 pairs.append((f"tuned int8 on {target} vs its default fp32", ref, best))
-    for i, (what, a, b) in enumerate(pairs):
+    demoted: list[Candidate] = []
+    i = 0
+    while i < len(pairs):
+        what, a, b = pairs[i]
         res = _ab_once(state, settings, what, a, b, len(pairs) - i, say)
-        if what.startswith("winner vs default fp32") and res.get("verdict") == "slower" and winner is not a:
-            # never an answer slower than the default fp32 on its own runtime: the default fp32 is the answer
+        i += 1
+        if what.startswith("winner vs default fp32") and res.get("verdict") == "slower" and winner is b \
+                and len(demoted) < 2:
+            # never an answer slower than the default fp32 on its own runtime: the next best of the ranking takes
+            # its place (that fp32, or a faster candidate on another target), and is proven against its own fp32
+            demoted.append(b)
+            rest = [c for c in ranked if c not in demoted]
+            if a not in rest:  # the fp32 left the race in a rung: what ranked above it there goes first
+                rest.append(a)
+            winner = rest[0]
+            runner_up = rest[1] if len(rest) > 1 else None
+            ranked = rest + demoted
             state.decide(b, "ab", "replaced", f"slower than the default fp32 on {b.target} in the A/B "
                          f"({res.get('reason')})")
-            state.decide(a, "ab", "chosen", f"the default fp32: faster than the rung's winner on {a.target}")
-            runner_up, winner = winner, a
-            ranked = [winner, runner_up] + [c for c in ranked if c not in (winner, runner_up)]
+            state.decide(winner, "ab", "chosen", f"the next best of the ranking once {b.label()} was replaced"
+                         + (" (the default fp32 it was slower than)" if winner is a else ""))
+            if winner is not a:
+                vs_own_fp32(winner)
     state.result["per_target"] = per_target(state, ranked)
     wall = state.elapsed()
     total = wall + sum(float(r.get("wall_s") or 0) for r in state.runs[:-1])

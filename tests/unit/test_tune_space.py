@@ -159,3 +159,32 @@ def test_a_space_too_big_is_sampled_keeping_the_references():
     assert {c.cid for c in kept} | {c.cid for c in out} == {c.cid for c in cands} and not set(kept) & set(out)
     assert [c.cid for c in sample(cands, 6, seed=0)[0]] == [c.cid for c in kept]  # seeded
     assert sample(cands, None)[0] == cands
+
+
+def test_a_winner_slower_than_its_own_fp32_gives_way_to_the_next_best_not_blindly_to_that_fp32(tmp_path: Path):
+    """As MobileViT-S at 224 px did: OpenVINO+NNCF int8 first in the last rung, tied with ORT fp32, but slower than
+    OpenVINO fp32 in their A/B -- the answer is ORT fp32 (the next best of the ranking), not the slower OpenVINO
+    fp32. The A/B verdicts are given as records (a resumed tune reuses them): nothing is measured here."""
+    from deploykit.tune.search import State, TuneSettings, finish
+
+    cands = generate(RunSpec(model="deit_tiny", resolution=32), _space("ort", "openvino"), isa=set())
+    ort_fp32 = next(c for c in cands if c.role == "fp32-default" and c.target == "ort")
+    ov_fp32 = next(c for c in cands if c.role == "fp32-default" and c.target == "openvino")
+    nncf = next(c for c in cands if c.spec.quantize is not None and c.spec.quantize.quantizer == "nncf")
+    state = State(out=tmp_path, candidates=cands)
+    state.runs.append({"started": "now"})
+
+    def rec(what, a, b, verdict, outcome):
+        return {"what": what, "a": a.cid, "a_label": a.label(), "b": b.cid, "b_label": b.label(),
+                "verdict": verdict, "outcome": outcome, "reason": verdict}
+
+    state.ab = [rec("winner vs runner-up", ort_fp32, nncf, "tie", "PASS"),
+                rec("winner vs default fp32 (same target)", ov_fp32, nncf, "slower", "REGRESSION")]
+    res = finish(state, TuneSettings(budget_s=10_000), [nncf, ort_fp32, ov_fp32], lambda m: None)
+    assert res.winner is ort_fp32 and res.state.result["ranked"][-1] == nncf.cid
+    d = {(x["candidate"], x["decision"]) for x in state.decisions if x["stage"] == "ab"}
+    assert (nncf.cid, "replaced") in d and (ort_fp32.cid, "chosen") in d
+    # the new winner proven against its own fp32: itself, a tie by construction (nothing measured)
+    last = [a for a in state.ab if a["what"] == "winner vs default fp32 (same target)"][-1]
+    assert last["b"] == ort_fp32.cid and last["verdict"] == "tie"
+    assert res.state.result["per_target"]["openvino"]["answer"] == ov_fp32.cid
