@@ -231,9 +231,9 @@ def synthetic(shape: tuple[int, ...], n: int, seed: int = 0) -> ImageSet:
 def refuse_overlap(held_out: ImageSet, calib_digests: list[str] | None, *, what: str = "--eval-data") -> None:
     """An ``InputError`` when images of ``held_out`` are among the calibration images (by their digests): accuracy
     measured on images the int8 ranges were fitted to is not a held-out accuracy."""
-    if not calib_digests:
+    if not isinstance(calib_digests, list) or not calib_digests:  # none recorded (or not a list: none usable)
         return
-    seen = set(calib_digests)
+    seen = {d for d in calib_digests if isinstance(d, str)}
     shared = [f for f, d in zip(held_out.files, held_out.digests()) if d in seen]
     if shared:
         raise InputError(f"{what}: {len(shared)} of its {len(held_out.files)} images calibrated this int8 model "

@@ -280,11 +280,13 @@ class Runtime(ABC):
         """Cheap checks of the options against this machine (e.g. the --device exists), run before any export
         or load so a wrong option fails in a second. Raise UsageError / UnavailableError."""
 
-    def share_process(self) -> None:  # noqa: B027 - optional hook
+    shared: bool = False  # set by share_process(): another model is loaded in this process too
+
+    def share_process(self) -> None:
         """Called before ``load`` when this model will share its process with another loaded model (each side of
         an interleaved A/B): a runtime whose defaults assume it has the process to itself (OpenVINO pins a
-        compiled model's threads to cores and marks them used) drops them, so that neither side runs on what the
-        other left."""
+        compiled model's threads to cores and marks them used) reads ``shared`` and drops them."""
+        self.shared = True
 
     @abstractmethod
     def load(self, model: ModelInput) -> None:

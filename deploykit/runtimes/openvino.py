@@ -290,7 +290,7 @@ class OpenVinoRuntime(Runtime):
             cfg["INFERENCE_PRECISION_HINT"] = self._precision_hint()
         if o.threads and self.device.startswith("CPU"):
             cfg["INFERENCE_NUM_THREADS"] = o.threads
-        if getattr(self, "_shared", False) and self.device.startswith("CPU"):
+        if self.shared and self.device.startswith("CPU"):
             # beside another model in this process (an A/B): OpenVINO's maintainers advise pinning off when several
             # compiled models share a process (it marks the cores a model's threads are pinned to as used)
             cfg["ENABLE_CPU_PINNING"] = False
@@ -299,9 +299,6 @@ class OpenVinoRuntime(Runtime):
         if tp.requests:
             cfg["PERFORMANCE_HINT_NUM_REQUESTS"] = tp.requests
         return cfg
-
-    def share_process(self) -> None:
-        self._shared = True
 
     def load(self, model: ModelInput) -> None:
         ov = require("openvino", "the openvino target")

@@ -104,3 +104,17 @@ def test_training_refuses_a_val_split_holding_training_images_by_content(digits,
         train(TrainConfig(model="resnet18", data=str(leaky), resolution=16, epochs=1, seed=0, threads=1),
               tmp_path / "w.pt")
     assert not (tmp_path / "w.pt").exists()
+
+
+def test_held_out_images_are_checked_against_calibration_digests_and_a_broken_record_is_no_check():
+    """refuse_overlap: an image whose digest calibrated the model is refused with one line naming it; a manifest
+    whose digests are not a list of strings (hand-edited, damaged) checks nothing rather than crashing."""
+    from deploykit.core.errors import InputError
+    from deploykit.quantize.calib import refuse_overlap, synthetic
+
+    imgs = synthetic((3, 8, 8), 4)
+    with pytest.raises(InputError, match=r"--eval-data: 1 of its 4 images calibrated this int8 model \(e.g. "
+                                         r"synthetic-2\)"):
+        refuse_overlap(imgs, ["0" * 16, imgs.digests()[2]])
+    for broken in (None, [], 5, "abc", [1, 2.5, None]):
+        refuse_overlap(imgs, broken)
