@@ -911,10 +911,11 @@ def finish(state: State, settings: TuneSettings, ranked: list[Candidate], say: S
         what, a, b = pairs[i]
         res = _ab_once(state, settings, what, a, b, len(pairs) - i, say)
         i += 1
-        if what.startswith("winner vs default fp32") and res.get("verdict") == "slower" and winner is b \
-                and len(demoted) < 2:
+        if what.startswith("winner vs default fp32") and res.get("verdict") == "slower" and winner is b:
             # never an answer slower than the default fp32 on its own runtime: the next best of the ranking takes
-            # its place (that fp32, or a faster candidate on another target), and is proven against its own fp32
+            # its place (that fp32, or a faster candidate on another target), and is proven against its own fp32;
+            # each turn demotes one candidate and the fp32 is never demoted, so it ends (A/Bs the budget cannot hold
+            # are not run, and "not run" demotes nothing)
             demoted.append(b)
             rest = [c for c in ranked if c not in demoted]
             if a not in rest:  # the fp32 left the race in a rung: what ranked above it there goes first

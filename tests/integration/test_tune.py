@@ -234,7 +234,7 @@ def test_server_objective_ranks_by_loadgen_peak_qps_within_the_latency_bound(tra
     for x in pts.values():
         row = doc["rows"][f"{x['stage']}:{x['id']}"]
         assert x["objective"] == pytest.approx(row["qps_achieved"])
-    assert all(a["metric"] == "throughput" for a in doc["ab"])
+    assert doc["ab"] and all(a["metric"] == "throughput" for a in doc["ab"])
     assert "server" in p.stdout
 
 

@@ -188,3 +188,32 @@ def test_a_winner_slower_than_its_own_fp32_gives_way_to_the_next_best_not_blindl
     last = [a for a in state.ab if a["what"] == "winner vs default fp32 (same target)"][-1]
     assert last["b"] == ort_fp32.cid and last["verdict"] == "tie"
     assert res.state.result["per_target"]["openvino"]["answer"] == ov_fp32.cid
+
+
+def test_demotions_go_on_until_the_answer_is_not_slower_than_its_own_fp32(tmp_path: Path):
+    """Three winners in a row each slower than their own target's fp32 in the A/B: the answer ends at a candidate no
+    A/B found slower than its fp32 (here ORT fp32), however many turns that takes."""
+    from deploykit.tune.search import State, TuneSettings, finish
+
+    cands = generate(RunSpec(model="deit_tiny", resolution=32), _space("ort", "openvino"), isa=set())
+    fp32 = {t: next(c for c in cands if c.role == "fp32-default" and c.target == t) for t in ("ort", "openvino")}
+    nncf = next(c for c in cands if c.spec.quantize is not None and c.spec.quantize.quantizer == "nncf")
+    ov_qdq = next(c for c in cands if c.target == "openvino" and c.spec.int8 and c.spec.quantize.quantizer == "ort")
+    ort_int8 = next(c for c in cands if c.target == "ort" and c.spec.int8)
+    state = State(out=tmp_path, candidates=cands)
+    state.runs.append({"started": "now"})
+
+    def rec(what, a, b, verdict, outcome):
+        return {"what": what, "a": a.cid, "a_label": a.label(), "b": b.cid, "b_label": b.label(),
+                "verdict": verdict, "outcome": outcome, "reason": verdict}
+
+    w = "winner vs default fp32 (same target)"
+    state.ab = [rec("winner vs runner-up", ov_qdq, nncf, "tie", "PASS"),
+                rec(w, fp32["openvino"], nncf, "slower", "REGRESSION"),
+                rec(w, fp32["openvino"], ov_qdq, "slower", "REGRESSION"),
+                rec(w, fp32["ort"], ort_int8, "slower", "REGRESSION")]
+    res = finish(state, TuneSettings(budget_s=10_000), [nncf, ov_qdq, ort_int8, fp32["ort"], fp32["openvino"]],
+                 lambda m: None)
+    assert res.winner is fp32["ort"]
+    replaced = [x["candidate"] for x in state.decisions if x["decision"] == "replaced"]
+    assert replaced == [nncf.cid, ov_qdq.cid, ort_int8.cid]
